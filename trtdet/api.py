@@ -1,0 +1,70 @@
+"""``trtdet.load``: the Python entry point that builds a detector for a model."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from trtdet.errors import ModelError, UsageError
+from trtdet.pipeline import Detector
+from trtdet.plugins import get_model, load_plugins
+from trtdet.resolve import adapt_spec, choose_backend, resolve_model_file
+
+
+def load(
+    model: str,
+    *,
+    weights: str | Path | None = None,
+    onnx: str | Path | None = None,
+    engine: str | Path | None = None,
+    backend: str = "auto",
+    device: str = "cpu",
+    conf: float | None = None,
+    iou: float | None = None,
+    batch: int = 1,
+    input_size: tuple[int, int] | None = None,
+) -> Detector:
+    """Build a detector for ``model`` from a checkpoint, ONNX, engine, or the shipped default.
+
+    Returns a callable: ``detector(image)`` -> ``Detections`` for one HWC uint8 BGR image,
+    ``detector([images])`` -> a list. ``conf``/``iou`` override the model's thresholds;
+    ``batch`` is the largest batch sent to the engine.
+    """
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"device: expected 'cpu' or 'cuda', got {device!r}")
+    if batch < 1:
+        raise UsageError(f"batch: expected >= 1, got {batch}")
+    pm = load_plugins()
+    spec = get_model(model).spec
+    overrides: dict[str, object] = {}
+    if conf is not None:
+        overrides["conf_threshold"] = float(conf)
+    if iou is not None:
+        overrides["iou_threshold"] = float(iou)
+    if input_size is not None:
+        overrides["input_size"] = tuple(input_size)
+    spec = dataclasses.replace(spec, **overrides) if overrides else spec
+    model_file = resolve_model_file(spec, weights=weights, onnx=onnx, engine=engine, input_size=input_size)
+    chosen = choose_backend(backend, model_file, device)
+    loaded = chosen.load(model_file, spec, device)
+    spec = adapt_spec(spec, loaded)
+    decoder = pm.hook.trtdet_decoder(model=spec, device=device)
+    if decoder is None:
+        raise ModelError(f"{model_file.path}: no installed plugin decodes model {spec.name!r}")
+    decoder.validate(loaded.output_shapes, str(model_file.path))
+    preprocessor = pm.hook.trtdet_preprocessor(model=spec, device=device)
+    synchronize = None
+    if device == "cuda":
+        import torch
+
+        synchronize = torch.cuda.synchronize
+    return Detector(
+        spec,
+        preprocessor,
+        loaded,
+        decoder,
+        device=device,
+        batch_size=batch,
+        model_source=str(model_file.path),
+        synchronize=synchronize,
+    )

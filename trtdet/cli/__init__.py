@@ -1,0 +1,1 @@
+"""The ``trtdet`` command line: one module per command, assembled in ``main``."""

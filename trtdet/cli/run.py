@@ -1,0 +1,112 @@
+"""``trtdet run``: detect on images, directories, videos, cameras or streams."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+import click
+
+from trtdet.cli.common import EXIT_INPUTS_FAILED, EXIT_OK, handle_errors, load_detector, model_options
+from trtdet.detections import Detections
+from trtdet.io.sources import Frame, Source, count_frames, expand_sources, iter_frames
+
+DEFAULT_SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.jpg"
+
+
+def _batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
+    """Group frames, keeping order; a batch holds at most ``size`` readable images."""
+    batch: list[Frame] = []
+    readable = 0
+    for frame in frames:
+        batch.append(frame)
+        readable += frame.image is not None
+        if readable >= size:
+            yield batch
+            batch, readable = [], 0
+    if batch:
+        yield batch
+
+
+def _summary(frame: Frame, detections: Detections, class_names: Sequence[str]) -> str:
+    counts: dict[str, int] = {}
+    for cls in detections.class_id.tolist():
+        label = class_names[cls] if 0 <= cls < len(class_names) else str(cls)
+        counts[label] = counts.get(label, 0) + 1
+    where = frame.name if frame.index is None else f"{frame.name}#{frame.index}"
+    found = ", ".join(f"{n} {label}" for label, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "nothing"
+    return f"{where}: {found}"
+
+
+@click.command("run")
+@model_options
+@click.option("--source", "-s", "sources", multiple=True, help="Image, directory, video, camera index or URL (repeatable).")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per engine call.")
+@click.option("--output", "-o", type=click.Path(file_okay=False), help="Write annotated images/videos here.")
+@click.option("--json", "json_path", help="Write detections as JSON lines to FILE, or - for stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summaries.")
+@handle_errors
+def run_command(model, weights, onnx_path, engine_path, backend, device, conf, input_size, sources, batch, output, json_path, quiet):
+    """Detect objects and report every input, good or bad (exit 2 if any input failed)."""
+    from tqdm import tqdm
+
+    from trtdet.io.sinks import AnnotatedMediaSink, JsonLinesSink, frame_record
+    from trtdet.plugins import get_model
+
+    spec = get_model(model).spec  # unknown models fail before any loading
+    detector = load_detector(model, weights, onnx_path, engine_path, backend, device, conf, input_size, batch)
+    provider = getattr(detector.engine, "providers", None)
+    if not quiet:
+        where = f" ({provider[0]})" if provider else ""
+        click.echo(f"{spec.name}: {detector.model_source} on {detector.backend}{where}, device {device}", err=True)
+    if not sources:
+        sample = detector.spec.sample_image() if detector.spec.sample_image else DEFAULT_SAMPLE
+        sources = (str(sample),)
+    expanded: list[Source] = expand_sources(sources)
+    total = count_frames(expanded)
+    class_names = detector.class_names
+    failed = 0
+    with ExitStack() as stack:
+        json_sink = None
+        if json_path == "-":
+            json_sink = JsonLinesSink(sys.stdout)
+        elif json_path:
+            json_sink = JsonLinesSink(stack.enter_context(open(json_path, "w", encoding="utf-8")))
+        media_sink = AnnotatedMediaSink(Path(output), class_names) if output else None
+        if media_sink is not None:
+            stack.callback(media_sink.close)
+        show_bar = not quiet and (total is None or total > 1)
+        bar = stack.enter_context(tqdm(total=total, disable=not show_bar, unit="img", file=sys.stderr, leave=False))
+        for frames in _batches(iter_frames(expanded), detector.batch_size):
+            good = [f for f in frames if f.image is not None]
+            try:
+                results = iter(detector.detect([f.image for f in good]))
+            except Exception as exc:  # an input the model chokes on: report, go on
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                for f in good:
+                    f.error = f"{f.name}: detection failed: {message}"
+                    f.image = None
+                results = iter(())
+            for frame in frames:
+                detections = next(results) if frame.image is not None else None
+                if frame.error:
+                    failed += 1
+                    bar.clear()
+                    click.echo(f"error: {frame.error}", err=True)
+                if json_sink is not None:
+                    json_sink.write(frame_record(frame, detections, class_names))
+                if detections is not None:
+                    if media_sink is not None:
+                        media_sink.write(frame, detections)
+                    if json_path != "-" and not quiet and frame.index is None:
+                        bar.clear()
+                        click.echo(_summary(frame, detections, class_names))
+                bar.update(1)
+    if media_sink is not None and not quiet:
+        click.echo(f"annotated output: {Path(output)}", err=True)
+    if failed:
+        click.echo(f"{failed} input(s) failed", err=True)
+        sys.exit(EXIT_INPUTS_FAILED)
+    sys.exit(EXIT_OK)

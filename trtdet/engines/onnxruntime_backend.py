@@ -1,0 +1,90 @@
+"""Built-in plugin: the ONNX Runtime engine backend (CPU; CUDA execution provider when present)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trtdet.engines.base import Engine, EngineBackend, ModelFile, Shape
+from trtdet.errors import ModelError
+from trtdet.hookspecs import hookimpl
+from trtdet.model import ModelSpec
+
+
+def _dim(value: Any) -> int | str | None:
+    return value if isinstance(value, (int, str)) else None
+
+
+class OnnxRuntimeEngine:
+    """An ONNX model in an ``onnxruntime.InferenceSession``; numpy in, numpy out."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, path: Path, providers: list[str]) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception as exc:  # onnxruntime raises several unrelated types
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"{path}: onnxruntime cannot load it: {first_line}") from exc
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelError(f"{path}: expected 1 image input, got {len(inputs)}: {[i.name for i in inputs]}")
+        self.path = path
+        self.input_name = inputs[0].name
+        self.input_shape: Shape = tuple(_dim(d) for d in inputs[0].shape)
+        self.output_shapes: dict[str, Shape] = {
+            o.name: tuple(_dim(d) for d in o.shape) for o in self.session.get_outputs()
+        }
+        batch = self.input_shape[0] if self.input_shape else None
+        self.max_batch: int | None = batch if isinstance(batch, int) else None
+        self.providers = self.session.get_providers()
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self._output_names = list(self.output_shapes)
+        self._dtype = np.float16 if "float16" in inputs[0].type else np.float32
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        batch = np.ascontiguousarray(batch, dtype=self._dtype)
+        results = self.session.run(self._output_names, {self.input_name: batch})
+        return {name: np.asarray(value, dtype=np.float32) for name, value in zip(self._output_names, results, strict=True)}
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]
+
+
+class OnnxRuntimeBackend:
+    """Runs ``.onnx`` files with ONNX Runtime."""
+
+    name = "onnxruntime"
+    priority = 10
+    file_kinds = ("onnx",)
+
+    def unavailable_reason(self, device: str) -> str | None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return "onnxruntime is not installed (pip install onnxruntime)"
+        if device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+            return "this onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu)"
+        return None
+
+    def load(self, model_file: ModelFile, spec: ModelSpec, device: str) -> Engine:
+        path = Path(model_file.path)
+        if not path.is_file():
+            raise ModelError(f"{path}: model file not found")
+        if path.stat().st_size == 0:
+            raise ModelError(f"{path}: model file is empty")
+        providers = ["CPUExecutionProvider"]
+        if device == "cuda":
+            providers.insert(0, "CUDAExecutionProvider")
+        return OnnxRuntimeEngine(path, providers)
+
+
+@hookimpl
+def trtdet_engine_backends(register) -> None:
+    register(OnnxRuntimeBackend())

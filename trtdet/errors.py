@@ -1,0 +1,24 @@
+"""Exceptions that carry one clear, user-facing line each."""
+
+from __future__ import annotations
+
+
+class TrtdetError(Exception):
+    """Base class: its message is a single line fit to show a user as-is."""
+
+
+class UsageError(TrtdetError):
+    """The command or call itself is wrong (unknown model, bad option): exit code 1."""
+
+
+class ModelError(TrtdetError):
+    """A model file is missing, corrupt or does not fit the chosen model plugin: exit code 1."""
+
+
+class InputError(TrtdetError):
+    """One input (image, frame, video) could not be used; the other inputs go on: exit code 2."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"{source}: {problem}")
+        self.source = source
+        self.problem = problem

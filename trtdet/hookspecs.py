@@ -1,0 +1,56 @@
+"""The trtdet plugin hooks: models, preprocess, engine and decode.
+
+A plugin is a module with functions decorated by ``trtdet.hookimpl`` and named after these
+specs; it is found through the ``trtdet`` entry-point group. Hooks are resolved once per
+pipeline, never per frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from trtdet.engines.base import EngineBackend
+    from trtdet.model import Decoder, ModelSpec
+    from trtdet.preprocess.base import Preprocessor
+
+hookspec = pluggy.HookspecMarker("trtdet")
+hookimpl = pluggy.HookimplMarker("trtdet")
+
+
+@hookspec
+def trtdet_register_models(register: Callable[[ModelSpec], None]) -> None:
+    """Register the models this plugin provides by calling ``register(spec)`` for each.
+
+    Every plugin's implementation runs; a model name registered twice is an error that
+    names both plugins.
+    """
+
+
+@hookspec(firstresult=True)
+def trtdet_preprocessor(model: ModelSpec, device: str) -> Preprocessor | None:
+    """Return the preprocessor for ``model`` on ``device`` (``"cpu"`` or ``"cuda"``), or None.
+
+    First non-None result wins, so a model plugin overrides preprocessing by answering for
+    its own model; the core's warp-affine preprocessor answers last for every model.
+    """
+
+
+@hookspec
+def trtdet_engine_backends(register: Callable[[EngineBackend], None]) -> None:
+    """Register engine backends (ONNX Runtime, TensorRT, PyTorch, ...) with ``register(backend)``.
+
+    Every plugin's implementation runs; ``--backend auto`` picks the available backend with
+    the highest priority that loads the given model file kind.
+    """
+
+
+@hookspec(firstresult=True)
+def trtdet_decoder(model: ModelSpec, device: str) -> Decoder | None:
+    """Return the decoder turning ``model``'s raw outputs into ``Detections``, or None.
+
+    First non-None result wins; a model without a decoder cannot run.
+    """

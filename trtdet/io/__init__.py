@@ -1,0 +1,1 @@
+"""Inputs (images, directories, videos, cameras) and outputs (JSON lines, annotated media)."""

@@ -1,0 +1,70 @@
+"""Reading images from disk into HWC uint8 BGR arrays, with one-line errors for bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from trtdet.errors import InputError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm", ".ppm"})
+
+#: Refuse images whose decoded size would exceed this many pixels (cv2's own cap is 2**30).
+MAX_PIXELS = 2**30
+
+
+def to_bgr_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
+    """Convert grayscale, BGRA and 16-bit or float images to HWC uint8 BGR (others pass through)."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise InputError(source, f"expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputError(source, f"image has no pixels (shape {image.shape})")
+    if image.dtype == np.uint16:
+        image = (image.astype(np.uint32) * 255 + 32767) // 65535
+        image = image.astype(np.uint8)
+    elif image.dtype in (np.float32, np.float64):
+        image = np.clip(image * (255.0 if image.max(initial=0) <= 1.0 else 1.0) + 0.5, 0, 255).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise InputError(source, f"unsupported pixel type {image.dtype}")
+    if image.shape[2] == 1:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(image)
+
+
+def _truncated_jpeg(data: bytes) -> bool:
+    """A JPEG must end with the end-of-image marker FFD9 (trailing padding allowed)."""
+    return data[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in data[-64:]
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as HWC uint8 BGR; raise ``InputError`` naming the file and the problem."""
+    path = Path(path)
+    source = str(path)
+    if not path.exists():
+        raise InputError(source, "file not found")
+    if path.is_dir():
+        raise InputError(source, "is a directory, not an image")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(source, f"cannot read file ({exc.strerror})") from exc
+    if not data:
+        raise InputError(source, "file is empty")
+    if _truncated_jpeg(data):
+        raise InputError(source, "truncated JPEG (no end-of-image marker)")
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    try:
+        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise InputError(source, f"cannot decode image ({str(exc).strip().splitlines()[-1]})") from exc
+    if image is None:
+        raise InputError(source, "not a readable image (unknown format or corrupt data)")
+    if image.shape[0] * image.shape[1] > MAX_PIXELS:
+        raise InputError(source, f"image too large ({image.shape[1]}x{image.shape[0]})")
+    return to_bgr_uint8(image, source)

@@ -1,0 +1,72 @@
+"""ModelSpec: everything the core needs to know about a detector, supplied by its plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from trtdet.detections import Detections
+from trtdet.preprocess.affine import AffineTransform
+
+
+class Exporter(Protocol):
+    """Turns a framework checkpoint into an ONNX file the engines can load."""
+
+    def __call__(
+        self, weights: Path, output: Path, *, input_size: tuple[int, int], dynamic_batch: bool
+    ) -> Path: ...
+
+
+class Decoder(Protocol):
+    """Turns raw engine outputs of a batch into one ``Detections`` per image.
+
+    ``outputs`` maps output names to ``[B, ...]`` arrays (numpy on CPU; torch CUDA tensors
+    on the GPU path); ``transforms[i]`` is the affine transform preprocess used for image i.
+    """
+
+    def validate(self, output_shapes: dict[str, tuple[int | str | None, ...]], source: str) -> None:
+        """Raise ``ModelError`` naming ``source`` if the outputs cannot be this model's head."""
+        ...
+
+    def __call__(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> list[Detections]: ...
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A detector family as a plugin describes it.
+
+    ``mean``/``std`` are per channel in the network's channel order and apply after
+    scaling pixels to [0, 1]: ``(x / 255 - mean) / std``. ``border_value`` fills the
+    letterbox padding (0..255, before normalisation). ``input_size`` is (H, W).
+    """
+
+    name: str
+    class_names: tuple[str, ...]
+    input_size: tuple[int, int]
+    channel_order: Literal["BGR", "RGB"] = "RGB"
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    border_value: int = 114
+    stride: int | None = None
+    num_channels: int | None = None
+    conf_threshold: float = 0.25
+    iou_threshold: float | None = None
+    max_detections: int = 300
+    description: str = ""
+    #: Returns the path of the model file used when the user names none (None: no default).
+    default_model: Callable[[], Path] | None = None
+    #: Converts ``--weights`` checkpoints to ONNX (None: the model has no checkpoint format).
+    exporter: Exporter | None = None
+    #: Rewrites a third-party ONNX layout (e.g. a legacy tutorial export) into the one this
+    #: plugin decodes: ``convert(src, dst) -> dst`` (None: nothing to convert).
+    onnx_converter: Callable[[Path, Path], Path] | None = None
+    #: Returns a sample image path shown with no ``--source`` (None: the core's sample photo).
+    sample_image: Callable[[], Path] | None = None
+    #: Free-form extras a plugin wants to carry (e.g. ``{"head": "v8"}``).
+    extras: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)

@@ -1,0 +1,130 @@
+"""The detector: preprocess -> engine -> decode, resolved once, called per batch."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+import numpy as np
+
+from trtdet.detections import Detections
+from trtdet.engines.base import Engine
+from trtdet.model import Decoder, ModelSpec
+from trtdet.preprocess.base import Preprocessor
+
+
+@dataclass
+class StageTimes:
+    """Accumulated wall time per stage, in seconds, and the images it covers."""
+
+    preprocess: list[float] = field(default_factory=list)
+    infer: list[float] = field(default_factory=list)
+    decode: list[float] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=list)
+
+    def clear(self) -> None:
+        for values in (self.preprocess, self.infer, self.decode, self.batch_sizes):
+            values.clear()
+
+
+class Detector:
+    """A ready pipeline for one model: call it on a HWC uint8 BGR image or a list of them.
+
+    The hooks were resolved when it was built (``trtdet.load``); here each batch is three
+    plain calls. ``submit`` queues single images for a background worker that batches them.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        preprocessor: Preprocessor,
+        engine: Engine,
+        decoder: Decoder,
+        *,
+        device: str = "cpu",
+        batch_size: int = 1,
+        model_source: str = "",
+        synchronize: Any = None,
+    ) -> None:
+        self.spec = spec
+        self.preprocessor = preprocessor
+        self.engine = engine
+        self.decoder = decoder
+        self.device = device
+        limit = engine.max_batch or batch_size
+        self.batch_size = max(1, min(batch_size, limit))
+        self.model_source = model_source
+        self.times = StageTimes()
+        self.record_times = False
+        self._synchronize = synchronize
+        self._batcher: Any = None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.spec.class_names
+
+    @property
+    def backend(self) -> str:
+        return self.engine.backend
+
+    @overload
+    def __call__(self, images: np.ndarray) -> Detections: ...
+
+    @overload
+    def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
+
+    def __call__(self, images):
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            return self.detect([images])[0]
+        return self.detect(list(images))
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Detect on every image, in chunks of the detector's batch size."""
+        results: list[Detections] = []
+        for start in range(0, len(images), self.batch_size):
+            results.extend(self._run_batch(images[start : start + self.batch_size]))
+        return results
+
+    def _run_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        if not self.record_times:
+            batch = self.preprocessor(images)
+            return self.decoder(self.engine(batch.tensor), batch.transforms)
+        sync = self._synchronize or (lambda: None)
+        t0 = time.perf_counter()
+        batch = self.preprocessor(images)
+        sync()
+        t1 = time.perf_counter()
+        outputs = self.engine(batch.tensor)
+        sync()
+        t2 = time.perf_counter()
+        detections = self.decoder(outputs, batch.transforms)
+        t3 = time.perf_counter()
+        self.times.preprocess.append(t1 - t0)
+        self.times.infer.append(t2 - t1)
+        self.times.decode.append(t3 - t2)
+        self.times.batch_sizes.append(len(images))
+        return detections
+
+    def submit(self, image: np.ndarray) -> Future[Detections]:
+        """Queue one image; a worker forms batches (up to ``batch_size``) and resolves the future."""
+        if self._batcher is None:
+            from trtdet.batching import BatchingWorker
+
+            self._batcher = BatchingWorker(self._run_batch, max_batch=self.batch_size)
+        return self._batcher.submit(image)
+
+    def close(self) -> None:
+        """Stop the batching worker (pending requests are finished) and release the engine."""
+        if self._batcher is not None:
+            self._batcher.shutdown(wait=True)
+            self._batcher = None
+        self.engine.close()
+
+    def __enter__(self) -> Detector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

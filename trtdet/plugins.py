@@ -1,0 +1,176 @@
+"""The plugin manager: loads built-in and entry-point plugins once, lazily.
+
+``TRTDET_LOAD_PLUGINS`` restricts which entry-point plugins load: a comma-separated list
+of entry-point or distribution names (empty: only the core's built-ins).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from types import ModuleType
+
+import pluggy
+
+from trtdet import hookspecs
+from trtdet.engines.base import EngineBackend
+from trtdet.errors import UsageError
+from trtdet.model import ModelSpec
+
+ENTRY_POINT_GROUP = "trtdet"
+
+#: Built-in plugins of the core, registered the same way as any other plugin.
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "trtdet.preprocess.plugin",
+    "trtdet.engines.onnxruntime_backend",
+)
+
+pm = pluggy.PluginManager("trtdet")
+pm.add_hookspecs(hookspecs)
+
+_lock = threading.Lock()
+_loaded = False
+_distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
+_failed: dict[str, str] = {}  # plugin name -> why it could not be imported
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """An installed plugin: its name, the hooks it implements and where it comes from."""
+
+    name: str
+    hooks: tuple[str, ...]
+    distribution: str
+    version: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A registered model and the plugin that provides it."""
+
+    spec: ModelSpec
+    plugin: str
+    distribution: str
+    version: str
+
+
+def _allowed() -> set[str] | None:
+    value = os.environ.get("TRTDET_LOAD_PLUGINS")
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def load_plugins() -> pluggy.PluginManager:
+    """Register built-ins and entry-point plugins (once), then check every hook is known."""
+    global _loaded
+    with _lock:
+        if _loaded:
+            return pm
+        from trtdet import __version__
+
+        for module_name in DEFAULT_PLUGINS:
+            module = importlib.import_module(module_name)
+            pm.register(module, name=module_name)
+            _distributions[module_name] = ("trtdet", __version__)
+        allowed = _allowed()
+        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = entry_point.dist
+            dist_name = dist.metadata["Name"] if dist is not None else "?"
+            if allowed is not None and entry_point.name not in allowed and dist_name not in allowed:
+                continue
+            if pm.get_plugin(entry_point.name) is not None:
+                continue
+            try:
+                module = entry_point.load()
+            except Exception as exc:  # a broken third-party plugin must not take the others down
+                message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                _failed[entry_point.name] = message
+                warnings.warn(f"trtdet plugin {entry_point.name!r} ({dist_name}) failed to load: {message}", stacklevel=2)
+                continue
+            pm.register(module, name=entry_point.name)
+            _distributions[entry_point.name] = (dist_name, dist.version if dist is not None else "?")
+        pm.check_pending()
+        _loaded = True
+        return pm
+
+
+def register_plugin(plugin: ModuleType | object, name: str, distribution: str = "local") -> None:
+    """Register a plugin object at run time (tests, notebooks); it joins the entry-point ones."""
+    load_plugins()
+    pm.register(plugin, name=name)
+    _distributions[name] = (distribution, "-")
+    pm.check_pending()
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove a plugin registered with ``register_plugin``."""
+    plugin = pm.get_plugin(name)
+    if plugin is not None:
+        pm.unregister(plugin)
+    _distributions.pop(name, None)
+
+
+def failed_plugins() -> dict[str, str]:
+    """Entry-point plugins that could not be imported, with the reason."""
+    load_plugins()
+    return dict(_failed)
+
+
+def list_plugins() -> list[PluginInfo]:
+    """All registered plugins with the hooks each implements."""
+    load_plugins()
+    infos = []
+    for name, plugin in pm.list_name_plugin():
+        hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or ()))
+        dist, version = _distributions.get(name, ("?", "?"))
+        infos.append(PluginInfo(name, hooks, dist, version))
+    return sorted(infos, key=lambda info: info.name)
+
+
+def list_models() -> dict[str, ModelInfo]:
+    """Every registered model by name, with the plugin that provides it."""
+    load_plugins()
+    models: dict[str, ModelInfo] = {}
+    for impl in reversed(pm.hook.trtdet_register_models.get_hookimpls()):
+        plugin_name = impl.plugin_name
+
+        def register(spec: ModelSpec, plugin_name: str = plugin_name) -> None:
+            if spec.name in models:
+                raise UsageError(
+                    f"model {spec.name!r} is registered twice: by {models[spec.name].plugin!r} "
+                    f"and by {plugin_name!r}"
+                )
+            dist, version = _distributions.get(plugin_name, ("?", "?"))
+            models[spec.name] = ModelInfo(spec, plugin_name, dist, version)
+
+        impl.function(register=register)
+    return models
+
+
+def get_model(name: str) -> ModelInfo:
+    """The model called ``name``; an unknown name lists the known ones and a close match."""
+    models = list_models()
+    if name in models:
+        return models[name]
+    known = ", ".join(sorted(models)) or "none installed"
+    close = difflib.get_close_matches(name, list(models), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise UsageError(f"unknown model {name!r} (known: {known}){hint}")
+
+
+def list_engine_backends() -> dict[str, EngineBackend]:
+    """Every registered engine backend by name."""
+    load_plugins()
+    backends: dict[str, EngineBackend] = {}
+
+    def register(backend: EngineBackend) -> None:
+        backends[backend.name] = backend
+
+    pm.hook.trtdet_engine_backends(register=register)
+    return backends

@@ -1,0 +1,228 @@
+"""DCNv2 (modulated deformable convolution) in plain torch, with upstream parameter names.
+
+The module mirrors ``DCN`` of CharlesShang/DCNv2 as vendored by xingyizhou/CenterNet:
+parameters ``weight``, ``bias`` and ``conv_offset_mask`` (a conv predicting
+``3 * deformable_groups * kh * kw`` channels), and the forward
+``o1, o2, m = chunk(conv_offset_mask(x), 3); offset = cat(o1, o2); mask = sigmoid(m)``.
+
+Offset layout (DCNv2, torchvision and ONNX ``DeformConv`` agree): channel
+``g * 2*K + 2*k`` is the y (row) offset and ``g * 2*K + 2*k + 1`` the x (column) offset of
+tap ``k = i * kw + j`` in deformable group ``g``; mask channel ``g * K + k``. A sample at a
+fractional position is bilinear with out-of-image corners read as zero, so a position
+with ``y <= -1``, ``y >= H``, ``x <= -1`` or ``x >= W`` contributes nothing.
+
+On the CPU the forward is pure torch (no torchvision); on CUDA it uses
+``torchvision.ops.deform_conv2d`` when torchvision imports. During ONNX export (TorchScript
+exporter) the op is emitted as the standard ``DeformConv`` (opset 19).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.modules.utils import _pair
+
+IntPair = int | tuple[int, int]
+
+
+def _output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    return (size + 2 * padding - (dilation * (kernel - 1) + 1)) // stride + 1
+
+
+def modulated_deform_conv(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: IntPair = 1,
+    padding: IntPair = 1,
+    dilation: IntPair = 1,
+    deformable_groups: int = 1,
+) -> torch.Tensor:
+    """Modulated deformable convolution (DCNv2), the pure-torch reference.
+
+    ``x`` [B, C, H, W], ``offset`` [B, 2*dg*K, Ho, Wo], ``mask`` [B, dg*K, Ho, Wo] (already
+    sigmoid-ed), ``weight`` [Cout, C, kh, kw], ``bias`` [Cout] or None. Returns
+    [B, Cout, Ho, Wo]. Computes, per output position and tap, the bilinear sample of x at
+    ``(ho*sh - ph + i*dh + dy, wo*sw - pw + j*dw + dx)`` times the mask, then a matmul with
+    the weight (the im2col formulation of the original CUDA kernel).
+    """
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    dh, dw = _pair(dilation)
+    batch, channels, height, width = x.shape
+    out_channels, in_per_group, kh, kw = weight.shape
+    if in_per_group != channels:
+        raise ValueError(f"weight expects {in_per_group} input channels, got {channels} (groups are not supported)")
+    if channels % deformable_groups:
+        raise ValueError(f"{channels} channels do not split into {deformable_groups} deformable groups")
+    taps = kh * kw
+    out_h = _output_size(height, kh, sh, ph, dh)
+    out_w = _output_size(width, kw, sw, pw, dw)
+    expected_offset = (batch, 2 * deformable_groups * taps, out_h, out_w)
+    expected_mask = (batch, deformable_groups * taps, out_h, out_w)
+    if tuple(offset.shape) != expected_offset or tuple(mask.shape) != expected_mask:
+        raise ValueError(
+            f"offset/mask: expected {expected_offset} and {expected_mask}, "
+            f"got {tuple(offset.shape)} and {tuple(mask.shape)}"
+        )
+
+    dtype, device = x.dtype, x.device
+    offset = offset.reshape(batch, deformable_groups, taps, 2, out_h, out_w)
+    mask = mask.reshape(batch, deformable_groups, taps, out_h, out_w)
+    tap_y = (torch.arange(kh, device=device, dtype=dtype) * dh).repeat_interleave(kw)  # [K]
+    tap_x = (torch.arange(kw, device=device, dtype=dtype) * dw).repeat(kh)  # [K]
+    grid_y = torch.arange(out_h, device=device, dtype=dtype) * sh - ph  # [Ho]
+    grid_x = torch.arange(out_w, device=device, dtype=dtype) * sw - pw  # [Wo]
+    py = grid_y.view(1, 1, 1, out_h, 1) + tap_y.view(1, 1, taps, 1, 1) + offset[:, :, :, 0]
+    px = grid_x.view(1, 1, 1, 1, out_w) + tap_x.view(1, 1, taps, 1, 1) + offset[:, :, :, 1]
+
+    y0 = torch.floor(py)
+    x0 = torch.floor(px)
+    ly, lx = py - y0, px - x0
+    y0, x0 = y0.long(), x0.long()
+    flat = x.reshape(batch, deformable_groups, channels // deformable_groups, height * width)
+    samples = taps * out_h * out_w
+    cols = torch.zeros(
+        batch, deformable_groups, channels // deformable_groups, samples, dtype=dtype, device=device
+    )
+    for yy, xx, wgt in (
+        (y0, x0, (1 - ly) * (1 - lx)),
+        (y0, x0 + 1, (1 - ly) * lx),
+        (y0 + 1, x0, ly * (1 - lx)),
+        (y0 + 1, x0 + 1, ly * lx),
+    ):
+        valid = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
+        index = (yy.clamp(0, height - 1) * width + xx.clamp(0, width - 1)).reshape(batch, deformable_groups, 1, samples)
+        corner_weight = (wgt * valid.to(dtype) * mask).reshape(batch, deformable_groups, 1, samples)
+        gathered = torch.gather(flat, 3, index.expand(-1, -1, flat.shape[2], -1))
+        cols = cols + gathered * corner_weight
+    # [B, C, K, L] -> [B, C*K, L]: channel-major then tap, matching weight.view(Cout, C*K).
+    cols = cols.reshape(batch, channels * taps, out_h * out_w)
+    out = torch.matmul(weight.reshape(out_channels, channels * taps), cols)
+    if bias is not None:
+        out = out + bias.view(1, out_channels, 1)
+    return out.reshape(batch, out_channels, out_h, out_w)
+
+
+class _DeformConvOnnx(torch.autograd.Function):
+    """Runs the reference forward; exports as ONNX ``DeformConv`` (TorchScript exporter)."""
+
+    @staticmethod
+    def forward(ctx, x, offset, mask, weight, bias, kernel_size, stride, padding, dilation, deformable_groups):  # type: ignore[override]
+        return modulated_deform_conv(x, offset, mask, weight, bias, stride, padding, dilation, deformable_groups)
+
+    @staticmethod
+    def symbolic(g, x, offset, mask, weight, bias, kernel_size, stride, padding, dilation, deformable_groups):  # type: ignore[no-untyped-def]
+        kh, kw = kernel_size
+        ph, pw = padding
+        return g.op(
+            "DeformConv",
+            x,
+            weight,
+            offset,
+            bias,
+            mask,
+            kernel_shape_i=[kh, kw],
+            strides_i=list(stride),
+            pads_i=[ph, pw, ph, pw],
+            dilations_i=list(dilation),
+            group_i=1,
+            offset_group_i=deformable_groups,
+        )
+
+
+def _torchvision_deform_conv2d():  # type: ignore[no-untyped-def]
+    try:
+        from torchvision.ops import deform_conv2d
+    except Exception:  # torchvision missing or built against another torch
+        return None
+    return deform_conv2d
+
+
+class DCNv2(nn.Module):
+    """DCNv2 with its offset/mask predictor, parameter names as in upstream checkpoints.
+
+    ``conv_offset_mask`` uses the DCN's stride and padding like upstream (and its dilation,
+    which upstream leaves at 1: CenterNet only uses dilation 1, where both agree).
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: IntPair,
+        stride: IntPair = 1,
+        padding: IntPair = 1,
+        dilation: IntPair = 1,
+        deformable_groups: int = 1,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_ch
+        self.out_channels = out_ch
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+        self.dilation = _pair(dilation)
+        self.deformable_groups = deformable_groups
+        self.weight = nn.Parameter(torch.empty(out_ch, in_ch, *self.kernel_size))
+        self.bias = nn.Parameter(torch.empty(out_ch))
+        taps = self.kernel_size[0] * self.kernel_size[1]
+        self.conv_offset_mask = nn.Conv2d(
+            in_ch,
+            3 * deformable_groups * taps,
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            bias=True,
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Upstream init: uniform(+-1/sqrt(fan_in)) weight, zero bias, zero offset/mask conv."""
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        bound = 1.0 / math.sqrt(fan_in)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.zeros_(self.bias)
+        nn.init.zeros_(self.conv_offset_mask.weight)
+        nn.init.zeros_(self.conv_offset_mask.bias)
+
+    def offset_and_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``cat(o1, o2)`` and ``sigmoid(m)`` of upstream's three-way chunk.
+
+        ``cat(o1, o2)`` of the first two thirds is exactly the first two thirds, so a slice
+        gives the same tensor with static shapes in the exported graph.
+        """
+        out = self.conv_offset_mask(x)
+        split = 2 * self.deformable_groups * self.kernel_size[0] * self.kernel_size[1]
+        return out[:, :split], torch.sigmoid(out[:, split:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        offset, mask = self.offset_and_mask(x)
+        args = (self.stride, self.padding, self.dilation, self.deformable_groups)
+        if torch.onnx.is_in_onnx_export():
+            return _DeformConvOnnx.apply(x, offset, mask, self.weight, self.bias, self.kernel_size, *args)
+        if x.is_cuda:
+            deform_conv2d = _torchvision_deform_conv2d()
+            if deform_conv2d is not None:
+                return deform_conv2d(
+                    x,
+                    offset,
+                    self.weight,
+                    self.bias,
+                    stride=self.stride,
+                    padding=self.padding,
+                    dilation=self.dilation,
+                    mask=mask,
+                )
+        return modulated_deform_conv(x, offset, mask, self.weight, self.bias, *args)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}, deformable_groups={self.deformable_groups}"
+        )
