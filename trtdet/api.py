@@ -5,10 +5,24 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+
+from trtdet.engines.base import Engine
 from trtdet.errors import ModelError, UsageError
+from trtdet.model import ModelSpec
 from trtdet.pipeline import Detector
 from trtdet.plugins import get_model, load_plugins
 from trtdet.resolve import adapt_spec, choose_backend, resolve_model_file
+
+
+def _output_shapes(engine: Engine, spec: ModelSpec) -> dict[str, tuple]:
+    """Declared output shapes, or, when the file leaves them unknown, those of a trial run."""
+    shapes = engine.output_shapes
+    if all(len(shape) > 0 for shape in shapes.values()):
+        return shapes
+    height, width = spec.input_size
+    outputs = engine(np.zeros((1, 3, height, width), np.float32))
+    return {name: tuple(np.shape(value)) for name, value in outputs.items()}
 
 
 def load(
@@ -51,7 +65,7 @@ def load(
     decoder = pm.hook.trtdet_decoder(model=spec, device=device)
     if decoder is None:
         raise ModelError(f"{model_file.path}: no installed plugin decodes model {spec.name!r}")
-    decoder.validate(loaded.output_shapes, str(model_file.path))
+    decoder.validate(_output_shapes(loaded, spec), str(model_file.path))
     preprocessor = pm.hook.trtdet_preprocessor(model=spec, device=device)
     synchronize = None
     if device == "cuda":

@@ -41,9 +41,9 @@ class Detections:
             self.xyxy = self.xyxy.reshape(0, 4)
         self.confidence = np.asarray(self.confidence, dtype=np.float32)
         self.class_id = np.asarray(self.class_id)
-        if self.class_id.size and not np.issubdtype(self.class_id.dtype, np.integer):
-            if not np.all(np.equal(np.mod(self.class_id, 1), 0)):
-                raise ValueError(f"Detections.class_id: expected integers, got {self.class_id.dtype} with fractions")
+        fractional = not np.issubdtype(self.class_id.dtype, np.integer) and not np.all(np.mod(self.class_id, 1) == 0)
+        if self.class_id.size and fractional:
+            raise ValueError(f"Detections.class_id: expected integers, got {self.class_id.dtype} with fractions")
         self.class_id = self.class_id.astype(np.int64)
         _check("xyxy", self.xyxy, 2, 4, None)
         n = len(self.xyxy)

@@ -8,11 +8,14 @@ pipeline, never per frame.
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
+    import onnx
+
     from trtdet.engines.base import EngineBackend
     from trtdet.model import Decoder, ModelSpec
     from trtdet.preprocess.base import Preprocessor
@@ -53,4 +56,34 @@ def trtdet_decoder(model: ModelSpec, device: str) -> Decoder | None:
     """Return the decoder turning ``model``'s raw outputs into ``Detections``, or None.
 
     First non-None result wins; a model without a decoder cannot run.
+    """
+
+
+# -- TensorRT builds ---------------------------------------------------------------------------
+# The TensorRT backend calls these so model plugins can contribute layers TensorRT lacks
+# (e.g. CenterNet's DCNv2) without the core naming any model plugin.
+
+
+@hookspec
+def trtdet_tensorrt_prepare(model: ModelSpec, trt: ModuleType, flavour: str) -> list[tuple[str, str, str]] | None:
+    """Register the TensorRT plugin creators ``model`` may need with ``trt.get_plugin_registry()``.
+
+    Called before every engine build and deserialisation; ``trt`` is the imported TensorRT
+    module (``tensorrt`` or ``tensorrt_rtx_bindings``) and ``flavour`` its ``--trt`` name
+    (``"tensorrt"``/``"rtx"``). Must be idempotent. Return the ``(name, version, namespace)``
+    of each creator this plugin provides (so an engine records which package it needs), or None.
+    Every plugin's implementation runs.
+    """
+
+
+@hookspec(firstresult=True)
+def trtdet_tensorrt_rewrite_onnx(
+    model: ModelSpec, onnx_model: onnx.ModelProto, flavour: str, dcn: str
+) -> onnx.ModelProto | None:
+    """Rewrite ``onnx_model`` before TensorRT parses it, or return None to leave it as is.
+
+    ``dcn`` is the deformable-convolution lowering chosen for this build: ``"builtin"``
+    (keep ONNX ``DeformConv`` for TensorRT's own plugin), ``"plugin"`` (a model plugin's
+    TensorRT plugin) or ``"decomposed"`` (standard ONNX ops only). Must not modify
+    ``onnx_model`` in place. First non-None result wins.
     """

@@ -109,16 +109,24 @@ def modulated_deform_conv(
 
 
 class _DeformConvOnnx(torch.autograd.Function):
-    """Runs the reference forward; exports as ONNX ``DeformConv`` (TorchScript exporter)."""
+    """Runs the reference forward; exports as ONNX ``DeformConv`` (TorchScript exporter).
+
+    Geometry is passed as plain ints: the TorchScript exporter does not carry tuples.
+    """
 
     @staticmethod
-    def forward(ctx, x, offset, mask, weight, bias, kernel_size, stride, padding, dilation, deformable_groups):  # type: ignore[override]
-        return modulated_deform_conv(x, offset, mask, weight, bias, stride, padding, dilation, deformable_groups)
+    def forward(ctx, x, offset, mask, weight, bias, kh, kw, sh, sw, ph, pw, dh, dw, groups):  # type: ignore[override]
+        # The exporter records only the symbolic; tracing the reference's internals into the
+        # op's subgraph trips TorchScript's peephole pass, so compute the value untraced.
+        state = torch._C._get_tracing_state()
+        torch._C._set_tracing_state(None)
+        try:
+            return modulated_deform_conv(x, offset, mask, weight, bias, (sh, sw), (ph, pw), (dh, dw), groups)
+        finally:
+            torch._C._set_tracing_state(state)
 
     @staticmethod
-    def symbolic(g, x, offset, mask, weight, bias, kernel_size, stride, padding, dilation, deformable_groups):  # type: ignore[no-untyped-def]
-        kh, kw = kernel_size
-        ph, pw = padding
+    def symbolic(g, x, offset, mask, weight, bias, kh, kw, sh, sw, ph, pw, dh, dw, groups):  # type: ignore[no-untyped-def]
         return g.op(
             "DeformConv",
             x,
@@ -127,11 +135,11 @@ class _DeformConvOnnx(torch.autograd.Function):
             bias,
             mask,
             kernel_shape_i=[kh, kw],
-            strides_i=list(stride),
+            strides_i=[sh, sw],
             pads_i=[ph, pw, ph, pw],
-            dilations_i=list(dilation),
+            dilations_i=[dh, dw],
             group_i=1,
-            offset_group_i=deformable_groups,
+            offset_group_i=groups,
         )
 
 
@@ -205,7 +213,8 @@ class DCNv2(nn.Module):
         offset, mask = self.offset_and_mask(x)
         args = (self.stride, self.padding, self.dilation, self.deformable_groups)
         if torch.onnx.is_in_onnx_export():
-            return _DeformConvOnnx.apply(x, offset, mask, self.weight, self.bias, self.kernel_size, *args)
+            geometry = (*self.kernel_size, *self.stride, *self.padding, *self.dilation, self.deformable_groups)
+            return _DeformConvOnnx.apply(x, offset, mask, self.weight, self.bias, *geometry)
         if x.is_cuda:
             deform_conv2d = _torchvision_deform_conv2d()
             if deform_conv2d is not None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
+from trtdet.coco import COCO_NAMES
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import Decoder, ModelSpec
-from trtdet.coco import COCO_NAMES
 
 
 def default_model_path() -> Path:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from trtdet.engines.base import Engine, EngineBackend, ModelFile, Shape
+from trtdet.engines.base import Engine, ModelFile, Shape
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec

@@ -251,13 +251,13 @@ def generate_scene(seed: int, index: int, photos: list[np.ndarray], cfg: SceneCo
         visible.append(int(solid.sum()))
         boxes.append(box)
         classes.append(class_id)
-    _clutter(image, rng)
-    if rng.random() < 0.3:
-        sigma = rng.uniform(0.3, 1.3)
-        image = cv2.GaussianBlur(image, (0, 0), sigma)
-    if rng.random() < 0.5:
-        image = image + rng.normal(0, rng.uniform(2, 8), image.shape).astype(np.float32)
     out = np.clip(image, 0, 255).astype(np.uint8)
+    _clutter(out, rng)
+    if rng.random() < 0.3:
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.3))
+    if rng.random() < 0.5:
+        noise = rng.standard_normal(out.shape, dtype=np.float32) * rng.uniform(2, 8)
+        out = np.clip(out + noise, 0, 255).astype(np.uint8)
     if rng.random() < cfg.jpeg_probability:
         ok, jpg = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 95))])
         out = cv2.imdecode(jpg, cv2.IMREAD_COLOR)

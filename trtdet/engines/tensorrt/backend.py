@@ -1,0 +1,170 @@
+"""Built-in plugin: the TensorRT engine backend (``--backend tensorrt``), NVIDIA TensorRT or TensorRT-RTX.
+
+Loads trtdet ``.engine`` files, and ``.onnx`` files by building (once, cached) an engine.
+An engine built for another TensorRT version or GPU is rebuilt from its source ONNX when
+the cache still holds it; otherwise the error says how to rebuild it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+from trtdet.engines.base import Engine, ModelFile
+from trtdet.engines.tensorrt.builder import BuildOptions, build_engine, prepare_plugins
+from trtdet.engines.tensorrt.cache import EngineCache
+from trtdet.engines.tensorrt.engine_file import EngineMetadata, read_engine, read_metadata
+from trtdet.engines.tensorrt.flavour import INSTALL_HINT, Flavour, available_flavours, flavour_by_name
+from trtdet.errors import ModelError
+from trtdet.hookspecs import hookimpl
+from trtdet.model import ModelSpec
+
+ComputeCapability = tuple[int, int]
+
+
+def gpu_compute_capability() -> ComputeCapability | None:
+    """The current CUDA GPU's compute capability through torch, or None without one."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    major, minor = torch.cuda.get_device_capability()
+    return int(major), int(minor)
+
+
+def runs_on(flavour: Flavour, capability: ComputeCapability) -> bool:
+    supported = flavour.supported_compute_capabilities()
+    return supported is None or capability in supported
+
+
+def _cc_text(capability: ComputeCapability) -> str:
+    return f"{capability[0]}.{capability[1]}"
+
+
+def incompatibility(metadata: EngineMetadata, flavour: Flavour, capability: ComputeCapability) -> str | None:
+    """Why an engine cannot run with ``flavour`` on a GPU of ``capability`` (None: it can)."""
+    built = f"{'TensorRT-RTX' if metadata.trt_flavour == 'rtx' else 'TensorRT'} {metadata.trt_version}"
+    if metadata.trt_flavour != flavour.name or metadata.trt_version != flavour.version:
+        return f"it was built with {built}, this is {flavour.label}"
+    if metadata.compute_capability == "aot":
+        if not runs_on(flavour, capability):
+            return f"{flavour.label} does not support compute capability {_cc_text(capability)}"
+        return None
+    if metadata.compute_capability != _cc_text(capability):
+        return f"it was built for compute capability {metadata.compute_capability}, this GPU is {_cc_text(capability)}"
+    return None
+
+
+def choose_runtime_flavour(metadata: EngineMetadata | None, capability: ComputeCapability) -> Flavour:
+    """The installed TensorRT to run with: the engine's own if it runs here, else the best that does."""
+    if metadata is not None:
+        own = flavour_by_name(metadata.trt_flavour)
+        if own is not None and runs_on(own, capability):
+            return own
+    usable = [f for f in available_flavours() if runs_on(f, capability)]
+    if not usable:
+        raise ModelError(f"no installed TensorRT runs on compute capability {_cc_text(capability)}: {INSTALL_HINT}")
+    return usable[0]
+
+
+def ensure_runnable(
+    path: Path,
+    spec: ModelSpec,
+    flavour: Flavour,
+    capability: ComputeCapability,
+    cache: EngineCache | None = None,
+) -> tuple[Path, EngineMetadata, bytes]:
+    """The engine at ``path`` if it fits this TensorRT and GPU, else one rebuilt from its cached ONNX.
+
+    Raises ``ModelError`` naming the file when it is malformed, or mismatched and its source
+    ONNX is no longer in the cache.
+    """
+    metadata, plan = read_engine(path)
+    reason = incompatibility(metadata, flavour, capability)
+    if reason is None:
+        return path, metadata, plan
+    cache = cache or EngineCache()
+    source = cache.cached_source(metadata.onnx_sha256)
+    if source is None:
+        raise ModelError(
+            f"{path}: {reason}, and its source ONNX (sha256 {metadata.onnx_sha256[:12]}) is not in the engine "
+            f"cache; rebuild it: trtdet build MODEL.onnx --model {metadata.model} --precision {metadata.precision} "
+            f"--max-batch {metadata.max_batch}"
+        )
+    warnings.warn(f"{path}: {reason}; rebuilding from the cached source ONNX", stacklevel=2)
+    options = BuildOptions(
+        precision=metadata.precision,
+        max_batch=metadata.max_batch,
+        dcn=metadata.dcn or "auto",
+        trt=flavour.name,
+    )
+    result = build_engine(source, spec, options, cache=cache)
+    rebuilt, plan = read_engine(result.path)
+    return result.path, rebuilt, plan
+
+
+def check_plugins(path: Path, metadata: EngineMetadata, spec: ModelSpec, flavour: Flavour) -> None:
+    """Register model plugins' TensorRT creators, then fail clearly if the engine needs a missing one."""
+    prepare_plugins(spec, flavour)
+    registry = flavour.module.get_plugin_registry()
+    for plugin in metadata.plugins:
+        if registry.get_creator(plugin.name, plugin.version, plugin.namespace) is None:
+            raise ModelError(
+                f"{path}: needs the TensorRT plugin {plugin.name!r} (version {plugin.version}, namespace "
+                f"{plugin.namespace!r}) from the Python package {plugin.package!r}, which is not installed "
+                f"or did not register it (pip install {plugin.package})"
+            )
+
+
+class TensorRTBackend:
+    """Runs trtdet engines (and ONNX, built once into the engine cache) with TensorRT on CUDA."""
+
+    name = "tensorrt"
+    priority = 50
+    file_kinds = ("engine", "onnx")
+
+    def __init__(self, build_options: BuildOptions | None = None, cuda_graph: bool = False) -> None:
+        self.build_options = build_options or BuildOptions()
+        self.cuda_graph = cuda_graph
+
+    def unavailable_reason(self, device: str) -> str | None:
+        if device != "cuda":
+            return "TensorRT runs on CUDA GPUs only (use --device cuda)"
+        flavours = available_flavours()
+        if not flavours:
+            return f"no TensorRT is installed ({INSTALL_HINT})"
+        capability = gpu_compute_capability()
+        if capability is None:
+            return "no CUDA GPU is visible to torch (TensorRT buffers are torch CUDA tensors)"
+        if not any(runs_on(f, capability) for f in flavours):
+            labels = ", ".join(f.label for f in flavours)
+            return (
+                f"{labels} does not support this GPU's compute capability {_cc_text(capability)}; "
+                "install NVIDIA TensorRT (pip install 'trtdet[tensorrt]')"
+            )
+        return None
+
+    def load(self, model_file: ModelFile, spec: ModelSpec, device: str) -> Engine:
+        from trtdet.engines.tensorrt.runtime import TensorRTEngine
+
+        path = Path(model_file.path)
+        capability = gpu_compute_capability()
+        if capability is None:
+            raise ModelError(f"{path}: TensorRT needs a CUDA GPU and none is visible")
+        if model_file.kind == "onnx":
+            options = self.build_options
+            if options.trt is None:
+                options = replace(options, trt=choose_runtime_flavour(None, capability).name)
+            path = build_engine(path, spec, options).path
+        flavour = choose_runtime_flavour(read_metadata(path), capability)
+        path, metadata, plan = ensure_runnable(path, spec, flavour, capability)
+        check_plugins(path, metadata, spec, flavour)
+        return TensorRTEngine(path, metadata, plan, flavour, cuda_graph=self.cuda_graph)
+
+
+@hookimpl
+def trtdet_engine_backends(register) -> None:
+    register(TensorRTBackend())

@@ -1,0 +1,207 @@
+"""CenterNet decode on the CPU (numpy), with the official ``ctdet_decode`` semantics.
+
+Input is the fused deployment output ``[B, N, 4 + 2C]`` (``N = H/stride * W/stride``),
+channel-last ``[reg_x, reg_y, w, h, hm logits (C), pool_hm (C)]`` where ``pool_hm`` is the
+3x3 stride-1 max-pool of the logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from trtdet.detections import Detections
+from trtdet.errors import ModelError
+
+if TYPE_CHECKING:
+    from trtdet.preprocess.affine import AffineTransform
+
+#: Upstream's ``vis_thresh`` for its demo: the score above which a detection is shown.
+DEFAULT_THRESHOLD = 0.3
+DEFAULT_K = 100
+STRIDE = 4
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-x.astype(np.float32)))).astype(np.float32)
+
+
+def select_peaks(
+    hm: np.ndarray, pool: np.ndarray, *, k: int, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-``k`` peaks of one image: ``(flat_index, class_id, position)``, best first.
+
+    ``hm`` and ``pool`` are ``[N, C]`` logits. A cell is a peak of class c when
+    ``hm == pool`` (upstream compares sigmoid values after pooling them; sigmoid is monotonic,
+    so comparing the logits is the same test). Candidates are peaks with
+    ``sigmoid(hm) > threshold`` (strictly greater: with threshold 0 the zero scores that
+    upstream's ``heat * keep`` gives non-peaks never qualify).
+
+    Order: logit descending (= score descending, but free of the ties that float32 sigmoid
+    saturation creates), then ascending flat index ``class * N + position`` with
+    ``position = y * W + x``. Upstream ranks with ``torch.topk``, whose order among equal
+    scores is unspecified; this makes it deterministic, and the GPU decoder uses the same key.
+    """
+    n, num_classes = hm.shape
+    logits = np.ascontiguousarray(hm.T)  # [C, N]: flat index = class * N + position
+    peak = logits == np.ascontiguousarray(pool.T)
+    scores = _sigmoid(logits)
+    flat = np.flatnonzero(peak & (scores > threshold))
+    if flat.size == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    values = logits.reshape(-1)[flat]
+    if flat.size > k:
+        # Keep everything tied with the k-th value, then sort exactly.
+        kth = np.partition(values, flat.size - k)[flat.size - k]
+        keep = values >= kth
+        flat, values = flat[keep], values[keep]
+    order = np.lexsort((flat, -values))[:k]
+    flat = flat[order]
+    return flat, flat // n, flat % n
+
+
+def _class_nms(boxes: np.ndarray, class_ids: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy class-wise NMS over boxes already in rank order; a box goes when IoU > threshold."""
+    keep = np.ones(len(boxes), dtype=bool)
+    areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    for i in range(len(boxes)):
+        if not keep[i]:
+            continue
+        rest = np.arange(i + 1, len(boxes))
+        rest = rest[keep[rest] & (class_ids[rest] == class_ids[i])]
+        if rest.size == 0:
+            continue
+        x1 = np.maximum(boxes[i, 0], boxes[rest, 0])
+        y1 = np.maximum(boxes[i, 1], boxes[rest, 1])
+        x2 = np.minimum(boxes[i, 2], boxes[rest, 2])
+        y2 = np.minimum(boxes[i, 3], boxes[rest, 3])
+        inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+        union = areas[i] + areas[rest] - inter
+        iou = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+        keep[rest[iou > iou_threshold]] = False
+    return np.flatnonzero(keep)
+
+
+def decode_centernet(
+    output: np.ndarray,
+    transforms: Sequence[AffineTransform],
+    *,
+    stride: int = STRIDE,
+    input_size: tuple[int, int],
+    num_classes: int,
+    k: int = DEFAULT_K,
+    threshold: float = DEFAULT_THRESHOLD,
+    iou_threshold: float | None = None,
+) -> list[Detections]:
+    """Detections per image from the fused ``[B, N, 4 + 2C]`` output.
+
+    For each image: peaks ``hm == pool_hm``, scores ``sigmoid(hm)``, the ``k`` best with
+    score ``> threshold`` (order: see ``select_peaks`` -- score descending, ties by ascending
+    flat index ``class * H*W + y * W + x``), boxes
+    ``(x + reg_x -/+ w/2, y + reg_y -/+ h/2) * stride`` in network-input edge coordinates,
+    mapped to the original image with ``transforms[i].boxes_to_source`` (clipped). With
+    ``iou_threshold`` set, class-wise greedy NMS (IoU > threshold suppresses) follows, in
+    rank order; upstream applies none by default.
+    """
+    output = np.asarray(output)
+    height, width = input_size[0] // stride, input_size[1] // stride
+    expected = (height * width, 4 + 2 * num_classes)
+    if output.ndim != 3 or output.shape[1:] != expected:
+        raise ValueError(f"CenterNet output: expected [B, {expected[0]}, {expected[1]}], got {list(output.shape)}")
+    if len(transforms) != output.shape[0]:
+        raise ValueError(f"{len(transforms)} transforms for a batch of {output.shape[0]}")
+    results = []
+    for image, transform in zip(output, transforms, strict=True):
+        hm = image[:, 4 : 4 + num_classes]
+        pool = image[:, 4 + num_classes :]
+        flat, class_id, position = select_peaks(hm, pool, k=k, threshold=threshold)
+        if flat.size == 0:
+            results.append(Detections.empty())
+            continue
+        score = _sigmoid(hm[position, class_id])
+        ys = (position // width).astype(np.float32)
+        xs = (position % width).astype(np.float32)
+        reg = image[position, 0:2].astype(np.float32)
+        wh = image[position, 2:4].astype(np.float32)
+        cx = xs + reg[:, 0]
+        cy = ys + reg[:, 1]
+        boxes = np.stack([cx - wh[:, 0] / 2, cy - wh[:, 1] / 2, cx + wh[:, 0] / 2, cy + wh[:, 1] / 2], axis=1)
+        boxes = transform.boxes_to_source(boxes * np.float32(stride))
+        if iou_threshold is not None:
+            keep = _class_nms(boxes, class_id, iou_threshold)
+            boxes, score, class_id = boxes[keep], score[keep], class_id[keep]
+        results.append(Detections(boxes, score, class_id))
+    return results
+
+
+def _as_numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor, possibly on the GPU
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+class CenterNetDecoder:
+    """``trtdet.model.Decoder`` for CenterNet's fused output on the CPU."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_size: tuple[int, int],
+        *,
+        stride: int = STRIDE,
+        k: int = DEFAULT_K,
+        threshold: float = DEFAULT_THRESHOLD,
+        iou_threshold: float | None = None,
+        output_name: str = "output",
+    ) -> None:
+        self.num_classes = num_classes
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.stride = stride
+        self.k = k
+        self.threshold = threshold
+        self.iou_threshold = iou_threshold
+        self.output_name = output_name
+
+    @property
+    def num_channels(self) -> int:
+        return 4 + 2 * self.num_classes
+
+    def validate(self, output_shapes: dict[str, tuple[int | str | None, ...]], source: str) -> None:
+        """Check the model has one ``[B, H/4*W/4, 4 + 2C]`` output; remember its name."""
+        if self.output_name in output_shapes:
+            name = self.output_name
+        elif len(output_shapes) == 1:
+            name = next(iter(output_shapes))
+        else:
+            raise ModelError(
+                f"{source}: expected one CenterNet output named 'output', got {sorted(output_shapes)} "
+                "(convert a legacy export with its separate hm/wh/reg heads first)"
+            )
+        shape = tuple(output_shapes[name])
+        cells = (self.input_size[0] // self.stride) * (self.input_size[1] // self.stride)
+        want = f"[B, {cells}, {self.num_channels}] (4 + 2 x {self.num_classes} classes)"
+        if len(shape) != 3:
+            raise ModelError(f"{source}: output {name!r} has shape {list(shape)}, expected {want}")
+        if isinstance(shape[2], int) and shape[2] != self.num_channels:
+            raise ModelError(
+                f"{source}: output {name!r} has {shape[2]} channels, expected {self.num_channels} "
+                f"= 4 + 2 x {self.num_classes} classes (shape {list(shape)}, expected {want})"
+            )
+        if isinstance(shape[1], int) and shape[1] != cells:
+            raise ModelError(f"{source}: output {name!r} has shape {list(shape)}, expected {want}")
+        self.output_name = name
+
+    def __call__(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> list[Detections]:
+        return decode_centernet(
+            _as_numpy(outputs[self.output_name]),
+            transforms,
+            stride=self.stride,
+            input_size=self.input_size,
+            num_classes=self.num_classes,
+            k=self.k,
+            threshold=self.threshold,
+            iou_threshold=self.iou_threshold,
+        )

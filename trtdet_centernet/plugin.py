@@ -1,0 +1,97 @@
+"""The centernet model plugin: registers CenterNet ResNet-DCN (ctdet) and its decoder.
+
+Nothing here imports torch: running an exported ONNX file needs only numpy and
+onnxruntime. The exporter and legacy converter import torch/onnx when called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from trtdet.coco import COCO_NAMES
+from trtdet.errors import ModelError
+from trtdet.hookspecs import hookimpl
+from trtdet.model import Decoder, ModelSpec
+
+_ASSETS = Path(__file__).resolve().parent / "assets"
+DEFAULT_MODEL = _ASSETS / "centernet.onnx"
+SAMPLE_IMAGE = _ASSETS / "sample.jpg"
+
+
+def default_model_path() -> Path:
+    """The shipped default ONNX, when the package ships one."""
+    if DEFAULT_MODEL.is_file():
+        return DEFAULT_MODEL
+    raise ModelError("centernet: no default model is shipped; pass --weights CKPT or --onnx F")
+
+
+def sample_image_path() -> Path | None:
+    """The plugin's sample photo, or None to use the core's."""
+    return SAMPLE_IMAGE if SAMPLE_IMAGE.is_file() else None
+
+
+def export_onnx(weights: Path, output: Path, *, input_size: tuple[int, int], dynamic_batch: bool) -> Path:
+    """Lazy wrapper around ``trtdet_centernet.export.export_onnx`` (imports torch on use)."""
+    from trtdet_centernet.export import export_onnx as export
+
+    return export(weights, output, input_size=input_size, dynamic_batch=dynamic_batch)
+
+
+def convert_legacy_onnx(src: Path, dst: Path) -> Path:
+    """Lazy wrapper around ``trtdet_centernet.legacy.convert_legacy_onnx``."""
+    from trtdet_centernet.legacy import convert_legacy_onnx as convert
+
+    return convert(src, dst)
+
+
+CENTERNET = ModelSpec(
+    name="centernet",
+    class_names=COCO_NAMES,
+    input_size=(512, 512),
+    channel_order="BGR",
+    mean=(0.40789654, 0.44719302, 0.47026115),
+    std=(0.28863828, 0.27408164, 0.27809835),
+    border_value=0,
+    stride=4,
+    num_channels=4 + 2 * len(COCO_NAMES),
+    # Upstream's demo shows detections above vis_thresh 0.3; its COCO evaluation keeps all
+    # K=100 (pass --conf 0.001 or so for mAP).
+    conf_threshold=0.3,
+    iou_threshold=None,
+    max_detections=100,
+    description="CenterNet ctdet ResNet-DCN (xingyizhou/CenterNet), DCNv2 as ONNX DeformConv",
+    default_model=default_model_path,
+    exporter=export_onnx,
+    onnx_converter=convert_legacy_onnx,
+    sample_image=sample_image_path,
+)
+
+
+@hookimpl
+def trtdet_register_models(register: Callable[[ModelSpec], None]) -> None:
+    register(CENTERNET)
+
+
+@hookimpl
+def trtdet_decoder(model: ModelSpec, device: str) -> Decoder | None:
+    if model.name != "centernet":
+        return None
+    options = dict(
+        num_classes=model.num_classes,
+        input_size=model.input_size,
+        stride=model.stride or 4,
+        k=model.max_detections,
+        threshold=model.conf_threshold,
+        iou_threshold=model.iou_threshold,
+    )
+    if device == "cuda":
+        try:
+            from trtdet_centernet.cuda_decode import CudaCenterNetDecoder
+        except ImportError:
+            pass
+        else:
+            return CudaCenterNetDecoder(**options)
+    from trtdet_centernet.decode import CenterNetDecoder
+
+    return CenterNetDecoder(**options)
