@@ -65,7 +65,9 @@ def _read(path: Path) -> Any:
                 f"{path}: refused to load: the file pickles {match.group(1)}, not just tensors, and loading it "
                 "could run code (checkpoints are read with torch.load(weights_only=True))"
             ) from None
-        raise ModelError(f"{path}: not a PyTorch checkpoint written by torch.save (unreadable pickle)") from None
+        raise ModelError(
+            f"{path}: not a PyTorch checkpoint written by torch.save (unreadable pickle)"
+        ) from None
     except Exception as exc:  # torch raises RuntimeError, KeyError, EOFError, ... for non-checkpoints
         first = (str(exc).splitlines() or [""])[0] or type(exc).__name__
         if "zip archive" in first or "central directory" in first or isinstance(exc, EOFError):
@@ -84,7 +86,9 @@ def _state_dict_of(path: Path, obj: Any) -> tuple[dict[str, torch.Tensor], int |
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not obj:
         kind = type(obj).__name__
-        raise ModelError(f"{path}: not a CenterNet checkpoint (expected a dict with a 'state_dict', got {kind})")
+        raise ModelError(
+            f"{path}: not a CenterNet checkpoint (expected a dict with a 'state_dict', got {kind})"
+        )
     tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise ModelError(f"{path}: not a CenterNet checkpoint (its dict holds no tensors)")
@@ -100,9 +104,15 @@ def _identify(path: Path, state: dict[str, torch.Tensor]) -> tuple[int, int, int
 
     keys = list(state)
     if any(k.startswith("base.base_layer") or k.startswith("dla_up.") for k in keys):
-        raise ModelError(f"{path}: a CenterNet DLA-34 checkpoint; only ResNet-DCN (resdcn18/34/50/101) is supported")
-    if any(k.startswith("model.") and ".cv" in k for k in keys) or any(k.startswith("model.0.") for k in keys):
-        raise ModelError(f"{path}: this looks like YOLO weights (keys like {keys[0]!r}), not a CenterNet checkpoint")
+        raise ModelError(
+            f"{path}: a CenterNet DLA-34 checkpoint; only ResNet-DCN (resdcn18/34/50/101) is supported"
+        )
+    if any(k.startswith("model.") and ".cv" in k for k in keys) or any(
+        k.startswith("model.0.") for k in keys
+    ):
+        raise ModelError(
+            f"{path}: this looks like YOLO weights (keys like {keys[0]!r}), not a CenterNet checkpoint"
+        )
     if "hm.weight" in state:
         raise ModelError(f"{path}: head_conv=0 checkpoints (a single 1x1 conv per head) are not supported")
     missing = [k for k in _REQUIRED if k not in state]
@@ -117,10 +127,15 @@ def _identify(path: Path, state: dict[str, torch.Tensor]) -> tuple[int, int, int
         indices = {int(k[len(prefix) :].split(".", 1)[0]) for k in keys if k.startswith(prefix)}
         blocks.append(len(indices))
     bottleneck = "layer1.0.conv3.weight" in state
-    for depth, (block, layout) in RESNET_SPEC.items():
-        if tuple(blocks) == layout and (block.__name__ == "Bottleneck") == bottleneck:
-            break
-    else:
+    depth = next(
+        (
+            d
+            for d, (block, layout) in RESNET_SPEC.items()
+            if tuple(blocks) == layout and (block.__name__ == "Bottleneck") == bottleneck
+        ),
+        None,
+    )
+    if depth is None:
         raise ModelError(
             f"{path}: ResNet trunk with {blocks} {'bottleneck' if bottleneck else 'basic'} blocks per stage "
             f"matches no supported depth ({', '.join(map(str, RESNET_SPEC))})"

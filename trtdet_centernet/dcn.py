@@ -56,7 +56,9 @@ def modulated_deform_conv(
     batch, channels, height, width = x.shape
     out_channels, in_per_group, kh, kw = weight.shape
     if in_per_group != channels:
-        raise ValueError(f"weight expects {in_per_group} input channels, got {channels} (groups are not supported)")
+        raise ValueError(
+            f"weight expects {in_per_group} input channels, got {channels} (groups are not supported)"
+        )
     if channels % deformable_groups:
         raise ValueError(f"{channels} channels do not split into {deformable_groups} deformable groups")
     taps = kh * kw
@@ -96,7 +98,9 @@ def modulated_deform_conv(
         (y0 + 1, x0 + 1, ly * lx),
     ):
         valid = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
-        index = (yy.clamp(0, height - 1) * width + xx.clamp(0, width - 1)).reshape(batch, deformable_groups, 1, samples)
+        index = (yy.clamp(0, height - 1) * width + xx.clamp(0, width - 1)).reshape(
+            batch, deformable_groups, 1, samples
+        )
         corner_weight = (wgt * valid.to(dtype) * mask).reshape(batch, deformable_groups, 1, samples)
         gathered = torch.gather(flat, 3, index.expand(-1, -1, flat.shape[2], -1))
         cols = cols + gathered * corner_weight
@@ -213,7 +217,13 @@ class DCNv2(nn.Module):
         offset, mask = self.offset_and_mask(x)
         args = (self.stride, self.padding, self.dilation, self.deformable_groups)
         if torch.onnx.is_in_onnx_export():
-            geometry = (*self.kernel_size, *self.stride, *self.padding, *self.dilation, self.deformable_groups)
+            geometry = (
+                *self.kernel_size,
+                *self.stride,
+                *self.padding,
+                *self.dilation,
+                self.deformable_groups,
+            )
             return _DeformConvOnnx.apply(x, offset, mask, self.weight, self.bias, *geometry)
         if x.is_cuda:
             deform_conv2d = _torchvision_deform_conv2d()

@@ -110,7 +110,9 @@ def decode_centernet(
     height, width = input_size[0] // stride, input_size[1] // stride
     expected = (height * width, 4 + 2 * num_classes)
     if output.ndim != 3 or output.shape[1:] != expected:
-        raise ValueError(f"CenterNet output: expected [B, {expected[0]}, {expected[1]}], got {list(output.shape)}")
+        raise ValueError(
+            f"CenterNet output: expected [B, {expected[0]}, {expected[1]}], got {list(output.shape)}"
+        )
     if len(transforms) != output.shape[0]:
         raise ValueError(f"{len(transforms)} transforms for a batch of {output.shape[0]}")
     results = []

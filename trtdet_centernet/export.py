@@ -42,7 +42,9 @@ def _check_input_size(input_size: Sequence[int]) -> tuple[int, int]:
         raise UsageError(f"input size must be (H, W), got {tuple(input_size)}")
     height, width = (int(v) for v in input_size)
     if height <= 0 or width <= 0 or height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
-        raise UsageError(f"CenterNet input size must be positive multiples of {SIZE_MULTIPLE}, got {height}x{width}")
+        raise UsageError(
+            f"CenterNet input size must be positive multiples of {SIZE_MULTIPLE}, got {height}x{width}"
+        )
     return height, width
 
 
@@ -86,7 +88,9 @@ def export_model(
                     opset_version=OPSET,
                     input_names=[INPUT_NAME],
                     output_names=[OUTPUT_NAME],
-                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None,
+                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+                    if dynamic_batch
+                    else None,
                     do_constant_folding=True,
                 )
             proto = onnx.load(str(raw))
@@ -126,9 +130,15 @@ def export_onnx(
     model, num_classes, _depth = build_from_checkpoint(weights)
     try:
         return export_model(
-            model, output, input_size=input_size, dynamic_batch=dynamic_batch, class_names=class_names_for(num_classes)
+            model,
+            output,
+            input_size=input_size,
+            dynamic_batch=dynamic_batch,
+            class_names=class_names_for(num_classes),
         )
     except (UsageError, ModelError):
         raise
     except Exception as exc:  # an exporter failure is about this checkpoint's graph
-        raise ModelError(f"{weights}: ONNX export failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc
+        raise ModelError(
+            f"{weights}: ONNX export failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from exc

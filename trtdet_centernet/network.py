@@ -30,7 +30,9 @@ HM_BIAS_INIT = -2.19
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes, momentum=BN_MOMENTUM)
@@ -49,7 +51,9 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes, momentum=BN_MOMENTUM)
@@ -155,7 +159,9 @@ class CenterNetResDCN(nn.Module):
             up = nn.ConvTranspose2d(planes, planes, 4, stride=2, padding=1, output_padding=0, bias=False)
             fill_up_weights(up)
             layers += [
-                DCNv2(self.inplanes, planes, kernel_size=3, stride=1, padding=1, dilation=1, deformable_groups=1),
+                DCNv2(
+                    self.inplanes, planes, kernel_size=3, stride=1, padding=1, dilation=1, deformable_groups=1
+                ),
                 nn.BatchNorm2d(planes, momentum=BN_MOMENTUM),
                 nn.ReLU(inplace=True),
                 up,
