@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from trtdet.engines.base import Engine
+from trtdet.engines.base import Engine, EngineOptions
 from trtdet.errors import ModelError, UsageError
 from trtdet.model import ModelSpec
 from trtdet.pipeline import Detector
 from trtdet.plugins import get_model, load_plugins
-from trtdet.resolve import adapt_spec, choose_backend, resolve_model_file
+from trtdet.resolve import adapt_spec, choose_backend, prepare_for_backend, resolve_model_file
 
 
 def _output_shapes(engine: Engine, spec: ModelSpec) -> dict[str, tuple]:
@@ -37,15 +37,20 @@ def load(
     iou: float | None = None,
     batch: int = 1,
     input_size: tuple[int, int] | None = None,
+    precision: str = "fp32",
+    cuda_graphs: bool = True,
 ) -> Detector:
     """Build a detector for ``model`` from a checkpoint, ONNX, engine, or the shipped default.
 
     Returns a callable: ``detector(image)`` -> ``Detections`` for one HWC uint8 BGR image,
     ``detector([images])`` -> a list. ``conf``/``iou`` override the model's thresholds;
-    ``batch`` is the largest batch sent to the engine.
+    ``batch`` is the largest batch sent to the engine; ``precision`` (fp32/fp16) and
+    ``cuda_graphs`` tune GPU backends.
     """
     if device not in ("cpu", "cuda"):
         raise UsageError(f"device: expected 'cpu' or 'cuda', got {device!r}")
+    if precision not in ("fp32", "fp16"):
+        raise UsageError(f"precision: expected 'fp32' or 'fp16', got {precision!r}")
     if batch < 1:
         raise UsageError(f"batch: expected >= 1, got {batch}")
     pm = load_plugins()
@@ -60,7 +65,9 @@ def load(
     spec = dataclasses.replace(spec, **overrides) if overrides else spec
     model_file = resolve_model_file(spec, weights=weights, onnx=onnx, engine=engine, input_size=input_size)
     chosen = choose_backend(backend, model_file, device)
-    loaded = chosen.load(model_file, spec, device)
+    model_file = prepare_for_backend(spec, model_file, chosen, spec.input_size)
+    options = EngineOptions(precision=precision, max_batch=batch, cuda_graphs=cuda_graphs)
+    loaded = chosen.load(model_file, spec, device, options)
     spec = adapt_spec(spec, loaded)
     decoder = pm.hook.trtdet_decoder(model=spec, device=device)
     if decoder is None:

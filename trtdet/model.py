@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from trtdet.detections import Detections
 from trtdet.preprocess.affine import AffineTransform
@@ -62,8 +62,15 @@ class ModelSpec:
     #: Rewrites a third-party ONNX layout (e.g. a legacy tutorial export) into the one this
     #: plugin decodes: ``convert(src, dst) -> dst`` (None: nothing to convert).
     onnx_converter: Callable[[Path, Path], Path] | None = None
+    #: Builds the network (eval mode) from a checkpoint for the torch backend; its forward
+    #: returns the same single output as the ONNX export (None: the torch backend needs ONNX).
+    torch_model: Callable[[Path], Any] | None = None
     #: Returns a sample image path shown with no ``--source`` (None: the core's sample photo).
     sample_image: Callable[[], Path] | None = None
+    #: Take class names from the model file's ``names`` metadata when it has them. False keeps
+    #: ``class_names`` as given: for a plugin that decodes a subset of a file's classes (e.g. a
+    #: person-only detector on a COCO model) or names them differently.
+    names_from_model: bool = True
     #: Free-form extras a plugin wants to carry (e.g. ``{"head": "v8"}``).
     extras: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
 

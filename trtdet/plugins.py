@@ -28,6 +28,7 @@ ENTRY_POINT_GROUP = "trtdet"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "trtdet.preprocess.plugin",
     "trtdet.engines.onnxruntime_backend",
+    "trtdet.engines.torch_backend",
 )
 
 pm = pluggy.PluginManager("trtdet")

@@ -33,7 +33,7 @@ def resolve_model_file(
     if onnx is not None:
         return ModelFile(_existing(onnx), "onnx")
     if weights is not None:
-        return ModelFile(export_cached(spec, _existing(weights), input_size or spec.input_size), "onnx")
+        return ModelFile(_existing(weights), "weights")
     if spec.default_model is None:
         raise UsageError(f"model {spec.name!r} ships no default model; pass --weights, --onnx or --engine")
     path = Path(spec.default_model())
@@ -62,6 +62,11 @@ def export_cached(spec: ModelSpec, weights: Path, input_size: tuple[int, int]) -
     return target
 
 
+def _loads(backend: EngineBackend, kind: str) -> bool:
+    # Checkpoints also reach ONNX backends, through the model's exporter.
+    return kind in backend.file_kinds or (kind == "weights" and "onnx" in backend.file_kinds)
+
+
 def choose_backend(name: str, model_file: ModelFile, device: str) -> EngineBackend:
     """The backend called ``name``, or for ``auto`` the best available one for this file and device."""
     backends = list_engine_backends()
@@ -73,10 +78,10 @@ def choose_backend(name: str, model_file: ModelFile, device: str) -> EngineBacke
         reason = backend.unavailable_reason(device)
         if reason:
             raise UsageError(f"backend {name!r} cannot run on {device}: {reason}")
-        if model_file.kind not in backend.file_kinds:
+        if not _loads(backend, model_file.kind):
             raise UsageError(f"backend {name!r} cannot load {model_file.kind} files ({model_file.path})")
         return backend
-    candidates = [b for b in backends.values() if model_file.kind in b.file_kinds]
+    candidates = [b for b in backends.values() if _loads(b, model_file.kind)]
     reasons = []
     for backend in sorted(candidates, key=lambda b: -b.priority):
         reason = backend.unavailable_reason(device)
@@ -106,10 +111,18 @@ def parse_class_names(value: str) -> tuple[str, ...] | None:
     return None
 
 
+def prepare_for_backend(spec: ModelSpec, model_file: ModelFile, backend: EngineBackend, input_size: tuple[int, int]) -> ModelFile:
+    """Export a checkpoint to ONNX (cached) when the chosen backend cannot load checkpoints."""
+    if model_file.kind == "weights" and "weights" not in backend.file_kinds:
+        return ModelFile(export_cached(spec, model_file.path, input_size), "onnx")
+    return model_file
+
+
 def adapt_spec(spec: ModelSpec, engine: Engine) -> ModelSpec:
-    """Take class names and a fixed input size from the loaded model file."""
+    """Take class names (unless ``spec.names_from_model`` is False) and a fixed input size from the model file."""
     changes: dict[str, object] = {}
-    names = parse_class_names(engine.metadata.get("names", "")) if engine.metadata.get("names") else None
+    raw_names = engine.metadata.get("names") if spec.names_from_model else None
+    names = parse_class_names(raw_names) if raw_names else None
     if names and names != spec.class_names:
         changes["class_names"] = names
     shape = engine.input_shape

@@ -20,6 +20,15 @@ class ModelFile:
     kind: ModelFileKind
 
 
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to run: ``precision`` (fp32/fp16), the largest batch, CUDA graphs for static shapes."""
+
+    precision: Literal["fp32", "fp16"] = "fp32"
+    max_batch: int = 1
+    cuda_graphs: bool = True
+
+
 class Engine(Protocol):
     """A loaded network. Calling it runs one batch ``[B, 3, H, W]`` and returns ``{name: [B, ...]}``."""
 
@@ -53,6 +62,6 @@ class EngineBackend(Protocol):
         """None when usable on ``device`` (``cpu``/``cuda``), else a one-line reason."""
         ...
 
-    def load(self, model_file: ModelFile, spec: ModelSpec, device: str) -> Engine:
+    def load(self, model_file: ModelFile, spec: ModelSpec, device: str, options: EngineOptions) -> Engine:
         """Load ``model_file`` for ``spec`` on ``device``; raise ``ModelError`` naming the file."""
         ...

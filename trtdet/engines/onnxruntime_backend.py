@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from trtdet.engines.base import Engine, ModelFile, Shape
+from trtdet.engines.base import Engine, EngineOptions, ModelFile, Shape
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
@@ -73,7 +73,7 @@ class OnnxRuntimeBackend:
             return "this onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu)"
         return None
 
-    def load(self, model_file: ModelFile, spec: ModelSpec, device: str) -> Engine:
+    def load(self, model_file: ModelFile, spec: ModelSpec, device: str, options: EngineOptions) -> Engine:
         path = Path(model_file.path)
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")

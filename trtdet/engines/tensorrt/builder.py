@@ -28,7 +28,7 @@ from trtdet.model import ModelSpec
 PRECISIONS = ("fp32", "fp16")
 DCN_CHOICES = ("auto", "builtin", "plugin", "decomposed")
 #: ONNX ops that are deformable convolutions: the standard one and the legacy tutorial plugin.
-DCN_OPS = ("DeformConv", "Plugin")
+DCN_OPS = ("DeformConv", "Plugin", "DCNv2")
 
 Report = Callable[[str], None]
 
@@ -77,10 +77,10 @@ def resolve_dcn(flavour: Flavour, dcn: str) -> str:
 
 
 def dcn_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    """The deformable-convolution nodes of the main graph (DeformConv, legacy Plugin DCNv2)."""
+    """The deformable-convolution nodes of the main graph (DeformConv, legacy DCNv2 / Plugin DCNv2)."""
     found = []
     for node in model.graph.node:
-        if node.op_type == "DeformConv":
+        if node.op_type in ("DeformConv", "DCNv2"):
             found.append(node)
         elif node.op_type == "Plugin":
             names = [a.s.decode("utf-8", "replace") for a in node.attribute if a.name == "name"]
@@ -239,6 +239,8 @@ def build_engine(
         raise ModelError(f"{onnx_path}: not a readable ONNX model: {exc}") from exc
     input_size, static_batch = fix_spatial_size(model, spec, source)
     max_batch = static_batch or options.max_batch
+    if static_batch and static_batch != options.max_batch:
+        say(f"the ONNX has a static batch of {static_batch}: building for batch {static_batch}")
     has_dcn = bool(dcn_nodes(model))
     dcn = resolve_dcn(flavour, options.dcn) if has_dcn else None
     metadata = EngineMetadata(
@@ -264,9 +266,11 @@ def build_engine(
         model = rewrite_for_tensorrt(spec, model, flavour, dcn)
         left = [n for n in dcn_nodes(model) if not (dcn == "builtin" and n.op_type == "DeformConv")]
         if left:
+            working = "--dcn decomposed" if flavour.is_rtx else "--dcn builtin (or decomposed)"
             raise ModelError(
-                f"{source}: no installed trtdet plugin lowers {left[0].op_type} node {left[0].name!r} for "
-                f"--dcn {dcn} (trtdet_tensorrt_rewrite_onnx hook); install the model's plugin package"
+                f"{source}: {flavour.label} cannot import node {left[0].name!r} (op {left[0].op_type}): no installed "
+                f"trtdet plugin lowers it for --dcn {dcn} (hook trtdet_tensorrt_rewrite_onnx); install or enable "
+                f"the model's plugin package; {flavour.label} works with {working}"
             )
     if options.precision == "fp16":
         say("converting the ONNX to float16 (strongly typed build)")

@@ -1,0 +1,90 @@
+"""Person-only decoding of a YOLO v8/11 COCO head, written against trtdet's public contracts.
+
+The head is ``[B, 4 + 80, N]``: per anchor a box (cx, cy, w, h) in network-input pixels and
+80 COCO class scores (already sigmoid). An anchor is a person when person (COCO class 0) is
+its best class and that score is above the threshold, exactly what Ultralytics keeps with
+``classes=[0]``; overlapping persons are suppressed with OpenCV's ``cv2.dnn.NMSBoxes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from trtdet.detections import Detections
+from trtdet.errors import ModelError
+from trtdet.preprocess.affine import AffineTransform
+
+#: COCO class index of "person" and the number of COCO classes in the head.
+PERSON = 0
+COCO_CLASSES = 80
+HEAD_ROWS = 4 + COCO_CLASSES
+
+
+def _to_numpy(value: object) -> np.ndarray:
+    """Engine outputs are numpy on the CPU path and torch tensors on the CUDA path."""
+    if hasattr(value, "detach"):  # a torch tensor: copy to the host once per batch
+        value = value.detach().float().cpu().numpy()  # type: ignore[union-attr]
+    return np.asarray(value, dtype=np.float32)
+
+
+def decode_persons(
+    prediction: np.ndarray,
+    transform: AffineTransform,
+    *,
+    conf_threshold: float,
+    iou_threshold: float,
+    max_detections: int,
+) -> Detections:
+    """Persons of one image from its ``[84, N]`` head output, boxes in original-image pixels."""
+    class_scores = prediction[4:HEAD_ROWS]
+    person_score = class_scores[PERSON]
+    keep = (class_scores.argmax(axis=0) == PERSON) & (person_score > conf_threshold)
+    if not keep.any():
+        return Detections.empty()
+    cx, cy, w, h = prediction[:4, keep]
+    score = person_score[keep]
+    # cv2.dnn.NMSBoxes takes (x, y, w, h) rectangles and returns the kept indices, best first.
+    xywh = np.stack([cx - w / 2, cy - h / 2, w, h], axis=1)
+    kept = cv2.dnn.NMSBoxes(xywh, score, conf_threshold, iou_threshold, top_k=max_detections)
+    kept = np.asarray(kept, dtype=np.int64).reshape(-1)
+    xyxy = np.concatenate([xywh[kept, :2], xywh[kept, :2] + xywh[kept, 2:]], axis=1)
+    return Detections(transform.boxes_to_source(xyxy), score[kept], np.full(len(kept), PERSON, np.int64))
+
+
+class PersonDecoder:
+    """trtdet's ``Decoder`` protocol for the person model: ``validate`` once, then call per batch."""
+
+    def __init__(self, conf_threshold: float = 0.25, iou_threshold: float = 0.7, max_detections: int = 300) -> None:
+        self.conf_threshold = conf_threshold
+        self.iou_threshold = iou_threshold
+        self.max_detections = max_detections
+        self.output_name: str | None = None
+
+    def validate(self, output_shapes: dict[str, tuple[int | str | None, ...]], source: str) -> None:
+        """Pick the ``[B, 84, N]`` output; anything else is a ModelError naming ``source``."""
+        for name, shape in output_shapes.items():
+            if len(shape) == 3 and shape[1] == HEAD_ROWS:
+                self.output_name = name
+                return
+        got = ", ".join(f"{name} {list(shape)}" for name, shape in output_shapes.items()) or "no outputs"
+        raise ModelError(
+            f"{source}: output does not fit the person decoder (YOLO v8/11 COCO head): "
+            f"expected [B, {HEAD_ROWS}, N], got {got}"
+        )
+
+    def __call__(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> list[Detections]:
+        if self.output_name is None:
+            self.validate({name: tuple(np.shape(value)) for name, value in outputs.items()}, "model output")
+        batch = _to_numpy(outputs[self.output_name])  # type: ignore[index]
+        return [
+            decode_persons(
+                prediction,
+                transform,
+                conf_threshold=self.conf_threshold,
+                iou_threshold=self.iou_threshold,
+                max_detections=self.max_detections,
+            )
+            for prediction, transform in zip(batch, transforms, strict=True)
+        ]

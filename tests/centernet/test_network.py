@@ -1,0 +1,66 @@
+"""The ResNet-DCN network: upstream parameter names and shapes, and the fused output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import upstream_reference as upstream
+from trtdet_centernet.network import build_centernet, fill_up_weights
+
+from .conftest import SIZE
+
+
+@pytest.mark.parametrize("depth", [18, 34, 50, 101])
+def test_state_dict_matches_upstream_keys_and_shapes(depth):
+    ours = build_centernet(depth=depth, num_classes=80, head_conv=64)
+    theirs = upstream.get_pose_net(depth, {"hm": 80, "wh": 2, "reg": 2}, head_conv=64)
+    ours_shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    theirs_shapes = {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+    assert ours_shapes == theirs_shapes
+
+
+def test_upstream_layout_facts():
+    model = build_centernet(18, num_classes=3)
+    names = dict(model.state_dict())
+    for i in (0, 6, 12):
+        assert names[f"deconv_layers.{i}.conv_offset_mask.weight"].shape[0] == 27
+    for i in (1, 4, 7, 10, 13, 16):
+        assert f"deconv_layers.{i}.running_var" in names
+    for i, ch in zip((3, 9, 15), (256, 128, 64), strict=True):
+        assert names[f"deconv_layers.{i}.weight"].shape == (ch, ch, 4, 4)
+    assert torch.allclose(model.hm[2].bias, torch.full((3,), -2.19))
+    assert model.num_channels == 10
+
+
+def test_fill_up_weights_is_bilinear_upsampling():
+    """A constant map stays constant inside when upsampled by the initialised deconv."""
+    up = torch.nn.ConvTranspose2d(1, 1, 4, stride=2, padding=1, bias=False)
+    fill_up_weights(up)
+    expected = torch.tensor([0.25, 0.75, 0.75, 0.25])
+    assert torch.allclose(up.weight[0, 0], expected[:, None] * expected[None, :])
+
+
+def test_forward_is_fused_upstream_output_and_heads_are_raw(upstream_model, image_batch):
+    model = build_centernet(18, 80)
+    model.load_state_dict(upstream_model.state_dict())
+    model.eval()
+    with torch.no_grad():
+        ours = model(image_batch)
+        heads = model.heads(image_batch)
+        ret = upstream_model(image_batch)[-1]
+        theirs = upstream.deployment_output(ret)
+    cells = (SIZE // 4) ** 2
+    assert ours.shape == (2, cells, 164)
+    rel = (ours - theirs).abs().max() / theirs.abs().max()
+    assert rel < 1e-4
+    for name in ("hm", "wh", "reg"):
+        np.testing.assert_allclose(heads[name].numpy(), ret[name].numpy(), rtol=1e-3, atol=1e-4 * float(ret[name].abs().max()))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="depth 152"):
+        build_centernet(152)
+    with pytest.raises(ValueError, match="num_classes"):
+        build_centernet(18, num_classes=0)
