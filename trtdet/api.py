@@ -78,7 +78,7 @@ def load(
     if device == "cuda":
         import torch
 
-        synchronize = torch.cuda.synchronize
+        synchronize = torch.cuda.synchronize  # only used when timing stages
     return Detector(
         spec,
         preprocessor,

@@ -59,6 +59,15 @@ def trtdet_decoder(model: ModelSpec, device: str) -> Decoder | None:
     """
 
 
+@hookspec
+def trtdet_torch_prepare(model: ModelSpec) -> None:
+    """Register what the torch backend needs before it converts an ONNX file of ``model``.
+
+    Called before every onnx2torch conversion, so a model plugin can add converters for ops
+    onnx2torch lacks (e.g. ``DeformConv``). Must be idempotent. Every implementation runs.
+    """
+
+
 # -- TensorRT builds ---------------------------------------------------------------------------
 # The TensorRT backend calls these so model plugins can contribute layers TensorRT lacks
 # (e.g. CenterNet's DCNv2) without the core naming any model plugin.

@@ -61,6 +61,12 @@ class Detector:
         self.record_times = False
         self._synchronize = synchronize
         self._batcher: Any = None
+        self._stream: Any = None
+        if device == "cuda":
+            import torch
+
+            # One stream per pipeline: preprocess, engine and decode kernels all queue on it.
+            self._stream = torch.cuda.Stream()
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -89,6 +95,14 @@ class Detector:
         return results
 
     def _run_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        if self._stream is None:
+            return self._run_stages(images)
+        import torch
+
+        with torch.cuda.stream(self._stream):
+            return self._run_stages(images)
+
+    def _run_stages(self, images: Sequence[np.ndarray]) -> list[Detections]:
         if not self.record_times:
             batch = self.preprocessor(images)
             return self.decoder(self.engine(batch.tensor), batch.transforms)

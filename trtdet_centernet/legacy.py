@@ -259,15 +259,21 @@ class _Rewriter:
         del self.graph.value_info[:]
 
 
-def _num_classes(model: onnx.ModelProto, src: Path) -> int:
+def _settle_output(model: onnx.ModelProto, src: Path) -> int:
+    """Give ``output`` its inferred ``[B, N, 4 + 2C]`` type; return C."""
     inferred = onnx.shape_inference.infer_shapes(model)
     out = next(o for o in inferred.graph.output if o.name == OUTPUT_NAME)
+    if not out.type.tensor_type.HasField("shape"):
+        inferred_value = next((v for v in inferred.graph.value_info if v.name == OUTPUT_NAME), None)
+        out = inferred_value if inferred_value is not None else out
     dims = out.type.tensor_type.shape.dim
     if len(dims) != 3 or not dims[2].HasField("dim_value"):
-        raise ModelError(f"{src}: converted output has no static [B, N, C] shape; not a CenterNet head")
+        raise ModelError(f"{src}: the converted output has no static [B, N, C] shape; not a CenterNet head")
     channels = dims[2].dim_value
     if channels < 6 or channels % 2:
-        raise ModelError(f"{src}: converted output has {channels} channels, expected 4 + 2 x num_classes")
+        raise ModelError(f"{src}: the converted output has {channels} channels, expected 4 + 2 x num_classes")
+    target = next(o for o in model.graph.output if o.name == OUTPUT_NAME)
+    target.type.CopyFrom(out.type)
     return (channels - 4) // 2
 
 
@@ -301,7 +307,7 @@ def convert_legacy_onnx(src: Path | str, dst: Path | str) -> Path:
     rewriter.fix_input()
     rewriter.fuse_heads()
     rewriter.prune()
-    num_classes = _num_classes(model, src)
+    num_classes = _settle_output(model, src)
     try:
         finalize(model, class_names_for(num_classes))
     except onnx.checker.ValidationError as exc:

@@ -52,13 +52,15 @@ def model_options(function: F) -> F:
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
         click.option("--conf", type=float, default=None, help="Score threshold (default: the model's)."),
         click.option("--input-size", nargs=2, type=int, default=None, metavar="H W", help="Network input size."),
+        click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+                     help="Inference precision on GPU backends."),
     ]
     for option in reversed(options):
         function = option(function)
     return function
 
 
-def load_detector(model: str, weights, onnx_path, engine_path, backend, device, conf, input_size, batch: int = 1):
+def load_detector(model: str, weights, onnx_path, engine_path, backend, device, conf, input_size, batch: int = 1, precision: str = "fp32"):
     """``trtdet.load`` with the CLI's option names."""
     from trtdet.api import load
 
@@ -72,4 +74,5 @@ def load_detector(model: str, weights, onnx_path, engine_path, backend, device, 
         conf=conf,
         batch=batch,
         input_size=tuple(input_size) if input_size else None,
+        precision=precision,
     )

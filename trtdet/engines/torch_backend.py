@@ -114,6 +114,9 @@ class TorchBackend:
             from onnx2torch import convert
         except ImportError as exc:
             raise ModelError(f"{path}: running ONNX on the torch backend needs onnx2torch (pip install onnx2torch)") from exc
+        from trtdet.plugins import pm
+
+        pm.hook.trtdet_torch_prepare(model=spec)
         model = onnx.load(str(path))
         names = [o.name for o in model.graph.output]
         engine = TorchEngine(convert(model), path, device, options, names)

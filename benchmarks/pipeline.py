@@ -1,0 +1,189 @@
+"""End-to-end CenterNet ResDCN on the GPU: trtdet's pipeline against an upstream-style one.
+
+Upstream-style (xingyizhou/CenterNet demo semantics): per image on the CPU, cv2.warpAffine +
+normalisation; torch forward of the network; torch ``ctdet_decode`` (sigmoid, 3x3 max-pool
+peaks, top-K); ``ctdet_post_process`` on the CPU (numpy inverse affine).
+trtdet: ``trtdet.load("centernet", device="cuda", backend="torch")`` — uploads uint8 images,
+CUDA warp-affine kernel, the same network (CUDA graph, fp32 or fp16), CUDA decode kernel.
+
+Both start from decoded uint8 BGR images in host memory and end with detections on the host.
+
+    python benchmarks/pipeline.py --batches 1 32 --iterations 30 --out benchmarks/results/pipeline_h100.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MEAN = np.array([0.40789654, 0.44719302, 0.47026115], np.float32)
+STD = np.array([0.28863828, 0.27408164, 0.27809835], np.float32)
+
+
+def upstream_affine(width: int, height: int, size: int, inverse: bool = False) -> np.ndarray:
+    """CenterNet's get_affine_transform for centre c, scale max(w, h), no rotation."""
+    c = np.array([width / 2.0, height / 2.0], np.float32)
+    s = float(max(width, height))
+    src = np.array([c, c + [0, -0.5 * s], c + [-0.5 * s, -0.5 * s]], np.float32)
+    dst = np.array([[size / 2, size / 2], [size / 2, size / 2 - size / 2], [0, 0]], np.float32)
+    return cv2.getAffineTransform(dst, src) if inverse else cv2.getAffineTransform(src, dst)
+
+
+def upstream_preprocess(image: np.ndarray, size: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    warped = cv2.warpAffine(image, upstream_affine(w, h, size), (size, size), flags=cv2.INTER_LINEAR)
+    return ((warped.astype(np.float32) / 255.0 - MEAN) / STD).transpose(2, 0, 1)
+
+
+def upstream_decode(hm: torch.Tensor, wh: torch.Tensor, reg: torch.Tensor, k: int = 100) -> torch.Tensor:
+    """ctdet_decode: returns [B, K, 6] (x1, y1, x2, y2, score, class) at output resolution."""
+    batch, cat, height, width = hm.shape
+    hm = hm.sigmoid()
+    keep = (F.max_pool2d(hm, 3, 1, 1) == hm).float()
+    heat = hm * keep
+    scores, inds = torch.topk(heat.view(batch, cat, -1), k)
+    ys, xs = (inds // width).float(), (inds % width).float()
+    top_scores, top_ind = torch.topk(scores.view(batch, -1), k)
+    classes = (top_ind // k).float()
+    inds = inds.view(batch, -1).gather(1, top_ind)
+    ys = ys.view(batch, -1).gather(1, top_ind)
+    xs = xs.view(batch, -1).gather(1, top_ind)
+    reg = reg.view(batch, 2, -1).gather(2, inds.unsqueeze(1).expand(-1, 2, -1))
+    wh = wh.view(batch, 2, -1).gather(2, inds.unsqueeze(1).expand(-1, 2, -1))
+    xs, ys = xs + reg[:, 0], ys + reg[:, 1]
+    boxes = torch.stack([xs - wh[:, 0] / 2, ys - wh[:, 1] / 2, xs + wh[:, 0] / 2, ys + wh[:, 1] / 2], 2)
+    return torch.cat([boxes, top_scores.unsqueeze(2), classes.unsqueeze(2)], 2)
+
+
+def upstream_postprocess(dets: np.ndarray, shapes: list[tuple[int, int]], out_size: int, threshold: float) -> list[np.ndarray]:
+    results = []
+    for det, (h, w) in zip(dets, shapes, strict=True):
+        inverse = upstream_affine(w, h, out_size, inverse=True)
+        det = det[det[:, 4] > threshold]
+        pts = det[:, :4].reshape(-1, 2)
+        pts = pts @ inverse[:, :2].T + inverse[:, 2]
+        results.append(np.concatenate([pts.reshape(-1, 4), det[:, 4:]], 1))
+    return results
+
+
+class UpstreamPipeline:
+    def __init__(self, model: torch.nn.Module, size: int, threshold: float) -> None:
+        self.model, self.size, self.threshold = model, size, threshold
+
+    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        batch = torch.from_numpy(np.stack([upstream_preprocess(im, self.size) for im in images])).cuda()
+        with torch.inference_mode():
+            heads = self.model.heads(batch)
+            dets = upstream_decode(heads["hm"], heads["wh"], heads["reg"]).cpu().numpy()
+        return upstream_postprocess(dets, [im.shape[:2] for im in images], self.size // 4, self.threshold)
+
+
+def time_it(fn, images, iterations: int, warmup: int = 5) -> list[float]:
+    for _ in range(warmup):
+        fn(images)
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        fn(images)
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    import trtdet
+    from trtdet_centernet.network import build_centernet
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--depth", type=int, default=18)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--frames", type=int, default=10000, help="frames for the memory-flatness check")
+    parser.add_argument("--image-size", type=int, nargs=2, default=[1080, 1920], metavar=("H", "W"))
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    model = build_centernet(args.depth, 80).eval()
+    work = Path(tempfile.mkdtemp())
+    ckpt = work / "resdcn.pth"
+    torch.save({"epoch": 0, "state_dict": model.state_dict()}, ckpt)
+    model = model.cuda()
+    photo = cv2.imread(str(Path(trtdet.__file__).parent / "data" / "sample.jpg"))
+    image = cv2.resize(photo, (args.image_size[1], args.image_size[0]))
+    rng = np.random.default_rng(0)
+    images = [np.clip(image.astype(np.int16) + rng.integers(-8, 8, image.shape), 0, 255).astype(np.uint8) for _ in range(max(args.batches))]
+
+    upstream = UpstreamPipeline(model, args.size, 0.3)
+    rows = []
+    device_name = torch.cuda.get_device_name()
+    for precision in ("fp32", "fp16"):
+        detector = trtdet.load("centernet", weights=ckpt, backend="torch", device="cuda", batch=max(args.batches),
+                               precision=precision, input_size=(args.size, args.size))
+        for batch in args.batches:
+            subset = images[:batch]
+            ours = time_it(detector.detect, subset, args.iterations)
+            if precision == "fp32":
+                base = time_it(upstream, subset, args.iterations)
+                rows.append(("upstream-style fp32", batch, base))
+            rows.append((f"trtdet {precision}", batch, ours))
+        detector.close()
+
+    # Memory over many frames at the largest batch.
+    detector = trtdet.load("centernet", weights=ckpt, backend="torch", device="cuda", batch=max(args.batches), input_size=(args.size, args.size))
+    batch = max(args.batches)
+    detector.detect(images[:batch])
+    torch.cuda.synchronize()
+    start_mem = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    done = 0
+    t0 = time.perf_counter()
+    while done < args.frames:
+        detector.detect(images[:batch])
+        done += batch
+    torch.cuda.synchronize()
+    elapsed = time.perf_counter() - t0
+    end_mem, peak_mem = torch.cuda.memory_allocated(), torch.cuda.max_memory_allocated()
+
+    base_by_batch = {b: statistics.median(t) for name, b, t in rows if name.startswith("upstream")}
+    lines = [
+        f"# CenterNet ResDCN-{args.depth} end to end, {args.size}x{args.size} input, {args.image_size[1]}x{args.image_size[0]} images",
+        "",
+        f"Device: {device_name}; torch {torch.__version__}. Command: `python benchmarks/pipeline.py "
+        f"--batches {' '.join(map(str, args.batches))} --iterations {args.iterations}`",
+        "",
+        "| pipeline | batch | median ms/batch | min ms | images/s | vs upstream-style |",
+        "|---|---|---|---|---|---|",
+    ]
+    results = []
+    for name, b, t in rows:
+        median = statistics.median(t)
+        lines.append(f"| {name} | {b} | {1e3 * median:.2f} | {1e3 * min(t):.2f} | {b / median:.0f} | {base_by_batch[b] / median:.1f}x |")
+        results.append({"pipeline": name, "batch": b, "median_ms": 1e3 * median, "min_ms": 1e3 * min(t), "images_per_s": b / median})
+    lines += [
+        "",
+        f"Memory over {done} frames at batch {batch} (trtdet fp32): allocated {start_mem / 2**20:.1f} MiB before, "
+        f"{end_mem / 2**20:.1f} MiB after, peak {peak_mem / 2**20:.1f} MiB; {done / elapsed:.0f} images/s sustained.",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        args.out.with_suffix(".json").write_text(json.dumps({"device": device_name, "results": results,
+            "memory": {"frames": done, "start_mib": start_mem / 2**20, "end_mib": end_mem / 2**20, "peak_mib": peak_mem / 2**20}}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

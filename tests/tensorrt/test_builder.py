@@ -1,0 +1,186 @@
+"""Engine builds with TensorRT-RTX on the CPU machine: YOLO11n and a CenterNet with decomposed DCN.
+
+TensorRT-RTX builds ahead of time without a GPU but cannot deserialize here (no CUDA driver),
+so the I/O names and shapes checked are the ones the builder's network reports, which the
+engine metadata records.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper
+
+from trtdet.engines.tensorrt.builder import BuildOptions, build_engine
+from trtdet.engines.tensorrt.cache import EngineCache, file_sha256
+from trtdet.engines.tensorrt.engine_file import read_engine, read_metadata
+from trtdet.engines.tensorrt.flavour import flavour_by_name
+from trtdet.errors import ModelError, UsageError
+from trtdet.plugins import get_model
+
+pytestmark = pytest.mark.usefixtures("tensorrt_plugins")
+
+
+@pytest.fixture(scope="module")
+def built_cache(tmp_path_factory) -> EngineCache:
+    return EngineCache(tmp_path_factory.mktemp("engines"))
+
+
+@pytest.fixture(scope="module")
+def yolo_build(rtx, tensorrt_plugins, yolo_onnx, built_cache):
+    spec = get_model("yolo").spec
+    messages: list[str] = []
+    result = build_engine(yolo_onnx, spec, BuildOptions(max_batch=4), cache=built_cache, report=messages.append)
+    return result, messages
+
+
+@pytest.fixture(scope="module")
+def centernet_build(rtx, tensorrt_plugins, centernet_onnx, built_cache):
+    spec = get_model("centernet").spec
+    return build_engine(centernet_onnx, spec, BuildOptions(max_batch=2, precision="fp16"), cache=built_cache)
+
+
+@pytest.mark.slow
+def test_yolo11n_engine_metadata_and_io(yolo_build, yolo_onnx, rtx):
+    result, messages = yolo_build
+    meta = result.metadata
+    assert not result.cached and result.path.is_file()
+    assert meta.model == "yolo" and meta.precision == "fp32" and meta.max_batch == 4
+    assert meta.trt_flavour == "rtx" and meta.trt_version == rtx.__version__
+    assert meta.compute_capability == "aot" and meta.dcn is None
+    assert meta.onnx_sha256 == file_sha256(yolo_onnx)
+    assert meta.input_size == (640, 640)
+    assert len(meta.names) == 80 and meta.names[0] == "person" and meta.names[79] == "toothbrush"
+    assert [(t.name, t.shape, t.dtype) for t in meta.inputs] == [("images", (-1, 3, 640, 640), "float32")]
+    # 80x80 + 40x40 + 20x20 anchors, 4 box + 80 class rows: what Ultralytics exports.
+    assert [(t.name, t.shape, t.dtype) for t in meta.outputs] == [("output0", (-1, 84, 8400), "float32")]
+    on_disk, plan = read_engine(result.path)
+    assert on_disk == meta and len(plan) == meta.extra["plan_bytes"] > 1_000_000
+    assert any("Building engine" in m for m in messages), messages  # TensorRT's progress phases
+
+
+@pytest.mark.slow
+def test_second_build_hits_the_cache(yolo_build, yolo_onnx, built_cache, tmp_path):
+    first, _ = yolo_build
+    messages: list[str] = []
+    spec = get_model("yolo").spec
+    again = build_engine(
+        yolo_onnx, spec, BuildOptions(max_batch=4), cache=built_cache, output=tmp_path / "y.engine", report=messages.append
+    )
+    assert again.cached and again.seconds < 1.0
+    assert again.path == tmp_path / "y.engine" and again.path.read_bytes() == first.path.read_bytes()
+    assert messages == [f"engine cache hit: {first.path}"]
+    assert built_cache.cached_source(first.metadata.onnx_sha256).read_bytes() == yolo_onnx.read_bytes()
+
+
+@pytest.mark.slow
+def test_centernet_decomposed_fp16_engine(centernet_build, centernet_onnx):
+    meta = centernet_build.metadata
+    assert meta.model == "centernet" and meta.dcn == "decomposed" and meta.precision == "fp16"
+    assert meta.input_size == (128, 128) and meta.max_batch == 2 and len(meta.names) == 80
+    assert meta.plugins == ()
+    assert [(t.name, t.shape, t.dtype) for t in meta.inputs] == [("images", (-1, 3, 128, 128), "float32")]
+    # 32x32 cells, [reg 2, wh 2, hm 80, pool_hm 80] channel-last; FP16 inside, float32 I/O.
+    assert [(t.name, t.shape, t.dtype) for t in meta.outputs] == [("output", (-1, 1024, 164), "float32")]
+    again = build_engine(centernet_onnx, get_model("centernet").spec, BuildOptions(max_batch=2, precision="fp16"),
+                         cache=EngineCache(centernet_build.path.parent.parent))
+    assert again.cached
+
+
+@pytest.mark.slow
+def test_build_cli_writes_the_engine(rtx, tensorrt_plugins, yolo_onnx, tmp_path, isolated_cache):
+    from trtdet.cli.build import build_command
+
+    output = tmp_path / "yolo.engine"
+    args = [str(yolo_onnx), "--model", "yolo", "--precision", "fp16", "--max-batch", "2", "-o", str(output), "--trt", "rtx"]
+    result = CliRunner().invoke(build_command, args)
+    assert result.exit_code == 0, result.output
+    assert "Building engine" in result.output  # progress (stderr is mixed in by CliRunner)
+    assert f"wrote {output} (built in" in result.output
+    meta = read_metadata(output)
+    assert meta.precision == "fp16" and meta.max_batch == 2 and meta.trt_flavour == "rtx"
+    second = CliRunner().invoke(build_command, args)
+    assert second.exit_code == 0 and "from the engine cache" in second.output
+
+
+def _single_op_model(path: Path, op_type: str, domain: str = "", **attrs) -> Path:
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 32, 32])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 3, 32, 32])
+    node = helper.make_node(op_type, ["images"], ["output"], name="the_node", domain=domain, **attrs)
+    opsets = [helper.make_opsetid("", 19)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y]), opset_imports=opsets)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_unimportable_op_names_op_and_node(rtx, tensorrt_plugins, tmp_path):
+    onnx_file = _single_op_model(tmp_path / "odd.onnx", "FancyOp", domain="com.example")
+    with pytest.raises(ModelError, match=r"odd\.onnx: TensorRT-RTX .* cannot import node 'the_node' \(op FancyOp\)"):
+        build_engine(onnx_file, get_model("yolo").spec, BuildOptions(trt="rtx"), cache=EngineCache(tmp_path / "c"))
+
+
+def _deform_conv_model(path: Path) -> Path:
+    import numpy as np
+    from onnx import numpy_helper
+
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 32, 32])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 4, 32, 32])
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    ow = numpy_helper.from_array(np.zeros((18, 3, 3, 3), np.float32), "ow")
+    nodes = [
+        helper.make_node("Conv", ["images", "ow"], ["offset"], name="offset_conv", pads=[1, 1, 1, 1]),
+        helper.make_node("DeformConv", ["images", "w", "offset"], ["output"], name="dcn_node", pads=[1, 1, 1, 1]),
+    ]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w, ow]), opset_imports=[helper.make_opsetid("", 19)])
+    onnx.save(model, str(path))
+    return path
+
+
+def test_deform_conv_without_a_lowering_plugin_says_what_works(rtx, tmp_path, monkeypatch):
+    from trtdet.plugins import pm
+
+    hooks = pm.get_plugin("centernet_tensorrt")
+    if hooks is None:
+        pytest.skip("the CenterNet TensorRT hooks are registered by the installed entry point")
+    pm.unregister(hooks)
+    try:
+        onnx_file = _deform_conv_model(tmp_path / "dcn.onnx")
+        with pytest.raises(ModelError, match=r"dcn\.onnx: .*node 'dcn_node' \(op DeformConv\).*--dcn decomposed"):
+            build_engine(onnx_file, get_model("yolo").spec, BuildOptions(trt="rtx"), cache=EngineCache(tmp_path / "c"))
+    finally:
+        pm.register(hooks, name="centernet_tensorrt")
+
+
+@pytest.mark.parametrize(("dcn", "message"), [("builtin", "has no DeformConv importer"), ("plugin", "aborts on them")])
+def test_rtx_refuses_lowerings_it_cannot_build(rtx, tensorrt_plugins, tmp_path, dcn, message):
+    onnx_file = _deform_conv_model(tmp_path / "dcn.onnx")
+    with pytest.raises(UsageError, match=f"{message}: use --dcn decomposed"):
+        build_engine(onnx_file, get_model("yolo").spec, BuildOptions(trt="rtx", dcn=dcn), cache=EngineCache(tmp_path))
+
+
+def test_bad_options_and_files(rtx, tmp_path, yolo_onnx):
+    spec = get_model("yolo").spec
+    with pytest.raises(UsageError, match="unknown precision"):
+        build_engine(yolo_onnx, spec, BuildOptions(precision="int8"))
+    with pytest.raises(UsageError, match="unknown --dcn"):
+        build_engine(_deform_conv_model(tmp_path / "d.onnx"), spec, BuildOptions(dcn="magic", trt="rtx"))
+    with pytest.raises(ModelError, match="ONNX file not found"):
+        build_engine(tmp_path / "absent.onnx", spec)
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x08\x07garbage")
+    with pytest.raises(ModelError, match=r"broken\.onnx: not a readable ONNX model"):
+        build_engine(broken, spec, BuildOptions(trt="rtx"))
+    if flavour_by_name("tensorrt") is None:
+        with pytest.raises(UsageError, match="--trt tensorrt: the module 'tensorrt' cannot be imported"):
+            build_engine(yolo_onnx, spec, BuildOptions(trt="tensorrt"))
+
+
+def test_metadata_json_is_readable_without_trtdet(yolo_build):
+    result, _ = yolo_build
+    data = result.path.read_bytes()
+    header = json.loads(data[4 : 4 + int.from_bytes(data[:4], "little")])
+    assert header["model"] == "yolo" and header["trt_flavour"] == "rtx"

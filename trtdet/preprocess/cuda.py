@@ -1,0 +1,298 @@
+"""GPU letterbox preprocessing: one numba.cuda launch warps and normalises a whole batch.
+
+Matches ``trtdet.preprocess.cpu.WarpAffinePreprocessor`` (cv2.warpAffine INTER_LINEAR,
+BORDER_CONSTANT) bit for bit, by following the arithmetic of OpenCV >= 4.11's float
+warpAffine path (the one the installed cv2 5.x runs on x86): the inverse matrix is computed
+in double and rounded to float32; per destination row ``rx = fl(fl(y*M1) + M2)``; per pixel
+``sx = fma(M0, x, rx)``; ``ix = floor(sx)``, ``a = sx - ix``; per channel
+``v0 = fma(a, p01 - p00, p00)``, ``v1 = fma(a, p11 - p10, p10)``, ``v = fma(b, v1 - v0, v0)``,
+rounded half to even and saturated to uint8; taps outside the image read ``border_value``.
+The last ``width % 16`` columns of a row go through cv2's scalar tail, which computes
+``sx = fl(fma(x, M0, fl(y*M1)) + M2)`` instead (16 = its AVX2 step, ``CV2_SIMD_COLUMNS``). Then
+``out = fl(fl(v * scale) + shift)`` with ``scale = 1/(255 std)``, ``shift = -mean/std``
+rounded exactly like the numpy reference, so float32 outputs are identical too.
+
+Images of any sizes travel in one pinned staging buffer (per-image metadata in front),
+one host-to-device copy, one kernel launch, all on the caller's stream.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+from numba import cuda, float32, int64
+
+from trtdet.cuda.runtime import SIMULATOR, blocks, device_view, fadd_rn, fma_f32, fmul_rn, numba_stream, rint_f32
+from trtdet.errors import InputError
+from trtdet.preprocess.affine import AffineTransform, letterbox_transform
+from trtdet.preprocess.base import PreprocessedBatch
+
+#: Per-image metadata row (float64): byte offset, height, width, row stride, M0..M5 (float32 values).
+META_COLUMNS = 10
+_META_ALIGN = 256
+BLOCK = (32, 8, 1)
+#: Columns per SIMD step of cv2's warpAffine (AVX2: 2 x 8 float lanes); the rest of a row
+#: goes through its scalar tail, which rounds the column coordinate differently.
+CV2_SIMD_COLUMNS = 16
+
+
+def cv2_inverse_matrix(matrix: np.ndarray) -> np.ndarray:
+    """The dst->src matrix cv2.warpAffine derives from a forward 2x3 ``matrix``, as float32.
+
+    Same double-precision steps as OpenCV's ``warpAffine`` (without WARP_INVERSE_MAP),
+    then rounded to float32 like its float kernels do.
+    """
+    m = [float(v) for v in np.asarray(matrix, dtype=np.float64).reshape(6)]
+    det = m[0] * m[4] - m[1] * m[3]
+    det = 1.0 / det if det != 0 else 0.0
+    a11, a22 = m[4] * det, m[0] * det
+    m1, m3 = -m[1] * det, -m[3] * det
+    b1 = -a11 * m[2] - m1 * m[5]
+    b2 = -m3 * m[2] - a22 * m[5]
+    return np.array([a11, m1, b1, m3, a22, b2], dtype=np.float32)
+
+
+def _warp_affine_normalize(pixels, meta, out, border, s0, s1, s2, t0, t1, t2, swap_rb, vector_columns):
+    """One thread per destination pixel of one image: bilinear warp, normalise, write 3 planes."""
+    x, y, b = cuda.grid(3)
+    height = out.shape[2]
+    width = out.shape[3]
+    if x >= width or y >= height or b >= out.shape[0]:
+        return
+    base = int64(meta[b, 0])
+    src_h = int64(meta[b, 1])
+    src_w = int64(meta[b, 2])
+    step = int64(meta[b, 3])
+    m0 = float32(meta[b, 4])
+    m1 = float32(meta[b, 5])
+    m2 = float32(meta[b, 6])
+    m3 = float32(meta[b, 7])
+    m4 = float32(meta[b, 8])
+    m5 = float32(meta[b, 9])
+    fx = float32(x)
+    fy = float32(y)
+    if x < vector_columns:  # cv2's SIMD body
+        sx = fma_f32(m0, fx, fadd_rn(fmul_rn(fy, m1), m2))
+        sy = fma_f32(m3, fx, fadd_rn(fmul_rn(fy, m4), m5))
+    else:  # cv2's scalar tail: x*M0 + y*M1 + M2 with the first product fused
+        sx = fadd_rn(fma_f32(fx, m0, fmul_rn(fy, m1)), m2)
+        sy = fadd_rn(fma_f32(fx, m3, fmul_rn(fy, m4)), m5)
+    fix = math.floor(sx)
+    fiy = math.floor(sy)
+    ax = sx - float32(fix)
+    ay = sy - float32(fiy)
+    ix = int64(fix)
+    iy = int64(fiy)
+    in_x0 = ix >= 0 and ix < src_w
+    in_x1 = ix + 1 >= 0 and ix + 1 < src_w
+    in_y0 = iy >= 0 and iy < src_h
+    in_y1 = iy + 1 >= 0 and iy + 1 < src_h
+    row0 = base + iy * step + ix * 3
+    row1 = row0 + step
+    for c in range(3):
+        p00 = float32(pixels[row0 + c]) if in_y0 and in_x0 else border
+        p01 = float32(pixels[row0 + 3 + c]) if in_y0 and in_x1 else border
+        p10 = float32(pixels[row1 + c]) if in_y1 and in_x0 else border
+        p11 = float32(pixels[row1 + 3 + c]) if in_y1 and in_x1 else border
+        v0 = fma_f32(ax, p01 - p00, p00)
+        v1 = fma_f32(ax, p11 - p10, p10)
+        v = rint_f32(fma_f32(ay, v1 - v0, v0))
+        if v < float32(0.0):
+            v = float32(0.0)
+        if v > float32(255.0):
+            v = float32(255.0)
+        channel = 2 - c if swap_rb else c
+        if channel == 0:
+            value = fadd_rn(fmul_rn(v, s0), t0)
+        elif channel == 1:
+            value = fadd_rn(fmul_rn(v, s1), t1)
+        else:
+            value = fadd_rn(fmul_rn(v, s2), t2)
+        out[b, channel, y, x] = value
+
+
+#: The kernel's Python source, for ``cuda.compile_ptx`` checks.
+KERNEL_PY = _warp_affine_normalize
+warp_affine_normalize_kernel = cuda.jit(_warp_affine_normalize)
+
+
+def kernel_signatures() -> list[tuple]:
+    """Argument types the preprocessor launches with (float32 and float16 outputs)."""
+    from numba.types import float16, float64, int32, uint8
+
+    scalars = (float32,) * 7 + (int32, int32)
+    return [
+        (uint8[::1], float64[:, ::1], out_type[:, :, :, ::1], *scalars) for out_type in (float32, float16)
+    ]
+
+
+class _Staging:
+    """A grow-only pinned host buffer and device buffer pair, reused across batches.
+
+    Two of them alternate; before refilling one, its previous upload must have finished
+    (``ready``): with double buffering that wait is almost always already over.
+    """
+
+    def __init__(self, torch: Any, device: Any) -> None:
+        self.torch = torch
+        self.device = device
+        self.host: Any = None
+        self.dev: Any = None
+        self.event: Any = None
+
+    def reserve(self, nbytes: int) -> None:
+        torch = self.torch
+        if self.host is not None and self.host.numel() >= nbytes:
+            return
+        size = max(nbytes, 1 << 20)
+        size = 1 << (size - 1).bit_length()
+        pin = not SIMULATOR
+        self.host = torch.empty(size, dtype=torch.uint8, pin_memory=pin)
+        self.dev = self.host if SIMULATOR else torch.empty(size, dtype=torch.uint8, device=self.device)
+        self.event = None
+
+    def ready(self) -> None:
+        if self.event is not None:
+            self.event.synchronize()
+
+
+class CudaWarpAffinePreprocessor:
+    """Letterbox HWC uint8 BGR images on the GPU into a ``[B, 3, H, W]`` torch CUDA tensor.
+
+    Same constructor contract and output values as ``WarpAffinePreprocessor``; ``dtype`` may
+    be ``torch.float16`` for half-precision engines (values rounded from the float32 result).
+    Images may be numpy arrays or torch uint8 tensors (CPU or CUDA), of any sizes.
+    """
+
+    def __init__(
+        self,
+        input_size: tuple[int, int],
+        *,
+        mean: Sequence[float] = (0.0, 0.0, 0.0),
+        std: Sequence[float] = (1.0, 1.0, 1.0),
+        channel_order: Literal["BGR", "RGB"] = "RGB",
+        border_value: int = 114,
+        dtype: Any = None,
+    ) -> None:
+        import torch
+
+        from trtdet.cuda.runtime import torch_device
+
+        if channel_order not in ("BGR", "RGB"):
+            raise ValueError(f"channel_order: expected 'BGR' or 'RGB', got {channel_order!r}")
+        self.torch = torch
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.channel_order = channel_order
+        self.border_value = int(border_value)
+        self.dtype = torch.float32 if dtype is None else dtype
+        if self.dtype not in (torch.float32, torch.float16):
+            raise ValueError(f"dtype: expected torch.float32 or torch.float16, got {self.dtype}")
+        mean_arr = np.asarray(mean, dtype=np.float32)
+        std_arr = np.asarray(std, dtype=np.float32)
+        # Exactly the CPU reference's float32 constants: (x / 255 - mean) / std == x * scale + shift.
+        self._scale = [float(v) for v in (1.0 / (255.0 * std_arr)).astype(np.float32)]
+        self._shift = [float(v) for v in (-mean_arr / std_arr).astype(np.float32)]
+        self.device = torch_device()
+        self._staging = [_Staging(torch, self.device), _Staging(torch, self.device)]
+        self._turn = 0
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Compile the kernel for this output dtype now, not on the first batch."""
+        if SIMULATOR:
+            return
+        index = 0 if self.dtype == self.torch.float32 else 1
+        warp_affine_normalize_kernel.compile(kernel_signatures()[index])
+
+    def transforms(self, images: Sequence[Any]) -> list[AffineTransform]:
+        return [letterbox_transform(tuple(image.shape[:2]), self.input_size) for image in images]
+
+    def __call__(self, images: Sequence[Any], stream: Any = None) -> PreprocessedBatch:
+        """Warp ``images`` into one batch on ``stream`` (a torch stream; default: torch's current)."""
+        torch = self.torch
+        for i, image in enumerate(images):
+            shape = tuple(image.shape)
+            dtype = str(image.dtype)
+            if len(shape) != 3 or shape[2] != 3 or dtype not in ("uint8", "torch.uint8") or 0 in shape:
+                raise InputError(f"image {i}", f"expected an HxWx3 uint8 BGR image, got shape {shape} {dtype}")
+        batch = len(images)
+        h, w = self.input_size
+        transforms = self.transforms(images)
+        if batch == 0:
+            return PreprocessedBatch(torch.empty((0, 3, h, w), dtype=self.dtype, device=self.device), [])
+        meta_bytes = -(-batch * META_COLUMNS * 8 // _META_ALIGN) * _META_ALIGN
+        sizes = [math.prod(image.shape) for image in images]
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        total = meta_bytes + int(sum(sizes))
+        staging = self._staging[self._turn]
+        self._turn ^= 1
+        staging.ready()
+        staging.reserve(total)
+        meta = staging.host[:meta_bytes].view(torch.float64)[: batch * META_COLUMNS].numpy().reshape(batch, META_COLUMNS)
+        host_bytes = staging.host.numpy()
+        device_images = []
+        for i, (image, transform) in enumerate(zip(images, transforms, strict=True)):
+            meta[i, 0] = offsets[i]
+            meta[i, 1:4] = (image.shape[0], image.shape[1], image.shape[1] * 3)
+            meta[i, 4:] = cv2_inverse_matrix(transform.matrix)
+            start = meta_bytes + int(offsets[i])
+            if hasattr(image, "is_cuda") and image.is_cuda and not SIMULATOR:
+                device_images.append((start, image))
+                continue
+            array = image.numpy() if hasattr(image, "numpy") else image
+            np.copyto(host_bytes[start : start + sizes[i]].reshape(array.shape), array)
+        stream_t = self._torch_stream(stream)
+        out = self._launch(staging, meta_bytes, total, batch, device_images, stream_t)
+        return PreprocessedBatch(out, transforms)
+
+    def _torch_stream(self, stream: Any) -> Any:
+        if SIMULATOR:
+            return None
+        return self.torch.cuda.current_stream() if stream is None else stream
+
+    def _launch(self, staging: _Staging, meta_bytes: int, total: int, batch: int, device_images: list, stream: Any) -> Any:
+        torch = self.torch
+        h, w = self.input_size
+        if SIMULATOR:
+            out = torch.empty((batch, 3, h, w), dtype=self.dtype)
+            self._run_kernel(staging.dev, meta_bytes, total, batch, out, 0)
+            return out
+        with torch.cuda.stream(stream):
+            if device_images:
+                # Metadata plus host images up to the first device image travel in one copy
+                # (sizes are small when images already live on the GPU).
+                staging.dev[:total].copy_(staging.host[:total], non_blocking=True)
+                for start, image in device_images:
+                    staging.dev[start : start + image.numel()].copy_(image.reshape(-1))
+            else:
+                staging.dev[:total].copy_(staging.host[:total], non_blocking=True)
+            staging.event = torch.cuda.Event()
+            staging.event.record(stream)
+            out = torch.empty((batch, 3, h, w), dtype=self.dtype, device=self.device)
+            self._run_kernel(staging.dev, meta_bytes, total, batch, out, numba_stream(stream))
+        return out
+
+    def _run_kernel(self, dev: Any, meta_bytes: int, total: int, batch: int, out: Any, stream: Any) -> None:
+        torch = self.torch
+        h, w = self.input_size
+        meta = dev[:meta_bytes].view(torch.float64)[: batch * META_COLUMNS].view(batch, META_COLUMNS)
+        pixels = dev[meta_bytes:total]
+        grid = (blocks(w, BLOCK[0]), blocks(h, BLOCK[1]), batch)
+        s, t = self._scale, self._shift
+        warp_affine_normalize_kernel[grid, BLOCK, stream](
+            device_view(pixels),
+            device_view(meta),
+            device_view(out),
+            float32(self.border_value),
+            float32(s[0]),
+            float32(s[1]),
+            float32(s[2]),
+            float32(t[0]),
+            float32(t[1]),
+            float32(t[2]),
+            np.int32(self.channel_order == "RGB"),
+            np.int32(w // CV2_SIMD_COLUMNS * CV2_SIMD_COLUMNS),
+        )

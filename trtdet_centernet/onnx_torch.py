@@ -1,0 +1,58 @@
+"""An onnx2torch converter for ONNX ``DeformConv``, so CenterNet ONNX files run on the torch backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+_registered = False
+
+
+class DeformConvModule(nn.Module):
+    """ONNX ``DeformConv`` (opset 19) as a torch module: inputs X, W, offset[, B[, mask]]."""
+
+    def __init__(self, stride: list[int], padding: list[int], dilation: list[int], offset_group: int) -> None:
+        super().__init__()
+        self.stride, self.padding, self.dilation, self.offset_group = stride, padding, dilation, offset_group
+
+    def forward(self, x: torch.Tensor, weight: torch.Tensor, offset: torch.Tensor,
+                bias: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        from trtdet_centernet.dcn import _torchvision_deform_conv2d, modulated_deform_conv
+
+        if mask is None:
+            kernel_taps = weight.shape[2] * weight.shape[3]
+            mask = offset.new_ones(offset.shape[0], self.offset_group * kernel_taps, *offset.shape[2:])
+        torchvision_dcn = _torchvision_deform_conv2d() if x.is_cuda else None
+        if torchvision_dcn is not None:
+            return torchvision_dcn(x, offset, weight, bias, stride=self.stride, padding=self.padding,
+                                   dilation=self.dilation, mask=mask)
+        return modulated_deform_conv(x, offset, mask, weight, bias, self.stride, self.padding, self.dilation, self.offset_group)
+
+
+def register_deform_conv_converter() -> None:
+    """Teach onnx2torch ``DeformConv`` (idempotent; needs onnx2torch installed)."""
+    global _registered
+    if _registered:
+        return
+    from onnx2torch.node_converters.registry import add_converter
+    from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
+
+    @add_converter(operation_type="DeformConv", version=19)
+    def _convert(node: Any, graph: Any) -> Any:
+        attributes = node.attributes
+        pads = list(attributes.get("pads", [0, 0, 0, 0]))
+        if pads[:2] != pads[2:]:
+            raise NotImplementedError(f"DeformConv {node.name}: asymmetric pads {pads} are not supported")
+        if attributes.get("group", 1) != 1:
+            raise NotImplementedError(f"DeformConv {node.name}: group != 1 is not supported")
+        module = DeformConvModule(
+            stride=list(attributes.get("strides", [1, 1])),
+            padding=pads[:2],
+            dilation=list(attributes.get("dilations", [1, 1])),
+            offset_group=int(attributes.get("offset_group", 1)),
+        )
+        return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
+
+    _registered = True
