@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from trtdet.coco import COCO_NAMES
 from trtdet.errors import ModelError
@@ -38,6 +39,13 @@ def export_onnx(weights: Path, output: Path, *, input_size: tuple[int, int], dyn
     return export(weights, output, input_size=input_size, dynamic_batch=dynamic_batch)
 
 
+def torch_model(weights: Path) -> Any:
+    """The torch backend's network for an official-format checkpoint (eval mode, fused output)."""
+    from trtdet_centernet.checkpoint import build_from_checkpoint
+
+    return build_from_checkpoint(weights)[0]
+
+
 def convert_legacy_onnx(src: Path, dst: Path) -> Path:
     """Lazy wrapper around ``trtdet_centernet.legacy.convert_legacy_onnx``."""
     from trtdet_centernet.legacy import convert_legacy_onnx as convert
@@ -64,6 +72,7 @@ CENTERNET = ModelSpec(
     default_model=default_model_path,
     exporter=export_onnx,
     onnx_converter=convert_legacy_onnx,
+    torch_model=torch_model,
     sample_image=sample_image_path,
 )
 
@@ -71,6 +80,14 @@ CENTERNET = ModelSpec(
 @hookimpl
 def trtdet_register_models(register: Callable[[ModelSpec], None]) -> None:
     register(CENTERNET)
+
+
+@hookimpl
+def trtdet_torch_prepare(model: ModelSpec) -> None:
+    """Teach onnx2torch ONNX ``DeformConv`` (idempotent) before the torch backend converts a file."""
+    from trtdet_centernet.onnx_torch import register_deform_conv_converter
+
+    register_deform_conv_converter()
 
 
 @hookimpl

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 torch = pytest.importorskip("torch")
 
-import upstream_reference as upstream  # noqa: E402
+from . import upstream_reference as upstream  # noqa: E402
 
 #: Small inputs keep the 2-core CI fast; 128 is a multiple of the trunk's stride 32.
 SIZE = 128

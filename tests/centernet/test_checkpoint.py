@@ -35,7 +35,7 @@ def test_official_checkpoint_loads(official_checkpoint, upstream_model):
 
 @pytest.mark.parametrize(("depth", "num_classes"), [(34, 3), (50, 20)])
 def test_depth_and_classes_are_inferred(tmp_path, depth, num_classes):
-    import upstream_reference as upstream
+    from . import upstream_reference as upstream
 
     net = upstream.get_pose_net(depth, {"hm": num_classes, "wh": 2, "reg": 2})
     path = tmp_path / "bare.pth"
@@ -65,7 +65,9 @@ def test_missing_unexpected_and_misshaped_keys_are_listed(tmp_path, upstream_mod
 
 def test_long_key_lists_are_truncated(tmp_path, upstream_model):
     state = {
-        k: v for k, v in _official_state(upstream_model).items() if not k.startswith(("deconv_layers.4.", "deconv_layers.7."))
+        k: v
+        for k, v in _official_state(upstream_model).items()
+        if not k.startswith(("deconv_layers.4.", "deconv_layers.7."))
     }
     path = tmp_path / "short.pth"
     torch.save({"state_dict": state}, path)
@@ -112,7 +114,10 @@ def test_not_a_checkpoint(tmp_path):
 
 def test_yolo_state_dict_is_named(tmp_path):
     path = tmp_path / "yolov8n_state.pth"
-    torch.save({"model.0.conv.weight": torch.zeros(16, 3, 3, 3), "model.22.cv2.0.0.conv.weight": torch.zeros(1)}, path)
+    torch.save(
+        {"model.0.conv.weight": torch.zeros(16, 3, 3, 3), "model.22.cv2.0.0.conv.weight": torch.zeros(1)},
+        path,
+    )
     with pytest.raises(ModelError, match="looks like YOLO weights") as exc:
         load_checkpoint(path)
     _one_line(exc, path)

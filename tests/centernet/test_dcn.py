@@ -8,8 +8,9 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-import upstream_reference as upstream
 from trtdet_centernet.dcn import DCNv2, modulated_deform_conv
+
+from . import upstream_reference as upstream
 
 
 def ort_deform_conv(x, offset, mask, weight, bias, stride, padding, dilation, groups):
@@ -28,7 +29,9 @@ def ort_deform_conv(x, offset, mask, weight, bias, stride, padding, dilation, gr
     )
     arrays = dict(zip("XWOBM", (x, weight, offset, bias, mask), strict=True))
     inputs = [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in arrays.items()]
-    graph = helper.make_graph([node], "dcn", inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
+    graph = helper.make_graph(
+        [node], "dcn", inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)]
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
     model.ir_version = 9
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -117,4 +120,6 @@ def test_offset_and_mask_equal_upstream_chunk_cat_sigmoid():
 def test_bad_geometry_is_reported():
     x = torch.zeros(1, 4, 6, 6)
     with pytest.raises(ValueError, match="offset/mask: expected"):
-        modulated_deform_conv(x, torch.zeros(1, 18, 5, 5), torch.zeros(1, 9, 5, 5), torch.zeros(2, 4, 3, 3), None)
+        modulated_deform_conv(
+            x, torch.zeros(1, 18, 5, 5), torch.zeros(1, 9, 5, 5), torch.zeros(2, 4, 3, 3), None
+        )

@@ -7,10 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import upstream_reference as upstream
 from trtdet.errors import ModelError
 from trtdet.preprocess.affine import letterbox_transform
 from trtdet_centernet.decode import CenterNetDecoder, decode_centernet
+
+from . import upstream_reference as upstream
 
 BACKGROUND = -6.0
 
@@ -65,7 +66,9 @@ def ours(hm, wh, reg, image_hw, k, threshold):
 
 def assert_same(det, rows, *, ordered: bool):
     assert len(det) == len(rows)
-    got = np.concatenate([det.xyxy, det.confidence[:, None], det.class_id[:, None]], axis=1).astype(np.float64)
+    got = np.concatenate([det.xyxy, det.confidence[:, None], det.class_id[:, None]], axis=1).astype(
+        np.float64
+    )
     if not ordered:  # upstream's order among equal scores is unspecified
         key = lambda a: np.lexsort((a[:, 0], a[:, 1], a[:, 5], -a[:, 4]))  # noqa: E731
         got, rows = got[key(got)], rows[key(rows)]
@@ -74,7 +77,13 @@ def assert_same(det, rows, *, ordered: bool):
 
 def test_peaks_at_borders_and_corners():
     hm, wh, reg = heads(3, 16, 16)
-    for (y, x), value, cls in [((0, 0), 2.0, 0), ((0, 15), 1.0, 2), ((15, 0), 0.5, 1), ((15, 15), 1.5, 0), ((0, 4), 0.2, 1)]:
+    for (y, x), value, cls in [
+        ((0, 0), 2.0, 0),
+        ((0, 15), 1.0, 2),
+        ((15, 0), 0.5, 1),
+        ((15, 15), 1.5, 0),
+        ((0, 4), 0.2, 1),
+    ]:
         hm[cls, y, x] = value
     image = (300, 200)  # portrait: letterboxed left/right
     det = ours(hm, wh, reg, image, k=100, threshold=0.3)
@@ -160,7 +169,9 @@ def test_optional_classwise_nms():
 def test_decoder_protocol_and_validation():
     decoder = CenterNetDecoder(num_classes=2, input_size=(32, 32), threshold=0.3)
     decoder.validate({"output": ("batch", 64, 8)}, "m.onnx")
-    with pytest.raises(ModelError, match=r"^m\.onnx: output 'output' has 164 channels, expected 8 = 4 \+ 2 x 2 classes"):
+    with pytest.raises(
+        ModelError, match=r"^m\.onnx: output 'output' has 164 channels, expected 8 = 4 \+ 2 x 2 classes"
+    ):
         decoder.validate({"output": (1, 64, 164)}, "m.onnx")
     with pytest.raises(ModelError, match=r"^m\.onnx: output 'out' has shape \[1, 8, 8, 8\]"):
         decoder.validate({"out": (1, 8, 8, 8)}, "m.onnx")

@@ -10,12 +10,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import upstream_reference as upstream
 from trtdet.coco import COCO_NAMES
 from trtdet.errors import ModelError, UsageError
 from trtdet_centernet.export import export_model, export_onnx
 from trtdet_centernet.network import build_centernet
 
+from . import upstream_reference as upstream
 from .conftest import SIZE
 
 
@@ -23,7 +23,9 @@ def _session(path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def test_exported_checkpoint_matches_upstream_model_in_onnxruntime(exported_onnx, upstream_model, image_batch):
+def test_exported_checkpoint_matches_upstream_model_in_onnxruntime(
+    exported_onnx, upstream_model, image_batch
+):
     """Done when: official-format ResDCN-18 -> trtdet export -> onnxruntime == upstream, rel err < 1e-3."""
     got = _session(exported_onnx).run(["output"], {"images": image_batch.numpy()})[0]
     with torch.no_grad():

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-import upstream_reference as upstream
 from trtdet.errors import ModelError
 from trtdet_centernet.legacy import convert_legacy_onnx
 
+from . import upstream_reference as upstream
 from .conftest import SIZE
 
 
@@ -44,7 +44,18 @@ class _ForkDCNv2(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, x, offset, mask, weight, bias):
-        return g.op("DCNv2", x, offset, mask, weight, bias, stride_i=1, padding_i=1, dilation_i=1, deformable_group_i=1)
+        return g.op(
+            "DCNv2",
+            x,
+            offset,
+            mask,
+            weight,
+            bias,
+            stride_i=1,
+            padding_i=1,
+            dilation_i=1,
+            deformable_group_i=1,
+        )
 
 
 def _tutorial_dcn_forward(self, x):
@@ -104,7 +115,9 @@ def _legacy_export(upstream_model, tmp_path, style: str):
 
 
 @pytest.mark.parametrize("style", ["tutorial", "fork"])
-def test_legacy_graph_converts_to_the_standard_export(style, upstream_model, exported_onnx, image_batch, tmp_path):
+def test_legacy_graph_converts_to_the_standard_export(
+    style, upstream_model, exported_onnx, image_batch, tmp_path
+):
     legacy = _legacy_export(upstream_model, tmp_path, style)
     ops = {n.op_type for n in onnx.load(str(legacy)).graph.node}
     assert ("Plugin" if style == "tutorial" else "DCNv2") in ops and "DeformConv" not in ops
@@ -121,7 +134,9 @@ def test_legacy_graph_converts_to_the_standard_export(style, upstream_model, exp
     assert [o.name for o in session.get_outputs()] == ["output"]
     x = image_batch[:1].numpy()
     got = session.run(None, {"images": x})[0]
-    standard = ort.InferenceSession(str(exported_onnx), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+    standard = ort.InferenceSession(str(exported_onnx), providers=["CPUExecutionProvider"]).run(
+        None, {"images": x}
+    )[0]
     with torch.no_grad():
         reference = upstream.deployment_output(upstream_model(image_batch[:1])[-1]).numpy()
     scale = np.abs(reference).max()
@@ -134,7 +149,9 @@ def test_cli_from_legacy(upstream_model, centernet_plugin, tmp_path):
 
     legacy = _legacy_export(upstream_model, tmp_path, "tutorial")
     out = tmp_path / "standard.onnx"
-    result = CliRunner().invoke(cli, ["export", "--model", "centernet", "--from-legacy", str(legacy), "--output", str(out)])
+    result = CliRunner().invoke(
+        cli, ["export", "--model", "centernet", "--from-legacy", str(legacy), "--output", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert out.is_file()
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import upstream_reference as upstream
 from trtdet_centernet.network import build_centernet, fill_up_weights
 
+from . import upstream_reference as upstream
 from .conftest import SIZE
 
 
@@ -56,7 +56,9 @@ def test_forward_is_fused_upstream_output_and_heads_are_raw(upstream_model, imag
     rel = (ours - theirs).abs().max() / theirs.abs().max()
     assert rel < 1e-4
     for name in ("hm", "wh", "reg"):
-        np.testing.assert_allclose(heads[name].numpy(), ret[name].numpy(), rtol=1e-3, atol=1e-4 * float(ret[name].abs().max()))
+        np.testing.assert_allclose(
+            heads[name].numpy(), ret[name].numpy(), rtol=1e-3, atol=1e-4 * float(ret[name].abs().max())
+        )
 
 
 def test_bad_arguments():

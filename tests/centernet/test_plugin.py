@@ -13,11 +13,11 @@ import onnx
 import pytest
 import torch
 
-import upstream_reference as upstream
 from trtdet.coco import COCO_NAMES
 from trtdet.errors import ModelError
 from trtdet_centernet.decode import CenterNetDecoder
 
+from . import upstream_reference as upstream
 from .conftest import SIZE
 
 
@@ -41,7 +41,31 @@ def test_decoder_hook_takes_classes_and_thresholds_from_the_spec(centernet_plugi
     assert isinstance(decoder, CenterNetDecoder)
     assert (decoder.num_classes, decoder.input_size, decoder.threshold, decoder.k) == (3, (64, 96), 0.05, 100)
     assert centernet_plugin.trtdet_decoder(model=dataclasses.replace(spec, name="yolo"), device="cpu") is None
-    assert centernet_plugin.trtdet_decoder(model=spec, device="cuda") is not None
+
+
+def test_torch_model_builds_the_checkpoint_network(
+    centernet_plugin, official_checkpoint, upstream_model, image_batch
+):
+    module = centernet_plugin.CENTERNET.torch_model(official_checkpoint)
+    with torch.no_grad():
+        got = module(image_batch)
+        expected = upstream.deployment_output(upstream_model(image_batch)[-1])
+    assert (got - expected).abs().max() / expected.abs().max() < 1e-4
+
+
+def test_torch_prepare_registers_a_deform_conv_converter(centernet_plugin, exported_onnx, image_batch):
+    pytest.importorskip("onnx2torch", reason="onnx2torch is not installed")
+    from onnx2torch import convert
+
+    centernet_plugin.trtdet_torch_prepare(model=centernet_plugin.CENTERNET)
+    centernet_plugin.trtdet_torch_prepare(model=centernet_plugin.CENTERNET)  # idempotent
+    module = convert(onnx.load(str(exported_onnx))).eval()
+    import onnxruntime as ort
+
+    expected = ort.InferenceSession(str(exported_onnx)).run(None, {"images": image_batch.numpy()})[0]
+    with torch.no_grad():
+        got = module(image_batch).numpy()
+    assert np.abs(got - expected).max() / np.abs(expected).max() < 1e-4
 
 
 def test_default_model_and_sample_image(centernet_plugin, monkeypatch, tmp_path):

@@ -48,7 +48,9 @@ def grid_sample_dcn(x, offset, mask, weight, bias, stride=1, padding=1, dilation
 class DCN(nn.Module):
     """Upstream ``DCN``: weight, bias, conv_offset_mask; chunk -> cat(o1, o2), sigmoid(m)."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation=1, deformable_groups=1):
+    def __init__(
+        self, in_channels, out_channels, kernel_size, stride, padding, dilation=1, deformable_groups=1
+    ):
         super().__init__()
         self.kernel_size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
         self.stride, self.padding, self.dilation = stride, padding, dilation
@@ -76,7 +78,15 @@ class DCN(nn.Module):
         offset = torch.cat((o1, o2), dim=1)
         mask = torch.sigmoid(mask)
         return grid_sample_dcn(
-            input, offset, mask, self.weight, self.bias, self.stride, self.padding, self.dilation, self.deformable_groups
+            input,
+            offset,
+            mask,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.deformable_groups,
         )
 
 
@@ -198,7 +208,15 @@ class PoseResNet(nn.Module):
         for i in range(num_layers):
             kernel, padding, output_padding = num_kernels[i], 1, 0
             planes = num_filters[i]
-            fc = DCN(self.inplanes, planes, kernel_size=(3, 3), stride=1, padding=1, dilation=1, deformable_groups=1)
+            fc = DCN(
+                self.inplanes,
+                planes,
+                kernel_size=(3, 3),
+                stride=1,
+                padding=1,
+                dilation=1,
+                deformable_groups=1,
+            )
             up = nn.ConvTranspose2d(
                 in_channels=planes,
                 out_channels=planes,

@@ -151,3 +151,10 @@ def test_console_script_exit_code_and_human_summary(photos):
     done = subprocess.run([trtdet, "run", "-m", "yolo", "-s", str(photos["chelsea"])], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{photos['chelsea']}: 1 cat"
+
+
+def test_missing_camera_and_unreachable_stream_are_reported(photos):
+    result = run_cli("run", "-m", "yolo", "-s", "7", "-s", "rtsp://127.0.0.1:9/none", "-s", str(photos["chelsea"]), "--json", "-", "-q")
+    assert result.exit_code == 2
+    recs = records(result)
+    assert [r["error"] for r in recs] == ["7: cannot open camera", "rtsp://127.0.0.1:9/none: cannot open stream", None]

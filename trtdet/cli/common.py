@@ -44,10 +44,9 @@ def model_options(function: F) -> F:
         click.option("--engine", "engine_path", type=click.Path(dir_okay=False), help="TensorRT engine file."),
         click.option(
             "--backend",
-            type=click.Choice(["auto", "tensorrt", "onnxruntime", "torch"]),
             default="auto",
             show_default=True,
-            help="Engine backend; auto picks the fastest available.",
+            help="Engine backend: auto (the fastest available), tensorrt, onnxruntime, torch, or a plugin's.",
         ),
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
         click.option("--conf", type=float, default=None, help="Score threshold (default: the model's)."),

@@ -31,7 +31,7 @@ else:
     f32_from_bits = libdevice.int_as_float
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True)
 def ordered_key(value, index):
     """uint64 key: float32 ``value`` (monotonic bits) above ``0xFFFFFFFF - index``."""
     bits = uint64(int64(f32_bits(fadd_rn(float32(value), float32(0.0)))) & int64(0xFFFFFFFF))
@@ -42,13 +42,13 @@ def ordered_key(value, index):
     return (bits << _SHIFT32) | (_LOW32 - uint64(index))
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True)
 def key_index(key):
     """The index packed by ``ordered_key``."""
     return int64(_LOW32 - (key & _LOW32))
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True)
 def key_value(key):
     """The float32 value packed by ``ordered_key``."""
     bits = key >> _SHIFT32
@@ -87,7 +87,7 @@ def block_bitonic_sort_desc(keys, size):
         k *= 2
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True)
 def to_source(x, y, inv, b):
     """Map a network-input point through row ``b`` of ``inv`` [B, 6] (float64), as numpy does.
 
@@ -101,7 +101,7 @@ def to_source(x, y, inv, b):
     return float32(sx), float32(sy)
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True)
 def clip_f32(v, hi):
     """``np.clip(v, 0, hi)`` for float32 ``v``."""
     if v < float32(0.0):

@@ -56,13 +56,16 @@ def parse_fields(fields: Any) -> dict[str, tuple[int, ...]]:
 def plugin_classes(trt: ModuleType) -> tuple[type, type]:
     """The (plugin, creator) classes for the TensorRT module ``trt``."""
 
-    def field_collection(values: dict[str, tuple[int, ...]]) -> Any:
-        return trt.PluginFieldCollection(
-            [
-                trt.PluginField(name, np.asarray(value, dtype=np.int32), trt.PluginFieldType.INT32)
-                for name, value in values.items()
-            ]
+    def field_collection(values: dict[str, tuple[int, ...]], owner: Any) -> Any:
+        # A PluginField points into its numpy array without owning it: keep the arrays alive
+        # on ``owner`` for as long as TensorRT may read the collection.
+        arrays = {name: np.asarray(value, dtype=np.int32) for name, value in values.items()}
+        collection = trt.PluginFieldCollection(
+            [trt.PluginField(name, array, trt.PluginFieldType.INT32) for name, array in arrays.items()]
         )
+        owner._field_arrays = arrays
+        owner._field_collection = collection
+        return collection
 
     class DCNv2Plugin(trt.IPluginV3, trt.IPluginV3OneCore, trt.IPluginV3OneBuild, trt.IPluginV3OneRuntime):
         """Modulated deformable convolution (DCNv2) as a TensorRT plugin."""
@@ -119,7 +122,7 @@ def plugin_classes(trt: ModuleType) -> tuple[type, type]:
             return self.clone()
 
         def get_fields_to_serialize(self) -> Any:
-            return field_collection(self.values)
+            return field_collection(self.values, self)
 
         def enqueue(
             self,
@@ -170,7 +173,7 @@ def plugin_classes(trt: ModuleType) -> tuple[type, type]:
             self.name = PLUGIN_NAME
             self.plugin_version = PLUGIN_VERSION
             self.plugin_namespace = PLUGIN_NAMESPACE
-            self.field_names = field_collection(FIELDS)
+            self.field_names = field_collection(FIELDS, self)
 
         def create_plugin(self, name: str, fields: Any, phase: Any) -> Any:
             return DCNv2Plugin(parse_fields(fields))

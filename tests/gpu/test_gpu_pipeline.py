@@ -1,0 +1,93 @@
+"""The CUDA pipeline end to end (H100): same detections as the CPU path, batching under load.
+
+Skips with the reason when there is no CUDA GPU, numba-cuda or onnx2torch.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import trtdet
+from trtdet.io.images import read_image
+
+torch = pytest.importorskip("torch")
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def assert_same_detections(gpu: trtdet.Detections, cpu: trtdet.Detections, conf: float) -> None:
+    """Same classes, IoU >= 0.9, scores within 0.02 (detections within 0.02 of the threshold may flip)."""
+    for i in range(len(cpu)):
+        match = [j for j in range(len(gpu)) if gpu.class_id[j] == cpu.class_id[i] and _iou(gpu.xyxy[j], cpu.xyxy[i]) >= 0.9]
+        if not match:
+            assert cpu.confidence[i] < conf + 0.02, (cpu[i], gpu)
+            continue
+        assert abs(gpu.confidence[match[0]] - cpu.confidence[i]) <= 0.02
+    for j in range(len(gpu)):
+        if gpu.confidence[j] >= conf + 0.02:
+            assert any(cpu.class_id[i] == gpu.class_id[j] and _iou(gpu.xyxy[j], cpu.xyxy[i]) >= 0.9 for i in range(len(cpu)))
+
+
+@pytest.fixture(scope="module")
+def images(photos):
+    return [read_image(photos[name]) for name in ("grace_hopper", "astronaut", "chelsea", "coffee", "motorcycle", "camera")]
+
+
+@pytest.mark.parametrize("model", ["yolo", "centernet"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_cuda_pipeline_matches_the_cpu_path(model, precision, images):
+    pytest.importorskip("onnx2torch", reason="the torch backend runs ONNX through onnx2torch")
+    pytest.importorskip("numba.cuda")
+    cpu = trtdet.load(model, device="cpu")
+    gpu = trtdet.load(model, device="cuda", batch=4, precision=precision)
+    assert gpu.backend == "torch"
+    expected = cpu(images)
+    got = gpu(images)
+    conf = cpu.spec.conf_threshold
+    tolerance_images = 0
+    for g, c in zip(got, expected, strict=True):
+        if precision == "fp32":
+            assert_same_detections(g, c, conf)
+        else:
+            try:
+                assert_same_detections(g, c, conf)
+            except AssertionError:
+                tolerance_images += 1
+    assert tolerance_images <= 1  # fp16 may move one marginal detection
+
+
+def test_submit_from_eight_threads_on_the_gpu(images):
+    pytest.importorskip("onnx2torch")
+    detector = trtdet.load("yolo", device="cuda", batch=16)
+    expected = [detector(image) for image in images]
+    futures: list[list] = [[] for _ in range(8)]
+
+    def client(k: int) -> None:
+        for n in range(1000):
+            i = (k + n) % len(images)
+            futures[k].append((i, detector.submit(images[i])))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for per in futures:
+        for i, future in per:
+            got = future.result(timeout=300)
+            assert len(got) == len(expected[i])
+            np.testing.assert_allclose(got.xyxy, expected[i].xyxy, atol=0.5)
+            np.testing.assert_array_equal(got.class_id, expected[i].class_id)
+    detector.close()

@@ -1,0 +1,141 @@
+"""The TensorRT backend: registration, availability, engine/TensorRT/GPU mismatches, plugin checks.
+
+Execution tests need a TensorRT runtime on a GPU it supports; none exists here (TensorRT-RTX
+rejects the H100's compute capability 9.0 and NVIDIA TensorRT is not installable on the CPU
+machine), so they skip with the backend's own reason.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from trtdet.engines.base import ModelFile
+from trtdet.engines.tensorrt.backend import (
+    TensorRTBackend,
+    check_plugins,
+    ensure_runnable,
+    gpu_compute_capability,
+    incompatibility,
+)
+from trtdet.engines.tensorrt.builder import BuildOptions, build_engine
+from trtdet.engines.tensorrt.cache import EngineCache
+from trtdet.engines.tensorrt.engine_file import RequiredPlugin, read_engine, write_engine
+from trtdet.engines.tensorrt.flavour import load_flavour
+from trtdet.errors import ModelError
+from trtdet.plugins import get_model, list_engine_backends
+
+pytestmark = pytest.mark.usefixtures("tensorrt_plugins")
+
+
+def test_registered_through_the_hook_above_onnxruntime():
+    backends = list_engine_backends()
+    tensorrt = backends["tensorrt"]
+    assert tensorrt.file_kinds == ("engine", "onnx")
+    assert tensorrt.priority > backends["onnxruntime"].priority
+
+
+def test_unavailable_reasons():
+    backend = TensorRTBackend()
+    assert "CUDA GPUs only" in backend.unavailable_reason("cpu")
+    reason = backend.unavailable_reason("cuda")
+    if gpu_compute_capability() is None:
+        assert reason is not None and ("no TensorRT is installed" in reason or "no CUDA GPU" in reason)
+
+
+def test_rtx_engine_compatibility_rules(rtx, make_metadata):
+    flavour = load_flavour("rtx")
+    meta = make_metadata(trt_version=flavour.version)
+    assert incompatibility(meta, flavour, (8, 6)) is None
+    assert incompatibility(meta, flavour, (12, 0)) is None
+    assert "does not support compute capability 9.0" in incompatibility(meta, flavour, (9, 0))
+    older = incompatibility(replace(meta, trt_version="1.0.0"), flavour, (8, 6))
+    assert older == f"it was built with TensorRT-RTX 1.0.0, this is TensorRT-RTX {flavour.version}"
+    other = incompatibility(replace(meta, trt_flavour="tensorrt", trt_version="10.13"), flavour, (8, 6))
+    assert other == f"it was built with TensorRT 10.13, this is TensorRT-RTX {flavour.version}"
+
+
+def test_unsupported_gpu_reason_names_the_capability(rtx, monkeypatch):
+    import trtdet.engines.tensorrt.backend as backend_module
+
+    monkeypatch.setattr(backend_module, "available_flavours", lambda: [load_flavour("rtx")])
+    monkeypatch.setattr(backend_module, "gpu_compute_capability", lambda: (9, 0))
+    reason = TensorRTBackend().unavailable_reason("cuda")
+    assert "does not support this GPU's compute capability 9.0" in reason and "trtdet[tensorrt]" in reason
+
+
+@pytest.fixture(scope="module")
+def yolo_engine(rtx, tensorrt_plugins, yolo_onnx, tmp_path_factory):
+    cache = EngineCache(tmp_path_factory.mktemp("engines"))
+    return build_engine(yolo_onnx, get_model("yolo").spec, BuildOptions(trt="rtx"), cache=cache), cache
+
+
+@pytest.mark.slow
+def test_engine_for_another_version_is_rebuilt_from_the_cached_onnx(yolo_engine, tmp_path):
+    result, cache = yolo_engine
+    flavour = load_flavour("rtx")
+    metadata, plan = read_engine(result.path)
+    stale = write_engine(tmp_path / "stale.engine", replace(metadata, trt_version="1.0.0"), plan)
+    result.path.unlink()  # force a real rebuild rather than a cache hit
+    with pytest.warns(UserWarning, match=r"stale\.engine: it was built with TensorRT-RTX 1\.0\.0.*rebuilding"):
+        path, rebuilt, new_plan = ensure_runnable(stale, get_model("yolo").spec, flavour, (8, 6), cache)
+    assert rebuilt.trt_version == flavour.version and rebuilt.onnx_sha256 == metadata.onnx_sha256
+    assert path.is_file() and read_engine(path)[1] == new_plan
+
+
+def test_stale_engine_without_cached_onnx_says_how_to_rebuild(yolo_engine, tmp_path):
+    result, _ = yolo_engine
+    metadata, plan = read_engine(result.path) if result.path.is_file() else (result.metadata, b"plan")
+    stale = write_engine(tmp_path / "stale.engine", replace(metadata, trt_version="1.0.0", extra={}), plan)
+    with pytest.raises(ModelError, match=r"stale\.engine: it was built with TensorRT-RTX 1\.0\.0.*trtdet build "
+                                         r"MODEL\.onnx --model yolo"):
+        ensure_runnable(stale, get_model("yolo").spec, load_flavour("rtx"), (8, 6), EngineCache(tmp_path / "empty"))
+
+
+def test_engine_built_for_unsupported_gpu_is_reported(yolo_engine, tmp_path):
+    result, _ = yolo_engine
+    stale = write_engine(tmp_path / "e.engine", replace(result.metadata, extra={}), b"plan")
+    with pytest.raises(ModelError, match=r"e\.engine: TensorRT-RTX .* does not support compute capability 9\.0"):
+        ensure_runnable(stale, get_model("yolo").spec, load_flavour("rtx"), (9, 0), EngineCache(tmp_path / "empty"))
+
+
+def test_missing_plugin_creator_names_the_package(rtx, make_metadata, tmp_path):
+    flavour = load_flavour("rtx")
+    meta = make_metadata(plugins=(RequiredPlugin("SomeoneElsesDCN", "3", "vendor", "vendor-trt-plugins"),))
+    with pytest.raises(ModelError, match=r"m\.engine: needs the TensorRT plugin 'SomeoneElsesDCN'.*"
+                                         r"'vendor-trt-plugins'.*pip install vendor-trt-plugins"):
+        check_plugins(tmp_path / "m.engine", meta, get_model("yolo").spec, flavour)
+    check_plugins(tmp_path / "m.engine", replace(meta, plugins=()), get_model("yolo").spec, flavour)
+
+
+def _runnable_backend() -> TensorRTBackend:
+    backend = TensorRTBackend()
+    reason = backend.unavailable_reason("cuda")
+    if reason:
+        pytest.skip(f"no TensorRT runtime can execute engines here: {reason}")
+    return backend
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_yolo_engine_matches_onnxruntime(yolo_onnx, cuda_graph, tmp_path):
+    import onnxruntime as ort
+    import torch
+
+    backend = _runnable_backend()
+    backend.cuda_graph = cuda_graph
+    spec = get_model("yolo").spec
+    engine = backend.load(ModelFile(yolo_onnx, "onnx"), spec, "cuda")
+    batch = np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32)
+    expected = ort.InferenceSession(str(yolo_onnx), providers=["CPUExecutionProvider"]).run(None, {"images": batch})[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = engine(torch.from_numpy(batch).cuda())["output0"]
+        torch.cuda.synchronize()
+    np.testing.assert_allclose(got.cpu().numpy(), expected, rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(engine(batch)["output0"], expected, rtol=1e-2, atol=1e-2)
+    engine.close()

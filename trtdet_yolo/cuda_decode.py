@@ -1,0 +1,313 @@
+"""YOLO decode + class-aware NMS on the GPU (numba.cuda), equal to ``trtdet_yolo.decode.decode_yolo``.
+
+Two launches per batch on the caller's stream, then one small device-to-host copy:
+
+1. ``yolo_candidates``: one thread per (image, anchor). v8/11 head ``[B, 4 + nc, N]``:
+   score = best class score (first maximum, like ``argmax``), kept when ``> conf``; v5 head
+   ``[B, N, 5 + nc]``: score = best of ``class * objectness`` (float32 products), kept when
+   objectness and score are ``> conf``. Kept anchors append a uint64 key
+   ``(score, anchor)`` -- descending key order is the CPU's stable "score descending" order --
+   and their xyxy box (float32 ``cx -/+ w/2``) and class.
+2. ``yolo_nms``: one block per image bitonic-sorts its keys, keeps the best ``max_nms``
+   (Ultralytics' 30000) and runs greedy NMS: each kept box suppresses, in parallel over the
+   block, the later boxes of its class with IoU > ``iou`` -- IoU in float64 with every
+   operation rounded as numpy rounds it, so decisions equal the CPU's -- until
+   ``max_detections`` are kept. Kept boxes are mapped through the inverse letterbox
+   (float64, clipped) into the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numba import cuda, float32, float64, int8, int32, int64, uint64
+
+from trtdet.cuda.device import block_bitonic_sort_desc, clip_f32, key_index, key_value, ordered_key, to_source
+from trtdet.cuda.runtime import SIMULATOR, blocks, dadd_rn, device_view, dmul_rn, fmul_rn, numba_stream
+from trtdet.detections import Detections
+from trtdet.preprocess.affine import AffineTransform
+from trtdet_yolo.decode import MAX_NMS_CANDIDATES, YoloDecoder
+
+CANDIDATE_THREADS = 256
+NMS_THREADS = 1024
+#: Per-image columns of the inverse-transform table: 6 matrix entries, source height, width.
+TRANSFORM_COLUMNS = 8
+#: Result row: x1, y1, x2, y2, score, class.
+RESULT_COLUMNS = 6
+
+
+def _yolo_candidates(pred, v8, conf, keys, boxes, classes, counts):
+    """Score anchor ``a`` of image ``blockIdx.y``; append it when it passes the threshold."""
+    a = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    b = cuda.blockIdx.y
+    if v8:
+        anchors = pred.shape[2]
+        num_classes = pred.shape[1] - 4
+    else:
+        anchors = pred.shape[1]
+        num_classes = pred.shape[2] - 5
+    if a >= anchors:
+        return
+    if v8:
+        cx = float32(pred[b, 0, a])
+        cy = float32(pred[b, 1, a])
+        w = float32(pred[b, 2, a])
+        h = float32(pred[b, 3, a])
+        best = float32(pred[b, 4, a])
+        best_class = 0
+        for c in range(1, num_classes):
+            s = float32(pred[b, 4 + c, a])
+            if s > best:
+                best = s
+                best_class = c
+        keep = best > conf
+    else:
+        cx = float32(pred[b, a, 0])
+        cy = float32(pred[b, a, 1])
+        w = float32(pred[b, a, 2])
+        h = float32(pred[b, a, 3])
+        objectness = float32(pred[b, a, 4])
+        best = fmul_rn(float32(pred[b, a, 5]), objectness)
+        best_class = 0
+        for c in range(1, num_classes):
+            s = fmul_rn(float32(pred[b, a, 5 + c]), objectness)
+            if s > best:
+                best = s
+                best_class = c
+        keep = objectness > conf and best > conf
+    if keep:
+        slot = cuda.atomic.add(counts, b, 1)
+        keys[b, slot] = ordered_key(best, a)
+        half_w = w / float32(2.0)
+        half_h = h / float32(2.0)
+        boxes[b, a, 0] = cx - half_w
+        boxes[b, a, 1] = cy - half_h
+        boxes[b, a, 2] = cx + half_w
+        boxes[b, a, 3] = cy + half_h
+        classes[b, a] = best_class
+
+
+def _yolo_nms(keys, counts, boxes, classes, iou_threshold, max_nms, max_det, sorted_boxes, sorted_classes,
+              suppressed, transforms, results):
+    """Sort, class-aware greedy NMS and letterbox inversion for image ``blockIdx.x``."""
+    b = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    nthreads = cuda.blockDim.x
+    state = cuda.shared.array(2, int64)
+    if tid == 0:
+        state[0] = int64(counts[b])
+    cuda.syncthreads()
+    n = state[0]
+    size = 1
+    while size < n:
+        size *= 2
+    for i in range(n + tid, size, nthreads):
+        keys[b, i] = uint64(0)
+    cuda.syncthreads()
+    block_bitonic_sort_desc(keys[b], size)
+    m = n if n < max_nms else max_nms
+    for i in range(tid, m, nthreads):
+        a = key_index(keys[b, i])
+        for j in range(4):
+            sorted_boxes[b, i, j] = boxes[b, a, j]
+        sorted_classes[b, i] = classes[b, a]
+        suppressed[b, i] = 0
+    cuda.syncthreads()
+    src_h = float32(transforms[b, 6])
+    src_w = float32(transforms[b, 7])
+    kept = int64(0)
+    for i in range(m):
+        if suppressed[b, i] != 0:
+            continue
+        if tid == 0:
+            x1, y1 = to_source(sorted_boxes[b, i, 0], sorted_boxes[b, i, 1], transforms, b)
+            x2, y2 = to_source(sorted_boxes[b, i, 2], sorted_boxes[b, i, 3], transforms, b)
+            results[b, kept, 0] = clip_f32(x1, src_w)
+            results[b, kept, 1] = clip_f32(y1, src_h)
+            results[b, kept, 2] = clip_f32(x2, src_w)
+            results[b, kept, 3] = clip_f32(y2, src_h)
+            results[b, kept, 4] = key_value(keys[b, i])
+            results[b, kept, 5] = float32(sorted_classes[b, i])
+        kept += 1
+        if kept >= max_det:
+            break
+        bx1 = float64(sorted_boxes[b, i, 0])
+        by1 = float64(sorted_boxes[b, i, 1])
+        bx2 = float64(sorted_boxes[b, i, 2])
+        by2 = float64(sorted_boxes[b, i, 3])
+        area = dmul_rn(bx2 - bx1, by2 - by1)
+        label = sorted_classes[b, i]
+        j = i + 1 + tid
+        while j < m:
+            if suppressed[b, j] == 0 and sorted_classes[b, j] == label:
+                ox1 = float64(sorted_boxes[b, j, 0])
+                oy1 = float64(sorted_boxes[b, j, 1])
+                ox2 = float64(sorted_boxes[b, j, 2])
+                oy2 = float64(sorted_boxes[b, j, 3])
+                iw = min(bx2, ox2) - max(bx1, ox1)
+                ih = min(by2, oy2) - max(by1, oy1)
+                if iw < 0.0:
+                    iw = 0.0
+                if ih < 0.0:
+                    ih = 0.0
+                inter = dmul_rn(iw, ih)
+                union = dadd_rn(area, dmul_rn(ox2 - ox1, oy2 - oy1)) - inter
+                iou = 0.0
+                if union > 0.0:
+                    iou = inter / max(union, 1e-12)
+                if iou > iou_threshold:
+                    suppressed[b, j] = 1
+            j += nthreads
+        cuda.syncthreads()
+    if tid == 0:
+        results[b, max_det, 0] = float32(kept)
+        counts[b] = 0  # ready for the next batch without a memset launch
+
+
+#: Python sources of the kernels, for ``cuda.compile_ptx`` checks.
+KERNELS_PY = {"candidates": _yolo_candidates, "nms": _yolo_nms}
+yolo_candidates = cuda.jit(_yolo_candidates)
+yolo_nms = cuda.jit(_yolo_nms)
+
+
+def kernel_signatures() -> dict[str, list[tuple]]:
+    """Argument types of each kernel (float32 and float16 model outputs)."""
+    from numba.types import boolean, float16
+
+    candidates = [
+        (dtype[:, :, ::1], boolean, float32, uint64[:, ::1], float32[:, :, ::1], int32[:, ::1], int32[::1])
+        for dtype in (float32, float16)
+    ]
+    nms = [
+        (
+            uint64[:, ::1], int32[::1], float32[:, :, ::1], int32[:, ::1], float64, int64, int64,
+            float32[:, :, ::1], int32[:, ::1], int8[:, ::1], float64[:, ::1], float32[:, :, ::1],
+        )
+    ]
+    return {"candidates": candidates, "nms": nms}
+
+
+class CudaYoloDecoder(YoloDecoder):
+    """``Decoder`` for Ultralytics heads on the GPU; same results as ``YoloDecoder``.
+
+    ``outputs[name]`` is a torch CUDA tensor (float32 or float16). Runs on ``stream`` (torch
+    stream; default torch's current one); the only synchronisation is the final copy of the
+    ``[B, max_detections + 1, 6]`` result.
+    """
+
+    def __init__(self, num_classes: int, conf_threshold: float, iou_threshold: float, max_detections: int) -> None:
+        super().__init__(num_classes, conf_threshold, iou_threshold, max_detections)
+        import torch
+
+        from trtdet.cuda.runtime import torch_device
+
+        self.torch = torch
+        self.device = torch_device()
+        self._shape: tuple[int, int] = (0, 0)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        if SIMULATOR:
+            return
+        sigs = kernel_signatures()
+        for sig in sigs["candidates"]:
+            yolo_candidates.compile(sig)
+        for sig in sigs["nms"]:
+            yolo_nms.compile(sig)
+
+    def _buffers(self, batch: int, anchors: int) -> None:
+        if batch <= self._shape[0] and anchors <= self._shape[1]:
+            return
+        torch = self.torch
+        batch, anchors = max(batch, self._shape[0]), max(anchors, self._shape[1])
+        self._shape = (batch, anchors)
+        capacity = 1 << max(anchors - 1, 1).bit_length()  # room for the sort's padding
+        kept = min(anchors, MAX_NMS_CANDIDATES)
+        dev = self.device
+        pin = not SIMULATOR
+        self._keys = torch.empty((batch, capacity), dtype=torch.int64, device=dev)
+        self._counts = torch.zeros(batch, dtype=torch.int32, device=dev)
+        self._boxes = torch.empty((batch, anchors, 4), dtype=torch.float32, device=dev)
+        self._classes = torch.empty((batch, anchors), dtype=torch.int32, device=dev)
+        self._sorted_boxes = torch.empty((batch, kept, 4), dtype=torch.float32, device=dev)
+        self._sorted_classes = torch.empty((batch, kept), dtype=torch.int32, device=dev)
+        self._suppressed = torch.empty((batch, kept), dtype=torch.int8, device=dev)
+        self._transforms_host = torch.empty((batch, TRANSFORM_COLUMNS), dtype=torch.float64, pin_memory=pin)
+        self._transforms_dev = torch.empty((batch, TRANSFORM_COLUMNS), dtype=torch.float64, device=dev)
+        rows = self.max_detections + 1
+        self._results = torch.empty((batch, rows, RESULT_COLUMNS), dtype=torch.float32, device=dev)
+        self._host = torch.empty((batch, rows, RESULT_COLUMNS), dtype=torch.float32, pin_memory=pin)
+        self._views = [
+            device_view(self._keys).view(np.uint64),
+            device_view(self._counts),
+            device_view(self._boxes),
+            device_view(self._classes),
+            device_view(self._sorted_boxes),
+            device_view(self._sorted_classes),
+            device_view(self._suppressed),
+            device_view(self._transforms_dev),
+            device_view(self._results),
+        ]
+
+    def __call__(
+        self, outputs: dict[str, object], transforms: Sequence[AffineTransform], stream: Any = None
+    ) -> list[Detections]:
+        torch = self.torch
+        if self.head is None or self.output_name is None:
+            self.validate({k: tuple(v.shape) for k, v in outputs.items()}, "model output")  # type: ignore[attr-defined]
+        assert self.head is not None and self.output_name is not None
+        pred: Any = outputs[self.output_name]
+        if not pred.is_contiguous():
+            pred = pred.contiguous()
+        batch = int(pred.shape[0])
+        if len(transforms) != batch:
+            raise ValueError(f"{len(transforms)} transforms for a batch of {batch}")
+        if batch == 0:
+            return []
+        v8 = self.head == "v8"
+        anchors = int(pred.shape[2] if v8 else pred.shape[1])
+        self._buffers(batch, anchors)
+        table = self._transforms_host[:batch].numpy()
+        for i, transform in enumerate(transforms):
+            table[i, :6] = transform.inverse.reshape(6)
+            table[i, 6:] = transform.src_size
+        torch_stream = None if SIMULATOR else (torch.cuda.current_stream() if stream is None else stream)
+        keys, counts, boxes, classes, sorted_boxes, sorted_classes, suppressed, transforms_dev, results = self._views
+        if torch_stream is not None:
+            torch_stream_context = torch.cuda.stream(torch_stream)
+            torch_stream_context.__enter__()
+        try:
+            self._transforms_dev[:batch].copy_(self._transforms_host[:batch], non_blocking=True)
+            nb_stream = numba_stream(torch_stream)
+            yolo_candidates[(blocks(anchors, CANDIDATE_THREADS), batch), CANDIDATE_THREADS, nb_stream](
+                device_view(pred), v8, np.float32(self.conf_threshold), keys, boxes, classes, counts
+            )
+            yolo_nms[batch, NMS_THREADS, nb_stream](
+                keys,
+                counts,
+                boxes,
+                classes,
+                float(self.iou_threshold),
+                np.int64(MAX_NMS_CANDIDATES),
+                np.int64(self.max_detections),
+                sorted_boxes,
+                sorted_classes,
+                suppressed,
+                transforms_dev,
+                results,
+            )
+            host = self._host[:batch]
+            host.copy_(self._results[:batch], non_blocking=True)
+        finally:
+            if torch_stream is not None:
+                torch_stream_context.__exit__(None, None, None)
+        if torch_stream is not None:
+            torch_stream.synchronize()
+        out = []
+        for row in host.numpy():
+            kept = int(row[self.max_detections, 0])
+            rows = row[:kept]
+            out.append(Detections(np.ascontiguousarray(rows[:, :4]), rows[:, 4].copy(), rows[:, 5].astype(np.int64)))
+        return out
