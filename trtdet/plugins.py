@@ -29,6 +29,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "trtdet.preprocess.plugin",
     "trtdet.engines.onnxruntime_backend",
     "trtdet.engines.torch_backend",
+    "trtdet.engines.tensorrt.backend",
 )
 
 pm = pluggy.PluginManager("trtdet")

@@ -70,7 +70,8 @@ def _read(path: Path) -> Any:
         ) from None
     except Exception as exc:  # torch raises RuntimeError, KeyError, EOFError, ... for non-checkpoints
         first = (str(exc).splitlines() or [""])[0] or type(exc).__name__
-        if "zip archive" in first or "central directory" in first or isinstance(exc, EOFError):
+        truncated = ("zip archive", "central directory", "unexpected EOF", "corrupted")
+        if isinstance(exc, EOFError) or any(marker in first for marker in truncated):
             raise ModelError(f"{path}: truncated or corrupt checkpoint ({first.split('. ')[0]})") from None
         raise ModelError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {first[:120]})") from None
 

@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 
 #: Largest K the top-K kernel supports (its shared-memory sort buffer).
 MAX_K = 1024
-TOPK_THREADS = 512
+#: Threads of the per-image top-K block (fewer under the simulator, where each is a Python thread).
+TOPK_THREADS = 64 if SIMULATOR else 512
 CANDIDATE_THREADS = 256
 #: Per-image columns of the inverse-transform table: 6 matrix entries, source height, width.
 TRANSFORM_COLUMNS = 8
@@ -336,6 +337,8 @@ class CudaCenterNetDecoder(CenterNetDecoder):
     ) -> list[Detections]:
         torch = self.torch
         output: Any = outputs[self.output_name]
+        if not hasattr(output, "data_ptr"):  # numpy from a CPU engine: bring it over once
+            output = torch.as_tensor(np.asarray(output), device=self.device)
         cells = self.height * self.width
         if tuple(output.shape[1:]) != (cells, self.num_channels) or output.dim() != 3:
             raise ValueError(

@@ -122,12 +122,17 @@ class _DeformConvOnnx(torch.autograd.Function):
     def forward(ctx, x, offset, mask, weight, bias, kh, kw, sh, sw, ph, pw, dh, dw, groups):  # type: ignore[override]
         # The exporter records only the symbolic; tracing the reference's internals into the
         # op's subgraph trips TorchScript's peephole pass, so compute the value untraced.
-        state = torch._C._get_tracing_state()
-        torch._C._set_tracing_state(None)
+        args = (x, offset, mask, weight, bias, (sh, sw), (ph, pw), (dh, dw), groups)
+        get_state = getattr(torch._C, "_get_tracing_state", None)
+        set_state = getattr(torch._C, "_set_tracing_state", None)
+        if get_state is None or set_state is None:
+            return modulated_deform_conv(*args)
+        state = get_state()
+        set_state(None)
         try:
-            return modulated_deform_conv(x, offset, mask, weight, bias, (sh, sw), (ph, pw), (dh, dw), groups)
+            return modulated_deform_conv(*args)
         finally:
-            torch._C._set_tracing_state(state)
+            set_state(state)
 
     @staticmethod
     def symbolic(g, x, offset, mask, weight, bias, kh, kw, sh, sw, ph, pw, dh, dw, groups):  # type: ignore[no-untyped-def]

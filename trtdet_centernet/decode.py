@@ -7,6 +7,7 @@ channel-last ``[reg_x, reg_y, w, h, hm logits (C), pool_hm (C)]`` where ``pool_h
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -45,14 +46,17 @@ def select_peaks(
     scores is unspecified; this makes it deterministic, and the GPU decoder uses the same key.
     """
     n, num_classes = hm.shape
-    logits = np.ascontiguousarray(hm.T)  # [C, N]: flat index = class * N + position
-    peak = logits == np.ascontiguousarray(pool.T)
-    scores = _sigmoid(logits)
-    flat = np.flatnonzero(peak & (scores > threshold))
-    if flat.size == 0:
+    if threshold >= 1.0:
         empty = np.zeros(0, np.int64)
         return empty, empty, empty
-    values = logits.reshape(-1)[flat]
+    candidates = hm == pool
+    if 0.0 < threshold <= 0.99:  # cheap pre-filter in logit space (with a margin); exact test below
+        candidates &= hm > np.float32(math.log(threshold / (1.0 - threshold)) - 1e-3)
+    position, class_id = np.divmod(np.flatnonzero(candidates), num_classes)
+    values = hm[position, class_id]
+    keep = _sigmoid(values) > threshold
+    flat = class_id[keep].astype(np.int64) * n + position[keep]
+    values = values[keep]
     if flat.size > k:
         # Keep everything tied with the k-th value, then sort exactly.
         kth = np.partition(values, flat.size - k)[flat.size - k]

@@ -67,7 +67,8 @@ def export_model(
     height, width = _check_input_size(input_size)
     was_training = model.training
     model.eval()
-    dummy = torch.zeros(1, 3, height, width)
+    device = next(model.parameters()).device
+    dummy = torch.zeros(1, 3, height, width, device=device)
     try:
         with torch.no_grad():
             channels = int(model(dummy).shape[-1])

@@ -151,6 +151,7 @@ class _Rewriter:
             taps = geometry["kernel_shape"][0] * geometry["kernel_shape"][1]
             split = 2 * geometry["offset_group"] * taps
             inputs = list(node.input)
+            base = node.name or self.fresh("dcn")
             if node.op_type == "PluginDCNv2":
                 x, offset_mask, weight = inputs[:3]
                 bias = inputs[3] if len(inputs) > 3 else ""
@@ -164,12 +165,12 @@ class _Rewriter:
                     self.graph.initializer.append(numpy_helper.from_array(np.array([value], np.int64), name))
                 new_nodes += [
                     helper.make_node(
-                        "Slice", [offset_mask, starts, mid, axes], [offset], name=f"{node.name}_offset"
+                        "Slice", [offset_mask, starts, mid, axes], [offset], name=f"{base}_offset"
                     ),
                     helper.make_node(
-                        "Slice", [offset_mask, mid, ends, axes], [mask_logits], name=f"{node.name}_mask_slice"
+                        "Slice", [offset_mask, mid, ends, axes], [mask_logits], name=f"{base}_mask_slice"
                     ),
-                    helper.make_node("Sigmoid", [mask_logits], [mask], name=f"{node.name}_mask"),
+                    helper.make_node("Sigmoid", [mask_logits], [mask], name=f"{base}_mask"),
                 ]
             else:
                 x, offset, mask, weight = inputs[:4]
@@ -179,7 +180,7 @@ class _Rewriter:
                     "DeformConv",
                     [x, weight, offset, bias, mask],
                     list(node.output),
-                    name=node.name or self.fresh("dcn"),
+                    name=base,
                     **geometry,
                 )
             )

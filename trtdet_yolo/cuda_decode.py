@@ -31,7 +31,8 @@ from trtdet.preprocess.affine import AffineTransform
 from trtdet_yolo.decode import MAX_NMS_CANDIDATES, YoloDecoder
 
 CANDIDATE_THREADS = 256
-NMS_THREADS = 1024
+#: Threads of the per-image NMS block (fewer under the simulator, where each is a Python thread).
+NMS_THREADS = 64 if SIMULATOR else 1024
 #: Per-image columns of the inverse-transform table: 6 matrix entries, source height, width.
 TRANSFORM_COLUMNS = 8
 #: Result row: x1, y1, x2, y2, score, class.
@@ -146,8 +147,8 @@ def _yolo_nms(keys, counts, boxes, classes, iou_threshold, max_nms, max_det, sor
                 oy1 = float64(sorted_boxes[b, j, 1])
                 ox2 = float64(sorted_boxes[b, j, 2])
                 oy2 = float64(sorted_boxes[b, j, 3])
-                iw = min(bx2, ox2) - max(bx1, ox1)
-                ih = min(by2, oy2) - max(by1, oy1)
+                iw = (bx2 if bx2 < ox2 else ox2) - (bx1 if bx1 > ox1 else ox1)
+                ih = (by2 if by2 < oy2 else oy2) - (by1 if by1 > oy1 else oy1)
                 if iw < 0.0:
                     iw = 0.0
                 if ih < 0.0:
@@ -156,7 +157,7 @@ def _yolo_nms(keys, counts, boxes, classes, iou_threshold, max_nms, max_det, sor
                 union = dadd_rn(area, dmul_rn(ox2 - ox1, oy2 - oy1)) - inter
                 iou = 0.0
                 if union > 0.0:
-                    iou = inter / max(union, 1e-12)
+                    iou = inter / (union if union > 1e-12 else 1e-12)
                 if iou > iou_threshold:
                     suppressed[b, j] = 1
             j += nthreads
@@ -259,6 +260,8 @@ class CudaYoloDecoder(YoloDecoder):
             self.validate({k: tuple(v.shape) for k, v in outputs.items()}, "model output")  # type: ignore[attr-defined]
         assert self.head is not None and self.output_name is not None
         pred: Any = outputs[self.output_name]
+        if not hasattr(pred, "data_ptr"):  # numpy from a CPU engine: bring it over once
+            pred = torch.as_tensor(np.asarray(pred), device=self.device)
         if not pred.is_contiguous():
             pred = pred.contiguous()
         batch = int(pred.shape[0])

@@ -183,3 +183,19 @@ def test_dla_checkpoint_is_named(tmp_path):
     torch.save({"state_dict": {"module.base.base_layer.0.weight": torch.zeros(16, 3, 7, 7)}}, path)
     with pytest.raises(ModelError, match="DLA-34"):
         load_checkpoint(path)
+
+
+def test_legacy_serialization_format_loads(tmp_path, upstream_model):
+    """The official 2019 checkpoints predate PyTorch's zip format (PyTorch 0.4 ``torch.save``)."""
+    state = {"module." + k: v for k, v in upstream_model.state_dict().items() if "num_batches" not in k}
+    path = tmp_path / "ctdet_coco_resdcn18_legacy.pth"
+    torch.save({"epoch": 140, "state_dict": state}, path, _use_new_zipfile_serialization=False)
+    assert not path.read_bytes().startswith(b"PK")  # not a zip archive
+    model, num_classes, depth = build_from_checkpoint(path)
+    assert (num_classes, depth) == (80, 18)
+    assert torch.equal(model.hm[2].weight, upstream_model.hm[2].weight)
+    truncated = tmp_path / "legacy_truncated.pth"
+    truncated.write_bytes(path.read_bytes()[:100_000])
+    with pytest.raises(ModelError, match="truncated or corrupt") as exc:
+        load_checkpoint(truncated)
+    _one_line(exc, truncated)

@@ -84,3 +84,18 @@ def test_bad_checkpoint_fails_before_export(tmp_path):
     with pytest.raises(ModelError, match=f"^{bad}: "):
         export_onnx(bad, tmp_path / "x.onnx", input_size=(SIZE, SIZE))
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_cli_export_of_a_bad_checkpoint_is_one_line_and_exit_1(centernet_plugin, tmp_path):
+    from click.testing import CliRunner
+
+    from trtdet.cli.main import cli
+
+    bad = tmp_path / "yolo.pth"
+    torch.save({"model.0.conv.weight": torch.zeros(1)}, bad)
+    result = CliRunner().invoke(
+        cli, ["export", "-m", "centernet", "--weights", str(bad), "-o", str(tmp_path / "x.onnx")]
+    )
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if str(bad) in line]
+    assert len(lines) == 1 and "looks like YOLO weights" in lines[0]

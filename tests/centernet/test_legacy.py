@@ -91,7 +91,7 @@ class _ForkHeads(torch.nn.Module):
         return ret["hm"], ret["reg"], ret["wh"]
 
 
-def _legacy_export(upstream_model, tmp_path, style: str):
+def _legacy_export(upstream_model, tmp_path, style: str, opset: int = 11):
     net = copy.deepcopy(upstream_model)
     forward = _tutorial_dcn_forward if style == "tutorial" else _fork_dcn_forward
     for module in net.deconv_layers:
@@ -99,7 +99,7 @@ def _legacy_export(upstream_model, tmp_path, style: str):
             module.forward = types.MethodType(forward, module)
     wrapper = _TutorialHeads(net) if style == "tutorial" else _ForkHeads(net)
     names = ["hm", "wh", "reg", "hm_pool"] if style == "tutorial" else ["hm", "reg", "wh"]
-    path = tmp_path / f"legacy_{style}.onnx"
+    path = tmp_path / f"legacy_{style}_{opset}.onnx"
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -107,19 +107,21 @@ def _legacy_export(upstream_model, tmp_path, style: str):
             (torch.zeros(1, 3, SIZE, SIZE),),
             str(path),
             dynamo=False,
-            opset_version=11,
+            opset_version=opset,
             input_names=["input.1"],
             output_names=names,
         )
     return path
 
 
-@pytest.mark.parametrize("style", ["tutorial", "fork"])
+@pytest.mark.parametrize(("style", "opset"), [("tutorial", 11), ("fork", 11), ("tutorial", 19)])
 def test_legacy_graph_converts_to_the_standard_export(
-    style, upstream_model, exported_onnx, image_batch, tmp_path
+    style, opset, upstream_model, exported_onnx, image_batch, tmp_path
 ):
-    legacy = _legacy_export(upstream_model, tmp_path, style)
-    ops = {n.op_type for n in onnx.load(str(legacy)).graph.node}
+    legacy = _legacy_export(upstream_model, tmp_path, style, opset)
+    original = onnx.load(str(legacy))
+    assert {o.domain: o.version for o in original.opset_import}[""] == opset
+    ops = {n.op_type for n in original.graph.node}
     assert ("Plugin" if style == "tutorial" else "DCNv2") in ops and "DeformConv" not in ops
 
     converted = convert_legacy_onnx(legacy, tmp_path / "converted.onnx")

@@ -14,11 +14,22 @@ from trtdet_centernet.onnx_torch import DeformConvModule
 
 
 def _deform_conv_onnx(stride: int, dilation: int, groups: int) -> onnx.ModelProto:
-    node = helper.make_node("DeformConv", ["x", "w", "offset", "b", "mask"], ["y"], strides=[stride, stride],
-                            pads=[dilation, dilation, dilation, dilation], dilations=[dilation, dilation],
-                            offset_group=groups, kernel_shape=[3, 3])
-    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "w", "offset", "b", "mask")]
-    graph = helper.make_graph([node], "dcn", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    node = helper.make_node(
+        "DeformConv",
+        ["x", "w", "offset", "b", "mask"],
+        ["y"],
+        strides=[stride, stride],
+        pads=[dilation, dilation, dilation, dilation],
+        dilations=[dilation, dilation],
+        offset_group=groups,
+        kernel_shape=[3, 3],
+    )
+    inputs = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "w", "offset", "b", "mask")
+    ]
+    graph = helper.make_graph(
+        [node], "dcn", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
     model.ir_version = 9
     return model
@@ -42,7 +53,9 @@ def test_module_equals_onnxruntime_deform_conv(stride, dilation, groups):
 
 
 def test_torch_prepare_hook_registers_the_converter():
-    pytest.importorskip("onnx2torch", reason="onnx2torch (and the torchvision it imports) is not installed here")
+    pytest.importorskip(
+        "onnx2torch", reason="onnx2torch (and the torchvision it imports) is not installed here"
+    )
     from onnx2torch.node_converters.registry import get_converter
 
     spec = get_model("centernet").spec

@@ -136,3 +136,41 @@ def test_wrong_channel_count_for_the_classes_is_one_clear_line(centernet_plugin,
     message = str(exc.value)
     assert message.startswith(f"{path}: ") and "\n" not in message
     assert "has 164 channels, expected 8 = 4 + 2 x 2 classes" in message
+
+
+def test_cli_run_with_a_checkpoint_exports_once_and_detects(
+    centernet_plugin, official_checkpoint, exported_onnx, photos, isolated_cache
+):
+    from click.testing import CliRunner
+
+    import trtdet.api
+    from trtdet.cli.main import cli
+
+    photo = photos["chelsea"]
+    args = [
+        "run",
+        "--model",
+        "centernet",
+        "--weights",
+        str(official_checkpoint),
+        "--input-size",
+        str(SIZE),
+        str(SIZE),
+    ]
+    args += ["--source", str(photo), "--conf", "0.2", "--json", "-", "--quiet"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    exports = sorted((isolated_cache / "exports").glob("centernet-*.onnx"))
+    assert len(exports) == 1
+    stamp = exports[0].stat().st_mtime_ns
+    second = CliRunner().invoke(cli, args)
+    assert second.exit_code == 0, second.output
+    assert exports[0].stat().st_mtime_ns == stamp  # the cached export is reused
+
+    (record,) = [json.loads(line) for line in first.output.splitlines() if line.startswith("{")]
+    expected = trtdet.api.load("centernet", onnx=exported_onnx, conf=0.2)(cv2.imread(str(photo)))
+    assert record["error"] is None and len(record["detections"]) == len(expected) > 0
+    for got, want in zip(record["detections"], expected.to_records(COCO_NAMES), strict=True):
+        assert got["class_id"] == want["class_id"] and got["label"] == want["label"]
+        np.testing.assert_allclose(got["box"], want["box"], atol=0.02)
+        assert got["score"] == pytest.approx(want["score"], abs=1e-4)

@@ -46,13 +46,14 @@ def tensorrt_plugins() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def rtx():
     """The TensorRT-RTX module (the ``rtx`` extra); builds run on the CPU machine."""
-    return pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT-RTX is not installed (pip install 'trtdet[rtx]')")
+    return pytest.importorskip(
+        "tensorrt_rtx_bindings", reason="TensorRT-RTX is not installed (pip install 'trtdet[rtx]')"
+    )
 
 
-def centernet_export(directory: Path, *, dynamic_batch: bool = True) -> Path:
-    """A ResDCN-18 CenterNet with random weights (DCN offsets made large) exported at 128x128."""
+def centernet_model():
+    """A ResDCN-18 CenterNet with random weights, DCN offsets and masks made to matter."""
     torch = pytest.importorskip("torch")
-    from trtdet_centernet.export import export_model
     from trtdet_centernet.network import build_centernet
 
     torch.manual_seed(0)
@@ -63,7 +64,16 @@ def centernet_export(directory: Path, *, dynamic_batch: bool = True) -> Path:
                 value.normal_(0.0, 0.3 if name.endswith("weight") else 1.0)
             elif name.endswith("running_var"):
                 value.uniform_(0.5, 1.5)
-    return export_model(model, directory / "centernet128.onnx", input_size=(128, 128), dynamic_batch=dynamic_batch)
+    return model.eval()
+
+
+def centernet_export(directory: Path, *, dynamic_batch: bool = True) -> Path:
+    """``centernet_model()`` exported at 128x128 (standard ``DeformConv``)."""
+    from trtdet_centernet.export import export_model
+
+    return export_model(
+        centernet_model(), directory / "centernet128.onnx", input_size=(128, 128), dynamic_batch=dynamic_batch
+    )
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +119,8 @@ def make_metadata():
         return replace(base, **changes)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def centernet_torch_model():
+    return centernet_model()

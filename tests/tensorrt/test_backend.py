@@ -58,6 +58,18 @@ def test_rtx_engine_compatibility_rules(rtx, make_metadata):
     assert other == f"it was built with TensorRT 10.13, this is TensorRT-RTX {flavour.version}"
 
 
+def test_engine_for_another_gpu_is_incompatible(rtx, make_metadata):
+    """Full TensorRT plans are per compute capability (the module only supplies a version string here)."""
+    from trtdet.engines.tensorrt.flavour import Flavour
+
+    flavour = Flavour("tensorrt", rtx)
+    meta = make_metadata(trt_flavour="tensorrt", trt_version=flavour.version, compute_capability="8.6")
+    assert incompatibility(meta, flavour, (8, 6)) is None
+    assert (
+        incompatibility(meta, flavour, (9, 0)) == "it was built for compute capability 8.6, this GPU is 9.0"
+    )
+
+
 def test_unsupported_gpu_reason_names_the_capability(rtx, monkeypatch):
     import trtdet.engines.tensorrt.backend as backend_module
 
@@ -80,7 +92,9 @@ def test_engine_for_another_version_is_rebuilt_from_the_cached_onnx(yolo_engine,
     metadata, plan = read_engine(result.path)
     stale = write_engine(tmp_path / "stale.engine", replace(metadata, trt_version="1.0.0"), plan)
     result.path.unlink()  # force a real rebuild rather than a cache hit
-    with pytest.warns(UserWarning, match=r"stale\.engine: it was built with TensorRT-RTX 1\.0\.0.*rebuilding"):
+    with pytest.warns(
+        UserWarning, match=r"stale\.engine: it was built with TensorRT-RTX 1\.0\.0.*rebuilding"
+    ):
         path, rebuilt, new_plan = ensure_runnable(stale, get_model("yolo").spec, flavour, (8, 6), cache)
     assert rebuilt.trt_version == flavour.version and rebuilt.onnx_sha256 == metadata.onnx_sha256
     assert path.is_file() and read_engine(path)[1] == new_plan
@@ -90,23 +104,35 @@ def test_stale_engine_without_cached_onnx_says_how_to_rebuild(yolo_engine, tmp_p
     result, _ = yolo_engine
     metadata, plan = read_engine(result.path) if result.path.is_file() else (result.metadata, b"plan")
     stale = write_engine(tmp_path / "stale.engine", replace(metadata, trt_version="1.0.0", extra={}), plan)
-    with pytest.raises(ModelError, match=r"stale\.engine: it was built with TensorRT-RTX 1\.0\.0.*trtdet build "
-                                         r"MODEL\.onnx --model yolo"):
-        ensure_runnable(stale, get_model("yolo").spec, load_flavour("rtx"), (8, 6), EngineCache(tmp_path / "empty"))
+    with pytest.raises(
+        ModelError,
+        match=r"stale\.engine: it was built with TensorRT-RTX 1\.0\.0.*trtdet build "
+        r"MODEL\.onnx --model yolo",
+    ):
+        ensure_runnable(
+            stale, get_model("yolo").spec, load_flavour("rtx"), (8, 6), EngineCache(tmp_path / "empty")
+        )
 
 
 def test_engine_built_for_unsupported_gpu_is_reported(yolo_engine, tmp_path):
     result, _ = yolo_engine
     stale = write_engine(tmp_path / "e.engine", replace(result.metadata, extra={}), b"plan")
-    with pytest.raises(ModelError, match=r"e\.engine: TensorRT-RTX .* does not support compute capability 9\.0"):
-        ensure_runnable(stale, get_model("yolo").spec, load_flavour("rtx"), (9, 0), EngineCache(tmp_path / "empty"))
+    with pytest.raises(
+        ModelError, match=r"e\.engine: TensorRT-RTX .* does not support compute capability 9\.0"
+    ):
+        ensure_runnable(
+            stale, get_model("yolo").spec, load_flavour("rtx"), (9, 0), EngineCache(tmp_path / "empty")
+        )
 
 
 def test_missing_plugin_creator_names_the_package(rtx, make_metadata, tmp_path):
     flavour = load_flavour("rtx")
     meta = make_metadata(plugins=(RequiredPlugin("SomeoneElsesDCN", "3", "vendor", "vendor-trt-plugins"),))
-    with pytest.raises(ModelError, match=r"m\.engine: needs the TensorRT plugin 'SomeoneElsesDCN'.*"
-                                         r"'vendor-trt-plugins'.*pip install vendor-trt-plugins"):
+    with pytest.raises(
+        ModelError,
+        match=r"m\.engine: needs the TensorRT plugin 'SomeoneElsesDCN'.*"
+        r"'vendor-trt-plugins'.*pip install vendor-trt-plugins",
+    ):
         check_plugins(tmp_path / "m.engine", meta, get_model("yolo").spec, flavour)
     check_plugins(tmp_path / "m.engine", replace(meta, plugins=()), get_model("yolo").spec, flavour)
 
@@ -131,11 +157,33 @@ def test_yolo_engine_matches_onnxruntime(yolo_onnx, cuda_graph, tmp_path):
     spec = get_model("yolo").spec
     engine = backend.load(ModelFile(yolo_onnx, "onnx"), spec, "cuda")
     batch = np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32)
-    expected = ort.InferenceSession(str(yolo_onnx), providers=["CPUExecutionProvider"]).run(None, {"images": batch})[0]
+    expected = ort.InferenceSession(str(yolo_onnx), providers=["CPUExecutionProvider"]).run(
+        None, {"images": batch}
+    )[0]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         got = engine(torch.from_numpy(batch).cuda())["output0"]
         torch.cuda.synchronize()
     np.testing.assert_allclose(got.cpu().numpy(), expected, rtol=1e-2, atol=1e-2)
     np.testing.assert_allclose(engine(batch)["output0"], expected, rtol=1e-2, atol=1e-2)
+    engine.close()
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+@pytest.mark.parametrize("dcn", ["builtin", "plugin", "decomposed"])
+def test_centernet_engine_matches_onnxruntime_with_each_dcn_lowering(centernet_onnx, dcn):
+    """NVIDIA TensorRT on a GPU: every DCN lowering computes the standard export's output."""
+    import onnxruntime as ort
+
+    backend = _runnable_backend()
+    if load_flavour().is_rtx and dcn != "decomposed":
+        pytest.skip(f"--dcn {dcn} needs NVIDIA TensorRT; only TensorRT-RTX runs here")
+    backend.build_options = BuildOptions(max_batch=2, dcn=dcn)
+    engine = backend.load(ModelFile(centernet_onnx, "onnx"), get_model("centernet").spec, "cuda")
+    assert engine.metadata["dcn"] == dcn
+    batch = np.random.default_rng(0).standard_normal((2, 3, 128, 128)).astype(np.float32)
+    session = ort.InferenceSession(str(centernet_onnx), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"images": batch})[0]
+    np.testing.assert_allclose(engine(batch)["output"], expected, rtol=1e-3, atol=1e-3)
     engine.close()

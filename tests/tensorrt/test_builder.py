@@ -34,7 +34,9 @@ def built_cache(tmp_path_factory) -> EngineCache:
 def yolo_build(rtx, tensorrt_plugins, yolo_onnx, built_cache):
     spec = get_model("yolo").spec
     messages: list[str] = []
-    result = build_engine(yolo_onnx, spec, BuildOptions(max_batch=4), cache=built_cache, report=messages.append)
+    result = build_engine(
+        yolo_onnx, spec, BuildOptions(max_batch=4), cache=built_cache, report=messages.append
+    )
     return result, messages
 
 
@@ -69,7 +71,12 @@ def test_second_build_hits_the_cache(yolo_build, yolo_onnx, built_cache, tmp_pat
     messages: list[str] = []
     spec = get_model("yolo").spec
     again = build_engine(
-        yolo_onnx, spec, BuildOptions(max_batch=4), cache=built_cache, output=tmp_path / "y.engine", report=messages.append
+        yolo_onnx,
+        spec,
+        BuildOptions(max_batch=4),
+        cache=built_cache,
+        output=tmp_path / "y.engine",
+        report=messages.append,
     )
     assert again.cached and again.seconds < 1.0
     assert again.path == tmp_path / "y.engine" and again.path.read_bytes() == first.path.read_bytes()
@@ -86,8 +93,12 @@ def test_centernet_decomposed_fp16_engine(centernet_build, centernet_onnx):
     assert [(t.name, t.shape, t.dtype) for t in meta.inputs] == [("images", (-1, 3, 128, 128), "float32")]
     # 32x32 cells, [reg 2, wh 2, hm 80, pool_hm 80] channel-last; FP16 inside, float32 I/O.
     assert [(t.name, t.shape, t.dtype) for t in meta.outputs] == [("output", (-1, 1024, 164), "float32")]
-    again = build_engine(centernet_onnx, get_model("centernet").spec, BuildOptions(max_batch=2, precision="fp16"),
-                         cache=EngineCache(centernet_build.path.parent.parent))
+    again = build_engine(
+        centernet_onnx,
+        get_model("centernet").spec,
+        BuildOptions(max_batch=2, precision="fp16"),
+        cache=EngineCache(centernet_build.path.parent.parent),
+    )
     assert again.cached
 
 
@@ -96,7 +107,19 @@ def test_build_cli_writes_the_engine(rtx, tensorrt_plugins, yolo_onnx, tmp_path,
     from trtdet.cli.build import build_command
 
     output = tmp_path / "yolo.engine"
-    args = [str(yolo_onnx), "--model", "yolo", "--precision", "fp16", "--max-batch", "2", "-o", str(output), "--trt", "rtx"]
+    args = [
+        str(yolo_onnx),
+        "--model",
+        "yolo",
+        "--precision",
+        "fp16",
+        "--max-batch",
+        "2",
+        "-o",
+        str(output),
+        "--trt",
+        "rtx",
+    ]
     result = CliRunner().invoke(build_command, args)
     assert result.exit_code == 0, result.output
     assert "Building engine" in result.output  # progress (stderr is mixed in by CliRunner)
@@ -119,8 +142,12 @@ def _single_op_model(path: Path, op_type: str, domain: str = "", **attrs) -> Pat
 
 def test_unimportable_op_names_op_and_node(rtx, tensorrt_plugins, tmp_path):
     onnx_file = _single_op_model(tmp_path / "odd.onnx", "FancyOp", domain="com.example")
-    with pytest.raises(ModelError, match=r"odd\.onnx: TensorRT-RTX .* cannot import node 'the_node' \(op FancyOp\)"):
-        build_engine(onnx_file, get_model("yolo").spec, BuildOptions(trt="rtx"), cache=EngineCache(tmp_path / "c"))
+    with pytest.raises(
+        ModelError, match=r"odd\.onnx: TensorRT-RTX .* cannot import node 'the_node' \(op FancyOp\)"
+    ):
+        build_engine(
+            onnx_file, get_model("yolo").spec, BuildOptions(trt="rtx"), cache=EngineCache(tmp_path / "c")
+        )
 
 
 def _deform_conv_model(path: Path) -> Path:
@@ -133,9 +160,13 @@ def _deform_conv_model(path: Path) -> Path:
     ow = numpy_helper.from_array(np.zeros((18, 3, 3, 3), np.float32), "ow")
     nodes = [
         helper.make_node("Conv", ["images", "ow"], ["offset"], name="offset_conv", pads=[1, 1, 1, 1]),
-        helper.make_node("DeformConv", ["images", "w", "offset"], ["output"], name="dcn_node", pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "DeformConv", ["images", "w", "offset"], ["output"], name="dcn_node", pads=[1, 1, 1, 1]
+        ),
     ]
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w, ow]), opset_imports=[helper.make_opsetid("", 19)])
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", [x], [y], [w, ow]), opset_imports=[helper.make_opsetid("", 19)]
+    )
     onnx.save(model, str(path))
     return path
 
@@ -149,17 +180,25 @@ def test_deform_conv_without_a_lowering_plugin_says_what_works(rtx, tmp_path, mo
     pm.unregister(hooks)
     try:
         onnx_file = _deform_conv_model(tmp_path / "dcn.onnx")
-        with pytest.raises(ModelError, match=r"dcn\.onnx: .*node 'dcn_node' \(op DeformConv\).*--dcn decomposed"):
-            build_engine(onnx_file, get_model("yolo").spec, BuildOptions(trt="rtx"), cache=EngineCache(tmp_path / "c"))
+        with pytest.raises(
+            ModelError, match=r"dcn\.onnx: .*node 'dcn_node' \(op DeformConv\).*--dcn decomposed"
+        ):
+            build_engine(
+                onnx_file, get_model("yolo").spec, BuildOptions(trt="rtx"), cache=EngineCache(tmp_path / "c")
+            )
     finally:
         pm.register(hooks, name="centernet_tensorrt")
 
 
-@pytest.mark.parametrize(("dcn", "message"), [("builtin", "has no DeformConv importer"), ("plugin", "aborts on them")])
+@pytest.mark.parametrize(
+    ("dcn", "message"), [("builtin", "has no DeformConv importer"), ("plugin", "aborts on them")]
+)
 def test_rtx_refuses_lowerings_it_cannot_build(rtx, tensorrt_plugins, tmp_path, dcn, message):
     onnx_file = _deform_conv_model(tmp_path / "dcn.onnx")
     with pytest.raises(UsageError, match=f"{message}: use --dcn decomposed"):
-        build_engine(onnx_file, get_model("yolo").spec, BuildOptions(trt="rtx", dcn=dcn), cache=EngineCache(tmp_path))
+        build_engine(
+            onnx_file, get_model("yolo").spec, BuildOptions(trt="rtx", dcn=dcn), cache=EngineCache(tmp_path)
+        )
 
 
 def test_bad_options_and_files(rtx, tmp_path, yolo_onnx):

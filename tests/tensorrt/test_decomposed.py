@@ -14,7 +14,9 @@ from trtdet_centernet.tensorrt.decomposed import decompose_deform_conv
 def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> np.ndarray:
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(
+        None, feeds
+    )[0]
 
 
 def _deform_conv_case(
@@ -41,22 +43,32 @@ def _deform_conv_case(
     feeds = {
         "x": rng.standard_normal((batch, channels, height, width)).astype(np.float32),
         # Offsets of several pixels push many samples across the border (zero padding matters).
-        "offset": (rng.standard_normal((batch, 2 * offset_group * taps, out_h, out_w)) * offset_scale).astype(np.float32),
+        "offset": (rng.standard_normal((batch, 2 * offset_group * taps, out_h, out_w)) * offset_scale).astype(
+            np.float32
+        ),
     }
     inputs = [
         helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", channels, height, width]),
-        helper.make_tensor_value_info("offset", TensorProto.FLOAT, ["N", 2 * offset_group * taps, out_h, out_w]),
+        helper.make_tensor_value_info(
+            "offset", TensorProto.FLOAT, ["N", 2 * offset_group * taps, out_h, out_w]
+        ),
     ]
     initializers = [
-        numpy_helper.from_array(rng.standard_normal((out_channels, channels // group, kh, kw)).astype(np.float32), "w")
+        numpy_helper.from_array(
+            rng.standard_normal((out_channels, channels // group, kh, kw)).astype(np.float32), "w"
+        )
     ]
     names = ["x", "w", "offset", "", ""]
     if bias:
-        initializers.append(numpy_helper.from_array(rng.standard_normal(out_channels).astype(np.float32), "b"))
+        initializers.append(
+            numpy_helper.from_array(rng.standard_normal(out_channels).astype(np.float32), "b")
+        )
         names[3] = "b"
     if mask:
         feeds["mask"] = rng.random((batch, offset_group * taps, out_h, out_w)).astype(np.float32)
-        inputs.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", offset_group * taps, out_h, out_w]))
+        inputs.append(
+            helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", offset_group * taps, out_h, out_w])
+        )
         names[4] = "mask"
     while names[-1] == "":
         names.pop()
@@ -81,10 +93,20 @@ def _deform_conv_case(
 
 CASES = {
     "centernet_3x3": {},
-    "stride2_dilation2_offset_groups2": {"stride": (2, 2), "dilation": (2, 2), "pads": (2, 2, 2, 2), "offset_group": 2},
+    "stride2_dilation2_offset_groups2": {
+        "stride": (2, 2),
+        "dilation": (2, 2),
+        "pads": (2, 2, 2, 2),
+        "offset_group": 2,
+    },
     "no_mask_no_bias": {"mask": False, "bias": False, "offset_group": 4},
     "mask_no_bias": {"bias": False},
-    "asymmetric_kernel_stride_pads": {"kernel": (1, 3), "stride": (1, 2), "dilation": (1, 3), "pads": (0, 2, 1, 2)},
+    "asymmetric_kernel_stride_pads": {
+        "kernel": (1, 3),
+        "stride": (1, 2),
+        "dilation": (1, 3),
+        "pads": (0, 2, 1, 2),
+    },
     "conv_groups2_offset_groups4": {"group": 2, "offset_group": 4},
     "huge_offsets_all_outside": {"offset_scale": 40.0},
 }
@@ -144,7 +166,9 @@ def test_model_without_deform_conv_is_returned_unchanged():
 @pytest.mark.slow
 def test_whole_centernet_export_decomposed_equals_standard(centernet_onnx):
     model = onnx.load(str(centernet_onnx))
-    assert sum(n.op_type == "DeformConv" for n in model.graph.node) == 3  # ResDCN: one DCN per upsampling stage
+    assert (
+        sum(n.op_type == "DeformConv" for n in model.graph.node) == 3
+    )  # ResDCN: one DCN per upsampling stage
     decomposed = decompose_deform_conv(model)
     batch = np.random.default_rng(0).standard_normal((2, 3, 128, 128)).astype(np.float32)
     expected = _run(model, {"images": batch})
@@ -152,3 +176,19 @@ def test_whole_centernet_export_decomposed_equals_standard(centernet_onnx):
     assert expected.shape == (2, 32 * 32, 164)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
     assert float(np.abs(expected).max()) > 0.1  # not a trivially zero output
+
+
+@pytest.mark.slow
+def test_fp16_build_input_keeps_the_decomposed_centernet_close(centernet_onnx):
+    """The FP16 ONNX a ``--precision fp16`` build parses (float32 I/O) stays close to FP32 in ORT."""
+    from trtdet.engines.tensorrt.builder import to_fp16
+
+    decomposed = decompose_deform_conv(onnx.load(str(centernet_onnx)))
+    half = to_fp16(decomposed)
+    assert any(init.data_type == TensorProto.FLOAT16 for init in half.graph.initializer)
+    assert half.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    batch = np.random.default_rng(2).standard_normal((1, 3, 128, 128)).astype(np.float32)
+    expected = _run(decomposed, {"images": batch})
+    got = _run(half, {"images": batch})
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=0.02 * float(np.abs(expected).max()))

@@ -54,12 +54,24 @@ def test_create_plugin_in_both_phases_and_fields_round_trip(rtx, phase):
     creator = rtx.get_plugin_registry().get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE)
     given = _fields(rtx, stride=[2, 1], padding=[2, 0], dilation=[2, 3], deformable_groups=[4], with_mask=[0])
     plugin = creator.create_plugin("dcn0", given, getattr(rtx.TensorRTPhase, phase))
-    expected = {"stride": (2, 1), "padding": (2, 0), "dilation": (2, 3), "deformable_groups": (4,), "with_mask": (0,)}
+    expected = {
+        "stride": (2, 1),
+        "padding": (2, 0),
+        "dilation": (2, 3),
+        "deformable_groups": (4,),
+        "with_mask": (0,),
+    }
     assert plugin.values == expected
-    assert (plugin.plugin_name, plugin.plugin_version, plugin.plugin_namespace) == (PLUGIN_NAME, "1", "trtdet")
+    assert (plugin.plugin_name, plugin.plugin_version, plugin.plugin_namespace) == (
+        PLUGIN_NAME,
+        "1",
+        "trtdet",
+    )
     assert plugin.num_outputs == 1
     serialised = plugin.get_fields_to_serialize()
-    assert {f.name: np.asarray(f.data).tolist() for f in serialised} == {k: list(v) for k, v in expected.items()}
+    assert {f.name: np.asarray(f.data).tolist() for f in serialised} == {
+        k: list(v) for k, v in expected.items()
+    }
     # Deserialisation creates the plugin from exactly the serialised fields.
     again = creator.create_plugin("dcn0", serialised, rtx.TensorRTPhase.RUNTIME)
     assert again.values == expected and again.clone().values == expected
@@ -99,7 +111,14 @@ def _deform_conv_model(mask: bool, bias: bool) -> onnx.ModelProto:
     while inputs[-1] == "":
         inputs.pop()
     node = helper.make_node(
-        "DeformConv", inputs, ["y"], name="dcn", strides=[2, 2], dilations=[1, 2], pads=[1, 2, 1, 2], offset_group=2
+        "DeformConv",
+        inputs,
+        ["y"],
+        name="dcn",
+        strides=[2, 2],
+        dilations=[1, 2],
+        pads=[1, 2, 1, 2],
+        offset_group=2,
     )
     value_infos = [
         helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 16, 16]),
@@ -109,7 +128,11 @@ def _deform_conv_model(mask: bool, bias: bool) -> onnx.ModelProto:
     if bias:
         initializers.append(numpy_helper.from_array(np.ones(5, np.float32), "b"))
     graph = helper.make_graph(
-        [node], "g", value_infos, [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5, 8, 8])], initializers
+        [node],
+        "g",
+        value_infos,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5, 8, 8])],
+        initializers,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
 
@@ -158,7 +181,9 @@ def _full_tensorrt():
 
     flavour = flavour_by_name("tensorrt")
     if flavour is None or not flavour.supports_python_plugins:
-        pytest.skip("needs NVIDIA TensorRT >= 10 (Python plugins in the ONNX parser); only TensorRT-RTX is installed")
+        pytest.skip(
+            "needs NVIDIA TensorRT >= 10 (Python plugins in the ONNX parser); only TensorRT-RTX is installed"
+        )
     return flavour.module
 
 
@@ -178,3 +203,77 @@ def test_plugin_network_shapes_across_batches():
         profile.set_shape(name, (1, *shape), (2, *shape), (4, *shape))
     config.add_optimization_profile(profile)
     assert builder.build_serialized_network(network, config) is not None
+
+
+_ENQUEUE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np, onnx, onnxruntime as ort
+    import tensorrt_rtx_bindings as trt
+    from onnx import helper, numpy_helper
+    from trtdet_centernet.tensorrt.plugin import plugin_classes
+
+    with_mask = bool(int(sys.argv[1]))
+    rng = np.random.default_rng(3)
+    n, c, h, w, co, g = 2, 4, 9, 10, 3, 2
+    stride, pad, dil = (2, 1), (1, 2), (1, 2)
+    oh = (h + 2 * pad[0] - (dil[0] * 2 + 1)) // stride[0] + 1
+    ow = (w + 2 * pad[1] - (dil[1] * 2 + 1)) // stride[1] + 1
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    weight = rng.standard_normal((co, c, 3, 3)).astype(np.float32)
+    offset = (rng.standard_normal((n, 2 * g * 9, oh, ow)) * 3).astype(np.float32)
+    mask = rng.random((n, g * 9, oh, ow)).astype(np.float32)
+    bias = rng.standard_normal(co).astype(np.float32)
+    out = np.zeros((n, co, oh, ow), np.float32)
+
+    values = {"stride": stride, "padding": pad, "dilation": dil, "deformable_groups": (g,), "with_mask": (int(with_mask),)}
+    plugin = plugin_classes(trt)[0](values)
+    def desc(array):
+        d = trt.PluginTensorDesc()
+        d.dims, d.type, d.format = trt.Dims(array.shape), trt.DataType.FLOAT, trt.TensorFormat.LINEAR
+        return d
+    def dynamic(array):
+        d = trt.DynamicPluginTensorDesc()
+        d.desc, d.min, d.opt, d.max = desc(array), trt.Dims(array.shape), trt.Dims(array.shape), trt.Dims(array.shape)
+        return d
+    inputs = [x, weight, offset, bias] + ([mask] if with_mask else [])
+    workspace = np.zeros(plugin.get_workspace_size([dynamic(a) for a in inputs], [dynamic(out)]), np.uint8)
+    plugin.enqueue([desc(a) for a in inputs], [desc(out)], [a.ctypes.data for a in inputs], [out.ctypes.data],
+                   workspace.ctypes.data, 0)
+
+    names = ["x", "w", "offset", "b"] + (["mask"] if with_mask else [])
+    node = helper.make_node("DeformConv", names, ["y"], strides=list(stride), pads=[*pad, *pad],
+                            dilations=list(dil), offset_group=g, kernel_shape=[3, 3])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(k, 1, None) for k in ("x", "offset", "mask")][: 3 if with_mask else 2],
+                              [helper.make_tensor_value_info("y", 1, None)],
+                              [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 9
+    feeds = {"x": x, "offset": offset, **({"mask": mask} if with_mask else {})}
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    print("RESULT", json.dumps({"max_error": float(np.abs(out - expected).max()), "scale": float(np.abs(expected).max())}))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("with_mask", [True, False])
+def test_enqueue_runs_the_dcn_kernel_like_deform_conv(rtx, with_mask):
+    """The plugin's enqueue glue (argument order, workspace layout, ones-mask) under numba's CUDA
+    simulator, with host pointers standing in for device pointers, against ONNX Runtime's DeformConv."""
+    import json
+    import os
+
+    pytest.importorskip("torch")
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", _ENQUEUE_SCRIPT, str(int(with_mask))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout[done.stdout.index("RESULT ") + 7 :])
+    assert result["scale"] > 1.0
+    assert result["max_error"] < 1e-4 * result["scale"], result

@@ -13,8 +13,12 @@ from trtdet.cli.common import handle_errors
 @click.argument("onnx_file", type=click.Path(dir_okay=False))
 @click.option("--model", "-m", "model", required=True, help="Model name (see `trtdet models`).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
-@click.option("--max-batch", type=click.IntRange(min=1), default=1, show_default=True, help="Largest batch size.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Engine file [default: F.engine].")
+@click.option(
+    "--max-batch", type=click.IntRange(min=1), default=1, show_default=True, help="Largest batch size."
+)
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False), default=None, help="Engine file [default: F.engine]."
+)
 @click.option(
     "--dcn",
     type=click.Choice(["auto", "builtin", "plugin", "decomposed"]),

@@ -35,7 +35,7 @@ else:
 def ordered_key(value, index):
     """uint64 key: float32 ``value`` (monotonic bits) above ``0xFFFFFFFF - index``."""
     bits = uint64(int64(f32_bits(fadd_rn(float32(value), float32(0.0)))) & int64(0xFFFFFFFF))
-    if bits & _SIGN32:
+    if bits & _SIGN32:  # noqa: SIM108 - kernel code, kept explicit
         bits = (~bits) & _LOW32
     else:
         bits = bits | _SIGN32
@@ -52,7 +52,7 @@ def key_index(key):
 def key_value(key):
     """The float32 value packed by ``ordered_key``."""
     bits = key >> _SHIFT32
-    if bits & _SIGN32:
+    if bits & _SIGN32:  # noqa: SIM108 - kernel code, kept explicit
         bits = bits & (~_SIGN32 & _LOW32)
     else:
         bits = (~bits) & _LOW32

@@ -159,11 +159,13 @@ def device_view(array: Any) -> Any:
                 raise ValueError("the CUDA simulator needs CPU tensors")
             return array.detach().numpy()
         return array
-    if cuda.is_cuda_array(array) and not hasattr(array, "__cuda_array_interface__"):
-        return array
-    if hasattr(array, "data_ptr"):
+    if hasattr(array, "data_ptr"):  # a torch tensor
+        if not array.is_cuda:
+            raise ValueError(f"expected a CUDA tensor, got one on {array.device}")
         key = (array.data_ptr(), tuple(array.shape), tuple(array.stride()), str(array.dtype))
         return _views.get(key, lambda: cuda.as_cuda_array(array.detach(), sync=False))
+    if hasattr(array, "copy_to_host"):  # already a numba device array
+        return array
     if cuda.is_cuda_array(array):
         return cuda.as_cuda_array(array, sync=False)
     raise TypeError(f"expected a CUDA tensor or device array, got {type(array).__name__}")

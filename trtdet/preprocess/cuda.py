@@ -25,7 +25,16 @@ from typing import Any, Literal
 import numpy as np
 from numba import cuda, float32, int64
 
-from trtdet.cuda.runtime import SIMULATOR, blocks, device_view, fadd_rn, fma_f32, fmul_rn, numba_stream, rint_f32
+from trtdet.cuda.runtime import (
+    SIMULATOR,
+    blocks,
+    device_view,
+    fadd_rn,
+    fma_f32,
+    fmul_rn,
+    numba_stream,
+    rint_f32,
+)
 from trtdet.errors import InputError
 from trtdet.preprocess.affine import AffineTransform, letterbox_transform
 from trtdet.preprocess.base import PreprocessedBatch
@@ -233,7 +242,7 @@ class CudaWarpAffinePreprocessor:
         staging.reserve(total)
         meta = staging.host[:meta_bytes].view(torch.float64)[: batch * META_COLUMNS].numpy().reshape(batch, META_COLUMNS)
         host_bytes = staging.host.numpy()
-        device_images = []
+        device_images, host_ranges = [], []
         for i, (image, transform) in enumerate(zip(images, transforms, strict=True)):
             meta[i, 0] = offsets[i]
             meta[i, 1:4] = (image.shape[0], image.shape[1], image.shape[1] * 3)
@@ -242,18 +251,29 @@ class CudaWarpAffinePreprocessor:
             if hasattr(image, "is_cuda") and image.is_cuda and not SIMULATOR:
                 device_images.append((start, image))
                 continue
+            host_ranges.append((start, sizes[i]))
             array = image.numpy() if hasattr(image, "numpy") else image
-            np.copyto(host_bytes[start : start + sizes[i]].reshape(array.shape), array)
+            np.copyto(host_bytes[start : start + sizes[i]].reshape(array.shape), np.ascontiguousarray(array))
         stream_t = self._torch_stream(stream)
-        out = self._launch(staging, meta_bytes, total, batch, device_images, stream_t)
+        out = self._launch(staging, meta_bytes, total, batch, device_images, host_ranges, stream_t)
+        self._last = (staging, meta_bytes, total, batch, out)
         return PreprocessedBatch(out, transforms)
+
+    def relaunch(self, stream: Any = None) -> Any:
+        """Run only the kernel again on the batch uploaded by the last call (for benchmarks)."""
+        staging, meta_bytes, total, batch, out = self._last
+        self._run_kernel(staging.dev, meta_bytes, total, batch, out, numba_stream(self._torch_stream(stream)))
+        return out
 
     def _torch_stream(self, stream: Any) -> Any:
         if SIMULATOR:
             return None
         return self.torch.cuda.current_stream() if stream is None else stream
 
-    def _launch(self, staging: _Staging, meta_bytes: int, total: int, batch: int, device_images: list, stream: Any) -> Any:
+    def _launch(
+        self, staging: _Staging, meta_bytes: int, total: int, batch: int, device_images: list, host_ranges: list,
+        stream: Any,
+    ) -> Any:
         torch = self.torch
         h, w = self.input_size
         if SIMULATOR:
@@ -261,14 +281,14 @@ class CudaWarpAffinePreprocessor:
             self._run_kernel(staging.dev, meta_bytes, total, batch, out, 0)
             return out
         with torch.cuda.stream(stream):
-            if device_images:
-                # Metadata plus host images up to the first device image travel in one copy
-                # (sizes are small when images already live on the GPU).
+            if not device_images:  # the common case: one upload of metadata and pixels
                 staging.dev[:total].copy_(staging.host[:total], non_blocking=True)
+            else:  # metadata and host images up, device images copied across on the GPU
+                staging.dev[:meta_bytes].copy_(staging.host[:meta_bytes], non_blocking=True)
+                for start, size in host_ranges:
+                    staging.dev[start : start + size].copy_(staging.host[start : start + size], non_blocking=True)
                 for start, image in device_images:
                     staging.dev[start : start + image.numel()].copy_(image.reshape(-1))
-            else:
-                staging.dev[:total].copy_(staging.host[:total], non_blocking=True)
             staging.event = torch.cuda.Event()
             staging.event.record(stream)
             out = torch.empty((batch, 3, h, w), dtype=self.dtype, device=self.device)
@@ -286,13 +306,13 @@ class CudaWarpAffinePreprocessor:
             device_view(pixels),
             device_view(meta),
             device_view(out),
-            float32(self.border_value),
-            float32(s[0]),
-            float32(s[1]),
-            float32(s[2]),
-            float32(t[0]),
-            float32(t[1]),
-            float32(t[2]),
+            np.float32(self.border_value),
+            np.float32(s[0]),
+            np.float32(s[1]),
+            np.float32(s[2]),
+            np.float32(t[0]),
+            np.float32(t[1]),
+            np.float32(t[2]),
             np.int32(self.channel_order == "RGB"),
             np.int32(w // CV2_SIMD_COLUMNS * CV2_SIMD_COLUMNS),
         )

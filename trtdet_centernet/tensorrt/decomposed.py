@@ -82,7 +82,9 @@ def _lower(model: onnx.ModelProto, node: onnx.NodeProto, emit: _Emitter, source:
     offset_groups = int(attrs.get("offset_group", 1))
     kernel = list(attrs.get("kernel_shape", w_dims[2:] if w_dims and len(w_dims) == 4 else []))
     if len(kernel) != 2 or min(kernel) <= 0:
-        raise ModelError(f"{source}: DeformConv node {node.name!r}: kernel shape unknown (no kernel_shape, W not static)")
+        raise ModelError(
+            f"{source}: DeformConv node {node.name!r}: kernel shape unknown (no kernel_shape, W not static)"
+        )
     kh, kw = (int(k) for k in kernel)
     taps = kh * kw
     channels = None
@@ -93,9 +95,13 @@ def _lower(model: onnx.ModelProto, node: onnx.NodeProto, emit: _Emitter, source:
         if x_dims and len(x_dims) == 4 and x_dims[1] > 0:
             channels = x_dims[1]
     if channels is None:
-        raise ModelError(f"{source}: DeformConv node {node.name!r}: input channel count unknown (W not static)")
+        raise ModelError(
+            f"{source}: DeformConv node {node.name!r}: input channel count unknown (W not static)"
+        )
     if channels % offset_groups:
-        raise ModelError(f"{source}: DeformConv node {node.name!r}: {channels} channels not divisible by offset_group")
+        raise ModelError(
+            f"{source}: DeformConv node {node.name!r}: {channels} channels not divisible by offset_group"
+        )
     sh, sw = (int(v) for v in attrs.get("strides", [1, 1]))
     dh, dw = (int(v) for v in attrs.get("dilations", [1, 1]))
     pads = [int(v) for v in attrs.get("pads", [0, 0, 0, 0])]
@@ -121,17 +127,25 @@ def _lower(model: onnx.ModelProto, node: onnx.NodeProto, emit: _Emitter, source:
     # Base positions: output row/column times stride, plus each tap's dilated, padded origin.
     def axis_positions(length: str, stride: int, hint: str, shape: list[int]) -> str:
         scalar = emit.op("Squeeze", [length, emit.const("axis0", i64([0]))], f"{hint}_len")
-        index = emit.op("Range", [emit.const("r0", i64(0)), scalar, emit.const("r1", i64(1))], f"{hint}_range")
+        index = emit.op(
+            "Range", [emit.const("r0", i64(0)), scalar, emit.const("r1", i64(1))], f"{hint}_range"
+        )
         index = emit.op("Reshape", [index, emit.const(f"{hint}_shape", i64(shape))], f"{hint}_index")
         index = emit.op("CastLike", [index, dy], f"{hint}_float")
-        return emit.op("Mul", [index, emit.op("CastLike", [emit.const("stride", f32(stride)), dy])], f"{hint}_pos")
+        return emit.op(
+            "Mul", [index, emit.op("CastLike", [emit.const("stride", f32(stride)), dy])], f"{hint}_pos"
+        )
 
     rows = axis_positions(out_h, sh, "row", [1, 1, -1, 1])
     cols = axis_positions(out_w, sw, "col", [1, 1, 1, -1])
     tap_y = f32([i * dh - ph for i in range(kh) for _ in range(kw)]).reshape(1, taps, 1, 1)
     tap_x = f32([j * dw - pw for _ in range(kh) for j in range(kw)]).reshape(1, taps, 1, 1)
-    y = emit.op("Add", [emit.op("Add", [dy, emit.op("CastLike", [emit.const("tap_y", tap_y), dy])]), rows], "y")
-    x_pos = emit.op("Add", [emit.op("Add", [dx, emit.op("CastLike", [emit.const("tap_x", tap_x), dx])]), cols], "x")
+    y = emit.op(
+        "Add", [emit.op("Add", [dy, emit.op("CastLike", [emit.const("tap_y", tap_y), dy])]), rows], "y"
+    )
+    x_pos = emit.op(
+        "Add", [emit.op("Add", [dx, emit.op("CastLike", [emit.const("tap_x", tap_x), dx])]), cols], "x"
+    )
 
     # Normalised grid for align_corners=0: g = (2p + 1) / size - 1.
     hw_float = emit.op("CastLike", [hw, dy], "hw_float")
@@ -147,24 +161,34 @@ def _lower(model: onnx.ModelProto, node: onnx.NodeProto, emit: _Emitter, source:
     gy = emit.op("Unsqueeze", [normalise(y, height, "gy"), emit.const("last", i64([-1]))], "gy5")
     gx = emit.op("Unsqueeze", [normalise(x_pos, width, "gx"), emit.const("last", i64([-1]))], "gx5")
     grid5 = emit.op("Concat", [gx, gy], "grid5", axis=-1)  # GridSample wants (x, y)
-    grid_shape = emit.op("Concat", [emit.const("ng_m1", i64([0, -1])), out_w, emit.const("two_i", i64([2]))], axis=0)
+    grid_shape = emit.op(
+        "Concat", [emit.const("ng_m1", i64([0, -1])), out_w, emit.const("two_i", i64([2]))], axis=0
+    )
     grid = emit.op("Reshape", [grid5, grid_shape], "grid")  # [N*G, K*Ho, Wo, 2]
 
-    grouped = emit.op("Reshape", [x, emit.const("x_groups", i64([-1, channels // offset_groups, 0, 0]))], "x_groups")
+    grouped = emit.op(
+        "Reshape", [x, emit.const("x_groups", i64([-1, channels // offset_groups, 0, 0]))], "x_groups"
+    )
     sampled = emit.op(
         "GridSample", [grouped, grid], "sampled", mode=mode, padding_mode="zeros", align_corners=0
     )  # [N*G, C/G, K*Ho, Wo]
     if mask:
         k_out_h = emit.op("Mul", [out_h, emit.const("taps", i64([taps]))], "k_out_h")
-        mask_shape = emit.op("Concat", [emit.const("ng_1", i64([-1, 1])), k_out_h, out_w], "mask_shape", axis=0)
+        mask_shape = emit.op(
+            "Concat", [emit.const("ng_1", i64([-1, 1])), k_out_h, out_w], "mask_shape", axis=0
+        )
         sampled = emit.op("Mul", [sampled, emit.op("Reshape", [mask, mask_shape], "mask4")], "masked")
-    columns_shape = emit.op("Concat", [emit.const("n_ck", i64([-1, channels * taps])), out_hw], "columns_shape", axis=0)
+    columns_shape = emit.op(
+        "Concat", [emit.const("n_ck", i64([-1, channels * taps])), out_hw], "columns_shape", axis=0
+    )
     columns = emit.op("Reshape", [sampled, columns_shape], "columns")  # [N, C*K, Ho, Wo], channel c*K + k
     out_channels_shape = emit.const("w_1x1", i64([0, -1, 1, 1]))
     weight = emit.op("Reshape", [w, out_channels_shape], "weight_1x1")
     conv_inputs = [columns, weight] + ([bias] if bias else [])
     emit.nodes.append(
-        helper.make_node("Conv", conv_inputs, [node.output[0]], name=emit.name("conv"), group=group, kernel_shape=[1, 1])
+        helper.make_node(
+            "Conv", conv_inputs, [node.output[0]], name=emit.name("conv"), group=group, kernel_shape=[1, 1]
+        )
     )
 
 
@@ -174,7 +198,9 @@ def decompose_deform_conv(model: onnx.ModelProto, source: str = "model") -> onnx
         return model
     opset = _opset(model)
     if opset < MIN_OPSET:
-        raise ModelError(f"{source}: opset {opset} has no GridSample (needs >= {MIN_OPSET}) to decompose DeformConv")
+        raise ModelError(
+            f"{source}: opset {opset} has no GridSample (needs >= {MIN_OPSET}) to decompose DeformConv"
+        )
     result = onnx.ModelProto()
     result.CopyFrom(model)
     try:
@@ -192,4 +218,3 @@ def decompose_deform_conv(model: onnx.ModelProto, source: str = "model") -> onnx
     del result.graph.node[:]
     result.graph.node.extend(nodes)
     return result
-

@@ -16,7 +16,9 @@ from trtdet.model import ModelSpec
 
 
 @hookimpl
-def trtdet_tensorrt_prepare(model: ModelSpec, trt: ModuleType, flavour: str) -> list[tuple[str, str, str]] | None:
+def trtdet_tensorrt_prepare(
+    model: ModelSpec, trt: ModuleType, flavour: str
+) -> list[tuple[str, str, str]] | None:
     # TensorRT-RTX's parser aborts the process when it creates a Python plugin: offer none there
     # (builds for it use the decomposed DCN).
     if flavour == "rtx":

@@ -9,8 +9,10 @@ names as attributes, which the TensorRT ONNX parser turns into these fields.
 
 The classes subclass the TensorRT module chosen at run time (``tensorrt`` or
 ``tensorrt_rtx_bindings``), so they are made per module by ``plugin_classes(trt)``.
-Written to the documented IPluginV3 Python API; TensorRT-RTX's parser aborts on Python
-plugins and no TensorRT here can execute engines, so enqueue is untested by execution.
+Enqueue calls ``trtdet_centernet.dcn_cuda.dcn_forward_raw`` on TensorRT's pointers and stream,
+with the plugin workspace as its column buffer. Written to the documented IPluginV3 Python
+API; TensorRT-RTX's parser aborts on Python plugins and no TensorRT here can execute
+engines, so enqueue is untested by execution (the kernel is tested on its own).
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ def parse_fields(fields: Any) -> dict[str, tuple[int, ...]]:
             if data.size == 1 and expected == 2:
                 data = np.repeat(data, 2)
             if data.size != expected:
-                raise ValueError(f"{PLUGIN_NAME} field {field.name!r}: expected {expected} ints, got {data.tolist()}")
+                raise ValueError(
+                    f"{PLUGIN_NAME} field {field.name!r}: expected {expected} ints, got {data.tolist()}"
+                )
             values[field.name] = tuple(int(v) for v in data)
     return values
 
@@ -80,6 +84,12 @@ def plugin_classes(trt: ModuleType) -> tuple[type, type]:
             self.plugin_namespace = PLUGIN_NAMESPACE
             self.num_outputs = 1
             self.values = dict(values or FIELDS)
+            # Python plugins must initialise every attribute; the configuration (fields) names
+            # the plugin's timing-cache entry, so identical DCN layers are timed once.
+            config = ";".join(f"{k}={','.join(map(str, v))}" for k, v in sorted(self.values.items()))
+            self.timing_cache_id = f"{PLUGIN_NAME}:{config}"
+            self.metadata_string = self.timing_cache_id
+            self.format_combination_limit = trt.IPluginV3OneBuild.DEFAULT_FORMAT_COMBINATION_LIMIT
 
         # -- core / build ---------------------------------------------------------------
         def get_capability_interface(self, type: Any) -> Any:  # noqa: A002 - TensorRT's name
@@ -88,7 +98,9 @@ def plugin_classes(trt: ModuleType) -> tuple[type, type]:
         def get_output_data_types(self, input_types: list[Any]) -> list[Any]:
             return [input_types[0]]
 
-        def get_output_shapes(self, inputs: list[Any], shape_inputs: list[Any], expr_builder: Any) -> list[Any]:
+        def get_output_shapes(
+            self, inputs: list[Any], shape_inputs: list[Any], expr_builder: Any
+        ) -> list[Any]:
             # [N, Co, Ho, Wo]: N, Ho, Wo from the offsets, Co from the weight.
             output = trt.DimsExprs(inputs[2])
             output[1] = inputs[1][0]
@@ -105,8 +117,43 @@ def plugin_classes(trt: ModuleType) -> tuple[type, type]:
         def configure_plugin(self, inputs: list[Any], outputs: list[Any]) -> None:
             pass
 
+        def _shape(self, x_dims: Any, w_dims: Any) -> Any:
+            from trtdet_centernet.dcn_cuda import DcnShape
+
+            (sh, sw), (ph, pw), (dh, dw) = (
+                self.values["stride"],
+                self.values["padding"],
+                self.values["dilation"],
+            )
+            return DcnShape(
+                batch=int(x_dims[0]),
+                in_channels=int(x_dims[1]),
+                height=int(x_dims[2]),
+                width=int(x_dims[3]),
+                out_channels=int(w_dims[0]),
+                kernel_h=int(w_dims[2]),
+                kernel_w=int(w_dims[3]),
+                stride_h=sh,
+                stride_w=sw,
+                pad_h=ph,
+                pad_w=pw,
+                dilation_h=dh,
+                dilation_w=dw,
+                deformable_groups=self.values["deformable_groups"][0],
+            )
+
+        def _workspace_parts(self, shape: Any, itemsize: int) -> tuple[int, int]:
+            """Workspace layout: bytes of a ones-mask (layers without a mask input), then im2col columns."""
+            from trtdet_centernet.dcn_cuda import dcn_workspace_bytes
+
+            ones = 0 if self.values["with_mask"][0] else shape.batch * shape.deformable_groups * shape.taps
+            ones *= shape.out_h * shape.out_w * itemsize
+            return (ones + 255) // 256 * 256, dcn_workspace_bytes(shape, itemsize)
+
         def get_workspace_size(self, inputs: list[Any], outputs: list[Any]) -> int:
-            return 0
+            itemsize = 2 if inputs[0].desc.type == trt.DataType.HALF else 4
+            shape = self._shape(tuple(inputs[0].max), tuple(inputs[1].max))
+            return sum(self._workspace_parts(shape, itemsize))
 
         def get_valid_tactics(self) -> list[int]:
             return []
@@ -135,32 +182,44 @@ def plugin_classes(trt: ModuleType) -> tuple[type, type]:
         ) -> None:
             from trtdet_centernet.dcn_cuda import dcn_forward_raw
 
-            x_dims, w_dims, o_dims = (tuple(input_desc[i].dims) for i in range(3))
-            dtype = "float16" if input_desc[0].type == trt.DataType.HALF else "float32"
-            with_mask = bool(self.values["with_mask"][0])
-            dcn_forward_raw(
-                input=inputs[0],
-                weight=inputs[1],
-                offset=inputs[2],
-                bias=inputs[3],
-                mask=inputs[4] if with_mask else 0,
-                output=outputs[0],
-                batch=x_dims[0],
-                channels=x_dims[1],
-                height=x_dims[2],
-                width=x_dims[3],
-                out_channels=w_dims[0],
-                out_height=o_dims[2],
-                out_width=o_dims[3],
-                kernel_h=w_dims[2],
-                kernel_w=w_dims[3],
-                stride=self.values["stride"],
-                padding=self.values["padding"],
-                dilation=self.values["dilation"],
-                deformable_groups=self.values["deformable_groups"][0],
-                dtype=dtype,
-                stream=stream,
+            half = input_desc[0].type == trt.DataType.HALF
+            dtype, itemsize = (np.float16, 2) if half else (np.float32, 4)
+            shape = self._shape(tuple(input_desc[0].dims), tuple(input_desc[1].dims))
+            ones_bytes, columns_bytes = self._workspace_parts(shape, itemsize)
+            mask = (
+                inputs[4] if self.values["with_mask"][0] else self._ones_mask(workspace, shape, dtype, stream)
             )
+            dcn_forward_raw(
+                inputs[0],
+                inputs[2],
+                mask,
+                inputs[1],
+                inputs[3],
+                outputs[0],
+                shape,
+                dtype,
+                stream,
+                workspace_ptr=workspace + ones_bytes,
+                workspace_bytes=columns_bytes,
+            )
+
+        def _ones_mask(self, workspace: int, shape: Any, dtype: Any, stream: int) -> int:
+            """DeformConv without a mask (DCNv1) is DCNv2 with mask 1: fill one in the workspace."""
+            import contextlib
+
+            import torch
+
+            from trtdet.cuda.runtime import SIMULATOR, torch_from_pointer
+
+            size = (shape.batch, shape.deformable_groups * shape.taps, shape.out_h, shape.out_w)
+            on_stream = (
+                contextlib.nullcontext()
+                if SIMULATOR
+                else torch.cuda.stream(torch.cuda.ExternalStream(stream))
+            )
+            with on_stream:
+                torch_from_pointer(workspace, size, dtype).fill_(1)
+            return workspace
 
         def clone(self) -> Any:
             return DCNv2Plugin(self.values)

@@ -65,11 +65,15 @@ def deform_conv_to_plugin(model: onnx.ModelProto, source: str = "model") -> onnx
         name = node.name or f"DeformConv_{index}"
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if int(attrs.get("group", 1)) != 1:
-            raise ModelError(f"{source}: DeformConv node {name!r} has group={attrs['group']}; the {PLUGIN_NAME} "
-                             "plugin supports group=1 only: use --dcn decomposed")
+            raise ModelError(
+                f"{source}: DeformConv node {name!r} has group={attrs['group']}; the {PLUGIN_NAME} "
+                "plugin supports group=1 only: use --dcn decomposed"
+            )
         pads = [int(v) for v in attrs.get("pads", [0, 0, 0, 0])]
         if pads[:2] != pads[2:]:
-            raise ModelError(f"{source}: DeformConv node {name!r} has asymmetric pads {pads}: use --dcn decomposed")
+            raise ModelError(
+                f"{source}: DeformConv node {name!r} has asymmetric pads {pads}: use --dcn decomposed"
+            )
         inputs = list(node.input) + [""] * (5 - len(node.input))
         x, w, offset, bias, mask = inputs[:5]
         if not bias:

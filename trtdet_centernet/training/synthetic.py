@@ -5,7 +5,10 @@ test all see exactly the same pixels for the same numbers. Objects vary in class
 aspect, rotation, colour and texture (solid, gradient, stripes, checker, noise, photo patch),
 may be partly hidden by later objects (never more than ``MAX_OCCLUDED`` of their area), and
 the whole scene gets clutter strokes, blur, noise and JPEG artefacts at random.
-Boxes are the tight axis-aligned boxes of each full shape, in pixels, ``[x1, y1, x2, y2]``.
+Boxes are the tight axis-aligned boxes of each full geometric shape, in pixel-edge
+coordinates ``[x1, y1, x2, y2]`` (pixel i spans [i, i + 1]). cv2's anti-aliased fill renders
+polygons about 0.7 px fatter on every side, so a shape's visible extent may pass its box by
+up to ~1 px (the shipped model was trained with exactly this rendering).
 """
 
 from __future__ import annotations

@@ -204,7 +204,7 @@ def train(args: argparse.Namespace) -> dict[str, object]:
                 "step": step,
                 "time": round(time.perf_counter() - start, 1),
                 "lr": round(lr, 7),
-                "loss": round(float(loss), 4),
+                "loss": round(float(loss.detach()), 4),
                 **{k: round(float(v), 4) for k, v in parts.items()},
                 "img_per_s": round(seen / max(time.perf_counter() - start, 1e-6), 1),
             }

@@ -11,7 +11,7 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from trtdet.engines.base import Engine, ModelFile
+from trtdet.engines.base import Engine, EngineOptions, ModelFile
 from trtdet.engines.tensorrt.builder import BuildOptions, build_engine, prepare_plugins
 from trtdet.engines.tensorrt.cache import EngineCache
 from trtdet.engines.tensorrt.engine_file import EngineMetadata, read_engine, read_metadata
@@ -66,7 +66,9 @@ def choose_runtime_flavour(metadata: EngineMetadata | None, capability: ComputeC
             return own
     usable = [f for f in available_flavours() if runs_on(f, capability)]
     if not usable:
-        raise ModelError(f"no installed TensorRT runs on compute capability {_cc_text(capability)}: {INSTALL_HINT}")
+        raise ModelError(
+            f"no installed TensorRT runs on compute capability {_cc_text(capability)}: {INSTALL_HINT}"
+        )
     return usable[0]
 
 
@@ -109,6 +111,10 @@ def ensure_runnable(
 def check_plugins(path: Path, metadata: EngineMetadata, spec: ModelSpec, flavour: Flavour) -> None:
     """Register model plugins' TensorRT creators, then fail clearly if the engine needs a missing one."""
     prepare_plugins(spec, flavour)
+    if metadata.dcn == "builtin":  # TensorRT's own ModulatedDeformConv2d lives in libnvinfer_plugin
+        from trtdet.engines.tensorrt.trt_objects import make_logger
+
+        flavour.module.init_libnvinfer_plugins(make_logger(flavour.module), "")
     registry = flavour.module.get_plugin_registry()
     for plugin in metadata.plugins:
         if registry.get_creator(plugin.name, plugin.version, plugin.namespace) is None:
@@ -127,7 +133,8 @@ class TensorRTBackend:
     file_kinds = ("engine", "onnx")
 
     def __init__(self, build_options: BuildOptions | None = None, cuda_graph: bool = False) -> None:
-        self.build_options = build_options or BuildOptions()
+        # ONNX files are built on first use (then cached) for batches up to 8.
+        self.build_options = build_options or BuildOptions(max_batch=8)
         self.cuda_graph = cuda_graph
 
     def unavailable_reason(self, device: str) -> str | None:
@@ -147,22 +154,27 @@ class TensorRTBackend:
             )
         return None
 
-    def load(self, model_file: ModelFile, spec: ModelSpec, device: str) -> Engine:
+    def load(self, model_file: ModelFile, spec: ModelSpec, device: str, options: EngineOptions | None = None) -> Engine:
         from trtdet.engines.tensorrt.runtime import TensorRTEngine
 
+        run_options = options or EngineOptions()
         path = Path(model_file.path)
         capability = gpu_compute_capability()
         if capability is None:
             raise ModelError(f"{path}: TensorRT needs a CUDA GPU and none is visible")
         if model_file.kind == "onnx":
-            options = self.build_options
-            if options.trt is None:
-                options = replace(options, trt=choose_runtime_flavour(None, capability).name)
-            path = build_engine(path, spec, options).path
+            build = replace(
+                self.build_options,
+                precision=run_options.precision,
+                max_batch=max(self.build_options.max_batch, run_options.max_batch),
+            )
+            if build.trt is None:
+                build = replace(build, trt=choose_runtime_flavour(None, capability).name)
+            path = build_engine(path, spec, build).path
         flavour = choose_runtime_flavour(read_metadata(path), capability)
         path, metadata, plan = ensure_runnable(path, spec, flavour, capability)
         check_plugins(path, metadata, spec, flavour)
-        return TensorRTEngine(path, metadata, plan, flavour, cuda_graph=self.cuda_graph)
+        return TensorRTEngine(path, metadata, plan, flavour, cuda_graph=self.cuda_graph or run_options.cuda_graphs)
 
 
 @hookimpl

@@ -122,11 +122,15 @@ def _image_input(model: onnx.ModelProto, source: str) -> onnx.ValueInfoProto:
         raise ModelError(f"{source}: expected 1 image input, got {len(inputs)}: {[i.name for i in inputs]}")
     dims = inputs[0].type.tensor_type.shape.dim
     if len(dims) != 4:
-        raise ModelError(f"{source}: image input {inputs[0].name!r} must be [B, C, H, W], has {len(dims)} dims")
+        raise ModelError(
+            f"{source}: image input {inputs[0].name!r} must be [B, C, H, W], has {len(dims)} dims"
+        )
     return inputs[0]
 
 
-def fix_spatial_size(model: onnx.ModelProto, spec: ModelSpec, source: str) -> tuple[tuple[int, int], int | None]:
+def fix_spatial_size(
+    model: onnx.ModelProto, spec: ModelSpec, source: str
+) -> tuple[tuple[int, int], int | None]:
     """Make the image input's H and W static (the spec's size where dynamic), in place.
 
     Returns the input size and the static batch (None when the batch is dynamic). Static
@@ -176,12 +180,16 @@ def prepare_plugins(spec: ModelSpec, flavour: Flavour) -> dict[str, RequiredPlug
     return offered
 
 
-def rewrite_for_tensorrt(spec: ModelSpec, model: onnx.ModelProto, flavour: Flavour, dcn: str) -> onnx.ModelProto:
+def rewrite_for_tensorrt(
+    spec: ModelSpec, model: onnx.ModelProto, flavour: Flavour, dcn: str
+) -> onnx.ModelProto:
     """Let a model plugin rewrite the ONNX (DCN lowering) through ``trtdet_tensorrt_rewrite_onnx``."""
     from trtdet.plugins import load_plugins
 
     pm = load_plugins()
-    rewritten = pm.hook.trtdet_tensorrt_rewrite_onnx(model=spec, onnx_model=model, flavour=flavour.name, dcn=dcn)
+    rewritten = pm.hook.trtdet_tensorrt_rewrite_onnx(
+        model=spec, onnx_model=model, flavour=flavour.name, dcn=dcn
+    )
     return rewritten if rewritten is not None else model
 
 
@@ -200,7 +208,9 @@ def _parse_error(parser: Any, source: str, flavour: Flavour, dcn: str | None) ->
 
 
 def _tensor_infos(trt: Any, tensors: list[Any]) -> tuple[TensorInfo, ...]:
-    return tuple(TensorInfo(t.name, tuple(int(d) for d in t.shape), dtype_name(trt, t.dtype)) for t in tensors)
+    return tuple(
+        TensorInfo(t.name, tuple(int(d) for d in t.shape), dtype_name(trt, t.dtype)) for t in tensors
+    )
 
 
 def build_engine(
@@ -297,7 +307,9 @@ def build_engine(
     image = network.get_input(0)
     shape = tuple(int(d) for d in image.shape)
     if any(d < 0 for d in shape[1:]):
-        raise ModelError(f"{source}: input {image.name!r} has dynamic non-batch dims {shape} after fixing H, W")
+        raise ModelError(
+            f"{source}: input {image.name!r} has dynamic non-batch dims {shape} after fixing H, W"
+        )
     if shape[0] < 0:
         opt = min(max(options.opt_batch or max_batch, 1), max_batch)
         profile.set_shape(image.name, (1, *shape[1:]), (opt, *shape[1:]), (max_batch, *shape[1:]))

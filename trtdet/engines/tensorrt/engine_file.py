@@ -176,7 +176,9 @@ def decode_engine(data: bytes, source: str) -> tuple[EngineMetadata, bytes]:
     if not plan:
         raise ModelError(f"{source}: truncated engine (metadata present, serialized plan missing)")
     if isinstance(expected, int) and expected != len(plan):
-        raise ModelError(f"{source}: truncated or corrupt engine (plan is {len(plan)} bytes, expected {expected})")
+        raise ModelError(
+            f"{source}: truncated or corrupt engine (plan is {len(plan)} bytes, expected {expected})"
+        )
     return metadata, plan
 
 

@@ -57,7 +57,9 @@ class TensorRTEngine:
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
-            raise ModelError(f"{path}: {flavour.label} cannot deserialize the engine: {self._logger.last_error()}")
+            raise ModelError(
+                f"{path}: {flavour.label} cannot deserialize the engine: {self._logger.last_error()}"
+            )
         self._context = self._engine.create_execution_context()
         if self._context is None:
             raise ModelError(f"{path}: cannot create an execution context: {self._logger.last_error()}")
@@ -68,7 +70,9 @@ class TensorRTEngine:
         self.input_name = inputs[0]
         self._output_names = [n for n in names if n != self.input_name]
         self.input_shape: Shape = _dims(self._engine.get_tensor_shape(self.input_name))
-        self.output_shapes: dict[str, Shape] = {n: _dims(self._engine.get_tensor_shape(n)) for n in self._output_names}
+        self.output_shapes: dict[str, Shape] = {
+            n: _dims(self._engine.get_tensor_shape(n)) for n in self._output_names
+        }
         self.max_batch: int | None = metadata.max_batch
         self.metadata: dict[str, str] = metadata.as_strings()
         self._dtypes = {n: self._torch_dtype(self._engine.get_tensor_dtype(n)) for n in names}

@@ -1,0 +1,102 @@
+"""CenterNet and YOLO decode kernels under the simulator vs the CPU decoders (identical results)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from trtdet.cuda import SIMULATOR
+from trtdet.preprocess.affine import letterbox_transform
+from trtdet_centernet.cuda_decode import CudaCenterNetDecoder, logit_threshold
+from trtdet_centernet.decode import _sigmoid, decode_centernet
+from trtdet_yolo.cuda_decode import CudaYoloDecoder
+from trtdet_yolo.decode import decode_yolo
+
+from ..checks import assert_same_detections, centernet_output, yolo_output
+
+pytestmark = pytest.mark.skipif(not SIMULATOR, reason="simulator-only module")
+
+H, W, C = 6, 5, 3
+INPUT = (H * 4, W * 4)
+
+
+def _transforms(batch: int, size: tuple[int, int]) -> list:
+    sources = [(37, 50), (90, 20), (24, 20), (7, 300)]
+    return [letterbox_transform(sources[i % len(sources)], size) for i in range(batch)]
+
+
+@pytest.mark.parametrize(
+    ("k", "threshold"),
+    [(5, 0.3), (100, 0.1), (7, 0.0), (3, 0.95), (1, 0.5)],
+    ids=["k5-radix", "k100-all", "thr0", "few", "k1"],
+)
+def test_centernet_identical_to_cpu_decode(k, threshold):
+    output = centernet_output(np.random.default_rng(k), 3, H, W, C)
+    transforms = _transforms(3, INPUT)
+    want = decode_centernet(output, transforms, stride=4, input_size=INPUT, num_classes=C, k=k, threshold=threshold)
+    got = CudaCenterNetDecoder(C, INPUT, k=k, threshold=threshold)({"output": torch.from_numpy(output)}, transforms)
+    assert_same_detections(got, want)
+
+
+def test_centernet_keeps_every_class_of_a_cell():
+    """The one-class-per-cell shortcut would lose these: the same logit peaks in all classes."""
+    output = centernet_output(np.random.default_rng(0), 1, H, W, C, background=-9.0, plateaus=False)
+    cell = 2 * W + 1
+    output[0, cell, 4 : 4 + C] = 2.5  # logits
+    output[0, cell, 4 + C :] = 2.5  # their pool: the background around is far lower
+    transforms = _transforms(1, INPUT)
+    got = CudaCenterNetDecoder(C, INPUT, k=10, threshold=0.5)({"output": torch.from_numpy(output)}, transforms)[0]
+    assert got.class_id.tolist() == list(range(C))
+    want = decode_centernet(output, transforms, stride=4, input_size=INPUT, num_classes=C, k=10, threshold=0.5)
+    assert_same_detections([got], want)
+
+
+def test_centernet_overflow_falls_back_to_the_cpu(caplog):
+    output = centernet_output(np.random.default_rng(5), 2, H, W, C)
+    transforms = _transforms(2, INPUT)
+    decoder = CudaCenterNetDecoder(C, INPUT, k=4, threshold=0.05, max_candidates=3)
+    with caplog.at_level(logging.WARNING):
+        got = decoder({"output": torch.from_numpy(output)}, transforms)
+    assert "exceed max_candidates=3" in caplog.text
+    want = decode_centernet(output, transforms, stride=4, input_size=INPUT, num_classes=C, k=4, threshold=0.05)
+    assert_same_detections(got, want)
+    # The kernel reset its counters: a batch with few peaks decodes on the GPU again.
+    sparse = centernet_output(np.random.default_rng(6), 2, H, W, C, background=-9.0, plateaus=False)
+    sparse[:, 7, 4 : 4 + C] = sparse[:, 7, 4 + C :] = 1.0  # one peak per class... in a 3-class cell
+    caplog.clear()
+    got = decoder({"output": torch.from_numpy(sparse)}, transforms)
+    assert "exceed" not in caplog.text
+    want = decode_centernet(sparse, transforms, stride=4, input_size=INPUT, num_classes=C, k=4, threshold=0.05)
+    assert [len(d) for d in want] == [3, 3]
+    assert_same_detections(got, want)
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.01, 0.5, 0.999, 0.0, -1.0, 1.0])
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp")
+def test_logit_threshold_is_the_exact_boundary(threshold):
+    x = logit_threshold(threshold)
+    if np.isnan(x):
+        assert not _sigmoid(np.array([np.inf], np.float32))[0] > threshold
+        return
+    assert _sigmoid(np.array([x], np.float32))[0] > threshold
+    below = np.nextafter(x, np.float32(-np.inf))
+    if np.isfinite(x):
+        assert not _sigmoid(np.array([below], np.float32))[0] > threshold
+
+
+@pytest.mark.parametrize("head", ["v8", "v5"])
+@pytest.mark.parametrize(
+    ("conf", "iou", "max_det"), [(0.25, 0.7, 300), (0.05, 0.3, 5), (0.0, 0.5, 300)], ids=["default", "maxdet", "all"]
+)
+def test_yolo_identical_to_cpu_decode(head, conf, iou, max_det):
+    nc, anchors = 3, 60
+    output = yolo_output(np.random.default_rng(7), 2, anchors, nc, head)
+    transforms = _transforms(2, (64, 64))
+    want = decode_yolo(output, transforms, head=head, num_classes=nc, conf_threshold=conf, iou_threshold=iou,
+                       max_detections=max_det)
+    got = CudaYoloDecoder(nc, conf, iou, max_det)({"output0": torch.from_numpy(output)}, transforms)
+    assert_same_detections(got, want)
+    assert sum(len(g) for g in got) > 0

@@ -1,0 +1,62 @@
+"""Warp-affine preprocess kernel under the simulator vs cv2.warpAffine (the CPU preprocessor)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trtdet.cuda import SIMULATOR
+from trtdet.preprocess.cpu import WarpAffinePreprocessor
+from trtdet.preprocess.cuda import CudaWarpAffinePreprocessor
+
+from ..checks import CENTERNET_MEAN, CENTERNET_STD, compare_preprocess, load_photos, random_images
+
+pytestmark = pytest.mark.skipif(not SIMULATOR, reason="simulator-only module")
+
+CASES = {
+    "centernet": dict(mean=CENTERNET_MEAN, std=CENTERNET_STD, channel_order="BGR", border_value=0),
+    "yolo": dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), channel_order="RGB", border_value=114),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("size", [(20, 24), (17, 13)])
+def test_real_photos_bit_exact(case, size):
+    options = CASES[case]
+    photos = load_photos()
+    got = CudaWarpAffinePreprocessor(size, **options)(photos)
+    want = WarpAffinePreprocessor(size, **options)(photos)
+    stats = compare_preprocess(got.tensor.numpy(), want.tensor, options["mean"], options["std"])
+    assert stats["within_one"] >= 0.999, stats
+    assert stats["bit_equal"] == 1.0, stats
+    for g, w in zip(got.transforms, want.transforms, strict=True):
+        np.testing.assert_array_equal(g.inverse, w.inverse)
+
+
+def test_noise_images_of_mixed_sizes_and_tensor_inputs():
+    rng = np.random.default_rng(3)
+    images = random_images(rng, [(20, 37), (9, 14), (33, 17), (1, 1)])
+    mixed = [images[0], torch.from_numpy(images[1]), images[2], images[3]]
+    options = CASES["centernet"]
+    got = CudaWarpAffinePreprocessor((16, 24), **options)(mixed).tensor.numpy()
+    want = WarpAffinePreprocessor((16, 24), **options)(images).tensor
+    np.testing.assert_array_equal(got, want)
+
+
+def test_float16_output_is_the_rounded_float32_result():
+    rng = np.random.default_rng(4)
+    images = random_images(rng, [(30, 20), (11, 40)])
+    options = CASES["yolo"]
+    got = CudaWarpAffinePreprocessor((12, 16), dtype=torch.float16, **options)(images).tensor
+    assert got.dtype == torch.float16
+    want = WarpAffinePreprocessor((12, 16), **options)(images).tensor.astype(np.float16)
+    np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_rejects_non_bgr_uint8_images():
+    from trtdet.errors import InputError
+
+    pre = CudaWarpAffinePreprocessor((8, 8))
+    with pytest.raises(InputError, match="image 1: expected an HxWx3 uint8"):
+        pre([np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8)])

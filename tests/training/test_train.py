@@ -1,0 +1,90 @@
+"""Training smoke test on the CPU: a few steps on tiny scenes, the loss must fall.
+
+Also checks the checkpoint round trip (fp16 parts -> upstream layout the CenterNet plugin
+loads) and the shipped-ONNX conversion (fp16 weights, fp32 I/O) against the torch model.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from trtdet_centernet.checkpoint import build_from_checkpoint
+from trtdet_centernet.training import train as train_module
+from trtdet_centernet.training.synthetic import CLASS_NAMES
+from trtdet_centernet.training.train import join_parts, learning_rate, parse_args
+
+
+def test_learning_rate_schedule():
+    assert learning_rate(0.0, 1e-3, warmup=0.1) == pytest.approx(1e-5)
+    assert learning_rate(0.05, 1e-3, warmup=0.1) == pytest.approx(5e-4)
+    assert learning_rate(0.1, 1e-3, warmup=0.1) == pytest.approx(1e-3)
+    assert learning_rate(0.55, 1e-3, warmup=0.1) == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5))
+    assert learning_rate(1.0, 1e-3, warmup=0.1) == pytest.approx(1e-5)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    torch.manual_seed(0)
+    args = parse_args(
+        [
+            "--out", str(out), "--device", "cpu", "--input-size", "64", "--min-size", "14", "--max-size", "40",
+            "--batch", "4", "--steps", "40", "--lr", "1e-3", "--warmup", "0.05", "--workers", "0",
+            "--log-every", "1", "--split-mb", "10",
+        ]
+    )  # fmt: skip
+    summary = train_module.train(args)
+    return out, summary
+
+
+@pytest.mark.slow
+def test_cpu_training_loss_falls(trained):
+    out, summary = trained
+    losses = summary["loss_history"]
+    assert summary["steps"] == 40 and len(losses) == 40
+    assert np.mean(losses[-8:]) < 0.7 * np.mean(losses[:3]), losses
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 41))
+
+
+@pytest.mark.slow
+def test_checkpoint_parts_load_as_an_upstream_checkpoint(trained, tmp_path):
+    out, summary = trained
+    assert len(summary["checkpoint"]) == 3  # ~28 MiB of fp16 in 10 MiB parts
+    ckpt = join_parts(out / "centernet_shapes.pth.part00", tmp_path / "ckpt.pth")
+    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert set(raw) == {"epoch", "state_dict"} and raw["epoch"] == 40
+    assert raw["state_dict"]["hm.2.weight"].dtype == torch.float16
+    model, num_classes, depth = build_from_checkpoint(ckpt)
+    assert (num_classes, depth) == (len(CLASS_NAMES), 18)
+
+
+@pytest.mark.slow
+def test_shipped_onnx_has_fp16_weights_and_matches_torch(trained, tmp_path):
+    from trtdet_centernet.training.ship import ship
+
+    out, _ = trained
+    ckpt = join_parts(out / "centernet_shapes.pth.part00", tmp_path / "ckpt.pth")
+    path = ship(ckpt, tmp_path / "shipped.onnx", input_size=(64, 64))
+    proto = onnx.load(str(path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["names"]) == list(CLASS_NAMES)
+    big = [i for i in proto.graph.initializer if np.prod(i.dims) >= 16]
+    assert big and all(i.data_type == onnx.TensorProto.FLOAT16 for i in big)
+    model, _, _ = build_from_checkpoint(ckpt)
+    fp32_bytes = 4 * sum(p.numel() for p in model.parameters())
+    assert path.stat().st_size < 0.55 * fp32_bytes  # half the fp32 size, plus graph and metadata
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(float)"
+    got = session.run(None, {"images": x.numpy()})[0]
+    # The checkpoint already holds fp16-rounded weights, so only fp32 arithmetic differs.
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=2e-3)

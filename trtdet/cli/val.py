@@ -1,0 +1,87 @@
+"""``trtdet val``: COCO box mAP of a model over an images folder and a COCO annotation file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from trtdet.cli.common import EXIT_OK, handle_errors, load_detector, model_options
+
+#: Score threshold for evaluation: COCO AP integrates over the whole precision/recall curve,
+#: so low-confidence detections must reach the scorer (up to 100 per image).
+EVAL_CONF = 0.01
+#: The ResNet/YOLO trunks downsample 32x: keep-resolution inputs are padded to a multiple of it.
+KEEP_RES_MULTIPLE = 32
+
+
+def _padded(size: int, multiple: int = KEEP_RES_MULTIPLE) -> int:
+    return -(-size // multiple) * multiple
+
+
+@click.command("val")
+@model_options
+@click.option("--images", "images_dir", required=True, type=click.Path(file_okay=False), help="Folder of the images.")
+@click.option(
+    "--annotations", required=True, type=click.Path(dir_okay=False), help="COCO detection JSON (boxes, categories)."
+)
+@click.option(
+    "--keep-res",
+    is_flag=True,
+    help="Run each image at its own size padded to a multiple of 32 (upstream CenterNet's --keep_res) "
+    "instead of the model's fixed input size; needs --weights or a dynamic-shape model.",
+)
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per engine call.")
+@click.option("--json", "json_path", help="Also write the metrics as JSON to FILE, or - for stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@handle_errors
+def val_command(images_dir, annotations, keep_res, batch, json_path, quiet, **model_options_given):
+    """Report COCO AP, AP50 and AP75 (pycocotools) of a model on a labelled image set.
+
+    Ground-truth categories are matched to the model's classes by name; categories the model
+    does not know are left out and listed.
+    """
+    from trtdet.evaluation import evaluate
+
+    options = dict(model_options_given)
+    model = options["model"]
+    conf = options["conf"] = EVAL_CONF if options.get("conf") is None else options["conf"]
+    options["batch"] = batch
+    if keep_res:
+        if options.get("input_size"):
+            raise click.UsageError("--keep-res and --input-size exclude each other")
+        detectors: dict[tuple[int, int], object] = {}
+
+        def detect(images):  # one detector per padded size, each image at its own resolution
+            results = []
+            for image in images:
+                size = (_padded(image.shape[0]), _padded(image.shape[1]))
+                if size not in detectors:
+                    detectors[size] = load_detector(**{**options, "input_size": size})
+                results.extend(detectors[size]([image]))
+            return results
+
+        class_names = load_detector(**{**options, "input_size": None}).class_names
+    else:
+        detector = load_detector(**options)
+        detect, class_names = detector.detect, detector.class_names
+    result = evaluate(detect, Path(images_dir), Path(annotations), class_names, batch=batch, progress=not quiet)
+    click.echo(
+        f"{model}: {result.images} images, {result.detections} detections (conf >= {conf:g})"
+        + (f"; categories without a model class (not scored): {', '.join(result.unmatched_categories)}"
+           if result.unmatched_categories else ""),
+        err=True,
+    )
+    stats = result.stats
+    click.echo(f"AP {stats['AP']:.4f}  AP50 {stats['AP50']:.4f}  AP75 {stats['AP75']:.4f}")
+    if not quiet:
+        click.echo(result.summary, err=True)
+    if json_path:
+        payload = json.dumps({"model": model, "annotations": str(annotations), "conf": conf, **result.to_dict()})
+        if json_path == "-":
+            click.echo(payload)
+        else:
+            Path(json_path).write_text(payload + "\n", encoding="utf-8")
+    sys.exit(EXIT_OK)
