@@ -177,7 +177,12 @@ def yolo_output(batch: int, anchors: int = 8400, classes: int = 80, seed: int = 
     xy = torch.gather(centres, 1, pick.unsqueeze(-1).expand(-1, -1, 2)) + torch.randn(
         batch, anchors, 2, device="cuda", generator=g) * 8
     wh = torch.rand(batch, anchors, 2, device="cuda", generator=g) * 200 + 10
-    scores = torch.rand(batch, anchors, classes, device="cuda", generator=g) ** 6
+    # Mostly background (< 0.2); ~3% of anchors carry one confident class, as a detector's head does.
+    scores = torch.rand(batch, anchors, classes, device="cuda", generator=g) * 0.2
+    hot = torch.rand(batch, anchors, device="cuda", generator=g) < 0.03
+    cls = torch.randint(0, classes, (batch, anchors, 1), device="cuda", generator=g)
+    conf = torch.rand(batch, anchors, 1, device="cuda", generator=g) * 0.75 + 0.25
+    scores.scatter_(2, cls, torch.where(hot.unsqueeze(-1), conf, scores.gather(2, cls)))
     return torch.cat([xy, wh, scores], -1).permute(0, 2, 1).contiguous()
 
 

@@ -64,6 +64,7 @@ class ModelSpec:
     onnx_converter: Callable[[Path, Path], Path] | None = None
     #: Builds the network (eval mode) from a checkpoint for the torch backend; its forward
     #: returns the same single output as the ONNX export (None: the torch backend needs ONNX).
+    #: A ``trtdet_metadata`` dict attribute on the module plays the ONNX metadata's role.
     torch_model: Callable[[Path], Any] | None = None
     #: Returns a sample image path shown with no ``--source`` (None: the core's sample photo).
     sample_image: Callable[[], Path] | None = None

@@ -41,9 +41,14 @@ def export_onnx(weights: Path, output: Path, *, input_size: tuple[int, int], dyn
 
 def torch_model(weights: Path) -> Any:
     """The torch backend's network for an official-format checkpoint (eval mode, fused output)."""
-    from trtdet_centernet.checkpoint import build_from_checkpoint
+    import json
 
-    return build_from_checkpoint(weights)[0]
+    from trtdet_centernet.checkpoint import build_from_checkpoint
+    from trtdet_centernet.coco_names import class_names_for
+
+    model, num_classes, _depth = build_from_checkpoint(weights)
+    model.trtdet_metadata = {"names": json.dumps(list(class_names_for(num_classes))), "model": "centernet"}
+    return model
 
 
 def convert_legacy_onnx(src: Path, dst: Path) -> Path:

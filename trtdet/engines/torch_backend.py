@@ -106,6 +106,7 @@ class TorchBackend:
                 raise ModelError(f"{path}: model {spec.name!r} cannot build a torch network from a checkpoint")
             module = spec.torch_model(path)
             engine = TorchEngine(module, path, device, options, ["output"])
+            engine.metadata = dict(getattr(module, "trtdet_metadata", {}))
             return engine
         if model_file.kind != "onnx":
             raise ModelError(f"{path}: the torch backend loads checkpoints or ONNX, not {model_file.kind} files")
