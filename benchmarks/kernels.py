@@ -135,7 +135,7 @@ def torch_ctdet_decode(output: torch.Tensor, classes: int, size: int, k: int = 1
     heat = hm.sigmoid()
     hmax = torch.nn.functional.max_pool2d(heat, 3, 1, 1)
     heat = heat * (hmax == heat).float()
-    scores, inds = torch.topk(heat.view(batch, -1), k)
+    scores, inds = torch.topk(heat.reshape(batch, -1), k)
     clses = inds // (size * size)
     cells = inds % (size * size)
     ys, xs = (cells // size).float(), (cells % size).float()
@@ -250,11 +250,72 @@ def bench_dcn(table: Table) -> None:
                           f"torchvision deform_conv2d {name}", ref, "im2col kernel + cuBLAS", ours, batch)
 
 
+def profile() -> None:
+    """Where the time of one small call goes: host (cProfile) vs GPU kernels (torch.profiler)."""
+    import cProfile
+    import pstats
+
+    from trtdet.preprocess.affine import letterbox_transform
+    from trtdet.preprocess.cuda import CudaWarpAffinePreprocessor
+    from trtdet_centernet.cuda_decode import CudaCenterNetDecoder
+    from trtdet_centernet.dcn_cuda import modulated_deform_conv_cuda
+    from trtdet_yolo.cuda_decode import CudaYoloDecoder
+
+    image = frame()
+    pre = CudaWarpAffinePreprocessor((512, 512), mean=CENTERNET_MEAN, std=CENTERNET_STD, channel_order="BGR",
+                                     border_value=0)
+    pre([image])
+    on_gpu = [torch.from_numpy(image).cuda()]
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(1, 512, 16, 16, device="cuda", generator=g)
+    dcn_args = (x, torch.randn(1, 18, 16, 16, device="cuda"), torch.rand(1, 9, 16, 16, device="cuda"),
+                torch.randn(256, 512, 3, 3, device="cuda") / 68, torch.randn(256, device="cuda"))
+    centernet = CudaCenterNetDecoder(80, (512, 512), k=100, threshold=0.3)
+    cn_out = centernet_output(1)
+    yolo = CudaYoloDecoder(80, 0.25, 0.7, 300)
+    y_out = yolo_output(1)
+    yolo.validate({"output0": tuple(y_out.shape)}, "bench")
+    tr = [letterbox_transform((1080, 1920), (512, 512))]
+    calls = {
+        "preprocess.relaunch B=1": pre.relaunch,
+        "preprocess CUDA-in B=1": lambda: pre(on_gpu),
+        "dcn fp32 B=1 512->256@16": lambda: modulated_deform_conv_cuda(*dcn_args),
+        "centernet decoder B=1": lambda: centernet({"output": cn_out}, tr),
+        "yolo decoder B=1": lambda: yolo({"output0": y_out}, tr),
+    }
+    for name, fn in calls.items():
+        for _ in range(5):
+            fn()
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(100):
+            fn()
+        host = (time.perf_counter() - t) * 1e4
+        torch.cuda.synchronize()
+        print(f"== {name}: {host:.1f} µs host per call (100 calls)", flush=True)
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(100):
+            fn()
+        prof.disable()
+        torch.cuda.synchronize()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(8)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as tp:
+            for _ in range(20):
+                fn()
+            torch.cuda.synchronize()
+        print(tp.key_averages().table(sort_by="cuda_time_total", row_limit=8), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/kernels.md"))
     parser.add_argument("--only", nargs="*", default=["preprocess", "centernet", "yolo", "dcn"])
+    parser.add_argument("--profile", action="store_true", help="print where small calls spend time, then exit")
     args = parser.parse_args()
+    if args.profile:
+        profile()
+        return
     import numba
 
     table = Table()

@@ -74,7 +74,9 @@ def _load_coco(annotations: Path):  # type: ignore[no-untyped-def]
         raise UsageError(f"{annotations}: not a readable JSON file ({exc})") from exc
     missing = [key for key in ("images", "annotations", "categories") if key not in data]
     if not isinstance(data, dict) or missing:
-        raise UsageError(f"{annotations}: not a COCO detection file (missing {', '.join(missing) or 'an object'})")
+        raise UsageError(
+            f"{annotations}: not a COCO detection file (missing {', '.join(missing) or 'an object'})"
+        )
     data.setdefault("info", {})
     for ann in data["annotations"]:
         if "area" not in ann and "bbox" in ann:
@@ -87,7 +89,9 @@ def _load_coco(annotations: Path):  # type: ignore[no-untyped-def]
     return coco
 
 
-def category_mapping(categories: Sequence[dict], class_names: Sequence[str]) -> tuple[dict[int, int], list[str]]:
+def category_mapping(
+    categories: Sequence[dict], class_names: Sequence[str]
+) -> tuple[dict[int, int], list[str]]:
     """``{model class id: COCO category id}`` for categories whose name the model knows, and the
     names of the others. Names compare case-insensitively with ``_``/``-`` read as spaces."""
 
@@ -117,7 +121,12 @@ def detections_to_coco(image_id: int, detections: Detections, mapping: dict[int,
             continue
         x1, y1, x2, y2 = box
         records.append(
-            {"image_id": image_id, "category_id": category, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)}
+            {
+                "image_id": image_id,
+                "category_id": category,
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(score),
+            }
         )
     return records
 
@@ -178,7 +187,10 @@ def evaluate(
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
                 raise InputError(str(path), "cannot read image listed in the annotations")
-            if (image.shape[0], image.shape[1]) != (entry.get("height", image.shape[0]), entry.get("width", image.shape[1])):
+            if (image.shape[0], image.shape[1]) != (
+                entry.get("height", image.shape[0]),
+                entry.get("width", image.shape[1]),
+            ):
                 raise InputError(
                     str(path),
                     f"size {image.shape[1]}x{image.shape[0]} differs from the annotations' "

@@ -36,6 +36,8 @@ class CheckpointInfo:
     num_classes: int
     head_conv: int
     epoch: int | None
+    #: Class names saved beside the weights (trtdet's training writes them), else None.
+    class_names: tuple[str, ...] | None = None
 
 
 def _short_list(items: list[str], limit: int = _LIST_LIMIT) -> str:
@@ -74,6 +76,13 @@ def _read(path: Path) -> Any:
         if isinstance(exc, EOFError) or any(marker in first for marker in truncated):
             raise ModelError(f"{path}: truncated or corrupt checkpoint ({first.split('. ')[0]})") from None
         raise ModelError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {first[:120]})") from None
+
+
+def _class_names_of(obj: Any) -> tuple[str, ...] | None:
+    names = obj.get("class_names") if isinstance(obj, Mapping) else None
+    if isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names):
+        return tuple(names)
+    return None
 
 
 def _state_dict_of(path: Path, obj: Any) -> tuple[dict[str, torch.Tensor], int | None]:
@@ -150,9 +159,13 @@ def _identify(path: Path, state: dict[str, torch.Tensor]) -> tuple[int, int, int
 def load_checkpoint(path: Path | str) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
     """Read ``path`` without running pickled code; return its state dict (no ``module.``) and info."""
     path = Path(path)
-    state, epoch = _state_dict_of(path, _read(path))
+    raw = _read(path)
+    state, epoch = _state_dict_of(path, raw)
     depth, num_classes, head_conv = _identify(path, state)
-    return state, CheckpointInfo(depth=depth, num_classes=num_classes, head_conv=head_conv, epoch=epoch)
+    names = _class_names_of(raw)
+    if names is not None and len(names) != num_classes:
+        raise ModelError(f"{path}: checkpoint lists {len(names)} class names but its hm head has {num_classes} classes")
+    return state, CheckpointInfo(depth, num_classes, head_conv, epoch, names)
 
 
 def check_state_dict(path: Path | str, model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:
@@ -189,4 +202,7 @@ def build_from_checkpoint(path: Path | str) -> tuple[CenterNetResDCN, int, int]:
     check_state_dict(path, model, state)
     model.load_state_dict(state, strict=False)
     model.eval()
+    from trtdet_centernet.coco_names import class_names_for
+
+    model.class_names = info.class_names or class_names_for(info.num_classes)
     return model, info.num_classes, info.depth

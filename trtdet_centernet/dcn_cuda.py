@@ -55,29 +55,32 @@ def _bilinear_zero(x, b, c, h, w):
 
 def _deform_im2col(x, offset, mask, cols, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w,
                    groups, out_w):
-    """cols[b, c*K + k, l] = mask * bilinear(x[b, c], sample point of tap k at output l)."""
+    """cols[b, c*K + k, cell] = mask * bilinear(x[b, c], sample point of tap k at output cell)."""
     cell = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     c = cuda.blockIdx.y
     b = cuda.blockIdx.z
     if cell >= cols.shape[2]:
         return
-    channels = x.shape[1]
     taps = mask.shape[1] // groups
-    g = c // (channels // groups)
+    kernel_h = taps // kernel_w
+    g = c // (x.shape[1] // groups)
     ho = cell // out_w
     wo = cell - ho * out_w
     base_h = float32(ho * stride_h - pad_h)
     base_w = float32(wo * stride_w - pad_w)
     row = c * taps
-    for k in range(taps):
-        i = k // kernel_w
-        j = k - i * kernel_w
-        dy = float32(offset[b, g * 2 * taps + 2 * k, ho, wo])
-        dx = float32(offset[b, g * 2 * taps + 2 * k + 1, ho, wo])
-        m = float32(mask[b, g * taps + k, ho, wo])
-        h = base_h + float32(i * dilation_h) + dy
-        w = base_w + float32(j * dilation_w) + dx
-        cols[b, row + k, cell] = _bilinear_zero(x, b, c, h, w) * m
+    offset_row = g * 2 * taps
+    mask_row = g * taps
+    k = 0
+    for i in range(kernel_h):
+        tap_h = base_h + float32(i * dilation_h)
+        for j in range(kernel_w):
+            dy = float32(offset[b, offset_row + 2 * k, ho, wo])
+            dx = float32(offset[b, offset_row + 2 * k + 1, ho, wo])
+            m = float32(mask[b, mask_row + k, ho, wo])
+            w = base_w + float32(j * dilation_w) + dx
+            cols[b, row + k, cell] = _bilinear_zero(x, b, c, tap_h + dy, w) * m
+            k += 1
 
 
 #: Python source of the kernel, for ``cuda.compile_ptx`` checks.

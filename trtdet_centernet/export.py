@@ -135,7 +135,7 @@ def export_onnx(
             output,
             input_size=input_size,
             dynamic_batch=dynamic_batch,
-            class_names=class_names_for(num_classes),
+            class_names=model.class_names,
         )
     except (UsageError, ModelError):
         raise

@@ -44,10 +44,9 @@ def torch_model(weights: Path) -> Any:
     import json
 
     from trtdet_centernet.checkpoint import build_from_checkpoint
-    from trtdet_centernet.coco_names import class_names_for
 
-    model, num_classes, _depth = build_from_checkpoint(weights)
-    model.trtdet_metadata = {"names": json.dumps(list(class_names_for(num_classes))), "model": "centernet"}
+    model, _num_classes, _depth = build_from_checkpoint(weights)
+    model.trtdet_metadata = {"names": json.dumps(list(model.class_names)), "model": "centernet"}
     return model
 
 

@@ -33,6 +33,9 @@ from trtdet_yolo.decode import MAX_NMS_CANDIDATES, YoloDecoder
 CANDIDATE_THREADS = 256
 #: Threads of the per-image NMS block (fewer under the simulator, where each is a Python thread).
 NMS_THREADS = 64 if SIMULATOR else 1024
+#: Candidates whose NMS runs from shared memory (16 B box + class + flag each: 43 KB); more
+#: run from global scratch. Tiny under the simulator so its tests take both paths.
+SHARED_CANDIDATES = 16 if SIMULATOR else 2048
 #: Per-image columns of the inverse-transform table: 6 matrix entries, source height, width.
 TRANSFORM_COLUMNS = 8
 #: Result row: x1, y1, x2, y2, score, class.
@@ -109,44 +112,56 @@ def _yolo_nms(keys, counts, boxes, classes, iou_threshold, max_nms, max_det, sor
     cuda.syncthreads()
     block_bitonic_sort_desc(keys[b], size)
     m = n if n < max_nms else max_nms
+    # The greedy loop below is serial in i: keep its data in shared memory when it fits.
+    shared_boxes = cuda.shared.array((SHARED_CANDIDATES, 4), float32)
+    shared_classes = cuda.shared.array(SHARED_CANDIDATES, int32)
+    shared_suppressed = cuda.shared.array(SHARED_CANDIDATES, int8)
+    if m <= SHARED_CANDIDATES:
+        cand_boxes = shared_boxes
+        cand_classes = shared_classes
+        cand_suppressed = shared_suppressed
+    else:
+        cand_boxes = sorted_boxes[b]
+        cand_classes = sorted_classes[b]
+        cand_suppressed = suppressed[b]
     for i in range(tid, m, nthreads):
         a = key_index(keys[b, i])
         for j in range(4):
-            sorted_boxes[b, i, j] = boxes[b, a, j]
-        sorted_classes[b, i] = classes[b, a]
-        suppressed[b, i] = 0
+            cand_boxes[i, j] = boxes[b, a, j]
+        cand_classes[i] = classes[b, a]
+        cand_suppressed[i] = 0
     cuda.syncthreads()
     src_h = float32(transforms[b, 6])
     src_w = float32(transforms[b, 7])
     kept = int64(0)
     for i in range(m):
-        if suppressed[b, i] != 0:
+        if cand_suppressed[i] != 0:
             continue
         if tid == 0:
-            x1, y1 = to_source(sorted_boxes[b, i, 0], sorted_boxes[b, i, 1], transforms, b)
-            x2, y2 = to_source(sorted_boxes[b, i, 2], sorted_boxes[b, i, 3], transforms, b)
+            x1, y1 = to_source(cand_boxes[i, 0], cand_boxes[i, 1], transforms, b)
+            x2, y2 = to_source(cand_boxes[i, 2], cand_boxes[i, 3], transforms, b)
             results[b, kept, 0] = clip_f32(x1, src_w)
             results[b, kept, 1] = clip_f32(y1, src_h)
             results[b, kept, 2] = clip_f32(x2, src_w)
             results[b, kept, 3] = clip_f32(y2, src_h)
             results[b, kept, 4] = key_value(keys[b, i])
-            results[b, kept, 5] = float32(sorted_classes[b, i])
+            results[b, kept, 5] = float32(cand_classes[i])
         kept += 1
         if kept >= max_det:
             break
-        bx1 = float64(sorted_boxes[b, i, 0])
-        by1 = float64(sorted_boxes[b, i, 1])
-        bx2 = float64(sorted_boxes[b, i, 2])
-        by2 = float64(sorted_boxes[b, i, 3])
+        bx1 = float64(cand_boxes[i, 0])
+        by1 = float64(cand_boxes[i, 1])
+        bx2 = float64(cand_boxes[i, 2])
+        by2 = float64(cand_boxes[i, 3])
         area = dmul_rn(bx2 - bx1, by2 - by1)
-        label = sorted_classes[b, i]
+        label = cand_classes[i]
         j = i + 1 + tid
         while j < m:
-            if suppressed[b, j] == 0 and sorted_classes[b, j] == label:
-                ox1 = float64(sorted_boxes[b, j, 0])
-                oy1 = float64(sorted_boxes[b, j, 1])
-                ox2 = float64(sorted_boxes[b, j, 2])
-                oy2 = float64(sorted_boxes[b, j, 3])
+            if cand_suppressed[j] == 0 and cand_classes[j] == label:
+                ox1 = float64(cand_boxes[j, 0])
+                oy1 = float64(cand_boxes[j, 1])
+                ox2 = float64(cand_boxes[j, 2])
+                oy2 = float64(cand_boxes[j, 3])
                 iw = (bx2 if bx2 < ox2 else ox2) - (bx1 if bx1 > ox1 else ox1)
                 ih = (by2 if by2 < oy2 else oy2) - (by1 if by1 > oy1 else oy1)
                 if iw < 0.0:
@@ -159,7 +174,7 @@ def _yolo_nms(keys, counts, boxes, classes, iou_threshold, max_nms, max_det, sor
                 if union > 0.0:
                     iou = inter / (union if union > 1e-12 else 1e-12)
                 if iou > iou_threshold:
-                    suppressed[b, j] = 1
+                    cand_suppressed[j] = 1
             j += nthreads
         cuda.syncthreads()
     if tid == 0:

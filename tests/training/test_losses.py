@@ -42,7 +42,11 @@ def test_reg_l1_by_hand():
 
 
 def test_ctdet_loss_weights():
-    heads = {"hm": torch.zeros(1, 1, 2, 2), "wh": torch.ones(1, 2, 2, 2) * 4, "reg": torch.ones(1, 2, 2, 2) * 0.5}
+    heads = {
+        "hm": torch.zeros(1, 1, 2, 2),
+        "wh": torch.ones(1, 2, 2, 2) * 4,
+        "reg": torch.ones(1, 2, 2, 2) * 0.5,
+    }
     batch = {
         "hm": torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]]),
         "ind": torch.tensor([[0]]),

@@ -48,7 +48,12 @@ def test_scenes_have_valid_boxes_and_classes(photos):
         assert scene.image.shape == (128, 160, 3) and scene.image.dtype == np.uint8
         assert len(scene.boxes) >= 1
         b = scene.boxes
-        assert np.all(b[:, 0] >= 0) and np.all(b[:, 1] >= 0) and np.all(b[:, 2] <= 160) and np.all(b[:, 3] <= 128)
+        assert (
+            np.all(b[:, 0] >= 0)
+            and np.all(b[:, 1] >= 0)
+            and np.all(b[:, 2] <= 160)
+            and np.all(b[:, 3] <= 128)
+        )
         assert np.all(b[:, 2] - b[:, 0] > 4) and np.all(b[:, 3] - b[:, 1] > 4)
         counts += np.bincount(scene.class_ids, minlength=len(CLASS_NAMES))
     assert np.all(counts > 0)  # every class appears

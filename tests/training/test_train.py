@@ -61,7 +61,8 @@ def test_checkpoint_parts_load_as_an_upstream_checkpoint(trained, tmp_path):
     assert len(summary["checkpoint"]) == 3  # ~28 MiB of fp16 in 10 MiB parts
     ckpt = join_parts(out / "centernet_shapes.pth.part00", tmp_path / "ckpt.pth")
     raw = torch.load(ckpt, map_location="cpu", weights_only=True)
-    assert set(raw) == {"epoch", "state_dict"} and raw["epoch"] == 40
+    assert set(raw) == {"epoch", "state_dict", "class_names"} and raw["epoch"] == 40
+    assert raw["class_names"] == list(CLASS_NAMES)
     assert raw["state_dict"]["hm.2.weight"].dtype == torch.float16
     model, num_classes, depth = build_from_checkpoint(ckpt)
     assert (num_classes, depth) == (len(CLASS_NAMES), 18)
@@ -90,3 +91,16 @@ def test_shipped_onnx_has_fp16_weights_and_matches_torch(trained, tmp_path):
     got = session.run(None, {"images": x.numpy()})[0]
     # The checkpoint already holds fp16-rounded weights, so only fp32 arithmetic differs.
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=2e-3)
+
+
+@pytest.mark.gpu
+def test_cuda_training_steps_with_fp16_autocast(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU visible to torch")
+    args = parse_args(
+        ["--out", str(tmp_path), "--device", "cuda", "--input-size", "128", "--batch", "16", "--steps", "30",
+         "--workers", "2", "--log-every", "1", "--warmup", "0.1"]
+    )  # fmt: skip
+    summary = train_module.train(args)
+    losses = summary["loss_history"]
+    assert all(np.isfinite(losses)) and np.mean(losses[-5:]) < 0.75 * losses[0], losses

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from trtdet.cli.common import EXIT_OK, handle_errors, load_detector, model_options
+from trtdet.errors import UsageError
 
 #: Score threshold for evaluation: COCO AP integrates over the whole precision/recall curve,
 #: so low-confidence detections must reach the scorer (up to 100 per image).
@@ -23,9 +24,14 @@ def _padded(size: int, multiple: int = KEEP_RES_MULTIPLE) -> int:
 
 @click.command("val")
 @model_options
-@click.option("--images", "images_dir", required=True, type=click.Path(file_okay=False), help="Folder of the images.")
 @click.option(
-    "--annotations", required=True, type=click.Path(dir_okay=False), help="COCO detection JSON (boxes, categories)."
+    "--images", "images_dir", required=True, type=click.Path(file_okay=False), help="Folder of the images."
+)
+@click.option(
+    "--annotations",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="COCO detection JSON (boxes, categories).",
 )
 @click.option(
     "--keep-res",
@@ -33,7 +39,9 @@ def _padded(size: int, multiple: int = KEEP_RES_MULTIPLE) -> int:
     help="Run each image at its own size padded to a multiple of 32 (upstream CenterNet's --keep_res) "
     "instead of the model's fixed input size; needs --weights or a dynamic-shape model.",
 )
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per engine call.")
+@click.option(
+    "--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per engine call."
+)
 @click.option("--json", "json_path", help="Also write the metrics as JSON to FILE, or - for stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
@@ -60,6 +68,12 @@ def val_command(images_dir, annotations, keep_res, batch, json_path, quiet, **mo
                 size = (_padded(image.shape[0]), _padded(image.shape[1]))
                 if size not in detectors:
                     detectors[size] = load_detector(**{**options, "input_size": size})
+                    got = tuple(detectors[size].spec.input_size)
+                    if got != size:
+                        raise UsageError(
+                            f"--keep-res: the model file takes a fixed {got[0]}x{got[1]} input, not "
+                            f"{size[0]}x{size[1]}; pass --weights (exported per size) or drop --keep-res"
+                        )
                 results.extend(detectors[size]([image]))
             return results
 
@@ -67,11 +81,16 @@ def val_command(images_dir, annotations, keep_res, batch, json_path, quiet, **mo
     else:
         detector = load_detector(**options)
         detect, class_names = detector.detect, detector.class_names
-    result = evaluate(detect, Path(images_dir), Path(annotations), class_names, batch=batch, progress=not quiet)
+    result = evaluate(
+        detect, Path(images_dir), Path(annotations), class_names, batch=batch, progress=not quiet
+    )
     click.echo(
         f"{model}: {result.images} images, {result.detections} detections (conf >= {conf:g})"
-        + (f"; categories without a model class (not scored): {', '.join(result.unmatched_categories)}"
-           if result.unmatched_categories else ""),
+        + (
+            f"; categories without a model class (not scored): {', '.join(result.unmatched_categories)}"
+            if result.unmatched_categories
+            else ""
+        ),
         err=True,
     )
     stats = result.stats
@@ -79,7 +98,9 @@ def val_command(images_dir, annotations, keep_res, batch, json_path, quiet, **mo
     if not quiet:
         click.echo(result.summary, err=True)
     if json_path:
-        payload = json.dumps({"model": model, "annotations": str(annotations), "conf": conf, **result.to_dict()})
+        payload = json.dumps(
+            {"model": model, "annotations": str(annotations), "conf": conf, **result.to_dict()}
+        )
         if json_path == "-":
             click.echo(payload)
         else:

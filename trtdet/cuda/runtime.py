@@ -27,6 +27,10 @@ from numba import config, cuda
 #: True when numba.cuda is the CPU simulator (``NUMBA_ENABLE_CUDASIM=1`` before numba was imported).
 SIMULATOR: bool = bool(config.ENABLE_CUDASIM)
 
+# The per-image kernels (top-K, NMS) launch one block per image by design; numba would warn
+# about "low occupancy" on every such launch, and the check itself costs launch time.
+config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
+
 if SIMULATOR:
 
     def fmul_rn(a, b):  # type: ignore[no-untyped-def]

@@ -72,9 +72,7 @@ def _write_one(job: tuple[int, int, SceneConfig, str]) -> tuple[int, list[list[f
     return index, scene.boxes.tolist(), scene.class_ids.tolist()
 
 
-def write_coco_dataset(
-    folder: Path | str, count: int, seed: int, cfg: SceneConfig, workers: int = 1
-) -> Path:
+def write_coco_dataset(folder: Path | str, count: int, seed: int, cfg: SceneConfig, workers: int = 1) -> Path:
     """Write scenes ``(seed, 0..count-1)`` as PNGs under ``folder/images`` plus
     ``folder/annotations.json`` (COCO; category ids 1..C in ``CLASS_NAMES`` order); returns the json."""
     folder = Path(folder)
@@ -89,7 +87,9 @@ def write_coco_dataset(
         results = [_write_one(job) for job in jobs]
     images, annotations = [], []
     for index, boxes, classes in sorted(results):
-        images.append({"id": index + 1, "file_name": f"{index:06d}.png", "height": cfg.height, "width": cfg.width})
+        images.append(
+            {"id": index + 1, "file_name": f"{index:06d}.png", "height": cfg.height, "width": cfg.width}
+        )
         for (x1, y1, x2, y2), cls in zip(boxes, classes, strict=True):
             w, h = x2 - x1, y2 - y1
             annotations.append(
@@ -103,10 +103,14 @@ def write_coco_dataset(
                 }
             )
     coco = {
-        "info": {"description": f"trtdet synthetic shapes, seed {seed}, {count} scenes {cfg.width}x{cfg.height}"},
+        "info": {
+            "description": f"trtdet synthetic shapes, seed {seed}, {count} scenes {cfg.width}x{cfg.height}"
+        },
         "images": images,
         "annotations": annotations,
-        "categories": [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASS_NAMES)],
+        "categories": [
+            {"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASS_NAMES)
+        ],
     }
     path = folder / "annotations.json"
     path.write_text(json.dumps(coco))

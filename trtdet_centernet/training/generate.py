@@ -17,11 +17,15 @@ from trtdet_centernet.training.synthetic import SceneConfig
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trtdet_centernet.training.generate", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m trtdet_centernet.training.generate", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--out", type=Path, required=True, help="folder for images/ and annotations.json")
     p.add_argument("--count", type=int, default=500)
     p.add_argument("--seed", type=int, default=1000)
-    p.add_argument("--size", type=int, nargs="+", default=[512], metavar="H [W]", help="scene size (square if one value)")
+    p.add_argument(
+        "--size", type=int, nargs="+", default=[512], metavar="H [W]", help="scene size (square if one value)"
+    )
     p.add_argument("--jpeg-probability", type=float, default=0.0, help="chance of JPEG artefacts per scene")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = p.parse_args(argv)

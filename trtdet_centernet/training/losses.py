@@ -33,7 +33,9 @@ def gather_at(feature: torch.Tensor, ind: torch.Tensor) -> torch.Tensor:
     return torch.gather(flat, 2, ind.unsqueeze(1).expand(-1, channels, -1)).transpose(1, 2)
 
 
-def reg_l1_loss(output: torch.Tensor, mask: torch.Tensor, ind: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def reg_l1_loss(
+    output: torch.Tensor, mask: torch.Tensor, ind: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
     """Upstream ``RegL1Loss``: masked L1 at the object cells, over the masked element count."""
     pred = gather_at(output.float(), ind)
     m = mask.unsqueeze(2).expand_as(pred).float()

@@ -38,7 +38,9 @@ def weights_to_fp16(proto: onnx.ModelProto, min_elements: int = 16) -> onnx.Mode
         name = init.name
         half = numpy_helper.from_array(array.astype(np.float16), name + "_fp16")
         init.CopyFrom(half)
-        casts.append(helper.make_node("Cast", [name + "_fp16"], [name], to=TensorProto.FLOAT, name=name + "_cast"))
+        casts.append(
+            helper.make_node("Cast", [name + "_fp16"], [name], to=TensorProto.FLOAT, name=name + "_cast")
+        )
     nodes = list(graph.node)
     del graph.node[:]
     graph.node.extend(casts + nodes)
@@ -54,18 +56,24 @@ def ship(checkpoint: Path, output: Path, input_size: tuple[int, int] = (512, 512
     if num_classes != len(CLASS_NAMES):
         raise ValueError(f"{checkpoint}: {num_classes} classes, the shape dataset has {len(CLASS_NAMES)}")
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_model(model, Path(tmp) / "fp32.onnx", input_size=input_size, dynamic_batch=True, class_names=CLASS_NAMES)
+        fp32 = export_model(
+            model, Path(tmp) / "fp32.onnx", input_size=input_size, dynamic_batch=True, class_names=CLASS_NAMES
+        )
         proto = onnx.load(str(fp32))
     proto = weights_to_fp16(proto)
     finalize(proto, CLASS_NAMES)
-    proto.doc_string = "CenterNet ResNet-DCN-18 trained on trtdet's procedural shape scenes (trtdet_centernet.training)"
+    proto.doc_string = (
+        "CenterNet ResNet-DCN-18 trained on trtdet's procedural shape scenes (trtdet_centernet.training)"
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(output))
     return output
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trtdet_centernet.training.ship", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m trtdet_centernet.training.ship", description=__doc__.split("\n")[0]
+    )
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     p.add_argument("--input-size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))

@@ -57,14 +57,35 @@ def _star(points: int = 5, inner: float = 0.45) -> np.ndarray:
 def _cross(arm: float) -> np.ndarray:
     a = arm
     return np.array(
-        [[-a, -1], [a, -1], [a, -a], [1, -a], [1, a], [a, a], [a, 1], [-a, 1], [-a, a], [-1, a], [-1, -a], [-a, -a]],
+        [
+            [-a, -1],
+            [a, -1],
+            [a, -a],
+            [1, -a],
+            [1, a],
+            [a, a],
+            [a, 1],
+            [-a, 1],
+            [-a, a],
+            [-1, a],
+            [-1, -a],
+            [-a, -a],
+        ],
         dtype=np.float64,
     )
 
 
 def _arrow(shaft: float, head: float) -> np.ndarray:
     return np.array(
-        [[-1, -shaft], [1 - head, -shaft], [1 - head, -0.75], [1, 0], [1 - head, 0.75], [1 - head, shaft], [-1, shaft]],
+        [
+            [-1, -shaft],
+            [1 - head, -shaft],
+            [1 - head, -0.75],
+            [1, 0],
+            [1 - head, 0.75],
+            [1 - head, shaft],
+            [-1, shaft],
+        ],
         dtype=np.float64,
     )
 
@@ -139,7 +160,9 @@ def _background(cfg: SceneConfig, rng: np.random.Generator, photos: list[np.ndar
         scale = math.exp(rng.uniform(math.log(min(0.3, max_scale)), math.log(max_scale)))
         ch, cw = max(2, int(cfg.height * scale)), max(2, int(cfg.width * scale))
         y0, x0 = rng.integers(0, ph - ch + 1), rng.integers(0, pw - cw + 1)
-        out = cv2.resize(photo[y0 : y0 + ch, x0 : x0 + cw], (cfg.width, cfg.height), interpolation=cv2.INTER_LINEAR)
+        out = cv2.resize(
+            photo[y0 : y0 + ch, x0 : x0 + cw], (cfg.width, cfg.height), interpolation=cv2.INTER_LINEAR
+        )
         return out[:, ::-1] if rng.random() < 0.5 else out
 
     image = crop().astype(np.float32)

@@ -44,7 +44,9 @@ def gaussian2d(shape: tuple[int, int], sigma: float = 1.0) -> np.ndarray:
     return h
 
 
-def draw_umich_gaussian(heatmap: np.ndarray, center: tuple[int, int], radius: int, k: float = 1.0) -> np.ndarray:
+def draw_umich_gaussian(
+    heatmap: np.ndarray, center: tuple[int, int], radius: int, k: float = 1.0
+) -> np.ndarray:
     """Max-splat a Gaussian of ``radius`` (sigma = diameter / 6) at integer ``center`` (x, y)."""
     diameter = 2 * radius + 1
     gaussian = gaussian2d((diameter, diameter), sigma=diameter / 6)
@@ -86,7 +88,9 @@ def encode_targets(
     reg = np.zeros((max_objects, 2), np.float32)
     ind = np.zeros(max_objects, np.int64)
     mask = np.zeros(max_objects, np.float32)
-    for k, (box, cls) in enumerate(zip(np.asarray(boxes, np.float32)[:max_objects], class_ids[:max_objects], strict=False)):
+    for k, (box, cls) in enumerate(
+        zip(np.asarray(boxes, np.float32)[:max_objects], class_ids[:max_objects], strict=False)
+    ):
         box = box / stride
         box[[0, 2]] = np.clip(box[[0, 2]], 0, out_w)
         box[[1, 3]] = np.clip(box[[1, 3]], 0, out_h)

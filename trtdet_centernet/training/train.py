@@ -75,7 +75,9 @@ def decode_heads(heads: dict[str, torch.Tensor], k: int = 100) -> torch.Tensor:
     gather = cell.unsqueeze(1).expand(-1, 2, -1)
     reg, wh = torch.gather(reg, 2, gather), torch.gather(wh, 2, gather)
     cx, cy = xs + reg[:, 0], ys + reg[:, 1]
-    boxes = torch.stack([cx - wh[:, 0] / 2, cy - wh[:, 1] / 2, cx + wh[:, 0] / 2, cy + wh[:, 1] / 2], -1) * STRIDE
+    boxes = (
+        torch.stack([cx - wh[:, 0] / 2, cy - wh[:, 1] / 2, cx + wh[:, 0] / 2, cy + wh[:, 1] / 2], -1) * STRIDE
+    )
     return torch.cat([boxes, scores.unsqueeze(-1), cls.float().unsqueeze(-1)], -1)
 
 
@@ -84,7 +86,9 @@ class TorchDetector:
 
     def __init__(self, model: CenterNetResDCN, input_size: tuple[int, int], device: torch.device) -> None:
         self.model, self.device = model, device
-        self.preprocess = WarpAffinePreprocessor(input_size, mean=MEAN, std=STD, channel_order="BGR", border_value=0)
+        self.preprocess = WarpAffinePreprocessor(
+            input_size, mean=MEAN, std=STD, channel_order="BGR", border_value=0
+        )
 
     @torch.no_grad()
     def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:
@@ -100,12 +104,14 @@ class TorchDetector:
 
 
 def save_checkpoint(model: torch.nn.Module, step: int, out: Path, split_mb: float | None) -> list[Path]:
-    """Write ``{"epoch", "state_dict"}`` (fp16 floats) to ``out``, split in parts if asked."""
+    """Write ``{"epoch", "state_dict", "class_names"}`` (fp16 floats) to ``out``, split in parts if asked."""
     state = {
-        k: (v.detach().half() if v.is_floating_point() else v.detach()).cpu() for k, v in model.state_dict().items()
+        k: (v.detach().half() if v.is_floating_point() else v.detach()).cpu()
+        for k, v in model.state_dict().items()
     }
     buffer = io.BytesIO()
-    torch.save({"epoch": step, "state_dict": state}, buffer)
+    # Upstream layout plus the class names (upstream loaders ignore extra keys).
+    torch.save({"epoch": step, "state_dict": state, "class_names": list(CLASS_NAMES)}, buffer)
     data = buffer.getvalue()
     tmp = out.with_suffix(".tmp")
     if not split_mb:
@@ -229,14 +235,23 @@ def train(args: argparse.Namespace) -> dict[str, object]:
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
     }
     if args.val_count:
-        val_cfg = SceneConfig(args.val_size, args.val_size, min_size=args.min_size, max_size=args.max_size, jpeg_probability=0)
+        val_cfg = SceneConfig(
+            args.val_size, args.val_size, min_size=args.min_size, max_size=args.max_size, jpeg_probability=0
+        )
         t0 = time.perf_counter()
-        ann = write_coco_dataset(Path(args.val_dir or out / "val"), args.val_count, args.val_seed, val_cfg, max(1, args.workers))
+        ann = write_coco_dataset(
+            Path(args.val_dir or out / "val"), args.val_count, args.val_seed, val_cfg, max(1, args.workers)
+        )
         from trtdet.evaluation import evaluate
 
         detector = TorchDetector(model, (args.val_size, args.val_size), device)
         result = evaluate(detector, ann.parent / "images", ann, CLASS_NAMES, batch=32)
-        summary["val"] = {**result.to_dict(), "seed": args.val_seed, "size": args.val_size, "seconds": round(time.perf_counter() - t0, 1)}
+        summary["val"] = {
+            **result.to_dict(),
+            "seed": args.val_seed,
+            "size": args.val_size,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
         print(result.summary, flush=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps({k: v for k, v in summary.items() if k != "loss_history"}), flush=True)
@@ -245,9 +260,13 @@ def train(args: argparse.Namespace) -> dict[str, object]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m trtdet_centernet.training.train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m trtdet_centernet.training.train", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"])
+    p.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"]
+    )
     p.add_argument("--depth", type=int, default=18)
     p.add_argument("--input-size", type=int, default=256, help="square training scene size (multiple of 32)")
     p.add_argument("--min-size", type=float, default=20.0, help="smallest object diameter, pixels")
@@ -263,8 +282,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=max(0, min(15, (os.cpu_count() or 1) - 1)))
     p.add_argument("--seed", type=int, default=0, help="training scene family")
     p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--save-every", type=float, default=0.0, help="also checkpoint every N seconds (0: only at the end)")
-    p.add_argument("--split-mb", type=float, default=None, help="split the checkpoint into parts of this many MiB")
+    p.add_argument(
+        "--save-every", type=float, default=0.0, help="also checkpoint every N seconds (0: only at the end)"
+    )
+    p.add_argument(
+        "--split-mb", type=float, default=None, help="split the checkpoint into parts of this many MiB"
+    )
     p.add_argument("--val-count", type=int, default=0, help="held-out scenes to evaluate on after training")
     p.add_argument("--val-size", type=int, default=512)
     p.add_argument("--val-seed", type=int, default=1000)

@@ -89,7 +89,9 @@ def test_logit_threshold_is_the_exact_boundary(threshold):
 
 @pytest.mark.parametrize("head", ["v8", "v5"])
 @pytest.mark.parametrize(
-    ("conf", "iou", "max_det"), [(0.25, 0.7, 300), (0.05, 0.3, 5), (0.0, 0.5, 300)], ids=["default", "maxdet", "all"]
+    ("conf", "iou", "max_det"),
+    [(0.25, 0.7, 300), (0.05, 0.3, 5), (0.0, 0.5, 300), (0.7, 0.5, 300)],
+    ids=["default", "maxdet", "all", "few-in-shared-memory"],
 )
 def test_yolo_identical_to_cpu_decode(head, conf, iou, max_det):
     nc, anchors = 3, 60
