@@ -147,7 +147,7 @@ def torch_ctdet_decode(output: torch.Tensor, classes: int, size: int, k: int = 1
 
 
 def bench_centernet(table: Table) -> None:
-    from trtdet.cuda.runtime import device_view, numba_stream
+    from trtdet.cuda.runtime import numba_stream
     from trtdet.preprocess.affine import letterbox_transform
     from trtdet_centernet.cuda_decode import CudaCenterNetDecoder, launch_decode
 
@@ -161,7 +161,7 @@ def bench_centernet(table: Table) -> None:
         views = decoder._views
         stream = numba_stream(None)
         kernels = gpu_us(lambda output=output, views=views, stream=stream: launch_decode(
-            device_view(output), *views, k=100, width=128, stride=4, threshold_logit=decoder.threshold_logit,
+            output, *views, k=100, width=128, stride=4, threshold_logit=decoder.threshold_logit,
             stream=stream))
         full = gpu_us(lambda output=output, transforms=transforms: decoder({"output": output}, transforms))
         shape = f"[{batch}, 16384, 164], K=100"

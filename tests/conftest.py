@@ -23,7 +23,17 @@ def _matplotlib_photo(name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def photos() -> dict[str, Path]:
-    """Real photos that ship with scikit-image and matplotlib."""
+    """Real photos that ship with scikit-image and matplotlib.
+
+    On a machine without those packages (the GPU box), ``TRTDET_TEST_PHOTOS`` may name a
+    folder holding copies of the same files.
+    """
+    copies = os.environ.get("TRTDET_TEST_PHOTOS")
+    if copies:
+        folder = Path(copies)
+        names = {"grace_hopper": "grace_hopper.jpg", "astronaut": "astronaut.png", "chelsea": "chelsea.png",
+                 "coffee": "coffee.png", "motorcycle": "motorcycle_left.png", "rocket": "rocket.jpg", "camera": "camera.png"}
+        return {key: folder / name for key, name in names.items()}
     pytest.importorskip("skimage")
     pytest.importorskip("matplotlib")
     found = {

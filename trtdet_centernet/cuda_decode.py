@@ -32,7 +32,8 @@ import numpy as np
 from numba import cuda, float32, int32, int64, uint64
 
 from trtdet.cuda.device import block_bitonic_sort_desc, clip_f32, key_index, key_value, ordered_key, to_source
-from trtdet.cuda.runtime import SIMULATOR, blocks, device_view, fadd_rn, fmul_rn, numba_stream
+from trtdet.cuda.launch import Launcher, Reinterpret
+from trtdet.cuda.runtime import SIMULATOR, blocks, fadd_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections
 from trtdet.preprocess.affine import AffineTransform
 from trtdet_centernet.decode import (
@@ -225,6 +226,20 @@ def kernel_signatures() -> dict[str, list[tuple]]:
     return sigs
 
 
+_launchers: dict[tuple[str, bool], tuple[Launcher, Launcher]] = {}
+
+
+def launchers(half: bool) -> tuple[Launcher, Launcher]:
+    """The (candidates, top-K) launchers for float32 or float16 outputs, compiled on first use."""
+    found = _launchers.get(("centernet", half))
+    if found is None:
+        sigs = kernel_signatures()
+        index = 1 if half else 0
+        found = (Launcher(centernet_candidates, sigs["candidates"][index]), Launcher(centernet_topk, sigs["topk"][index]))
+        _launchers[("centernet", half)] = found
+    return found
+
+
 def launch_decode(
     output: Any,
     keys: Any,
@@ -238,21 +253,23 @@ def launch_decode(
     threshold_logit: np.float32,
     stream: Any = 0,
 ) -> None:
-    """Enqueue both kernels on ``stream`` (numba stream); all arrays are device views.
+    """Enqueue both kernels on ``stream`` (numba stream); arrays are torch tensors on the device.
 
     The batch is ``output.shape[0]``; the scratch and result arrays may have more rows.
-    ``keys`` [B, capacity] uint64 and ``counts`` [B] int32 (zero before the first call; the
-    kernel leaves them zero) are scratch; ``transforms`` [B, 8] float64 holds each image's
-    inverse matrix, source height and width; ``results`` [B, k + 1, 6] float32 receives per
-    rank ``x1, y1, x2, y2, logit, class`` and in row ``k`` the count taken and the count found.
+    ``keys`` [B, capacity] int64 (read as uint64) and ``counts`` [B] int32 (zero before the
+    first call; the kernel leaves them zero) are scratch; ``transforms`` [B, 8] float64 holds
+    each image's inverse matrix, source height and width; ``results`` [B, k + 1, 6] float32
+    receives per rank ``x1, y1, x2, y2, logit, class`` and in row ``k`` the count taken and
+    the count found.
     """
     batch, cells, channels = output.shape
     classes = (channels - 4) // 2
+    candidates, topk = launchers(output.element_size() == 2)
+    keys = Reinterpret(keys, np.uint64)
     grid = (blocks(cells * classes, CANDIDATE_THREADS), batch)
-    centernet_candidates[grid, CANDIDATE_THREADS, stream](output, np.float32(threshold_logit), keys, counts)
-    centernet_topk[batch, TOPK_THREADS, stream](
-        output, keys, counts, np.int64(k), transforms, np.int64(width), np.float32(stride), results
-    )
+    candidates(grid, CANDIDATE_THREADS, stream, output, np.float32(threshold_logit), keys, counts)
+    topk(batch, TOPK_THREADS, stream, output, keys, counts, np.int64(k), transforms, np.int64(width),
+         np.float32(stride), results)
 
 
 class CudaCenterNetDecoder(CenterNetDecoder):
@@ -304,13 +321,8 @@ class CudaCenterNetDecoder(CenterNetDecoder):
         self._warm_up()
 
     def _warm_up(self) -> None:
-        if SIMULATOR:
-            return
-        sigs = kernel_signatures()
-        for sig in sigs["candidates"]:
-            centernet_candidates.compile(sig)
-        for sig in sigs["topk"]:
-            centernet_topk.compile(sig)
+        launchers(False)
+        launchers(True)
 
     def _buffers(self, batch: int) -> None:
         torch = self.torch
@@ -325,12 +337,7 @@ class CudaCenterNetDecoder(CenterNetDecoder):
         self._transforms_dev = torch.empty((batch, TRANSFORM_COLUMNS), dtype=torch.float64, device=self.device)
         self._results = torch.empty((batch, self.k + 1, RESULT_COLUMNS), dtype=torch.float32, device=self.device)
         self._host = torch.empty((batch, self.k + 1, RESULT_COLUMNS), dtype=torch.float32, pin_memory=pin)
-        self._views = (
-            device_view(self._keys).view(np.uint64),
-            device_view(self._counts),
-            device_view(self._transforms_dev),
-            device_view(self._results),
-        )
+        self._views = (self._keys, self._counts, self._transforms_dev, self._results)
 
     def __call__(
         self, outputs: dict[str, object], transforms: Sequence[AffineTransform], stream: Any = None
@@ -361,7 +368,7 @@ class CudaCenterNetDecoder(CenterNetDecoder):
         with context:
             self._transforms_dev[:batch].copy_(self._transforms_host[:batch], non_blocking=True)
             launch_decode(
-                device_view(output),
+                output,
                 *self._views,
                 k=self.k,
                 width=self.width,

@@ -2,13 +2,14 @@
 
 The compute of the DCNv2 TensorRT plugin and of the torch CUDA path, in FP32 and FP16, for any
 stride / padding / dilation, ``deformable_groups >= 1`` and a mask. Same formulation as the
-original DCNv2 CUDA code and torchvision: ``deform_im2col`` (a numba kernel) writes, for each
-input channel c and tap k, the mask-weighted bilinear sample of x at
-``(ho*sh - ph + i*dh + dy, wo*sw - pw + j*dw + dx)`` into ``cols[b, c*K + k, ho*Wo + wo]``
-(zero outside the image, per corner, as torchvision); then
-``out[b] = weight.view(Cout, C*K) @ cols[b] + bias`` is one batched GEMM (torch ``baddbmm``
-on the same stream: cuBLAS, tensor cores in FP16). Sampling arithmetic is float32 for both
-dtypes; FP16 columns are rounded once when stored.
+original DCNv2 CUDA code and torchvision: ``deform_im2col`` (a numba kernel, one thread per
+column row, image and output cell) writes the mask-weighted bilinear sample of x at
+``(ho*sh - ph + i*dh + dy, wo*sw - pw + j*dw + dx)`` into ``cols[c*K + k, b, ho*Wo + wo]``
+(zero outside the image, per corner, as torchvision) and pre-fills the accumulator with the
+bias; then ``acc[Cout, n*L] += weight.view(Cout, C*K) @ cols[C*K, n*L]`` is one GEMM for a
+whole chunk of images (torch ``addmm_`` on the same stream: cuBLAS, tensor cores in FP16),
+and for more than one image a copy reorders ``acc`` [Cout, n, L] into ``out`` [n, Cout, L].
+Sampling arithmetic is float32 for both dtypes; FP16 columns are rounded once when stored.
 
 Offset layout (DCNv2, torchvision, ONNX ``DeformConv``): channel ``g*2K + 2k`` is the row (y)
 offset and ``g*2K + 2k + 1`` the column (x) offset of tap ``k = i*kw + j`` of deformable group
@@ -24,7 +25,8 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int64
 
-from trtdet.cuda.runtime import SIMULATOR, blocks, device_view, numba_stream, torch_from_pointer
+from trtdet.cuda.launch import Launcher
+from trtdet.cuda.runtime import SIMULATOR, blocks, numba_stream, torch_from_pointer
 
 IM2COL_THREADS = 128
 #: Largest column buffer one GEMM step uses; bigger batches run in chunks of images.
@@ -53,34 +55,36 @@ def _bilinear_zero(x, b, c, h, w):
     return hh * hw * v1 + hh * lw * v2 + lh * hw * v3 + lh * lw * v4
 
 
-def _deform_im2col(x, offset, mask, cols, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w,
-                   groups, out_w):
-    """cols[b, c*K + k, cell] = mask * bilinear(x[b, c], sample point of tap k at output cell)."""
+def _deform_im2col(x, offset, mask, cols, bias, acc, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h,
+                   dilation_w, groups, out_w, has_bias):
+    """One thread per (column row c*K + k, image, output cell): the masked bilinear sample.
+
+    Writes ``cols[c*K + k, b, cell]`` and, in its spare rows, the GEMM's initial value
+    ``acc[o, b, cell] = bias[o]`` (0 without bias).
+    """
     cell = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    c = cuda.blockIdx.y
+    row = cuda.blockIdx.y
     b = cuda.blockIdx.z
     if cell >= cols.shape[2]:
         return
     taps = mask.shape[1] // groups
-    kernel_h = taps // kernel_w
+    c = row // taps
+    k = row - c * taps
+    i = k // kernel_w
+    j = k - i * kernel_w
     g = c // (x.shape[1] // groups)
     ho = cell // out_w
     wo = cell - ho * out_w
-    base_h = float32(ho * stride_h - pad_h)
-    base_w = float32(wo * stride_w - pad_w)
-    row = c * taps
-    offset_row = g * 2 * taps
-    mask_row = g * taps
-    k = 0
-    for i in range(kernel_h):
-        tap_h = base_h + float32(i * dilation_h)
-        for j in range(kernel_w):
-            dy = float32(offset[b, offset_row + 2 * k, ho, wo])
-            dx = float32(offset[b, offset_row + 2 * k + 1, ho, wo])
-            m = float32(mask[b, mask_row + k, ho, wo])
-            w = base_w + float32(j * dilation_w) + dx
-            cols[b, row + k, cell] = _bilinear_zero(x, b, c, tap_h + dy, w) * m
-            k += 1
+    dy = float32(offset[b, g * 2 * taps + 2 * k, ho, wo])
+    dx = float32(offset[b, g * 2 * taps + 2 * k + 1, ho, wo])
+    m = float32(mask[b, g * taps + k, ho, wo])
+    h = float32(ho * stride_h - pad_h) + float32(i * dilation_h) + dy
+    w = float32(wo * stride_w - pad_w) + float32(j * dilation_w) + dx
+    cols[row, b, cell] = _bilinear_zero(x, b, c, h, w) * m
+    o = row
+    while o < acc.shape[0]:
+        acc[o, b, cell] = bias[o] if has_bias else float32(0.0)
+        o += cuda.gridDim.y
 
 
 #: Python source of the kernel, for ``cuda.compile_ptx`` checks.
@@ -90,10 +94,24 @@ deform_im2col = cuda.jit(_deform_im2col)
 
 def kernel_signatures() -> list[tuple]:
     """Argument types for FP32 and FP16 tensors."""
-    from numba.types import float16
+    from numba.types import boolean, float16
 
     ints = (int64,) * 9
-    return [(t[:, :, :, ::1], t[:, :, :, ::1], t[:, :, :, ::1], t[:, :, ::1], *ints) for t in (float32, float16)]
+    return [
+        (t[:, :, :, ::1], t[:, :, :, ::1], t[:, :, :, ::1], t[:, :, ::1], t[::1], t[:, :, ::1], *ints, boolean)
+        for t in (float32, float16)
+    ]
+
+
+_launchers: dict[bool, Launcher] = {}
+
+
+def _launcher(half: bool) -> Launcher:
+    found = _launchers.get(half)
+    if found is None:
+        found = Launcher(deform_im2col, kernel_signatures()[1 if half else 0])
+        _launchers[half] = found
+    return found
 
 
 @dataclass(frozen=True)
@@ -139,9 +157,14 @@ class DcnShape:
 
 
 def dcn_workspace_bytes(shape: DcnShape, itemsize: int, limit: int = DEFAULT_WORKSPACE_BYTES) -> int:
-    """Bytes of column buffer ``dcn_forward_raw`` uses (the plugin's getWorkspaceSize)."""
-    per_image = shape.in_channels * shape.taps * shape.out_h * shape.out_w * itemsize
+    """Bytes of scratch ``dcn_forward_raw`` uses (the plugin's getWorkspaceSize)."""
+    per_image = _per_image_bytes(shape, itemsize)
     return per_image * _chunk(shape, per_image, limit)
+
+
+def _per_image_bytes(shape: DcnShape, itemsize: int) -> int:
+    """Columns [C*K, L] plus the GEMM accumulator [Cout, L] of one image."""
+    return (shape.in_channels * shape.taps + shape.out_channels) * shape.out_h * shape.out_w * itemsize
 
 
 def _chunk(shape: DcnShape, per_image: int, limit: int) -> int:
@@ -163,23 +186,37 @@ def _torch_stream_for(handle: int) -> Any:
 
 def _forward(x: Any, offset: Any, mask: Any, weight: Any, bias: Any, out: Any, shape: DcnShape, workspace: Any,
              nb_stream: Any) -> None:
-    """im2col + GEMM per chunk of images; torch ops run on torch's current stream (the caller's)."""
-    import torch
+    """im2col + one GEMM per chunk of images; torch ops run on torch's current stream (the caller's).
 
-    taps, out_h, out_w = shape.taps, shape.out_h, shape.out_w
-    rows, cells = shape.in_channels * taps, out_h * out_w
-    chunk = workspace.numel() // (rows * cells)
-    weight2d = weight.reshape(shape.out_channels, rows)
+    Columns are laid out [C*K, n, L] so the whole chunk is one GEMM
+    ``acc[Cout, n*L] += weight[Cout, C*K] @ cols[C*K, n*L]`` with ``acc`` pre-filled with the
+    bias by the im2col kernel; for n > 1 a copy reorders ``acc`` into ``out`` [n, Cout, L].
+    """
+    rows, cells, out_ch = shape.in_channels * shape.taps, shape.out_h * shape.out_w, shape.out_channels
+    chunk = workspace.numel() // ((rows + out_ch) * cells)
+    weight2d = weight.view(out_ch, rows)
+    launch = _launcher(x.element_size() == 2)
+    has_bias = bias is not None
+    if bias is None:  # the kernel never reads it; a buffer of its own (never an alias of one it writes)
+        bias = _no_bias(workspace)
     for start in range(0, shape.batch, chunk):
         stop = min(shape.batch, start + chunk)
         n = stop - start
-        cols = workspace[: n * rows * cells].view(n, rows, cells)
-        grid = (blocks(cells, IM2COL_THREADS), shape.in_channels, n)
-        deform_im2col[grid, IM2COL_THREADS, nb_stream](
-            device_view(x[start:stop]),
-            device_view(offset[start:stop]),
-            device_view(mask[start:stop]),
-            device_view(cols),
+        cols = workspace[: rows * n * cells].view(rows, n, cells)
+        if n == 1:
+            acc = out[start].view(out_ch, 1, cells)
+        else:
+            acc = workspace[rows * n * cells : (rows + out_ch) * n * cells].view(out_ch, n, cells)
+        launch(
+            (blocks(cells, IM2COL_THREADS), rows, n),
+            IM2COL_THREADS,
+            nb_stream,
+            x[start:stop] if n != shape.batch else x,
+            offset[start:stop] if n != shape.batch else offset,
+            mask[start:stop] if n != shape.batch else mask,
+            cols,
+            bias,
+            acc,
             shape.kernel_w,
             shape.stride_h,
             shape.stride_w,
@@ -188,14 +225,25 @@ def _forward(x: Any, offset: Any, mask: Any, weight: Any, bias: Any, out: Any, s
             shape.dilation_h,
             shape.dilation_w,
             shape.deformable_groups,
-            out_w,
+            shape.out_w,
+            has_bias,
         )
-        target = out[start:stop].view(n, shape.out_channels, cells)
-        batch_weight = weight2d.unsqueeze(0).expand(n, -1, -1)
-        if bias is None:
-            torch.bmm(batch_weight, cols, out=target)
-        else:
-            torch.baddbmm(bias.view(1, -1, 1).expand(n, -1, cells), batch_weight, cols, out=target)
+        acc.view(out_ch, n * cells).addmm_(weight2d, cols.view(rows, n * cells))
+        if n > 1:
+            out[start:stop].view(n, out_ch, cells).copy_(acc.permute(1, 0, 2))
+
+
+_no_bias_cache: dict[tuple, Any] = {}
+
+
+def _no_bias(like: Any) -> Any:
+    key = (like.dtype, like.device)
+    found = _no_bias_cache.get(key)
+    if found is None:
+        import torch
+
+        found = _no_bias_cache[key] = torch.zeros(1, dtype=like.dtype, device=like.device)
+    return found
 
 
 def dcn_forward_raw(
@@ -239,7 +287,7 @@ def dcn_forward_raw(
     weight = torch_from_pointer(weight_ptr, (shape.out_channels, c, shape.kernel_h, shape.kernel_w), np_dtype)
     bias = torch_from_pointer(bias_ptr, (shape.out_channels,), np_dtype) if bias_ptr else None
     out = torch_from_pointer(out_ptr, (b, shape.out_channels, out_h, out_w), np_dtype)
-    per_image = c * k * out_h * out_w * itemsize
+    per_image = _per_image_bytes(shape, itemsize)
     if SIMULATOR:
         workspace = _workspace(None, 0, shape, per_image, np_dtype, torch_dtype)
         _forward(x, offset, mask, weight, bias, out, shape, workspace, 0)
@@ -276,6 +324,13 @@ def _torch_dtype(dtype: Any) -> Any:
     if kind == np.float16:
         return torch.float16
     raise ValueError(f"DCN dtype: expected float32 or float16, got {dtype}")
+
+
+def _ready(tensor: Any, dtype: Any) -> Any:
+    """``tensor`` in ``dtype``, C-contiguous (itself when it already is)."""
+    if tensor.dtype != dtype:
+        tensor = tensor.to(dtype)
+    return tensor if tensor.is_contiguous() else tensor.contiguous()
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -319,27 +374,28 @@ def modulated_deform_conv_cuda(
     dtype = x.dtype
     if dtype not in (torch.float32, torch.float16):
         raise ValueError(f"DCN dtype: expected float32 or float16, got {dtype}")
-    x, offset, mask = (t.to(dtype).contiguous() for t in (x, offset, mask))
-    weight = weight.to(dtype).contiguous()
-    bias = None if bias is None else bias.to(dtype).contiguous()
-    per_image = channels * kh * kw * shape.out_h * shape.out_w * x.element_size()
+    x, offset, mask, weight = _ready(x, dtype), _ready(offset, dtype), _ready(mask, dtype), _ready(weight, dtype)
+    bias = None if bias is None else _ready(bias, dtype)
+    per_image = _per_image_bytes(shape, x.element_size())
     if SIMULATOR:
         out = torch.empty((batch, out_channels, shape.out_h, shape.out_w), dtype=dtype)
         workspace = _workspace(None, 0, shape, per_image, np.float16 if dtype == torch.float16 else np.float32, dtype)
         _forward(x, offset, mask, weight, bias, out, shape, workspace, 0)
         return out
-    torch_stream = torch.cuda.current_stream() if stream is None else stream
-    with torch.cuda.stream(torch_stream):
+    np_dtype = np.float16 if dtype == torch.float16 else np.float32
+    if stream is None:  # torch's current stream: no stream switch needed
         out = torch.empty((batch, out_channels, shape.out_h, shape.out_w), dtype=dtype, device=x.device)
-        workspace = _workspace(None, 0, shape, per_image, np.float16 if dtype == torch.float16 else np.float32, dtype)
-        _forward(x, offset, mask, weight, bias, out, shape, workspace, numba_stream(torch_stream))
+        workspace = _workspace(None, 0, shape, per_image, np_dtype, dtype)
+        _forward(x, offset, mask, weight, bias, out, shape, workspace, numba_stream(None))
+        return out
+    with torch.cuda.stream(stream):
+        out = torch.empty((batch, out_channels, shape.out_h, shape.out_w), dtype=dtype, device=x.device)
+        workspace = _workspace(None, 0, shape, per_image, np_dtype, dtype)
+        _forward(x, offset, mask, weight, bias, out, shape, workspace, numba_stream(stream))
     return out
 
 
 def warm_up(dtypes: tuple[Any, ...] = (np.float32, np.float16)) -> None:
     """Compile the im2col kernel for ``dtypes`` now (the plugin calls this when it is created)."""
-    if SIMULATOR:
-        return
-    sigs = kernel_signatures()
     for dtype in dtypes:
-        deform_im2col.compile(sigs[0 if np.dtype(dtype) == np.float32 else 1])
+        _launcher(np.dtype(dtype) == np.float16)

@@ -25,17 +25,20 @@ import numpy as np
 from numba import cuda, float32, float64, int8, int32, int64, uint64
 
 from trtdet.cuda.device import block_bitonic_sort_desc, clip_f32, key_index, key_value, ordered_key, to_source
-from trtdet.cuda.runtime import SIMULATOR, blocks, dadd_rn, device_view, dmul_rn, fmul_rn, numba_stream
+from trtdet.cuda.launch import Launcher, Reinterpret
+from trtdet.cuda.runtime import SIMULATOR, blocks, dadd_rn, dmul_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections
 from trtdet.preprocess.affine import AffineTransform
 from trtdet_yolo.decode import MAX_NMS_CANDIDATES, YoloDecoder
 
 CANDIDATE_THREADS = 256
 #: Threads of the per-image NMS block (fewer under the simulator, where each is a Python thread).
-NMS_THREADS = 64 if SIMULATOR else 1024
-#: Candidates whose NMS runs from shared memory (16 B box + class + flag each: 43 KB); more
-#: run from global scratch. Tiny under the simulator so its tests take both paths.
-SHARED_CANDIDATES = 16 if SIMULATOR else 2048
+NMS_THREADS = 64 if SIMULATOR else 512
+#: Candidates whose NMS runs from shared memory (16 B box + class + flag: 21 KB) and keys
+#: sorted in shared memory (8 B: 16 KB); more go through global scratch. Tiny under the
+#: simulator so its tests take both paths.
+SHARED_CANDIDATES = 16 if SIMULATOR else 1024
+SHARED_SORT = 32 if SIMULATOR else 2048
 #: Per-image columns of the inverse-transform table: 6 matrix entries, source height, width.
 TRANSFORM_COLUMNS = 8
 #: Result row: x1, y1, x2, y2, score, class.
@@ -110,7 +113,17 @@ def _yolo_nms(keys, counts, boxes, classes, iou_threshold, max_nms, max_det, sor
     for i in range(n + tid, size, nthreads):
         keys[b, i] = uint64(0)
     cuda.syncthreads()
-    block_bitonic_sort_desc(keys[b], size)
+    sort_buffer = cuda.shared.array(SHARED_SORT, uint64)
+    if size <= SHARED_SORT:  # the usual case: sort in shared memory
+        for i in range(tid, size, nthreads):
+            sort_buffer[i] = keys[b, i]
+        cuda.syncthreads()
+        block_bitonic_sort_desc(sort_buffer, size)
+        for i in range(tid, size, nthreads):
+            keys[b, i] = sort_buffer[i]
+        cuda.syncthreads()
+    else:
+        block_bitonic_sort_desc(keys[b], size)
     m = n if n < max_nms else max_nms
     # The greedy loop below is serial in i: keep its data in shared memory when it fits.
     shared_boxes = cuda.shared.array((SHARED_CANDIDATES, 4), float32)
@@ -225,13 +238,9 @@ class CudaYoloDecoder(YoloDecoder):
         self._warm_up()
 
     def _warm_up(self) -> None:
-        if SIMULATOR:
-            return
         sigs = kernel_signatures()
-        for sig in sigs["candidates"]:
-            yolo_candidates.compile(sig)
-        for sig in sigs["nms"]:
-            yolo_nms.compile(sig)
+        self._candidates = [Launcher(yolo_candidates, sig) for sig in sigs["candidates"]]
+        self._nms = Launcher(yolo_nms, sigs["nms"][0])
 
     def _buffers(self, batch: int, anchors: int) -> None:
         if batch <= self._shape[0] and anchors <= self._shape[1]:
@@ -256,15 +265,15 @@ class CudaYoloDecoder(YoloDecoder):
         self._results = torch.empty((batch, rows, RESULT_COLUMNS), dtype=torch.float32, device=dev)
         self._host = torch.empty((batch, rows, RESULT_COLUMNS), dtype=torch.float32, pin_memory=pin)
         self._views = [
-            device_view(self._keys).view(np.uint64),
-            device_view(self._counts),
-            device_view(self._boxes),
-            device_view(self._classes),
-            device_view(self._sorted_boxes),
-            device_view(self._sorted_classes),
-            device_view(self._suppressed),
-            device_view(self._transforms_dev),
-            device_view(self._results),
+            Reinterpret(self._keys, np.uint64),
+            self._counts,
+            self._boxes,
+            self._classes,
+            self._sorted_boxes,
+            self._sorted_classes,
+            self._suppressed,
+            self._transforms_dev,
+            self._results,
         ]
 
     def __call__(
@@ -299,10 +308,22 @@ class CudaYoloDecoder(YoloDecoder):
         try:
             self._transforms_dev[:batch].copy_(self._transforms_host[:batch], non_blocking=True)
             nb_stream = numba_stream(torch_stream)
-            yolo_candidates[(blocks(anchors, CANDIDATE_THREADS), batch), CANDIDATE_THREADS, nb_stream](
-                device_view(pred), v8, np.float32(self.conf_threshold), keys, boxes, classes, counts
+            self._candidates[1 if pred.element_size() == 2 else 0](
+                (blocks(anchors, CANDIDATE_THREADS), batch),
+                CANDIDATE_THREADS,
+                nb_stream,
+                pred,
+                v8,
+                np.float32(self.conf_threshold),
+                keys,
+                boxes,
+                classes,
+                counts,
             )
-            yolo_nms[batch, NMS_THREADS, nb_stream](
+            self._nms(
+                batch,
+                NMS_THREADS,
+                nb_stream,
                 keys,
                 counts,
                 boxes,

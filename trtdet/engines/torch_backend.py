@@ -16,29 +16,97 @@ from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
 
 
+def fold_initializer_casts(model: Any) -> Any:
+    """Replace ``Cast(initializer)`` with a converted initializer (fp16-weight ONNX files).
+
+    onnx2torch has no converter for opset-19 ``Cast`` and needs convolution weights to be
+    initializers, so weights stored in fp16 and cast at run time are cast here once.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    consumers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    kept = []
+    for node in graph.node:
+        source = node.input[0] if node.op_type == "Cast" and node.input else None
+        if source in initializers:
+            to = next(a.i for a in node.attribute if a.name == "to")
+            array = numpy_helper.to_array(initializers[source]).astype(onnx.helper.tensor_dtype_to_np_dtype(to))
+            graph.initializer.append(numpy_helper.from_array(array, node.output[0]))
+            consumers[source] -= 1
+            continue
+        kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
+    unused = [init for init in graph.initializer if consumers.get(init.name, 1) == 0]
+    for init in unused:
+        graph.initializer.remove(init)
+    return model
+
+
+#: Opset-19 revisions that only add float8 types (and Cast's float8 ``saturate``): the
+#: earlier converters onnx2torch has are exact for every other type.
+_OPSET19_ALIASES = (("Cast", 13), ("Constant", 13), ("Reshape", 14), ("Shape", 15))
+_aliases_registered = False
+
+
+def register_opset19_aliases() -> None:
+    """Let onnx2torch convert opset-19 files that use no float8 (idempotent)."""
+    global _aliases_registered
+    if _aliases_registered:
+        return
+    from onnx2torch.node_converters.registry import add_converter, get_converter
+
+    for op_type, earlier in _OPSET19_ALIASES:
+        try:
+            get_converter(op_type, 19)
+        except NotImplementedError:
+            add_converter(operation_type=op_type, version=19)(get_converter(op_type, earlier))
+    _aliases_registered = True
+
+
 class _GraphRunner:
     """Replays one captured CUDA graph per batch size; outputs are valid until the next call."""
 
     def __init__(self, module: Any) -> None:
         self.module = module
         self.graphs: dict[tuple[int, ...], tuple[Any, Any, Any]] = {}
+        #: Why capture failed (a network that reads shapes on the host cannot be captured).
+        self.disabled_reason: str | None = None
 
-    def __call__(self, batch: Any) -> Any:
+    def _capture(self, batch: Any) -> tuple[Any, Any, Any]:
         import torch
 
+        static_input = batch.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self.module(static_input)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=side):
+            static_output = self.module(static_input)
+        return graph, static_input, static_output
+
+    def __call__(self, batch: Any) -> Any:
+        if self.disabled_reason is not None:
+            return self.module(batch)
         key = tuple(batch.shape)
         if key not in self.graphs:
-            static_input = batch.clone()
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):
-                    self.module(static_input)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                static_output = self.module(static_input)
-            self.graphs[key] = (graph, static_input, static_output)
+            try:
+                self.graphs[key] = self._capture(batch)
+            except RuntimeError as exc:
+                import warnings
+
+                self.disabled_reason = str(exc).splitlines()[0]
+                warnings.warn(f"CUDA graph capture failed, running eagerly: {self.disabled_reason}", stacklevel=2)
+                return self.module(batch)
         graph, static_input, static_output = self.graphs[key]
         static_input.copy_(batch)
         graph.replay()
@@ -117,8 +185,9 @@ class TorchBackend:
             raise ModelError(f"{path}: running ONNX on the torch backend needs onnx2torch (pip install onnx2torch)") from exc
         from trtdet.plugins import pm
 
+        register_opset19_aliases()
         pm.hook.trtdet_torch_prepare(model=spec)
-        model = onnx.load(str(path))
+        model = fold_initializer_casts(onnx.load(str(path)))
         names = [o.name for o in model.graph.output]
         engine = TorchEngine(convert(model), path, device, options, names)
         engine.metadata = {p.key: p.value for p in model.metadata_props}

@@ -25,10 +25,10 @@ from typing import Any, Literal
 import numpy as np
 from numba import cuda, float32, int64
 
+from trtdet.cuda.launch import Launcher
 from trtdet.cuda.runtime import (
     SIMULATOR,
     blocks,
-    device_view,
     fadd_rn,
     fma_f32,
     fmul_rn,
@@ -211,10 +211,8 @@ class CudaWarpAffinePreprocessor:
 
     def _warm_up(self) -> None:
         """Compile the kernel for this output dtype now, not on the first batch."""
-        if SIMULATOR:
-            return
         index = 0 if self.dtype == self.torch.float32 else 1
-        warp_affine_normalize_kernel.compile(kernel_signatures()[index])
+        self._launcher = Launcher(warp_affine_normalize_kernel, kernel_signatures()[index])
 
     def transforms(self, images: Sequence[Any]) -> list[AffineTransform]:
         return [letterbox_transform(tuple(image.shape[:2]), self.input_size) for image in images]
@@ -302,10 +300,13 @@ class CudaWarpAffinePreprocessor:
         pixels = dev[meta_bytes:total]
         grid = (blocks(w, BLOCK[0]), blocks(h, BLOCK[1]), batch)
         s, t = self._scale, self._shift
-        warp_affine_normalize_kernel[grid, BLOCK, stream](
-            device_view(pixels),
-            device_view(meta),
-            device_view(out),
+        self._launcher(
+            grid,
+            BLOCK,
+            stream,
+            pixels,
+            meta,
+            out,
             np.float32(self.border_value),
             np.float32(s[0]),
             np.float32(s[1]),

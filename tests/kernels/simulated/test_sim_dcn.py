@@ -8,7 +8,12 @@ import torch
 
 from trtdet.cuda import SIMULATOR
 from trtdet_centernet.dcn import modulated_deform_conv
-from trtdet_centernet.dcn_cuda import DcnShape, dcn_forward_raw, modulated_deform_conv_cuda
+from trtdet_centernet.dcn_cuda import (
+    DcnShape,
+    dcn_forward_raw,
+    dcn_workspace_bytes,
+    modulated_deform_conv_cuda,
+)
 
 from ..checks import dcn_inputs
 
@@ -47,9 +52,11 @@ def test_no_bias_and_chunked_workspace():
     x, offset, mask, weight, _ = dcn_inputs(np.random.default_rng(2), 3, 2, 5, 5, 2, (3, 3), (1, 1), (1, 1),
                                             (1, 1), 1)
     want = modulated_deform_conv(x, offset, mask, weight, None)
+    torch.testing.assert_close(modulated_deform_conv_cuda(x, offset, mask, weight, None), want, rtol=1e-5, atol=1e-5)
     shape = DcnShape(3, 2, 5, 5, 2, 3, 3)
-    per_image = 2 * 9 * 25 * 4
-    workspace = torch.empty(per_image // 4)  # room for one image: three chunks
+    per_image = dcn_workspace_bytes(shape, 4, limit=1)  # room for one image: three chunks
+    assert per_image == (2 * 9 + 2) * 25 * 4
+    workspace = torch.empty(per_image // 4)
     out = torch.empty_like(want)
     dcn_forward_raw(x.data_ptr(), offset.data_ptr(), mask.data_ptr(), weight.data_ptr(), None, out.data_ptr(),
                     shape, torch.float32, 0, workspace.data_ptr(), per_image)
