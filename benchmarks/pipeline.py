@@ -148,10 +148,14 @@ def main() -> None:
     start_mem = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
     done = 0
+    checkpoints = []
     t0 = time.perf_counter()
     while done < args.frames:
         detector.detect(images[:batch])
         done += batch
+        if done // 1000 != (done - batch) // 1000:
+            torch.cuda.synchronize()
+            checkpoints.append((done, torch.cuda.memory_allocated() / 2**20))
     torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0
     end_mem, peak_mem = torch.cuda.memory_allocated(), torch.cuda.max_memory_allocated()
@@ -182,7 +186,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
         args.out.with_suffix(".json").write_text(json.dumps({"device": device_name, "results": results,
-            "memory": {"frames": done, "start_mib": start_mem / 2**20, "end_mib": end_mem / 2**20, "peak_mib": peak_mem / 2**20}}, indent=2))
+            "memory": {"checkpoints": checkpoints, "frames": done, "start_mib": start_mem / 2**20, "end_mib": end_mem / 2**20, "peak_mib": peak_mem / 2**20}}, indent=2))
 
 
 if __name__ == "__main__":

@@ -68,26 +68,41 @@ def test_cuda_pipeline_matches_the_cpu_path(model, precision, images):
     assert tolerance_images <= 1  # fp16 may move one marginal detection
 
 
-def test_submit_from_eight_threads_on_the_gpu(images):
+def _same(got: trtdet.Detections, want: trtdet.Detections) -> bool:
+    return (len(got) == len(want) and np.array_equal(got.class_id, want.class_id)
+            and np.allclose(got.xyxy, want.xyxy, atol=0.5) and np.allclose(got.confidence, want.confidence, atol=0.01))
+
+
+@pytest.mark.parametrize("cuda_graphs", [True, False])
+def test_batches_of_every_size_give_each_image_its_own_result(images, cuda_graphs):
     pytest.importorskip("onnx2torch")
-    detector = trtdet.load("yolo", device="cuda", batch=16)
-    expected = [detector(image) for image in images]
-    futures: list[list] = [[] for _ in range(8)]
+    with trtdet.load("yolo", device="cuda", batch=16, cuda_graphs=cuda_graphs) as detector:
+        expected = [detector(image) for image in images]
+        for size in (1, 2, 3, 5, 16, 7, 1, 12):
+            picks = [(size * 7 + n) % len(images) for n in range(size)]
+            got = detector.detect([images[i] for i in picks])
+            wrong = [i for i, g in zip(picks, got, strict=True) if not _same(g, expected[i])]
+            assert not wrong, f"batch of {size}: images {wrong} got another image's detections"
 
-    def client(k: int) -> None:
-        for n in range(1000):
-            i = (k + n) % len(images)
-            futures[k].append((i, detector.submit(images[i])))
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for per in futures:
-        for i, future in per:
-            got = future.result(timeout=300)
-            assert len(got) == len(expected[i])
-            np.testing.assert_allclose(got.xyxy, expected[i].xyxy, atol=0.5)
-            np.testing.assert_array_equal(got.class_id, expected[i].class_id)
-    detector.close()
+@pytest.mark.parametrize("cuda_graphs", [True, False])
+def test_submit_from_eight_threads_on_the_gpu(images, cuda_graphs):
+    pytest.importorskip("onnx2torch")
+    with trtdet.load("yolo", device="cuda", batch=16, cuda_graphs=cuda_graphs) as detector:
+        expected = [detector(image) for image in images]
+        futures: list[list] = [[] for _ in range(8)]
+
+        def client(k: int) -> None:
+            for n in range(1000):
+                i = (k + n) % len(images)
+                futures[k].append((i, detector.submit(images[i])))
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        results = [(i, future.result(timeout=300)) for per in futures for i, future in per]
+    assert len(results) == 8000
+    wrong = sum(not _same(got, expected[i]) for i, got in results)
+    assert wrong == 0, f"{wrong} of 8000 futures got another image's detections"

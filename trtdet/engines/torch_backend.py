@@ -7,6 +7,7 @@ tensors on the current stream; on the CPU, outputs come back as numpy arrays.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,9 @@ class TorchEngine:
     def __call__(self, batch: Any) -> dict[str, Any]:
         import torch
 
-        with torch.inference_mode():
+        # fp32 means fp32: cuDNN would otherwise run convolutions in TF32 (10-bit mantissa).
+        exact = torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=False)
+        with torch.inference_mode(), exact if self.dtype == torch.float32 else contextlib.nullcontext():
             tensor = torch.as_tensor(batch).to(self.torch_device, self.dtype, non_blocking=True)
             outputs = self._runner(tensor)
         if isinstance(outputs, torch.Tensor):
