@@ -21,6 +21,11 @@ def _check(name: str, array: np.ndarray, ndim: int, last: int | None, length: in
         raise ValueError(f"Detections.{name}: expected {length} rows to match xyxy, got {len(array)}")
 
 
+def _owned(values: object, dtype: type) -> np.ndarray:
+    array = np.asarray(values, dtype=dtype)
+    return array if array.base is None and array.flags.owndata else array.copy()
+
+
 @dataclass
 class Detections:
     """Detections of one image, in original-image pixels.
@@ -36,10 +41,12 @@ class Detections:
     data: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.xyxy = np.asarray(self.xyxy, dtype=np.float32)
+        # Own the data: decoders fill reused (pinned) buffers, and a view into one would
+        # change under the caller when the next batch lands.
+        self.xyxy = _owned(self.xyxy, np.float32)
         if self.xyxy.size == 0:
             self.xyxy = self.xyxy.reshape(0, 4)
-        self.confidence = np.asarray(self.confidence, dtype=np.float32)
+        self.confidence = _owned(self.confidence, np.float32)
         self.class_id = np.asarray(self.class_id)
         fractional = not np.issubdtype(self.class_id.dtype, np.integer) and not np.all(np.mod(self.class_id, 1) == 0)
         if self.class_id.size and fractional:

@@ -407,7 +407,9 @@ class CudaCenterNetDecoder(CenterNetDecoder):
                 results.append(Detections.empty())
                 continue
             rows = row[:take]
-            boxes = np.ascontiguousarray(rows[:, :4])
+            # A copy, always: ``host`` is a pinned buffer the next batch overwrites, and
+            # ascontiguousarray returns a view when only one row is taken.
+            boxes = rows[:, :4].copy()
             scores = _sigmoid(np.ascontiguousarray(rows[:, 4]))
             class_id = rows[:, 5].astype(np.int64)
             if self.iou_threshold is not None:

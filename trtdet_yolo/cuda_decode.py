@@ -348,5 +348,6 @@ class CudaYoloDecoder(YoloDecoder):
         for row in host.numpy():
             kept = int(row[self.max_detections, 0])
             rows = row[:kept]
-            out.append(Detections(np.ascontiguousarray(rows[:, :4]), rows[:, 4].copy(), rows[:, 5].astype(np.int64)))
+            # Copies, always: ``host`` is a pinned buffer the next batch overwrites.
+            out.append(Detections(rows[:, :4].copy(), rows[:, 4].copy(), rows[:, 5].astype(np.int64)))
         return out

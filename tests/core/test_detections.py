@@ -38,3 +38,13 @@ def test_invalid_detections_say_expected_and_got(kwargs, message):
 def test_records_carry_labels():
     det = Detections([[1.234, 2, 3, 4]], [0.87654], [1])
     assert det.to_records(["cat", "dog"]) == [{"box": [1.23, 2.0, 3.0, 4.0], "score": 0.8765, "class_id": 1, "label": "dog"}]
+
+
+def test_detections_never_alias_the_buffer_they_were_built_from():
+    """A decoder's reused output buffer must not show through (one-row slices are 'contiguous')."""
+    buffer = np.zeros((4, 6), np.float32)
+    buffer[0] = [1, 2, 3, 4, 0.9, 2]
+    rows = buffer[:1]
+    det = Detections(np.ascontiguousarray(rows[:, :4]), rows[:, 4], rows[:, 5].astype(np.int64))
+    buffer[:] = -1  # the next batch overwrites the buffer
+    assert det.xyxy.tolist() == [[1, 2, 3, 4]] and det.confidence.tolist() == pytest.approx([0.9])
