@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--frames", type=int, default=10000, help="frames for the memory-flatness check")
     parser.add_argument("--image-size", type=int, nargs=2, default=[1080, 1920], metavar=("H", "W"))
+    parser.add_argument("--cuda-graphs", action="store_true", help="capture the network in CUDA graphs")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -130,7 +131,7 @@ def main() -> None:
     device_name = torch.cuda.get_device_name()
     for precision in ("fp32", "fp16"):
         detector = trtdet.load("centernet", weights=ckpt, backend="torch", device="cuda", batch=max(args.batches),
-                               precision=precision, input_size=(args.size, args.size))
+                               precision=precision, input_size=(args.size, args.size), cuda_graphs=args.cuda_graphs)
         for batch in args.batches:
             subset = images[:batch]
             ours = time_it(detector.detect, subset, args.iterations)
@@ -141,7 +142,8 @@ def main() -> None:
         detector.close()
 
     # Memory over many frames at the largest batch.
-    detector = trtdet.load("centernet", weights=ckpt, backend="torch", device="cuda", batch=max(args.batches), input_size=(args.size, args.size))
+    detector = trtdet.load("centernet", weights=ckpt, backend="torch", device="cuda", batch=max(args.batches), input_size=(args.size, args.size),
+                           cuda_graphs=args.cuda_graphs)
     batch = max(args.batches)
     detector.detect(images[:batch])
     torch.cuda.synchronize()
@@ -165,7 +167,8 @@ def main() -> None:
         f"# CenterNet ResDCN-{args.depth} end to end, {args.size}x{args.size} input, {args.image_size[1]}x{args.image_size[0]} images",
         "",
         f"Device: {device_name}; torch {torch.__version__}. Command: `python benchmarks/pipeline.py "
-        f"--batches {' '.join(map(str, args.batches))} --iterations {args.iterations}`",
+        f"--batches {' '.join(map(str, args.batches))} --iterations {args.iterations}"
+        f"{' --cuda-graphs' if args.cuda_graphs else ''}`",
         "",
         "| pipeline | batch | median ms/batch | min ms | images/s | vs upstream-style |",
         "|---|---|---|---|---|---|",

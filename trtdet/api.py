@@ -38,14 +38,16 @@ def load(
     batch: int = 1,
     input_size: tuple[int, int] | None = None,
     precision: str = "fp32",
-    cuda_graphs: bool = True,
+    cuda_graphs: bool = False,
 ) -> Detector:
     """Build a detector for ``model`` from a checkpoint, ONNX, engine, or the shipped default.
 
     Returns a callable: ``detector(image)`` -> ``Detections`` for one HWC uint8 BGR image,
     ``detector([images])`` -> a list. ``conf``/``iou`` override the model's thresholds;
     ``batch`` is the largest batch sent to the engine; ``precision`` (fp32/fp16) and
-    ``cuda_graphs`` tune GPU backends.
+    ``cuda_graphs`` tune GPU backends. CUDA graphs are off by default: with them on, the
+    H100 tests saw 36 of 8,000 concurrently submitted requests get another image's result
+    (a race not yet found); sequential calls with graphs were correct.
     """
     if device not in ("cpu", "cuda"):
         raise UsageError(f"device: expected 'cpu' or 'cuda', got {device!r}")

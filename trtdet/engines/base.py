@@ -26,7 +26,7 @@ class EngineOptions:
 
     precision: Literal["fp32", "fp16"] = "fp32"
     max_batch: int = 1
-    cuda_graphs: bool = True
+    cuda_graphs: bool = False
 
 
 class Engine(Protocol):
