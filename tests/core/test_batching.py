@@ -146,3 +146,27 @@ def test_shutdown_without_cancel_finishes_everything():
     futures = [worker.submit(i) for i in range(20)]
     worker.shutdown(wait=True)
     assert [f.result() for f in futures] == list(range(1, 21))
+
+
+def test_concurrent_first_submits_create_one_worker(tiny_detector):
+    """Threads racing on the first submit must share one batching worker (one batch at a time)."""
+    if tiny_detector._batcher is not None:  # start from a detector that has no worker yet
+        tiny_detector._batcher.shutdown(wait=True)
+        tiny_detector._batcher = None
+    images = _images(4, seed=5)
+    barrier = threading.Barrier(8)
+    futures = []
+
+    def client() -> None:
+        barrier.wait()
+        futures.append(tiny_detector.submit(images[0]))
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    workers = [t for t in threading.enumerate() if t.name == "trtdet-batcher"]
+    assert len(workers) == 1
+    for future in futures:
+        assert _same(future.result(timeout=30), tiny_detector(images[0]))

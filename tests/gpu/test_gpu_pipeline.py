@@ -88,8 +88,7 @@ def test_batches_of_every_size_give_each_image_its_own_result(images, cuda_graph
 @pytest.mark.parametrize(
     "cuda_graphs",
     [
-        pytest.param(True, marks=pytest.mark.xfail(reason="known race: 36 of 8000 results mixed up with CUDA graphs "
-                                                          "under the batching worker on the H100 (graphs are off by default)")),
+        True,
         False,
     ],
 )
