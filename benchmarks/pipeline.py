@@ -182,6 +182,7 @@ def main() -> None:
         "",
         f"Memory over {done} frames at batch {batch} (trtdet fp32): allocated {start_mem / 2**20:.1f} MiB before, "
         f"{end_mem / 2**20:.1f} MiB after, peak {peak_mem / 2**20:.1f} MiB; {done / elapsed:.0f} images/s sustained.",
+        "Allocated MiB at each 1000 frames: " + ", ".join(f"{n}: {m:.1f}" for n, m in checkpoints),
     ]
     text = "\n".join(lines) + "\n"
     print(text)
