@@ -172,6 +172,11 @@ def list_engine_backends() -> dict[str, EngineBackend]:
     backends: dict[str, EngineBackend] = {}
 
     def register(backend: EngineBackend) -> None:
+        if backend.name in backends and backends[backend.name] is not backend:
+            raise UsageError(
+                f"engine backend {backend.name!r} is registered twice: by {type(backends[backend.name]).__module__} "
+                f"and by {type(backend).__module__}"
+            )
         backends[backend.name] = backend
 
     pm.hook.trtdet_engine_backends(register=register)

@@ -94,3 +94,21 @@ def test_checkpoints_are_exported_once_and_cached(tmp_path, yolo_onnx):
     assert first == second and len(calls) == 1 and first.read_bytes() == yolo_onnx.read_bytes()
     weights.write_bytes(b"weights v2")
     assert export_cached(spec, weights, (640, 640)) != first and len(calls) == 2
+
+
+def test_a_backend_name_registered_twice_names_both():
+    class Duplicate(OnnxRuntimeBackend):
+        pass
+
+    class DuplicatePlugin:
+        @hookimpl
+        def trtdet_engine_backends(self, register):
+            register(Duplicate())
+
+    register_plugin(DuplicatePlugin(), "duplicate-backend-plugin")
+    try:
+        with pytest.raises(UsageError, match=r"engine backend 'onnxruntime' is registered twice: by ") as info:
+            list_engine_backends()
+        assert "tests.core.test_resolve" in str(info.value) and "trtdet.engines.onnxruntime_backend" in str(info.value)
+    finally:
+        unregister_plugin("duplicate-backend-plugin")

@@ -104,9 +104,11 @@ def current_compute_capability(flavour: Flavour) -> str:
 
 
 def class_names_of(model: onnx.ModelProto, spec: ModelSpec) -> tuple[str, ...]:
-    """The ONNX file's own ``names`` metadata, else the spec's class names."""
+    """The ONNX file's own ``names`` metadata (unless the spec keeps its own), else the spec's."""
     from trtdet.resolve import parse_class_names
 
+    if not spec.names_from_model:
+        return spec.class_names
     for prop in model.metadata_props:
         if prop.key == "names":
             names = parse_class_names(prop.value)
