@@ -24,6 +24,7 @@ result (K values per image), so boxes, scores, classes and order equal
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -364,7 +365,7 @@ class CudaCenterNetDecoder(CenterNetDecoder):
             table[i, :6] = transform.inverse.reshape(6)
             table[i, 6:] = transform.src_size
         torch_stream = None if SIMULATOR else (torch.cuda.current_stream() if stream is None else stream)
-        context = torch.cuda.stream(torch_stream) if torch_stream is not None else _nullcontext()
+        context = torch.cuda.stream(torch_stream) if torch_stream is not None else contextlib.nullcontext()
         with context:
             self._transforms_dev[:batch].copy_(self._transforms_host[:batch], non_blocking=True)
             launch_decode(
@@ -417,11 +418,3 @@ class CudaCenterNetDecoder(CenterNetDecoder):
                 boxes, scores, class_id = boxes[keep], scores[keep], class_id[keep]
             results.append(Detections(boxes, scores, class_id))
         return results
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

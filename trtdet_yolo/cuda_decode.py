@@ -18,6 +18,7 @@ Two launches per batch on the caller's stream, then one small device-to-host cop
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -302,10 +303,8 @@ class CudaYoloDecoder(YoloDecoder):
             table[i, 6:] = transform.src_size
         torch_stream = None if SIMULATOR else (torch.cuda.current_stream() if stream is None else stream)
         keys, counts, boxes, classes, sorted_boxes, sorted_classes, suppressed, transforms_dev, results = self._views
-        if torch_stream is not None:
-            torch_stream_context = torch.cuda.stream(torch_stream)
-            torch_stream_context.__enter__()
-        try:
+        on_stream = torch.cuda.stream(torch_stream) if torch_stream is not None else contextlib.nullcontext()
+        with on_stream:
             self._transforms_dev[:batch].copy_(self._transforms_host[:batch], non_blocking=True)
             nb_stream = numba_stream(torch_stream)
             self._candidates[1 if pred.element_size() == 2 else 0](
@@ -339,9 +338,6 @@ class CudaYoloDecoder(YoloDecoder):
             )
             host = self._host[:batch]
             host.copy_(self._results[:batch], non_blocking=True)
-        finally:
-            if torch_stream is not None:
-                torch_stream_context.__exit__(None, None, None)
         if torch_stream is not None:
             torch_stream.synchronize()
         out = []
