@@ -4,7 +4,9 @@ Upstream-style (xingyizhou/CenterNet demo semantics): per image on the CPU, cv2.
 normalisation; torch forward of the network; torch ``ctdet_decode`` (sigmoid, 3x3 max-pool
 peaks, top-K); ``ctdet_post_process`` on the CPU (numpy inverse affine).
 trtdet: ``trtdet.load("centernet", device="cuda", backend="torch")`` — uploads uint8 images,
-CUDA warp-affine kernel, the same network (CUDA graph, fp32 or fp16), CUDA decode kernel.
+CUDA warp-affine kernel, the same network (BatchNorm folded, NHWC, fp32 or fp16, optional CUDA
+graph), CUDA decode kernel. The stream rows time many batches in one ``detect`` call, where
+trtdet copies and uploads batch k+1 while the GPU runs batch k.
 
 Both start from decoded uint8 BGR images in host memory and end with detections on the host.
 
@@ -112,6 +114,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=10000, help="frames for the memory-flatness check")
     parser.add_argument("--image-size", type=int, nargs=2, default=[1080, 1920], metavar=("H", "W"))
     parser.add_argument("--cuda-graphs", action="store_true", help="capture the network in CUDA graphs")
+    parser.add_argument("--stream-chunks", type=int, default=8,
+                        help="also time a stream of this many batches of the largest size (0: skip)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -124,7 +128,10 @@ def main() -> None:
     photo = cv2.imread(str(Path(trtdet.__file__).parent / "data" / "sample.jpg"))
     image = cv2.resize(photo, (args.image_size[1], args.image_size[0]))
     rng = np.random.default_rng(0)
-    images = [np.clip(image.astype(np.int16) + rng.integers(-8, 8, image.shape), 0, 255).astype(np.uint8) for _ in range(max(args.batches))]
+    distinct = [np.clip(image.astype(np.int16) + rng.integers(-8, 8, image.shape), 0, 255).astype(np.uint8) for _ in range(max(args.batches))]
+    # The stream uses distinct arrays (copies) so no frame is warm in the CPU caches.
+    stream_frames = [distinct[n % len(distinct)].copy() for n in range(max(args.batches) * args.stream_chunks)]
+    images = distinct
 
     upstream = UpstreamPipeline(model, args.size, 0.3)
     rows = []
@@ -139,6 +146,17 @@ def main() -> None:
                 base = time_it(upstream, subset, args.iterations)
                 rows.append(("upstream-style fp32", batch, base))
             rows.append((f"trtdet {precision}", batch, ours))
+        if stream_frames:
+            # A stream of frames in batches of the largest size: trtdet's detect() stages batch
+            # k+1 while the GPU runs batch k; the upstream-style pipeline runs them one by one.
+            chunk = max(args.batches)
+            label = f"stream of {args.stream_chunks} x {chunk}"
+            ours = time_it(detector.detect, stream_frames, max(3, args.iterations // 4), warmup=2)
+            if precision == "fp32":
+                base = time_it(lambda frames, size=chunk: [upstream(frames[i:i + size]) for i in range(0, len(frames), size)],
+                               stream_frames, max(3, args.iterations // 4), warmup=1)
+                rows.append((f"upstream-style fp32, {label}", len(stream_frames), base))
+            rows.append((f"trtdet {precision}, {label}", len(stream_frames), ours))
         detector.close()
 
     # Memory over many frames at the largest batch.
@@ -163,14 +181,16 @@ def main() -> None:
     end_mem, peak_mem = torch.cuda.memory_allocated(), torch.cuda.max_memory_allocated()
 
     base_by_batch = {b: statistics.median(t) for name, b, t in rows if name.startswith("upstream")}
+    # (a stream row's "batch" is its frame count; its images/s divides frames by time)
     lines = [
         f"# CenterNet ResDCN-{args.depth} end to end, {args.size}x{args.size} input, {args.image_size[1]}x{args.image_size[0]} images",
         "",
         f"Device: {device_name}; torch {torch.__version__}. Command: `python benchmarks/pipeline.py "
-        f"--batches {' '.join(map(str, args.batches))} --iterations {args.iterations}"
+        f"--batches {' '.join(map(str, args.batches))} --iterations {args.iterations} --frames {args.frames} "
+        f"--stream-chunks {args.stream_chunks}"
         f"{' --cuda-graphs' if args.cuda_graphs else ''}`",
         "",
-        "| pipeline | batch | median ms/batch | min ms | images/s | vs upstream-style |",
+        "| pipeline | images per call | median ms/call | min ms | images/s | vs upstream-style |",
         "|---|---|---|---|---|---|",
     ]
     results = []

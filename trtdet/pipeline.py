@@ -93,10 +93,46 @@ class Detector:
         return self.detect(list(images))
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """Detect on every image, in chunks of the detector's batch size."""
+        """Detect on every image, in chunks of the detector's batch size.
+
+        On the GPU, with a preprocessor that can stage ahead, the next chunk is copied and
+        uploaded while the current one runs (see ``_run_overlapped``).
+        """
+        chunks = [images[start : start + self.batch_size] for start in range(0, len(images), self.batch_size)]
+        if len(chunks) > 1 and self._can_overlap():
+            return self._run_overlapped(chunks)
         results: list[Detections] = []
-        for start in range(0, len(images), self.batch_size):
-            results.extend(self._run_batch(images[start : start + self.batch_size]))
+        for chunk in chunks:
+            results.extend(self._run_batch(chunk))
+        return results
+
+    def _can_overlap(self) -> bool:
+        return self._stream is not None and not self.record_times and hasattr(self.preprocessor, "stage")
+
+    def _run_overlapped(self, chunks: Sequence[Sequence[np.ndarray]]) -> list[Detections]:
+        """Run chunks back to back, staging chunk k+1 while the GPU runs chunk k.
+
+        Order per chunk: warp k and queue its engine run; then stage k+1 (host copy into pinned
+        memory and an upload on the preprocessor's side stream, overlapping the engine); then
+        decode k, which waits for its results. Decode k is queued before engine k+1, so engines
+        that reuse their output buffers (CUDA graphs, TensorRT) are safe.
+        """
+        import torch
+
+        preprocessor: Any = self.preprocessor
+        results: list[Detections] = []
+        with self._run_lock, torch.cuda.stream(self._stream):
+            try:
+                staged = preprocessor.stage(chunks[0])
+                for index in range(len(chunks)):
+                    batch = preprocessor.warp(staged)
+                    outputs = self.engine(batch.tensor)
+                    if index + 1 < len(chunks):
+                        staged = preprocessor.stage(chunks[index + 1])
+                    results.extend(self.decoder(outputs, batch.transforms))
+            except BaseException:
+                preprocessor.discard_staged()
+                raise
         return results
 
     def _run_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:

@@ -187,12 +187,54 @@ class CenterNetResDCN(nn.Module):
 
 
 def fuse_heads(heads: dict[str, torch.Tensor]) -> torch.Tensor:
-    """``[B, H*W, 4 + 2C]`` = channel-last ``[reg, wh, hm, maxpool3x3(hm)]``."""
+    """``[B, H*W, 4 + 2C]`` = channel-last ``[reg, wh, hm, maxpool3x3(hm)]``, contiguous.
+
+    Permuting to NHWC before flattening makes this a free view when the heads are already
+    in ``channels_last`` memory (the GPU backend's layout) and a single copy otherwise.
+    """
     hm = heads["hm"]
     pool = F.max_pool2d(hm, 3, stride=1, padding=1)
     fused = torch.cat([heads["reg"], heads["wh"], hm, pool], dim=1)
     batch, channels = fused.shape[:2]
-    return fused.reshape(batch, channels, -1).transpose(1, 2)
+    return fused.permute(0, 2, 3, 1).reshape(batch, -1, channels)
+
+
+def fold_batchnorm(model: CenterNetResDCN) -> CenterNetResDCN:
+    """Fold every eval-mode BatchNorm into the convolution before it, in place; returns ``model``.
+
+    Inference only (the BN layers become ``Identity``, so training and upstream checkpoint
+    loading need the unfolded network). Saves one full read and write of each feature map.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_conv_bn_weights
+
+    if model.training:
+        raise ValueError("fold_batchnorm needs a model in eval mode")
+
+    def fold(owner: nn.Module, conv_name: str, bn_name: str) -> None:
+        conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
+        if isinstance(conv, DCNv2):
+            weight, bias = fuse_conv_bn_weights(
+                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+            )
+            conv.weight, conv.bias = weight, bias
+        else:
+            setattr(owner, conv_name, fuse_conv_bn_eval(conv, bn, transpose=isinstance(conv, nn.ConvTranspose2d)))
+        setattr(owner, bn_name, nn.Identity())
+
+    with torch.no_grad():
+        fold(model, "conv1", "bn1")
+        for module in model.modules():
+            if isinstance(module, (BasicBlock, Bottleneck)):
+                for index in (1, 2, 3):
+                    if hasattr(module, f"bn{index}"):
+                        fold(module, f"conv{index}", f"bn{index}")
+                if module.downsample is not None:
+                    fold(module.downsample, "0", "1")
+        layers = model.deconv_layers
+        for index, layer in enumerate(list(layers)):
+            if isinstance(layer, nn.BatchNorm2d):
+                fold(layers, str(index - 1), str(index))
+    return model
 
 
 def build_centernet(depth: int = 18, num_classes: int = 80, head_conv: int = 64) -> CenterNetResDCN:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from trtdet_centernet.network import build_centernet, fill_up_weights
+from trtdet_centernet.network import build_centernet, fill_up_weights, fold_batchnorm
 
 from . import upstream_reference as upstream
 from .conftest import SIZE
@@ -59,6 +59,36 @@ def test_forward_is_fused_upstream_output_and_heads_are_raw(upstream_model, imag
         np.testing.assert_allclose(
             heads[name].numpy(), ret[name].numpy(), rtol=1e-3, atol=1e-4 * float(ret[name].abs().max())
         )
+
+
+def test_folded_batchnorm_matches_upstream(upstream_model, image_batch):
+    model = build_centernet(18, 80)
+    model.load_state_dict(upstream_model.state_dict())
+    folded = fold_batchnorm(model.eval())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        theirs = upstream.deployment_output(upstream_model(image_batch)[-1])
+        ours = folded(image_batch)
+    assert (ours - theirs).abs().max() / theirs.abs().max() < 1e-4
+
+
+def test_folded_batchnorm_bottleneck_and_channels_last():
+    """ResNet-50 blocks (three convs, downsample) fold too; NHWC memory gives the same output."""
+    model = upstream.randomize_(build_centernet(50, 3), seed=2).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        folded = fold_batchnorm(model)
+        got = folded(x)
+        got_nhwc = folded.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert (got - expected).abs().max() / expected.abs().max() < 1e-4
+    assert got_nhwc.is_contiguous() and (got_nhwc - got).abs().max() / got.abs().max() < 1e-5
+
+
+def test_fold_batchnorm_needs_eval_mode():
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(build_centernet(18, 3))
 
 
 def test_bad_arguments():

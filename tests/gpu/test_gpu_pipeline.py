@@ -85,13 +85,28 @@ def test_batches_of_every_size_give_each_image_its_own_result(images, cuda_graph
             assert not wrong, f"batch of {size}: images {wrong} got another image's detections"
 
 
-@pytest.mark.parametrize(
-    "cuda_graphs",
-    [
-        True,
-        False,
-    ],
-)
+@pytest.mark.parametrize("model", ["yolo", "centernet"])
+@pytest.mark.parametrize("cuda_graphs", [True, False])
+def test_long_lists_overlap_chunks_and_keep_every_result(images, model, cuda_graphs):
+    """detect() on many chunks stages chunk k+1 during chunk k; results stay each image's own,
+    also for images already on the GPU and for chunks of mixed image sizes."""
+    pytest.importorskip("onnx2torch")
+    with trtdet.load(model, device="cuda", batch=4, cuda_graphs=cuda_graphs) as detector:
+        expected = [detector(image) for image in images]
+        picks = [(n * 5) % len(images) for n in range(37)]
+        inputs = [torch.from_numpy(images[i]).cuda() if n % 3 == 0 else images[i] for n, i in enumerate(picks)]
+        for _ in range(2):
+            got = detector.detect(inputs)
+            wrong = [n for n, (i, g) in enumerate(zip(picks, got, strict=True)) if not _same(g, expected[i])]
+            assert len(got) == len(picks) and not wrong, f"inputs {wrong} got another image's detections"
+        # A bad image in a later chunk fails the call after the earlier chunk was staged;
+        # the detector stays usable.
+        with pytest.raises(trtdet.InputError, match="expected an HxWx3 uint8"):
+            detector.detect(images[:5] + [np.zeros((4, 4), np.uint8)])
+        assert _same(detector.detect(images[:5])[4], expected[4])
+
+
+@pytest.mark.parametrize("cuda_graphs", [True, False])
 def test_submit_from_eight_threads_on_the_gpu(images, cuda_graphs):
     pytest.importorskip("onnx2torch")
     with trtdet.load("yolo", device="cuda", batch=16, cuda_graphs=cuda_graphs) as detector:

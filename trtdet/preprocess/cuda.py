@@ -12,8 +12,9 @@ The last ``width % 16`` columns of a row go through cv2's scalar tail, which com
 ``out = fl(fl(v * scale) + shift)`` with ``scale = 1/(255 std)``, ``shift = -mean/std``
 rounded exactly like the numpy reference, so float32 outputs are identical too.
 
-Images of any sizes travel in one pinned staging buffer (per-image metadata in front),
-one host-to-device copy, one kernel launch, all on the caller's stream.
+Images of any sizes travel in one pinned staging buffer (per-image metadata in front), one
+host-to-device copy on a side stream (so it overlaps the previous batch's work), one kernel
+launch on the caller's stream.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -147,8 +149,10 @@ _COPY_THREADS = max(1, min(8, (os.cpu_count() or 2) // 2))
 class _Staging:
     """A grow-only pinned host buffer and device buffer pair, reused across batches.
 
-    Two of them alternate; before refilling one, its previous upload must have finished
-    (``ready``): with double buffering that wait is almost always already over.
+    Two of them alternate, so one batch can be staged (copied and uploading) while the
+    previous one is still being warped and run. ``uploaded`` marks the end of the upload
+    (the host buffer may be refilled after it); ``consumed`` marks the end of the warp
+    kernel that read the device buffer (the next upload into it waits for it on the GPU).
     """
 
     def __init__(self, torch: Any, device: Any) -> None:
@@ -156,22 +160,39 @@ class _Staging:
         self.device = device
         self.host: Any = None
         self.dev: Any = None
-        self.event: Any = None
+        self.uploaded: Any = None
+        self.consumed: Any = None
+        #: Staged and not yet warped: refilling it now would overwrite that batch.
+        self.pending = False
 
-    def reserve(self, nbytes: int) -> None:
+    def reserve(self, nbytes: int) -> bool:
+        """Make room for ``nbytes``; True when new buffers were allocated."""
         torch = self.torch
         if self.host is not None and self.host.numel() >= nbytes:
-            return
+            return False
         size = max(nbytes, 1 << 20)
         size = 1 << (size - 1).bit_length()
         pin = not SIMULATOR
         self.host = torch.empty(size, dtype=torch.uint8, pin_memory=pin)
         self.dev = self.host if SIMULATOR else torch.empty(size, dtype=torch.uint8, device=self.device)
-        self.event = None
+        self.uploaded = self.consumed = None
+        return True
 
-    def ready(self) -> None:
-        if self.event is not None:
-            self.event.synchronize()
+    def wait_host_free(self) -> None:
+        """Block until the last upload from the host buffer has finished."""
+        if self.uploaded is not None:
+            self.uploaded.synchronize()
+
+
+@dataclass
+class StagedBatch:
+    """A batch copied into staging and uploading on the preprocessor's upload stream."""
+
+    slot: _Staging
+    meta_bytes: int
+    total: int
+    size: int
+    transforms: list[AffineTransform]
 
 
 class CudaWarpAffinePreprocessor:
@@ -180,6 +201,10 @@ class CudaWarpAffinePreprocessor:
     Same constructor contract and output values as ``WarpAffinePreprocessor``; ``dtype`` may
     be ``torch.float16`` for half-precision engines (values rounded from the float32 result).
     Images may be numpy arrays or torch uint8 tensors (CPU or CUDA), of any sizes.
+
+    ``preprocessor(images)`` does it all; ``warp(stage(images))`` is the same in two steps, so
+    a pipeline can stage (host copy + upload on a side stream) the next batch while the GPU
+    still runs the current one. At most two batches may be staged and not yet warped.
     """
 
     def __init__(
@@ -214,6 +239,8 @@ class CudaWarpAffinePreprocessor:
         self._staging = [_Staging(torch, self.device), _Staging(torch, self.device)]
         self._turn = 0
         self._copy_pool: Any = None
+        #: Uploads run here, so they overlap the previous batch's kernels on the caller's stream.
+        self._upload_stream = None if SIMULATOR else torch.cuda.Stream(device=self.device)
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -226,6 +253,15 @@ class CudaWarpAffinePreprocessor:
 
     def __call__(self, images: Sequence[Any], stream: Any = None) -> PreprocessedBatch:
         """Warp ``images`` into one batch on ``stream`` (a torch stream; default: torch's current)."""
+        return self.warp(self.stage(images, stream), stream)
+
+    def stage(self, images: Sequence[Any], stream: Any = None) -> StagedBatch:
+        """Copy ``images`` into pinned staging and start their upload; returns without waiting.
+
+        ``stream`` is the stream the batch will be warped on (default: torch's current); the
+        upload runs on a side stream and never waits for work queued on ``stream`` except to
+        reuse device memory that work still reads.
+        """
         torch = self.torch
         for i, image in enumerate(images):
             shape = tuple(image.shape)
@@ -233,20 +269,21 @@ class CudaWarpAffinePreprocessor:
             if len(shape) != 3 or shape[2] != 3 or dtype not in ("uint8", "torch.uint8") or 0 in shape:
                 raise InputError(f"image {i}", f"expected an HxWx3 uint8 BGR image, got shape {shape} {dtype}")
         batch = len(images)
-        h, w = self.input_size
         transforms = self.transforms(images)
+        slot = self._staging[self._turn]
+        if slot.pending:
+            raise RuntimeError("two batches are already staged: warp one before staging another")
         if batch == 0:
-            return PreprocessedBatch(torch.empty((0, 3, h, w), dtype=self.dtype, device=self.device), [])
+            return StagedBatch(slot, 0, 0, 0, [])
         meta_bytes = -(-batch * META_COLUMNS * 8 // _META_ALIGN) * _META_ALIGN
         sizes = [math.prod(image.shape) for image in images]
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         total = meta_bytes + int(sum(sizes))
-        staging = self._staging[self._turn]
         self._turn ^= 1
-        staging.ready()
-        staging.reserve(total)
-        meta = staging.host[:meta_bytes].view(torch.float64)[: batch * META_COLUMNS].numpy().reshape(batch, META_COLUMNS)
-        host_bytes = staging.host.numpy()
+        slot.wait_host_free()
+        fresh = slot.reserve(total)
+        meta = slot.host[:meta_bytes].view(torch.float64)[: batch * META_COLUMNS].numpy().reshape(batch, META_COLUMNS)
+        host_bytes = slot.host.numpy()
         device_images, host_ranges, copies = [], [], []
         for i, (image, transform) in enumerate(zip(images, transforms, strict=True)):
             meta[i, 0] = offsets[i]
@@ -260,10 +297,39 @@ class CudaWarpAffinePreprocessor:
             array = image.numpy() if hasattr(image, "numpy") else image
             copies.append((host_bytes[start : start + sizes[i]].reshape(array.shape), array))
         self._copy_to_staging(copies, sum(sizes))
-        stream_t = self._torch_stream(stream)
-        out = self._launch(staging, meta_bytes, total, batch, device_images, host_ranges, stream_t)
-        self._last = (staging, meta_bytes, total, batch, out)
-        return PreprocessedBatch(out, transforms)
+        if not SIMULATOR:
+            self._upload(slot, meta_bytes, total, device_images, host_ranges, self._torch_stream(stream), fresh)
+        slot.pending = True
+        return StagedBatch(slot, meta_bytes, total, batch, transforms)
+
+    def warp(self, staged: StagedBatch, stream: Any = None) -> PreprocessedBatch:
+        """Queue the warp kernel for a staged batch on ``stream``; the output stays on the GPU."""
+        torch = self.torch
+        h, w = self.input_size
+        slot = staged.slot
+        if staged.size == 0:
+            return PreprocessedBatch(torch.empty((0, 3, h, w), dtype=self.dtype, device=self.device), [])
+        if not slot.pending:
+            raise RuntimeError("this batch was already warped or its staging was discarded")
+        slot.pending = False
+        if SIMULATOR:
+            out = torch.empty((staged.size, 3, h, w), dtype=self.dtype)
+            self._run_kernel(slot.dev, staged.meta_bytes, staged.total, staged.size, out, 0)
+        else:
+            stream_t = self._torch_stream(stream)
+            with torch.cuda.stream(stream_t):
+                stream_t.wait_event(slot.uploaded)
+                out = torch.empty((staged.size, 3, h, w), dtype=self.dtype, device=self.device)
+                self._run_kernel(slot.dev, staged.meta_bytes, staged.total, staged.size, out, numba_stream(stream_t))
+                slot.consumed = torch.cuda.Event()
+                slot.consumed.record(stream_t)
+        self._last = (slot, staged.meta_bytes, staged.total, staged.size, out)
+        return PreprocessedBatch(out, staged.transforms)
+
+    def discard_staged(self) -> None:
+        """Forget batches staged but never warped (after an error between the two steps)."""
+        for slot in self._staging:
+            slot.pending = False
 
     def _copy_to_staging(self, copies: list[tuple[np.ndarray, np.ndarray]], nbytes: int) -> None:
         """Copy host images into the pinned staging buffer; large batches in parallel threads.
@@ -283,8 +349,8 @@ class CudaWarpAffinePreprocessor:
 
     def relaunch(self, stream: Any = None) -> Any:
         """Run only the kernel again on the batch uploaded by the last call (for benchmarks)."""
-        staging, meta_bytes, total, batch, out = self._last
-        self._run_kernel(staging.dev, meta_bytes, total, batch, out, numba_stream(self._torch_stream(stream)))
+        slot, meta_bytes, total, batch, out = self._last
+        self._run_kernel(slot.dev, meta_bytes, total, batch, out, numba_stream(self._torch_stream(stream)))
         return out
 
     def _torch_stream(self, stream: Any) -> Any:
@@ -292,30 +358,31 @@ class CudaWarpAffinePreprocessor:
             return None
         return self.torch.cuda.current_stream() if stream is None else stream
 
-    def _launch(
-        self, staging: _Staging, meta_bytes: int, total: int, batch: int, device_images: list, host_ranges: list,
-        stream: Any,
-    ) -> Any:
+    def _upload(
+        self, slot: _Staging, meta_bytes: int, total: int, device_images: list, host_ranges: list, stream: Any,
+        fresh: bool,
+    ) -> None:
+        """Queue the host-to-device copies on the upload stream and record ``slot.uploaded``."""
         torch = self.torch
-        h, w = self.input_size
-        if SIMULATOR:
-            out = torch.empty((batch, 3, h, w), dtype=self.dtype)
-            self._run_kernel(staging.dev, meta_bytes, total, batch, out, 0)
-            return out
-        with torch.cuda.stream(stream):
+        upload = self._upload_stream
+        if fresh or device_images:
+            # New device memory may be recycled from tensors ``stream``'s queued kernels still
+            # use, and device images were written on ``stream``: wait for that work first.
+            upload.wait_stream(stream)
+        elif slot.consumed is not None:
+            upload.wait_event(slot.consumed)  # the previous warp out of this slot has read it
+        with torch.cuda.stream(upload):
             if not device_images:  # the common case: one upload of metadata and pixels
-                staging.dev[:total].copy_(staging.host[:total], non_blocking=True)
+                slot.dev[:total].copy_(slot.host[:total], non_blocking=True)
             else:  # metadata and host images up, device images copied across on the GPU
-                staging.dev[:meta_bytes].copy_(staging.host[:meta_bytes], non_blocking=True)
+                slot.dev[:meta_bytes].copy_(slot.host[:meta_bytes], non_blocking=True)
                 for start, size in host_ranges:
-                    staging.dev[start : start + size].copy_(staging.host[start : start + size], non_blocking=True)
+                    slot.dev[start : start + size].copy_(slot.host[start : start + size], non_blocking=True)
                 for start, image in device_images:
-                    staging.dev[start : start + image.numel()].copy_(image.reshape(-1))
-            staging.event = torch.cuda.Event()
-            staging.event.record(stream)
-            out = torch.empty((batch, 3, h, w), dtype=self.dtype, device=self.device)
-            self._run_kernel(staging.dev, meta_bytes, total, batch, out, numba_stream(stream))
-        return out
+                    slot.dev[start : start + image.numel()].copy_(image.reshape(-1))
+                    image.record_stream(upload)
+            slot.uploaded = torch.cuda.Event()
+            slot.uploaded.record(upload)
 
     def _run_kernel(self, dev: Any, meta_bytes: int, total: int, batch: int, out: Any, stream: Any) -> None:
         torch = self.torch

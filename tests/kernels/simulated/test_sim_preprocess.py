@@ -60,3 +60,33 @@ def test_rejects_non_bgr_uint8_images():
     pre = CudaWarpAffinePreprocessor((8, 8))
     with pytest.raises(InputError, match="image 1: expected an HxWx3 uint8"):
         pre([np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8)])
+
+
+def test_staging_ahead_keeps_each_batch_its_own_pixels():
+    """Two batches staged before either is warped (the pipelined detector's order) stay apart."""
+    rng = np.random.default_rng(5)
+    first = random_images(rng, [(20, 30), (25, 12)])
+    second = random_images(rng, [(40, 18)])
+    third = random_images(rng, [(9, 9), (15, 33), (22, 22)])
+    options = CASES["centernet"]
+    reference = WarpAffinePreprocessor((16, 16), **options)
+    pre = CudaWarpAffinePreprocessor((16, 16), **options)
+    staged_first = pre.stage(first)
+    staged_second = pre.stage(second)
+    with pytest.raises(RuntimeError, match="two batches are already staged"):
+        pre.stage(third)
+    np.testing.assert_array_equal(pre.warp(staged_first).tensor.numpy(), reference(first).tensor)
+    staged_third = pre.stage(third)  # reuses the first batch's slot, now warped
+    np.testing.assert_array_equal(pre.warp(staged_second).tensor.numpy(), reference(second).tensor)
+    np.testing.assert_array_equal(pre.warp(staged_third).tensor.numpy(), reference(third).tensor)
+    with pytest.raises(RuntimeError, match="already warped"):
+        pre.warp(staged_third)
+
+
+def test_discard_staged_frees_the_slots():
+    pre = CudaWarpAffinePreprocessor((8, 8))
+    images = [np.full((4, 4, 3), 7, np.uint8)]
+    pre.stage(images)
+    pre.stage(images)
+    pre.discard_staged()
+    assert pre.warp(pre.stage(images)).tensor.shape == (1, 3, 8, 8)
