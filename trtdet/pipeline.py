@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, overload
@@ -117,23 +118,42 @@ class Detector:
         decode k, which waits for its results. Decode k is queued before engine k+1, so engines
         that reuse their output buffers (CUDA graphs, TensorRT) are safe.
         """
-        import torch
-
-        preprocessor: Any = self.preprocessor
         results: list[Detections] = []
-        with self._run_lock, torch.cuda.stream(self._stream):
+        with self._session():
             try:
-                staged = preprocessor.stage(chunks[0])
+                staged = self._stage(chunks[0])
                 for index in range(len(chunks)):
-                    batch = preprocessor.warp(staged)
-                    outputs = self.engine(batch.tensor)
+                    launched = self._launch(staged)
                     if index + 1 < len(chunks):
-                        staged = preprocessor.stage(chunks[index + 1])
-                    results.extend(self.decoder(outputs, batch.transforms))
+                        staged = self._stage(chunks[index + 1])
+                    results.extend(self._finish(launched))
             except BaseException:
-                preprocessor.discard_staged()
+                self._discard()
                 raise
         return results
+
+    # The three phases of an overlapped run (see ``_run_overlapped`` and ``batching.Phases``);
+    # callers hold ``_session()`` around them.
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[None]:
+        import torch
+
+        with self._run_lock, torch.cuda.stream(self._stream):
+            yield
+
+    def _stage(self, images: Sequence[np.ndarray]) -> Any:
+        return self.preprocessor.stage(images)  # type: ignore[attr-defined]
+
+    def _launch(self, staged: Any) -> tuple[dict[str, Any], list]:
+        batch = self.preprocessor.warp(staged)  # type: ignore[attr-defined]
+        return self.engine(batch.tensor), batch.transforms
+
+    def _finish(self, launched: tuple[dict[str, Any], list]) -> list[Detections]:
+        outputs, transforms = launched
+        return self.decoder(outputs, transforms)
+
+    def _discard(self) -> None:
+        self.preprocessor.discard_staged()  # type: ignore[attr-defined]
 
     def _run_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
         with self._run_lock:
@@ -165,12 +185,18 @@ class Detector:
         return detections
 
     def submit(self, image: np.ndarray) -> Future[Detections]:
-        """Queue one image; a worker forms batches (up to ``batch_size``) and resolves the future."""
+        """Queue one image; a worker forms batches (up to ``batch_size``) and resolves the future.
+
+        On the GPU the worker stages the next batch while the current one runs.
+        """
         with self._batcher_lock:
             if self._batcher is None:
-                from trtdet.batching import BatchingWorker
+                from trtdet.batching import BatchingWorker, Phases
 
-                self._batcher = BatchingWorker(self._run_batch, max_batch=self.batch_size)
+                phases = None
+                if self._can_overlap():
+                    phases = Phases(self._session, self._stage, self._launch, self._finish, self._discard)
+                self._batcher = BatchingWorker(self._run_batch, max_batch=self.batch_size, phases=phases)
             batcher = self._batcher
         return batcher.submit(image)
 

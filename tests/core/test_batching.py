@@ -170,3 +170,115 @@ def test_concurrent_first_submits_create_one_worker(tiny_detector):
     assert len(workers) == 1
     for future in futures:
         assert _same(future.result(timeout=30), tiny_detector(images[0]))
+
+
+class FakeGpuPhases:
+    """Three-phase runner with a real GPU pipeline's rules: two staging slots, decode k queued
+    before launch k+1. Items are ints; the result of ``x`` is ``10 * x``. ``stage`` rejects
+    negative items (a bad image), ``finish`` fails a batch holding 13 (a failed decode)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.events: list[tuple[str, tuple[int, ...]]] = []
+        self.staged_slots = 0
+        self.launched: list[tuple[int, ...]] = []
+
+    def session(self):
+        return self.lock
+
+    def stage(self, items):
+        if any(x < 0 for x in items):
+            raise ValueError(f"bad item in {items}")
+        assert self.staged_slots < 2, "a third batch staged before one was launched"
+        self.staged_slots += 1
+        self.events.append(("stage", tuple(items)))
+        return tuple(items)
+
+    def launch(self, staged):
+        assert not self.launched, "launch k+1 before finish k: an engine's outputs would be overwritten"
+        self.staged_slots -= 1
+        self.launched.append(staged)
+        self.events.append(("launch", staged))
+        return staged
+
+    def finish(self, launched):
+        assert self.launched.pop(0) == launched
+        self.events.append(("finish", launched))
+        if 13 in launched:
+            raise RuntimeError("decode failed")
+        return [10 * x for x in launched]
+
+    def discard(self):
+        self.staged_slots = 0
+
+    def run_batch(self, items):
+        """The plain path the worker falls back to, one item at a time after a failure."""
+        with self.lock:
+            if any(x < 0 for x in items):
+                raise ValueError(f"bad item {items}")
+            return [10 * x for x in items]
+
+    def phases(self):
+        from trtdet.batching import Phases
+
+        return Phases(self.session, self.stage, self.launch, self.finish, self.discard)
+
+
+def test_overlapped_worker_stages_the_next_batch_while_one_runs():
+    fake = FakeGpuPhases()
+    worker = BatchingWorker(fake.run_batch, max_batch=4, max_wait_ms=50, phases=fake.phases())
+    with fake.lock:  # hold the "GPU" so requests pile up behind the first batch
+        futures = [worker.submit(i) for i in range(12)]
+    worker.shutdown(wait=True)
+    assert [f.result() for f in futures] == [10 * i for i in range(12)]
+    kinds = [kind for kind, _ in fake.events]
+    # launch k, then stage k+1 before finish k: the overlap.
+    assert any(kinds[i : i + 3] == ["launch", "stage", "finish"] for i in range(len(kinds) - 2)), kinds
+
+
+def test_overlapped_worker_under_eight_threads_keeps_every_result():
+    fake = FakeGpuPhases()
+    worker = BatchingWorker(fake.run_batch, max_batch=16, max_wait_ms=1, phases=fake.phases())
+    futures: list[list] = [[] for _ in range(8)]
+
+    def client(k: int) -> None:
+        for n in range(1000):
+            futures[k].append((20 + k * 1000 + n, worker.submit(20 + k * 1000 + n)))  # no 13: no failures
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    worker.shutdown(wait=True)
+    results = [(x, future.result(timeout=60)) for per in futures for x, future in per]
+    assert len(results) == 8000 and all(result == 10 * x for x, result in results)
+    assert sum(kind == "stage" for kind, _ in fake.events) == sum(kind == "finish" for kind, _ in fake.events)
+
+
+@pytest.mark.parametrize("bad", [-1, 13], ids=["stage-fails", "finish-fails"])
+def test_overlapped_worker_fails_only_the_bad_request(bad):
+    fake = FakeGpuPhases()
+    worker = BatchingWorker(fake.run_batch, max_batch=3, max_wait_ms=20, phases=fake.phases())
+    items = [1, 2, 3, 4, bad, 6, 7, 8, 9]
+    with fake.lock:
+        futures = [worker.submit(x) for x in items]
+    worker.shutdown(wait=True)
+    for x, future in zip(items, futures, strict=True):
+        if x < 0:
+            with pytest.raises(ValueError, match="bad item"):
+                future.result()
+        else:
+            assert future.result() == 10 * x  # 13 fails only batched; alone it decodes fine
+
+
+def test_overlapped_worker_shutdown_resolves_or_cancels_everything():
+    fake = FakeGpuPhases()
+    worker = BatchingWorker(fake.run_batch, max_batch=4, max_wait_ms=1, phases=fake.phases())
+    with fake.lock:
+        futures = [worker.submit(i) for i in range(60)]
+        worker.shutdown(wait=False, cancel_pending=True)
+    worker._thread.join(10)
+    assert all(f.done() for f in futures)
+    assert any(f.cancelled() for f in futures)
+    assert all(f.result() == 10 * i for i, f in enumerate(futures) if not f.cancelled())

@@ -53,13 +53,16 @@ def model_options(function: F) -> F:
         click.option("--input-size", nargs=2, type=int, default=None, metavar="H W", help="Network input size."),
         click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
                      help="Inference precision on GPU backends."),
+        click.option("--cuda-graphs", is_flag=True, default=False,
+                     help="Capture the torch backend's network in CUDA graphs (static shapes; falls back to eager)."),
     ]
     for option in reversed(options):
         function = option(function)
     return function
 
 
-def load_detector(model: str, weights, onnx_path, engine_path, backend, device, conf, input_size, batch: int = 1, precision: str = "fp32"):
+def load_detector(model: str, weights, onnx_path, engine_path, backend, device, conf, input_size, batch: int = 1,
+                  precision: str = "fp32", cuda_graphs: bool = False):
     """``trtdet.load`` with the CLI's option names."""
     from trtdet.api import load
 
@@ -74,4 +77,5 @@ def load_detector(model: str, weights, onnx_path, engine_path, backend, device, 
         batch=batch,
         input_size=tuple(input_size) if input_size else None,
         precision=precision,
+        cuda_graphs=cuda_graphs,
     )

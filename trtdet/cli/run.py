@@ -48,7 +48,7 @@ def _summary(frame: Frame, detections: Detections, class_names: Sequence[str]) -
 @click.option("--json", "json_path", help="Write detections as JSON lines to FILE, or - for stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summaries.")
 @handle_errors
-def run_command(model, weights, onnx_path, engine_path, backend, device, conf, input_size, precision, sources, batch, output, json_path, quiet):
+def run_command(model, weights, onnx_path, engine_path, backend, device, conf, input_size, precision, cuda_graphs, sources, batch, output, json_path, quiet):
     """Detect objects and report every input, good or bad (exit 2 if any input failed)."""
     from tqdm import tqdm
 
@@ -56,7 +56,7 @@ def run_command(model, weights, onnx_path, engine_path, backend, device, conf, i
     from trtdet.plugins import get_model
 
     spec = get_model(model).spec  # unknown models fail before any loading
-    detector = load_detector(model, weights, onnx_path, engine_path, backend, device, conf, input_size, batch, precision)
+    detector = load_detector(model, weights, onnx_path, engine_path, backend, device, conf, input_size, batch, precision, cuda_graphs)
     provider = getattr(detector.engine, "providers", None)
     if not quiet:
         where = f" ({provider[0]})" if provider else ""
