@@ -158,3 +158,16 @@ def test_missing_camera_and_unreachable_stream_are_reported(photos):
     assert result.exit_code == 2
     recs = records(result)
     assert [r["error"] for r in recs] == ["7: cannot open camera", "rtsp://127.0.0.1:9/none: cannot open stream", None]
+
+
+def test_reading_ahead_on_threads_reports_the_same_records(bad_inputs):
+    one = run_cli("run", "-m", "yolo", "-s", str(bad_inputs), "--json", "-", "--batch", "2", "-q", "--workers", "1")
+    three = run_cli("run", "-m", "yolo", "-s", str(bad_inputs), "--json", "-", "--batch", "2", "-q", "--workers", "3")
+    assert one.exit_code == three.exit_code == 2
+    assert records(one) == records(three) and len(records(one)) == len(list(bad_inputs.iterdir()))
+
+
+def test_gpu_jpeg_decoding_needs_a_cuda_run(photos):
+    result = run_cli("run", "-m", "yolo", "-s", str(photos["grace_hopper"]), "--decode", "cuda", "-q")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: --decode cuda needs --device cuda"

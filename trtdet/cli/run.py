@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -11,6 +12,7 @@ import click
 
 from trtdet.cli.common import EXIT_INPUTS_FAILED, EXIT_OK, handle_errors, load_detector, model_options
 from trtdet.detections import Detections
+from trtdet.errors import UsageError
 from trtdet.io.sources import Frame, Source, count_frames, expand_sources, iter_frames
 
 DEFAULT_SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.jpg"
@@ -30,6 +32,22 @@ def _batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
         yield batch
 
 
+def _jpeg_decoder(decode_on: str, device: str):
+    """A GPU JPEG decoder when asked for (or ``auto`` on a CUDA run where one works), else None."""
+    if decode_on == "cpu" or (decode_on == "auto" and device != "cuda"):
+        return None
+    if device != "cuda":
+        raise UsageError("--decode cuda needs --device cuda")
+    from trtdet.io.gpu_jpeg import CudaJpegDecoder, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is None:
+        return CudaJpegDecoder()
+    if decode_on == "cuda":
+        raise UsageError(f"--decode cuda: {reason}")
+    return None
+
+
 def _summary(frame: Frame, detections: Detections, class_names: Sequence[str]) -> str:
     counts: dict[str, int] = {}
     for cls in detections.class_id.tolist():
@@ -47,8 +65,12 @@ def _summary(frame: Frame, detections: Detections, class_names: Sequence[str]) -
 @click.option("--output", "-o", type=click.Path(file_okay=False), help="Write annotated images/videos here.")
 @click.option("--json", "json_path", help="Write detections as JSON lines to FILE, or - for stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summaries.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Threads reading images ahead of detection (default: up to 4, one per CPU core).")
+@click.option("--decode", "decode_on", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where JPEGs are decoded: cuda = nvJPEG via torchvision (auto: when --device cuda and available).")
 @handle_errors
-def run_command(model, weights, onnx_path, engine_path, backend, device, conf, input_size, precision, cuda_graphs, sources, batch, output, json_path, quiet):
+def run_command(model, weights, onnx_path, engine_path, backend, device, conf, input_size, precision, cuda_graphs, sources, batch, output, json_path, quiet, workers, decode_on):
     """Detect objects and report every input, good or bad (exit 2 if any input failed)."""
     from tqdm import tqdm
 
@@ -56,11 +78,13 @@ def run_command(model, weights, onnx_path, engine_path, backend, device, conf, i
     from trtdet.plugins import get_model
 
     spec = get_model(model).spec  # unknown models fail before any loading
+    jpeg_decoder = _jpeg_decoder(decode_on, device)
     detector = load_detector(model, weights, onnx_path, engine_path, backend, device, conf, input_size, batch, precision, cuda_graphs)
     provider = getattr(detector.engine, "providers", None)
     if not quiet:
         where = f" ({provider[0]})" if provider else ""
-        click.echo(f"{spec.name}: {detector.model_source} on {detector.backend}{where}, device {device}", err=True)
+        decoding = ", JPEGs decoded on the GPU" if jpeg_decoder is not None else ""
+        click.echo(f"{spec.name}: {detector.model_source} on {detector.backend}{where}, device {device}{decoding}", err=True)
     if not sources:
         sample = detector.spec.sample_image() if detector.spec.sample_image else DEFAULT_SAMPLE
         sources = (str(sample),)
@@ -79,7 +103,10 @@ def run_command(model, weights, onnx_path, engine_path, backend, device, conf, i
             stack.callback(media_sink.close)
         show_bar = not quiet and (total is None or total > 1)
         bar = stack.enter_context(tqdm(total=total, disable=not show_bar, unit="img", file=sys.stderr, leave=False))
-        for frames in _batches(iter_frames(expanded), detector.batch_size):
+        workers = workers or min(4, os.cpu_count() or 1)
+        chunk = detector.batch_size if jpeg_decoder is not None else 4
+        frame_iter = iter_frames(expanded, workers=workers, jpeg_decoder=jpeg_decoder, chunk=chunk)
+        for frames in _batches(frame_iter, detector.batch_size):
             good = [f for f in frames if f.image is not None]
             try:
                 results = iter(detector.detect([f.image for f in good]))

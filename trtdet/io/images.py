@@ -44,6 +44,11 @@ def _truncated_jpeg(data: bytes) -> bool:
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as HWC uint8 BGR; raise ``InputError`` naming the file and the problem."""
+    return decode_image_bytes(read_image_bytes(path), str(path))
+
+
+def read_image_bytes(path: str | Path) -> bytes:
+    """An image file's bytes, after the checks that need no decoding (missing, empty, truncated)."""
     path = Path(path)
     source = str(path)
     if not path.exists():
@@ -58,6 +63,11 @@ def read_image(path: str | Path) -> np.ndarray:
         raise InputError(source, "file is empty")
     if _truncated_jpeg(data):
         raise InputError(source, "truncated JPEG (no end-of-image marker)")
+    return data
+
+
+def decode_image_bytes(data: bytes, source: str) -> np.ndarray:
+    """Decode an image file's bytes with OpenCV into HWC uint8 BGR (pixels as stored: no EXIF rotation)."""
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
         image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)

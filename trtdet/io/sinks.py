@@ -65,7 +65,8 @@ class AnnotatedMediaSink:
 
     def write(self, frame: Frame, detections: Detections) -> None:
         assert frame.image is not None
-        canvas = draw_detections(frame.image, detections, self.class_names)
+        image = frame.image if isinstance(frame.image, np.ndarray) else frame.image.cpu().numpy()  # GPU-decoded
+        canvas = draw_detections(image, detections, self.class_names)
         if frame.index is None:
             suffix = Path(frame.name).suffix.lower()
             suffix = suffix if suffix in (".jpg", ".jpeg", ".png", ".bmp") else ".jpg"

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from trtdet.errors import InputError
-from trtdet.io.images import read_image, to_bgr_uint8
+from trtdet.io.images import decode_image_bytes, read_image_bytes, to_bgr_uint8
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif"})
 
@@ -29,11 +34,14 @@ class Source:
 
 @dataclass
 class Frame:
-    """An image to detect on, or the error that stopped it being read."""
+    """An image to detect on, or the error that stopped it being read.
+
+    ``image`` is HWC uint8 BGR: a numpy array, or a torch CUDA tensor when decoded on the GPU.
+    """
 
     source: Source
     index: int | None
-    image: np.ndarray | None = None
+    image: np.ndarray | Any | None = None
     error: str | None = None
     fps: float | None = None
 
@@ -110,13 +118,126 @@ def _iter_video(source: Source) -> Iterator[Frame]:
         yield Frame(source, None, error=f"{source.name}: video has no readable frames")
 
 
-def iter_frames(sources: Sequence[Source]) -> Iterator[Frame]:
-    """Yield every frame of every source, in order; bad inputs yield one frame with ``error``."""
-    for source in sources:
-        if source.is_video_like:
-            yield from _iter_video(source)
-            continue
+class FrameReader:
+    """Reads image files into frames; JPEGs on the GPU when given a ``CudaJpegDecoder``."""
+
+    def __init__(self, jpeg_decoder: Any = None) -> None:
+        self.jpeg_decoder = jpeg_decoder
+        self._gpu_lock = threading.Lock()  # one nvJPEG batch at a time
+
+    def read(self, sources: Sequence[Source]) -> list[Frame]:
+        """One frame per source, in order: an image, or the one-line error of that file."""
+        from trtdet.io.gpu_jpeg import gpu_decodable
+
+        frames: list[Frame | None] = []
+        for_gpu: list[tuple[int, Source, bytes]] = []
+        for source in sources:
+            try:
+                data = read_image_bytes(source.name)
+            except InputError as exc:
+                frames.append(Frame(source, None, error=str(exc)))
+                continue
+            if self.jpeg_decoder is not None and gpu_decodable(data):
+                for_gpu.append((len(frames), source, data))
+                frames.append(None)
+            else:
+                frames.append(self._on_cpu(source, data))
+        if for_gpu:
+            with self._gpu_lock:
+                images = self.jpeg_decoder.decode([(source.name, data) for _, source, data in for_gpu])
+            for (index, source, data), image in zip(for_gpu, images, strict=True):
+                frames[index] = Frame(source, None, image=image) if image is not None else self._on_cpu(source, data)
+        return frames  # type: ignore[return-value]
+
+    @staticmethod
+    def _on_cpu(source: Source, data: bytes) -> Frame:
         try:
-            yield Frame(source, None, image=read_image(source.name))
+            return Frame(source, None, image=decode_image_bytes(data, source.name))
         except InputError as exc:
-            yield Frame(source, None, error=str(exc))
+            return Frame(source, None, error=str(exc))
+
+
+def iter_frames(
+    sources: Sequence[Source], *, workers: int = 1, jpeg_decoder: Any = None, chunk: int = 4
+) -> Iterator[Frame]:
+    """Yield every frame of every source, in order; bad inputs yield one frame with ``error``.
+
+    With ``workers`` > 1 image files are read ahead by that many threads, ``chunk`` files per
+    task, while the caller works on earlier frames; video frames are decoded ahead on a thread.
+    """
+    reader = FrameReader(jpeg_decoder)
+    if workers <= 1 and jpeg_decoder is None:
+        for source in sources:
+            if source.is_video_like:
+                yield from _iter_video(source)
+            else:
+                yield from reader.read([source])
+        return
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="trtdet-read") as pool:
+        pending: deque[Future[list[Frame]]] = deque()
+        group: list[Source] = []
+
+        def flush() -> None:
+            if group:
+                pending.append(pool.submit(reader.read, list(group)))
+                group.clear()
+
+        for source in sources:
+            if source.is_video_like:
+                flush()
+                while pending:
+                    yield from pending.popleft().result()
+                yield from _read_ahead(_iter_video(source), depth=64)
+                continue
+            group.append(source)
+            if len(group) >= chunk:
+                flush()
+            while len(pending) > 2 * workers:
+                yield from pending.popleft().result()
+        flush()
+        while pending:
+            yield from pending.popleft().result()
+
+
+_DONE = object()
+
+
+def _read_ahead(frames: Iterator[Frame], depth: int) -> Iterator[Frame]:
+    """Run ``frames`` on a thread, at most ``depth`` frames ahead of the consumer."""
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for frame in frames:
+                while not stop.is_set():
+                    try:
+                        buffer.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            buffer.put(exc)
+        finally:
+            frames.close()  # type: ignore[attr-defined]
+            buffer.put(_DONE)
+
+    thread = threading.Thread(target=produce, name="trtdet-video", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full buffer
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)

@@ -1,0 +1,107 @@
+"""Reading inputs ahead of detection: JPEG headers for the GPU route, threaded and video read-ahead."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+from trtdet.io.gpu_jpeg import gpu_decodable, jpeg_header
+from trtdet.io.sources import Source, _read_ahead, expand_sources, iter_frames
+
+
+def _jpeg(image: np.ndarray, *params: int) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", image, list(params))
+    assert ok
+    return encoded.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("params", "process"),
+    [((), 0xC0), ((cv2.IMWRITE_JPEG_PROGRESSIVE, 1), 0xC2)],
+    ids=["baseline", "progressive"],
+)
+def test_jpeg_header_reads_what_the_encoder_wrote(params, process):
+    image = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    header = jpeg_header(_jpeg(image, *params))
+    assert header is not None
+    assert (header.process, header.precision, header.height, header.width, header.components) == (process, 8, 37, 53, 3)
+    assert gpu_decodable(_jpeg(image, *params))
+
+
+def test_grayscale_jpeg_goes_to_the_gpu_cmyk_png_and_cut_files_do_not():
+    gray = _jpeg(np.full((9, 7), 90, np.uint8))
+    assert jpeg_header(gray).components == 1 and gpu_decodable(gray)  # type: ignore[union-attr]
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("CMYK", (8, 6), (10, 20, 30, 40)).save(buffer, "JPEG")
+    cmyk = buffer.getvalue()
+    assert jpeg_header(cmyk).components == 4 and not gpu_decodable(cmyk)  # type: ignore[union-attr]
+    ok, png = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))
+    assert jpeg_header(png.tobytes()) is None and not gpu_decodable(png.tobytes())
+    whole = _jpeg(np.zeros((16, 16, 3), np.uint8))
+    assert jpeg_header(whole[:20]) is None  # cut before the frame header
+    assert jpeg_header(b"\xff\xd8\xff\xda\x00\x02") is None  # a scan before any frame header
+
+
+@pytest.fixture()
+def mixed_folder(tmp_path, photos):
+    """Good and bad images with a video in the middle of the sources."""
+    rng = np.random.default_rng(1)
+    for n in range(11):
+        image = rng.integers(0, 256, (20 + n, 30, 3), dtype=np.uint8)
+        cv2.imwrite(str(tmp_path / f"img_{n:02d}.{'png' if n % 3 else 'jpg'}"), image)
+    (tmp_path / "img_04.txt").write_text("not an image")
+    (tmp_path / "img_07.jpg").write_bytes(b"")
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (32, 24))
+    for shift in range(5):
+        writer.write(np.full((24, 32, 3), 40 * shift, np.uint8))
+    writer.release()
+    images = expand_sources([str(tmp_path)])
+    images = [s for s in images if s.kind == "image"]
+    return images[:6] + [Source(str(video), "video")] + images[6:]
+
+
+def _summary(frames):
+    return [(f.name, f.index, f.error, None if f.image is None else f.image.tobytes()) for f in frames]
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_threaded_read_ahead_gives_the_same_frames_in_the_same_order(mixed_folder, workers):
+    expected = _summary(iter_frames(mixed_folder))
+    assert [e[1] for e in expected if e[0].endswith("clip.mp4")] == [0, 1, 2, 3, 4]
+    assert sum(e[2] is not None for e in expected) == 2
+    got = _summary(iter_frames(mixed_folder, workers=workers, chunk=2))
+    assert got == expected
+
+
+def test_read_ahead_stops_its_thread_when_the_consumer_stops_early():
+    produced = []
+
+    def frames():
+        for n in range(1000):
+            produced.append(n)
+            yield n
+
+    before = threading.active_count()
+    iterator = _read_ahead(frames(), depth=4)  # type: ignore[arg-type]
+    assert [next(iterator) for _ in range(3)] == [0, 1, 2]
+    iterator.close()
+    assert threading.active_count() == before
+    assert len(produced) < 20  # it never ran far ahead
+
+
+def test_read_ahead_reraises_the_producers_error():
+    def frames():
+        yield 1
+        raise ValueError("decoder broke")
+
+    iterator = _read_ahead(frames(), depth=2)  # type: ignore[arg-type]
+    assert next(iterator) == 1
+    with pytest.raises(ValueError, match="decoder broke"):
+        next(iterator)
