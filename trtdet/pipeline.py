@@ -15,7 +15,7 @@ import numpy as np
 from trtdet.detections import Detections
 from trtdet.engines.base import Engine
 from trtdet.model import Decoder, ModelSpec
-from trtdet.preprocess.base import Preprocessor
+from trtdet.preprocess.base import Preprocessor, StagingPreprocessor
 
 
 @dataclass
@@ -108,7 +108,7 @@ class Detector:
         return results
 
     def _can_overlap(self) -> bool:
-        return self._stream is not None and not self.record_times and hasattr(self.preprocessor, "stage")
+        return self._stream is not None and not self.record_times and isinstance(self.preprocessor, StagingPreprocessor)
 
     def _run_overlapped(self, chunks: Sequence[Sequence[np.ndarray]]) -> list[Detections]:
         """Run chunks back to back, staging chunk k+1 while the GPU runs chunk k.
@@ -142,7 +142,7 @@ class Detector:
             yield
 
     def _stage(self, images: Sequence[np.ndarray]) -> Any:
-        return self.preprocessor.stage(images)  # type: ignore[attr-defined]
+        return self.preprocessor.stage(images)  # type: ignore[attr-defined]  # a StagingPreprocessor
 
     def _launch(self, staged: Any) -> tuple[dict[str, Any], list]:
         batch = self.preprocessor.warp(staged)  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from trtdet.cuda import SIMULATOR
+from trtdet.preprocess.base import StagingPreprocessor
 from trtdet.preprocess.cpu import WarpAffinePreprocessor
 from trtdet.preprocess.cuda import CudaWarpAffinePreprocessor
 
@@ -71,6 +72,7 @@ def test_staging_ahead_keeps_each_batch_its_own_pixels():
     options = CASES["centernet"]
     reference = WarpAffinePreprocessor((16, 16), **options)
     pre = CudaWarpAffinePreprocessor((16, 16), **options)
+    assert isinstance(pre, StagingPreprocessor)  # what makes the detector overlap batches
     staged_first = pre.stage(first)
     staged_second = pre.stage(second)
     with pytest.raises(RuntimeError, match="two batches are already staged"):
