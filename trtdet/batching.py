@@ -77,25 +77,18 @@ class BatchingWorker(Generic[T, R]):
         return future
 
     def _collect(self, first: tuple[T, Future[R]]) -> tuple[list[tuple[T, Future[R]]], bool]:
-        batch = [first]
-        deadline = time.monotonic() + self.max_wait
-        while len(batch) < self.max_batch:
-            remaining = deadline - time.monotonic()
-            try:
-                entry = self._queue.get(timeout=max(remaining, 0)) if remaining > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if entry is _STOP:
-                return batch, True
-            batch.append(entry)  # type: ignore[arg-type]
-        return batch, False
+        """``first`` and what arrives within ``max_wait``, up to ``max_batch``; and whether a stop came."""
+        return self._fill([first], time.monotonic() + self.max_wait)
 
     def _poll(self) -> tuple[list[tuple[T, Future[R]]], bool]:
         """Whatever is queued right now, up to ``max_batch``, without waiting."""
-        batch: list[tuple[T, Future[R]]] = []
+        return self._fill([], time.monotonic())
+
+    def _fill(self, batch: list[tuple[T, Future[R]]], deadline: float) -> tuple[list[tuple[T, Future[R]]], bool]:
         while len(batch) < self.max_batch:
+            remaining = deadline - time.monotonic()
             try:
-                entry = self._queue.get_nowait()
+                entry = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
             if entry is _STOP:
