@@ -105,3 +105,37 @@ def test_read_ahead_reraises_the_producers_error():
     assert next(iterator) == 1
     with pytest.raises(ValueError, match="decoder broke"):
         next(iterator)
+
+
+class RecordingDecoder:
+    """Stands in for nvJPEG to test the reader's routing only (nvJPEG itself: tests/gpu)."""
+
+    def __init__(self, refuse: str) -> None:
+        self.refuse = refuse
+        self.seen: list[str] = []
+
+    def decode(self, files):
+        self.seen += [name.rsplit("/", 1)[-1] for name, _ in files]
+        return [None if name.endswith(self.refuse) else cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                for name, data in files]
+
+
+def test_reader_sends_only_plain_jpegs_to_the_gpu_and_falls_back_per_file(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "a.jpg"), image)
+    cv2.imwrite(str(tmp_path / "b.png"), image)
+    cv2.imwrite(str(tmp_path / "c.jpg"), image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    Image.new("CMYK", (10, 12), (1, 2, 3, 4)).save(tmp_path / "d_cmyk.jpg")
+    (tmp_path / "e_empty.jpg").write_bytes(b"")
+    sources = expand_sources([str(tmp_path)])
+    decoder = RecordingDecoder(refuse="c.jpg")
+    frames = list(iter_frames(sources, workers=2, jpeg_decoder=decoder, chunk=8))
+    assert decoder.seen == ["a.jpg", "c.jpg"]  # PNG, CMYK and the empty file never reach it
+    assert [f.name.rsplit("/", 1)[-1] for f in frames] == ["a.jpg", "b.png", "c.jpg", "d_cmyk.jpg", "e_empty.jpg"]
+    assert [f.error is None for f in frames] == [True, True, True, True, False]
+    for frame in frames[:4]:  # the refused c.jpg was decoded on the CPU instead
+        assert frame.image.shape == (12, 10, 3)
+    assert frames[4].error.endswith("file is empty")

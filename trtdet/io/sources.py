@@ -173,6 +173,9 @@ def iter_frames(
             else:
                 yield from reader.read([source])
         return
+    # Chunks read ahead: enough to keep every thread busy; GPU-decoded chunks hold device
+    # memory and nvJPEG runs one batch at a time, so two of those are enough.
+    depth = 2 if jpeg_decoder is not None else 2 * workers
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="trtdet-read") as pool:
         pending: deque[Future[list[Frame]]] = deque()
         group: list[Source] = []
@@ -192,7 +195,7 @@ def iter_frames(
             group.append(source)
             if len(group) >= chunk:
                 flush()
-            while len(pending) > 2 * workers:
+            while len(pending) > depth:
                 yield from pending.popleft().result()
         flush()
         while pending:
