@@ -187,7 +187,8 @@ class Detector:
     def submit(self, image: np.ndarray) -> Future[Detections]:
         """Queue one image; a worker forms batches (up to ``batch_size``) and resolves the future.
 
-        On the GPU the worker stages the next batch while the current one runs.
+        On the GPU the worker stages the next batch while the current one runs; while it has
+        requests queued it keeps the detector, so a direct call waits until it is idle.
         """
         with self._batcher_lock:
             if self._batcher is None:
