@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import types
 import warnings
 
@@ -20,52 +19,7 @@ from trtdet_centernet.legacy import convert_legacy_onnx
 
 from . import upstream_reference as upstream
 from .conftest import SIZE
-
-
-class _TutorialPlugin(torch.autograd.Function):
-    """The C++ tutorial's export hook: op ``Plugin``, name=DCNv2, info=json, raw offset_mask input."""
-
-    @staticmethod
-    def forward(ctx, x, offset_mask, weight, bias, info):
-        # Like the tutorial, the traced value only needs the right shape.
-        return x.new_zeros(x.shape[0], weight.shape[0], *offset_mask.shape[2:])
-
-    @staticmethod
-    def symbolic(g, x, offset_mask, weight, bias, info):
-        return g.op("Plugin", x, offset_mask, weight, bias, name_s="DCNv2", info_s=info)
-
-
-class _ForkDCNv2(torch.autograd.Function):
-    """onnx-tensorrt fork form (CaoWGG): op ``DCNv2`` with offset and mask computed in the graph."""
-
-    @staticmethod
-    def forward(ctx, x, offset, mask, weight, bias):
-        return x.new_zeros(x.shape[0], weight.shape[0], *offset.shape[2:])
-
-    @staticmethod
-    def symbolic(g, x, offset, mask, weight, bias):
-        return g.op(
-            "DCNv2",
-            x,
-            offset,
-            mask,
-            weight,
-            bias,
-            stride_i=1,
-            padding_i=1,
-            dilation_i=1,
-            deformable_group_i=1,
-        )
-
-
-def _tutorial_dcn_forward(self, x):
-    info = json.dumps({"dilation": [1, 1], "padding": [1, 1], "stride": [1, 1], "deformable_groups": 1})
-    return _TutorialPlugin.apply(x, self.conv_offset_mask(x), self.weight, self.bias, info)
-
-
-def _fork_dcn_forward(self, x):
-    o1, o2, mask = torch.chunk(self.conv_offset_mask(x), 3, dim=1)
-    return _ForkDCNv2.apply(x, torch.cat((o1, o2), dim=1), torch.sigmoid(mask), self.weight, self.bias)
+from .legacy_exports import fork_dcn_forward, tutorial_dcn_forward
 
 
 class _TutorialHeads(torch.nn.Module):
@@ -93,7 +47,7 @@ class _ForkHeads(torch.nn.Module):
 
 def _legacy_export(upstream_model, tmp_path, style: str, opset: int = 11):
     net = copy.deepcopy(upstream_model)
-    forward = _tutorial_dcn_forward if style == "tutorial" else _fork_dcn_forward
+    forward = tutorial_dcn_forward if style == "tutorial" else fork_dcn_forward
     for module in net.deconv_layers:
         if isinstance(module, upstream.DCN):
             module.forward = types.MethodType(forward, module)

@@ -8,7 +8,6 @@ and the heads as separate outputs; the rewritten graph must compute the standard
 from __future__ import annotations
 
 import copy
-import json
 import types
 import warnings
 
@@ -24,22 +23,10 @@ from trtdet_centernet.tensorrt.plugin import PLUGIN_NAME
 from trtdet_centernet.tensorrt.rewrite import has_legacy_dcn, rewrite_dcn
 
 torch = pytest.importorskip("torch")
+
+from ..centernet.legacy_exports import tutorial_dcn_forward  # noqa: E402 - needs torch
+
 pytestmark = pytest.mark.usefixtures("tensorrt_plugins")
-
-
-class _TutorialPlugin(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, offset_mask, weight, bias, info):
-        return x.new_zeros(x.shape[0], weight.shape[0], *offset_mask.shape[2:])
-
-    @staticmethod
-    def symbolic(g, x, offset_mask, weight, bias, info):
-        return g.op("Plugin", x, offset_mask, weight, bias, name_s="DCNv2", info_s=info)
-
-
-def _tutorial_forward(self, x):
-    info = json.dumps({"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "deformable_groups": 1})
-    return _TutorialPlugin.apply(x, self.conv_offset_mask(x), self.weight, self.bias, info)
 
 
 class _Heads(torch.nn.Module):
@@ -59,7 +46,7 @@ def legacy_onnx(centernet_torch_model, tmp_path_factory):
     net = copy.deepcopy(centernet_torch_model)
     for module in net.modules():
         if isinstance(module, DCNv2):
-            module.forward = types.MethodType(_tutorial_forward, module)
+            module.forward = types.MethodType(tutorial_dcn_forward, module)
     path = tmp_path_factory.mktemp("legacy") / "legacy.onnx"
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")

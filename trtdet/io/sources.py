@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from trtdet.errors import InputError
+from trtdet.io.gpu_jpeg import gpu_decodable
 from trtdet.io.images import decode_image_bytes, read_image_bytes, to_bgr_uint8
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif"})
@@ -127,8 +128,6 @@ class FrameReader:
 
     def read(self, sources: Sequence[Source]) -> list[Frame]:
         """One frame per source, in order: an image, or the one-line error of that file."""
-        from trtdet.io.gpu_jpeg import gpu_decodable
-
         frames: list[Frame | None] = []
         for_gpu: list[tuple[int, Source, bytes]] = []
         for source in sources:
