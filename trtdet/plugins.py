@@ -19,6 +19,7 @@ import pluggy
 
 from trtdet import hookspecs
 from trtdet.engines.base import EngineBackend
+from trtdet.engines.build_steps import BuildStep, RegisteredStep
 from trtdet.errors import UsageError
 from trtdet.model import ModelSpec
 
@@ -181,3 +182,27 @@ def list_engine_backends() -> dict[str, EngineBackend]:
 
     pm.hook.trtdet_engine_backends(register=register)
     return backends
+
+
+def list_build_steps() -> dict[str, RegisteredStep]:
+    """Every engine build step plugins registered (``trtdet_build_steps``), by step name."""
+    load_plugins()
+    steps: dict[str, RegisteredStep] = {}
+    for impl in reversed(pm.hook.trtdet_build_steps.get_hookimpls()):
+        plugin_name = impl.plugin_name
+
+        def register(step: BuildStep, plugin_name: str = plugin_name) -> None:
+            if step.name in steps:
+                raise UsageError(
+                    f"build step {step.name!r} is registered twice: by {steps[step.name].plugin!r} "
+                    f"and by {plugin_name!r}"
+                )
+            if step.default not in step.choices:
+                raise UsageError(
+                    f"build step {step.name!r} of plugin {plugin_name!r}: default {step.default!r} "
+                    f"is not among its choices {step.choices}"
+                )
+            steps[step.name] = RegisteredStep(step, plugin_name, _distributions.get(plugin_name, (plugin_name, "?"))[0])
+
+        impl.function(register=register)
+    return steps

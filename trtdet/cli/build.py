@@ -6,10 +6,49 @@ from pathlib import Path
 
 import click
 
-from trtdet.cli.common import handle_errors
+from trtdet.cli.common import build_option_flag, handle_errors
+from trtdet.errors import TrtdetError
+
+#: Parameter-name prefix of the ``--NAME VALUE`` flags generated for installed build steps.
+STEP_FLAG_PREFIX = "build_step_"
 
 
-@click.command("build")
+class BuildStepCommand(click.Command):
+    """A command that also takes ``--NAME VALUE`` for every installed build step.
+
+    The flags are made from the steps plugins register (``trtdet_build_steps``) when the
+    command parses or shows help, so ``trtdet build --dcn decomposed`` is the same as
+    ``--build-option dcn=decomposed`` without the core knowing any step. A step whose flag
+    would shadow one of the command's own options gets none (``--build-option`` still works).
+    """
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        taken = {opt for param in self.params for opt in getattr(param, "opts", ())}
+        params = [*self.params, *(option for option in _step_flags() if option.opts[0] not in taken)]
+        help_option = self.get_help_option(ctx)
+        return [*params, help_option] if help_option is not None else params
+
+
+def _step_flags() -> list[click.Option]:
+    from trtdet.plugins import list_build_steps
+
+    try:
+        steps = list_build_steps()
+    except TrtdetError:  # a broken plugin setup is reported when the command runs
+        return []
+    return [
+        click.Option(
+            [f"--{name.replace('_', '-')}", f"{STEP_FLAG_PREFIX}{name}"],
+            type=click.Choice(list(registered.step.choices)),
+            default=None,
+            help=f"{registered.step.help} [default: {registered.step.default}; plugin {registered.plugin}; "
+            f"same as --build-option {name}=VALUE]",
+        )
+        for name, registered in sorted(steps.items())
+    ]
+
+
+@click.command("build", cls=BuildStepCommand)
 @click.argument("onnx_file", type=click.Path(dir_okay=False))
 @click.option("--model", "-m", "model", required=True, help="Model name (see `trtdet models`).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
@@ -19,13 +58,7 @@ from trtdet.cli.common import handle_errors
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False), default=None, help="Engine file [default: F.engine]."
 )
-@click.option(
-    "--dcn",
-    type=click.Choice(["auto", "builtin", "plugin", "decomposed"]),
-    default="auto",
-    show_default=True,
-    help="Deformable-convolution lowering: TensorRT's own plugin, the model plugin's, or standard ops.",
-)
+@build_option_flag
 @click.option(
     "--trt",
     "trt_flavour",
@@ -37,28 +70,36 @@ from trtdet.cli.common import handle_errors
 @click.option("--no-cache", is_flag=True, help="Build even when the engine cache has this engine.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @handle_errors
-def build_command(onnx_file, model, precision, max_batch, output, dcn, trt_flavour, no_cache, quiet):
+def build_command(onnx_file, model, precision, max_batch, output, build_option, trt_flavour, no_cache, quiet, **step_flags):
     """Build a TensorRT engine from ONNX_FILE for model NAME (FP16 converts the ONNX; builds are cached)."""
-    from trtdet.engines.tensorrt.builder import BuildOptions, build_engine
+    from trtdet.engines.tensorrt.builder import BuildConfig, build_engine
+    from trtdet.options import parse_build_options
     from trtdet.plugins import get_model
 
     spec = get_model(model).spec
     source = Path(onnx_file)
     target = Path(output) if output else source.with_suffix(".engine")
-    options = BuildOptions(
-        precision=precision, max_batch=max_batch, dcn=dcn, trt=None if trt_flavour == "auto" else trt_flavour
+    build_options = parse_build_options(build_option)
+    for key, value in step_flags.items():
+        if value is not None:
+            build_options[key.removeprefix(STEP_FLAG_PREFIX)] = value
+    config = BuildConfig(
+        precision=precision,
+        max_batch=max_batch,
+        build_options=build_options,
+        trt=None if trt_flavour == "auto" else trt_flavour,
     )
 
     def report(message: str) -> None:
         if not quiet:
             click.echo(message, err=True)
 
-    result = build_engine(source, spec, options, output=target, use_cache=not no_cache, report=report)
+    result = build_engine(source, spec, config, output=target, use_cache=not no_cache, report=report)
     meta = result.metadata
     how = "from the engine cache" if result.cached else f"built in {result.seconds:.1f} s"
-    flavour = "TensorRT-RTX" if meta.trt_flavour == "rtx" else "TensorRT"
-    dcn_note = f", dcn {meta.dcn}" if meta.dcn else ""
+    flavour = "TensorRT-RTX" if meta.runtime == "rtx" else "TensorRT"
+    notes = "".join(f", {name} {value}" for name, value in meta.build_options.items())
     click.echo(
-        f"wrote {result.path} ({how}; {flavour} {meta.trt_version}, {meta.precision}, "
-        f"batch 1..{meta.max_batch}, compute capability {meta.compute_capability}{dcn_note})"
+        f"wrote {result.path} ({how}; {flavour} {meta.runtime_version}, {meta.precision}, "
+        f"batch 1..{meta.max_batch}, compute capability {meta.compute_capability}{notes})"
     )

@@ -1,12 +1,15 @@
-"""The engine cache: built engines keyed by their metadata key fields, plus their source ONNX.
+"""The artifact cache: built engine artifacts keyed by their metadata key fields, plus their sources.
 
-Layout under the cache dir (``$TRTDET_CACHE_DIR``, else ``$XDG_CACHE_HOME/trtdet``, else
-``~/.cache/trtdet``)::
+Runtime-neutral: every backend that compiles artifacts (TensorRT engines, AOTInductor
+packages) shares it, each with its own file suffix. Layout under the cache dir
+(``$TRTDET_CACHE_DIR``, else ``$XDG_CACHE_HOME/trtdet``, else ``~/.cache/trtdet``)::
 
-    engines/<key digest>.engine     engine files (trtdet format)
-    onnx/<sha256>.onnx              the source ONNX of each cached engine, to rebuild it when
-                                    an engine no longer fits the installed TensorRT or GPU
-    timing/<flavour>-<version>.cache  TensorRT timing caches (full TensorRT only)
+    engines/<key digest><suffix>    artifact files (trtdet format: header JSON + payload)
+    onnx/<sha256>.onnx              the source of each cached artifact (by the source's own
+                                    suffix), to rebuild it when an artifact no longer fits the
+                                    installed runtime or GPU
+
+A backend may keep its own files under ``root`` too (TensorRT: ``timing/``).
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from trtdet.cache import cache_dir, file_sha256
-from trtdet.engines.tensorrt.engine_file import EngineMetadata, read_metadata, write_engine
+from trtdet.engines.artifact import ArtifactMetadata, read_metadata, write_artifact
 from trtdet.errors import ModelError
 
-__all__ = ["EngineCache", "cache_dir", "file_sha256", "key_digest"]
+__all__ = ["ArtifactCache", "cache_dir", "file_sha256", "key_digest"]
 
 
 def key_digest(key: dict[str, Any]) -> str:
@@ -32,18 +35,23 @@ def key_digest(key: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 
-class EngineCache:
-    """Engines and source ONNX files in a cache directory."""
+class ArtifactCache:
+    """Artifacts and their source files in a cache directory.
 
-    def __init__(self, root: Path | None = None) -> None:
+    ``suffix`` names the artifact files (``.engine`` for TensorRT plans, ``.pt2`` for
+    AOTInductor packages); ``root`` defaults to ``trtdet.cache.cache_dir()``.
+    """
+
+    def __init__(self, root: Path | None = None, suffix: str = ".engine") -> None:
         self.root = Path(root) if root is not None else cache_dir()
+        self.suffix = suffix
 
-    def engine_path(self, key: dict[str, Any]) -> Path:
-        return self.root / "engines" / f"{key_digest(key)}.engine"
+    def artifact_path(self, key: dict[str, Any]) -> Path:
+        return self.root / "engines" / f"{key_digest(key)}{self.suffix}"
 
     def lookup(self, key: dict[str, Any]) -> Path | None:
-        """The cached engine for ``key``, or None (an unreadable entry counts as a miss)."""
-        path = self.engine_path(key)
+        """The cached artifact for ``key``, or None (an unreadable entry counts as a miss)."""
+        path = self.artifact_path(key)
         if not path.is_file():
             return None
         try:
@@ -52,31 +60,28 @@ class EngineCache:
             return None
         return path if metadata.key() == key else None
 
-    def store(self, metadata: EngineMetadata, plan: bytes) -> Path:
-        return write_engine(self.engine_path(metadata.key()), metadata, plan)
+    def store(self, metadata: ArtifactMetadata, payload: bytes) -> Path:
+        return write_artifact(self.artifact_path(metadata.key()), metadata, payload)
 
-    def source_path(self, onnx_sha256: str) -> Path:
-        return self.root / "onnx" / f"{onnx_sha256}.onnx"
+    def source_path(self, sha256: str, suffix: str = ".onnx") -> Path:
+        return self.root / suffix.lstrip(".") / f"{sha256}{suffix}"
 
-    def keep_source(self, onnx_path: Path, onnx_sha256: str) -> Path:
-        """Keep a copy of the source ONNX so the engine can be rebuilt for another TensorRT/GPU."""
-        target = self.source_path(onnx_sha256)
+    def keep_source(self, source: Path, sha256: str) -> Path:
+        """Keep a copy of the source file so the artifact can be rebuilt for another runtime/GPU."""
+        target = self.source_path(sha256, Path(source).suffix or ".onnx")
         if target.is_file():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".onnx.", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=".source.", dir=target.parent)
         os.close(fd)
         try:
-            shutil.copyfile(onnx_path, tmp)
+            shutil.copyfile(source, tmp)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return target
 
-    def cached_source(self, onnx_sha256: str) -> Path | None:
-        path = self.source_path(onnx_sha256)
+    def cached_source(self, sha256: str, suffix: str = ".onnx") -> Path | None:
+        path = self.source_path(sha256, suffix)
         return path if path.is_file() else None
-
-    def timing_cache_path(self, flavour: str, version: str) -> Path:
-        return self.root / "timing" / f"{flavour}-{version}.cache"

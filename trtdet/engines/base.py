@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from trtdet.model import ModelSpec
+
+if TYPE_CHECKING:
+    from trtdet.options import DetectorOptions
 
 ModelFileKind = Literal["onnx", "engine", "weights"]
 Shape = tuple[int | str | None, ...]
@@ -18,15 +21,6 @@ class ModelFile:
 
     path: Path
     kind: ModelFileKind
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How to run: ``precision`` (fp32/fp16), the largest batch, CUDA graphs for static shapes."""
-
-    precision: Literal["fp32", "fp16"] = "fp32"
-    max_batch: int = 1
-    cuda_graphs: bool = False
 
 
 class Engine(Protocol):
@@ -62,6 +56,10 @@ class EngineBackend(Protocol):
         """None when usable on ``device`` (``cpu``/``cuda``), else a one-line reason."""
         ...
 
-    def load(self, model_file: ModelFile, spec: ModelSpec, device: str, options: EngineOptions) -> Engine:
-        """Load ``model_file`` for ``spec`` on ``device``; raise ``ModelError`` naming the file."""
+    def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
+        """Load ``model_file`` for ``spec`` on ``options.device``; raise ``ModelError`` naming the file.
+
+        ``options`` is the object ``trtdet.load`` was given (precision, largest batch, CUDA
+        graphs, plugin build options, ...); a backend reads the fields it has a use for.
+        """
         ...

@@ -11,10 +11,11 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from trtdet.engines.base import Engine, EngineOptions, ModelFile, Shape
+from trtdet.engines.base import Engine, ModelFile, Shape
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
+from trtdet.options import DetectorOptions
 
 
 def fold_initializer_casts(model: Any) -> Any:
@@ -119,9 +120,10 @@ class TorchEngine:
 
     backend = "torch"
 
-    def __init__(self, module: Any, source: Path, device: str, options: EngineOptions, output_names: list[str]) -> None:
+    def __init__(self, module: Any, source: Path, options: DetectorOptions, output_names: list[str]) -> None:
         import torch
 
+        device = options.device
         self.torch_device = torch.device(device)
         self.dtype = torch.float16 if options.precision == "fp16" and device == "cuda" else torch.float32
         # NHWC on the GPU: cuDNN's tensor-core convolutions work in it natively (NCHW costs
@@ -175,13 +177,13 @@ class TorchBackend:
             return "PyTorch sees no CUDA GPU"
         return None
 
-    def load(self, model_file: ModelFile, spec: ModelSpec, device: str, options: EngineOptions) -> Engine:
+    def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
         path = Path(model_file.path)
         if model_file.kind == "weights":
             if spec.torch_model is None:
                 raise ModelError(f"{path}: model {spec.name!r} cannot build a torch network from a checkpoint")
             module = spec.torch_model(path)
-            engine = TorchEngine(module, path, device, options, ["output"])
+            engine = TorchEngine(module, path, options, ["output"])
             engine.metadata = dict(getattr(module, "trtdet_metadata", {}))
             return engine
         if model_file.kind != "onnx":
@@ -197,7 +199,7 @@ class TorchBackend:
         pm.hook.trtdet_torch_prepare(model=spec)
         model = fold_initializer_casts(onnx.load(str(path)))
         names = [o.name for o in model.graph.output]
-        engine = TorchEngine(convert(model), path, device, options, names)
+        engine = TorchEngine(convert(model), path, options, names)
         engine.metadata = {p.key: p.value for p in model.metadata_props}
         return engine
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from trtdet.engines.base import Shape
-from trtdet.engines.tensorrt.engine_file import EngineMetadata
+from trtdet.engines.artifact import ArtifactMetadata
 from trtdet.engines.tensorrt.flavour import Flavour
 from trtdet.engines.tensorrt.trt_objects import make_logger
 from trtdet.errors import ModelError
@@ -39,7 +39,7 @@ class TensorRTEngine:
     def __init__(
         self,
         path: Path,
-        metadata: EngineMetadata,
+        metadata: ArtifactMetadata,
         plan: bytes,
         flavour: Flavour,
         *,
