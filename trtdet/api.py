@@ -55,7 +55,7 @@ def load(
     ``batch`` is the largest batch sent to the engine; ``precision`` (fp32/fp16) and
     ``cuda_graphs`` tune GPU backends (graphs are opt-in: the torch backend falls back to
     eager execution for networks that read shapes on the host); ``build_options`` choose
-    plugins' engine build steps (e.g. ``{"dcn": "decomposed"}``). The keywords are the fields
+    plugins' engine build steps (``{NAME: VALUE}``, as ``--build-option NAME=VALUE``). The keywords are the fields
     of ``trtdet.options.DetectorOptions``; ``options=`` passes one whole, and keywords given
     with it (other than their defaults) override its fields.
     """
@@ -64,10 +64,7 @@ def load(
         batch=batch, input_size=input_size, precision=precision, cuda_graphs=cuda_graphs,
         build_options=build_options or {},
     )
-    if options is None:
-        options = DetectorOptions(**given)
-    else:
-        options = options.overriding(**given)
+    options = DetectorOptions(**given) if options is None else options.overriding(**given)
     return load_detector(model, options)
 
 

@@ -81,7 +81,7 @@ class DetectorOptions:
 
 
 def parse_build_options(pairs: Iterable[str]) -> dict[str, str]:
-    """``["dcn=decomposed", ...]`` (the CLI's ``--build-option``) as a mapping; later pairs win."""
+    """``["NAME=VALUE", ...]`` (the CLI's ``--build-option``) as a mapping; later pairs win."""
     parsed: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")

@@ -7,16 +7,16 @@ import dataclasses
 import pytest
 
 import trtdet
+from trtdet.backend_choice import choose_backend
+from trtdet.class_names import parse_class_names
 from trtdet.engines.base import ModelFile
 from trtdet.engines.onnxruntime_backend import OnnxRuntimeBackend
 from trtdet.errors import UsageError
-from trtdet.hookspecs import hookimpl
-from trtdet.plugins import get_model, list_engine_backends, register_plugin, unregister_plugin
-from trtdet.backend_choice import choose_backend
-from trtdet.class_names import parse_class_names
 from trtdet.exports import export_cached
+from trtdet.hookspecs import hookimpl
 from trtdet.model_file import resolve_model_file
 from trtdet.options import DetectorOptions
+from trtdet.plugins import get_model, list_engine_backends, register_plugin, unregister_plugin
 from trtdet.spec_adapt import adapt_spec
 
 

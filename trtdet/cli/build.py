@@ -17,8 +17,8 @@ class BuildStepCommand(click.Command):
     """A command that also takes ``--NAME VALUE`` for every installed build step.
 
     The flags are made from the steps plugins register (``trtdet_build_steps``) when the
-    command parses or shows help, so ``trtdet build --dcn decomposed`` is the same as
-    ``--build-option dcn=decomposed`` without the core knowing any step. A step whose flag
+    command parses or shows help, so ``trtdet build --NAME VALUE`` is the same as
+    ``--build-option NAME=VALUE`` without the core knowing any step. A step whose flag
     would shadow one of the command's own options gets none (``--build-option`` still works).
     """
 

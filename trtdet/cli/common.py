@@ -43,7 +43,7 @@ def build_option_flag(function: F) -> F:
         "build_option",
         multiple=True,
         metavar="NAME=VALUE",
-        help="Choice for a plugin's engine build step, e.g. dcn=decomposed (repeatable; see `trtdet plugins`).",
+        help="Choice for a plugin's engine build step (repeatable; `trtdet build --help` lists the installed steps).",
     )(function)
 
 

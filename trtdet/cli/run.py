@@ -10,7 +10,14 @@ from pathlib import Path
 
 import click
 
-from trtdet.cli.common import EXIT_INPUTS_FAILED, EXIT_OK, detector_options, handle_errors, load_detector, model_options
+from trtdet.cli.common import (
+    EXIT_INPUTS_FAILED,
+    EXIT_OK,
+    detector_options,
+    handle_errors,
+    load_detector,
+    model_options,
+)
 from trtdet.detections import Detections
 from trtdet.errors import UsageError
 from trtdet.io.sources import Frame, Source, count_frames, expand_sources, iter_frames

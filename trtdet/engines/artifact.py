@@ -9,7 +9,8 @@ options plugins' build steps chose, and the trtdet version. The I/O tensors, req
 runtime plugins and free-form extras ride along outside the key.
 
 Headers written before the fields were runtime-neutral (``trt_flavour``, ``trt_version``,
-``onnx_sha256``, ``dcn``) are still read, as the same fields.
+``onnx_sha256``, and the one build step's choice as a top-level field) are still read, as
+the same fields.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ class ArtifactMetadata:
     ``runtime`` names what runs the payload (``"tensorrt"``, ``"rtx"`` for TensorRT-RTX, ...)
     and ``runtime_version`` its version; ``compute_capability`` is the GPU's (``"9.0"``) or
     ``"aot"`` for portable builds, whose ``gpu_name`` is ``""``. ``build_options`` maps build
-    step names to the choices made (``{"dcn": "decomposed"}``); the core never interprets it.
+    step names to the choices made (e.g. ``{"lowering": "decomposed"}``); the core never
+    interprets it.
     """
 
     model: str
@@ -144,12 +146,17 @@ class ArtifactMetadata:
 
 
 def _current_names(data: dict[str, Any]) -> dict[str, Any]:
-    """An older header (``trt_flavour``, ``trt_version``, ``onnx_sha256``, ``dcn``) in today's field names."""
+    """An older header in today's field names.
+
+    Older headers say ``trt_flavour``, ``trt_version``, ``onnx_sha256``, have no ``gpu_name``,
+    and store a build step's choice as a top-level field of its own (null: not applied).
+    """
     if "runtime" in data or "trt_flavour" not in data:
         return data
     data = {_OLD_NAMES.get(name, name): value for name, value in data.items()}
-    dcn = data.pop("dcn", None)
-    data.setdefault("build_options", {} if dcn is None else {"dcn": dcn})
+    known = {*KEY_FIELDS, "inputs", "outputs", "plugins", "extra"}
+    steps = {name: data.pop(name) for name in [name for name in data if name not in known]}
+    data.setdefault("build_options", {name: value for name, value in steps.items() if value is not None})
     data.setdefault("gpu_name", "")
     extra = dict(data.get("extra") or {})
     if "plan_bytes" in extra:

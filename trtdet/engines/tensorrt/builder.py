@@ -1,7 +1,7 @@
 """ONNX -> TensorRT engine, as a chain of small steps ending in the artifact cache.
 
 ``build_engine``: load the ONNX -> fix its input size -> plan the plugins' build steps (e.g.
-CenterNet's DCN lowering, ``trtdet.engines.build_steps``) -> cache lookup -> apply the steps
+CenterNet's deformable-convolution lowering, ``trtdet.engines.build_steps``) -> cache lookup -> apply the steps
 -> precision -> parse -> build -> store in the cache (``trtdet.engines.artifact_cache``).
 
 FP16 is done by converting the ONNX to float16 (I/O kept float32) before parsing, never by

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from trtdet.engines.base import Shape
 from trtdet.engines.artifact import ArtifactMetadata
+from trtdet.engines.base import Shape
 from trtdet.engines.tensorrt.flavour import Flavour
 from trtdet.engines.tensorrt.trt_objects import make_logger
 from trtdet.errors import ModelError
