@@ -230,3 +230,24 @@ def test_metadata_json_is_readable_without_trtdet(yolo_build):
     data = result.path.read_bytes()
     header = json.loads(data[4 : 4 + int.from_bytes(data[:4], "little")])
     assert header["model"] == "yolo" and header["runtime"] == "rtx"
+
+
+@pytest.mark.slow
+def test_build_cli_takes_plugin_build_options(rtx, tensorrt_plugins, centernet_onnx, tmp_path, isolated_cache):
+    """``--build-option NAME=VALUE`` and the generated ``--NAME VALUE`` flag reach the plugin's step."""
+    from trtdet.cli.build import build_command
+
+    args = [str(centernet_onnx), "--model", "centernet", "--trt", "rtx", "-q", "-o", str(tmp_path / "c.engine")]
+    first = CliRunner().invoke(build_command, [*args, "--build-option", "dcn=decomposed"])
+    assert first.exit_code == 0, first.output
+    assert first.output.endswith("compute capability aot, dcn decomposed)\n")
+    assert read_metadata(tmp_path / "c.engine").build_options == {"dcn": "decomposed"}
+    alias = CliRunner().invoke(build_command, [*args, "--dcn", "decomposed"])
+    assert alias.exit_code == 0 and "from the engine cache" in alias.output, alias.output
+    refused = CliRunner().invoke(build_command, [*args, "--dcn", "builtin"])
+    assert refused.exit_code == 1
+    assert "--build-option dcn=builtin needs TensorRT >= 10.1" in refused.output
+    unknown = CliRunner().invoke(build_command, [*args, "--build-option", "lowering=x"])
+    assert unknown.exit_code == 1 and "unknown build option 'lowering' (known: dcn)" in unknown.output
+    helped = CliRunner().invoke(build_command, ["--help"])
+    assert "--dcn [auto|builtin|plugin|decomposed]" in helped.output and "--build-option NAME=VALUE" in helped.output

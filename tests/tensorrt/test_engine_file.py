@@ -78,3 +78,22 @@ def test_truncated_plan_is_detected(tmp_path, make_metadata, sample_plan):
 def test_missing_file(tmp_path):
     with pytest.raises(ModelError, match="engine file not found"):
         read_artifact(tmp_path / "absent.engine")
+
+
+def test_headers_of_older_trtdet_versions_are_read_as_the_same_fields(tmp_path, make_metadata, sample_plan):
+    new = make_metadata(build_options={"dcn": "decomposed"})
+    header = new.to_json_dict()
+    for old, current in (("trt_flavour", "runtime"), ("trt_version", "runtime_version"), ("onnx_sha256", "source_sha256")):
+        header[old] = header.pop(current)
+    header["dcn"] = header.pop("build_options")["dcn"]
+    del header["gpu_name"]
+    header["extra"] = {"plan_bytes": header["extra"].pop("payload_bytes")}
+    data = json.dumps(header).encode()
+    old_file = tmp_path / "old.engine"
+    old_file.write_bytes(struct.pack("<I", len(data)) + data + sample_plan)
+    read, plan = read_artifact(old_file)
+    assert plan == sample_plan
+    assert read == new and read.gpu_name == "" and read.build_options == {"dcn": "decomposed"}
+    header["dcn"] = None
+    data = json.dumps(header).encode()
+    assert decode_artifact(struct.pack("<I", len(data)) + data + sample_plan, "o.engine")[0].build_options == {}

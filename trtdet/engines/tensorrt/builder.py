@@ -208,7 +208,7 @@ def register_step_plugins(planned: tuple[PlannedStep, ...], flavour: Flavour, lo
         library = library or needs.plugin_library
         for name, version, namespace in needs.creators:
             offered[name] = RequiredPlugin(name, str(version), str(namespace), planned_step.registered.distribution)
-    if library:  # e.g. TensorRT's own ModulatedDeformConv2d lives in libnvinfer_plugin
+    if library:  # TensorRT's own plugins live in libnvinfer_plugin
         flavour.module.init_libnvinfer_plugins(logger or make_logger(flavour.module), "")
     return offered
 
