@@ -88,3 +88,25 @@ def test_prepare_hook_registers_the_creator_for_tensorrt(rtx):
     assert rtx.get_plugin_registry().get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None
     assert hooks.DCN_STEP.prepare("builtin", tensorrt).plugin_library
     assert hooks.DCN_STEP.resolve("auto", tensorrt) == "builtin"
+
+
+def test_a_build_step_name_registered_twice_names_both_plugins():
+    from dataclasses import replace
+
+    from trtdet.errors import UsageError
+    from trtdet.hookspecs import hookimpl
+    from trtdet.plugins import register_plugin, unregister_plugin
+
+    class Twice:
+        @hookimpl
+        def trtdet_build_steps(self, register):
+            register(replace(hooks.DCN_STEP, models=("other",)))
+
+    register_plugin(Twice(), "twice-build-step")
+    try:
+        with pytest.raises(UsageError, match=r"build step 'dcn' is registered twice: by '.*' and by '.*'") as info:
+            list_build_steps()
+        assert "twice-build-step" in str(info.value) and "centernet_tensorrt" in str(info.value)
+    finally:
+        unregister_plugin("twice-build-step")
+    assert list_build_steps()["dcn"].plugin == "centernet_tensorrt"

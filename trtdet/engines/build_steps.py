@@ -24,6 +24,16 @@ if TYPE_CHECKING:
     from trtdet.model import ModelSpec
 
 
+def version_tuple(version: str) -> tuple[int, ...]:
+    """The leading numeric parts of a version: ``"10.13.0.35"`` -> ``(10, 13, 0, 35)``, ``"1.7rc1"`` -> ``(1,)``."""
+    parts = []
+    for part in version.split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
 @dataclass(frozen=True)
 class RuntimeInfo:
     """The runtime an artifact is built for (or loaded with), as build steps see it.
@@ -42,12 +52,7 @@ class RuntimeInfo:
 
     @property
     def version_tuple(self) -> tuple[int, ...]:
-        parts = []
-        for part in self.version.split("."):
-            if not part.isdigit():
-                break
-            parts.append(int(part))
-        return tuple(parts)
+        return version_tuple(self.version)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
 
-from trtdet.engines.build_steps import RuntimeInfo
+from trtdet.engines.build_steps import RuntimeInfo, version_tuple
 from trtdet.errors import UsageError
 
 #: ``--trt`` names and the module each imports.
@@ -35,12 +35,7 @@ class Flavour:
 
     @property
     def version_tuple(self) -> tuple[int, ...]:
-        parts = []
-        for part in self.version.split("."):
-            if not part.isdigit():
-                break
-            parts.append(int(part))
-        return tuple(parts)
+        return version_tuple(self.version)
 
     @property
     def is_rtx(self) -> bool:
