@@ -86,7 +86,8 @@ def load_detector(model: str, options: DetectorOptions) -> Detector:
     spec = _spec_for(get_model(model).spec, options)
     check_build_options(options.build_options)
     model_file = resolve_model_file(spec, options)
-    chosen = choose_backend(options.backend, model_file, options.device)
+    passed_over: list[str] = []
+    chosen = choose_backend(options.backend, model_file, options.device, passed_over)
     model_file = prepare_for_backend(spec, model_file, chosen)
     loaded = chosen.load(model_file, spec, options)
     spec = adapt_spec(spec, loaded)
@@ -101,7 +102,7 @@ def load_detector(model: str, options: DetectorOptions) -> Detector:
         import torch
 
         synchronize = torch.cuda.synchronize  # only used when timing stages
-    return Detector(
+    detector = Detector(
         spec,
         preprocessor,
         loaded,
@@ -111,3 +112,6 @@ def load_detector(model: str, options: DetectorOptions) -> Detector:
         model_source=str(model_file.path),
         synchronize=synchronize,
     )
+    #: Why ``auto`` passed over the backends ranked above the chosen one ("tensorrt: not installed").
+    detector.backend_passed_over = tuple(passed_over)
+    return detector

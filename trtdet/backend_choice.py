@@ -12,8 +12,18 @@ def _loads(backend: EngineBackend, kind: str) -> bool:
     return kind in backend.file_kinds or (kind == "weights" and "onnx" in backend.file_kinds)
 
 
-def choose_backend(name: str, model_file: ModelFile, device: str) -> EngineBackend:
-    """The backend called ``name``, or for ``auto`` the best available one for this file and device."""
+def auto_priority(backend: EngineBackend, device: str) -> int:
+    """A backend's rank for ``auto`` on ``device``: its ``auto_priority(device)`` if it has one, else ``priority``."""
+    rank = getattr(backend, "auto_priority", None)
+    return int(rank(device)) if callable(rank) else int(backend.priority)
+
+
+def choose_backend(name: str, model_file: ModelFile, device: str, passed_over: list[str] | None = None) -> EngineBackend:
+    """The backend called ``name``, or for ``auto`` the best available one for this file and device.
+
+    For ``auto``, ``passed_over`` (when given) receives ``"backend: why not"`` for each backend
+    ranked above the one chosen, so the caller can say why it was chosen.
+    """
     backends = list_engine_backends()
     if name != "auto":
         if name not in backends:
@@ -28,9 +38,11 @@ def choose_backend(name: str, model_file: ModelFile, device: str) -> EngineBacke
         return backend
     candidates = [b for b in backends.values() if _loads(b, model_file.kind)]
     reasons = []
-    for backend in sorted(candidates, key=lambda b: -b.priority):
+    for backend in sorted(candidates, key=lambda b: -auto_priority(b, device)):
         reason = backend.unavailable_reason(device)
         if reason is None:
+            if passed_over is not None:
+                passed_over.extend(reasons)
             return backend
         reasons.append(f"{backend.name}: {reason}")
     detail = "; ".join(reasons) or f"no installed backend loads {model_file.kind} files"

@@ -33,6 +33,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "trtdet.engines.onnxruntime_backend",
     "trtdet.engines.torch_backend",
     "trtdet.engines.tensorrt.backend",
+    "trtdet.engines.inductor.backend",
 )
 
 pm = pluggy.PluginManager("trtdet")

@@ -94,6 +94,8 @@ def run_command(model, sources, batch, output, json_path, quiet, workers, decode
         where = f" ({provider[0]})" if provider else ""
         decoding = ", JPEGs decoded on the GPU" if jpeg_decoder is not None else ""
         click.echo(f"{spec.name}: {detector.model_source} on {detector.backend}{where}, device {device}{decoding}", err=True)
+        for reason in getattr(detector, "backend_passed_over", ()) if device == "cuda" else ():
+            click.echo(f"  (not {reason})", err=True)
     if not sources:
         sample = detector.spec.sample_image() if detector.spec.sample_image else DEFAULT_SAMPLE
         sources = (str(sample),)

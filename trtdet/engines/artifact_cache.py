@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,19 @@ class ArtifactCache:
     """Artifacts and their source files in a cache directory.
 
     ``suffix`` names the artifact files (``.engine`` for TensorRT plans, ``.pt2`` for
-    AOTInductor packages); ``root`` defaults to ``trtdet.cache.cache_dir()``.
+    AOTInductor packages), ``reader`` how to read their metadata; ``root`` defaults to ``trtdet.cache.cache_dir()``.
     """
 
-    def __init__(self, root: Path | None = None, suffix: str = ".engine") -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        suffix: str = ".engine",
+        reader: Callable[[Path], ArtifactMetadata] = read_metadata,
+    ) -> None:
         self.root = Path(root) if root is not None else cache_dir()
         self.suffix = suffix
+        #: Reads an artifact's metadata (AOTInductor packages keep it inside their zip).
+        self.reader = reader
 
     def artifact_path(self, key: dict[str, Any]) -> Path:
         return self.root / "engines" / f"{key_digest(key)}{self.suffix}"
@@ -55,7 +63,7 @@ class ArtifactCache:
         if not path.is_file():
             return None
         try:
-            metadata = read_metadata(path)
+            metadata = self.reader(path)
         except ModelError:
             return None
         return path if metadata.key() == key else None

@@ -11,13 +11,14 @@ from trtdet.model import ModelSpec
 if TYPE_CHECKING:
     from trtdet.options import DetectorOptions
 
-ModelFileKind = Literal["onnx", "engine", "weights"]
+ModelFileKind = Literal["onnx", "engine", "package", "weights"]
 Shape = tuple[int | str | None, ...]
 
 
 @dataclass(frozen=True)
 class ModelFile:
-    """A model file and what kind it is: ``onnx``, a TensorRT ``engine``, or framework ``weights``."""
+    """A model file and what kind it is: ``onnx``, a TensorRT ``engine``, an AOTInductor ``package``
+    (``.pt2``), or framework ``weights``."""
 
     path: Path
     kind: ModelFileKind
