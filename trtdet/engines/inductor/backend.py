@@ -19,7 +19,15 @@ from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
 from trtdet.options import DetectorOptions
 
-from .build import RUNTIME, ExportError, Report, build_package, device_identity, package_cache, runtime_version
+from .build import (
+    RUNTIME,
+    ExportError,
+    Report,
+    build_package,
+    device_identity,
+    package_cache,
+    runtime_version,
+)
 from .package import read_package_metadata
 from .runtime import InductorEngine
 
