@@ -46,6 +46,7 @@ def convert(
     input_size: tuple[int, int] | None = None,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     converters: Mapping[str, Converter] | None = None,
+    source: str | None = None,
 ) -> OnnxModule:
     """Convert an ONNX model (path, bytes or ``onnx.ModelProto``) to an ``OnnxModule`` (float32, eval).
 
@@ -53,11 +54,13 @@ def convert(
     ``input_shapes`` maps input names to full per-sample shapes (batch excluded) instead. The
     batch dimension always stays dynamic. ``converters`` adds to or overrides the built-in op
     converters; by default those of installed plugins are added (pass ``{}`` for built-ins only).
+    ``source`` names the model in messages (default: the path given).
 
     Raises ``ModelError`` with one line naming the file, the op type and the node for a node
     that cannot be converted.
     """
     proto, label = load_model(model)
+    label = source or label
     table: dict[str, Converter] = dict(CONVERTERS)
     table.update(plugin_converters() if converters is None else converters)
     plan = build_plan(proto, label=label, converters=table, shape_ops=SHAPE_OPS,
