@@ -110,3 +110,24 @@ def test_torch_backend_runs_yolo_onnx_like_onnxruntime(yolo_onnx, photos):
     np.testing.assert_array_equal(a.class_id, b.class_id)
     np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-4)
     np.testing.assert_allclose(a.xyxy, b.xyxy, atol=0.05)
+
+
+def test_a_plugin_implementing_the_hook_adds_an_op():
+    from trtdet.hookspecs import hookimpl
+    from trtdet.plugins import load_plugins
+
+    class HardmaxPlugin:
+        @hookimpl
+        def trtdet_onnx_torch_ops(self, register):
+            register("Hardmax", lambda node: lambda x: torch.nn.functional.one_hot(
+                torch.argmax(x, -1), x.shape[-1]).to(x.dtype))
+
+    pm = load_plugins()
+    plugin = HardmaxPlugin()
+    pm.register(plugin, name="test-hardmax")
+    try:
+        model = make_model([helper.make_node("Hardmax", ["x"], ["y"])], {"x": (5,)}, ["y"])
+        assert_matches_onnxruntime(model, random_feeds({"x": (5,)}, 2), module=convert(model))
+    finally:
+        pm.unregister(plugin)
+    assert "Hardmax" not in plugin_converters()
