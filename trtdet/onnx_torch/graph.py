@@ -259,9 +259,8 @@ def _input_shapes(graph: Any, initializers: set[str], input_size: tuple[int, int
 
 
 def _constant_node(node: OnnxNode) -> np.ndarray:
-    for key in ("value", "sparse_value"):
-        if key in node.attrs:
-            return np.asarray(node.attrs[key])
+    if "value" in node.attrs:
+        return np.asarray(node.attrs["value"])
     if "value_float" in node.attrs:
         return np.array(node.attrs["value_float"], np.float32)
     if "value_floats" in node.attrs:
