@@ -79,3 +79,15 @@ def trtdet_build_steps(register: Callable[[BuildStep], None]) -> None:
     plugins. A step applies only to the builds its ``applies(onnx_model, spec)`` accepts; its
     name is the option users set with ``--build-option NAME=VALUE``.
     """
+
+
+@hookspec
+def trtdet_onnx_torch_ops(register: Callable[[str, Callable[..., object]], None]) -> None:
+    """Register ONNX op converters for ``trtdet.onnx_torch`` with ``register(op_type, converter)``.
+
+    A converter takes a ``trtdet.onnx_torch.OnnxNode`` (attributes, constant inputs, shapes
+    at conversion) and returns a callable (a function or an ``nn.Module``) called with one
+    run-time value per ONNX input; it must read no size from a tensor, so the converted
+    network stays traceable by ``torch.export``. Every implementation runs; a later
+    registration of the same op type replaces an earlier one.
+    """

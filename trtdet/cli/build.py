@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from trtdet.cli.common import build_option_flag, handle_errors
-from trtdet.errors import TrtdetError
+from trtdet.errors import TrtdetError, UsageError
 
 #: Parameter-name prefix of the ``--NAME VALUE`` flags generated for installed build steps.
 STEP_FLAG_PREFIX = "build_step_"
@@ -49,14 +49,25 @@ def _step_flags() -> list[click.Option]:
 
 
 @click.command("build", cls=BuildStepCommand)
-@click.argument("onnx_file", type=click.Path(dir_okay=False))
+@click.argument("onnx_file", type=click.Path(dir_okay=False), required=False)
 @click.option("--model", "-m", "model", required=True, help="Model name (see `trtdet models`).")
+@click.option(
+    "--backend",
+    type=click.Choice(["tensorrt", "inductor"]),
+    default="tensorrt",
+    show_default=True,
+    help="tensorrt: a TensorRT engine; inductor: an AOTInductor package (.pt2, compiled torch, no TensorRT needed).",
+)
+@click.option("--weights", type=click.Path(dir_okay=False), help="Build from a checkpoint instead (inductor).")
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
+              help="Device an inductor package is compiled for.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
 @click.option(
     "--max-batch", type=click.IntRange(min=1), default=1, show_default=True, help="Largest batch size."
 )
 @click.option(
-    "--output", "-o", type=click.Path(dir_okay=False), default=None, help="Engine file [default: F.engine]."
+    "--output", "-o", type=click.Path(dir_okay=False), default=None,
+    help="Engine file [default: F.engine, or F.pt2 with --backend inductor].",
 )
 @build_option_flag
 @click.option(
@@ -70,13 +81,25 @@ def _step_flags() -> list[click.Option]:
 @click.option("--no-cache", is_flag=True, help="Build even when the engine cache has this engine.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @handle_errors
-def build_command(onnx_file, model, precision, max_batch, output, build_option, trt_flavour, no_cache, quiet, **step_flags):
-    """Build a TensorRT engine from ONNX_FILE for model NAME (FP16 converts the ONNX; builds are cached)."""
+def build_command(onnx_file, model, backend, weights, device, precision, max_batch, output, build_option, trt_flavour,
+                  no_cache, quiet, **step_flags):
+    """Build an engine for model NAME from ONNX_FILE (or --weights): TensorRT, or an AOTInductor package.
+
+    Builds are cached: the same source and options later load from the cache.
+    """
     from trtdet.engines.tensorrt.builder import BuildConfig, build_engine
     from trtdet.options import parse_build_options
     from trtdet.plugins import get_model
 
     spec = get_model(model).spec
+    if (onnx_file is None) == (weights is None):
+        raise UsageError("give ONNX_FILE or --weights CKPT (one of them)")
+    if backend == "inductor":
+        _build_package(spec, Path(onnx_file or weights), "weights" if weights else "onnx",
+                       (device, precision, max_batch, output, quiet))
+        return
+    if weights is not None:
+        raise UsageError("--weights builds need --backend inductor; for TensorRT export to ONNX first (trtdet export)")
     source = Path(onnx_file)
     target = Path(output) if output else source.with_suffix(".engine")
     build_options = parse_build_options(build_option)
@@ -102,4 +125,36 @@ def build_command(onnx_file, model, precision, max_batch, output, build_option, 
     click.echo(
         f"wrote {result.path} ({how}; {flavour} {meta.runtime_version}, {meta.precision}, "
         f"batch 1..{meta.max_batch}, compute capability {meta.compute_capability}{notes})"
+    )
+
+
+def _build_package(spec, source: Path, kind: str, settings: tuple) -> None:
+    """``trtdet build --backend inductor``: compile (or fetch from the cache) and copy to the output."""
+    from trtdet.engines.base import ModelFile
+    from trtdet.engines.inductor.build import build_package
+    from trtdet.engines.inductor.package import store_atomically
+    from trtdet.model_file import _existing
+    from trtdet.options import DetectorOptions
+
+    device, precision, max_batch, output, quiet = settings
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: PyTorch sees no CUDA GPU (use --device cpu for a CPU package)")
+    options = DetectorOptions(device=device, precision=precision, batch=max_batch)
+
+    def report(message: str) -> None:
+        if not quiet:
+            click.echo(message, err=True)
+
+    result = build_package(ModelFile(_existing(source), kind), spec, options, report=report)
+    target = Path(output) if output else source.with_suffix(".pt2")
+    store_atomically(result.path, target)
+    meta = result.metadata
+    how = "from the package cache" if result.cached else f"built in {result.seconds:.1f} s"
+    where = meta.gpu_name if device == "cuda" else "cpu"
+    click.echo(
+        f"wrote {target} ({how}; AOTInductor, torch {meta.runtime_version}, {meta.precision}, "
+        f"batch 1..{meta.max_batch}, {where})"
     )

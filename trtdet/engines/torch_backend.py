@@ -1,7 +1,9 @@
 """Built-in plugin: the PyTorch engine backend (CPU or CUDA, FP16, NHWC, CUDA graphs for static shapes).
 
 It runs a model plugin's own network built from a checkpoint (``ModelSpec.torch_model``), or
-an ONNX file converted with onnx2torch. On CUDA, inputs and outputs stay on the GPU as torch
+an ONNX file converted by ``trtdet.onnx_torch`` (constants and shapes folded for the input size,
+traceable by ``torch.export``; model plugins add converters for their ops through the
+``trtdet_onnx_torch_ops`` hook). On CUDA, inputs and outputs stay on the GPU as torch
 tensors on the current stream; on the CPU, outputs come back as numpy arrays.
 """
 
@@ -16,60 +18,6 @@ from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
 from trtdet.options import DetectorOptions
-
-
-def fold_initializer_casts(model: Any) -> Any:
-    """Replace ``Cast(initializer)`` with a converted initializer (fp16-weight ONNX files).
-
-    onnx2torch has no converter for opset-19 ``Cast`` and needs convolution weights to be
-    initializers, so weights stored in fp16 and cast at run time are cast here once.
-    """
-    import onnx
-    from onnx import numpy_helper
-
-    graph = model.graph
-    initializers = {init.name: init for init in graph.initializer}
-    consumers: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers[name] = consumers.get(name, 0) + 1
-    kept = []
-    for node in graph.node:
-        source = node.input[0] if node.op_type == "Cast" and node.input else None
-        if source in initializers:
-            to = next(a.i for a in node.attribute if a.name == "to")
-            array = numpy_helper.to_array(initializers[source]).astype(onnx.helper.tensor_dtype_to_np_dtype(to))
-            graph.initializer.append(numpy_helper.from_array(array, node.output[0]))
-            consumers[source] -= 1
-            continue
-        kept.append(node)
-    del graph.node[:]
-    graph.node.extend(kept)
-    unused = [init for init in graph.initializer if consumers.get(init.name, 1) == 0]
-    for init in unused:
-        graph.initializer.remove(init)
-    return model
-
-
-#: Opset-19 revisions that only add float8 types (and Cast's float8 ``saturate``): the
-#: earlier converters onnx2torch has are exact for every other type.
-_OPSET19_ALIASES = (("Cast", 13), ("Constant", 13), ("Reshape", 14), ("Shape", 15))
-_aliases_registered = False
-
-
-def register_opset19_aliases() -> None:
-    """Let onnx2torch convert opset-19 files that use no float8 (idempotent)."""
-    global _aliases_registered
-    if _aliases_registered:
-        return
-    from onnx2torch.node_converters.registry import add_converter, get_converter
-
-    for op_type, earlier in _OPSET19_ALIASES:
-        try:
-            get_converter(op_type, 19)
-        except NotImplementedError:
-            add_converter(operation_type=op_type, version=19)(get_converter(op_type, earlier))
-    _aliases_registered = True
 
 
 class _GraphRunner:
@@ -162,7 +110,7 @@ class TorchEngine:
 
 
 class TorchBackend:
-    """Runs checkpoints through the model plugin's network, or ONNX through onnx2torch."""
+    """Runs checkpoints through the model plugin's network, or ONNX through ``trtdet.onnx_torch``."""
 
     name = "torch"
     priority = 5  # ONNX Runtime is faster on the CPU; on CUDA this wins when ORT has no CUDA provider
@@ -188,19 +136,18 @@ class TorchBackend:
             return engine
         if model_file.kind != "onnx":
             raise ModelError(f"{path}: the torch backend loads checkpoints or ONNX, not {model_file.kind} files")
-        try:
-            import onnx
-            from onnx2torch import convert
-        except ImportError as exc:
-            raise ModelError(f"{path}: running ONNX on the torch backend needs onnx2torch (pip install onnx2torch)") from exc
-        from trtdet.plugins import pm
+        from trtdet.onnx_torch import convert
+        from trtdet.onnx_torch.graph import load_model
 
-        register_opset19_aliases()
-        pm.hook.trtdet_torch_prepare(model=spec)
-        model = fold_initializer_casts(onnx.load(str(path)))
-        names = [o.name for o in model.graph.output]
-        engine = TorchEngine(convert(model), path, options, names)
-        engine.metadata = {p.key: p.value for p in model.metadata_props}
+        model, _label = load_model(path)
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in model.graph.input[0].type.tensor_type.shape.dim]
+        # A file fixed at its own size runs at that size (adapt_spec takes it from input_shape).
+        size = None if len(dims) == 4 and None not in dims[2:] else spec.input_size
+        module = convert(model, input_size=size, source=str(path))
+        engine = TorchEngine(module, path, options, module.output_names)
+        first = module.input_shapes[module.input_names[0]]
+        engine.input_shape = (None, *first)
+        engine.metadata = dict(module.metadata)
         return engine
 
 
