@@ -45,14 +45,15 @@ def images(photos):
     return [read_image(photos[name]) for name in ("grace_hopper", "astronaut", "chelsea", "coffee", "motorcycle", "camera")]
 
 
+@pytest.mark.parametrize("backend", ["torch", "inductor"])
 @pytest.mark.parametrize("model", ["yolo", "centernet"])
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_cuda_pipeline_matches_the_cpu_path(model, precision, images):
+def test_cuda_pipeline_matches_the_cpu_path(model, precision, backend, images):
     pytest.importorskip("torch", reason="the torch backend runs ONNX through trtdet.onnx_torch")
     pytest.importorskip("numba.cuda")
     cpu = trtdet.load(model, device="cpu")
-    gpu = trtdet.load(model, device="cuda", batch=4, precision=precision)
-    assert gpu.backend == "torch"
+    gpu = trtdet.load(model, device="cuda", batch=4, precision=precision, backend=backend)
+    assert gpu.backend == backend
     expected = cpu(images)
     got = gpu(images)
     conf = cpu.spec.conf_threshold
