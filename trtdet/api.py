@@ -22,7 +22,7 @@ def _output_shapes(engine: Engine, spec: ModelSpec) -> dict[str, tuple]:
         return shapes
     height, width = spec.input_size
     outputs = engine(np.zeros((1, 3, height, width), np.float32))
-    return {name: tuple(np.shape(value)) for name, value in outputs.items()}
+    return {name: tuple(value.shape) for name, value in outputs.items()}  # numpy or torch alike
 
 
 def load(
@@ -54,7 +54,7 @@ def load(
         raise UsageError(f"precision: expected 'fp32' or 'fp16', got {precision!r}")
     if batch < 1:
         raise UsageError(f"batch: expected >= 1, got {batch}")
-    pm = load_plugins()
+    load_plugins()
     spec = get_model(model).spec
     overrides: dict[str, object] = {}
     if conf is not None:
@@ -69,12 +69,29 @@ def load(
     model_file = prepare_for_backend(spec, model_file, chosen, spec.input_size)
     options = EngineOptions(precision=precision, max_batch=batch, cuda_graphs=cuda_graphs)
     loaded = chosen.load(model_file, spec, device, options)
-    spec = adapt_spec(spec, loaded)
-    decoder = pm.hook.trtdet_decoder(model=spec, device=device)
-    if decoder is None:
-        raise ModelError(f"{model_file.path}: no installed plugin decodes model {spec.name!r}")
-    decoder.validate(_output_shapes(loaded, spec), str(model_file.path))
-    preprocessor = pm.hook.trtdet_preprocessor(model=spec, device=device)
+    return build_detector(spec, loaded, device=device, batch=batch, model_source=str(model_file.path))
+
+
+def build_detector(spec: ModelSpec, engine: Engine, *, device: str, batch: int = 1, model_source: str = "") -> Detector:
+    """The detector around ``engine`` (not yet active): the core pipeline for any engine.
+
+    Activates the engine, adapts ``spec`` to its model file (``resolve.adapt_spec``) and
+    resolves the preprocess and decode hooks once from that adapted spec -- the one spec
+    the detector and everything built from it see. ``trtdet.load`` ends here; so can a
+    caller holding its own engine (e.g. ``TorchEngine.from_module`` for a network in training).
+    """
+    pm = load_plugins()
+    engine.activate()
+    try:
+        spec = adapt_spec(spec, engine)
+        decoder = pm.hook.trtdet_decoder(model=spec, device=device)
+        if decoder is None:
+            raise ModelError(f"{model_source}: no installed plugin decodes model {spec.name!r}")
+        decoder.validate(_output_shapes(engine, spec), model_source)
+        preprocessor = pm.hook.trtdet_preprocessor(model=spec, device=device)
+    except BaseException:
+        engine.deactivate()
+        raise
     synchronize = None
     if device == "cuda":
         import torch
@@ -83,10 +100,10 @@ def load(
     return Detector(
         spec,
         preprocessor,
-        loaded,
+        engine,
         decoder,
         device=device,
         batch_size=batch,
-        model_source=str(model_file.path),
+        model_source=model_source,
         synchronize=synchronize,
     )

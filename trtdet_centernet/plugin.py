@@ -109,13 +109,14 @@ def trtdet_decoder(model: ModelSpec, device: str) -> Decoder | None:
         threshold=model.conf_threshold,
         iou_threshold=model.iou_threshold,
     )
+    from trtdet_centernet.decode import CenterNetDecoder
+
     if device == "cuda":
         try:
             from trtdet_centernet.cuda_decode import CudaCenterNetDecoder
-        except ImportError:
-            pass
-        else:
-            return CudaCenterNetDecoder(**options)
-    from trtdet_centernet.decode import CenterNetDecoder
+        except ImportError:  # no numba: decode on the host
+            from trtdet.postprocess import HostDecoder
 
+            return HostDecoder(CenterNetDecoder(**options))
+        return CudaCenterNetDecoder(**options)
     return CenterNetDecoder(**options)

@@ -19,6 +19,7 @@ from trtdet.engines.tensorrt.flavour import INSTALL_HINT, Flavour, available_fla
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
+from trtdet.resolve import adapt_spec_to_file
 
 ComputeCapability = tuple[int, int]
 
@@ -97,6 +98,9 @@ def ensure_runnable(
             f"--max-batch {metadata.max_batch}"
         )
     warnings.warn(f"{path}: {reason}; rebuilding from the cached source ONNX", stacklevel=2)
+    # Rebuild the engine this file holds: the spec as the file describes it (its input size
+    # and names), not the one the caller started from.
+    spec = adapt_spec_to_file(spec, metadata.as_strings(), (None, None, *metadata.input_size))
     options = BuildOptions(
         precision=metadata.precision,
         max_batch=metadata.max_batch,
