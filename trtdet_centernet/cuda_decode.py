@@ -31,7 +31,14 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int32, int64, uint64
 
-from trtdet.cuda.device import block_bitonic_sort_desc, clip_f32, key_index, key_value, ordered_key, to_source
+from trtdet.cuda.device_functions import (
+    block_bitonic_sort_desc,
+    clip_f32,
+    key_index,
+    key_value,
+    ordered_key,
+    to_source,
+)
 from trtdet.cuda.launch import Launcher, Reinterpret
 from trtdet.cuda.runtime import SIMULATOR, blocks, fadd_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections

@@ -14,10 +14,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-CENTERNET_MEAN = (0.40789654, 0.44719302, 0.47026115)
-CENTERNET_STD = (0.28863828, 0.27408164, 0.27809835)
-
-
 PHOTO_NAMES = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg", "camera.png")
 #: A folder holding copies of the photos and yolo11n.onnx, for machines without the packages
 #: that ship them (the GPU machine has neither scikit-image nor matplotlib).
