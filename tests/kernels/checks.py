@@ -14,6 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from trtdet_centernet import constants
+
+CENTERNET_MEAN = constants.MEAN
+CENTERNET_STD = constants.STD
+
+
 PHOTO_NAMES = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg", "camera.png")
 #: A folder holding copies of the photos and yolo11n.onnx, for machines without the packages
 #: that ship them (the GPU machine has neither scikit-image nor matplotlib).
