@@ -116,6 +116,21 @@ def time_it(fn, images, iterations: int, warmup: int = 5) -> list[float]:
     return times
 
 
+TRTDET_CONFIGS = {
+    "torch": ("trtdet torch (eager)", "torch", False),
+    "inductor": ("trtdet inductor", "inductor", False),
+    "inductor-graphs": ("trtdet inductor + CUDA graphs", "inductor", True),
+    "torch-graphs": ("trtdet torch + CUDA graphs", "torch", True),
+}
+
+
+def network_ms(detector, batch: int, size: int, precision: str, iterations: int) -> float:
+    """Median ms of the engine alone on a ready input (NHWC, the engine's dtype, on the GPU)."""
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    x = torch.rand(batch, 3, size, size, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
+    return 1e3 * statistics.median(time_it(lambda t: detector.engine(t), x, iterations))
+
+
 def main() -> None:
     import trtdet
     from trtdet_centernet.network import build_centernet
@@ -127,7 +142,11 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--frames", type=int, default=10000, help="frames for the memory-flatness check")
     parser.add_argument("--image-size", type=int, nargs=2, default=[1080, 1920], metavar=("H", "W"))
-    parser.add_argument("--cuda-graphs", action="store_true", help="capture the network in CUDA graphs")
+    parser.add_argument("--pipelines", nargs="+", default=["torch", "inductor", "inductor-graphs"],
+                        choices=sorted(TRTDET_CONFIGS), help="trtdet engines to time")
+    parser.add_argument("--precisions", nargs="+", default=["fp16"], choices=["fp32", "fp16"])
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="CenterNet checkpoint (default: a random-weight one, seed 0)")
     parser.add_argument("--stream-chunks", type=int, default=8,
                         help="also time a stream of this many batches of the largest size (0: skip)")
     parser.add_argument("--out", type=Path, default=None)
@@ -135,51 +154,58 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = build_centernet(args.depth, 80).eval()
-    work = Path(tempfile.mkdtemp())
-    ckpt = work / "resdcn.pth"
-    torch.save({"epoch": 0, "state_dict": model.state_dict()}, ckpt)
+    ckpt = args.checkpoint
+    if ckpt is None:
+        ckpt = Path(tempfile.mkdtemp()) / "resdcn.pth"
+        torch.save({"epoch": 0, "state_dict": model.state_dict()}, ckpt)
+    else:
+        state = torch.load(ckpt, weights_only=True)
+        model.load_state_dict({k.removeprefix("module."): v for k, v in state["state_dict"].items()})
     model = model.cuda()
     photo = cv2.imread(str(Path(trtdet.__file__).parent / "data" / "sample.jpg"))
     image = cv2.resize(photo, (args.image_size[1], args.image_size[0]))
     rng = np.random.default_rng(0)
     distinct = [np.clip(image.astype(np.int16) + rng.integers(-8, 8, image.shape), 0, 255).astype(np.uint8) for _ in range(max(args.batches))]
     # The stream uses distinct arrays (copies) so no frame is warm in the CPU caches.
-    stream_frames = [distinct[n % len(distinct)].copy() for n in range(max(args.batches) * args.stream_chunks)]
+    stream_frames = [distinct[n % len(distinct)].copy() for n in range(max(args.batches) * args.stream_chunks)] if args.stream_chunks else []
     images = distinct
 
     upstream = UpstreamPipeline(model, args.size, 0.3)
     rows = []
+    networks = []
     device_name = torch.cuda.get_device_name()
-    for precision in ("fp32", "fp16"):
-        detector = trtdet.load("centernet", weights=ckpt, backend="torch", device="cuda", batch=max(args.batches),
-                               precision=precision, input_size=(args.size, args.size), cuda_graphs=args.cuda_graphs)
-        for batch in args.batches:
-            subset = images[:batch]
-            ours = time_it(detector.detect, subset, args.iterations)
-            if precision == "fp32":
-                base = time_it(upstream, subset, args.iterations)
-                rows.append(("upstream-style fp32", batch, base))
-            rows.append((f"trtdet {precision}", batch, ours))
-        if stream_frames:
-            # A stream of frames in batches of the largest size: trtdet's detect() stages batch
-            # k+1 while the GPU runs batch k; the upstream-style pipeline runs them one by one.
-            chunk = max(args.batches)
-            label = f"stream of {args.stream_chunks} x {chunk}"
-            ours = time_it(detector.detect, stream_frames, max(3, args.iterations // 4), warmup=2)
-            if precision == "fp32":
-                base = time_it(lambda frames, size=chunk: [upstream(frames[i:i + size]) for i in range(0, len(frames), size)],
-                               stream_frames, max(3, args.iterations // 4), warmup=1)
-                rows.append((f"upstream-style fp32, {label}", len(stream_frames), base))
-            rows.append((f"trtdet {precision}, {label}", len(stream_frames), ours))
-            served = time_it(lambda frames, d=detector: submit_from_threads(d, frames, 4), stream_frames,
-                             max(3, args.iterations // 4), warmup=1)
-            rows.append((f"trtdet {precision}, submit() of the stream's frames from 4 threads", len(stream_frames), served))
-        detector.close()
+    chunk = max(args.batches)
+    label_stream = f"stream of {args.stream_chunks} x {chunk}"
+    for batch in args.batches:
+        rows.append(("upstream-style fp32", batch, time_it(upstream, images[:batch], args.iterations)))
+    if stream_frames:
+        base = time_it(lambda frames, size=chunk: [upstream(frames[i:i + size]) for i in range(0, len(frames), size)],
+                       stream_frames, max(3, args.iterations // 4), warmup=1)
+        rows.append((f"upstream-style fp32, {label_stream}", len(stream_frames), base))
+    memory_detector = None
+    for precision in args.precisions:
+        for key in args.pipelines:
+            label, backend, graphs = TRTDET_CONFIGS[key]
+            detector = trtdet.load("centernet", weights=ckpt, backend=backend, device="cuda", batch=chunk,
+                                   precision=precision, input_size=(args.size, args.size), cuda_graphs=graphs)
+            for batch in args.batches:
+                rows.append((f"{label} {precision}", batch, time_it(detector.detect, images[:batch], args.iterations)))
+                networks.append((f"{label} {precision}", batch, network_ms(detector, batch, args.size, precision, args.iterations)))
+            if stream_frames:
+                # trtdet's detect() stages batch k+1 while the GPU runs batch k.
+                ours = time_it(detector.detect, stream_frames, max(3, args.iterations // 4), warmup=2)
+                rows.append((f"{label} {precision}, {label_stream}", len(stream_frames), ours))
+                served = time_it(lambda frames, d=detector: submit_from_threads(d, frames, 4), stream_frames,
+                                 max(3, args.iterations // 4), warmup=1)
+                rows.append((f"{label} {precision}, submit() of the stream's frames from 4 threads", len(stream_frames), served))
+            if memory_detector is None and key == args.pipelines[-1]:
+                memory_detector = detector
+            else:
+                detector.close()
 
-    # Memory over many frames at the largest batch.
-    detector = trtdet.load("centernet", weights=ckpt, backend="torch", device="cuda", batch=max(args.batches), input_size=(args.size, args.size),
-                           cuda_graphs=args.cuda_graphs)
-    batch = max(args.batches)
+    # Memory over many frames at the largest batch, on the last pipeline timed.
+    detector = memory_detector
+    batch = chunk
     detector.detect(images[:batch])
     torch.cuda.synchronize()
     start_mem = torch.cuda.memory_allocated()
@@ -196,6 +222,7 @@ def main() -> None:
     torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0
     end_mem, peak_mem = torch.cuda.memory_allocated(), torch.cuda.max_memory_allocated()
+    memory_label = rows[-1][0].split(",")[0]
 
     base_by_batch = {b: statistics.median(t) for name, b, t in rows if name.startswith("upstream")}
     # (a stream row's "batch" is its frame count; its images/s divides frames by time)
@@ -204,8 +231,7 @@ def main() -> None:
         "",
         f"Device: {device_name}; torch {torch.__version__}. Command: `python benchmarks/pipeline.py "
         f"--batches {' '.join(map(str, args.batches))} --iterations {args.iterations} --frames {args.frames} "
-        f"--stream-chunks {args.stream_chunks}"
-        f"{' --cuda-graphs' if args.cuda_graphs else ''}`",
+        f"--stream-chunks {args.stream_chunks} --pipelines {' '.join(args.pipelines)} --precisions {' '.join(args.precisions)}`",
         "",
         "| pipeline | images per call | median ms/call | min ms | images/s | vs upstream-style |",
         "|---|---|---|---|---|---|",
@@ -217,7 +243,13 @@ def main() -> None:
         results.append({"pipeline": name, "batch": b, "median_ms": 1e3 * median, "min_ms": 1e3 * min(t), "images_per_s": b / median})
     lines += [
         "",
-        f"Memory over {done} frames at batch {batch} (trtdet fp32): allocated {start_mem / 2**20:.1f} MiB before, "
+        "Network alone (the engine on a ready NHWC input on the GPU, median ms):",
+        "",
+        "| engine | batch | ms |",
+        "|---|---|---|",
+        *[f"| {name} | {b} | {ms:.3f} |" for name, b, ms in networks],
+        "",
+        f"Memory over {done} frames at batch {batch} ({memory_label}): allocated {start_mem / 2**20:.1f} MiB before, "
         f"{end_mem / 2**20:.1f} MiB after, peak {peak_mem / 2**20:.1f} MiB; {done / elapsed:.0f} images/s sustained.",
         "Allocated MiB at each 1000 frames: " + ", ".join(f"{n}: {m:.1f}" for n, m in checkpoints),
     ]
@@ -227,6 +259,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
         args.out.with_suffix(".json").write_text(json.dumps({"device": device_name, "results": results,
+            "network": [{"pipeline": n, "batch": b, "median_ms": ms} for n, b, ms in networks],
             "memory": {"checkpoints": checkpoints, "frames": done, "start_mib": start_mem / 2**20, "end_mib": end_mem / 2**20, "peak_mib": peak_mem / 2**20}}, indent=2))
 
 

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from trtdet.engines.base import Engine, EngineOptions
-from trtdet.errors import ModelError, UsageError
+from trtdet.backend_choice import choose_backend
+from trtdet.engines.base import Engine
+from trtdet.engines.build_steps import check_build_options
+from trtdet.errors import ModelError
+from trtdet.exports import prepare_for_backend
 from trtdet.model import ModelSpec
+from trtdet.model_file import resolve_model_file
+from trtdet.options import DetectorOptions
 from trtdet.pipeline import Detector
 from trtdet.plugins import get_model, load_plugins
-from trtdet.resolve import adapt_spec, choose_backend, prepare_for_backend, resolve_model_file
+from trtdet.spec_adapt import adapt_spec
 
 
 def _output_shapes(engine: Engine, spec: ModelSpec) -> dict[str, tuple]:
@@ -39,6 +45,8 @@ def load(
     input_size: tuple[int, int] | None = None,
     precision: str = "fp32",
     cuda_graphs: bool = False,
+    build_options: Mapping[str, str] | None = None,
+    options: DetectorOptions | None = None,
 ) -> Detector:
     """Build a detector for ``model`` from a checkpoint, ONNX, engine, or the shipped default.
 
@@ -46,38 +54,54 @@ def load(
     ``detector([images])`` -> a list. ``conf``/``iou`` override the model's thresholds;
     ``batch`` is the largest batch sent to the engine; ``precision`` (fp32/fp16) and
     ``cuda_graphs`` tune GPU backends (graphs are opt-in: the torch backend falls back to
-    eager execution for networks that read shapes on the host).
+    eager execution for networks that read shapes on the host); ``build_options`` choose
+    plugins' engine build steps (``{NAME: VALUE}``, as ``--build-option NAME=VALUE``). The keywords are the fields
+    of ``trtdet.options.DetectorOptions``; ``options=`` passes one whole, and keywords given
+    with it (other than their defaults) override its fields.
     """
-    if device not in ("cpu", "cuda"):
-        raise UsageError(f"device: expected 'cpu' or 'cuda', got {device!r}")
-    if precision not in ("fp32", "fp16"):
-        raise UsageError(f"precision: expected 'fp32' or 'fp16', got {precision!r}")
-    if batch < 1:
-        raise UsageError(f"batch: expected >= 1, got {batch}")
-    load_plugins()
-    spec = get_model(model).spec
+    given = dict(
+        weights=weights, onnx=onnx, engine=engine, backend=backend, device=device, conf=conf, iou=iou,
+        batch=batch, input_size=input_size, precision=precision, cuda_graphs=cuda_graphs,
+        build_options=build_options or {},
+    )
+    options = DetectorOptions(**given) if options is None else options.overriding(**given)
+    return load_detector(model, options)
+
+
+def _spec_for(spec: ModelSpec, options: DetectorOptions) -> ModelSpec:
+    """The model's spec with the options' threshold and input-size overrides."""
     overrides: dict[str, object] = {}
-    if conf is not None:
-        overrides["conf_threshold"] = float(conf)
-    if iou is not None:
-        overrides["iou_threshold"] = float(iou)
-    if input_size is not None:
-        overrides["input_size"] = tuple(input_size)
-    spec = dataclasses.replace(spec, **overrides) if overrides else spec
-    model_file = resolve_model_file(spec, weights=weights, onnx=onnx, engine=engine, input_size=input_size)
-    chosen = choose_backend(backend, model_file, device)
-    model_file = prepare_for_backend(spec, model_file, chosen, spec.input_size)
-    options = EngineOptions(precision=precision, max_batch=batch, cuda_graphs=cuda_graphs)
-    loaded = chosen.load(model_file, spec, device, options)
-    return build_detector(spec, loaded, device=device, batch=batch, model_source=str(model_file.path))
+    if options.conf is not None:
+        overrides["conf_threshold"] = options.conf
+    if options.iou is not None:
+        overrides["iou_threshold"] = options.iou
+    if options.input_size is not None:
+        overrides["input_size"] = options.input_size
+    return dataclasses.replace(spec, **overrides) if overrides else spec
+
+
+def load_detector(model: str, options: DetectorOptions) -> Detector:
+    """The detector for ``model`` as ``options`` say (``trtdet.load`` once its keywords are one object)."""
+    load_plugins()
+    spec = _spec_for(get_model(model).spec, options)
+    check_build_options(options.build_options)
+    model_file = resolve_model_file(spec, options)
+    passed_over: list[str] = []
+    chosen = choose_backend(options.backend, model_file, options.device, passed_over)
+    model_file = prepare_for_backend(spec, model_file, chosen)
+    loaded = chosen.load(model_file, spec, options)
+    detector = build_detector(spec, loaded, device=options.device, batch=options.batch, model_source=str(model_file.path))
+    #: Why ``auto`` passed over the backends ranked above the chosen one ("tensorrt: not installed").
+    detector.backend_passed_over = tuple(passed_over)
+    return detector
 
 
 def build_detector(spec: ModelSpec, engine: Engine, *, device: str, batch: int = 1, model_source: str = "") -> Detector:
     """The detector around ``engine`` (not yet active): the core pipeline for any engine.
 
-    Activates the engine, adapts ``spec`` to its model file (``resolve.adapt_spec``) and
+    Activates the engine, adapts ``spec`` to its model file (``spec_adapt.adapt_spec``) and
     resolves the preprocess and decode hooks once from that adapted spec -- the one spec
-    the detector and everything built from it see. ``trtdet.load`` ends here; so can a
+    the detector and everything built from it see. ``load_detector`` ends here; so can a
     caller holding its own engine (e.g. ``TorchEngine.from_module`` for a network in training).
     """
     pm = load_plugins()
@@ -97,7 +121,7 @@ def build_detector(spec: ModelSpec, engine: Engine, *, device: str, batch: int =
         import torch
 
         synchronize = torch.cuda.synchronize  # only used when timing stages
-    return Detector(
+    detector = Detector(
         spec,
         preprocessor,
         engine,
@@ -107,3 +131,5 @@ def build_detector(spec: ModelSpec, engine: Engine, *, device: str, batch: int =
         model_source=model_source,
         synchronize=synchronize,
     )
+    detector.backend_passed_over = ()
+    return detector

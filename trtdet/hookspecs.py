@@ -8,15 +8,13 @@ pipeline, never per frame.
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
-    import onnx
-
     from trtdet.engines.base import EngineBackend
+    from trtdet.engines.build_steps import BuildStep
     from trtdet.model import Decoder, ModelSpec
     from trtdet.preprocess.base import Preprocessor
 
@@ -68,31 +66,28 @@ def trtdet_torch_prepare(model: ModelSpec) -> None:
     """
 
 
-# -- TensorRT builds ---------------------------------------------------------------------------
-# The TensorRT backend calls these so model plugins can contribute layers TensorRT lacks
-# (e.g. CenterNet's DCNv2) without the core naming any model plugin.
+# -- engine builds -----------------------------------------------------------------------------
+# Backends that compile artifacts (TensorRT) run these steps, so model plugins can contribute
+# what their networks need (e.g. CenterNet's DCNv2 lowering) without the core naming them.
 
 
 @hookspec
-def trtdet_tensorrt_prepare(model: ModelSpec, trt: ModuleType, flavour: str) -> list[tuple[str, str, str]] | None:
-    """Register the TensorRT plugin creators ``model`` may need with ``trt.get_plugin_registry()``.
+def trtdet_build_steps(register: Callable[[BuildStep], None]) -> None:
+    """Register engine build steps with ``register(step)`` (see ``trtdet.engines.build_steps``).
 
-    Called before every engine build and deserialisation; ``trt`` is the imported TensorRT
-    module (``tensorrt`` or ``tensorrt_rtx_bindings``) and ``flavour`` its ``--trt`` name
-    (``"tensorrt"``/``"rtx"``). Must be idempotent. Return the ``(name, version, namespace)``
-    of each creator this plugin provides (so an engine records which package it needs), or None.
-    Every plugin's implementation runs.
+    Every plugin's implementation runs; a step name registered twice is an error naming both
+    plugins. A step applies only to the builds its ``applies(onnx_model, spec)`` accepts; its
+    name is the option users set with ``--build-option NAME=VALUE``.
     """
 
 
-@hookspec(firstresult=True)
-def trtdet_tensorrt_rewrite_onnx(
-    model: ModelSpec, onnx_model: onnx.ModelProto, flavour: str, dcn: str
-) -> onnx.ModelProto | None:
-    """Rewrite ``onnx_model`` before TensorRT parses it, or return None to leave it as is.
+@hookspec
+def trtdet_onnx_torch_ops(register: Callable[[str, Callable[..., object]], None]) -> None:
+    """Register ONNX op converters for ``trtdet.onnx_torch`` with ``register(op_type, converter)``.
 
-    ``dcn`` is the deformable-convolution lowering chosen for this build: ``"builtin"``
-    (keep ONNX ``DeformConv`` for TensorRT's own plugin), ``"plugin"`` (a model plugin's
-    TensorRT plugin) or ``"decomposed"`` (standard ONNX ops only). Must not modify
-    ``onnx_model`` in place. First non-None result wins.
+    A converter takes a ``trtdet.onnx_torch.OnnxNode`` (attributes, constant inputs, shapes
+    at conversion) and returns a callable (a function or an ``nn.Module``) called with one
+    run-time value per ONNX input; it must read no size from a tensor, so the converted
+    network stays traceable by ``torch.export``. Every implementation runs; a later
+    registration of the same op type replaces an earlier one.
     """

@@ -12,13 +12,16 @@ import importlib.metadata
 import os
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import pluggy
 
 from trtdet import hookspecs
 from trtdet.engines.base import EngineBackend
+from trtdet.engines.build_steps import BuildStep, RegisteredStep
 from trtdet.errors import UsageError
 from trtdet.model import ModelSpec
 
@@ -30,6 +33,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "trtdet.engines.onnxruntime_backend",
     "trtdet.engines.torch_backend",
     "trtdet.engines.tensorrt.backend",
+    "trtdet.engines.inductor.backend",
 )
 
 pm = pluggy.PluginManager("trtdet")
@@ -135,24 +139,35 @@ def list_plugins() -> list[PluginInfo]:
     return sorted(infos, key=lambda info: info.name)
 
 
+def _collect_registered(hook: Any, kind: str, entry: Callable[[Any, str], Any]) -> dict[str, Any]:
+    """Run a register-callback hook; ``entry(obj, plugin_name)`` is kept under ``obj.name``.
+
+    A name registered twice is a ``UsageError`` naming both plugins.
+    """
+    found: dict[str, Any] = {}
+    for impl in reversed(hook.get_hookimpls()):
+        plugin_name = impl.plugin_name
+
+        def register(obj: Any, plugin_name: str = plugin_name) -> None:
+            if obj.name in found:
+                raise UsageError(
+                    f"{kind} {obj.name!r} is registered twice: by {found[obj.name].plugin!r} and by {plugin_name!r}"
+                )
+            found[obj.name] = entry(obj, plugin_name)
+
+        impl.function(register=register)
+    return found
+
+
 def list_models() -> dict[str, ModelInfo]:
     """Every registered model by name, with the plugin that provides it."""
     load_plugins()
-    models: dict[str, ModelInfo] = {}
-    for impl in reversed(pm.hook.trtdet_register_models.get_hookimpls()):
-        plugin_name = impl.plugin_name
 
-        def register(spec: ModelSpec, plugin_name: str = plugin_name) -> None:
-            if spec.name in models:
-                raise UsageError(
-                    f"model {spec.name!r} is registered twice: by {models[spec.name].plugin!r} "
-                    f"and by {plugin_name!r}"
-                )
-            dist, version = _distributions.get(plugin_name, ("?", "?"))
-            models[spec.name] = ModelInfo(spec, plugin_name, dist, version)
+    def entry(spec: ModelSpec, plugin_name: str) -> ModelInfo:
+        dist, version = _distributions.get(plugin_name, ("?", "?"))
+        return ModelInfo(spec, plugin_name, dist, version)
 
-        impl.function(register=register)
-    return models
+    return _collect_registered(pm.hook.trtdet_register_models, "model", entry)
 
 
 def get_model(name: str) -> ModelInfo:
@@ -181,3 +196,18 @@ def list_engine_backends() -> dict[str, EngineBackend]:
 
     pm.hook.trtdet_engine_backends(register=register)
     return backends
+
+
+def list_build_steps() -> dict[str, RegisteredStep]:
+    """Every engine build step plugins registered (``trtdet_build_steps``), by step name."""
+    load_plugins()
+
+    def entry(step: BuildStep, plugin_name: str) -> RegisteredStep:
+        if step.default not in step.choices:
+            raise UsageError(
+                f"build step {step.name!r} of plugin {plugin_name!r}: default {step.default!r} "
+                f"is not among its choices {step.choices}"
+            )
+        return RegisteredStep(step, plugin_name, _distributions.get(plugin_name, (plugin_name, "?"))[0])
+
+    return _collect_registered(pm.hook.trtdet_build_steps, "build step", entry)

@@ -33,18 +33,11 @@ from onnx import helper, numpy_helper
 
 from trtdet.errors import ModelError
 from trtdet_centernet.coco_names import class_names_for
+from trtdet_centernet.dcn_nodes import attribute, is_fork_dcn, is_tutorial_dcn
 from trtdet_centernet.export import INPUT_NAME, OPSET, OUTPUT_NAME, finalize
 
 _PLACEHOLDER_DOMAIN = "trtdet.legacy"
 _HEADS = ("hm", "wh", "reg")
-
-
-def _attr(node: onnx.NodeProto, name: str) -> Any:
-    for attribute in node.attribute:
-        if attribute.name == name:
-            value = helper.get_attribute_value(attribute)
-            return value.decode() if isinstance(value, bytes) else value
-    return None
 
 
 def _pair(value: Any, default: int) -> list[int]:
@@ -54,14 +47,6 @@ def _pair(value: Any, default: int) -> list[int]:
         return [int(value), int(value)]
     values = [int(v) for v in value]
     return values * 2 if len(values) == 1 else values[:2]
-
-
-def _is_plugin_dcn(node: onnx.NodeProto) -> bool:
-    return node.op_type == "Plugin" and str(_attr(node, "name") or "").lower() == "dcnv2"
-
-
-def _is_fork_dcn(node: onnx.NodeProto) -> bool:
-    return node.op_type == "DCNv2"
 
 
 class _Rewriter:
@@ -83,14 +68,14 @@ class _Rewriter:
                 return tuple(init.dims)
         for node in self.graph.node:
             if node.op_type == "Constant" and name in node.output:
-                value = _attr(node, "value")
+                value = attribute(node, "value")
                 return tuple(value.dims) if value is not None else None
         return None
 
     # -- DCN nodes -------------------------------------------------------------------------
     def geometry(self, node: onnx.NodeProto, *, plugin: bool, weight: str) -> dict[str, Any]:
         if plugin:
-            raw = _attr(node, "info") or "{}"
+            raw = attribute(node, "info") or "{}"
             try:
                 info = json.loads(raw) if raw.strip() else {}
             except ValueError:
@@ -99,8 +84,8 @@ class _Rewriter:
                 ) from None
             groups = info.get("deformable_groups", info.get("deformable_group", 1))
         else:
-            info = {key: _attr(node, key) for key in ("stride", "padding", "dilation")}
-            groups = _attr(node, "deformable_group") or _attr(node, "deformable_groups") or 1
+            info = {key: attribute(node, key) for key in ("stride", "padding", "dilation")}
+            groups = attribute(node, "deformable_group") or attribute(node, "deformable_groups") or 1
         shape = self.constant_shape(weight)
         if shape is None or len(shape) != 4:
             raise ModelError(
@@ -120,8 +105,8 @@ class _Rewriter:
         """Move DCN nodes to a private domain so the opset converter leaves them alone."""
         count = 0
         for node in self.graph.node:
-            plugin = _is_plugin_dcn(node)
-            if not (plugin or _is_fork_dcn(node)):
+            plugin = is_tutorial_dcn(node)
+            if not (plugin or is_fork_dcn(node)):
                 continue
             inputs = list(node.input)
             if plugin and len(inputs) not in (3, 4):
@@ -147,7 +132,7 @@ class _Rewriter:
             if node.domain != _PLACEHOLDER_DOMAIN:
                 new_nodes.append(node)
                 continue
-            geometry = json.loads(_attr(node, "geometry"))
+            geometry = json.loads(attribute(node, "geometry"))
             taps = geometry["kernel_shape"][0] * geometry["kernel_shape"][1]
             split = 2 * geometry["offset_group"] * taps
             inputs = list(node.input)

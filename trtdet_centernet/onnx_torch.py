@@ -1,4 +1,5 @@
-"""An onnx2torch converter for ONNX ``DeformConv``, so CenterNet ONNX files run on the torch backend."""
+"""ONNX ``DeformConv`` as a torch module, for trtdet's own ONNX->torch converter (``trtdet.onnx_torch``,
+through the ``trtdet_onnx_torch_ops`` hook) and for onnx2torch (``register_deform_conv_converter``)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,30 @@ class DeformConvModule(nn.Module):
         return modulated_deform_conv(x, offset, mask, weight, bias, self.stride, self.padding, self.dilation, self.offset_group)
 
 
+def _geometry(attributes: dict[str, Any], name: str) -> DeformConvModule:
+    pads = list(attributes.get("pads", [0, 0, 0, 0]))
+    if pads[:2] != pads[2:]:
+        raise NotImplementedError(f"DeformConv {name}: asymmetric pads {pads} are not supported")
+    if attributes.get("group", 1) != 1:
+        raise NotImplementedError(f"DeformConv {name}: group != 1 is not supported")
+    return DeformConvModule(
+        stride=list(attributes.get("strides", [1, 1])),
+        padding=pads[:2],
+        dilation=list(attributes.get("dilations", [1, 1])),
+        offset_group=int(attributes.get("offset_group", 1)),
+    )
+
+
+def convert_deform_conv(node: Any) -> DeformConvModule:
+    """``trtdet.onnx_torch`` converter: the module is called with (X, W, offset, B, mask)."""
+    from trtdet.onnx_torch import Unsupported
+
+    try:
+        return _geometry(node.attrs, node.name)
+    except NotImplementedError as exc:
+        raise Unsupported(str(exc)) from exc
+
+
 def register_deform_conv_converter() -> None:
     """Teach onnx2torch ``DeformConv`` (idempotent; needs onnx2torch installed)."""
     global _registered
@@ -41,18 +66,7 @@ def register_deform_conv_converter() -> None:
 
     @add_converter(operation_type="DeformConv", version=19)
     def _convert(node: Any, graph: Any) -> Any:
-        attributes = node.attributes
-        pads = list(attributes.get("pads", [0, 0, 0, 0]))
-        if pads[:2] != pads[2:]:
-            raise NotImplementedError(f"DeformConv {node.name}: asymmetric pads {pads} are not supported")
-        if attributes.get("group", 1) != 1:
-            raise NotImplementedError(f"DeformConv {node.name}: group != 1 is not supported")
-        module = DeformConvModule(
-            stride=list(attributes.get("strides", [1, 1])),
-            padding=pads[:2],
-            dilation=list(attributes.get("dilations", [1, 1])),
-            offset_group=int(attributes.get("offset_group", 1)),
-        )
+        module = _geometry(dict(node.attributes), node.name)
         return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
 
     _registered = True

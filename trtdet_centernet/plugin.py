@@ -98,6 +98,18 @@ def trtdet_torch_prepare(model: ModelSpec) -> None:
     register_deform_conv_converter()
 
 
+def _deform_conv(node: Any) -> Any:
+    from trtdet_centernet.onnx_torch import convert_deform_conv
+
+    return convert_deform_conv(node)
+
+
+@hookimpl
+def trtdet_onnx_torch_ops(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """ONNX ``DeformConv`` (opset 19) for trtdet's ONNX->torch converter."""
+    register("DeformConv", _deform_conv)
+
+
 @hookimpl
 def trtdet_decoder(model: ModelSpec, device: str) -> Decoder | None:
     if model.name != "centernet":

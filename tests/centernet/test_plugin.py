@@ -54,7 +54,9 @@ def test_torch_model_builds_the_checkpoint_network(
 
 
 def test_torch_prepare_registers_a_deform_conv_converter(centernet_plugin, exported_onnx, image_batch):
-    pytest.importorskip("onnx2torch", reason="onnx2torch is not installed")
+    from .test_onnx_torch import _importorskip_onnx2torch
+
+    _importorskip_onnx2torch()
     from onnx2torch import convert
 
     centernet_plugin.trtdet_torch_prepare(model=centernet_plugin.CENTERNET)

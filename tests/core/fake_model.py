@@ -77,8 +77,8 @@ class FakeBackend:
     def unavailable_reason(self, device):
         return None if device == "cpu" else "the fake backend runs on the CPU"
 
-    def load(self, model_file, spec, device, options):
-        engine = FakeEngine(device)
+    def load(self, model_file, spec, options):
+        engine = FakeEngine(options.device)
         self.engines.append(engine)
         return engine
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trtdet.engines.base import EngineOptions, ModelFile
+from trtdet.engines.base import ModelFile
 from trtdet.engines.onnxruntime_backend import OnnxRuntimeBackend
 from trtdet.errors import ModelError
+from trtdet.options import DetectorOptions
 from trtdet.plugins import get_model
 from trtdet.postprocess import HostDecoder
 
@@ -17,7 +18,7 @@ torch = pytest.importorskip("torch")
 
 
 def test_onnxruntime_engine_does_its_heavy_work_on_activation(yolo_onnx, tmp_path):
-    engine = OnnxRuntimeBackend().load(ModelFile(yolo_onnx, "onnx"), get_model("yolo").spec, "cpu", EngineOptions())
+    engine = OnnxRuntimeBackend().load(ModelFile(yolo_onnx, "onnx"), get_model("yolo").spec, DetectorOptions())
     assert not engine.is_active and engine.session is None  # nothing loaded yet
     with pytest.raises(RuntimeError, match="the onnxruntime engine is not active"):
         engine(np.zeros((1, 3, 64, 64), np.float32))
@@ -32,22 +33,22 @@ def test_onnxruntime_engine_does_its_heavy_work_on_activation(yolo_onnx, tmp_pat
     assert not engine.is_active and engine.session is None
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"\x00garbage")
-    lazy = OnnxRuntimeBackend().load(ModelFile(broken, "onnx"), get_model("yolo").spec, "cpu", EngineOptions())
+    lazy = OnnxRuntimeBackend().load(ModelFile(broken, "onnx"), get_model("yolo").spec, DetectorOptions())
     with pytest.raises(ModelError, match="broken.onnx: onnxruntime cannot load it"):
         lazy.activate()
     assert not lazy.is_active
 
 
 def test_torch_engine_opens_its_module_on_activation_and_returns_numpy_on_the_cpu():
-    from trtdet.engines.torch_backend import TorchEngine
+    from trtdet.engines.torch_backend import OpenedModule, TorchEngine
 
     opened = []
 
     def open_module():
         opened.append(1)
-        return torch.nn.Conv2d(3, 2, 1), ["output"], {"names": '["a", "b"]'}
+        return OpenedModule(torch.nn.Conv2d(3, 2, 1), ["output"], {"names": '["a", "b"]'})
 
-    engine = TorchEngine(open_module, Path("<test>"), "cpu", EngineOptions())
+    engine = TorchEngine(open_module, Path("<test>"), DetectorOptions())
     assert not opened and not engine.is_active
     with engine:
         assert opened == [1] and engine.metadata == {"names": '["a", "b"]'}
@@ -64,7 +65,7 @@ def test_torch_engine_from_an_existing_module():
     from trtdet.engines.torch_backend import TorchEngine
 
     module = torch.nn.Identity()
-    with TorchEngine.from_module(module, "cpu", EngineOptions(), output_names=("x",)) as engine:
+    with TorchEngine.from_module(module, DetectorOptions(), output_names=("x",)) as engine:
         np.testing.assert_array_equal(engine(np.full((1, 3, 2, 2), 7, np.float32))["x"], np.full((1, 3, 2, 2), 7))
 
 

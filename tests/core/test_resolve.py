@@ -7,12 +7,17 @@ import dataclasses
 import pytest
 
 import trtdet
+from trtdet.backend_choice import choose_backend
+from trtdet.class_names import parse_class_names
 from trtdet.engines.base import ModelFile
 from trtdet.engines.onnxruntime_backend import OnnxRuntimeBackend
 from trtdet.errors import UsageError
+from trtdet.exports import export_cached
 from trtdet.hookspecs import hookimpl
+from trtdet.model_file import resolve_model_file
+from trtdet.options import DetectorOptions
 from trtdet.plugins import get_model, list_engine_backends, register_plugin, unregister_plugin
-from trtdet.resolve import adapt_spec, choose_backend, export_cached, parse_class_names, resolve_model_file
+from trtdet.spec_adapt import adapt_spec
 
 
 def test_class_names_from_json_and_ultralytics_metadata():
@@ -32,12 +37,12 @@ def test_unknown_backend_lists_the_installed_ones(yolo_onnx):
 
 def test_only_one_model_file_may_be_given(yolo_onnx):
     with pytest.raises(UsageError, match="at most one of --weights, --onnx, --engine"):
-        resolve_model_file(get_model("yolo").spec, onnx=yolo_onnx, engine=yolo_onnx)
+        resolve_model_file(get_model("yolo").spec, DetectorOptions(onnx=yolo_onnx, engine=yolo_onnx))
 
 
 def test_spec_takes_names_and_fixed_size_from_the_model_file(yolo_onnx):
     spec = dataclasses.replace(get_model("yolo").spec, class_names=("only",))
-    with OnnxRuntimeBackend().load(ModelFile(yolo_onnx, "onnx"), spec, "cpu", trtdet.engines.base.EngineOptions()) as engine:
+    with OnnxRuntimeBackend().load(ModelFile(yolo_onnx, "onnx"), spec, DetectorOptions()) as engine:
         adapted = adapt_spec(spec, engine)
     assert adapted.class_names[:3] == ("person", "bicycle", "car") and len(adapted.class_names) == 80
     assert adapted.input_size == spec.input_size  # the file's H and W are dynamic

@@ -86,7 +86,7 @@ def _records(result) -> dict[str, dict]:
 
 
 def test_run_with_gpu_decoding_reports_like_the_cpu_reader(decoder, jpeg_folder):
-    pytest.importorskip("onnx2torch")
+    pytest.importorskip("torch")
     runs = {}
     for where in ("cpu", "cuda"):
         result = CliRunner().invoke(cli, ["run", "-m", "yolo", "--device", "cuda", "--decode", where, "-s",

@@ -1,6 +1,6 @@
 """The CUDA pipeline end to end (H100): same detections as the CPU path, batching under load.
 
-Skips with the reason when there is no CUDA GPU, numba-cuda or onnx2torch.
+Skips with the reason when there is no CUDA GPU, numba-cuda or torch.
 """
 
 from __future__ import annotations
@@ -45,14 +45,15 @@ def images(photos):
     return [read_image(photos[name]) for name in ("grace_hopper", "astronaut", "chelsea", "coffee", "motorcycle", "camera")]
 
 
+@pytest.mark.parametrize("backend", ["torch", "inductor"])
 @pytest.mark.parametrize("model", ["yolo", "centernet"])
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_cuda_pipeline_matches_the_cpu_path(model, precision, images):
-    pytest.importorskip("onnx2torch", reason="the torch backend runs ONNX through onnx2torch")
+def test_cuda_pipeline_matches_the_cpu_path(model, precision, backend, images):
+    pytest.importorskip("torch", reason="the torch backend runs ONNX through trtdet.onnx_torch")
     pytest.importorskip("numba.cuda")
     cpu = trtdet.load(model, device="cpu")
-    gpu = trtdet.load(model, device="cuda", batch=4, precision=precision)
-    assert gpu.backend == "torch"
+    gpu = trtdet.load(model, device="cuda", batch=4, precision=precision, backend=backend)
+    assert gpu.backend == backend
     expected = cpu(images)
     got = gpu(images)
     conf = cpu.spec.conf_threshold
@@ -75,7 +76,7 @@ def _same(got: trtdet.Detections, want: trtdet.Detections) -> bool:
 
 @pytest.mark.parametrize("cuda_graphs", [True, False])
 def test_batches_of_every_size_give_each_image_its_own_result(images, cuda_graphs):
-    pytest.importorskip("onnx2torch")
+    pytest.importorskip("torch")
     with trtdet.load("yolo", device="cuda", batch=16, cuda_graphs=cuda_graphs) as detector:
         expected = [detector(image) for image in images]
         for size in (1, 2, 3, 5, 16, 7, 1, 12):
@@ -90,7 +91,7 @@ def test_batches_of_every_size_give_each_image_its_own_result(images, cuda_graph
 def test_long_lists_overlap_chunks_and_keep_every_result(images, model, cuda_graphs):
     """detect() on many chunks stages chunk k+1 during chunk k; results stay each image's own,
     also for images already on the GPU and for chunks of mixed image sizes."""
-    pytest.importorskip("onnx2torch")
+    pytest.importorskip("torch")
     with trtdet.load(model, device="cuda", batch=4, cuda_graphs=cuda_graphs) as detector:
         expected = [detector(image) for image in images]
         picks = [(n * 5) % len(images) for n in range(37)]
@@ -108,7 +109,7 @@ def test_long_lists_overlap_chunks_and_keep_every_result(images, model, cuda_gra
 
 @pytest.mark.parametrize("cuda_graphs", [True, False])
 def test_submit_from_eight_threads_on_the_gpu(images, cuda_graphs):
-    pytest.importorskip("onnx2torch")
+    pytest.importorskip("torch")
     with trtdet.load("yolo", device="cuda", batch=16, cuda_graphs=cuda_graphs) as detector:
         expected = [detector(image) for image in images]
         futures: list[list] = [[] for _ in range(8)]

@@ -95,27 +95,28 @@ def make_metadata():
     """A factory of engine metadata with field overrides."""
     from dataclasses import replace
 
-    from trtdet.engines.tensorrt.engine_file import EngineMetadata, RequiredPlugin, TensorInfo
+    from trtdet.engines.artifact import ArtifactMetadata, RequiredPlugin, TensorInfo
 
-    base = EngineMetadata(
+    base = ArtifactMetadata(
         model="yolo",
         names=("person", "bicycle"),
         input_size=(640, 640),
         precision="fp16",
-        trt_flavour="rtx",
-        trt_version="1.7.1.116",
+        runtime="rtx",
+        runtime_version="1.7.1.116",
         compute_capability="aot",
-        onnx_sha256="ab" * 32,
+        gpu_name="",
+        source_sha256="ab" * 32,
         max_batch=4,
-        dcn=None,
         trtdet_version="0.1.0",
+        build_options={},
         inputs=(TensorInfo("images", (-1, 3, 640, 640), "float32"),),
         outputs=(TensorInfo("output0", (-1, 84, 8400), "float32"),),
         plugins=(RequiredPlugin("TrtdetDCNv2", "1", "trtdet", "trtdet"),),
-        extra={"plan_bytes": len(SAMPLE_PLAN)},
+        extra={"payload_bytes": len(SAMPLE_PLAN)},
     )
 
-    def make(**changes) -> EngineMetadata:
+    def make(**changes) -> ArtifactMetadata:
         return replace(base, **changes)
 
     return make

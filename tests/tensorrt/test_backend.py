@@ -7,12 +7,15 @@ machine), so they skip with the backend's own reason.
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from trtdet.engines.artifact import RequiredPlugin, read_artifact, write_artifact
+from trtdet.engines.artifact_cache import ArtifactCache
 from trtdet.engines.base import ModelFile
 from trtdet.engines.tensorrt.backend import (
     TensorRTBackend,
@@ -21,11 +24,10 @@ from trtdet.engines.tensorrt.backend import (
     gpu_compute_capability,
     incompatibility,
 )
-from trtdet.engines.tensorrt.builder import BuildOptions, build_engine
-from trtdet.engines.tensorrt.cache import EngineCache
-from trtdet.engines.tensorrt.engine_file import RequiredPlugin, read_engine, write_engine
+from trtdet.engines.tensorrt.builder import BuildConfig, build_engine
 from trtdet.engines.tensorrt.flavour import load_flavour
 from trtdet.errors import ModelError
+from trtdet.options import DetectorOptions
 from trtdet.plugins import get_model, list_engine_backends
 
 pytestmark = pytest.mark.usefixtures("tensorrt_plugins")
@@ -48,13 +50,13 @@ def test_unavailable_reasons():
 
 def test_rtx_engine_compatibility_rules(rtx, make_metadata):
     flavour = load_flavour("rtx")
-    meta = make_metadata(trt_version=flavour.version)
+    meta = make_metadata(runtime_version=flavour.version)
     assert incompatibility(meta, flavour, (8, 6)) is None
     assert incompatibility(meta, flavour, (12, 0)) is None
     assert "does not support compute capability 9.0" in incompatibility(meta, flavour, (9, 0))
-    older = incompatibility(replace(meta, trt_version="1.0.0"), flavour, (8, 6))
+    older = incompatibility(replace(meta, runtime_version="1.0.0"), flavour, (8, 6))
     assert older == f"it was built with TensorRT-RTX 1.0.0, this is TensorRT-RTX {flavour.version}"
-    other = incompatibility(replace(meta, trt_flavour="tensorrt", trt_version="10.13"), flavour, (8, 6))
+    other = incompatibility(replace(meta, runtime="tensorrt", runtime_version="10.13"), flavour, (8, 6))
     assert other == f"it was built with TensorRT 10.13, this is TensorRT-RTX {flavour.version}"
 
 
@@ -63,7 +65,7 @@ def test_engine_for_another_gpu_is_incompatible(rtx, make_metadata):
     from trtdet.engines.tensorrt.flavour import Flavour
 
     flavour = Flavour("tensorrt", rtx)
-    meta = make_metadata(trt_flavour="tensorrt", trt_version=flavour.version, compute_capability="8.6")
+    meta = make_metadata(runtime="tensorrt", runtime_version=flavour.version, compute_capability="8.6")
     assert incompatibility(meta, flavour, (8, 6)) is None
     assert (
         incompatibility(meta, flavour, (9, 0)) == "it was built for compute capability 8.6, this GPU is 9.0"
@@ -81,47 +83,47 @@ def test_unsupported_gpu_reason_names_the_capability(rtx, monkeypatch):
 
 @pytest.fixture(scope="module")
 def yolo_engine(rtx, tensorrt_plugins, yolo_onnx, tmp_path_factory):
-    cache = EngineCache(tmp_path_factory.mktemp("engines"))
-    return build_engine(yolo_onnx, get_model("yolo").spec, BuildOptions(trt="rtx"), cache=cache), cache
+    cache = ArtifactCache(tmp_path_factory.mktemp("engines"))
+    return build_engine(yolo_onnx, get_model("yolo").spec, BuildConfig(trt="rtx"), cache=cache), cache
 
 
 @pytest.mark.slow
 def test_engine_for_another_version_is_rebuilt_from_the_cached_onnx(yolo_engine, tmp_path):
     result, cache = yolo_engine
     flavour = load_flavour("rtx")
-    metadata, plan = read_engine(result.path)
-    stale = write_engine(tmp_path / "stale.engine", replace(metadata, trt_version="1.0.0"), plan)
+    metadata, plan = read_artifact(result.path)
+    stale = write_artifact(tmp_path / "stale.engine", replace(metadata, runtime_version="1.0.0"), plan)
     result.path.unlink()  # force a real rebuild rather than a cache hit
     with pytest.warns(
         UserWarning, match=r"stale\.engine: it was built with TensorRT-RTX 1\.0\.0.*rebuilding"
     ):
         path, rebuilt, new_plan = ensure_runnable(stale, get_model("yolo").spec, flavour, (8, 6), cache)
-    assert rebuilt.trt_version == flavour.version and rebuilt.onnx_sha256 == metadata.onnx_sha256
-    assert path.is_file() and read_engine(path)[1] == new_plan
+    assert rebuilt.runtime_version == flavour.version and rebuilt.source_sha256 == metadata.source_sha256
+    assert path.is_file() and read_artifact(path)[1] == new_plan
 
 
 def test_stale_engine_without_cached_onnx_says_how_to_rebuild(yolo_engine, tmp_path):
     result, _ = yolo_engine
-    metadata, plan = read_engine(result.path) if result.path.is_file() else (result.metadata, b"plan")
-    stale = write_engine(tmp_path / "stale.engine", replace(metadata, trt_version="1.0.0", extra={}), plan)
+    metadata, plan = read_artifact(result.path) if result.path.is_file() else (result.metadata, b"plan")
+    stale = write_artifact(tmp_path / "stale.engine", replace(metadata, runtime_version="1.0.0", extra={}), plan)
     with pytest.raises(
         ModelError,
         match=r"stale\.engine: it was built with TensorRT-RTX 1\.0\.0.*trtdet build "
         r"MODEL\.onnx --model yolo",
     ):
         ensure_runnable(
-            stale, get_model("yolo").spec, load_flavour("rtx"), (8, 6), EngineCache(tmp_path / "empty")
+            stale, get_model("yolo").spec, load_flavour("rtx"), (8, 6), ArtifactCache(tmp_path / "empty")
         )
 
 
 def test_engine_built_for_unsupported_gpu_is_reported(yolo_engine, tmp_path):
     result, _ = yolo_engine
-    stale = write_engine(tmp_path / "e.engine", replace(result.metadata, extra={}), b"plan")
+    stale = write_artifact(tmp_path / "e.engine", replace(result.metadata, extra={}), b"plan")
     with pytest.raises(
         ModelError, match=r"e\.engine: TensorRT-RTX .* does not support compute capability 9\.0"
     ):
         ensure_runnable(
-            stale, get_model("yolo").spec, load_flavour("rtx"), (9, 0), EngineCache(tmp_path / "empty")
+            stale, get_model("yolo").spec, load_flavour("rtx"), (9, 0), ArtifactCache(tmp_path / "empty")
         )
 
 
@@ -133,8 +135,8 @@ def test_missing_plugin_creator_names_the_package(rtx, make_metadata, tmp_path):
         match=r"m\.engine: needs the TensorRT plugin 'SomeoneElsesDCN'.*"
         r"'vendor-trt-plugins'.*pip install vendor-trt-plugins",
     ):
-        check_plugins(tmp_path / "m.engine", meta, get_model("yolo").spec, flavour)
-    check_plugins(tmp_path / "m.engine", replace(meta, plugins=()), get_model("yolo").spec, flavour)
+        check_plugins(tmp_path / "m.engine", meta, flavour)
+    check_plugins(tmp_path / "m.engine", replace(meta, plugins=()), flavour)
 
 
 def _runnable_backend() -> TensorRTBackend:
@@ -153,9 +155,8 @@ def test_yolo_engine_matches_onnxruntime(yolo_onnx, cuda_graph, tmp_path):
     import torch
 
     backend = _runnable_backend()
-    backend.cuda_graph = cuda_graph
     spec = get_model("yolo").spec
-    engine = backend.load(ModelFile(yolo_onnx, "onnx"), spec, "cuda")
+    engine = backend.load(ModelFile(yolo_onnx, "onnx"), spec, DetectorOptions(device="cuda", cuda_graphs=cuda_graph))
     engine.activate()
     batch = np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32)
     expected = ort.InferenceSession(str(yolo_onnx), providers=["CPUExecutionProvider"]).run(
@@ -179,11 +180,11 @@ def test_centernet_engine_matches_onnxruntime_with_each_dcn_lowering(centernet_o
 
     backend = _runnable_backend()
     if load_flavour().is_rtx and dcn != "decomposed":
-        pytest.skip(f"--dcn {dcn} needs NVIDIA TensorRT; only TensorRT-RTX runs here")
-    backend.build_options = BuildOptions(max_batch=2, dcn=dcn)
-    engine = backend.load(ModelFile(centernet_onnx, "onnx"), get_model("centernet").spec, "cuda")
+        pytest.skip(f"--build-option dcn={dcn} needs NVIDIA TensorRT; only TensorRT-RTX runs here")
+    options = DetectorOptions(device="cuda", batch=2, build_options={"dcn": dcn})
+    engine = backend.load(ModelFile(centernet_onnx, "onnx"), get_model("centernet").spec, options)
     engine.activate()
-    assert engine.metadata["dcn"] == dcn
+    assert json.loads(engine.metadata["build_options"])["dcn"] == dcn
     batch = np.random.default_rng(0).standard_normal((2, 3, 128, 128)).astype(np.float32)
     session = ort.InferenceSession(str(centernet_onnx), providers=["CPUExecutionProvider"])
     expected = session.run(None, {"images": batch})[0]

@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 
-from trtdet.engines.tensorrt.builder import BuildOptions, build_engine
-from trtdet.engines.tensorrt.cache import EngineCache, file_sha256
-from trtdet.engines.tensorrt.engine_file import read_engine, read_metadata
+from trtdet.engines.artifact import read_artifact, read_metadata
+from trtdet.engines.artifact_cache import ArtifactCache, file_sha256
+from trtdet.engines.tensorrt.builder import BuildConfig, build_engine
 from trtdet.engines.tensorrt.flavour import flavour_by_name
 from trtdet.errors import ModelError, UsageError
 from trtdet.plugins import get_model
@@ -26,8 +26,8 @@ pytestmark = pytest.mark.usefixtures("tensorrt_plugins")
 
 
 @pytest.fixture(scope="module")
-def built_cache(tmp_path_factory) -> EngineCache:
-    return EngineCache(tmp_path_factory.mktemp("engines"))
+def built_cache(tmp_path_factory) -> ArtifactCache:
+    return ArtifactCache(tmp_path_factory.mktemp("engines"))
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def yolo_build(rtx, tensorrt_plugins, yolo_onnx, built_cache):
     spec = get_model("yolo").spec
     messages: list[str] = []
     result = build_engine(
-        yolo_onnx, spec, BuildOptions(max_batch=4), cache=built_cache, report=messages.append
+        yolo_onnx, spec, BuildConfig(max_batch=4), cache=built_cache, report=messages.append
     )
     return result, messages
 
@@ -43,7 +43,7 @@ def yolo_build(rtx, tensorrt_plugins, yolo_onnx, built_cache):
 @pytest.fixture(scope="module")
 def centernet_build(rtx, tensorrt_plugins, centernet_onnx, built_cache):
     spec = get_model("centernet").spec
-    return build_engine(centernet_onnx, spec, BuildOptions(max_batch=2, precision="fp16"), cache=built_cache)
+    return build_engine(centernet_onnx, spec, BuildConfig(max_batch=2, precision="fp16"), cache=built_cache)
 
 
 @pytest.mark.slow
@@ -52,16 +52,16 @@ def test_yolo11n_engine_metadata_and_io(yolo_build, yolo_onnx, rtx):
     meta = result.metadata
     assert not result.cached and result.path.is_file()
     assert meta.model == "yolo" and meta.precision == "fp32" and meta.max_batch == 4
-    assert meta.trt_flavour == "rtx" and meta.trt_version == rtx.__version__
-    assert meta.compute_capability == "aot" and meta.dcn is None
-    assert meta.onnx_sha256 == file_sha256(yolo_onnx)
+    assert meta.runtime == "rtx" and meta.runtime_version == rtx.__version__
+    assert meta.compute_capability == "aot" and meta.gpu_name == "" and meta.build_options == {}
+    assert meta.source_sha256 == file_sha256(yolo_onnx)
     assert meta.input_size == (640, 640)
     assert len(meta.names) == 80 and meta.names[0] == "person" and meta.names[79] == "toothbrush"
     assert [(t.name, t.shape, t.dtype) for t in meta.inputs] == [("images", (-1, 3, 640, 640), "float32")]
     # 80x80 + 40x40 + 20x20 anchors, 4 box + 80 class rows: what Ultralytics exports.
     assert [(t.name, t.shape, t.dtype) for t in meta.outputs] == [("output0", (-1, 84, 8400), "float32")]
-    on_disk, plan = read_engine(result.path)
-    assert on_disk == meta and len(plan) == meta.extra["plan_bytes"] > 1_000_000
+    on_disk, plan = read_artifact(result.path)
+    assert on_disk == meta and len(plan) == meta.extra["payload_bytes"] > 1_000_000
     assert any("Building engine" in m for m in messages), messages  # TensorRT's progress phases
 
 
@@ -73,7 +73,7 @@ def test_second_build_hits_the_cache(yolo_build, yolo_onnx, built_cache, tmp_pat
     again = build_engine(
         yolo_onnx,
         spec,
-        BuildOptions(max_batch=4),
+        BuildConfig(max_batch=4),
         cache=built_cache,
         output=tmp_path / "y.engine",
         report=messages.append,
@@ -81,13 +81,13 @@ def test_second_build_hits_the_cache(yolo_build, yolo_onnx, built_cache, tmp_pat
     assert again.cached and again.seconds < 1.0
     assert again.path == tmp_path / "y.engine" and again.path.read_bytes() == first.path.read_bytes()
     assert messages == [f"engine cache hit: {first.path}"]
-    assert built_cache.cached_source(first.metadata.onnx_sha256).read_bytes() == yolo_onnx.read_bytes()
+    assert built_cache.cached_source(first.metadata.source_sha256).read_bytes() == yolo_onnx.read_bytes()
 
 
 @pytest.mark.slow
 def test_centernet_decomposed_fp16_engine(centernet_build, centernet_onnx):
     meta = centernet_build.metadata
-    assert meta.model == "centernet" and meta.dcn == "decomposed" and meta.precision == "fp16"
+    assert meta.model == "centernet" and meta.build_options == {"dcn": "decomposed"} and meta.precision == "fp16"
     assert meta.input_size == (128, 128) and meta.max_batch == 2 and len(meta.names) == 80
     assert meta.plugins == ()
     assert [(t.name, t.shape, t.dtype) for t in meta.inputs] == [("images", (-1, 3, 128, 128), "float32")]
@@ -96,8 +96,8 @@ def test_centernet_decomposed_fp16_engine(centernet_build, centernet_onnx):
     again = build_engine(
         centernet_onnx,
         get_model("centernet").spec,
-        BuildOptions(max_batch=2, precision="fp16"),
-        cache=EngineCache(centernet_build.path.parent.parent),
+        BuildConfig(max_batch=2, precision="fp16"),
+        cache=ArtifactCache(centernet_build.path.parent.parent),
     )
     assert again.cached
 
@@ -125,7 +125,7 @@ def test_build_cli_writes_the_engine(rtx, tensorrt_plugins, yolo_onnx, tmp_path,
     assert "Building engine" in result.output  # progress (stderr is mixed in by CliRunner)
     assert f"wrote {output} (built in" in result.output
     meta = read_metadata(output)
-    assert meta.precision == "fp16" and meta.max_batch == 2 and meta.trt_flavour == "rtx"
+    assert meta.precision == "fp16" and meta.max_batch == 2 and meta.runtime == "rtx"
     second = CliRunner().invoke(build_command, args)
     assert second.exit_code == 0 and "from the engine cache" in second.output
 
@@ -146,7 +146,7 @@ def test_unimportable_op_names_op_and_node(rtx, tensorrt_plugins, tmp_path):
         ModelError, match=r"odd\.onnx: TensorRT-RTX .* cannot import node 'the_node' \(op FancyOp\)"
     ):
         build_engine(
-            onnx_file, get_model("yolo").spec, BuildOptions(trt="rtx"), cache=EngineCache(tmp_path / "c")
+            onnx_file, get_model("yolo").spec, BuildConfig(trt="rtx"), cache=ArtifactCache(tmp_path / "c")
         )
 
 
@@ -171,7 +171,7 @@ def _deform_conv_model(path: Path) -> Path:
     return path
 
 
-def test_deform_conv_without_a_lowering_plugin_says_what_works(rtx, tmp_path, monkeypatch):
+def test_deform_conv_without_a_lowering_plugin_says_what_is_missing(rtx, tmp_path, monkeypatch):
     from trtdet.plugins import pm
 
     hooks = pm.get_plugin("centernet_tensorrt")
@@ -181,10 +181,12 @@ def test_deform_conv_without_a_lowering_plugin_says_what_works(rtx, tmp_path, mo
     try:
         onnx_file = _deform_conv_model(tmp_path / "dcn.onnx")
         with pytest.raises(
-            ModelError, match=r"dcn\.onnx: .*node 'dcn_node' \(op DeformConv\).*--dcn decomposed"
+            ModelError,
+            match=r"dcn\.onnx: .*node 'dcn_node' \(op DeformConv\).*no installed plugin's build step "
+            r"\(hook trtdet_build_steps\) rewrites op DeformConv",
         ):
             build_engine(
-                onnx_file, get_model("yolo").spec, BuildOptions(trt="rtx"), cache=EngineCache(tmp_path / "c")
+                onnx_file, get_model("yolo").spec, BuildConfig(trt="rtx"), cache=ArtifactCache(tmp_path / "c")
             )
     finally:
         pm.register(hooks, name="centernet_tensorrt")
@@ -195,31 +197,57 @@ def test_deform_conv_without_a_lowering_plugin_says_what_works(rtx, tmp_path, mo
 )
 def test_rtx_refuses_lowerings_it_cannot_build(rtx, tensorrt_plugins, tmp_path, dcn, message):
     onnx_file = _deform_conv_model(tmp_path / "dcn.onnx")
-    with pytest.raises(UsageError, match=f"{message}: use --dcn decomposed"):
+    with pytest.raises(UsageError, match=f"{message}: use --build-option dcn=decomposed"):
         build_engine(
-            onnx_file, get_model("yolo").spec, BuildOptions(trt="rtx", dcn=dcn), cache=EngineCache(tmp_path)
+            onnx_file,
+            get_model("centernet").spec,
+            BuildConfig(trt="rtx", build_options={"dcn": dcn}),
+            cache=ArtifactCache(tmp_path),
         )
 
 
 def test_bad_options_and_files(rtx, tmp_path, yolo_onnx):
     spec = get_model("yolo").spec
     with pytest.raises(UsageError, match="unknown precision"):
-        build_engine(yolo_onnx, spec, BuildOptions(precision="int8"))
-    with pytest.raises(UsageError, match="unknown --dcn"):
-        build_engine(_deform_conv_model(tmp_path / "d.onnx"), spec, BuildOptions(dcn="magic", trt="rtx"))
+        build_engine(yolo_onnx, spec, BuildConfig(precision="int8"))
+    with pytest.raises(UsageError, match="unknown --build-option dcn=magic"):
+        build_engine(
+            _deform_conv_model(tmp_path / "d.onnx"), spec, BuildConfig(build_options={"dcn": "magic"}, trt="rtx")
+        )
     with pytest.raises(ModelError, match="ONNX file not found"):
         build_engine(tmp_path / "absent.onnx", spec)
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"\x08\x07garbage")
     with pytest.raises(ModelError, match=r"broken\.onnx: not a readable ONNX model"):
-        build_engine(broken, spec, BuildOptions(trt="rtx"))
+        build_engine(broken, spec, BuildConfig(trt="rtx"))
     if flavour_by_name("tensorrt") is None:
         with pytest.raises(UsageError, match="--trt tensorrt: the module 'tensorrt' cannot be imported"):
-            build_engine(yolo_onnx, spec, BuildOptions(trt="tensorrt"))
+            build_engine(yolo_onnx, spec, BuildConfig(trt="tensorrt"))
 
 
 def test_metadata_json_is_readable_without_trtdet(yolo_build):
     result, _ = yolo_build
     data = result.path.read_bytes()
     header = json.loads(data[4 : 4 + int.from_bytes(data[:4], "little")])
-    assert header["model"] == "yolo" and header["trt_flavour"] == "rtx"
+    assert header["model"] == "yolo" and header["runtime"] == "rtx"
+
+
+@pytest.mark.slow
+def test_build_cli_takes_plugin_build_options(rtx, tensorrt_plugins, centernet_onnx, tmp_path, isolated_cache):
+    """``--build-option NAME=VALUE`` and the generated ``--NAME VALUE`` flag reach the plugin's step."""
+    from trtdet.cli.build import build_command
+
+    args = [str(centernet_onnx), "--model", "centernet", "--trt", "rtx", "-q", "-o", str(tmp_path / "c.engine")]
+    first = CliRunner().invoke(build_command, [*args, "--build-option", "dcn=decomposed"])
+    assert first.exit_code == 0, first.output
+    assert first.output.endswith("compute capability aot, dcn decomposed)\n")
+    assert read_metadata(tmp_path / "c.engine").build_options == {"dcn": "decomposed"}
+    alias = CliRunner().invoke(build_command, [*args, "--dcn", "decomposed"])
+    assert alias.exit_code == 0 and "from the engine cache" in alias.output, alias.output
+    refused = CliRunner().invoke(build_command, [*args, "--dcn", "builtin"])
+    assert refused.exit_code == 1
+    assert "--build-option dcn=builtin needs TensorRT >= 10.1" in refused.output
+    unknown = CliRunner().invoke(build_command, [*args, "--build-option", "lowering=x"])
+    assert unknown.exit_code == 1 and "unknown build option 'lowering' (known: dcn)" in unknown.output
+    helped = CliRunner().invoke(build_command, ["--help"])
+    assert "--dcn [auto|builtin|plugin|decomposed]" in helped.output and "--build-option NAME=VALUE" in helped.output

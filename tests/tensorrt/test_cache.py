@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from trtdet.engines.tensorrt.cache import EngineCache, cache_dir
+from trtdet.engines.artifact_cache import ArtifactCache, cache_dir
 
 
 def test_cache_dir_precedence(monkeypatch, tmp_path):
@@ -20,12 +20,12 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
 
 
 def test_default_cache_follows_the_environment(isolated_cache):
-    assert EngineCache().root == isolated_cache
+    assert ArtifactCache().root == isolated_cache
 
 
 def test_lookup_hits_only_on_equal_key_fields(tmp_path, make_metadata, sample_plan):
     metadata, plan = make_metadata, sample_plan
-    cache = EngineCache(tmp_path)
+    cache = ArtifactCache(tmp_path)
     stored = cache.store(metadata(), plan)
     assert cache.lookup(metadata().key()) == stored
     # Fields outside the key (I/O, plugins, extras) do not matter; every key field does.
@@ -33,29 +33,30 @@ def test_lookup_hits_only_on_equal_key_fields(tmp_path, make_metadata, sample_pl
     for change in (
         {"precision": "fp32"},
         {"max_batch": 8},
-        {"trt_version": "1.8.0"},
+        {"runtime_version": "1.8.0"},
         {"compute_capability": "8.6"},
-        {"onnx_sha256": "cd" * 32},
+        {"source_sha256": "cd" * 32},
+        {"gpu_name": "NVIDIA H200"},
         {"names": ("person",)},
         {"input_size": (320, 320)},
-        {"dcn": "decomposed"},
+        {"build_options": {"dcn": "decomposed"}},
         {"trtdet_version": "9.9"},
         {"model": "centernet"},
-        {"trt_flavour": "tensorrt"},
+        {"runtime": "tensorrt"},
     ):
         assert cache.lookup(replace(metadata(), **change).key()) is None, change
 
 
 def test_corrupt_entry_is_a_miss(tmp_path, make_metadata, sample_plan):
     metadata, plan = make_metadata, sample_plan
-    cache = EngineCache(tmp_path)
+    cache = ArtifactCache(tmp_path)
     stored = cache.store(metadata(), plan)
     stored.write_bytes(b"garbage")
     assert cache.lookup(metadata().key()) is None
 
 
 def test_keep_source(tmp_path):
-    cache = EngineCache(tmp_path / "cache")
+    cache = ArtifactCache(tmp_path / "cache")
     onnx_file = tmp_path / "m.onnx"
     onnx_file.write_bytes(b"onnx bytes")
     kept = cache.keep_source(onnx_file, "ef" * 32)

@@ -1,4 +1,4 @@
-"""CenterNet's TensorRT hooks, called the way the core calls them (through the plugin manager)."""
+"""CenterNet's ``dcn`` build step, found the way the core finds it (the ``trtdet_build_steps`` hook)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from trtdet.plugins import get_model, load_plugins
+from trtdet.plugins import get_model, list_build_steps, load_plugins
 from trtdet_centernet.tensorrt import hooks
 from trtdet_centernet.tensorrt.plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
@@ -33,33 +33,80 @@ def _model(with_dcn: bool) -> onnx.ModelProto:
     )
 
 
+def _dcn_step():
+    """The ``dcn`` step as the core finds it: registered through the ``trtdet_build_steps`` hook."""
+    steps = list_build_steps()
+    assert steps["dcn"].plugin == "centernet_tensorrt"
+    return steps["dcn"].step
+
+
+def test_build_steps_hook_registers_the_dcn_step():
+    registered = []
+    load_plugins().hook.trtdet_build_steps(register=registered.append)
+    assert [step.name for step in registered] == ["dcn"]
+    assert registered[0].choices == ("auto", "builtin", "plugin", "decomposed") and registered[0].default == "auto"
+
+
 @pytest.mark.parametrize(
     ("dcn", "expected_op"), [("decomposed", "GridSample"), ("plugin", PLUGIN_NAME), ("builtin", "DeformConv")]
 )
 def test_rewrite_hook_lowers_deform_conv(dcn, expected_op):
-    pm = load_plugins()
+    step = _dcn_step()
     spec = get_model("centernet").spec
     original = _model(with_dcn=True)
-    rewritten = pm.hook.trtdet_tensorrt_rewrite_onnx(model=spec, onnx_model=original, flavour="rtx", dcn=dcn)
+    assert step.applies(original, spec)
+    rewritten = step.rewrite(original, spec, dcn)
     assert expected_op in {n.op_type for n in rewritten.graph.node}
     assert "DeformConv" in {n.op_type for n in original.graph.node}  # the input is left untouched
 
 
 def test_rewrite_hook_answers_none_without_dcn():
-    pm = load_plugins()
-    result = pm.hook.trtdet_tensorrt_rewrite_onnx(
-        model=get_model("yolo").spec, onnx_model=_model(with_dcn=False), flavour="rtx", dcn="decomposed"
-    )
-    assert result is None
+    step = _dcn_step()
+    assert not step.applies(_model(with_dcn=False), get_model("centernet").spec)
+    # The step belongs to CenterNet: another model's deformable convolutions are not its business.
+    assert not step.applies(_model(with_dcn=True), get_model("yolo").spec)
+
+
+def _runtime(module, name):
+    from trtdet.engines.tensorrt.flavour import Flavour
+
+    return Flavour(name, module).runtime_info()
 
 
 def test_prepare_hook_offers_no_python_plugin_to_tensorrt_rtx(rtx):
-    pm = load_plugins()
-    assert pm.hook.trtdet_tensorrt_prepare(model=get_model("centernet").spec, trt=rtx, flavour="rtx") == []
+    assert _dcn_step().prepare("plugin", _runtime(rtx, "rtx")).creators == ()
+    assert _dcn_step().resolve("auto", _runtime(rtx, "rtx")) == "decomposed"
 
 
 def test_prepare_hook_registers_the_creator_for_tensorrt(rtx):
     # The RTX module stands in for NVIDIA TensorRT here: the plugin registry API is the same.
-    offered = hooks.trtdet_tensorrt_prepare(model=get_model("centernet").spec, trt=rtx, flavour="tensorrt")
-    assert offered == [(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE)]
+    from trtdet.engines.build_steps import RuntimeInfo
+
+    tensorrt = RuntimeInfo("tensorrt", "10.13.0", "TensorRT 10.13.0", python_plugins=True, module=rtx)
+    offered = hooks.DCN_STEP.prepare("plugin", tensorrt)
+    assert offered.creators == ((PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE),)
     assert rtx.get_plugin_registry().get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None
+    assert hooks.DCN_STEP.prepare("builtin", tensorrt).plugin_library
+    assert hooks.DCN_STEP.resolve("auto", tensorrt) == "builtin"
+
+
+def test_a_build_step_name_registered_twice_names_both_plugins():
+    from dataclasses import replace
+
+    from trtdet.errors import UsageError
+    from trtdet.hookspecs import hookimpl
+    from trtdet.plugins import register_plugin, unregister_plugin
+
+    class Twice:
+        @hookimpl
+        def trtdet_build_steps(self, register):
+            register(replace(hooks.DCN_STEP, models=("other",)))
+
+    register_plugin(Twice(), "twice-build-step")
+    try:
+        with pytest.raises(UsageError, match=r"build step 'dcn' is registered twice: by '.*' and by '.*'") as info:
+            list_build_steps()
+        assert "twice-build-step" in str(info.value) and "centernet_tensorrt" in str(info.value)
+    finally:
+        unregister_plugin("twice-build-step")
+    assert list_build_steps()["dcn"].plugin == "centernet_tensorrt"

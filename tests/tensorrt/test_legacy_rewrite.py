@@ -16,8 +16,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from trtdet.engines.tensorrt.builder import BuildOptions, build_engine
-from trtdet.engines.tensorrt.cache import EngineCache
+from trtdet.engines.artifact_cache import ArtifactCache
+from trtdet.engines.tensorrt.builder import BuildConfig, build_engine
 from trtdet.plugins import get_model
 from trtdet_centernet.tensorrt.plugin import PLUGIN_NAME
 from trtdet_centernet.tensorrt.rewrite import has_legacy_dcn, rewrite_dcn
@@ -83,9 +83,9 @@ def test_legacy_plugin_graph_decomposes_to_the_standard_output(legacy_onnx, cent
 @pytest.mark.slow
 def test_legacy_onnx_builds_with_tensorrt_rtx(rtx, legacy_onnx, tmp_path):
     result = build_engine(
-        legacy_onnx, get_model("centernet").spec, BuildOptions(trt="rtx"), cache=EngineCache(tmp_path)
+        legacy_onnx, get_model("centernet").spec, BuildConfig(trt="rtx"), cache=ArtifactCache(tmp_path)
     )
     meta = result.metadata
-    assert meta.dcn == "decomposed"
+    assert meta.build_options == {"dcn": "decomposed"}
     assert [(t.name, t.shape) for t in meta.inputs] == [("images", (1, 3, 128, 128))]
     assert [(t.name, t.shape) for t in meta.outputs] == [("output", (1, 1024, 164))]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from trtdet.cli.common import handle_errors, load_detector, model_options
+from trtdet.cli.common import detector_options, handle_errors, load_detector, model_options
 
 
 @click.command("bench")
@@ -18,15 +18,16 @@ from trtdet.cli.common import handle_errors, load_detector, model_options
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True)
 @click.option("--json", "json_path", help="Also write the results as JSON to FILE (or - for stdout only).")
 @handle_errors
-def bench_command(model, weights, onnx_path, engine_path, backend, device, conf, input_size, precision, cuda_graphs, sources, batches, iterations, warmup, json_path):
+def bench_command(model, sources, batches, iterations, warmup, json_path, **model_flags):
     """Time preprocess, inference and decode, and end-to-end images/s."""
     from trtdet.benchmark import benchmark
     from trtdet.cli.run import DEFAULT_SAMPLE
     from trtdet.io.images import read_image
 
     batches = batches or (1,)
-    detector = load_detector(model, weights, onnx_path, engine_path, backend, device, conf, input_size, max(batches), precision,
-                             cuda_graphs)
+    options = detector_options(model_flags, batch=max(batches))
+    device = options.device
+    detector = load_detector(model, options)
     if not sources:
         sources = (str(detector.spec.sample_image() if detector.spec.sample_image else DEFAULT_SAMPLE),)
     images = [read_image(Path(s)) for s in sources]

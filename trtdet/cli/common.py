@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from trtdet.errors import ModelError, TrtdetError, UsageError
+from trtdet.options import DetectorOptions, parse_build_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,8 +36,19 @@ def handle_errors(function: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def build_option_flag(function: F) -> F:
+    """The repeatable ``--build-option NAME=VALUE``: a choice for a plugin's engine build step."""
+    return click.option(
+        "--build-option",
+        "build_option",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="Choice for a plugin's engine build step (repeatable; `trtdet build --help` lists the installed steps).",
+    )(function)
+
+
 def model_options(function: F) -> F:
-    """``--model`` plus the model-file, backend, device and threshold options."""
+    """``--model`` plus the model-file, backend, device, threshold, precision and build options."""
     options = [
         click.option("--model", "-m", "model", required=True, help="Model name (see `trtdet models`)."),
         click.option("--weights", type=click.Path(dir_okay=False), help="Framework checkpoint (exported to ONNX, cached)."),
@@ -50,6 +62,7 @@ def model_options(function: F) -> F:
         ),
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
         click.option("--conf", type=float, default=None, help="Score threshold (default: the model's)."),
+        click.option("--iou", type=float, default=None, help="NMS IoU threshold (default: the model's)."),
         click.option("--input-size", nargs=2, type=int, default=None, metavar="H W", help="Network input size."),
         click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
                      help="Inference precision on GPU backends."),
@@ -58,24 +71,36 @@ def model_options(function: F) -> F:
     ]
     for option in reversed(options):
         function = option(function)
-    return function
+    return build_option_flag(function)
 
 
-def load_detector(model: str, weights, onnx_path, engine_path, backend, device, conf, input_size, batch: int = 1,
-                  precision: str = "fp32", cuda_graphs: bool = False):
-    """``trtdet.load`` with the CLI's option names."""
-    from trtdet.api import load
+#: The parameters ``model_options`` adds, besides ``model``.
+MODEL_OPTION_NAMES = (
+    "weights", "onnx_path", "engine_path", "backend", "device", "conf", "iou", "input_size", "precision",
+    "cuda_graphs", "build_option",
+)
 
-    return load(
-        model,
-        weights=weights,
-        onnx=onnx_path,
-        engine=engine_path,
-        backend=backend,
-        device=device,
-        conf=conf,
-        batch=batch,
-        input_size=tuple(input_size) if input_size else None,
-        precision=precision,
-        cuda_graphs=cuda_graphs,
+
+def detector_options(given: dict[str, Any], **fields: Any) -> DetectorOptions:
+    """The ``DetectorOptions`` of the ``model_options`` flags in ``given`` (plus ``fields``, e.g. batch)."""
+    return DetectorOptions(
+        weights=given.get("weights"),
+        onnx=given.get("onnx_path"),
+        engine=given.get("engine_path"),
+        backend=given.get("backend", "auto"),
+        device=given.get("device", "cpu"),
+        conf=given.get("conf"),
+        iou=given.get("iou"),
+        input_size=tuple(given["input_size"]) if given.get("input_size") else None,
+        precision=given.get("precision", "fp32"),
+        cuda_graphs=bool(given.get("cuda_graphs", False)),
+        build_options=parse_build_options(given.get("build_option") or ()),
+        **fields,
     )
+
+
+def load_detector(model: str, options: DetectorOptions):  # noqa: ANN201 - a trtdet.pipeline.Detector
+    """``trtdet.load`` of ``model`` with the options the CLI gathered."""
+    from trtdet.api import load_detector as load
+
+    return load(model, options)

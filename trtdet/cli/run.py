@@ -10,7 +10,14 @@ from pathlib import Path
 
 import click
 
-from trtdet.cli.common import EXIT_INPUTS_FAILED, EXIT_OK, handle_errors, load_detector, model_options
+from trtdet.cli.common import (
+    EXIT_INPUTS_FAILED,
+    EXIT_OK,
+    detector_options,
+    handle_errors,
+    load_detector,
+    model_options,
+)
 from trtdet.detections import Detections
 from trtdet.errors import UsageError
 from trtdet.io.sources import Frame, Source, count_frames, expand_sources, iter_frames
@@ -80,21 +87,25 @@ def _summary(frame: Frame, detections: Detections, class_names: Sequence[str]) -
 @click.option("--decode", "decode_on", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where JPEGs are decoded: cuda = nvJPEG via torchvision (auto: when --device cuda and available).")
 @handle_errors
-def run_command(model, weights, onnx_path, engine_path, backend, device, conf, input_size, precision, cuda_graphs, sources, batch, output, json_path, quiet, workers, decode_on):
+def run_command(model, sources, batch, output, json_path, quiet, workers, decode_on, **model_flags):
     """Detect objects and report every input, good or bad (exit 2 if any input failed)."""
     from tqdm import tqdm
 
     from trtdet.io.sinks import AnnotatedMediaSink, JsonLinesSink, frame_record
     from trtdet.plugins import get_model
 
+    options = detector_options(model_flags, batch=batch)
+    device = options.device
     get_model(model)  # unknown models fail before any loading
     jpeg_decoder = _jpeg_decoder(decode_on, device)
-    detector = load_detector(model, weights, onnx_path, engine_path, backend, device, conf, input_size, batch, precision, cuda_graphs)
+    detector = load_detector(model, options)
     provider = getattr(detector.engine, "providers", None)
     if not quiet:
         where = f" ({provider[0]})" if provider else ""
         decoding = ", JPEGs decoded on the GPU" if jpeg_decoder is not None else ""
         click.echo(f"{detector.spec.name}: {detector.model_source} on {detector.backend}{where}, device {device}{decoding}", err=True)
+        for reason in getattr(detector, "backend_passed_over", ()) if device == "cuda" else ():
+            click.echo(f"  (not {reason})", err=True)
     if not sources:
         sample = detector.spec.sample_image() if detector.spec.sample_image else DEFAULT_SAMPLE
         sources = (str(sample),)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from trtdet.cli.common import EXIT_OK, handle_errors, load_detector, model_options
+from trtdet.cli.common import EXIT_OK, detector_options, handle_errors, load_detector, model_options
 from trtdet.errors import UsageError
 
 #: Score threshold for evaluation: COCO AP integrates over the whole precision/recall curve,
@@ -36,8 +36,9 @@ def _padded(size: int, multiple: int = KEEP_RES_MULTIPLE) -> int:
 @click.option(
     "--keep-res",
     is_flag=True,
-    help="Run each image at its own size padded to a multiple of 32 (upstream CenterNet's --keep_res) "
-    "instead of the model's fixed input size; needs --weights or a dynamic-shape model.",
+    help="Run each image at its own size padded to a multiple of 32 (keep-resolution evaluation, as some "
+    "models' official numbers are measured) instead of the model's fixed input size; needs --weights or a "
+    "dynamic-shape model.",
 )
 @click.option(
     "--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per engine call."
@@ -53,12 +54,14 @@ def val_command(images_dir, annotations, keep_res, batch, json_path, quiet, **mo
     """
     from trtdet.evaluation import evaluate
 
-    options = dict(model_options_given)
-    model = options["model"]
-    conf = options["conf"] = EVAL_CONF if options.get("conf") is None else options["conf"]
-    options["batch"] = batch
+    given = dict(model_options_given)
+    model = given.pop("model")
+    if given.get("conf") is None:
+        given["conf"] = EVAL_CONF
+    options = detector_options(given, batch=batch)
+    conf = options.conf
     if keep_res:
-        if options.get("input_size"):
+        if options.input_size:
             raise click.UsageError("--keep-res and --input-size exclude each other")
         detectors: dict[tuple[int, int], object] = {}
 
@@ -67,7 +70,7 @@ def val_command(images_dir, annotations, keep_res, batch, json_path, quiet, **mo
             for image in images:
                 size = (_padded(image.shape[0]), _padded(image.shape[1]))
                 if size not in detectors:
-                    detectors[size] = load_detector(**{**options, "input_size": size})
+                    detectors[size] = load_detector(model, options.replace(input_size=size))
                     got = tuple(detectors[size].spec.input_size)
                     if got != size:
                         raise UsageError(
@@ -77,9 +80,9 @@ def val_command(images_dir, annotations, keep_res, batch, json_path, quiet, **mo
                 results.extend(detectors[size]([image]))
             return results
 
-        class_names = load_detector(**{**options, "input_size": None}).class_names
+        class_names = load_detector(model, options).class_names
     else:
-        detector = load_detector(**options)
+        detector = load_detector(model, options)
         detect, class_names = detector.detect, detector.class_names
     result = evaluate(
         detect, Path(images_dir), Path(annotations), class_names, batch=batch, progress=not quiet

@@ -4,29 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from trtdet.model import ModelSpec
 
-ModelFileKind = Literal["onnx", "engine", "weights"]
+if TYPE_CHECKING:
+    from trtdet.options import DetectorOptions
+
+ModelFileKind = Literal["onnx", "engine", "package", "weights"]
 Shape = tuple[int | str | None, ...]
 
 
 @dataclass(frozen=True)
 class ModelFile:
-    """A model file and what kind it is: ``onnx``, a TensorRT ``engine``, or framework ``weights``."""
+    """A model file and what kind it is: ``onnx``, a TensorRT ``engine``, an AOTInductor ``package``
+    (``.pt2``), or framework ``weights``."""
 
     path: Path
     kind: ModelFileKind
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How to run: ``precision`` (fp32/fp16), the largest batch, CUDA graphs for static shapes."""
-
-    precision: Literal["fp32", "fp16"] = "fp32"
-    max_batch: int = 1
-    cuda_graphs: bool = False
 
 
 class Engine(Protocol):
@@ -134,9 +129,11 @@ class EngineBackend(Protocol):
         """None when usable on ``device`` (``cpu``/``cuda``), else a one-line reason."""
         ...
 
-    def load(self, model_file: ModelFile, spec: ModelSpec, device: str, options: EngineOptions) -> Engine:
-        """The engine of ``model_file`` for ``spec`` on ``device``, not yet active.
+    def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
+        """The engine of ``model_file`` for ``spec`` on ``options.device``, not yet active.
 
+        ``options`` is the object ``trtdet.load`` was given (precision, largest batch, CUDA
+        graphs, plugin build options, ...); a backend reads the fields it has a use for.
         Cheap checks may raise here; heavy work belongs in the engine's ``activate``. Either
         raises ``ModelError`` naming the file.
         """

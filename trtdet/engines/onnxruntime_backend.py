@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from trtdet.engines.base import BaseEngine, Engine, EngineOptions, ModelFile, Shape
+from trtdet.engines.base import BaseEngine, Engine, ModelFile, Shape
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
+from trtdet.options import DetectorOptions
 
 
 def _dim(value: Any) -> int | str | None:
@@ -91,16 +92,16 @@ class OnnxRuntimeBackend:
             return "this onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu)"
         return None
 
-    def load(self, model_file: ModelFile, spec: ModelSpec, device: str, options: EngineOptions) -> Engine:
+    def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
         path = Path(model_file.path)
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
         if path.stat().st_size == 0:
             raise ModelError(f"{path}: model file is empty")
         providers = ["CPUExecutionProvider"]
-        if device == "cuda":
+        if options.device == "cuda":
             providers.insert(0, "CUDAExecutionProvider")
-        return OnnxRuntimeEngine(path, providers, device)
+        return OnnxRuntimeEngine(path, providers, options.device)
 
 
 @hookimpl

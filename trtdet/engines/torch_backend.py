@@ -1,7 +1,9 @@
 """Built-in plugin: the PyTorch engine backend (CPU or CUDA, FP16, NHWC, CUDA graphs for static shapes).
 
 It runs a model plugin's own network built from a checkpoint (``ModelSpec.torch_model``), or
-an ONNX file converted with onnx2torch. On CUDA, inputs and outputs stay on the GPU as torch
+an ONNX file converted by ``trtdet.onnx_torch`` (constants and shapes folded for the input size,
+traceable by ``torch.export``; model plugins add converters for their ops through the
+``trtdet_onnx_torch_ops`` hook). On CUDA, inputs and outputs stay on the GPU as torch
 tensors on the current stream; on the CPU, outputs come back as numpy arrays.
 """
 
@@ -10,66 +12,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from trtdet.engines.base import BaseEngine, Engine, EngineOptions, ModelFile, Shape
+from trtdet.engines.base import BaseEngine, Engine, ModelFile, Shape
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
-
-
-def fold_initializer_casts(model: Any) -> Any:
-    """Replace ``Cast(initializer)`` with a converted initializer (fp16-weight ONNX files).
-
-    onnx2torch has no converter for opset-19 ``Cast`` and needs convolution weights to be
-    initializers, so weights stored in fp16 and cast at run time are cast here once.
-    """
-    import onnx
-    from onnx import numpy_helper
-
-    graph = model.graph
-    initializers = {init.name: init for init in graph.initializer}
-    consumers: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers[name] = consumers.get(name, 0) + 1
-    kept = []
-    for node in graph.node:
-        source = node.input[0] if node.op_type == "Cast" and node.input else None
-        if source in initializers:
-            to = next(a.i for a in node.attribute if a.name == "to")
-            array = numpy_helper.to_array(initializers[source]).astype(onnx.helper.tensor_dtype_to_np_dtype(to))
-            graph.initializer.append(numpy_helper.from_array(array, node.output[0]))
-            consumers[source] -= 1
-            continue
-        kept.append(node)
-    del graph.node[:]
-    graph.node.extend(kept)
-    unused = [init for init in graph.initializer if consumers.get(init.name, 1) == 0]
-    for init in unused:
-        graph.initializer.remove(init)
-    return model
-
-
-#: Opset-19 revisions that only add float8 types (and Cast's float8 ``saturate``): the
-#: earlier converters onnx2torch has are exact for every other type.
-_OPSET19_ALIASES = (("Cast", 13), ("Constant", 13), ("Reshape", 14), ("Shape", 15))
-_aliases_registered = False
-
-
-def register_opset19_aliases() -> None:
-    """Let onnx2torch convert opset-19 files that use no float8 (idempotent)."""
-    global _aliases_registered
-    if _aliases_registered:
-        return
-    from onnx2torch.node_converters.registry import add_converter, get_converter
-
-    for op_type, earlier in _OPSET19_ALIASES:
-        try:
-            get_converter(op_type, 19)
-        except NotImplementedError:
-            add_converter(operation_type=op_type, version=19)(get_converter(op_type, earlier))
-    _aliases_registered = True
+from trtdet.options import DetectorOptions
 
 
 class _GraphRunner:
@@ -115,8 +64,13 @@ class _GraphRunner:
         return static_output
 
 
-#: What opening a torch model gives: the module, its output names, its metadata.
-OpenedModule = tuple[Any, list[str], dict[str, str]]
+class OpenedModule(NamedTuple):
+    """What opening a torch model gives: the module, its output names, its metadata, its input shape."""
+
+    module: Any
+    output_names: list[str]
+    metadata: dict[str, str]
+    input_shape: Shape = (None, 3, None, None)
 
 
 class TorchEngine(BaseEngine):
@@ -129,13 +83,12 @@ class TorchEngine(BaseEngine):
 
     backend = "torch"
 
-    def __init__(self, open_module: Callable[[], OpenedModule], source: Path, device: str, options: EngineOptions) -> None:
-        super().__init__(device)
+    def __init__(self, open_module: Callable[[], OpenedModule], source: Path, options: DetectorOptions) -> None:
+        super().__init__(options.device)
         self.open_module = open_module
         self.source = source
         self.options = options
         self.input_name = "images"
-        self.input_shape: Shape = (None, 3, None, None)
         self.max_batch: int | None = None
         self.module: Any = None
         self._runner: Any = None
@@ -144,20 +97,19 @@ class TorchEngine(BaseEngine):
     def from_module(
         cls,
         module: Any,
-        device: str,
-        options: EngineOptions,
+        options: DetectorOptions,
         *,
         output_names: Sequence[str] = ("output",),
         metadata: dict[str, str] | None = None,
         source: Path = Path("<module>"),
     ) -> TorchEngine:
-        """An engine of an existing module (moved to ``device`` and set to eval mode on activation)."""
-        return cls(lambda: (module, list(output_names), dict(metadata or {})), source, device, options)
+        """An engine of an existing module (moved to ``options.device`` and set to eval mode on activation)."""
+        return cls(lambda: OpenedModule(module, list(output_names), dict(metadata or {})), source, options)
 
     def activate_impl(self) -> None:
         import torch
 
-        module, output_names, metadata = self.open_module()
+        module, output_names, metadata, input_shape = self.open_module()
         device, options = self.device, self.options
         self.torch_device = torch.device(device)
         self.dtype = torch.float16 if options.precision == "fp16" and device == "cuda" else torch.float32
@@ -166,6 +118,7 @@ class TorchEngine(BaseEngine):
         self.memory_format = torch.channels_last if device == "cuda" else torch.contiguous_format
         self.module = module.to(self.torch_device, self.dtype).to(memory_format=self.memory_format).eval()
         self.output_names = output_names
+        self.input_shape: Shape = input_shape
         self.output_shapes: dict[str, Shape] = {name: () for name in output_names}
         self.metadata: dict[str, str] = metadata
         self._runner = _GraphRunner(self.module) if device == "cuda" and options.cuda_graphs else self.module
@@ -192,7 +145,7 @@ class TorchEngine(BaseEngine):
 
 
 class TorchBackend:
-    """Runs checkpoints through the model plugin's network, or ONNX through onnx2torch."""
+    """Runs checkpoints through the model plugin's network, or ONNX through ``trtdet.onnx_torch``."""
 
     name = "torch"
     priority = 5  # ONNX Runtime is faster on the CPU; on CUDA this wins when ORT has no CUDA provider
@@ -207,13 +160,13 @@ class TorchBackend:
             return "PyTorch sees no CUDA GPU"
         return None
 
-    def load(self, model_file: ModelFile, spec: ModelSpec, device: str, options: EngineOptions) -> Engine:
+    def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
         path = Path(model_file.path)
         if model_file.kind == "weights" and spec.torch_model is None:
             raise ModelError(f"{path}: model {spec.name!r} cannot build a torch network from a checkpoint")
         if model_file.kind not in ("weights", "onnx"):
             raise ModelError(f"{path}: the torch backend loads checkpoints or ONNX, not {model_file.kind} files")
-        return TorchEngine(lambda: self._open(model_file, spec), path, device, options)
+        return TorchEngine(lambda: self._open(model_file, spec), path, options)
 
     def _open(self, model_file: ModelFile, spec: ModelSpec) -> OpenedModule:
         """Build the network of a checkpoint, or convert an ONNX file (on activation)."""
@@ -221,19 +174,17 @@ class TorchBackend:
         if model_file.kind == "weights":
             assert spec.torch_model is not None
             module = spec.torch_model(path)
-            return module, ["output"], dict(getattr(module, "trtdet_metadata", {}))
-        try:
-            import onnx
-            from onnx2torch import convert
-        except ImportError as exc:
-            raise ModelError(f"{path}: running ONNX on the torch backend needs onnx2torch (pip install onnx2torch)") from exc
-        from trtdet.plugins import pm
+            return OpenedModule(module, ["output"], dict(getattr(module, "trtdet_metadata", {})))
+        from trtdet.onnx_torch import convert
+        from trtdet.onnx_torch.graph import load_model
 
-        register_opset19_aliases()
-        pm.hook.trtdet_torch_prepare(model=spec)
-        model = fold_initializer_casts(onnx.load(str(path)))
-        names = [o.name for o in model.graph.output]
-        return convert(model), names, {p.key: p.value for p in model.metadata_props}
+        model, _label = load_model(path)
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in model.graph.input[0].type.tensor_type.shape.dim]
+        # A file fixed at its own size runs at that size (adapt_spec takes it from input_shape).
+        size = None if len(dims) == 4 and None not in dims[2:] else spec.input_size
+        module = convert(model, input_size=size, source=str(path))
+        first = module.input_shapes[module.input_names[0]]
+        return OpenedModule(module, module.output_names, dict(module.metadata), (None, *first))
 
 
 @hookimpl

@@ -9,8 +9,6 @@ import numpy as np
 
 from trtdet.errors import InputError
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm", ".ppm"})
-
 #: Refuse images whose decoded size would exceed this many pixels (cv2's own cap is 2**30).
 MAX_PIXELS = 2**30
 

@@ -1,37 +1,20 @@
-"""CenterNet's TensorRT hooks: register the DCNv2 plugin creator, lower DCN nodes per build.
+"""CenterNet's contribution to engine builds: the ``dcn`` build step (``step.DcnLowering``).
 
 Registered as a trtdet plugin module of its own (entry point ``centernet_tensorrt``), so the
-core reaches it only through the ``trtdet_tensorrt_*`` hooks. The rewrite applies to any
-model with deformable convolutions, not only CenterNet's.
+core reaches it only through the ``trtdet_build_steps`` hook. The step applies to CenterNet
+models only; it lowers their deformable convolutions and registers the DCNv2 TensorRT
+plugin creator when a build or an engine needs it.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
+from collections.abc import Callable
 
-import onnx
-
+from trtdet.engines.build_steps import BuildStep
 from trtdet.hookspecs import hookimpl
-from trtdet.model import ModelSpec
+from trtdet_centernet.tensorrt.step import DCN_STEP
 
 
 @hookimpl
-def trtdet_tensorrt_prepare(
-    model: ModelSpec, trt: ModuleType, flavour: str
-) -> list[tuple[str, str, str]] | None:
-    # TensorRT-RTX's parser aborts the process when it creates a Python plugin: offer none there
-    # (builds for it use the decomposed DCN).
-    if flavour == "rtx":
-        return None
-    from trtdet_centernet.tensorrt.plugin import register_dcn_plugin
-
-    return [register_dcn_plugin(trt)]
-
-
-@hookimpl
-def trtdet_tensorrt_rewrite_onnx(
-    model: ModelSpec, onnx_model: onnx.ModelProto, flavour: str, dcn: str
-) -> onnx.ModelProto | None:
-    from trtdet_centernet.tensorrt.rewrite import rewrite_dcn
-
-    return rewrite_dcn(onnx_model, dcn, source=model.name)
+def trtdet_build_steps(register: Callable[[BuildStep], None]) -> None:
+    register(DCN_STEP)

@@ -17,22 +17,13 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from trtdet.engines.build_steps import option_text
 from trtdet.errors import ModelError
+from trtdet_centernet.dcn_nodes import STANDARD_OP, has_legacy_dcn
 from trtdet_centernet.tensorrt.decomposed import decompose_deform_conv
 from trtdet_centernet.tensorrt.plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 LOWERINGS = ("builtin", "plugin", "decomposed")
-
-
-def has_legacy_dcn(model: onnx.ModelProto) -> bool:
-    for node in model.graph.node:
-        if node.op_type == "DCNv2":
-            return True
-        if node.op_type == "Plugin":
-            names = [helper.get_attribute_value(a) for a in node.attribute if a.name == "name"]
-            if names and names[0] in (b"DCNv2", "DCNv2"):
-                return True
-    return False
 
 
 def legacy_to_standard(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -59,7 +50,7 @@ def deform_conv_to_plugin(model: onnx.ModelProto, source: str = "model") -> onnx
     result.CopyFrom(model)
     nodes = []
     for index, node in enumerate(result.graph.node):
-        if node.op_type != "DeformConv":
+        if node.op_type != STANDARD_OP:
             nodes.append(node)
             continue
         name = node.name or f"DeformConv_{index}"
@@ -67,12 +58,12 @@ def deform_conv_to_plugin(model: onnx.ModelProto, source: str = "model") -> onnx
         if int(attrs.get("group", 1)) != 1:
             raise ModelError(
                 f"{source}: DeformConv node {name!r} has group={attrs['group']}; the {PLUGIN_NAME} "
-                "plugin supports group=1 only: use --dcn decomposed"
+                f"plugin supports group=1 only: use {option_text('dcn', 'decomposed')}"
             )
         pads = [int(v) for v in attrs.get("pads", [0, 0, 0, 0])]
         if pads[:2] != pads[2:]:
             raise ModelError(
-                f"{source}: DeformConv node {name!r} has asymmetric pads {pads}: use --dcn decomposed"
+                f"{source}: DeformConv node {name!r} has asymmetric pads {pads}: use {option_text('dcn', 'decomposed')}"
             )
         inputs = list(node.input) + [""] * (5 - len(node.input))
         x, w, offset, bias, mask = inputs[:5]
@@ -113,7 +104,7 @@ def rewrite_dcn(model: onnx.ModelProto, dcn: str, source: str = "model") -> onnx
     legacy = has_legacy_dcn(model)
     if legacy:
         model = legacy_to_standard(model)
-    if not any(node.op_type == "DeformConv" for node in model.graph.node):
+    if not any(node.op_type == STANDARD_OP for node in model.graph.node):
         return model if legacy else None
     if dcn == "decomposed":
         return decompose_deform_conv(model, source)

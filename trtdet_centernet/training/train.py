@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 
 from trtdet.api import build_detector
-from trtdet.engines.base import EngineOptions
 from trtdet.engines.torch_backend import TorchEngine
+from trtdet.options import DetectorOptions
 from trtdet.pipeline import Detector
 from trtdet_centernet.constants import MEAN, STD, STRIDE
 from trtdet_centernet.network import CenterNetResDCN, build_centernet
@@ -68,7 +68,7 @@ def evaluation_detector(model: CenterNetResDCN, input_size: tuple[int, int], dev
         CENTERNET, class_names=tuple(CLASS_NAMES), input_size=input_size, conf_threshold=0.0,
         default_model=None, exporter=None, torch_model=None, sample_image=None,
     )  # fmt: skip
-    engine = TorchEngine.from_module(model, device.type, EngineOptions(max_batch=batch))
+    engine = TorchEngine.from_module(model, DetectorOptions(device=device.type, batch=batch))
     return build_detector(spec, engine, device=device.type, batch=batch, model_source="<training>")
 
 

@@ -1,9 +1,10 @@
-"""The TensorRT engine backend: builds, engine files, the engine cache and execution.
+"""The TensorRT engine backend: builds, engine execution, TensorRT flavours.
 
-Nothing here imports TensorRT at import time; ``flavour.load_flavour`` does, on demand.
+Engine files use the core's artifact format and cache (``trtdet.engines.artifact``,
+``trtdet.engines.artifact_cache``). Nothing here imports TensorRT at import time;
+``flavour.load_flavour`` does, on demand.
 """
 
-from trtdet.engines.tensorrt.builder import BuildOptions, BuildResult, build_engine
-from trtdet.engines.tensorrt.engine_file import EngineMetadata, read_engine, write_engine
+from trtdet.engines.tensorrt.builder import BuildConfig, BuildResult, build_engine
 
-__all__ = ["BuildOptions", "BuildResult", "EngineMetadata", "build_engine", "read_engine", "write_engine"]
+__all__ = ["BuildConfig", "BuildResult", "build_engine"]

@@ -1,25 +1,29 @@
 """Built-in plugin: the TensorRT engine backend (``--backend tensorrt``), NVIDIA TensorRT or TensorRT-RTX.
 
-Loads trtdet ``.engine`` files, and ``.onnx`` files by building (once, cached) an engine.
-An engine built for another TensorRT version or GPU is rebuilt from its source ONNX when
-the cache still holds it; otherwise the error says how to rebuild it.
+Loads trtdet ``.engine`` files (``trtdet.engines.artifact`` format), and ``.onnx`` files by
+building (once, cached in the shared artifact cache) an engine with the options' precision,
+build options and a batch of at least 8. An engine built for another TensorRT version or GPU
+is rebuilt from its source ONNX, with the build options it records, when the cache still
+holds that ONNX; otherwise the error says how to rebuild it. Before deserialising, the
+TensorRT plugins of the build steps named in the engine's ``build_options`` are registered.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
-from trtdet.engines.base import Engine, EngineOptions, ModelFile
-from trtdet.engines.tensorrt.builder import BuildOptions, build_engine, prepare_plugins
-from trtdet.engines.tensorrt.cache import EngineCache
-from trtdet.engines.tensorrt.engine_file import EngineMetadata, read_engine, read_metadata
+from trtdet.engines.artifact import ArtifactMetadata, read_artifact, read_metadata
+from trtdet.engines.artifact_cache import ArtifactCache
+from trtdet.engines.base import Engine, ModelFile
+from trtdet.engines.build_steps import option_text, steps_of
+from trtdet.engines.tensorrt.builder import BuildConfig, build_engine, engine_cache, register_step_plugins
 from trtdet.engines.tensorrt.flavour import INSTALL_HINT, Flavour, available_flavours, flavour_by_name
-from trtdet.errors import ModelError
+from trtdet.errors import ModelError, UsageError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
-from trtdet.resolve import adapt_spec_to_file
+from trtdet.options import DetectorOptions
+from trtdet.spec_adapt import adapt_spec_to_file
 
 ComputeCapability = tuple[int, int]
 
@@ -45,10 +49,10 @@ def _cc_text(capability: ComputeCapability) -> str:
     return f"{capability[0]}.{capability[1]}"
 
 
-def incompatibility(metadata: EngineMetadata, flavour: Flavour, capability: ComputeCapability) -> str | None:
+def incompatibility(metadata: ArtifactMetadata, flavour: Flavour, capability: ComputeCapability) -> str | None:
     """Why an engine cannot run with ``flavour`` on a GPU of ``capability`` (None: it can)."""
-    built = f"{'TensorRT-RTX' if metadata.trt_flavour == 'rtx' else 'TensorRT'} {metadata.trt_version}"
-    if metadata.trt_flavour != flavour.name or metadata.trt_version != flavour.version:
+    built = f"{'TensorRT-RTX' if metadata.runtime == 'rtx' else 'TensorRT'} {metadata.runtime_version}"
+    if metadata.runtime != flavour.name or metadata.runtime_version != flavour.version:
         return f"it was built with {built}, this is {flavour.label}"
     if metadata.compute_capability == "aot":
         if not runs_on(flavour, capability):
@@ -59,10 +63,10 @@ def incompatibility(metadata: EngineMetadata, flavour: Flavour, capability: Comp
     return None
 
 
-def choose_runtime_flavour(metadata: EngineMetadata | None, capability: ComputeCapability) -> Flavour:
+def choose_runtime_flavour(metadata: ArtifactMetadata | None, capability: ComputeCapability) -> Flavour:
     """The installed TensorRT to run with: the engine's own if it runs here, else the best that does."""
     if metadata is not None:
-        own = flavour_by_name(metadata.trt_flavour)
+        own = flavour_by_name(metadata.runtime)
         if own is not None and runs_on(own, capability):
             return own
     usable = [f for f in available_flavours() if runs_on(f, capability)]
@@ -78,47 +82,48 @@ def ensure_runnable(
     spec: ModelSpec,
     flavour: Flavour,
     capability: ComputeCapability,
-    cache: EngineCache | None = None,
-) -> tuple[Path, EngineMetadata, bytes]:
+    cache: ArtifactCache | None = None,
+) -> tuple[Path, ArtifactMetadata, bytes]:
     """The engine at ``path`` if it fits this TensorRT and GPU, else one rebuilt from its cached ONNX.
 
     Raises ``ModelError`` naming the file when it is malformed, or mismatched and its source
     ONNX is no longer in the cache.
     """
-    metadata, plan = read_engine(path)
+    metadata, plan = read_artifact(path)
     reason = incompatibility(metadata, flavour, capability)
     if reason is None:
         return path, metadata, plan
-    cache = cache or EngineCache()
-    source = cache.cached_source(metadata.onnx_sha256)
+    cache = cache or engine_cache()
+    source = cache.cached_source(metadata.source_sha256)
     if source is None:
+        options = "".join(f" {option_text(name, value)}" for name, value in metadata.build_options.items())
         raise ModelError(
-            f"{path}: {reason}, and its source ONNX (sha256 {metadata.onnx_sha256[:12]}) is not in the engine "
+            f"{path}: {reason}, and its source ONNX (sha256 {metadata.source_sha256[:12]}) is not in the engine "
             f"cache; rebuild it: trtdet build MODEL.onnx --model {metadata.model} --precision {metadata.precision} "
-            f"--max-batch {metadata.max_batch}"
+            f"--max-batch {metadata.max_batch}{options}"
         )
     warnings.warn(f"{path}: {reason}; rebuilding from the cached source ONNX", stacklevel=2)
     # Rebuild the engine this file holds: the spec as the file describes it (its input size
     # and names), not the one the caller started from.
     spec = adapt_spec_to_file(spec, metadata.as_strings(), (None, None, *metadata.input_size))
-    options = BuildOptions(
+    config = BuildConfig(
         precision=metadata.precision,
         max_batch=metadata.max_batch,
-        dcn=metadata.dcn or "auto",
+        build_options=metadata.build_options,
         trt=flavour.name,
     )
-    result = build_engine(source, spec, options, cache=cache)
-    rebuilt, plan = read_engine(result.path)
+    result = build_engine(source, spec, config, cache=cache)
+    rebuilt, plan = read_artifact(result.path)
     return result.path, rebuilt, plan
 
 
-def check_plugins(path: Path, metadata: EngineMetadata, spec: ModelSpec, flavour: Flavour) -> None:
-    """Register model plugins' TensorRT creators, then fail clearly if the engine needs a missing one."""
-    prepare_plugins(spec, flavour)
-    if metadata.dcn == "builtin":  # TensorRT's own ModulatedDeformConv2d lives in libnvinfer_plugin
-        from trtdet.engines.tensorrt.trt_objects import make_logger
-
-        flavour.module.init_libnvinfer_plugins(make_logger(flavour.module), "")
+def check_plugins(path: Path, metadata: ArtifactMetadata, flavour: Flavour) -> None:
+    """Register the TensorRT plugins of the engine's build steps, then fail clearly if one is missing."""
+    try:
+        planned = steps_of(metadata.build_options)
+    except UsageError as exc:
+        raise ModelError(f"{path}: {exc}") from exc
+    register_step_plugins(planned, flavour)
     registry = flavour.module.get_plugin_registry()
     for plugin in metadata.plugins:
         if registry.get_creator(plugin.name, plugin.version, plugin.namespace) is None:
@@ -136,10 +141,8 @@ class TensorRTBackend:
     priority = 50
     file_kinds = ("engine", "onnx")
 
-    def __init__(self, build_options: BuildOptions | None = None, cuda_graph: bool = False) -> None:
-        # ONNX files are built on first use (then cached) for batches up to 8.
-        self.build_options = build_options or BuildOptions(max_batch=8)
-        self.cuda_graph = cuda_graph
+    #: ONNX files are built on first use (then cached) for batches up to at least this.
+    min_build_batch = 8
 
     def unavailable_reason(self, device: str) -> str | None:
         if device != "cuda":
@@ -158,27 +161,25 @@ class TensorRTBackend:
             )
         return None
 
-    def load(self, model_file: ModelFile, spec: ModelSpec, device: str, options: EngineOptions | None = None) -> Engine:
+    def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
         from trtdet.engines.tensorrt.runtime import TensorRTEngine
 
-        run_options = options or EngineOptions()
         path = Path(model_file.path)
         capability = gpu_compute_capability()
         if capability is None:
             raise ModelError(f"{path}: TensorRT needs a CUDA GPU and none is visible")
         if model_file.kind == "onnx":
-            build = replace(
-                self.build_options,
-                precision=run_options.precision,
-                max_batch=max(self.build_options.max_batch, run_options.max_batch),
+            config = BuildConfig(
+                precision=options.precision,
+                max_batch=max(self.min_build_batch, options.batch),
+                build_options=options.build_options,
+                trt=choose_runtime_flavour(None, capability).name,
             )
-            if build.trt is None:
-                build = replace(build, trt=choose_runtime_flavour(None, capability).name)
-            path = build_engine(path, spec, build).path
+            path = build_engine(path, spec, config).path
         flavour = choose_runtime_flavour(read_metadata(path), capability)
         path, metadata, plan = ensure_runnable(path, spec, flavour, capability)
-        check_plugins(path, metadata, spec, flavour)
-        return TensorRTEngine(path, metadata, plan, flavour, cuda_graph=self.cuda_graph or run_options.cuda_graphs)
+        check_plugins(path, metadata, flavour)
+        return TensorRTEngine(path, metadata, plan, flavour, cuda_graph=options.cuda_graphs)
 
 
 @hookimpl

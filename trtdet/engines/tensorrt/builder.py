@@ -1,46 +1,50 @@
-"""ONNX -> TensorRT engine: strongly typed network, dynamic-batch profile, DCN lowering, cache.
+"""ONNX -> TensorRT engine, as a chain of small steps ending in the artifact cache.
+
+``build_engine``: load the ONNX -> fix its input size -> plan the plugins' build steps (e.g.
+CenterNet's deformable-convolution lowering, ``trtdet.engines.build_steps``) -> cache lookup -> apply the steps
+-> precision -> parse -> build -> store in the cache (``trtdet.engines.artifact_cache``).
 
 FP16 is done by converting the ONNX to float16 (I/O kept float32) before parsing, never by
 builder flags: TensorRT >= 11 and TensorRT-RTX are strongly typed and have no such flags.
-Model plugins contribute through two hooks (``trtdet_tensorrt_prepare`` registers TensorRT
-plugin creators, ``trtdet_tensorrt_rewrite_onnx`` rewrites e.g. DCN nodes); the core never
-names a model plugin.
+The core never names a model plugin: model-specific rewrites and TensorRT plugin creators
+come from the steps plugins register through ``trtdet_build_steps``.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import onnx
 
-from trtdet.engines.tensorrt.cache import EngineCache, file_sha256
-from trtdet.engines.tensorrt.engine_file import EngineMetadata, RequiredPlugin, TensorInfo, read_metadata
+from trtdet.class_names import parse_class_names
+from trtdet.engines.artifact import ArtifactMetadata, RequiredPlugin, TensorInfo, read_metadata
+from trtdet.engines.artifact_cache import ArtifactCache, file_sha256
+from trtdet.engines.build_steps import PlannedStep, chosen_options, plan_steps
 from trtdet.engines.tensorrt.flavour import Flavour, load_flavour
 from trtdet.engines.tensorrt.trt_objects import dtype_name, make_logger, make_progress_monitor
 from trtdet.errors import ModelError, UsageError
 from trtdet.model import ModelSpec
 
 PRECISIONS = ("fp32", "fp16")
-DCN_CHOICES = ("auto", "builtin", "plugin", "decomposed")
-#: ONNX ops that are deformable convolutions: the standard one and the legacy tutorial plugin.
-DCN_OPS = ("DeformConv", "Plugin", "DCNv2")
+#: File suffix of TensorRT engines in the artifact cache.
+ENGINE_SUFFIX = ".engine"
 
 Report = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class BuildOptions:
-    """How to build: precision, batch range, DCN lowering, which TensorRT (``None``: auto)."""
+class BuildConfig:
+    """How to build: precision, batch range, plugins' build options, which TensorRT (``None``: auto)."""
 
     precision: str = "fp32"
     max_batch: int = 1
     opt_batch: int | None = None
-    dcn: str = "auto"
+    build_options: Mapping[str, str] = field(default_factory=dict, hash=False)
     trt: str | None = None
     workspace_mib: int | None = None
 
@@ -50,43 +54,14 @@ class BuildResult:
     """A built (or cached) engine file and its metadata."""
 
     path: Path
-    metadata: EngineMetadata
+    metadata: ArtifactMetadata
     cached: bool
     seconds: float
 
 
-def resolve_dcn(flavour: Flavour, dcn: str) -> str:
-    """The DCN lowering for this TensorRT: ``auto`` picks what works, others are checked."""
-    if dcn not in DCN_CHOICES:
-        raise UsageError(f"unknown --dcn {dcn!r} (choose from: {', '.join(DCN_CHOICES)})")
-    if dcn == "auto":
-        if flavour.has_builtin_deform_conv:
-            return "builtin"
-        return "plugin" if flavour.supports_python_plugins else "decomposed"
-    if dcn == "builtin" and not flavour.has_builtin_deform_conv:
-        raise UsageError(
-            f"--dcn builtin needs TensorRT >= 10.1 (its ModulatedDeformConv2d plugin); {flavour.label} "
-            "has no DeformConv importer: use --dcn decomposed"
-        )
-    if dcn == "plugin" and not flavour.supports_python_plugins:
-        raise UsageError(
-            f"--dcn plugin needs a TensorRT whose parser accepts Python plugins; {flavour.label} "
-            "aborts on them: use --dcn decomposed"
-        )
-    return dcn
-
-
-def dcn_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    """The deformable-convolution nodes of the main graph (DeformConv, legacy DCNv2 / Plugin DCNv2)."""
-    found = []
-    for node in model.graph.node:
-        if node.op_type in ("DeformConv", "DCNv2"):
-            found.append(node)
-        elif node.op_type == "Plugin":
-            names = [a.s.decode("utf-8", "replace") for a in node.attribute if a.name == "name"]
-            if names and names[0] == "DCNv2":
-                found.append(node)
-    return found
+def engine_cache(root: Path | None = None) -> ArtifactCache:
+    """The artifact cache holding TensorRT engines (``root``: the default cache dir)."""
+    return ArtifactCache(root, suffix=ENGINE_SUFFIX)
 
 
 def current_compute_capability(flavour: Flavour) -> str:
@@ -103,10 +78,17 @@ def current_compute_capability(flavour: Flavour) -> str:
     return f"{major}.{minor}"
 
 
+def current_gpu_name(flavour: Flavour) -> str:
+    """``""`` for TensorRT-RTX's portable plans; else the visible GPU's name."""
+    if flavour.is_rtx:
+        return ""
+    import torch
+
+    return str(torch.cuda.get_device_name())
+
+
 def class_names_of(model: onnx.ModelProto, spec: ModelSpec) -> tuple[str, ...]:
     """The ONNX file's own ``names`` metadata (unless the spec keeps its own), else the spec's."""
-    from trtdet.resolve import parse_class_names
-
     if not spec.names_from_model:
         return spec.class_names
     for prop in model.metadata_props:
@@ -157,45 +139,95 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     return convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
 
 
-def _call_hookimpls(hook: Any, **kwargs: Any) -> list[tuple[str, Any]]:
-    """Each implementation's (plugin name, result), so results can be traced to their plugin."""
-    results = []
-    for impl in reversed(hook.get_hookimpls()):
-        result = impl.function(*[kwargs[name] for name in impl.argnames])
-        results.append((impl.plugin_name, result))
-    return results
+def timing_cache_path(cache: ArtifactCache, flavour: Flavour) -> Path:
+    """Where a full TensorRT keeps its timing cache (TensorRT-RTX has none)."""
+    return cache.root / "timing" / f"{flavour.name}-{flavour.version}.cache"
 
 
-def prepare_plugins(spec: ModelSpec, flavour: Flavour) -> dict[str, RequiredPlugin]:
-    """Run every ``trtdet_tensorrt_prepare`` hook; the TensorRT plugins offered, by creator name."""
-    from trtdet.plugins import list_plugins, load_plugins
+def check_config(config: BuildConfig) -> None:
+    if config.precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {config.precision!r} (choose from: {', '.join(PRECISIONS)})")
+    if config.max_batch < 1:
+        raise UsageError(f"--max-batch must be >= 1, got {config.max_batch}")
 
-    pm = load_plugins()
-    distributions = {info.name: info.distribution for info in list_plugins()}
+
+def load_onnx(onnx_path: Path) -> tuple[onnx.ModelProto, str]:
+    """The ONNX model and the sha256 of its file."""
+    if not onnx_path.is_file():
+        raise ModelError(f"{onnx_path}: ONNX file not found")
+    sha256 = file_sha256(onnx_path)
+    try:
+        return onnx.load(str(onnx_path)), sha256
+    except Exception as exc:  # onnx raises DecodeError, ValueError, ... for broken files
+        raise ModelError(f"{onnx_path}: not a readable ONNX model: {exc}") from exc
+
+
+def batch_range(static_batch: int | None, config: BuildConfig, say: Report) -> int:
+    """The largest batch to build for: the ONNX's static batch, else the configured one."""
+    if static_batch and static_batch != config.max_batch:
+        say(f"the ONNX has a static batch of {static_batch}: building for batch {static_batch}")
+    return static_batch or config.max_batch
+
+
+def describe(
+    model: onnx.ModelProto,
+    spec: ModelSpec,
+    config: BuildConfig,
+    flavour: Flavour,
+    sha256: str,
+    shape: tuple[tuple[int, int], int],
+    build_options: dict[str, str],
+) -> ArtifactMetadata:
+    """The engine's metadata as far as the cache key goes (``shape``: input size, max batch)."""
+    from trtdet import __version__
+
+    input_size, max_batch = shape
+    return ArtifactMetadata(
+        model=spec.name,
+        names=class_names_of(model, spec),
+        input_size=input_size,
+        precision=config.precision,
+        runtime=flavour.name,
+        runtime_version=flavour.version,
+        compute_capability=current_compute_capability(flavour),
+        gpu_name=current_gpu_name(flavour),
+        source_sha256=sha256,
+        max_batch=max_batch,
+        trtdet_version=__version__,
+        build_options=build_options,
+    )
+
+
+def register_step_plugins(planned: tuple[PlannedStep, ...], flavour: Flavour, logger: Any = None) -> dict[str, RequiredPlugin]:
+    """Register the TensorRT plugins the steps' choices need; the creators offered, by name."""
+    runtime = flavour.runtime_info()
     offered: dict[str, RequiredPlugin] = {}
-    for plugin_name, result in _call_hookimpls(
-        pm.hook.trtdet_tensorrt_prepare, model=spec, trt=flavour.module, flavour=flavour.name
-    ):
-        for name, version, namespace in result or ():
-            package = distributions.get(plugin_name, plugin_name)
-            offered[name] = RequiredPlugin(name, str(version), str(namespace), package)
+    library = False
+    for planned_step in planned:
+        needs = planned_step.step.prepare(planned_step.choice, runtime)
+        library = library or needs.plugin_library
+        for name, version, namespace in needs.creators:
+            offered[name] = RequiredPlugin(name, str(version), str(namespace), planned_step.registered.distribution)
+    if library:  # TensorRT's own plugins live in libnvinfer_plugin
+        flavour.module.init_libnvinfer_plugins(logger or make_logger(flavour.module), "")
     return offered
 
 
-def rewrite_for_tensorrt(
-    spec: ModelSpec, model: onnx.ModelProto, flavour: Flavour, dcn: str
-) -> onnx.ModelProto:
-    """Let a model plugin rewrite the ONNX (DCN lowering) through ``trtdet_tensorrt_rewrite_onnx``."""
-    from trtdet.plugins import load_plugins
-
-    pm = load_plugins()
-    rewritten = pm.hook.trtdet_tensorrt_rewrite_onnx(
-        model=spec, onnx_model=model, flavour=flavour.name, dcn=dcn
-    )
-    return rewritten if rewritten is not None else model
+def apply_steps(model: onnx.ModelProto, spec: ModelSpec, planned: tuple[PlannedStep, ...]) -> onnx.ModelProto:
+    """The ONNX after every planned step's rewrite, in registration order."""
+    for planned_step in planned:
+        model = planned_step.step.rewrite(model, spec, planned_step.choice)
+    return model
 
 
-def _parse_error(parser: Any, source: str, flavour: Flavour, dcn: str | None) -> ModelError:
+def apply_precision(model: onnx.ModelProto, precision: str, say: Report) -> onnx.ModelProto:
+    if precision == "fp16":
+        say("converting the ONNX to float16 (strongly typed build)")
+        return to_fp16(model)
+    return model
+
+
+def _parse_error(parser: Any, source: str, flavour: Flavour, planned: tuple[PlannedStep, ...]) -> ModelError:
     errors = [parser.get_error(i) for i in range(parser.num_errors)]
     if not errors:
         return ModelError(f"{source}: {flavour.label} cannot parse it")
@@ -203,10 +235,75 @@ def _parse_error(parser: Any, source: str, flavour: Flavour, dcn: str | None) ->
     op, node_name = error.node_operator(), error.node_name()
     detail = error.desc().strip().splitlines()[0] if error.desc().strip() else str(error.code())
     message = f"{source}: {flavour.label} cannot import node {node_name!r} (op {op}): {detail}"
-    if op in DCN_OPS or (dcn == "plugin" and op.startswith("Trtdet")):
-        working = "decomposed" if not flavour.has_builtin_deform_conv else "builtin or decomposed"
-        message += f"; deformable convolution: rebuild with --dcn {working} (this build used --dcn {dcn})"
-    return ModelError(message)
+    runtime = flavour.runtime_info()
+    hints = [hint for p in planned if (hint := p.step.parse_hint(op, p.choice, runtime))]
+    if hints:
+        return ModelError(f"{message}; {'; '.join(hints)}")
+    return ModelError(
+        f"{message}; no installed plugin's build step (hook trtdet_build_steps) rewrites op {op} for this model"
+    )
+
+
+@dataclass
+class Network:
+    """A parsed TensorRT network with the objects that must outlive the build."""
+
+    flavour: Flavour
+    logger: Any
+    builder: Any
+    network: Any
+    parser: Any
+
+
+def parse_network(model: onnx.ModelProto, source: Path, flavour: Flavour, planned: tuple[PlannedStep, ...], say: Report) -> Network:
+    """A strongly typed network parsed from ``model``, after the steps' TensorRT plugins are registered."""
+    trt = flavour.module
+    logger = make_logger(trt)
+    builder = trt.Builder(logger)
+    flags = 0 if flavour.always_strongly_typed else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    say(f"parsing {source.name} with {flavour.label}")
+    if not parser.parse(model.SerializeToString()):
+        raise _parse_error(parser, str(source), flavour, planned)
+    return Network(flavour, logger, builder, network, parser)
+
+
+def configure(parsed: Network, config: BuildConfig, max_batch: int, source: Path) -> Any:
+    """The builder config: workspace limit and the dynamic-batch optimisation profile."""
+    builder, network = parsed.builder, parsed.network
+    trt_config = builder.create_builder_config()
+    if config.workspace_mib:
+        trt_config.set_memory_pool_limit(parsed.flavour.module.MemoryPoolType.WORKSPACE, config.workspace_mib << 20)
+    profile = builder.create_optimization_profile()
+    image = network.get_input(0)
+    shape = tuple(int(d) for d in image.shape)
+    if any(d < 0 for d in shape[1:]):
+        raise ModelError(f"{source}: input {image.name!r} has dynamic non-batch dims {shape} after fixing H, W")
+    if shape[0] < 0:
+        opt = min(max(config.opt_batch or max_batch, 1), max_batch)
+        profile.set_shape(image.name, (1, *shape[1:]), (opt, *shape[1:]), (max_batch, *shape[1:]))
+        trt_config.add_optimization_profile(profile)
+    return trt_config
+
+
+def serialize(parsed: Network, trt_config: Any, cache: ArtifactCache, source: Path, say: Report) -> bytes:
+    """Build the plan, reading and updating the timing cache of a full TensorRT."""
+    flavour = parsed.flavour
+    trt = flavour.module
+    timing_path = None
+    if not flavour.is_rtx:  # TensorRT-RTX has no timing cache (its calls are no-ops)
+        timing_path = timing_cache_path(cache, flavour)
+        data = timing_path.read_bytes() if timing_path.is_file() else b""
+        trt_config.set_timing_cache(trt_config.create_timing_cache(data), False)
+    trt_config.progress_monitor = make_progress_monitor(trt, say)
+    plan = parsed.builder.build_serialized_network(parsed.network, trt_config)
+    if plan is None:
+        raise ModelError(f"{source}: {flavour.label} engine build failed: {parsed.logger.last_error()}")
+    if timing_path is not None:
+        timing_path.parent.mkdir(parents=True, exist_ok=True)
+        timing_path.write_bytes(bytes(trt_config.get_timing_cache().serialize()))
+    return bytes(plan)
 
 
 def _tensor_infos(trt: Any, tensors: list[Any]) -> tuple[TensorInfo, ...]:
@@ -215,13 +312,25 @@ def _tensor_infos(trt: Any, tensors: list[Any]) -> tuple[TensorInfo, ...]:
     )
 
 
+def completed(metadata: ArtifactMetadata, parsed: Network, plugins: tuple[RequiredPlugin, ...], plan: bytes, source: Path) -> ArtifactMetadata:
+    """The full metadata of a built engine: I/O tensors, required plugins, payload size."""
+    trt, network = parsed.flavour.module, parsed.network
+    return replace(
+        metadata,
+        inputs=_tensor_infos(trt, [network.get_input(i) for i in range(network.num_inputs)]),
+        outputs=_tensor_infos(trt, [network.get_output(i) for i in range(network.num_outputs)]),
+        plugins=plugins,
+        extra={"payload_bytes": len(plan), "source_onnx": source.name},
+    )
+
+
 def build_engine(
     onnx_path: Path | str,
     spec: ModelSpec,
-    options: BuildOptions = BuildOptions(),
+    config: BuildConfig = BuildConfig(),
     *,
     output: Path | str | None = None,
-    cache: EngineCache | None = None,
+    cache: ArtifactCache | None = None,
     use_cache: bool = True,
     report: Report | None = None,
 ) -> BuildResult:
@@ -230,117 +339,36 @@ def build_engine(
     The engine lands in the cache and, when ``output`` is given, is copied there too.
     ``report`` receives one-line progress messages (build phases of long builds).
     """
-    from trtdet import __version__
-
     started = time.perf_counter()
     say: Report = report or (lambda _message: None)
-    onnx_path = Path(onnx_path)
-    source = str(onnx_path)
-    if not onnx_path.is_file():
-        raise ModelError(f"{onnx_path}: ONNX file not found")
-    if options.precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {options.precision!r} (choose from: {', '.join(PRECISIONS)})")
-    if options.max_batch < 1:
-        raise UsageError(f"--max-batch must be >= 1, got {options.max_batch}")
-    flavour = load_flavour(options.trt)
-    cache = cache or EngineCache()
-    onnx_sha256 = file_sha256(onnx_path)
-    try:
-        model = onnx.load(str(onnx_path))
-    except Exception as exc:  # onnx raises DecodeError, ValueError, ... for broken files
-        raise ModelError(f"{onnx_path}: not a readable ONNX model: {exc}") from exc
-    input_size, static_batch = fix_spatial_size(model, spec, source)
-    max_batch = static_batch or options.max_batch
-    if static_batch and static_batch != options.max_batch:
-        say(f"the ONNX has a static batch of {static_batch}: building for batch {static_batch}")
-    has_dcn = bool(dcn_nodes(model))
-    dcn = resolve_dcn(flavour, options.dcn) if has_dcn else None
-    metadata = EngineMetadata(
-        model=spec.name,
-        names=class_names_of(model, spec),
-        input_size=input_size,
-        precision=options.precision,
-        trt_flavour=flavour.name,
-        trt_version=flavour.version,
-        compute_capability=current_compute_capability(flavour),
-        onnx_sha256=onnx_sha256,
-        max_batch=max_batch,
-        dcn=dcn,
-        trtdet_version=__version__,
-    )
+    source = Path(onnx_path)
+    if not source.is_file():
+        raise ModelError(f"{source}: ONNX file not found")
+    check_config(config)
+    flavour = load_flavour(config.trt)
+    cache = cache or engine_cache()
+    model, sha256 = load_onnx(source)
+    input_size, static_batch = fix_spatial_size(model, spec, str(source))
+    max_batch = batch_range(static_batch, config, say)
+    planned = plan_steps(model, spec, config.build_options, flavour.runtime_info())
+    metadata = describe(model, spec, config, flavour, sha256, (input_size, max_batch), chosen_options(planned))
     if use_cache and (hit := cache.lookup(metadata.key())) is not None:
         say(f"engine cache hit: {hit}")
-        result_path = _deliver(hit, output)
-        return BuildResult(result_path, read_metadata(hit), True, time.perf_counter() - started)
+        return BuildResult(_deliver(hit, output), read_metadata(hit), True, time.perf_counter() - started)
 
-    offered = prepare_plugins(spec, flavour)
-    if has_dcn:
-        model = rewrite_for_tensorrt(spec, model, flavour, dcn)
-        left = [n for n in dcn_nodes(model) if not (dcn == "builtin" and n.op_type == "DeformConv")]
-        if left:
-            working = "--dcn decomposed" if flavour.is_rtx else "--dcn builtin (or decomposed)"
-            raise ModelError(
-                f"{source}: {flavour.label} cannot import node {left[0].name!r} (op {left[0].op_type}): no installed "
-                f"trtdet plugin lowers it for --dcn {dcn} (hook trtdet_tensorrt_rewrite_onnx); install or enable "
-                f"the model's plugin package; {flavour.label} works with {working}"
-            )
-    if options.precision == "fp16":
-        say("converting the ONNX to float16 (strongly typed build)")
-        model = to_fp16(model)
+    model = apply_precision(apply_steps(model, spec, planned), config.precision, say)
+    offered = register_step_plugins(planned, flavour)
     used_ops = {node.op_type for node in model.graph.node}
     plugins = tuple(plugin for name, plugin in offered.items() if name in used_ops)
-
-    trt = flavour.module
-    logger = make_logger(trt)
-    if dcn == "builtin":
-        trt.init_libnvinfer_plugins(logger, "")
-    builder = trt.Builder(logger)
-    flags = 0 if flavour.always_strongly_typed else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    say(f"parsing {onnx_path.name} with {flavour.label}")
-    if not parser.parse(model.SerializeToString()):
-        raise _parse_error(parser, source, flavour, dcn)
-
-    config = builder.create_builder_config()
-    if options.workspace_mib:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
-    profile = builder.create_optimization_profile()
-    image = network.get_input(0)
-    shape = tuple(int(d) for d in image.shape)
-    if any(d < 0 for d in shape[1:]):
-        raise ModelError(
-            f"{source}: input {image.name!r} has dynamic non-batch dims {shape} after fixing H, W"
-        )
-    if shape[0] < 0:
-        opt = min(max(options.opt_batch or max_batch, 1), max_batch)
-        profile.set_shape(image.name, (1, *shape[1:]), (opt, *shape[1:]), (max_batch, *shape[1:]))
-        config.add_optimization_profile(profile)
-    timing_path = None
-    if not flavour.is_rtx:  # TensorRT-RTX has no timing cache (its calls are no-ops)
-        timing_path = cache.timing_cache_path(flavour.name, flavour.version)
-        data = timing_path.read_bytes() if timing_path.is_file() else b""
-        config.set_timing_cache(config.create_timing_cache(data), False)
-    config.progress_monitor = make_progress_monitor(trt, say)
-    say(f"building {options.precision} engine, batch 1..{max_batch} (this can take minutes)")
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        raise ModelError(f"{source}: {flavour.label} engine build failed: {logger.last_error()}")
-    if timing_path is not None:
-        timing_path.parent.mkdir(parents=True, exist_ok=True)
-        timing_path.write_bytes(bytes(config.get_timing_cache().serialize()))
-    plan_bytes = bytes(plan)
-    metadata = replace(
-        metadata,
-        inputs=_tensor_infos(trt, [network.get_input(i) for i in range(network.num_inputs)]),
-        outputs=_tensor_infos(trt, [network.get_output(i) for i in range(network.num_outputs)]),
-        plugins=plugins,
-        extra={"plan_bytes": len(plan_bytes), "source_onnx": onnx_path.name},
-    )
-    cache.keep_source(onnx_path, onnx_sha256)
-    stored = cache.store(metadata, plan_bytes)
+    parsed = parse_network(model, source, flavour, planned, say)
+    trt_config = configure(parsed, config, max_batch, source)
+    say(f"building {config.precision} engine, batch 1..{max_batch} (this can take minutes)")
+    plan = serialize(parsed, trt_config, cache, source, say)
+    metadata = completed(metadata, parsed, plugins, plan, source)
+    cache.keep_source(source, sha256)
+    stored = cache.store(metadata, plan)
     seconds = time.perf_counter() - started
-    say(f"engine built in {seconds:.1f} s: {len(plan_bytes) / 1e6:.1f} MB")
+    say(f"engine built in {seconds:.1f} s: {len(plan) / 1e6:.1f} MB")
     return BuildResult(_deliver(stored, output), metadata, False, seconds)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
 
+from trtdet.engines.build_steps import RuntimeInfo, version_tuple
 from trtdet.errors import UsageError
 
 #: ``--trt`` names and the module each imports.
@@ -34,12 +35,7 @@ class Flavour:
 
     @property
     def version_tuple(self) -> tuple[int, ...]:
-        parts = []
-        for part in self.version.split("."):
-            if not part.isdigit():
-                break
-            parts.append(int(part))
-        return tuple(parts)
+        return version_tuple(self.version)
 
     @property
     def is_rtx(self) -> bool:
@@ -51,11 +47,6 @@ class Flavour:
         return self.is_rtx or self.version_tuple >= (11,)
 
     @property
-    def has_builtin_deform_conv(self) -> bool:
-        """TensorRT >= 10.1 imports ONNX ``DeformConv`` as its ``ModulatedDeformConv2d`` plugin."""
-        return not self.is_rtx and self.version_tuple >= (10, 1)
-
-    @property
     def supports_python_plugins(self) -> bool:
         """TensorRT-RTX's parser aborts the process when it creates a Python-defined plugin."""
         return not self.is_rtx and self.version_tuple >= (10,)
@@ -63,6 +54,10 @@ class Flavour:
     @property
     def label(self) -> str:
         return f"TensorRT-RTX {self.version}" if self.is_rtx else f"TensorRT {self.version}"
+
+    def runtime_info(self) -> RuntimeInfo:
+        """What build steps see of this TensorRT (artifact runtime name ``tensorrt``/``rtx``)."""
+        return RuntimeInfo(self.name, self.version, self.label, self.supports_python_plugins, self.module)
 
     def supported_compute_capabilities(self) -> tuple[tuple[int, int], ...] | None:
         """Compute capabilities this flavour's runtime supports (None: any the build targets).

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from trtdet.engines.artifact import ArtifactMetadata
 from trtdet.engines.base import BaseEngine, Shape
-from trtdet.engines.tensorrt.engine_file import EngineMetadata
 from trtdet.engines.tensorrt.flavour import Flavour
 from trtdet.engines.tensorrt.trt_objects import make_logger
 from trtdet.errors import ModelError
@@ -40,7 +40,7 @@ class TensorRTEngine(BaseEngine):
     def __init__(
         self,
         path: Path,
-        metadata: EngineMetadata,
+        metadata: ArtifactMetadata,
         plan: bytes,
         flavour: Flavour,
         *,

@@ -1,9 +1,16 @@
-"""The trtdet engine file: ``<u32 little-endian N><N bytes UTF-8 JSON metadata><serialized plan>``.
+"""Engine artifacts: ``<u32 little-endian N><N bytes UTF-8 JSON metadata><payload>``.
 
-The metadata makes an engine self-describing, so ``trtdet run --engine F`` needs nothing else:
-model name, class names, input size, precision, TensorRT flavour and version, compute
-capability (``"aot"`` for TensorRT-RTX's ahead-of-time builds), source ONNX sha256, max batch,
-DCN lowering and trtdet version (the cache key), plus the I/O tensors and required plugins.
+One format for every kind of compiled engine a backend builds (TensorRT plans today,
+AOTInductor packages next): the metadata makes an artifact self-describing, so a run needs
+nothing else. Its key fields (``KEY_FIELDS``) are what the artifact cache is keyed by: model
+name, class names, input size, precision, runtime and its version, compute capability
+(``"aot"`` for portable ahead-of-time builds), GPU name, source sha256, max batch, the build
+options plugins' build steps chose, and the trtdet version. The I/O tensors, required
+runtime plugins and free-form extras ride along outside the key.
+
+Headers written before the fields were runtime-neutral (``trt_flavour``, ``trt_version``,
+``onnx_sha256``, and the one build step's choice as a top-level field) are still read, as
+the same fields.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import json
 import os
 import struct
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,19 +36,22 @@ KEY_FIELDS: tuple[str, ...] = (
     "names",
     "input_size",
     "precision",
-    "trt_flavour",
-    "trt_version",
+    "runtime",
+    "runtime_version",
     "compute_capability",
-    "onnx_sha256",
+    "gpu_name",
+    "source_sha256",
     "max_batch",
-    "dcn",
+    "build_options",
     "trtdet_version",
 )
+#: Header fields of older trtdet versions and the fields they are now.
+_OLD_NAMES = {"trt_flavour": "runtime", "trt_version": "runtime_version", "onnx_sha256": "source_sha256"}
 
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """An engine I/O tensor: name, shape (-1 for dynamic dims) and dtype name (``float32``...)."""
+    """An artifact's I/O tensor: name, shape (-1 for dynamic dims) and dtype name (``float32``...)."""
 
     name: str
     shape: tuple[int, ...]
@@ -49,7 +60,8 @@ class TensorInfo:
 
 @dataclass(frozen=True)
 class RequiredPlugin:
-    """A TensorRT plugin the plan references and the Python package that registers its creator."""
+    """A runtime plugin (e.g. a TensorRT plugin creator) the payload references, and the Python
+    package that registers it."""
 
     name: str
     version: str
@@ -58,20 +70,28 @@ class RequiredPlugin:
 
 
 @dataclass(frozen=True)
-class EngineMetadata:
-    """What an engine file says about itself (the header JSON)."""
+class ArtifactMetadata:
+    """What an engine artifact says about itself (the header JSON).
+
+    ``runtime`` names what runs the payload (``"tensorrt"``, ``"rtx"`` for TensorRT-RTX, ...)
+    and ``runtime_version`` its version; ``compute_capability`` is the GPU's (``"9.0"``) or
+    ``"aot"`` for portable builds, whose ``gpu_name`` is ``""``. ``build_options`` maps build
+    step names to the choices made (e.g. ``{"lowering": "decomposed"}``); the core never
+    interprets it.
+    """
 
     model: str
     names: tuple[str, ...]
     input_size: tuple[int, int]
     precision: str
-    trt_flavour: str
-    trt_version: str
+    runtime: str
+    runtime_version: str
     compute_capability: str
-    onnx_sha256: str
+    gpu_name: str
+    source_sha256: str
     max_batch: int
-    dcn: str | None
     trtdet_version: str
+    build_options: Mapping[str, str] = field(default_factory=dict, hash=False)
     inputs: tuple[TensorInfo, ...] = ()
     outputs: tuple[TensorInfo, ...] = ()
     plugins: tuple[RequiredPlugin, ...] = ()
@@ -84,12 +104,14 @@ class EngineMetadata:
 
     def to_json_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["build_options"] = dict(sorted(self.build_options.items()))
         data["names"] = list(self.names)
         data["input_size"] = list(self.input_size)
         return data
 
     @classmethod
-    def from_json_dict(cls, data: dict[str, Any], source: str) -> EngineMetadata:
+    def from_json_dict(cls, data: dict[str, Any], source: str) -> ArtifactMetadata:
+        data = _current_names(data)
         missing = [name for name in KEY_FIELDS if name not in data]
         if missing:
             raise ModelError(f"{source}: engine metadata lacks {', '.join(missing)}")
@@ -99,13 +121,14 @@ class EngineMetadata:
                 names=tuple(str(n) for n in data["names"]),
                 input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
                 precision=str(data["precision"]),
-                trt_flavour=str(data["trt_flavour"]),
-                trt_version=str(data["trt_version"]),
+                runtime=str(data["runtime"]),
+                runtime_version=str(data["runtime_version"]),
                 compute_capability=str(data["compute_capability"]),
-                onnx_sha256=str(data["onnx_sha256"]),
+                gpu_name=str(data["gpu_name"]),
+                source_sha256=str(data["source_sha256"]),
                 max_batch=int(data["max_batch"]),
-                dcn=None if data["dcn"] is None else str(data["dcn"]),
                 trtdet_version=str(data["trtdet_version"]),
+                build_options={str(k): str(v) for k, v in dict(data["build_options"]).items()},
                 inputs=tuple(_tensor(t) for t in data.get("inputs", ())),
                 outputs=tuple(_tensor(t) for t in data.get("outputs", ())),
                 plugins=tuple(RequiredPlugin(**p) for p in data.get("plugins", ())),
@@ -122,24 +145,44 @@ class EngineMetadata:
         }
 
 
+def _current_names(data: dict[str, Any]) -> dict[str, Any]:
+    """An older header in today's field names.
+
+    Older headers say ``trt_flavour``, ``trt_version``, ``onnx_sha256``, have no ``gpu_name``,
+    and store a build step's choice as a top-level field of its own (null: not applied).
+    """
+    if "runtime" in data or "trt_flavour" not in data:
+        return data
+    data = {_OLD_NAMES.get(name, name): value for name, value in data.items()}
+    known = {*KEY_FIELDS, "inputs", "outputs", "plugins", "extra"}
+    steps = {name: data.pop(name) for name in [name for name in data if name not in known]}
+    data.setdefault("build_options", {name: value for name, value in steps.items() if value is not None})
+    data.setdefault("gpu_name", "")
+    extra = dict(data.get("extra") or {})
+    if "plan_bytes" in extra:
+        extra.setdefault("payload_bytes", extra.pop("plan_bytes"))
+    data["extra"] = extra
+    return data
+
+
 def _tensor(data: dict[str, Any]) -> TensorInfo:
     return TensorInfo(str(data["name"]), tuple(int(d) for d in data["shape"]), str(data["dtype"]))
 
 
-def encode_engine(metadata: EngineMetadata, plan: bytes) -> bytes:
-    """The bytes of an engine file."""
+def encode_artifact(metadata: ArtifactMetadata, payload: bytes) -> bytes:
+    """The bytes of an artifact file."""
     header = json.dumps(metadata.to_json_dict(), sort_keys=True).encode("utf-8")
-    return _LENGTH.pack(len(header)) + header + bytes(plan)
+    return _LENGTH.pack(len(header)) + header + bytes(payload)
 
 
-def write_engine(path: Path, metadata: EngineMetadata, plan: bytes) -> Path:
-    """Write an engine file atomically (a crash never leaves a truncated engine under ``path``)."""
+def write_artifact(path: Path, metadata: ArtifactMetadata, payload: bytes) -> Path:
+    """Write an artifact file atomically (a crash never leaves a truncated one under ``path``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(encode_engine(metadata, plan))
+            handle.write(encode_artifact(metadata, payload))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -147,8 +190,8 @@ def write_engine(path: Path, metadata: EngineMetadata, plan: bytes) -> Path:
     return path
 
 
-def _parse_header(data: bytes, total_size: int, source: str) -> tuple[EngineMetadata, int]:
-    """Metadata from the start of an engine file and the offset where the plan begins."""
+def _parse_header(data: bytes, total_size: int, source: str) -> tuple[ArtifactMetadata, int]:
+    """Metadata from the start of an artifact file and the offset where the payload begins."""
     if len(data) < _LENGTH.size:
         raise ModelError(f"{source}: not a trtdet engine (file is {total_size} bytes, truncated or empty)")
     (length,) = _LENGTH.unpack_from(data)
@@ -165,33 +208,33 @@ def _parse_header(data: bytes, total_size: int, source: str) -> tuple[EngineMeta
         raise ModelError(f"{source}: not a trtdet engine (metadata header is not JSON: {exc})") from exc
     if not isinstance(header, dict):
         raise ModelError(f"{source}: not a trtdet engine (metadata header is not a JSON object)")
-    return EngineMetadata.from_json_dict(header, source), _LENGTH.size + length
+    return ArtifactMetadata.from_json_dict(header, source), _LENGTH.size + length
 
 
-def decode_engine(data: bytes, source: str) -> tuple[EngineMetadata, bytes]:
-    """Split engine file bytes into metadata and plan; ``ModelError`` naming ``source`` if malformed."""
+def decode_artifact(data: bytes, source: str) -> tuple[ArtifactMetadata, bytes]:
+    """Split artifact file bytes into metadata and payload; ``ModelError`` naming ``source`` if malformed."""
     metadata, start = _parse_header(data, len(data), source)
-    plan = data[start:]
-    expected = metadata.extra.get("plan_bytes")
-    if not plan:
+    payload = data[start:]
+    expected = metadata.extra.get("payload_bytes")
+    if not payload:
         raise ModelError(f"{source}: truncated engine (metadata present, serialized plan missing)")
-    if isinstance(expected, int) and expected != len(plan):
+    if isinstance(expected, int) and expected != len(payload):
         raise ModelError(
-            f"{source}: truncated or corrupt engine (plan is {len(plan)} bytes, expected {expected})"
+            f"{source}: truncated or corrupt engine (plan is {len(payload)} bytes, expected {expected})"
         )
-    return metadata, plan
+    return metadata, payload
 
 
-def read_engine(path: Path) -> tuple[EngineMetadata, bytes]:
-    """Read an engine file written by ``write_engine``."""
+def read_artifact(path: Path) -> tuple[ArtifactMetadata, bytes]:
+    """Read an artifact file written by ``write_artifact``."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: engine file not found")
-    return decode_engine(path.read_bytes(), str(path))
+    return decode_artifact(path.read_bytes(), str(path))
 
 
-def read_metadata(path: Path) -> EngineMetadata:
-    """Only the header of an engine file (cheap: the plan is not read)."""
+def read_metadata(path: Path) -> ArtifactMetadata:
+    """Only the header of an artifact file (cheap: the payload is not read)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: engine file not found")

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The H200 run behind the compiled-engine results: pre-build every AOTInductor package the GPU
+# tests and benchmarks use (in parallel, into one cache), then the GPU tests, then the benchmarks.
+# Usage (repo root, wheels from ../shared/gpu/wheels.sh in .whl): bash benchmarks/run_h200.sh OUTDIR [tests|bench|all]
+set -u
+out=${1:-/tmp/trtdet-h200}; what=${2:-all}
+mkdir -p "$out"
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null 2>&1
+export TRTDET_CACHE_DIR=/tmp/trtdet-cache TRTDET_GPU_TEST_CACHE=/tmp/trtdet-cache TRTDET_TEST_CHECKPOINTS=/tmp/trtdet-ckpt
+export PYTHONUNBUFFERED=1
+python3 -m tests.gpu.checkpoints "$TRTDET_TEST_CHECKPOINTS" >/dev/null
+yolo=$(python3 -c "from trtdet_yolo.plugin import default_model_path as p; print(p())")
+centernet=trtdet_centernet/assets/centernet.onnx
+start=$(date +%s)
+build() { trtdet build --backend inductor --max-batch 32 -o "/tmp/trtdet-pkg/$1.pt2" "${@:2}" > "$out/build-$1.log" 2>&1; echo "build $1: exit $? after $(( $(date +%s) - start )) s"; }
+mkdir -p /tmp/trtdet-pkg
+build yolo-fp16 "$yolo" --model yolo --precision fp16 &
+build centernet-fp16 "$centernet" --model centernet --precision fp16 &
+build resdcn18-fp16 --weights "$TRTDET_TEST_CHECKPOINTS/resdcn18.pth" --model centernet --precision fp16 &
+if [ "$what" != bench ]; then
+  build yolo-fp32 "$yolo" --model yolo --precision fp32 &
+  build centernet-fp32 "$centernet" --model centernet --precision fp32 &
+  build resdcn50-fp16 --weights "$TRTDET_TEST_CHECKPOINTS/resdcn50.pth" --model centernet --precision fp16 &
+fi
+wait
+grep -h "wrote\|error" "$out"/build-*.log
+if [ "$what" != bench ]; then
+  timeout 300 python3 -m pytest -q -m gpu tests/gpu tests/kernels/test_gpu_kernels.py -p no:cacheprovider 2>&1 | tail -40 | tee "$out/gpu-tests.log"
+fi
+if [ "$what" != tests ]; then
+  timeout 200 python3 benchmarks/yolo.py --batches 1 32 --iterations 50 --out "$out/yolo_h200.md" 2>&1 | grep -v -i warn | tail -40
+  timeout 240 python3 benchmarks/pipeline.py --batches 1 32 --iterations 30 --frames 2000 \
+    --checkpoint "$TRTDET_TEST_CHECKPOINTS/resdcn18.pth" --out "$out/pipeline_h200.md" 2>&1 | grep -v -i warn | tail -50
+fi

@@ -1,0 +1,150 @@
+"""YOLO11n end to end on the GPU, one process, side by side: Ultralytics' predictor and trtdet's engines.
+
+Every pipeline starts from decoded 1080p BGR frames in host memory and ends with detections on
+the host (numpy boxes, scores, classes), at conf 0.25 / IoU 0.7, fp16.
+
+* ``ultralytics`` — ``YOLO("yolo11n.yaml")`` with the shipped ONNX's trained weights copied in
+  (the ONNX keeps the fused model's parameter names), ``predict(frames, half=True)``: Ultralytics'
+  own preprocessing (CPU letterbox, rectangular at batch 1), network and NMS.
+* ``trtdet torch`` — the eager backend (``backend="torch"``): trtdet's ONNX->torch module.
+* ``trtdet inductor`` — the AOTInductor package compiled from the same ONNX; ``+graphs`` replays
+  it in CUDA graphs (``cuda_graphs=True``).
+
+    python benchmarks/yolo.py --batches 1 32 --iterations 50 --out benchmarks/results/yolo_h200.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+
+def time_it(fn, frames, iterations: int, warmup: int = 5) -> list[float]:
+    for _ in range(warmup):
+        fn(frames)
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        fn(frames)
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def ultralytics_predictor(onnx_path: Path):
+    """Ultralytics' predictor on YOLO11n with the ONNX's weights; returns (predict fn, weights note)."""
+    import onnx
+    from onnx import numpy_helper
+    from ultralytics import YOLO
+
+    yolo = YOLO("yolo11n.yaml")
+    yolo.model.fuse()
+    state = yolo.model.state_dict()
+    loaded = {}
+    for init in onnx.load(str(onnx_path)).graph.initializer:
+        if init.name in state and tuple(state[init.name].shape) == tuple(init.dims):
+            loaded[init.name] = torch.from_numpy(numpy_helper.to_array(init).copy())
+    yolo.model.load_state_dict(loaded, strict=False)
+    note = f"trained weights ({len(loaded)} of {len(state)} tensors from the ONNX)"
+
+    def predict(frames):
+        results = yolo.predict(frames, imgsz=640, half=True, device=0, conf=0.25, iou=0.7, verbose=False)
+        return [r.boxes.data.cpu().numpy() for r in results]
+
+    return predict, note
+
+
+def trtdet_detector(backend: str, batch: int, graphs: bool):
+    import trtdet
+
+    detector = trtdet.load("yolo", device="cuda", precision="fp16", backend=backend, batch=batch, cuda_graphs=graphs)
+
+    def detect(frames):
+        return [d.xyxy for d in detector.detect(frames)]
+
+    return detector, detect
+
+
+def stage_times(detector, frames, iterations: int) -> dict[str, float]:
+    """Median per-stage milliseconds of ``detector`` on ``frames`` (synchronised after each stage)."""
+    from trtdet.benchmark import benchmark
+
+    result = benchmark(detector, frames, len(frames), iterations)
+    return {"preprocess": result.preprocess_ms_median, "infer": result.infer_ms_median, "decode": result.decode_ms_median}
+
+
+def main() -> None:
+    import trtdet
+    from trtdet_yolo.plugin import default_model_path
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--iterations", type=int, default=50)
+    parser.add_argument("--image-size", type=int, nargs=2, default=[1080, 1920], metavar=("H", "W"))
+    parser.add_argument("--skip-ultralytics", action="store_true")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    photo = cv2.imread(str(Path(trtdet.__file__).parent / "data" / "sample.jpg"))
+    image = cv2.resize(photo, (args.image_size[1], args.image_size[0]))
+    rng = np.random.default_rng(0)
+    frames = [np.clip(image.astype(np.int16) + rng.integers(-8, 8, image.shape), 0, 255).astype(np.uint8)
+              for _ in range(max(args.batches))]
+    rows: list[tuple[str, int, list[float]]] = []
+    notes: list[str] = []
+    if not args.skip_ultralytics:
+        predict, note = ultralytics_predictor(default_model_path())
+        notes.append(f"ultralytics: {note}")
+        for batch in args.batches:
+            rows.append(("ultralytics predictor fp16", batch, time_it(predict, frames[:batch], args.iterations)))
+    stages = {}
+    for label, backend, graphs in (("trtdet torch (eager)", "torch", False), ("trtdet inductor", "inductor", False),
+                                   ("trtdet inductor + CUDA graphs", "inductor", True)):
+        detector, detect = trtdet_detector(backend, max(args.batches), graphs)
+        for batch in args.batches:
+            rows.append((f"{label} fp16", batch, time_it(detect, frames[:batch], args.iterations)))
+            stages[(label, batch)] = stage_times(detector, frames[:batch], max(10, args.iterations // 2))
+        detector.close()
+
+    device_name = torch.cuda.get_device_name()
+    peer = {b: statistics.median(t) for name, b, t in rows if name.startswith("ultralytics")}
+    lines = [
+        f"# YOLO11n end to end, {args.image_size[1]}x{args.image_size[0]} frames in host memory, detections on the host",
+        "",
+        f"Device: {device_name}; torch {torch.__version__}. Command: `python benchmarks/yolo.py --batches "
+        f"{' '.join(map(str, args.batches))} --iterations {args.iterations}`",
+        "",
+        "| pipeline | batch | median ms/call | min ms | images/s | vs ultralytics |",
+        "|---|---|---|---|---|---|",
+    ]
+    results = []
+    for name, b, t in rows:
+        median = statistics.median(t)
+        ratio = f"{peer[b] / median:.1f}x" if b in peer else "-"
+        lines.append(f"| {name} | {b} | {1e3 * median:.2f} | {1e3 * min(t):.2f} | {b / median:.0f} | {ratio} |")
+        results.append({"pipeline": name, "batch": b, "median_ms": 1e3 * median, "min_ms": 1e3 * min(t), "images_per_s": b / median})
+    if stages:
+        lines += ["", "Per stage (median ms, each stage synchronised, so they sum to more than the overlapped call):", "",
+                  "| pipeline | batch | preprocess | network | decode + NMS |", "|---|---|---|---|---|"]
+        for (label, b), s in stages.items():
+            lines.append(f"| {label} | {b} | {s['preprocess']:.3f} | {s['infer']:.3f} | {s['decode']:.3f} |")
+    lines += ["", *notes]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        args.out.with_suffix(".json").write_text(json.dumps({"device": device_name, "results": results,
+            "stages": [{"pipeline": k[0], "batch": k[1], **v} for k, v in stages.items()]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

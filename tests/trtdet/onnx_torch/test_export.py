@@ -1,0 +1,60 @@
+"""``torch.export`` with a dynamic batch traces the converted networks; the exported programs
+equal onnxruntime at batch 1 and 3 (max |got - ort| <= 1e-4 * max |ort|, float32)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trtdet.onnx_torch import convert
+
+from .test_models import FIXTURES, assert_close, images, reference
+
+#: The example batch is 2: torch.export specialises a dimension whose example size is 0 or 1.
+EXAMPLE_BATCH = 2
+
+
+def export(module: torch.nn.Module, size: int) -> torch.export.ExportedProgram:
+    batch = torch.export.Dim("batch", min=1, max=64)
+    example = torch.from_numpy(images(EXAMPLE_BATCH, size))
+    return torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+
+
+def _check(program: torch.export.ExportedProgram, path: Path | str, size: int, *, per_image: bool) -> None:
+    runner = program.module()
+    for batch in (1, 3):
+        x = images(batch, size, seed=10 + batch)
+        with torch.no_grad():
+            got = runner(torch.from_numpy(x)).numpy()
+        assert_close(got, reference(str(path), x, per_image=per_image))
+
+
+@pytest.mark.parametrize("name", ["yolov5u_static.onnx", "yolov8_dynamic_raw.onnx", "yolo11_static.onnx",
+                                  "yolo11_dynamic.onnx"])
+def test_exported_ultralytics_program_equals_onnxruntime(name):
+    module = convert(FIXTURES / name, input_size=(160, 160))
+    _check(export(module, 160), FIXTURES / name, 160, per_image="static" in name)
+
+
+def test_exported_yolo11n_program_equals_onnxruntime(yolo_onnx):
+    module = convert(yolo_onnx, input_size=(640, 640))
+    program = export(module, 640)
+    placeholders = [n for n in program.graph.nodes if n.op == "placeholder" and n.name.startswith("x")]
+    assert placeholders and str(placeholders[0].meta["val"].shape[0]).startswith("s")  # symbolic batch
+    _check(program, yolo_onnx, 640, per_image=False)
+
+
+def test_exported_centernet_program_equals_onnxruntime():
+    from trtdet_centernet.plugin import DEFAULT_MODEL
+
+    module = convert(DEFAULT_MODEL)
+    program = export(module, 512)
+    runner = program.module()
+    for batch in (1, 3):
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 512, 512)).astype(np.float32)
+        with torch.no_grad():
+            got = runner(torch.from_numpy(x)).numpy()
+        assert_close(got, reference(str(DEFAULT_MODEL), x, per_image=False))

@@ -1,0 +1,94 @@
+"""CUDA graphs over a network callable: one captured graph per batch-size bucket, replayed per call.
+
+A batch of ``n`` images runs in the graph of the smallest bucket >= ``n`` (powers of two up to
+the largest batch, and the largest batch itself): its rows are copied into the graph's static
+input and the first ``n`` rows of each static output are returned. Few graphs serve every batch
+size the batching worker forms, so graph memory stays bounded. Outputs are views of graph
+memory, valid until the next call, as a TensorRT engine's output buffers are; the pipeline
+queues each batch's decode on the stream before the next batch's network, which keeps that safe.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def batch_buckets(max_batch: int) -> tuple[int, ...]:
+    """Powers of two below ``max_batch``, then ``max_batch``: (1, 2, 4, 8, 16, 32) for 32."""
+    sizes = []
+    size = 1
+    while size < max_batch:
+        sizes.append(size)
+        size *= 2
+    sizes.append(max_batch)
+    return tuple(sizes)
+
+
+class CudaGraphRunner:
+    """Runs ``network(batch) -> tensor | sequence of tensors`` through captured CUDA graphs."""
+
+    def __init__(self, network: Callable[[Any], Any], max_batch: int, warmup: int = 2) -> None:
+        self.network = network
+        self.buckets = batch_buckets(max_batch)
+        self.warmup = warmup
+        self.graphs: dict[tuple[int, ...], tuple[Any, Any, tuple[Any, ...]]] = {}
+        #: Why capture failed (then every call runs the network directly).
+        self.disabled_reason: str | None = None
+
+    def bucket(self, batch: int) -> int:
+        for size in self.buckets:
+            if size >= batch:
+                return size
+        raise ValueError(f"batch of {batch} exceeds the largest captured batch {self.buckets[-1]}")
+
+    def _capture(self, static_input: Any) -> tuple[Any, tuple[Any, ...]]:
+        import torch
+
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(self.warmup):
+                self.network(static_input)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        # thread_local: staging copies other threads queue meanwhile do not void the capture.
+        with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
+            outputs = self.network(static_input)
+        torch.cuda.current_stream().wait_stream(side)
+        return graph, _as_tuple(outputs)
+
+    def __call__(self, batch: Any) -> tuple[Any, ...]:
+        if self.disabled_reason is not None:
+            return _as_tuple(self.network(batch))
+        rows = int(batch.shape[0])
+        size = self.bucket(rows)
+        key = (size, *batch.shape[1:])
+        if key not in self.graphs:
+            static_input = batch.new_zeros((size, *batch.shape[1:])).contiguous(memory_format=_layout(batch))
+            try:
+                graph, outputs = self._capture(static_input)
+            except RuntimeError as exc:
+                self.disabled_reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                warnings.warn(f"CUDA graph capture failed, running without graphs: {self.disabled_reason}", stacklevel=2)
+                return _as_tuple(self.network(batch))
+            self.graphs[key] = (graph, static_input, outputs)
+        graph, static_input, outputs = self.graphs[key]
+        static_input[:rows].copy_(batch)
+        graph.replay()
+        return tuple(output[:rows] for output in outputs)
+
+
+def _as_tuple(outputs: Any) -> tuple[Any, ...]:
+    if isinstance(outputs, Sequence) and not hasattr(outputs, "shape"):
+        return tuple(outputs)
+    return (outputs,)
+
+
+def _layout(tensor: Any) -> Any:
+    import torch
+
+    if tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format

@@ -1,0 +1,1 @@
+"""Compiled GPU engines without TensorRT: AOTInductor packages built, cached and run by trtdet."""

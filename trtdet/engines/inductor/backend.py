@@ -1,0 +1,127 @@
+"""Built-in plugin: the ``inductor`` engine backend, compiled GPU engines without TensorRT.
+
+Checkpoints and ONNX files are compiled once into AOTInductor packages (``trtdet.engines.
+inductor.build``) held in the artifact cache; ``.pt2`` packages from ``trtdet build --backend
+inductor`` load directly. A package built by another torch, for another GPU or device is
+rebuilt from its cached source, or refused with one line saying how to rebuild it. A network
+``torch.export`` cannot trace runs on the eager torch backend instead, with a warning saying why.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from trtdet.engines.artifact import ArtifactMetadata
+from trtdet.engines.base import Engine, ModelFile
+from trtdet.errors import ModelError
+from trtdet.hookspecs import hookimpl
+from trtdet.model import ModelSpec
+from trtdet.options import DetectorOptions
+
+from .build import (
+    RUNTIME,
+    ExportError,
+    Report,
+    build_package,
+    device_identity,
+    package_cache,
+    runtime_version,
+)
+from .package import read_package_metadata
+from .runtime import InductorEngine
+
+
+def incompatibility(metadata: ArtifactMetadata, device: str) -> str | None:
+    """Why a package cannot run here on ``device`` (None: it can)."""
+    if metadata.runtime != RUNTIME:
+        return f"it is a {metadata.runtime} artifact, not an AOTInductor package"
+    built_for = metadata.extra.get("device", "cpu")
+    if built_for != device:
+        return f"it was compiled for {built_for}, not {device}"
+    if metadata.runtime_version != runtime_version():
+        return f"it was compiled by torch {metadata.runtime_version}, this is torch {runtime_version()}"
+    capability, gpu_name = device_identity(device)
+    if (metadata.compute_capability, metadata.gpu_name) != (capability, gpu_name):
+        return (
+            f"it was compiled for {metadata.gpu_name} (compute capability {metadata.compute_capability}), "
+            f"this is {gpu_name} ({capability})"
+        )
+    return None
+
+
+def runnable_package(path: Path, spec: ModelSpec, options: DetectorOptions, report: Report) -> tuple[Path, ArtifactMetadata]:
+    """The package at ``path`` if it runs here, else one rebuilt from its cached source."""
+    metadata = read_package_metadata(path)
+    if metadata.model != spec.name:
+        raise ModelError(f"{path}: the package is a {metadata.model!r} model, not {spec.name!r}")
+    reason = incompatibility(metadata, options.device)
+    if reason is None:
+        return path, metadata
+    cache = package_cache()
+    kind = str(metadata.extra.get("source_kind", "onnx"))
+    suffix = Path(str(metadata.extra.get("source_name", "model.onnx"))).suffix or ".onnx"
+    source = cache.cached_source(metadata.source_sha256, suffix)
+    if source is None:
+        flag = "--weights" if kind == "weights" else "--onnx"
+        raise ModelError(
+            f"{path}: {reason}, and its source (sha256 {metadata.source_sha256[:12]}) is not in the cache; rebuild it: "
+            f"trtdet build --backend inductor {flag} SOURCE --model {metadata.model} --precision {metadata.precision}"
+        )
+    warnings.warn(f"{path}: {reason}; rebuilding from the cached source", stacklevel=2)
+    rebuilt = options.replace(precision=metadata.precision, batch=metadata.max_batch)
+    result = build_package(ModelFile(source, kind), spec, rebuilt, report=report)
+    return result.path, result.metadata
+
+
+class InductorBackend:
+    """Compiles networks ahead of time with AOTInductor and runs the packages (CUDA graphs optional)."""
+
+    name = "inductor"
+    #: Above eager torch and ONNX Runtime on CUDA, below TensorRT.
+    priority = 30
+    file_kinds = ("package", "onnx", "weights")
+
+    def __init__(self, report: Report | None = None) -> None:
+        self.report = report or _say
+
+    def auto_priority(self, device: str) -> int:
+        """On the CPU, ``auto`` prefers ONNX Runtime and eager torch (no compile wait)."""
+        return self.priority if device == "cuda" else 0
+
+    def unavailable_reason(self, device: str) -> str | None:
+        try:
+            import torch
+        except ImportError:
+            return "PyTorch is not installed (pip install torch)"
+        if device == "cuda" and not torch.cuda.is_available():
+            return "PyTorch sees no CUDA GPU"
+        return None
+
+    def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
+        path = Path(model_file.path)
+        if model_file.kind == "package":
+            path, metadata = runnable_package(path, spec, options, self.report)
+        elif model_file.kind in ("onnx", "weights"):
+            try:
+                result = build_package(model_file, spec, options, report=self.report)
+            except ExportError as exc:
+                from trtdet.engines.torch_backend import TorchBackend
+
+                warnings.warn(f"{exc}; running the eager torch backend instead", stacklevel=2)
+                return TorchBackend().load(model_file, spec, options)
+            path, metadata = result.path, result.metadata
+        else:
+            raise ModelError(f"{path}: the inductor backend loads packages, ONNX or checkpoints, not {model_file.kind} files")
+        return InductorEngine(path, metadata, cuda_graphs=options.cuda_graphs)
+
+
+def _say(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
+@hookimpl
+def trtdet_engine_backends(register) -> None:
+    register(InductorBackend())

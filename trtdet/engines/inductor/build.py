@@ -1,0 +1,283 @@
+"""A network (checkpoint or ONNX) to an AOTInductor package: export -> compile -> describe -> check -> cache.
+
+The network is the one the eager torch backend would run (the model plugin's own module for
+a checkpoint, trtdet's ONNX converter for ONNX), prepared the same way (device, precision,
+NHWC on CUDA). ``torch.export`` traces it with a dynamic batch dimension, AOTInductor compiles
+it ahead of time into a ``.pt2`` package, and trtdet's metadata goes inside the package. Each
+new package is loaded once in a fresh process before it enters the cache, so a package that
+cannot load (a compiler that breaks shared libraries, say) never becomes a cache entry.
+Compiles take tens of seconds; a build with the same key is a cache hit afterwards.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trtdet.cache import file_sha256
+from trtdet.engines.artifact import ArtifactMetadata
+from trtdet.engines.artifact_cache import ArtifactCache
+from trtdet.engines.base import ModelFile
+from trtdet.errors import ModelError
+from trtdet.model import ModelSpec
+from trtdet.options import DetectorOptions
+
+from .package import read_package_metadata, store_atomically, write_package_metadata
+
+RUNTIME = "inductor"
+#: Packages are compiled for batches 1..max(this, --batch), so one package serves the usual sizes.
+DEFAULT_MAX_BATCH = 32
+#: Operator namespaces that torch itself provides (others name the library that registers them).
+_TORCH_NAMESPACES = {"aten", "prims", "prim", "higher_order"}
+
+Report = Callable[[str], None]
+
+
+class ExportError(ModelError):
+    """The network cannot be exported (the caller may fall back to eager execution)."""
+
+
+@dataclass(frozen=True)
+class PackageBuild:
+    """A built (or cached) package and its metadata."""
+
+    path: Path
+    metadata: ArtifactMetadata
+    cached: bool
+    seconds: float
+
+
+def package_cache(root: Path | None = None) -> ArtifactCache:
+    """The artifact cache, for ``.pt2`` packages."""
+    return ArtifactCache(root, suffix=".pt2", reader=read_package_metadata)
+
+
+def device_identity(device: str) -> tuple[str, str]:
+    """(compute capability, GPU name) of the current CUDA device, or ``("cpu", processor)``."""
+    import platform
+
+    import torch
+
+    if device == "cuda":
+        major, minor = torch.cuda.get_device_capability()
+        return f"{major}.{minor}", torch.cuda.get_device_name()
+    return "cpu", platform.machine()
+
+
+def runtime_version() -> str:
+    """torch's version with its CUDA build (``2.11.0+cu130``), the package's runtime version."""
+    import torch
+
+    return str(torch.__version__)
+
+
+def planned_metadata(model_file: ModelFile, spec: ModelSpec, options: DetectorOptions, names: tuple[str, ...]) -> ArtifactMetadata:
+    """The metadata (and so the cache key) of the package this build would make."""
+    from trtdet import __version__
+
+    capability, gpu_name = device_identity(options.device)
+    return ArtifactMetadata(
+        model=spec.name,
+        names=names,
+        input_size=tuple(spec.input_size),
+        precision=options.precision,
+        runtime=RUNTIME,
+        runtime_version=runtime_version(),
+        compute_capability=capability,
+        gpu_name=gpu_name,
+        source_sha256=file_sha256(model_file.path),
+        max_batch=max(options.batch, DEFAULT_MAX_BATCH),
+        trtdet_version=__version__,
+        extra={"device": options.device, "source_kind": model_file.kind, "source_name": Path(model_file.path).name},
+    )
+
+
+def eager_network(model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Any:
+    """The eager torch engine for ``model_file`` (its module is what gets exported)."""
+    from trtdet.engines.torch_backend import TorchBackend
+
+    engine = TorchBackend().load(model_file, spec, options.replace(cuda_graphs=False))
+    engine.activate()
+    return engine
+
+
+def export_network(engine: Any, spec: ModelSpec, max_batch: int, source: str) -> Any:
+    """``torch.export`` of the engine's module with a dynamic batch dimension (1..max_batch)."""
+    import torch
+
+    height, width = spec.input_size
+    batch = 2 if max_batch > 1 else 1
+    example = torch.zeros((batch, 3, height, width), device=engine.torch_device, dtype=engine.dtype)
+    example = example.contiguous(memory_format=engine.memory_format)
+    dynamic = ({0: torch.export.Dim("batch", min=1, max=max_batch)},) if max_batch > 1 else None
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            return torch.export.export(engine.module, (example,), dynamic_shapes=dynamic, strict=False)
+    except Exception as exc:  # torch.export raises many types (UserError, Unsupported, RuntimeError, ...)
+        raise ExportError(f"{source}: torch.export cannot trace the network: {_first_line(exc)}") from exc
+
+
+def op_libraries(exported: Any) -> list[str]:
+    """Python modules registering the non-torch operators the graph calls (e.g. ``torchvision``)."""
+    found = set()
+    for node in exported.graph.nodes:
+        namespace = getattr(node.target, "namespace", None)
+        if node.op == "call_function" and namespace and namespace not in _TORCH_NAMESPACES:
+            found.add(namespace)
+    return sorted(found)
+
+
+@contextmanager
+def _progress(report: Report, what: str, every: float = 15.0) -> Iterator[None]:
+    """Say ``what`` now and how long it has taken every ``every`` seconds until the block ends."""
+    started = time.perf_counter()
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(every):
+            report(f"  ... still {what} ({time.perf_counter() - started:.0f} s)")
+
+    report(f"{what} (once; later runs load the cached package)")
+    thread = threading.Thread(target=tick, name="trtdet-compile-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def compile_package(exported: Any, target: Path, report: Report) -> str:
+    """AOTInductor-compile ``exported`` into ``target``; returns the C++ compiler used."""
+    import torch
+
+    from .compiler import choose_compiler
+
+    compiler, passed_over = choose_compiler()
+    for reason in passed_over:
+        report(f"  not compiling with {reason}")
+    with _progress(report, "compiling with AOTInductor"), torch._inductor.config.patch({"cpp.cxx": (None, compiler)}):
+        try:
+            torch._inductor.aoti_compile_and_package(exported, package_path=str(target))
+        except Exception as exc:
+            raise ModelError(f"AOTInductor compile failed: {_first_line(exc)}") from exc
+    return compiler
+
+
+_VERIFY = r"""
+import importlib, json, sys
+meta = json.loads(sys.argv[2])
+for name in meta["libraries"]:
+    importlib.import_module(name)
+import torch
+with torch._inductor.config.patch({"cpp.vec_isa_ok": False}):
+    runner = torch._inductor.aoti_load_package(sys.argv[1], run_single_threaded=True)
+x = torch.zeros((1, 3, *meta["input_size"]), dtype=getattr(torch, meta["dtype"]), device=meta["device"])
+if meta["device"] == "cuda":
+    x = x.contiguous(memory_format=torch.channels_last)
+with torch.no_grad():
+    runner(x)
+if meta["device"] == "cuda":
+    torch.cuda.synchronize()
+"""
+
+
+def verify_in_fresh_process(path: Path, metadata: ArtifactMetadata) -> None:
+    """Load ``path`` and run one image in a new Python process; ``ModelError`` if that fails."""
+    import json
+
+    extra = metadata.extra
+    meta = {
+        "libraries": extra.get("op_libraries", []),
+        "input_size": list(metadata.input_size),
+        "dtype": extra.get("input_dtype", "float32"),
+        "device": extra.get("device", "cpu"),
+    }
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _VERIFY, str(path), json.dumps(meta)], capture_output=True, text=True, timeout=600
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ModelError(f"{path}: the new package did not load within {exc.timeout:.0f} s in a fresh process") from exc
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        how = f"signal {-result.returncode}" if result.returncode < 0 else f"exit status {result.returncode}"
+        raise ModelError(f"{path}: the new package fails to load in a fresh process ({how}): {lines[-1] if lines else 'no output'}")
+
+
+def build_package(
+    model_file: ModelFile,
+    spec: ModelSpec,
+    options: DetectorOptions,
+    *,
+    cache: ArtifactCache | None = None,
+    report: Report | None = None,
+) -> PackageBuild:
+    """The cached package for ``model_file`` with these options, compiled first if there is none."""
+    started = time.perf_counter()
+    say: Report = report or (lambda _message: None)
+    cache = cache or package_cache()
+    source = str(model_file.path)
+    engine = eager_network(model_file, spec, options)
+    try:
+        names = _names(engine, spec)
+        metadata = planned_metadata(model_file, spec, options, names)
+        key = metadata.key()
+        if (hit := cache.lookup(key)) is not None:
+            say(f"package cache hit: {hit}")
+            return PackageBuild(hit, read_package_metadata(hit), True, time.perf_counter() - started)
+        say(f"exporting {Path(source).name} with torch.export (batch 1..{metadata.max_batch})")
+        export_started = time.perf_counter()
+        exported = export_network(engine, spec, metadata.max_batch, source)
+        export_s = time.perf_counter() - export_started
+        extra = {
+            **metadata.extra,
+            "op_libraries": op_libraries(exported),
+            "input_dtype": str(engine.dtype).removeprefix("torch."),
+            "memory_format": "channels_last" if options.device == "cuda" else "contiguous",
+            "output_names": list(engine.output_names),
+            "metadata": dict(engine.metadata),
+        }
+    finally:
+        engine.deactivate()
+    with tempfile.TemporaryDirectory(prefix="trtdet-aoti-", dir=cache.root) as tmp:
+        built = Path(tmp) / "package.pt2"
+        compile_started = time.perf_counter()
+        extra["compiler"] = compile_package(exported, built, say)
+        extra.update(export_s=round(export_s, 2), compile_s=round(time.perf_counter() - compile_started, 2))
+        metadata = _with_extra(metadata, extra)
+        write_package_metadata(built, metadata.to_json_dict())
+        say("checking that the package loads in a fresh process")
+        verify_in_fresh_process(built, metadata)
+        stored = store_atomically(built, cache.artifact_path(key))
+    cache.keep_source(Path(model_file.path), metadata.source_sha256)
+    seconds = time.perf_counter() - started
+    say(f"package built in {seconds:.1f} s: {stored.stat().st_size / 1e6:.1f} MB")
+    return PackageBuild(stored, read_package_metadata(stored), False, seconds)
+
+
+def _names(engine: Any, spec: ModelSpec) -> tuple[str, ...]:
+    from trtdet.class_names import parse_class_names
+
+    raw = engine.metadata.get("names") if spec.names_from_model else None
+    names = parse_class_names(raw) if raw else None
+    return names or spec.class_names
+
+
+def _with_extra(metadata: ArtifactMetadata, extra: dict[str, Any]) -> ArtifactMetadata:
+    from dataclasses import replace
+
+    return replace(metadata, extra=extra)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,91 @@
+"""``DetectorOptions``: how to load and run a detector, one frozen object from the CLI to the backend.
+
+The CLI builds it from its flags, ``trtdet.load`` from its keyword arguments; the engine
+backend receives it unchanged (``EngineBackend.load(model_file, spec, options)``). Values are
+checked when it is created, each bad one a one-line ``UsageError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from trtdet.errors import UsageError
+
+PRECISIONS = ("fp32", "fp16")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class DetectorOptions:
+    """Everything a detector is loaded with, besides the model name.
+
+    * ``weights`` / ``onnx`` / ``engine``: the model file (at most one; none: the model's
+      shipped default).
+    * ``backend``: an engine backend name, or ``auto``; ``device``: ``cpu`` or ``cuda``.
+    * ``precision``: ``fp32`` or ``fp16`` (GPU backends); ``batch``: the largest batch sent
+      to the engine (>= 1); ``cuda_graphs``: capture the torch backend's network in graphs.
+    * ``input_size``: the network input (H, W), overriding the model's; ``conf`` / ``iou``:
+      thresholds overriding the model's.
+    * ``build_options``: choices for the build steps plugins contribute to engine builds
+      (``--build-option NAME=VALUE``; see ``trtdet.engines.build_steps``), by step name.
+    """
+
+    weights: str | Path | None = None
+    onnx: str | Path | None = None
+    engine: str | Path | None = None
+    backend: str = "auto"
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch: int = 1
+    input_size: tuple[int, int] | None = None
+    conf: float | None = None
+    iou: float | None = None
+    cuda_graphs: bool = False
+    build_options: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise UsageError(f"device: expected 'cpu' or 'cuda', got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"precision: expected 'fp32' or 'fp16', got {self.precision!r}")
+        if not isinstance(self.batch, int) or self.batch < 1:
+            raise UsageError(f"batch: expected >= 1, got {self.batch}")
+        given = [name for name in ("weights", "onnx", "engine") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise UsageError(f"give at most one of --weights, --onnx, --engine (got {', '.join(given)})")
+        if self.input_size is not None:
+            size = tuple(int(v) for v in self.input_size)
+            if len(size) != 2 or min(size) < 1:
+                raise UsageError(f"input_size: expected (H, W) >= 1, got {self.input_size!r}")
+            object.__setattr__(self, "input_size", size)
+        for name in ("conf", "iou"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, float(value))
+        object.__setattr__(self, "build_options", {str(k): str(v) for k, v in dict(self.build_options).items()})
+
+    def replace(self, **changes: Any) -> DetectorOptions:
+        """A copy with ``changes`` (validated again)."""
+        return replace(self, **changes)
+
+    def overriding(self, **values: Any) -> DetectorOptions:
+        """A copy taking each of ``values`` that differs from the field's default."""
+        defaults = {f.name: f.default for f in fields(self) if f.name != "build_options"}
+        changes = {name: value for name, value in values.items() if name in defaults and value != defaults[name]}
+        if values.get("build_options"):
+            changes["build_options"] = {**self.build_options, **dict(values["build_options"])}
+        return replace(self, **changes) if changes else self
+
+
+def parse_build_options(pairs: Iterable[str]) -> dict[str, str]:
+    """``["NAME=VALUE", ...]`` (the CLI's ``--build-option``) as a mapping; later pairs win."""
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise UsageError(f"--build-option: expected NAME=VALUE, got {pair!r}")
+        parsed[name.strip()] = value.strip()
+    return parsed
