@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 import torch
 
-CENTERNET_MEAN = (0.40789654, 0.44719302, 0.47026115)
-CENTERNET_STD = (0.28863828, 0.27408164, 0.27809835)
+from trtdet_centernet.constants import MEAN as CENTERNET_MEAN
+from trtdet_centernet.constants import STD as CENTERNET_STD
 
 
 def gpu_us(fn, runs: int = 50, warmup: int = 5) -> float:

@@ -27,8 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-MEAN = np.array([0.40789654, 0.44719302, 0.47026115], np.float32)
-STD = np.array([0.28863828, 0.27408164, 0.27809835], np.float32)
+from trtdet_centernet import constants
+
+MEAN = np.array(constants.MEAN, np.float32)
+STD = np.array(constants.STD, np.float32)
 
 
 def upstream_affine(width: int, height: int, size: int, inverse: bool = False) -> np.ndarray:

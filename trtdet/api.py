@@ -28,7 +28,7 @@ def _output_shapes(engine: Engine, spec: ModelSpec) -> dict[str, tuple]:
         return shapes
     height, width = spec.input_size
     outputs = engine(np.zeros((1, 3, height, width), np.float32))
-    return {name: tuple(np.shape(value)) for name, value in outputs.items()}
+    return {name: tuple(value.shape) for name, value in outputs.items()}  # numpy or torch alike
 
 
 def load(
@@ -82,7 +82,7 @@ def _spec_for(spec: ModelSpec, options: DetectorOptions) -> ModelSpec:
 
 def load_detector(model: str, options: DetectorOptions) -> Detector:
     """The detector for ``model`` as ``options`` say (``trtdet.load`` once its keywords are one object)."""
-    pm = load_plugins()
+    load_plugins()
     spec = _spec_for(get_model(model).spec, options)
     check_build_options(options.build_options)
     model_file = resolve_model_file(spec, options)
@@ -90,13 +90,32 @@ def load_detector(model: str, options: DetectorOptions) -> Detector:
     chosen = choose_backend(options.backend, model_file, options.device, passed_over)
     model_file = prepare_for_backend(spec, model_file, chosen)
     loaded = chosen.load(model_file, spec, options)
-    spec = adapt_spec(spec, loaded)
-    device = options.device
-    decoder = pm.hook.trtdet_decoder(model=spec, device=device)
-    if decoder is None:
-        raise ModelError(f"{model_file.path}: no installed plugin decodes model {spec.name!r}")
-    decoder.validate(_output_shapes(loaded, spec), str(model_file.path))
-    preprocessor = pm.hook.trtdet_preprocessor(model=spec, device=device)
+    detector = build_detector(spec, loaded, device=options.device, batch=options.batch, model_source=str(model_file.path))
+    #: Why ``auto`` passed over the backends ranked above the chosen one ("tensorrt: not installed").
+    detector.backend_passed_over = tuple(passed_over)
+    return detector
+
+
+def build_detector(spec: ModelSpec, engine: Engine, *, device: str, batch: int = 1, model_source: str = "") -> Detector:
+    """The detector around ``engine`` (not yet active): the core pipeline for any engine.
+
+    Activates the engine, adapts ``spec`` to its model file (``spec_adapt.adapt_spec``) and
+    resolves the preprocess and decode hooks once from that adapted spec -- the one spec
+    the detector and everything built from it see. ``load_detector`` ends here; so can a
+    caller holding its own engine (e.g. ``TorchEngine.from_module`` for a network in training).
+    """
+    pm = load_plugins()
+    engine.activate()
+    try:
+        spec = adapt_spec(spec, engine)
+        decoder = pm.hook.trtdet_decoder(model=spec, device=device)
+        if decoder is None:
+            raise ModelError(f"{model_source}: no installed plugin decodes model {spec.name!r}")
+        decoder.validate(_output_shapes(engine, spec), model_source)
+        preprocessor = pm.hook.trtdet_preprocessor(model=spec, device=device)
+    except BaseException:
+        engine.deactivate()
+        raise
     synchronize = None
     if device == "cuda":
         import torch
@@ -105,13 +124,12 @@ def load_detector(model: str, options: DetectorOptions) -> Detector:
     detector = Detector(
         spec,
         preprocessor,
-        loaded,
+        engine,
         decoder,
         device=device,
-        batch_size=options.batch,
-        model_source=str(model_file.path),
+        batch_size=batch,
+        model_source=model_source,
         synchronize=synchronize,
     )
-    #: Why ``auto`` passed over the backends ranked above the chosen one ("tensorrt: not installed").
-    detector.backend_passed_over = tuple(passed_over)
+    detector.backend_passed_over = ()
     return detector

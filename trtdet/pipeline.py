@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, overload
@@ -16,6 +16,7 @@ from trtdet.detections import Detections
 from trtdet.engines.base import Engine
 from trtdet.model import Decoder, ModelSpec
 from trtdet.preprocess.base import Preprocessor, StagingPreprocessor
+from trtdet.scheduler import Outcome, Phases, Scheduler
 
 
 @dataclass
@@ -36,7 +37,13 @@ class Detector:
     """A ready pipeline for one model: call it on a HWC uint8 BGR image or a list of them.
 
     The hooks were resolved when it was built (``trtdet.load``); here each batch is three
-    plain calls. ``submit`` queues single images for a background worker that batches them.
+    plain calls. Every way in -- ``detect(many)``, ``submit``, the ``trtdet run`` loop --
+    goes through a ``trtdet.scheduler.Scheduler`` (``scheduler()``), so batches are formed,
+    overlapped on the GPU and retried one by one after a failure in one place.
+
+    ``spec`` is the model as loaded (overrides applied, then adapted to the model file): the
+    one spec the preprocessor, the decoder and everything built later were made from. The
+    engine is activated here and deactivated by ``close()``.
     """
 
     def __init__(
@@ -56,6 +63,8 @@ class Detector:
         self.engine = engine
         self.decoder = decoder
         self.device = device
+        if not engine.is_active:
+            engine.activate()
         limit = engine.max_batch or batch_size
         self.batch_size = max(1, min(batch_size, limit))
         self.model_source = model_source
@@ -94,75 +103,73 @@ class Detector:
         return self.detect(list(images))
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """Detect on every image, in chunks of the detector's batch size.
+        """Detect on every image, in batches of the detector's batch size.
 
-        On the GPU, with a preprocessor that can stage ahead, the next chunk is copied and
-        uploaded while the current one runs (see ``_run_overlapped``).
+        On the GPU, with a preprocessor that can stage ahead, the next batch is copied and
+        uploaded while the current one runs. An image that fails raises its own error (its
+        batch is retried one by one to find it).
         """
-        chunks = [images[start : start + self.batch_size] for start in range(0, len(images), self.batch_size)]
-        if len(chunks) > 1 and self._can_overlap():
-            return self._run_overlapped(chunks)
         results: list[Detections] = []
-        for chunk in chunks:
-            results.extend(self._run_batch(chunk))
+        with self.scheduler() as scheduler:
+            for image in images:
+                self._collect(scheduler.add(image), results)
+            self._collect(scheduler.drain(), results)
         return results
+
+    @staticmethod
+    def _collect(outcomes: list[Outcome[Detections]], results: list[Detections]) -> None:
+        for outcome in outcomes:
+            if outcome.error is not None:
+                raise outcome.error
+            results.append(outcome.result)  # type: ignore[arg-type]
+
+    def scheduler(self) -> Scheduler[Any, Detections]:
+        """A new scheduler on this pipeline: ``add`` images, get ``Outcome``s back in order.
+
+        It overlaps batches on the GPU when the preprocessor can stage ahead (and stage times
+        are not being recorded); one thread uses it at a time.
+        """
+        phases = None
+        if self._can_overlap():
+            phases = Phases(self._session, self._stage, self._launch, self._finish, self._discard)
+        return Scheduler(self._run_batch, max_batch=self.batch_size, phases=phases)
 
     def _can_overlap(self) -> bool:
         return self._stream is not None and not self.record_times and isinstance(self.preprocessor, StagingPreprocessor)
 
-    def _run_overlapped(self, chunks: Sequence[Sequence[np.ndarray]]) -> list[Detections]:
-        """Run chunks back to back, staging chunk k+1 while the GPU runs chunk k.
-
-        Order per chunk: warp k and queue its engine run; then stage k+1 (host copy into pinned
-        memory and an upload on the preprocessor's side stream, overlapping the engine); then
-        decode k, which waits for its results. Decode k is queued before engine k+1, so engines
-        that reuse their output buffers (CUDA graphs, TensorRT) are safe.
-        """
-        results: list[Detections] = []
-        with self._session():
-            try:
-                staged = self._stage(chunks[0])
-                for index in range(len(chunks)):
-                    launched = self._launch(staged)
-                    if index + 1 < len(chunks):
-                        staged = self._stage(chunks[index + 1])
-                    results.extend(self._finish(launched))
-            except BaseException:
-                self._discard()
-                raise
-        return results
-
-    # The three phases of an overlapped run (see ``_run_overlapped`` and ``batching.Phases``);
-    # callers hold ``_session()`` around them.
-    @contextlib.contextmanager
-    def _session(self) -> Iterator[None]:
+    def _on_stream(self) -> contextlib.AbstractContextManager[Any]:
+        """The pipeline's stream as torch's current one (every stage queues its work there)."""
+        if self._stream is None:
+            return contextlib.nullcontext()
         import torch
 
-        with self._run_lock, torch.cuda.stream(self._stream):
-            yield
+        return torch.cuda.stream(self._stream)
+
+    # The three phases of an overlapped run (see ``trtdet.scheduler``); the scheduler holds
+    # ``_session()`` (the pipeline to itself) from the first launch until nothing is in flight.
+    def _session(self) -> contextlib.AbstractContextManager[Any]:
+        return self._run_lock
 
     def _stage(self, images: Sequence[np.ndarray]) -> Any:
-        return self.preprocessor.stage(images)  # type: ignore[attr-defined]  # a StagingPreprocessor
+        with self._on_stream():
+            return self.preprocessor.stage(images)  # type: ignore[attr-defined]  # a StagingPreprocessor
 
     def _launch(self, staged: Any) -> tuple[dict[str, Any], list]:
-        batch = self.preprocessor.warp(staged)  # type: ignore[attr-defined]
-        return self.engine(batch.tensor), batch.transforms
+        with self._on_stream():
+            batch = self.preprocessor.warp(staged)  # type: ignore[attr-defined]
+            return self.engine(batch.tensor), batch.transforms
 
     def _finish(self, launched: tuple[dict[str, Any], list]) -> list[Detections]:
         outputs, transforms = launched
-        return self.decoder(outputs, transforms)
+        with self._on_stream():
+            return self.decoder(outputs, transforms)
 
     def _discard(self) -> None:
         self.preprocessor.discard_staged()  # type: ignore[attr-defined]
 
     def _run_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        with self._run_lock:
-            if self._stream is None:
-                return self._run_stages(images)
-            import torch
-
-            with torch.cuda.stream(self._stream):
-                return self._run_stages(images)
+        with self._run_lock, self._on_stream():
+            return self._run_stages(images)
 
     def _run_stages(self, images: Sequence[np.ndarray]) -> list[Detections]:
         if not self.record_times:
@@ -192,22 +199,21 @@ class Detector:
         """
         with self._batcher_lock:
             if self._batcher is None:
-                from trtdet.batching import BatchingWorker, Phases
+                from trtdet.batching import BatchingWorker
 
-                phases = None
-                if self._can_overlap():
-                    phases = Phases(self._session, self._stage, self._launch, self._finish, self._discard)
+                phases = self.scheduler().phases
                 self._batcher = BatchingWorker(self._run_batch, max_batch=self.batch_size, phases=phases)
             batcher = self._batcher
         return batcher.submit(image)
 
     def close(self) -> None:
-        """Stop the batching worker (pending requests are finished) and release the engine."""
+        """Stop the batching worker (pending requests are finished) and deactivate the engine."""
         with self._batcher_lock:
             batcher, self._batcher = self._batcher, None
         if batcher is not None:
             batcher.shutdown(wait=True)
-        self.engine.close()
+        if self.engine.is_active:
+            self.engine.deactivate()
 
     def __enter__(self) -> Detector:
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 
 from trtdet.class_names import parse_class_names
 from trtdet.engines.base import Engine
@@ -10,13 +11,22 @@ from trtdet.model import ModelSpec
 
 
 def adapt_spec(spec: ModelSpec, engine: Engine) -> ModelSpec:
-    """Take class names (unless ``spec.names_from_model`` is False) and a fixed input size from the model file."""
+    """The spec as the (active) engine's model file describes it: see ``adapt_spec_to_file``."""
+    return adapt_spec_to_file(spec, engine.metadata, engine.input_shape)
+
+
+def adapt_spec_to_file(spec: ModelSpec, metadata: Mapping[str, str], input_shape: Sequence[object]) -> ModelSpec:
+    """Take class names (unless ``spec.names_from_model`` is False) and a fixed input size from a model file.
+
+    ``metadata`` is the file's metadata (``names``: a JSON list or Ultralytics' literal);
+    ``input_shape`` its ``[B, C, H, W]`` input, whose H and W win when they are fixed.
+    """
     changes: dict[str, object] = {}
-    raw_names = engine.metadata.get("names") if spec.names_from_model else None
+    raw_names = metadata.get("names") if spec.names_from_model else None
     names = parse_class_names(raw_names) if raw_names else None
     if names and names != spec.class_names:
         changes["class_names"] = names
-    shape = engine.input_shape
+    shape = tuple(input_shape)
     if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
         changes["input_size"] = (shape[2], shape[3])
     return dataclasses.replace(spec, **changes) if changes else spec

@@ -24,7 +24,6 @@ result (K values per image), so boxes, scores, classes and order equal
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -32,17 +31,24 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int32, int64, uint64
 
-from trtdet.cuda.device import block_bitonic_sort_desc, clip_f32, key_index, key_value, ordered_key, to_source
+from trtdet.cuda.device_functions import (
+    block_bitonic_sort_desc,
+    clip_f32,
+    key_index,
+    key_value,
+    ordered_key,
+    to_source,
+)
 from trtdet.cuda.launch import Launcher, Reinterpret
 from trtdet.cuda.runtime import SIMULATOR, blocks, fadd_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections
+from trtdet.postprocess import nms
 from trtdet.preprocess.affine import AffineTransform
 from trtdet_centernet.decode import (
     DEFAULT_K,
     DEFAULT_THRESHOLD,
     STRIDE,
     CenterNetDecoder,
-    _class_nms,
     _sigmoid,
     decode_centernet,
 )
@@ -276,9 +282,9 @@ def launch_decode(
 class CudaCenterNetDecoder(CenterNetDecoder):
     """``Decoder`` for CenterNet's fused output on the GPU; same results as ``CenterNetDecoder``.
 
-    ``outputs[name]`` is a torch CUDA tensor ``[B, N, 4 + 2C]`` (float32 or float16). Runs on
-    ``stream`` (torch stream; default torch's current one); the only synchronisation is the
-    final copy of the ``[B, K + 1, 6]`` result.
+    ``outputs[name]`` is a torch CUDA tensor ``[B, N, 4 + 2C]`` (float32 or float16), as
+    every engine returns on ``device="cuda"``. Runs on torch's current stream (the pipeline's);
+    the only synchronisation is the final copy of the ``[B, K + 1, 6]`` result.
     """
 
     def __init__(
@@ -340,13 +346,9 @@ class CudaCenterNetDecoder(CenterNetDecoder):
         self._host = torch.empty((batch, self.k + 1, RESULT_COLUMNS), dtype=torch.float32, pin_memory=pin)
         self._views = (self._keys, self._counts, self._transforms_dev, self._results)
 
-    def __call__(
-        self, outputs: dict[str, object], transforms: Sequence[AffineTransform], stream: Any = None
-    ) -> list[Detections]:
+    def __call__(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> list[Detections]:
         torch = self.torch
         output: Any = outputs[self.output_name]
-        if not hasattr(output, "data_ptr"):  # numpy from a CPU engine: bring it over once
-            output = torch.as_tensor(np.asarray(output), device=self.device)
         cells = self.height * self.width
         if tuple(output.shape[1:]) != (cells, self.num_channels) or output.dim() != 3:
             raise ValueError(
@@ -364,21 +366,19 @@ class CudaCenterNetDecoder(CenterNetDecoder):
         for i, transform in enumerate(transforms):
             table[i, :6] = transform.inverse.reshape(6)
             table[i, 6:] = transform.src_size
-        torch_stream = None if SIMULATOR else (torch.cuda.current_stream() if stream is None else stream)
-        context = torch.cuda.stream(torch_stream) if torch_stream is not None else contextlib.nullcontext()
-        with context:
-            self._transforms_dev[:batch].copy_(self._transforms_host[:batch], non_blocking=True)
-            launch_decode(
-                output,
-                *self._views,
-                k=self.k,
-                width=self.width,
-                stride=self.stride,
-                threshold_logit=self.threshold_logit,
-                stream=numba_stream(torch_stream),
-            )
-            host = self._host[:batch]
-            host.copy_(self._results[:batch], non_blocking=True)
+        torch_stream = None if SIMULATOR else torch.cuda.current_stream()
+        self._transforms_dev[:batch].copy_(self._transforms_host[:batch], non_blocking=True)
+        launch_decode(
+            output,
+            *self._views,
+            k=self.k,
+            width=self.width,
+            stride=self.stride,
+            threshold_logit=self.threshold_logit,
+            stream=numba_stream(torch_stream),
+        )
+        host = self._host[:batch]
+        host.copy_(self._results[:batch], non_blocking=True)
         if torch_stream is not None:
             torch_stream.synchronize()
         return self._detections(host.numpy(), output, transforms)
@@ -414,7 +414,7 @@ class CudaCenterNetDecoder(CenterNetDecoder):
             scores = _sigmoid(np.ascontiguousarray(rows[:, 4]))
             class_id = rows[:, 5].astype(np.int64)
             if self.iou_threshold is not None:
-                keep = _class_nms(boxes, class_id, self.iou_threshold)
+                keep = nms(boxes, scores, class_id, self.iou_threshold)
                 boxes, scores, class_id = boxes[keep], scores[keep], class_id[keep]
             results.append(Detections(boxes, scores, class_id))
         return results

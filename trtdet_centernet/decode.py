@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from trtdet.detections import Detections
 from trtdet.errors import ModelError
+from trtdet.postprocess import nms
+from trtdet_centernet.constants import DEFAULT_K, DEFAULT_THRESHOLD, STRIDE
 
 if TYPE_CHECKING:
     from trtdet.preprocess.affine import AffineTransform
 
-#: Upstream's ``vis_thresh`` for its demo: the score above which a detection is shown.
-DEFAULT_THRESHOLD = 0.3
-DEFAULT_K = 100
-STRIDE = 4
+__all__ = ["DEFAULT_K", "DEFAULT_THRESHOLD", "STRIDE", "CenterNetDecoder", "decode_centernet", "select_peaks"]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -67,28 +66,6 @@ def select_peaks(
     return flat, flat // n, flat % n
 
 
-def _class_nms(boxes: np.ndarray, class_ids: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy class-wise NMS over boxes already in rank order; a box goes when IoU > threshold."""
-    keep = np.ones(len(boxes), dtype=bool)
-    areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
-    for i in range(len(boxes)):
-        if not keep[i]:
-            continue
-        rest = np.arange(i + 1, len(boxes))
-        rest = rest[keep[rest] & (class_ids[rest] == class_ids[i])]
-        if rest.size == 0:
-            continue
-        x1 = np.maximum(boxes[i, 0], boxes[rest, 0])
-        y1 = np.maximum(boxes[i, 1], boxes[rest, 1])
-        x2 = np.minimum(boxes[i, 2], boxes[rest, 2])
-        y2 = np.minimum(boxes[i, 3], boxes[rest, 3])
-        inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-        union = areas[i] + areas[rest] - inter
-        iou = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-        keep[rest[iou > iou_threshold]] = False
-    return np.flatnonzero(keep)
-
-
 def decode_centernet(
     output: np.ndarray,
     transforms: Sequence[AffineTransform],
@@ -107,8 +84,8 @@ def decode_centernet(
     flat index ``class * H*W + y * W + x``), boxes
     ``(x + reg_x -/+ w/2, y + reg_y -/+ h/2) * stride`` in network-input edge coordinates,
     mapped to the original image with ``transforms[i].boxes_to_source`` (clipped). With
-    ``iou_threshold`` set, class-wise greedy NMS (IoU > threshold suppresses) follows, in
-    rank order; upstream applies none by default.
+    ``iou_threshold`` set, the core's class-aware greedy NMS (``trtdet.postprocess.nms``: IoU >
+    threshold suppresses) follows, in rank order; upstream applies none by default.
     """
     output = np.asarray(output)
     height, width = input_size[0] // stride, input_size[1] // stride
@@ -137,20 +114,14 @@ def decode_centernet(
         boxes = np.stack([cx - wh[:, 0] / 2, cy - wh[:, 1] / 2, cx + wh[:, 0] / 2, cy + wh[:, 1] / 2], axis=1)
         boxes = transform.boxes_to_source(boxes * np.float32(stride))
         if iou_threshold is not None:
-            keep = _class_nms(boxes, class_id, iou_threshold)
+            keep = nms(boxes, score, class_id, iou_threshold)
             boxes, score, class_id = boxes[keep], score[keep], class_id[keep]
         results.append(Detections(boxes, score, class_id))
     return results
 
 
-def _as_numpy(value: Any) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor, possibly on the GPU
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
 class CenterNetDecoder:
-    """``trtdet.model.Decoder`` for CenterNet's fused output on the CPU."""
+    """``trtdet.model.Decoder`` for CenterNet's fused output on the CPU (numpy outputs)."""
 
     def __init__(
         self,
@@ -202,7 +173,7 @@ class CenterNetDecoder:
 
     def __call__(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> list[Detections]:
         return decode_centernet(
-            _as_numpy(outputs[self.output_name]),
+            np.asarray(outputs[self.output_name]),
             transforms,
             stride=self.stride,
             input_size=self.input_size,

@@ -22,6 +22,7 @@ import onnx
 
 from trtdet.errors import ModelError, UsageError
 from trtdet_centernet.coco_names import class_names_for
+from trtdet_centernet.constants import STRIDE
 
 if TYPE_CHECKING:
     import torch
@@ -32,7 +33,6 @@ OPSET = 19
 IR_VERSION = 9
 INPUT_NAME = "images"
 OUTPUT_NAME = "output"
-STRIDE = 4
 #: The ResNet trunk downsamples 32x and the three deconvs upsample 8x.
 SIZE_MULTIPLE = 32
 

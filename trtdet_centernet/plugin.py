@@ -14,6 +14,7 @@ from trtdet.coco import COCO_NAMES
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import Decoder, ModelSpec
+from trtdet_centernet import constants
 
 _ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_MODEL = _ASSETS / "centernet.onnx"
@@ -63,18 +64,18 @@ def convert_legacy_onnx(src: Path, dst: Path) -> Path:
 CENTERNET = ModelSpec(
     name="centernet",
     class_names=COCO_NAMES,
-    input_size=(512, 512),
+    input_size=constants.INPUT_SIZE,
     channel_order="BGR",
-    mean=(0.40789654, 0.44719302, 0.47026115),
-    std=(0.28863828, 0.27408164, 0.27809835),
-    border_value=0,
-    stride=4,
+    mean=constants.MEAN,
+    std=constants.STD,
+    border_value=constants.BORDER_VALUE,
+    stride=constants.STRIDE,
     num_channels=4 + 2 * len(COCO_NAMES),
     # Upstream's demo shows detections above vis_thresh 0.3; its COCO evaluation keeps all
     # K=100 (pass --conf 0.001 or so for mAP).
-    conf_threshold=0.3,
+    conf_threshold=constants.DEFAULT_THRESHOLD,
     iou_threshold=None,
-    max_detections=100,
+    max_detections=constants.DEFAULT_K,
     description="CenterNet ctdet ResNet-DCN (xingyizhou/CenterNet), DCNv2 as ONNX DeformConv",
     default_model=default_model_path,
     exporter=export_onnx,
@@ -116,18 +117,19 @@ def trtdet_decoder(model: ModelSpec, device: str) -> Decoder | None:
     options = dict(
         num_classes=model.num_classes,
         input_size=model.input_size,
-        stride=model.stride or 4,
+        stride=model.stride or constants.STRIDE,
         k=model.max_detections,
         threshold=model.conf_threshold,
         iou_threshold=model.iou_threshold,
     )
+    from trtdet_centernet.decode import CenterNetDecoder
+
     if device == "cuda":
         try:
             from trtdet_centernet.cuda_decode import CudaCenterNetDecoder
-        except ImportError:
-            pass
-        else:
-            return CudaCenterNetDecoder(**options)
-    from trtdet_centernet.decode import CenterNetDecoder
+        except ImportError:  # no numba: decode on the host
+            from trtdet.postprocess import HostDecoder
 
+            return HostDecoder(CenterNetDecoder(**options))
+        return CudaCenterNetDecoder(**options)
     return CenterNetDecoder(**options)

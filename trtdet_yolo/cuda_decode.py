@@ -18,14 +18,20 @@ Two launches per batch on the caller's stream, then one small device-to-host cop
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numba import cuda, float32, float64, int8, int32, int64, uint64
 
-from trtdet.cuda.device import block_bitonic_sort_desc, clip_f32, key_index, key_value, ordered_key, to_source
+from trtdet.cuda.device_functions import (
+    block_bitonic_sort_desc,
+    clip_f32,
+    key_index,
+    key_value,
+    ordered_key,
+    to_source,
+)
 from trtdet.cuda.launch import Launcher, Reinterpret
 from trtdet.cuda.runtime import SIMULATOR, blocks, dadd_rn, dmul_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections
@@ -222,9 +228,9 @@ def kernel_signatures() -> dict[str, list[tuple]]:
 class CudaYoloDecoder(YoloDecoder):
     """``Decoder`` for Ultralytics heads on the GPU; same results as ``YoloDecoder``.
 
-    ``outputs[name]`` is a torch CUDA tensor (float32 or float16). Runs on ``stream`` (torch
-    stream; default torch's current one); the only synchronisation is the final copy of the
-    ``[B, max_detections + 1, 6]`` result.
+    ``outputs[name]`` is a torch CUDA tensor (float32 or float16), as every engine returns on
+    ``device="cuda"``. Runs on torch's current stream (the pipeline's); the only
+    synchronisation is the final copy of the ``[B, max_detections + 1, 6]`` result.
     """
 
     def __init__(self, num_classes: int, conf_threshold: float, iou_threshold: float, max_detections: int) -> None:
@@ -277,16 +283,12 @@ class CudaYoloDecoder(YoloDecoder):
             self._results,
         ]
 
-    def __call__(
-        self, outputs: dict[str, object], transforms: Sequence[AffineTransform], stream: Any = None
-    ) -> list[Detections]:
+    def __call__(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> list[Detections]:
         torch = self.torch
         if self.head is None or self.output_name is None:
             self.validate({k: tuple(v.shape) for k, v in outputs.items()}, "model output")  # type: ignore[attr-defined]
         assert self.head is not None and self.output_name is not None
         pred: Any = outputs[self.output_name]
-        if not hasattr(pred, "data_ptr"):  # numpy from a CPU engine: bring it over once
-            pred = torch.as_tensor(np.asarray(pred), device=self.device)
         if not pred.is_contiguous():
             pred = pred.contiguous()
         batch = int(pred.shape[0])
@@ -301,43 +303,41 @@ class CudaYoloDecoder(YoloDecoder):
         for i, transform in enumerate(transforms):
             table[i, :6] = transform.inverse.reshape(6)
             table[i, 6:] = transform.src_size
-        torch_stream = None if SIMULATOR else (torch.cuda.current_stream() if stream is None else stream)
+        torch_stream = None if SIMULATOR else torch.cuda.current_stream()
         keys, counts, boxes, classes, sorted_boxes, sorted_classes, suppressed, transforms_dev, results = self._views
-        on_stream = torch.cuda.stream(torch_stream) if torch_stream is not None else contextlib.nullcontext()
-        with on_stream:
-            self._transforms_dev[:batch].copy_(self._transforms_host[:batch], non_blocking=True)
-            nb_stream = numba_stream(torch_stream)
-            self._candidates[1 if pred.element_size() == 2 else 0](
-                (blocks(anchors, CANDIDATE_THREADS), batch),
-                CANDIDATE_THREADS,
-                nb_stream,
-                pred,
-                v8,
-                np.float32(self.conf_threshold),
-                keys,
-                boxes,
-                classes,
-                counts,
-            )
-            self._nms(
-                batch,
-                NMS_THREADS,
-                nb_stream,
-                keys,
-                counts,
-                boxes,
-                classes,
-                float(self.iou_threshold),
-                np.int64(MAX_NMS_CANDIDATES),
-                np.int64(self.max_detections),
-                sorted_boxes,
-                sorted_classes,
-                suppressed,
-                transforms_dev,
-                results,
-            )
-            host = self._host[:batch]
-            host.copy_(self._results[:batch], non_blocking=True)
+        self._transforms_dev[:batch].copy_(self._transforms_host[:batch], non_blocking=True)
+        nb_stream = numba_stream(torch_stream)
+        self._candidates[1 if pred.element_size() == 2 else 0](
+            (blocks(anchors, CANDIDATE_THREADS), batch),
+            CANDIDATE_THREADS,
+            nb_stream,
+            pred,
+            v8,
+            np.float32(self.conf_threshold),
+            keys,
+            boxes,
+            classes,
+            counts,
+        )
+        self._nms(
+            batch,
+            NMS_THREADS,
+            nb_stream,
+            keys,
+            counts,
+            boxes,
+            classes,
+            float(self.iou_threshold),
+            np.int64(MAX_NMS_CANDIDATES),
+            np.int64(self.max_detections),
+            sorted_boxes,
+            sorted_classes,
+            suppressed,
+            transforms_dev,
+            results,
+        )
+        host = self._host[:batch]
+        host.copy_(self._results[:batch], non_blocking=True)
         if torch_stream is not None:
             torch_stream.synchronize()
         out = []

@@ -9,8 +9,8 @@ import numpy as np
 
 from trtdet.detections import Detections
 from trtdet.errors import ModelError
+from trtdet.postprocess import nms
 from trtdet.preprocess.affine import AffineTransform
-from trtdet_yolo.nms import nms
 
 Head = Literal["v8", "v5"]
 

@@ -54,13 +54,14 @@ def trtdet_decoder(model: ModelSpec, device: str) -> Decoder | None:
         iou_threshold=model.iou_threshold if model.iou_threshold is not None else 0.7,
         max_detections=model.max_detections,
     )
+    from trtdet_yolo.decode import YoloDecoder
+
     if device == "cuda":
         try:
             from trtdet_yolo.cuda_decode import CudaYoloDecoder
-        except ImportError:
-            pass
-        else:
-            return CudaYoloDecoder(**options)
-    from trtdet_yolo.decode import YoloDecoder
+        except ImportError:  # no numba: decode on the host
+            from trtdet.postprocess import HostDecoder
 
+            return HostDecoder(YoloDecoder(**options))
+        return CudaYoloDecoder(**options)
     return YoloDecoder(**options)

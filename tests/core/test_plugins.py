@@ -150,15 +150,20 @@ def test_plugins_json_lists_builtins_and_entry_points_with_their_hooks() -> None
     expected: dict[str, tuple[str, set[str]]] = {
         name: ("trtdet", _implemented_hooks(importlib.import_module(name))) for name in plugins.DEFAULT_PLUGINS
     }
+    broken: set[str] = set()
     for entry_point in importlib.metadata.entry_points(group=plugins.ENTRY_POINT_GROUP):
         try:
             module = entry_point.load()
-        except Exception:  # a broken plugin is skipped with a warning, not listed
+        except Exception:  # a broken plugin is listed with its error and no hooks
+            broken.add(entry_point.name)
             continue
         expected.setdefault(entry_point.name, (entry_point.dist.metadata["Name"], _implemented_hooks(module)))
     rows = {row["name"]: row for row in _json(_trtdet("plugins", "--json"))}
-    assert set(rows) == set(expected)
+    assert set(rows) == set(expected) | broken
+    for name in broken:
+        assert rows[name]["error"] and rows[name]["hooks"] == [], name
     for name, (distribution, hooks) in expected.items():
+        assert rows[name]["error"] is None, name
         assert rows[name]["distribution"] == distribution, name
         assert set(rows[name]["hooks"]) == hooks, name
         assert hooks, f"plugin {name} implements no hook"
@@ -230,6 +235,16 @@ def test_an_entry_point_plugin_that_cannot_import_is_skipped_with_a_warning(tmp_
     result = _trtdet("models", "--json", extra_path=_fake_distribution(tmp_path, source))
     assert "'fake' (fake-trtdet-plugin) failed to load: ImportError: needs libfoo" in result.stderr
     assert {"yolo", "centernet"} <= {row["name"] for row in _json(result)}
+
+
+def test_trtdet_plugins_shows_a_plugin_that_failed_to_load(tmp_path: Path) -> None:
+    root = _fake_distribution(tmp_path, "raise ImportError('needs libfoo')\n")
+    rows = {row["name"]: row for row in _json(_trtdet("plugins", "--json", extra_path=root))}
+    assert rows["fake"] == {"name": "fake", "hooks": [], "error": "ImportError: needs libfoo"}
+    assert rows["yolo"]["error"] is None and rows["yolo"]["hooks"]
+    text = _trtdet("plugins", extra_path=root)
+    assert text.returncode == 0
+    assert "fake: failed to load: ImportError: needs libfoo" in text.stdout.splitlines()
 
 
 # -- registering at run time -------------------------------------------------------------------

@@ -42,8 +42,8 @@ def test_only_one_model_file_may_be_given(yolo_onnx):
 
 def test_spec_takes_names_and_fixed_size_from_the_model_file(yolo_onnx):
     spec = dataclasses.replace(get_model("yolo").spec, class_names=("only",))
-    engine = OnnxRuntimeBackend().load(ModelFile(yolo_onnx, "onnx"), spec, DetectorOptions())
-    adapted = adapt_spec(spec, engine)
+    with OnnxRuntimeBackend().load(ModelFile(yolo_onnx, "onnx"), spec, DetectorOptions()) as engine:
+        adapted = adapt_spec(spec, engine)
     assert adapted.class_names[:3] == ("person", "bicycle", "car") and len(adapted.class_names) == 80
     assert adapted.input_size == spec.input_size  # the file's H and W are dynamic
 

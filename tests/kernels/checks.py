@@ -14,8 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-CENTERNET_MEAN = (0.40789654, 0.44719302, 0.47026115)
-CENTERNET_STD = (0.28863828, 0.27408164, 0.27809835)
+from trtdet_centernet import constants
+
+CENTERNET_MEAN = constants.MEAN
+CENTERNET_STD = constants.STD
 
 
 PHOTO_NAMES = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg", "camera.png")

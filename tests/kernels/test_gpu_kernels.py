@@ -57,7 +57,8 @@ def test_preprocess_matches_cv2_on_real_photos(case, photos, torch):
     want = WarpAffinePreprocessor(size, **options)(photos).tensor
     gpu = CudaWarpAffinePreprocessor(size, **options)
     stream = torch.cuda.Stream()
-    got = gpu(photos, stream=stream)
+    with torch.cuda.stream(stream):
+        got = gpu(photos)
     stream.synchronize()
     assert got.tensor.is_cuda and got.tensor.dtype == torch.float32
     stats = compare_preprocess(got.tensor.cpu().numpy(), want, options["mean"], options["std"])
@@ -90,7 +91,8 @@ def test_centernet_decode_identical_at_512(name, blobs, threshold, dtype, torch)
                             threshold=threshold)
     decoder = CudaCenterNetDecoder(80, (512, 512), k=100, threshold=threshold)
     stream = torch.cuda.Stream()
-    got = decoder({"output": torch.from_numpy(output).cuda()}, transforms, stream=stream)
+    with torch.cuda.stream(stream):
+        got = decoder({"output": torch.from_numpy(output).cuda()}, transforms)
     assert_same_detections(got, want)
     assert sum(len(d) for d in want) > 0
     # Twice: the kernels reset their scratch state.

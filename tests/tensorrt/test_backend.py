@@ -157,6 +157,7 @@ def test_yolo_engine_matches_onnxruntime(yolo_onnx, cuda_graph, tmp_path):
     backend = _runnable_backend()
     spec = get_model("yolo").spec
     engine = backend.load(ModelFile(yolo_onnx, "onnx"), spec, DetectorOptions(device="cuda", cuda_graphs=cuda_graph))
+    engine.activate()
     batch = np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32)
     expected = ort.InferenceSession(str(yolo_onnx), providers=["CPUExecutionProvider"]).run(
         None, {"images": batch}
@@ -166,8 +167,8 @@ def test_yolo_engine_matches_onnxruntime(yolo_onnx, cuda_graph, tmp_path):
         got = engine(torch.from_numpy(batch).cuda())["output0"]
         torch.cuda.synchronize()
     np.testing.assert_allclose(got.cpu().numpy(), expected, rtol=1e-2, atol=1e-2)
-    np.testing.assert_allclose(engine(batch)["output0"], expected, rtol=1e-2, atol=1e-2)
-    engine.close()
+    np.testing.assert_allclose(engine(batch)["output0"].cpu().numpy(), expected, rtol=1e-2, atol=1e-2)  # numpy in: CUDA out
+    engine.deactivate()
 
 
 @pytest.mark.tensorrt
@@ -182,9 +183,10 @@ def test_centernet_engine_matches_onnxruntime_with_each_dcn_lowering(centernet_o
         pytest.skip(f"--build-option dcn={dcn} needs NVIDIA TensorRT; only TensorRT-RTX runs here")
     options = DetectorOptions(device="cuda", batch=2, build_options={"dcn": dcn})
     engine = backend.load(ModelFile(centernet_onnx, "onnx"), get_model("centernet").spec, options)
+    engine.activate()
     assert json.loads(engine.metadata["build_options"])["dcn"] == dcn
     batch = np.random.default_rng(0).standard_normal((2, 3, 128, 128)).astype(np.float32)
     session = ort.InferenceSession(str(centernet_onnx), providers=["CPUExecutionProvider"])
     expected = session.run(None, {"images": batch})[0]
-    np.testing.assert_allclose(engine(batch)["output"], expected, rtol=1e-3, atol=1e-3)
-    engine.close()
+    np.testing.assert_allclose(engine(batch)["output"].cpu().numpy(), expected, rtol=1e-3, atol=1e-3)
+    engine.deactivate()

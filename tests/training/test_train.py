@@ -104,3 +104,31 @@ def test_cuda_training_steps_with_fp16_autocast(tmp_path):
     summary = train_module.train(args)
     losses = summary["loss_history"]
     assert all(np.isfinite(losses)) and np.mean(losses[-5:]) < 0.75 * losses[0], losses
+
+
+def test_evaluation_runs_the_in_training_network_through_the_real_detector():
+    """The held-out evaluation uses trtdet's own pipeline: it equals decoding the network's output by hand."""
+    from trtdet.pipeline import Detector
+    from trtdet.preprocess.cpu import WarpAffinePreprocessor
+    from trtdet_centernet.constants import MEAN, STD
+    from trtdet_centernet.decode import decode_centernet
+    from trtdet_centernet.network import build_centernet
+
+    torch.manual_seed(4)
+    model = build_centernet(18, num_classes=len(CLASS_NAMES), head_conv=64).eval()
+    with torch.no_grad():
+        model.hm[-1].bias.normal_(0, 1.0)
+    images = [np.random.default_rng(i).integers(0, 256, (50 + 10 * i, 70, 3), dtype=np.uint8) for i in range(3)]
+    with train_module.evaluation_detector(model, (64, 64), torch.device("cpu"), batch=2) as detector:
+        assert isinstance(detector, Detector) and detector.class_names == tuple(CLASS_NAMES)
+        got = detector(images)
+    batch = WarpAffinePreprocessor((64, 64), mean=MEAN, std=STD, channel_order="BGR", border_value=0)(images)
+    with torch.no_grad():
+        output = model(torch.from_numpy(batch.tensor)).numpy()
+    want = decode_centernet(output, batch.transforms, input_size=(64, 64), num_classes=len(CLASS_NAMES), k=100,
+                            threshold=0.0)
+    assert sum(len(d) for d in want) > 0
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a.class_id, b.class_id)
+        np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-5)
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)

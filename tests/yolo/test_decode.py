@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from trtdet.errors import ModelError
+from trtdet.postprocess import nms
 from trtdet.preprocess.affine import letterbox_transform
 from trtdet_yolo.decode import YoloDecoder, decode_yolo, detect_head
-from trtdet_yolo.nms import nms
 
 IDENTITY = letterbox_transform((64, 64), (64, 64))  # scale 1, no padding
 

@@ -44,15 +44,20 @@ def models_command(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @handle_errors
 def plugins_command(as_json: bool) -> None:
-    """List installed plugins and the hooks each implements."""
-    from trtdet.plugins import list_plugins
+    """List installed plugins and the hooks each implements, and those that failed to load."""
+    from trtdet.plugins import failed_plugins, list_plugins
 
-    rows = [
-        {"name": p.name, "distribution": p.distribution, "version": p.version, "hooks": list(p.hooks)}
+    rows: list[dict[str, object]] = [
+        {"name": p.name, "distribution": p.distribution, "version": p.version, "hooks": list(p.hooks), "error": None}
         for p in list_plugins()
     ]
+    # A plugin that could not be imported is listed too, with why (and no hooks).
+    rows += [{"name": name, "hooks": [], "error": reason} for name, reason in sorted(failed_plugins().items())]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
-        click.echo(f"{row['name']} ({row['distribution']} {row['version']}): {', '.join(row['hooks'])}")
+        if row["error"]:
+            click.echo(f"{row['name']}: failed to load: {row['error']}")
+        else:
+            click.echo(f"{row['name']} ({row['distribution']} {row['version']}): {', '.join(row['hooks'])}")

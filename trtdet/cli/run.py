@@ -21,22 +21,32 @@ from trtdet.cli.common import (
 from trtdet.detections import Detections
 from trtdet.errors import UsageError
 from trtdet.io.sources import Frame, Source, count_frames, expand_sources, iter_frames
+from trtdet.scheduler import Outcome, Scheduler
 
 DEFAULT_SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.jpg"
 
 
-def _batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
-    """Group frames, keeping order; a batch holds at most ``size`` readable images."""
-    batch: list[Frame] = []
-    readable = 0
-    for frame in frames:
-        batch.append(frame)
-        readable += frame.image is not None
-        if readable >= size:
-            yield batch
-            batch, readable = [], 0
-    if batch:
-        yield batch
+def _outcomes(frames: Iterator[Frame], scheduler: Scheduler) -> Iterator[tuple[Frame, Detections | None]]:
+    """Every frame, in order, with its detections (None: unreadable, or its detection failed).
+
+    The detector's scheduler forms the batches (readable frames only; unreadable ones are
+    reported in order) and retries a failed batch one by one, so a bad image fails alone.
+    """
+    with scheduler:
+        for frame in frames:
+            yield from _settle(scheduler.add(frame.image, frame, run=frame.image is not None))
+        yield from _settle(scheduler.drain())
+
+
+def _settle(outcomes: list[Outcome]) -> Iterator[tuple[Frame, Detections | None]]:
+    for outcome in outcomes:
+        frame: Frame = outcome.tag
+        if outcome.error is not None:  # an input the model chokes on: report, go on
+            exc = outcome.error
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            frame.error = f"{frame.name}: detection failed: {message}"
+            frame.image = None
+        yield frame, outcome.result
 
 
 def _jpeg_decoder(decode_on: str, device: str):
@@ -86,14 +96,14 @@ def run_command(model, sources, batch, output, json_path, quiet, workers, decode
 
     options = detector_options(model_flags, batch=batch)
     device = options.device
-    spec = get_model(model).spec  # unknown models fail before any loading
+    get_model(model)  # unknown models fail before any loading
     jpeg_decoder = _jpeg_decoder(decode_on, device)
     detector = load_detector(model, options)
     provider = getattr(detector.engine, "providers", None)
     if not quiet:
         where = f" ({provider[0]})" if provider else ""
         decoding = ", JPEGs decoded on the GPU" if jpeg_decoder is not None else ""
-        click.echo(f"{spec.name}: {detector.model_source} on {detector.backend}{where}, device {device}{decoding}", err=True)
+        click.echo(f"{detector.spec.name}: {detector.model_source} on {detector.backend}{where}, device {device}{decoding}", err=True)
         for reason in getattr(detector, "backend_passed_over", ()) if device == "cuda" else ():
             click.echo(f"  (not {reason})", err=True)
     if not sources:
@@ -117,31 +127,20 @@ def run_command(model, sources, batch, output, json_path, quiet, workers, decode
         workers = workers or min(4, os.cpu_count() or 1)
         chunk = detector.batch_size if jpeg_decoder is not None else 4
         frame_iter = iter_frames(expanded, workers=workers, jpeg_decoder=jpeg_decoder, chunk=chunk)
-        for frames in _batches(frame_iter, detector.batch_size):
-            good = [f for f in frames if f.image is not None]
-            try:
-                results = iter(detector.detect([f.image for f in good]))
-            except Exception as exc:  # an input the model chokes on: report, go on
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                for f in good:
-                    f.error = f"{f.name}: detection failed: {message}"
-                    f.image = None
-                results = iter(())
-            for frame in frames:
-                detections = next(results) if frame.image is not None else None
-                if frame.error:
-                    failed += 1
+        for frame, detections in _outcomes(frame_iter, detector.scheduler()):
+            if frame.error:
+                failed += 1
+                bar.clear()
+                click.echo(f"error: {frame.error}", err=True)
+            if json_sink is not None:
+                json_sink.write(frame_record(frame, detections, class_names))
+            if detections is not None:
+                if media_sink is not None:
+                    media_sink.write(frame, detections)
+                if json_path != "-" and not quiet and frame.index is None:
                     bar.clear()
-                    click.echo(f"error: {frame.error}", err=True)
-                if json_sink is not None:
-                    json_sink.write(frame_record(frame, detections, class_names))
-                if detections is not None:
-                    if media_sink is not None:
-                        media_sink.write(frame, detections)
-                    if json_path != "-" and not quiet and frame.index is None:
-                        bar.clear()
-                        click.echo(_summary(frame, detections, class_names))
-                bar.update(1)
+                    click.echo(_summary(frame, detections, class_names))
+            bar.update(1)
     if media_sink is not None and not quiet:
         click.echo(f"annotated output: {Path(output)}", err=True)
     if failed:

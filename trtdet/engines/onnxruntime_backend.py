@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from trtdet.engines.base import Engine, ModelFile, Shape
+from trtdet.engines.base import BaseEngine, Engine, ModelFile, Shape
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
@@ -18,44 +18,62 @@ def _dim(value: Any) -> int | str | None:
     return value if isinstance(value, (int, str)) else None
 
 
-class OnnxRuntimeEngine:
-    """An ONNX model in an ``onnxruntime.InferenceSession``; numpy in, numpy out."""
+class OnnxRuntimeEngine(BaseEngine):
+    """An ONNX model in an ``onnxruntime.InferenceSession``, created on activation.
+
+    Inputs may be numpy arrays or torch tensors; outputs are numpy on ``device="cpu"`` and
+    torch CUDA tensors on ``device="cuda"`` (the engine contract), float32.
+    """
 
     backend = "onnxruntime"
 
-    def __init__(self, path: Path, providers: list[str]) -> None:
+    def __init__(self, path: Path, providers: list[str], device: str = "cpu") -> None:
+        super().__init__(device)
+        self.path = path
+        self.providers = list(providers)
+        self.session: Any = None
+
+    def activate_impl(self) -> None:
         import onnxruntime as ort
 
+        path = self.path
         options = ort.SessionOptions()
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+            session = ort.InferenceSession(str(path), sess_options=options, providers=self.providers)
         except Exception as exc:  # onnxruntime raises several unrelated types
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{path}: onnxruntime cannot load it: {first_line}") from exc
-        inputs = self.session.get_inputs()
+        inputs = session.get_inputs()
         if len(inputs) != 1:
             raise ModelError(f"{path}: expected 1 image input, got {len(inputs)}: {[i.name for i in inputs]}")
-        self.path = path
+        self.session = session
         self.input_name = inputs[0].name
         self.input_shape: Shape = tuple(_dim(d) for d in inputs[0].shape)
         self.output_shapes: dict[str, Shape] = {
-            o.name: tuple(_dim(d) for d in o.shape) for o in self.session.get_outputs()
+            o.name: tuple(_dim(d) for d in o.shape) for o in session.get_outputs()
         }
         batch = self.input_shape[0] if self.input_shape else None
         self.max_batch: int | None = batch if isinstance(batch, int) else None
-        self.providers = self.session.get_providers()
-        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.providers = session.get_providers()
+        self.metadata: dict[str, str] = dict(session.get_modelmeta().custom_metadata_map)
         self._output_names = list(self.output_shapes)
         self._dtype = np.float16 if "float16" in inputs[0].type else np.float32
 
-    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def deactivate_impl(self) -> None:
+        self.session = None
+
+    def infer_impl(self, batch: Any) -> dict[str, Any]:
+        if not isinstance(batch, np.ndarray):  # a torch tensor (a CUDA preprocessor's batch)
+            batch = batch.detach().cpu().numpy()
         batch = np.ascontiguousarray(batch, dtype=self._dtype)
         results = self.session.run(self._output_names, {self.input_name: batch})
-        return {name: np.asarray(value, dtype=np.float32) for name, value in zip(self._output_names, results, strict=True)}
+        outputs = {name: np.asarray(value, dtype=np.float32) for name, value in zip(self._output_names, results, strict=True)}
+        if self.device == "cpu":
+            return outputs
+        import torch
 
-    def close(self) -> None:
-        self.session = None  # type: ignore[assignment]
+        return {name: torch.from_numpy(value).to("cuda", non_blocking=False) for name, value in outputs.items()}
 
 
 class OnnxRuntimeBackend:
@@ -83,7 +101,7 @@ class OnnxRuntimeBackend:
         providers = ["CPUExecutionProvider"]
         if options.device == "cuda":
             providers.insert(0, "CUDAExecutionProvider")
-        return OnnxRuntimeEngine(path, providers)
+        return OnnxRuntimeEngine(path, providers, options.device)
 
 
 @hookimpl

@@ -10,10 +10,11 @@ tensors on the current stream; on the CPU, outputs come back as numpy arrays.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from trtdet.engines.base import Engine, ModelFile, Shape
+from trtdet.engines.base import BaseEngine, Engine, ModelFile, Shape
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
@@ -63,32 +64,66 @@ class _GraphRunner:
         return static_output
 
 
-class TorchEngine:
-    """A torch module with one image input and one output tensor (or a tuple of them)."""
+class OpenedModule(NamedTuple):
+    """What opening a torch model gives: the module, its output names, its metadata, its input shape."""
+
+    module: Any
+    output_names: list[str]
+    metadata: dict[str, str]
+    input_shape: Shape = (None, 3, None, None)
+
+
+class TorchEngine(BaseEngine):
+    """A torch module with one image input and one output tensor (or a tuple of them).
+
+    ``open_module()`` builds or converts the module; it runs on activation, which also moves
+    the module to the device and precision. ``TorchEngine.from_module`` wraps a module that
+    already exists (a network in training).
+    """
 
     backend = "torch"
 
-    def __init__(self, module: Any, source: Path, options: DetectorOptions, output_names: list[str]) -> None:
+    def __init__(self, open_module: Callable[[], OpenedModule], source: Path, options: DetectorOptions) -> None:
+        super().__init__(options.device)
+        self.open_module = open_module
+        self.source = source
+        self.options = options
+        self.input_name = "images"
+        self.max_batch: int | None = None
+        self.module: Any = None
+        self._runner: Any = None
+
+    @classmethod
+    def from_module(
+        cls,
+        module: Any,
+        options: DetectorOptions,
+        *,
+        output_names: Sequence[str] = ("output",),
+        metadata: dict[str, str] | None = None,
+        source: Path = Path("<module>"),
+    ) -> TorchEngine:
+        """An engine of an existing module (moved to ``options.device`` and set to eval mode on activation)."""
+        return cls(lambda: OpenedModule(module, list(output_names), dict(metadata or {})), source, options)
+
+    def activate_impl(self) -> None:
         import torch
 
-        device = options.device
+        module, output_names, metadata, input_shape = self.open_module()
+        device, options = self.device, self.options
         self.torch_device = torch.device(device)
         self.dtype = torch.float16 if options.precision == "fp16" and device == "cuda" else torch.float32
         # NHWC on the GPU: cuDNN's tensor-core convolutions work in it natively (NCHW costs
         # layout transposes around every convolution).
         self.memory_format = torch.channels_last if device == "cuda" else torch.contiguous_format
         self.module = module.to(self.torch_device, self.dtype).to(memory_format=self.memory_format).eval()
-        self.source = source
-        self.device = device
-        self.input_name = "images"
-        self.input_shape: Shape = (None, 3, None, None)
         self.output_names = output_names
+        self.input_shape: Shape = input_shape
         self.output_shapes: dict[str, Shape] = {name: () for name in output_names}
-        self.max_batch: int | None = None
-        self.metadata: dict[str, str] = {}
+        self.metadata: dict[str, str] = metadata
         self._runner = _GraphRunner(self.module) if device == "cuda" and options.cuda_graphs else self.module
 
-    def __call__(self, batch: Any) -> dict[str, Any]:
+    def infer_impl(self, batch: Any) -> dict[str, Any]:
         import torch
 
         # fp32 means fp32: cuDNN would otherwise run convolutions in TF32 (10-bit mantissa).
@@ -104,7 +139,7 @@ class TorchEngine:
         # decoders read float16 directly, so no extra pass over the output is spent on a cast.
         return dict(zip(self.output_names, outputs, strict=True))
 
-    def close(self) -> None:
+    def deactivate_impl(self) -> None:
         self.module = None
         self._runner = None
 
@@ -127,15 +162,19 @@ class TorchBackend:
 
     def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
         path = Path(model_file.path)
-        if model_file.kind == "weights":
-            if spec.torch_model is None:
-                raise ModelError(f"{path}: model {spec.name!r} cannot build a torch network from a checkpoint")
-            module = spec.torch_model(path)
-            engine = TorchEngine(module, path, options, ["output"])
-            engine.metadata = dict(getattr(module, "trtdet_metadata", {}))
-            return engine
-        if model_file.kind != "onnx":
+        if model_file.kind == "weights" and spec.torch_model is None:
+            raise ModelError(f"{path}: model {spec.name!r} cannot build a torch network from a checkpoint")
+        if model_file.kind not in ("weights", "onnx"):
             raise ModelError(f"{path}: the torch backend loads checkpoints or ONNX, not {model_file.kind} files")
+        return TorchEngine(lambda: self._open(model_file, spec), path, options)
+
+    def _open(self, model_file: ModelFile, spec: ModelSpec) -> OpenedModule:
+        """Build the network of a checkpoint, or convert an ONNX file (on activation)."""
+        path = Path(model_file.path)
+        if model_file.kind == "weights":
+            assert spec.torch_model is not None
+            module = spec.torch_model(path)
+            return OpenedModule(module, ["output"], dict(getattr(module, "trtdet_metadata", {})))
         from trtdet.onnx_torch import convert
         from trtdet.onnx_torch.graph import load_model
 
@@ -144,11 +183,8 @@ class TorchBackend:
         # A file fixed at its own size runs at that size (adapt_spec takes it from input_shape).
         size = None if len(dims) == 4 and None not in dims[2:] else spec.input_size
         module = convert(model, input_size=size, source=str(path))
-        engine = TorchEngine(module, path, options, module.output_names)
         first = module.input_shapes[module.input_names[0]]
-        engine.input_shape = (None, *first)
-        engine.metadata = dict(module.metadata)
-        return engine
+        return OpenedModule(module, module.output_names, dict(module.metadata), (None, *first))
 
 
 @hookimpl

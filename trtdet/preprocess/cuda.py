@@ -251,16 +251,16 @@ class CudaWarpAffinePreprocessor:
     def transforms(self, images: Sequence[Any]) -> list[AffineTransform]:
         return [letterbox_transform(tuple(image.shape[:2]), self.input_size) for image in images]
 
-    def __call__(self, images: Sequence[Any], stream: Any = None) -> PreprocessedBatch:
-        """Warp ``images`` into one batch on ``stream`` (a torch stream; default: torch's current)."""
-        return self.warp(self.stage(images, stream), stream)
+    def __call__(self, images: Sequence[Any]) -> PreprocessedBatch:
+        """Warp ``images`` into one batch on torch's current stream (the pipeline's)."""
+        return self.warp(self.stage(images))
 
-    def stage(self, images: Sequence[Any], stream: Any = None) -> StagedBatch:
+    def stage(self, images: Sequence[Any]) -> StagedBatch:
         """Copy ``images`` into pinned staging and start their upload; returns without waiting.
 
-        ``stream`` is the stream the batch will be warped on (default: torch's current); the
-        upload runs on a side stream and never waits for work queued on ``stream`` except to
-        reuse device memory that work still reads.
+        The batch will be warped on torch's current stream; the upload runs on a side stream
+        and never waits for work queued on the current stream except to reuse device memory
+        that work still reads.
         """
         torch = self.torch
         for i, image in enumerate(images):
@@ -298,12 +298,12 @@ class CudaWarpAffinePreprocessor:
             copies.append((host_bytes[start : start + sizes[i]].reshape(array.shape), array))
         self._copy_to_staging(copies, sum(sizes))
         if not SIMULATOR:
-            self._upload(slot, meta_bytes, total, device_images, host_ranges, self._torch_stream(stream), fresh)
+            self._upload(slot, meta_bytes, total, device_images, host_ranges, self._torch_stream(), fresh)
         slot.pending = True
         return StagedBatch(slot, meta_bytes, total, batch, transforms)
 
-    def warp(self, staged: StagedBatch, stream: Any = None) -> PreprocessedBatch:
-        """Queue the warp kernel for a staged batch on ``stream``; the output stays on the GPU."""
+    def warp(self, staged: StagedBatch) -> PreprocessedBatch:
+        """Queue the warp kernel for a staged batch on torch's current stream; the output stays on the GPU."""
         torch = self.torch
         h, w = self.input_size
         slot = staged.slot
@@ -316,7 +316,7 @@ class CudaWarpAffinePreprocessor:
             out = torch.empty((staged.size, 3, h, w), dtype=self.dtype)
             self._run_kernel(slot.dev, staged.meta_bytes, staged.total, staged.size, out, 0)
         else:
-            stream_t = self._torch_stream(stream)
+            stream_t = self._torch_stream()
             with torch.cuda.stream(stream_t):
                 stream_t.wait_event(slot.uploaded)
                 out = torch.empty((staged.size, 3, h, w), dtype=self.dtype, device=self.device)
@@ -347,16 +347,16 @@ class CudaWarpAffinePreprocessor:
             self._copy_pool = ThreadPoolExecutor(max_workers=_COPY_THREADS, thread_name_prefix="trtdet-stage")
         list(self._copy_pool.map(lambda pair: np.copyto(pair[0], pair[1]), copies))
 
-    def relaunch(self, stream: Any = None) -> Any:
+    def relaunch(self) -> Any:
         """Run only the kernel again on the batch uploaded by the last call (for benchmarks)."""
         slot, meta_bytes, total, batch, out = self._last
-        self._run_kernel(slot.dev, meta_bytes, total, batch, out, numba_stream(self._torch_stream(stream)))
+        self._run_kernel(slot.dev, meta_bytes, total, batch, out, numba_stream(self._torch_stream()))
         return out
 
-    def _torch_stream(self, stream: Any) -> Any:
+    def _torch_stream(self) -> Any:
         if SIMULATOR:
             return None
-        return self.torch.cuda.current_stream() if stream is None else stream
+        return self.torch.cuda.current_stream()
 
     def _upload(
         self, slot: _Staging, meta_bytes: int, total: int, device_images: list, host_ranges: list, stream: Any,

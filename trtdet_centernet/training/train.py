@@ -16,6 +16,7 @@ held-out COCO metrics ``val_metrics.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import math
@@ -25,20 +26,19 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from trtdet.detections import Detections
-from trtdet.preprocess.cpu import WarpAffinePreprocessor
+from trtdet.api import build_detector
+from trtdet.engines.torch_backend import TorchEngine
+from trtdet.options import DetectorOptions
+from trtdet.pipeline import Detector
+from trtdet_centernet.constants import MEAN, STD, STRIDE
 from trtdet_centernet.network import CenterNetResDCN, build_centernet
+from trtdet_centernet.plugin import CENTERNET
 from trtdet_centernet.training.dataset import SyntheticDetection, write_coco_dataset
 from trtdet_centernet.training.losses import ctdet_loss
 from trtdet_centernet.training.synthetic import CLASS_NAMES, SceneConfig
 
-#: Upstream ctdet normalisation (BGR order), as the shipped ModelSpec uses.
-MEAN = (0.40789654, 0.44719302, 0.47026115)
-STD = (0.28863828, 0.27408164, 0.27809835)
-STRIDE = 4
 CHECKPOINT_NAME = "centernet_shapes.pth"
 
 
@@ -58,49 +58,18 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
-def decode_heads(heads: dict[str, torch.Tensor], k: int = 100) -> torch.Tensor:
-    """Official ctdet decode: sigmoid, 3x3 peak test, top-K over classes and cells.
+def evaluation_detector(model: CenterNetResDCN, input_size: tuple[int, int], device: torch.device, batch: int = 32) -> Detector:
+    """The in-training network as a real ``trtdet`` detector: the core pipeline over the torch engine.
 
-    Returns [B, K, 6] ``(x1, y1, x2, y2, score, class)`` in network-input pixels.
+    The same preprocess, engine contract and CenterNet decoder as ``trtdet run`` (top-K=100, every
+    peak above score 0, as upstream's COCO evaluation keeps them), on this model's classes.
     """
-    hm = torch.sigmoid(heads["hm"].float())
-    batch, classes, height, width = hm.shape
-    keep = (torch.nn.functional.max_pool2d(hm, 3, stride=1, padding=1) == hm).float()
-    scores, index = torch.topk((hm * keep).reshape(batch, -1), min(k, classes * height * width))
-    cls = index // (height * width)
-    cell = index % (height * width)
-    ys, xs = (cell // width).float(), (cell % width).float()
-    reg = heads["reg"].float().reshape(batch, 2, -1)
-    wh = heads["wh"].float().reshape(batch, 2, -1)
-    gather = cell.unsqueeze(1).expand(-1, 2, -1)
-    reg, wh = torch.gather(reg, 2, gather), torch.gather(wh, 2, gather)
-    cx, cy = xs + reg[:, 0], ys + reg[:, 1]
-    boxes = (
-        torch.stack([cx - wh[:, 0] / 2, cy - wh[:, 1] / 2, cx + wh[:, 0] / 2, cy + wh[:, 1] / 2], -1) * STRIDE
-    )
-    return torch.cat([boxes, scores.unsqueeze(-1), cls.float().unsqueeze(-1)], -1)
-
-
-class TorchDetector:
-    """The in-training network as a detector callable (letterbox, forward, official decode)."""
-
-    def __init__(self, model: CenterNetResDCN, input_size: tuple[int, int], device: torch.device) -> None:
-        self.model, self.device = model, device
-        self.preprocess = WarpAffinePreprocessor(
-            input_size, mean=MEAN, std=STD, channel_order="BGR", border_value=0
-        )
-
-    @torch.no_grad()
-    def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        batch = self.preprocess(images)
-        x = torch.from_numpy(batch.tensor).to(self.device).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
-            decoded = decode_heads(self.model.heads(x)).cpu().numpy()
-        results = []
-        for rows, transform in zip(decoded, batch.transforms, strict=True):
-            boxes = transform.boxes_to_source(rows[:, :4])
-            results.append(Detections(boxes, rows[:, 4], rows[:, 5].astype(np.int64)))
-        return results
+    spec = dataclasses.replace(
+        CENTERNET, class_names=tuple(CLASS_NAMES), input_size=input_size, conf_threshold=0.0,
+        default_model=None, exporter=None, torch_model=None, sample_image=None,
+    )  # fmt: skip
+    engine = TorchEngine.from_module(model, DetectorOptions(device=device.type, batch=batch))
+    return build_detector(spec, engine, device=device.type, batch=batch, model_source="<training>")
 
 
 def save_checkpoint(model: torch.nn.Module, step: int, out: Path, split_mb: float | None) -> list[Path]:
@@ -244,8 +213,8 @@ def train(args: argparse.Namespace) -> dict[str, object]:
         )
         from trtdet.evaluation import evaluate
 
-        detector = TorchDetector(model, (args.val_size, args.val_size), device)
-        result = evaluate(detector, ann.parent / "images", ann, CLASS_NAMES, batch=32)
+        with evaluation_detector(model, (args.val_size, args.val_size), device) as detector:
+            result = evaluate(detector, ann.parent / "images", ann, CLASS_NAMES, batch=32)
         summary["val"] = {
             **result.to_dict(),
             "seed": args.val_seed,

@@ -3,30 +3,25 @@
 The head is ``[B, 4 + 80, N]``: per anchor a box (cx, cy, w, h) in network-input pixels and
 80 COCO class scores (already sigmoid). An anchor is a person when person (COCO class 0) is
 its best class and that score is above the threshold, exactly what Ultralytics keeps with
-``classes=[0]``; overlapping persons are suppressed with OpenCV's ``cv2.dnn.NMSBoxes``.
+``classes=[0]``; overlapping persons are suppressed with trtdet's NMS (``trtdet.postprocess.nms``).
+Outputs arrive as numpy arrays (on a CUDA pipeline the plugin wraps this decoder in
+``trtdet.postprocess.HostDecoder``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 from trtdet.detections import Detections
 from trtdet.errors import ModelError
+from trtdet.postprocess import nms
 from trtdet.preprocess.affine import AffineTransform
 
 #: COCO class index of "person" and the number of COCO classes in the head.
 PERSON = 0
 COCO_CLASSES = 80
 HEAD_ROWS = 4 + COCO_CLASSES
-
-
-def _to_numpy(value: object) -> np.ndarray:
-    """Engine outputs are numpy on the CPU path and torch tensors on the CUDA path."""
-    if hasattr(value, "detach"):  # a torch tensor: copy to the host once per batch
-        value = value.detach().float().cpu().numpy()  # type: ignore[union-attr]
-    return np.asarray(value, dtype=np.float32)
 
 
 def decode_persons(
@@ -45,12 +40,9 @@ def decode_persons(
         return Detections.empty()
     cx, cy, w, h = prediction[:4, keep]
     score = person_score[keep]
-    # cv2.dnn.NMSBoxes takes (x, y, w, h) rectangles and returns the kept indices, best first.
-    xywh = np.stack([cx - w / 2, cy - h / 2, w, h], axis=1)
-    kept = cv2.dnn.NMSBoxes(xywh, score, conf_threshold, iou_threshold, top_k=max_detections)
-    kept = np.asarray(kept, dtype=np.int64).reshape(-1)
-    xyxy = np.concatenate([xywh[kept, :2], xywh[kept, :2] + xywh[kept, 2:]], axis=1)
-    return Detections(transform.boxes_to_source(xyxy), score[kept], np.full(len(kept), PERSON, np.int64))
+    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    kept = nms(xyxy, score, None, iou_threshold, max_keep=max_detections)  # one class: indices, best first
+    return Detections(transform.boxes_to_source(xyxy[kept]), score[kept], np.full(len(kept), PERSON, np.int64))
 
 
 class PersonDecoder:
@@ -77,7 +69,7 @@ class PersonDecoder:
     def __call__(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> list[Detections]:
         if self.output_name is None:
             self.validate({name: tuple(np.shape(value)) for name, value in outputs.items()}, "model output")
-        batch = _to_numpy(outputs[self.output_name])  # type: ignore[index]
+        batch = np.asarray(outputs[self.output_name], dtype=np.float32)  # type: ignore[index]
         return [
             decode_persons(
                 prediction,

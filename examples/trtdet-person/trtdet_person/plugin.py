@@ -13,6 +13,7 @@ from pathlib import Path
 from trtdet import hookimpl
 from trtdet.errors import ModelError
 from trtdet.model import Decoder, ModelSpec
+from trtdet.postprocess import HostDecoder
 
 from trtdet_person.decode import PersonDecoder
 
@@ -57,4 +58,7 @@ def trtdet_decoder(model: ModelSpec, device: str) -> Decoder | None:
     if model.name != PERSON_MODEL.name:
         return None  # another plugin's model: let its own decoder answer
     iou = model.iou_threshold if model.iou_threshold is not None else 0.7
-    return PersonDecoder(model.conf_threshold, iou, model.max_detections)
+    decoder = PersonDecoder(model.conf_threshold, iou, model.max_detections)
+    # Engines return numpy on the CPU and torch CUDA tensors on "cuda"; this numpy decoder
+    # gets the latter copied to the host.
+    return decoder if device == "cpu" else HostDecoder(decoder)

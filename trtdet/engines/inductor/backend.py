@@ -113,7 +113,7 @@ class InductorBackend:
             path, metadata = result.path, result.metadata
         else:
             raise ModelError(f"{path}: the inductor backend loads packages, ONNX or checkpoints, not {model_file.kind} files")
-        return InductorEngine(path, metadata, cuda_graphs=options.cuda_graphs).activate()
+        return InductorEngine(path, metadata, cuda_graphs=options.cuda_graphs)
 
 
 def _say(message: str) -> None:

@@ -105,8 +105,8 @@ def eager_network(model_file: ModelFile, spec: ModelSpec, options: DetectorOptio
     from trtdet.engines.torch_backend import TorchBackend
 
     engine = TorchBackend().load(model_file, spec, options.replace(cuda_graphs=False))
-    activate = getattr(engine, "__enter__", None)
-    return activate() if activate is not None else engine
+    engine.activate()
+    return engine
 
 
 def export_network(engine: Any, spec: ModelSpec, max_batch: int, source: str) -> Any:
@@ -247,7 +247,7 @@ def build_package(
             "metadata": dict(engine.metadata),
         }
     finally:
-        engine.close()
+        engine.deactivate()
     with tempfile.TemporaryDirectory(prefix="trtdet-aoti-", dir=cache.root) as tmp:
         built = Path(tmp) / "package.pt2"
         compile_started = time.perf_counter()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trtdet.engines.artifact import ArtifactMetadata
-from trtdet.engines.base import Shape
+from trtdet.engines.base import BaseEngine, Shape
 from trtdet.errors import ModelError
 
 from .package import check_archive
@@ -43,20 +43,20 @@ def load_runner(path: Path, metadata: ArtifactMetadata) -> Any:
         raise ModelError(f"{path}: AOTInductor cannot load the package: {text[0] if text else type(exc).__name__}") from exc
 
 
-class InductorEngine:
-    """A loaded AOTInductor package: ``engine(batch [B, 3, H, W]) -> {output name: [B, ...]}``.
+class InductorEngine(BaseEngine):
+    """An AOTInductor package: ``engine(batch [B, 3, H, W]) -> {output name: [B, ...]}``.
 
-    On CUDA inputs are cast to the package's dtype and NHWC layout (what it was traced with)
-    and outputs stay torch tensors in the network's precision; on the CPU they come back as
-    float32 numpy arrays.
+    The package is loaded on activation. On CUDA inputs are cast to the package's dtype and
+    NHWC layout (what it was traced with) and outputs stay torch tensors in the network's
+    precision; on the CPU they come back as float32 numpy arrays.
     """
 
     backend = "inductor"
 
     def __init__(self, path: Path, metadata: ArtifactMetadata, cuda_graphs: bool) -> None:
+        super().__init__(str(metadata.extra.get("device", "cpu")))
         self.path = Path(path)
         self.package_metadata = metadata
-        self.device = str(metadata.extra.get("device", "cpu"))
         self.input_name = "images"
         height, width = metadata.input_size
         self.input_shape: Shape = (None, 3, height, width)
@@ -70,31 +70,21 @@ class InductorEngine:
         self._dtype: Any = None
         self._memory_format: Any = None
 
-    def activate(self) -> InductorEngine:
-        """Load the package (idempotent)."""
-        if self._runner is None:
-            import torch
-
-            from trtdet.engines.graphs import CudaGraphRunner
-
-            self._runner = load_runner(self.path, self.package_metadata)
-            self._dtype = getattr(torch, str(self.package_metadata.extra.get("input_dtype", "float32")))
-            channels_last = self.package_metadata.extra.get("memory_format") == "channels_last"
-            self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
-            self._call = CudaGraphRunner(self._runner, self.package_metadata.max_batch) if self.cuda_graphs else self._runner
-        return self
-
-    def __enter__(self) -> InductorEngine:
-        return self.activate()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __call__(self, batch: Any) -> dict[str, Any]:
+    def activate_impl(self) -> None:
+        """Load the package."""
         import torch
 
-        if self._call is None:
-            self.activate()
+        from trtdet.engines.graphs import CudaGraphRunner
+
+        self._runner = load_runner(self.path, self.package_metadata)
+        self._dtype = getattr(torch, str(self.package_metadata.extra.get("input_dtype", "float32")))
+        channels_last = self.package_metadata.extra.get("memory_format") == "channels_last"
+        self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self._call = CudaGraphRunner(self._runner, self.package_metadata.max_batch) if self.cuda_graphs else self._runner
+
+    def infer_impl(self, batch: Any) -> dict[str, Any]:
+        import torch
+
         exact = self._dtype == torch.float32 and self.device == "cuda"
         # fp32 means fp32: cuDNN would otherwise run the package's convolutions in TF32.
         flags = torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=False)
@@ -107,7 +97,7 @@ class InductorEngine:
             return {n: o.float().numpy() for n, o in zip(self.output_names, outputs, strict=True)}
         return dict(zip(self.output_names, outputs, strict=True))
 
-    def close(self) -> None:
+    def deactivate_impl(self) -> None:
         self._runner = None
         self._call = None
 

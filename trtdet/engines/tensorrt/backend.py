@@ -23,6 +23,7 @@ from trtdet.errors import ModelError, UsageError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
 from trtdet.options import DetectorOptions
+from trtdet.spec_adapt import adapt_spec_to_file
 
 ComputeCapability = tuple[int, int]
 
@@ -102,6 +103,9 @@ def ensure_runnable(
             f"--max-batch {metadata.max_batch}{options}"
         )
     warnings.warn(f"{path}: {reason}; rebuilding from the cached source ONNX", stacklevel=2)
+    # Rebuild the engine this file holds: the spec as the file describes it (its input size
+    # and names), not the one the caller started from.
+    spec = adapt_spec_to_file(spec, metadata.as_strings(), (None, None, *metadata.input_size))
     config = BuildConfig(
         precision=metadata.precision,
         max_batch=metadata.max_batch,

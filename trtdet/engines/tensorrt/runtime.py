@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from trtdet.engines.artifact import ArtifactMetadata
-from trtdet.engines.base import Shape
+from trtdet.engines.base import BaseEngine, Shape
 from trtdet.engines.tensorrt.flavour import Flavour
 from trtdet.engines.tensorrt.trt_objects import make_logger
 from trtdet.errors import ModelError
@@ -26,11 +26,12 @@ def _dims(shape: Any) -> Shape:
     return tuple(None if int(d) < 0 else int(d) for d in shape)
 
 
-class TensorRTEngine:
+class TensorRTEngine(BaseEngine):
     """An engine and one execution context; call it with a ``[B, C, H, W]`` batch.
 
-    A torch CUDA tensor in gives torch CUDA tensors out, ordered on the current stream
-    (no synchronisation); a numpy array in gives numpy arrays out (copied, synchronised).
+    Deserialising the plan, creating the context and the warm-up run happen on activation.
+    Outputs are torch CUDA tensors ordered on the current stream (no synchronisation),
+    whatever the input: a numpy batch is uploaded first (the engine contract).
     With ``cuda_graph=True`` each batch size is captured once into a CUDA graph and replayed.
     """
 
@@ -46,16 +47,25 @@ class TensorRTEngine:
         cuda_graph: bool = False,
         warmup: int = 1,
     ) -> None:
-        import torch
-
-        trt = flavour.module
-        self._torch = torch
-        self._trt = trt
+        super().__init__("cuda")
         self.path = Path(path)
         self.flavour = flavour
+        self.cuda_graph = cuda_graph
+        self.max_batch: int | None = metadata.max_batch
+        self.metadata: dict[str, str] = metadata.as_strings()
+        self._plan = plan
+        self._warmup = warmup
+
+    def activate_impl(self) -> None:
+        import torch
+
+        trt = self.flavour.module
+        path, flavour = self.path, self.flavour
+        self._torch = torch
+        self._trt = trt
         self._logger = make_logger(trt)
         self._runtime = trt.Runtime(self._logger)
-        self._engine = self._runtime.deserialize_cuda_engine(plan)
+        self._engine = self._runtime.deserialize_cuda_engine(self._plan)
         if self._engine is None:
             raise ModelError(
                 f"{path}: {flavour.label} cannot deserialize the engine: {self._logger.last_error()}"
@@ -73,13 +83,10 @@ class TensorRTEngine:
         self.output_shapes: dict[str, Shape] = {
             n: _dims(self._engine.get_tensor_shape(n)) for n in self._output_names
         }
-        self.max_batch: int | None = metadata.max_batch
-        self.metadata: dict[str, str] = metadata.as_strings()
         self._dtypes = {n: self._torch_dtype(self._engine.get_tensor_dtype(n)) for n in names}
         self._device = torch.device("cuda", torch.cuda.current_device())
-        self.cuda_graph = cuda_graph
         self._graphs: dict[tuple[int, ...], tuple[Any, Any, dict[str, Any]]] = {}
-        for _ in range(warmup):
+        for _ in range(self._warmup):
             self._warm_up()
 
     def _torch_dtype(self, trt_dtype: Any) -> Any:
@@ -88,7 +95,7 @@ class TensorRTEngine:
     def _warm_up(self) -> None:
         shape = tuple(1 if d is None else d for d in self.input_shape)
         batch = self._torch.zeros(shape, dtype=self._dtypes[self.input_name], device=self._device)
-        self(batch)
+        self.infer_impl(batch)
         self._torch.cuda.current_stream(self._device).synchronize()
 
     def _bind(self, batch: Any) -> dict[str, Any]:
@@ -131,10 +138,9 @@ class TensorRTEngine:
             graph.replay()
             return {name: value.clone() for name, value in outputs.items()}
 
-    def __call__(self, batch: Any) -> dict[str, Any]:
+    def infer_impl(self, batch: Any) -> dict[str, Any]:
         torch = self._torch
-        from_numpy = not isinstance(batch, torch.Tensor)
-        tensor = torch.from_numpy(np.ascontiguousarray(batch)) if from_numpy else batch
+        tensor = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(batch))
         tensor = tensor.to(device=self._device, dtype=self._dtypes[self.input_name]).contiguous()
         if self.max_batch is not None and not 1 <= tensor.shape[0] <= self.max_batch:
             raise ValueError(f"batch of {tensor.shape[0]} outside the engine's range 1..{self.max_batch}")
@@ -144,12 +150,9 @@ class TensorRTEngine:
         else:
             outputs = self._bind(tensor)
             self._execute(stream)
-        if from_numpy:
-            stream.synchronize()
-            return {name: value.float().cpu().numpy() for name, value in outputs.items()}
         return outputs
 
-    def close(self) -> None:
+    def deactivate_impl(self) -> None:
         self._graphs.clear()
         self._context = None
         self._engine = None

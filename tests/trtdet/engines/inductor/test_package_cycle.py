@@ -104,13 +104,14 @@ def test_a_build_describes_itself_and_says_it_compiles_once(built, checkpoint):
 
 def test_the_package_runs_any_batch_like_the_eager_network(built, checkpoint):
     result, _ = built
-    engine = InductorEngine(result.path, result.metadata, cuda_graphs=False).activate()
+    engine = InductorEngine(result.path, result.metadata, cuda_graphs=False)
+    engine.activate()
     for batch in (1, 3, 32):
         x = torch.rand(batch, 3, 32, 32)
         out = engine(x.numpy())["output"]
         assert out.shape == (batch, 256, 6)
         assert abs(out - _reference(checkpoint, x)).max() < 1e-5
-    engine.close()
+    engine.deactivate()
 
 
 def test_it_stays_a_plain_pt2_that_torch_loads(built, checkpoint):

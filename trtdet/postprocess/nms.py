@@ -1,4 +1,10 @@
-"""Class-aware greedy non-maximum suppression on the CPU."""
+"""Class-aware greedy non-maximum suppression on the CPU, shared by every model plugin.
+
+The rule is torchvision's ``batched_nms``: boxes are visited best score first (equal scores:
+lower index first), and a kept box suppresses every later box of the same class whose IoU
+with it is greater than ``iou_threshold``. IoU is computed in float64; a pair with no union
+has IoU 0. GPU decoders that suppress on the device (YOLO's kernel) follow the same rule.
+"""
 
 from __future__ import annotations
 
@@ -19,17 +25,28 @@ def box_iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def nms(
-    boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float, max_keep: int | None = None
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray | None,
+    iou_threshold: float,
+    max_keep: int | None = None,
 ) -> np.ndarray:
     """Indices kept by greedy NMS per class, highest score first.
 
-    A box is suppressed by a kept box of the same class whose IoU with it is greater than
-    ``iou_threshold`` (torchvision's rule). Equal scores keep the lower index first.
+    ``boxes`` are ``(N, 4)`` xyxy, ``scores`` ``(N,)``, ``class_ids`` ``(N,)`` (None: one
+    class, i.e. class-agnostic NMS). A box is suppressed by a kept box of the same class whose
+    IoU with it is greater than ``iou_threshold`` (torchvision's rule). Equal scores keep the
+    lower index first, so boxes already in rank order keep that order. At most ``max_keep``
+    indices are returned (None: all survivors).
     """
+    scores = np.asarray(scores)
+    if class_ids is None:
+        class_ids = np.zeros(len(scores), dtype=np.int64)
+    class_ids = np.asarray(class_ids)
     order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
     suppressed = np.zeros(len(scores), dtype=bool)
-    boxes = boxes.astype(np.float64)
+    boxes = np.asarray(boxes).astype(np.float64)
     for rank, i in enumerate(order):
         if suppressed[i]:
             continue

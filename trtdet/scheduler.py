@@ -1,0 +1,267 @@
+"""The scheduler: forms batches, runs them (overlapped on the GPU) and applies the failure policy.
+
+One ``Scheduler`` serves ``Detector.detect(many)``, ``Detector.submit`` (through
+``batching.BatchingWorker``) and the ``trtdet run`` loop. Callers ``add`` items one at a time
+(each with a ``tag`` of their own: an index, a future, a video frame) and get back, in the
+order they were added, one ``Outcome`` per item once its batch is done; ``cut`` runs a partial
+batch now (a request batcher's deadline), ``drain`` finishes everything.
+
+Batches: ``max_batch`` runnable items, with ``add(..., run=False)`` items (an unreadable frame
+that must still be reported in order) travelling with the batch they were added to.
+
+Overlap: with ``phases`` (a GPU pipeline whose preprocessor can stage ahead), batches run as
+launch(k), stage(k+1), finish(k), launch(k+1), ... -- batch k+1's host copy and upload overlap
+batch k on the GPU, and decode k is always queued before engine k+1, so engines that reuse
+their output buffers (CUDA graphs, TensorRT) are safe. ``phases.session()`` is held from the
+first launch until nothing is in flight, so no other caller's batch runs in between.
+
+Failure policy: a batch that fails (in any phase, or in ``run_batch``) is rerun one item at a
+time, outside the overlap, so only the failing items fail; a batch that was merely staged
+when another one failed is rerun as a batch. A batch of one that fails is not rerun.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Phases(Generic[T, R]):
+    """A batch run split in three, so batch k+1 can be staged while batch k runs.
+
+    ``stage(items)`` prepares a batch without waiting for the device; ``launch(staged)``
+    queues its work; ``finish(launched)`` waits and returns one result per item. The
+    scheduler calls them as launch(k), stage(k+1), finish(k), inside one ``session()``.
+    ``discard()`` drops staged batches after an error.
+    """
+
+    session: Callable[[], AbstractContextManager[Any]]
+    stage: Callable[[Sequence[T]], Any]
+    launch: Callable[[Any], Any]
+    finish: Callable[[Any], Sequence[R]]
+    discard: Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[R]):
+    """What became of one added item: its ``result``, or the ``error`` it raised.
+
+    Both are None for an item added with ``run=False``.
+    """
+
+    tag: Any
+    result: R | None = None
+    error: BaseException | None = None
+
+
+@dataclass
+class _Batch(Generic[T]):
+    tags: list[Any]
+    items: list[T]
+    runs: list[bool]
+
+    def runnable(self) -> list[T]:
+        return [item for item, run in zip(self.items, self.runs, strict=True) if run]
+
+    def outcomes(self, results: Sequence[Any] | None = None, errors: Sequence[BaseException | None] | None = None):
+        """One ``Outcome`` per item; ``results``/``errors`` are per runnable item."""
+        count = sum(self.runs)
+        results = list(results) if results is not None else [None] * count
+        errors = list(errors) if errors is not None else [None] * count
+        if len(results) != count or len(errors) != count:
+            raise RuntimeError(f"the pipeline returned {len(results)} results for a batch of {count}")
+        out, k = [], 0
+        for tag, run in zip(self.tags, self.runs, strict=True):
+            if run:
+                out.append(Outcome(tag, results[k], errors[k]))
+                k += 1
+            else:
+                out.append(Outcome(tag))
+        return out
+
+
+class Scheduler(Generic[T, R]):
+    """Forms batches of up to ``max_batch`` items and runs them with ``run_batch`` or ``phases``.
+
+    ``run_batch(items)`` runs one batch on its own (and is what failed batches are rerun
+    with); ``phases``, when given, run batches overlapped. ``catch`` are the exceptions the
+    failure policy turns into per-item errors (others propagate after the scheduler has
+    released the pipeline). One thread uses a scheduler at a time; make one per caller.
+    """
+
+    def __init__(
+        self,
+        run_batch: Callable[[Sequence[T]], Sequence[R]],
+        *,
+        max_batch: int,
+        phases: Phases[T, R] | None = None,
+        catch: tuple[type[BaseException], ...] = (Exception,),
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch: expected >= 1, got {max_batch}")
+        self.run_batch = run_batch
+        self.max_batch = max_batch
+        self.phases = phases
+        self.catch = catch
+        self._pending = _Batch([], [], [])
+        self._held: ExitStack | None = None
+        self._in_flight: tuple[_Batch[T], Any] | None = None
+
+    @property
+    def overlaps(self) -> bool:
+        """Whether batches run overlapped (three phases) rather than one ``run_batch`` each."""
+        return self.phases is not None
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether a launched batch waits to be finished (only when overlapping)."""
+        return self._in_flight is not None
+
+    @property
+    def pending(self) -> int:
+        """Runnable items added and not yet sent to the pipeline."""
+        return sum(self._pending.runs)
+
+    def add(self, item: T, tag: Any = None, *, run: bool = True) -> list[Outcome[R]]:
+        """Add ``item``; returns the outcomes of the batches this completed (often none).
+
+        ``run=False`` adds an item that is not run but reported in order (``Outcome(tag)``).
+        """
+        self._pending.tags.append(tag)
+        self._pending.items.append(item)
+        self._pending.runs.append(run)
+        if self.pending >= self.max_batch:
+            return self.cut()
+        return []
+
+    def cut(self) -> list[Outcome[R]]:
+        """Send the pending items as one batch now, full or not; returns what completed."""
+        batch, self._pending = self._pending, _Batch([], [], [])
+        if not batch.tags:
+            return []
+        if not any(batch.runs):  # nothing to run: report it after whatever is in flight
+            return self._finish_in_flight() + batch.outcomes()
+        if self.phases is None:
+            return self._run_plain(batch)
+        return self._submit_overlapped(batch)
+
+    def drain(self) -> list[Outcome[R]]:
+        """Run what is pending and finish what is in flight; returns their outcomes."""
+        return self.cut() + self._finish_in_flight()
+
+    def close(self) -> None:
+        """Abandon pending and in-flight batches and release the pipeline (after an error)."""
+        self._pending = _Batch([], [], [])
+        if self._in_flight is not None:
+            self._in_flight = None
+            assert self.phases is not None
+            self.phases.discard()
+        self._release()
+
+    def __enter__(self) -> Scheduler[T, R]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _run_plain(self, batch: _Batch[T]) -> list[Outcome[R]]:
+        items = batch.runnable()
+        try:
+            results = self.run_batch(items)
+        except self.catch as exc:
+            return self._run_each(batch, exc)
+        return batch.outcomes(results)
+
+    def _run_each(self, batch: _Batch[T], exc: BaseException) -> list[Outcome[R]]:
+        """After ``batch`` failed with ``exc``: rerun its items alone so only the bad ones fail."""
+        items = batch.runnable()
+        if len(items) == 1:
+            return batch.outcomes([None], [exc])
+        results: list[R | None] = []
+        errors: list[BaseException | None] = []
+        for item in items:
+            try:
+                results.append(self.run_batch([item])[0])
+                errors.append(None)
+            except self.catch as single_exc:
+                results.append(None)
+                errors.append(single_exc)
+        return batch.outcomes(results, errors)
+
+    def _hold(self) -> None:
+        if self._held is None:
+            assert self.phases is not None
+            held = ExitStack()
+            held.enter_context(self.phases.session())
+            self._held = held
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
+
+    def _submit_overlapped(self, batch: _Batch[T]) -> list[Outcome[R]]:
+        """stage(k+1), finish(k), launch(k+1): returns batch k's outcomes (and any reruns)."""
+        phases = self.phases
+        assert phases is not None
+        done: list[Outcome[R]] = []
+        try:
+            self._hold()
+            try:
+                staged = phases.stage(batch.runnable())
+            except self.catch as exc:
+                phases.discard()
+                done += self._finish_in_flight()
+                return done + self._run_each(batch, exc)
+            if self._in_flight is not None:
+                previous, launched = self._in_flight
+                self._in_flight = None
+                try:
+                    results = phases.finish(launched)
+                except self.catch as exc:
+                    phases.discard()
+                    self._release()
+                    # The failed batch goes one by one; the staged one only lost its slot.
+                    return self._run_each(previous, exc) + self._run_plain(batch)
+                done += previous.outcomes(results)
+            try:
+                launched = phases.launch(staged)
+            except self.catch as exc:
+                phases.discard()
+                self._release()
+                return done + self._run_each(batch, exc)
+            self._in_flight = (batch, launched)
+            return done
+        except BaseException:
+            self.close()
+            raise
+
+    def _finish_in_flight(self) -> list[Outcome[R]]:
+        """Finish the launched batch, if any, and release the pipeline."""
+        if self._in_flight is None:
+            self._release()
+            return []
+        phases = self.phases
+        assert phases is not None
+        batch, launched = self._in_flight
+        self._in_flight = None
+        try:
+            try:
+                results = phases.finish(launched)
+            except self.catch as exc:
+                phases.discard()
+                self._release()
+                return self._run_each(batch, exc)
+            self._release()
+            return batch.outcomes(results)
+        except BaseException:
+            self.close()
+            raise
