@@ -36,11 +36,31 @@ def load_runner(path: Path, metadata: ArtifactMetadata) -> Any:
             ) from exc
     check_archive(path)
     try:
-        with torch._inductor.config.patch({"cpp.vec_isa_ok": False}):
+        with torch._inductor.config.patch({"cpp.vec_isa_ok": False}), _quiet_loader_warnings():
             return torch._inductor.aoti_load_package(str(path), run_single_threaded=True)
     except Exception as exc:  # the loader raises RuntimeError for most problems
         text = str(exc).strip().splitlines()
         raise ModelError(f"{path}: AOTInductor cannot load the package: {text[0] if text else type(exc).__name__}") from exc
+
+
+#: torch's loggers that warn on every load about fields trtdet checks itself: the CPU vector ISA
+#: (skipped above: a CUDA package has no CPU kernels) and the archive's version stamp.
+_LOADER_LOGGERS = ("torch.export.pt2_archive._package", "torch._inductor.package.package")
+
+
+@contextlib.contextmanager
+def _quiet_loader_warnings() -> Any:
+    import logging
+
+    loggers = [logging.getLogger(name) for name in _LOADER_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 class InductorEngine(BaseEngine):
