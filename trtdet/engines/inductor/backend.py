@@ -14,6 +14,7 @@ from pathlib import Path
 
 from trtdet.engines.artifact import ArtifactMetadata
 from trtdet.engines.base import Engine, ModelFile
+from trtdet.engines.build_steps import version_tuple
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
@@ -94,6 +95,8 @@ class InductorBackend:
             import torch
         except ImportError:
             return "PyTorch is not installed (pip install torch)"
+        if version_tuple(torch.__version__) < MIN_TORCH:
+            return f"AOTInductor packages need torch >= {'.'.join(map(str, MIN_TORCH))}, this is {torch.__version__}"
         if device == "cuda" and not torch.cuda.is_available():
             return "PyTorch sees no CUDA GPU"
         return None
@@ -114,6 +117,10 @@ class InductorBackend:
         else:
             raise ModelError(f"{path}: the inductor backend loads packages, ONNX or checkpoints, not {model_file.kind} files")
         return InductorEngine(path, metadata, cuda_graphs=options.cuda_graphs)
+
+
+#: ``aoti_load_package(..., run_single_threaded=True)`` (capturable in CUDA graphs) came with 2.7.
+MIN_TORCH = (2, 7)
 
 
 def _say(message: str) -> None:
