@@ -122,7 +122,7 @@ def export_network(engine: Any, spec: ModelSpec, max_batch: int, source: str) ->
         with torch.inference_mode(False), torch.no_grad():
             return torch.export.export(engine.module, (example,), dynamic_shapes=dynamic, strict=False)
     except Exception as exc:  # torch.export raises many types (UserError, Unsupported, RuntimeError, ...)
-        raise ExportError(f"{source}: torch.export cannot trace the network: {_first_line(exc)}") from exc
+        raise ExportError(f"{source}: torch.export cannot trace the network: {_export_failure(exc)}") from exc
 
 
 def op_libraries(exported: Any) -> list[str]:
@@ -276,6 +276,20 @@ def _with_extra(metadata: ArtifactMetadata, extra: dict[str, Any]) -> ArtifactMe
     from dataclasses import replace
 
     return replace(metadata, extra=extra)
+
+
+def _export_failure(exc: BaseException) -> str:
+    """torch.export's reason in one line, with the user-code line that raised it when it says."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    # Some errors print the partial graph first; the reason is the line that names the problem.
+    reason = next((line for line in lines if "data-dependent" in line or "Unsupported" in line), None)
+    reason = reason or (lines[0] if lines else type(exc).__name__)
+    marker = "The following call raised this error:"
+    if marker in lines:
+        at = lines.index(marker) + 1
+        if at < len(lines):
+            reason += f" (at {lines[at]})"
+    return reason
 
 
 def _first_line(exc: BaseException) -> str:
