@@ -9,7 +9,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .
 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null 2>&1
 export TRTDET_CACHE_DIR=/tmp/trtdet-cache TRTDET_GPU_TEST_CACHE=/tmp/trtdet-cache TRTDET_TEST_CHECKPOINTS=/tmp/trtdet-ckpt
 export PYTHONUNBUFFERED=1
-python3 -m tests.gpu.checkpoints "$TRTDET_TEST_CHECKPOINTS" >/dev/null
+python3 -m tests.trtdet.gpu.checkpoints "$TRTDET_TEST_CHECKPOINTS" >/dev/null
 yolo=$(python3 -c "from trtdet_yolo.plugin import default_model_path as p; print(p())")
 centernet=trtdet_centernet/assets/centernet.onnx
 start=$(date +%s)
@@ -31,6 +31,6 @@ if [ "$what" != tests ]; then
     --checkpoint "$TRTDET_TEST_CHECKPOINTS/resdcn18.pth" --out "$out/pipeline_h200.md" 2>&1 | grep -v -i "warn\|peaks in one" | tail -40
 fi
 if [ "$what" != bench ]; then
-  timeout 200 python3 -m pytest -q -m gpu tests/gpu tests/kernels/test_gpu_kernels.py -p no:cacheprovider > "$out/gpu-tests.log" 2>&1
+  timeout 200 python3 -m pytest -q -m gpu tests/trtdet/gpu tests/trtdet/cuda/test_gpu_kernels.py -p no:cacheprovider > "$out/gpu-tests.log" 2>&1
   grep -E "passed|failed|^FAILED|^ERROR|^E  " "$out/gpu-tests.log" | head -60
 fi

@@ -5,7 +5,7 @@ current torch stream (the pipeline's stream), so no host round trip separates pr
 inference and decode. Written to the documented TensorRT Python API (``set_input_shape``,
 ``set_tensor_address``, ``execute_async_v3``); no GPU here can execute it (TensorRT-RTX does
 not support the H100's compute capability 9.0 and the full TensorRT is not installable on
-the CPU machine), so this module is untested by execution: see tests/tensorrt.
+the CPU machine), so this module is untested by execution: see tests/trtdet/engines/tensorrt.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Runs ``tests/kernels/simulated`` in a child process under ``NUMBA_ENABLE_CUDASIM=1``.
+"""Runs ``tests/trtdet/cuda/simulated`` in a child process under ``NUMBA_ENABLE_CUDASIM=1``.
 
 numba reads the variable once, when it is first imported, so setting it here would not
 work (and would leak the simulator into every other test). Each module gets its own child.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+ROOT = HERE.parents[2]
 MODULES = sorted(p.name for p in (HERE / "simulated").glob("test_*.py"))
 
 

@@ -114,6 +114,6 @@ def test_a_backend_name_registered_twice_names_both():
     try:
         with pytest.raises(UsageError, match=r"engine backend 'onnxruntime' is registered twice: by ") as info:
             list_engine_backends()
-        assert "tests.core.test_resolve" in str(info.value) and "trtdet.engines.onnxruntime_backend" in str(info.value)
+        assert "tests.trtdet.test_resolve" in str(info.value) and "trtdet.engines.onnxruntime_backend" in str(info.value)
     finally:
         unregister_plugin("duplicate-backend-plugin")

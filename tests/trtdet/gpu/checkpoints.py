@@ -1,6 +1,6 @@
 """Random-weight CenterNet checkpoints (official layout) for GPU tests and their pre-builds.
 
-    python -m tests.gpu.checkpoints DIR      # writes DIR/resdcn18.pth and DIR/resdcn50.pth
+    python -m tests.trtdet.gpu.checkpoints DIR     # writes DIR/resdcn18.pth and DIR/resdcn50.pth
 """
 
 from __future__ import annotations

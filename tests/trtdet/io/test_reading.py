@@ -108,7 +108,7 @@ def test_read_ahead_reraises_the_producers_error():
 
 
 class RecordingDecoder:
-    """Stands in for nvJPEG to test the reader's routing only (nvJPEG itself: tests/gpu)."""
+    """Stands in for nvJPEG to test the reader's routing only (nvJPEG itself: tests/trtdet/gpu)."""
 
     def __init__(self, refuse: str) -> None:
         self.refuse = refuse

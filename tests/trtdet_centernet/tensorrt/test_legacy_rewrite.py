@@ -24,7 +24,7 @@ from trtdet_centernet.tensorrt.rewrite import has_legacy_dcn, rewrite_dcn
 
 torch = pytest.importorskip("torch")
 
-from ..centernet.legacy_exports import tutorial_dcn_forward  # noqa: E402 - needs torch
+from ..legacy_exports import tutorial_dcn_forward  # noqa: E402 - needs torch
 
 pytestmark = pytest.mark.usefixtures("tensorrt_plugins")
 
