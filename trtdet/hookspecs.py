@@ -57,15 +57,6 @@ def trtdet_decoder(model: ModelSpec, device: str) -> Decoder | None:
     """
 
 
-@hookspec
-def trtdet_torch_prepare(model: ModelSpec) -> None:
-    """Register what the torch backend needs before it converts an ONNX file of ``model``.
-
-    Called before every onnx2torch conversion, so a model plugin can add converters for ops
-    onnx2torch lacks (e.g. ``DeformConv``). Must be idempotent. Every implementation runs.
-    """
-
-
 # -- engine builds -----------------------------------------------------------------------------
 # Backends that compile artifacts (TensorRT) run these steps, so model plugins can contribute
 # what their networks need (e.g. CenterNet's DCNv2 lowering) without the core naming them.

@@ -1,5 +1,5 @@
-"""ONNX ``DeformConv`` as a torch module, for trtdet's own ONNX->torch converter (``trtdet.onnx_torch``,
-through the ``trtdet_onnx_torch_ops`` hook) and for onnx2torch (``register_deform_conv_converter``)."""
+"""ONNX ``DeformConv`` as a torch module, for trtdet's ONNX->torch converter (``trtdet.onnx_torch``,
+through the ``trtdet_onnx_torch_ops`` hook)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
-_registered = False
 
 
 class DeformConvModule(nn.Module):
@@ -54,19 +52,3 @@ def convert_deform_conv(node: Any) -> DeformConvModule:
         return _geometry(node.attrs, node.name)
     except NotImplementedError as exc:
         raise Unsupported(str(exc)) from exc
-
-
-def register_deform_conv_converter() -> None:
-    """Teach onnx2torch ``DeformConv`` (idempotent; needs onnx2torch installed)."""
-    global _registered
-    if _registered:
-        return
-    from onnx2torch.node_converters.registry import add_converter
-    from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
-
-    @add_converter(operation_type="DeformConv", version=19)
-    def _convert(node: Any, graph: Any) -> Any:
-        module = _geometry(dict(node.attributes), node.name)
-        return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
-
-    _registered = True

@@ -90,14 +90,6 @@ def trtdet_register_models(register: Callable[[ModelSpec], None]) -> None:
     register(CENTERNET)
 
 
-@hookimpl
-def trtdet_torch_prepare(model: ModelSpec) -> None:
-    """Teach onnx2torch ONNX ``DeformConv`` (idempotent) before the torch backend converts a file."""
-    from trtdet_centernet.onnx_torch import register_deform_conv_converter
-
-    register_deform_conv_converter()
-
-
 def _deform_conv(node: Any) -> Any:
     from trtdet_centernet.onnx_torch import convert_deform_conv
 

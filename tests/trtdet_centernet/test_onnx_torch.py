@@ -1,4 +1,4 @@
-"""The onnx2torch DeformConv converter module against onnxruntime's DeformConv."""
+"""CenterNet's ONNX DeformConv module (trtdet.onnx_torch converter) against onnxruntime's DeformConv."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from trtdet.plugins import get_model, pm
 from trtdet_centernet.onnx_torch import DeformConvModule
 
 
@@ -50,21 +49,3 @@ def test_module_equals_onnxruntime_deform_conv(stride, dilation, groups):
     module = DeformConvModule([stride, stride], [dilation, dilation], [dilation, dilation], groups)
     got = module(*(torch.from_numpy(a) for a in (x, w, offset, b, mask))).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
-
-
-def _importorskip_onnx2torch() -> None:
-    """onnx2torch imports torchvision, which may be installed but fail beside another torch."""
-    try:
-        import onnx2torch  # noqa: F401
-    except Exception as exc:  # noqa: BLE001 - ImportError, or RuntimeError from a mismatched torchvision
-        pytest.skip(f"onnx2torch does not import here: {type(exc).__name__}: {exc}")
-
-
-def test_torch_prepare_hook_registers_the_converter():
-    _importorskip_onnx2torch()
-    from onnx2torch.node_converters.registry import get_converter
-
-    spec = get_model("centernet").spec
-    pm.hook.trtdet_torch_prepare(model=spec)
-    pm.hook.trtdet_torch_prepare(model=spec)  # idempotent
-    assert get_converter("DeformConv", 19) is not None

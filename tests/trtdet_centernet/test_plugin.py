@@ -53,23 +53,6 @@ def test_torch_model_builds_the_checkpoint_network(
     assert (got - expected).abs().max() / expected.abs().max() < 1e-4
 
 
-def test_torch_prepare_registers_a_deform_conv_converter(centernet_plugin, exported_onnx, image_batch):
-    from .test_onnx_torch import _importorskip_onnx2torch
-
-    _importorskip_onnx2torch()
-    from onnx2torch import convert
-
-    centernet_plugin.trtdet_torch_prepare(model=centernet_plugin.CENTERNET)
-    centernet_plugin.trtdet_torch_prepare(model=centernet_plugin.CENTERNET)  # idempotent
-    module = convert(onnx.load(str(exported_onnx))).eval()
-    import onnxruntime as ort
-
-    expected = ort.InferenceSession(str(exported_onnx)).run(None, {"images": image_batch.numpy()})[0]
-    with torch.no_grad():
-        got = module(image_batch).numpy()
-    assert np.abs(got - expected).max() / np.abs(expected).max() < 1e-4
-
-
 def test_default_model_and_sample_image(centernet_plugin, monkeypatch, tmp_path):
     monkeypatch.setattr(centernet_plugin, "DEFAULT_MODEL", tmp_path / "centernet.onnx")
     monkeypatch.setattr(centernet_plugin, "SAMPLE_IMAGE", tmp_path / "sample.jpg")
