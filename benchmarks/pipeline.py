@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timing import time_it  # benchmarks/timing.py (this script's folder is on sys.path)
 
 from trtdet_centernet import constants
 
@@ -101,19 +102,6 @@ def submit_from_threads(detector, frames: list[np.ndarray], threads: int) -> lis
     with ThreadPoolExecutor(threads) as pool:
         futures = [f for per in pool.map(client, range(threads)) for f in per]
     return [f.result() for f in futures]
-
-
-def time_it(fn, images, iterations: int, warmup: int = 5) -> list[float]:
-    for _ in range(warmup):
-        fn(images)
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        fn(images)
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 TRTDET_CONFIGS = {

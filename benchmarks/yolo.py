@@ -18,25 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-
-
-def time_it(fn, frames, iterations: int, warmup: int = 5) -> list[float]:
-    for _ in range(warmup):
-        fn(frames)
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        fn(frames)
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return times
+from timing import time_it  # benchmarks/timing.py (this script's folder is on sys.path)
 
 
 def ultralytics_predictor(onnx_path: Path):

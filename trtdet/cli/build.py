@@ -130,9 +130,9 @@ def build_command(onnx_file, model, backend, weights, device, precision, max_bat
 
 def _build_package(spec, source: Path, kind: str, settings: tuple) -> None:
     """``trtdet build --backend inductor``: compile (or fetch from the cache) and copy to the output."""
+    from trtdet.engines.artifact_cache import copy_atomically
     from trtdet.engines.base import ModelFile
     from trtdet.engines.inductor.build import build_package
-    from trtdet.engines.inductor.package import store_atomically
     from trtdet.model_file import _existing
     from trtdet.options import DetectorOptions
 
@@ -150,7 +150,7 @@ def _build_package(spec, source: Path, kind: str, settings: tuple) -> None:
 
     result = build_package(ModelFile(_existing(source), kind), spec, options, report=report)
     target = Path(output) if output else source.with_suffix(".pt2")
-    store_atomically(result.path, target)
+    copy_atomically(result.path, target)
     meta = result.metadata
     how = "from the package cache" if result.cached else f"built in {result.seconds:.1f} s"
     where = meta.gpu_name if device == "cuda" else "cpu"

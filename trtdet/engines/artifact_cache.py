@@ -30,6 +30,21 @@ from trtdet.errors import ModelError
 __all__ = ["ArtifactCache", "cache_dir", "file_sha256", "key_digest"]
 
 
+def copy_atomically(source: Path, target: Path) -> Path:
+    """Copy ``source`` to ``target`` so that ``target`` is either absent or complete (temp file, rename)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
 def key_digest(key: dict[str, Any]) -> str:
     """A stable file name for a cache key (sha256 of its canonical JSON)."""
     canonical = json.dumps(key, sort_keys=True, separators=(",", ":"))
@@ -79,16 +94,7 @@ class ArtifactCache:
         target = self.source_path(sha256, Path(source).suffix or ".onnx")
         if target.is_file():
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".source.", dir=target.parent)
-        os.close(fd)
-        try:
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return copy_atomically(source, target)
 
     def cached_source(self, sha256: str, suffix: str = ".onnx") -> Path | None:
         path = self.source_path(sha256, suffix)

@@ -9,7 +9,6 @@ tensors on the current stream; on the CPU, outputs come back as numpy arrays.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -124,20 +123,9 @@ class TorchEngine(BaseEngine):
         self._runner = _GraphRunner(self.module) if device == "cuda" and options.cuda_graphs else self.module
 
     def infer_impl(self, batch: Any) -> dict[str, Any]:
-        import torch
+        from trtdet.engines.torch_run import run_network
 
-        # fp32 means fp32: cuDNN would otherwise run convolutions in TF32 (10-bit mantissa).
-        exact = torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=False)
-        with torch.inference_mode(), exact if self.dtype == torch.float32 else contextlib.nullcontext():
-            tensor = torch.as_tensor(batch).to(self.torch_device, self.dtype, non_blocking=True)
-            outputs = self._runner(tensor.contiguous(memory_format=self.memory_format))
-        if isinstance(outputs, torch.Tensor):
-            outputs = (outputs,)
-        if self.device == "cpu":
-            return {n: o.float().numpy() for n, o in zip(self.output_names, outputs, strict=True)}
-        # CUDA outputs stay in the network's precision, as a TensorRT engine's do: the
-        # decoders read float16 directly, so no extra pass over the output is spent on a cast.
-        return dict(zip(self.output_names, outputs, strict=True))
+        return run_network(self._runner, batch, (self.torch_device, self.dtype, self.memory_format), self.output_names)
 
     def deactivate_impl(self) -> None:
         self.module = None

@@ -24,13 +24,13 @@ from typing import Any
 
 from trtdet.cache import file_sha256
 from trtdet.engines.artifact import ArtifactMetadata
-from trtdet.engines.artifact_cache import ArtifactCache
+from trtdet.engines.artifact_cache import ArtifactCache, copy_atomically
 from trtdet.engines.base import ModelFile
 from trtdet.errors import ModelError
 from trtdet.model import ModelSpec
 from trtdet.options import DetectorOptions
 
-from .package import read_package_metadata, store_atomically, write_package_metadata
+from .package import read_package_metadata, write_package_metadata
 
 RUNTIME = "inductor"
 #: Packages are compiled for batches 1..max(this, --batch), so one package serves the usual sizes.
@@ -257,7 +257,7 @@ def build_package(
         write_package_metadata(built, metadata.to_json_dict())
         say("checking that the package loads in a fresh process")
         verify_in_fresh_process(built, metadata)
-        stored = store_atomically(built, cache.artifact_path(key))
+        stored = copy_atomically(built, cache.artifact_path(key))
     cache.keep_source(Path(model_file.path), metadata.source_sha256)
     seconds = time.perf_counter() - started
     say(f"package built in {seconds:.1f} s: {stored.stat().st_size / 1e6:.1f} MB")

@@ -10,9 +10,6 @@ its final name only once compiled, described and checked.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -94,17 +91,3 @@ def check_archive(path: Path) -> None:
         raise ModelError(f"{path}: corrupt or truncated AOTInductor package ({exc})") from exc
     if bad is not None:
         raise ModelError(f"{path}: corrupt AOTInductor package (member {bad!r} fails its checksum)")
-
-
-def store_atomically(built: Path, target: Path) -> Path:
-    """Move a finished package into place (same-directory temp name, then rename)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(built, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target

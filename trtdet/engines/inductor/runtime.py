@@ -105,17 +105,10 @@ class InductorEngine(BaseEngine):
     def infer_impl(self, batch: Any) -> dict[str, Any]:
         import torch
 
-        exact = self._dtype == torch.float32 and self.device == "cuda"
-        # fp32 means fp32: cuDNN would otherwise run the package's convolutions in TF32.
-        flags = torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=False)
-        with torch.no_grad(), flags if exact else contextlib.nullcontext():
-            tensor = torch.as_tensor(batch).to(self.device, self._dtype, non_blocking=True)
-            outputs = self._call(tensor.contiguous(memory_format=self._memory_format))
-        if isinstance(outputs, torch.Tensor):
-            outputs = (outputs,)
-        if self.device == "cpu":
-            return {n: o.float().numpy() for n, o in zip(self.output_names, outputs, strict=True)}
-        return dict(zip(self.output_names, outputs, strict=True))
+        from trtdet.engines.torch_run import run_network
+
+        layout = (self.device, self._dtype, self._memory_format)
+        return run_network(self._call, batch, layout, self.output_names, grad_mode=torch.no_grad)
 
     def deactivate_impl(self) -> None:
         self._runner = None
