@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from timing import time_it  # benchmarks/timing.py (this script's folder is on sys.path)
+from timing import summarise, time_it  # benchmarks/timing.py (this script's folder is on sys.path)
 
 from trtdet_centernet import constants
 
@@ -226,9 +226,9 @@ def main() -> None:
     ]
     results = []
     for name, b, t in rows:
-        median = statistics.median(t)
-        lines.append(f"| {name} | {b} | {1e3 * median:.2f} | {1e3 * min(t):.2f} | {b / median:.0f} | {base_by_batch[b] / median:.1f}x |")
-        results.append({"pipeline": name, "batch": b, "median_ms": 1e3 * median, "min_ms": 1e3 * min(t), "images_per_s": b / median})
+        row, record = summarise(name, b, t, base_by_batch[b])
+        lines.append(row)
+        results.append(record)
     lines += [
         "",
         "Network alone (the engine on a ready NHWC input on the GPU, median ms):",

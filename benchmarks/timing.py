@@ -21,3 +21,16 @@ def time_it(fn: Callable[[Any], Any], inputs: Any, iterations: int, warmup: int 
         torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return times
+
+
+def summarise(name: str, batch: int, times: list[float], baseline: float | None) -> tuple[str, dict[str, Any]]:
+    """A markdown table row and the JSON record (``pipeline, batch, median_ms, min_ms, images_per_s``)
+    of ``batch`` images per call taking ``times`` seconds; the last column is ``baseline / median``."""
+    import statistics
+
+    median = statistics.median(times)
+    ratio = f"{baseline / median:.1f}x" if baseline else "-"
+    row = f"| {name} | {batch} | {1e3 * median:.2f} | {1e3 * min(times):.2f} | {batch / median:.0f} | {ratio} |"
+    record = {"pipeline": name, "batch": batch, "median_ms": 1e3 * median, "min_ms": 1e3 * min(times),
+              "images_per_s": batch / median}
+    return row, record

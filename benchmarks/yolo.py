@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from timing import time_it  # benchmarks/timing.py (this script's folder is on sys.path)
+from timing import summarise, time_it  # benchmarks/timing.py (this script's folder is on sys.path)
 
 
 def ultralytics_predictor(onnx_path: Path):
@@ -114,10 +114,9 @@ def main() -> None:
     ]
     results = []
     for name, b, t in rows:
-        median = statistics.median(t)
-        ratio = f"{peer[b] / median:.1f}x" if b in peer else "-"
-        lines.append(f"| {name} | {b} | {1e3 * median:.2f} | {1e3 * min(t):.2f} | {b / median:.0f} | {ratio} |")
-        results.append({"pipeline": name, "batch": b, "median_ms": 1e3 * median, "min_ms": 1e3 * min(t), "images_per_s": b / median})
+        row, record = summarise(name, b, t, peer.get(b))
+        lines.append(row)
+        results.append(record)
     if stages:
         lines += ["", "Per stage (median ms, each stage synchronised, so they sum to more than the overlapped call):", "",
                   "| pipeline | batch | preprocess | network | decode + NMS |", "|---|---|---|---|---|"]
