@@ -6,6 +6,13 @@ one thing each (CUDA initialised first, torchvision imported first, the input's 
 layout, ``AOTI_RUNTIME_CHECK_INPUTS``), and reports each process's exit status and last line.
 
     python benchmarks/inductor_probe.py --out /tmp/probe
+
+Seen on the H200 (2026-12-01, torch 2.11.0+cu130): every load segfaulted, even in the process
+that compiled the package. The cuda-gdb backtrace (printed at the end) ends in ``std::regex``
+inside the package's ``wrapper.so`` (``torch::aot_inductor::parse_device_str``): the image's
+``CXX=/opt/gcc/bin/g++`` links libstdc++ statically into the wrapper. With ``CXX=/usr/bin/g++``
+the same package loads and runs in a fresh process; trtdet picks such a compiler itself
+(``trtdet/engines/inductor/compiler.py``).
 """
 
 from __future__ import annotations
