@@ -642,14 +642,19 @@ def _split_pads(pads: list[int]) -> tuple[list[int] | None, list[int]]:
     return None, explicit
 
 
-@converter("Conv")
-def _conv(node: OnnxNode) -> Callable[..., Any]:
+def _conv_geometry(node: OnnxNode) -> tuple[int, list[int], list[int], list[int], int]:
+    """Spatial rank, kernel, strides, dilations and groups of a Conv or ConvTranspose node."""
     w_shape = node.shape(1)
     n = len(w_shape) - 2
     kernel = list(node.attr("kernel_shape", w_shape[2:]))
     strides = list(node.attr("strides", [1] * n))
     dilations = list(node.attr("dilations", [1] * n))
-    groups = int(node.attr("group", 1))
+    return n, kernel, strides, dilations, int(node.attr("group", 1))
+
+
+@converter("Conv")
+def _conv(node: OnnxNode) -> Callable[..., Any]:
+    n, kernel, strides, dilations, groups = _conv_geometry(node)
     pads = _conv_pads(node, node.shape(0)[2:], kernel, strides, dilations)
     padding, explicit = _split_pads(pads)
     conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}.get(n)
@@ -667,12 +672,7 @@ def _conv(node: OnnxNode) -> Callable[..., Any]:
 
 @converter("ConvTranspose")
 def _conv_transpose(node: OnnxNode) -> Callable[..., Any]:
-    w_shape = node.shape(1)
-    n = len(w_shape) - 2
-    kernel = list(node.attr("kernel_shape", w_shape[2:]))
-    strides = list(node.attr("strides", [1] * n))
-    dilations = list(node.attr("dilations", [1] * n))
-    groups = int(node.attr("group", 1))
+    n, kernel, strides, dilations, groups = _conv_geometry(node)
     output_padding = list(node.attr("output_padding", [0] * n))
     spatial = node.shape(0)[2:]
     if "output_shape" in node.attrs or node.attr("auto_pad", "NOTSET") not in ("NOTSET", ""):
