@@ -150,3 +150,46 @@ def test_cli_run_json(grace_hopper: np.ndarray, tmp_path: Path) -> None:
     (record,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert [d["label"] for d in record["detections"]] == ["person"]
     assert record["error"] is None
+
+
+def test_the_person_head_build_step_trims_the_head_and_keeps_the_detections(grace_hopper, tmp_path):
+    """``--build-option person_head=person`` rewrites the ONNX so the engine outputs [B, 5, N];
+    on onnxruntime both files give the same persons (the reference is the untouched export)."""
+    from trtdet.engines.build_steps import check_build_options
+    from trtdet.plugins import list_build_steps
+
+    from trtdet_person.build_step import PERSON_HEAD_STEP, trim_to_persons
+    from trtdet_person.plugin import default_model_path
+
+    load_plugins()
+    assert list_build_steps()["person_head"].step is PERSON_HEAD_STEP
+    check_build_options({"person_head": "person"})
+    source = onnx.load(str(default_model_path()))
+    assert PERSON_HEAD_STEP.applies(source, PERSON_MODEL)
+    assert not PERSON_HEAD_STEP.applies(source, get_model("yolo").spec)  # only this plugin's model
+    trimmed = trim_to_persons(source)
+    assert [d.dim_value or d.dim_param for d in trimmed.graph.output[0].type.tensor_type.shape.dim][1] == 5
+    onnx.checker.check_model(trimmed)
+    path = tmp_path / "person_head.onnx"
+    onnx.save(trimmed, str(path))
+    full = trtdet.load("person", backend="onnxruntime")(grace_hopper)
+    trim = trtdet.load("person", onnx=path, backend="onnxruntime")(grace_hopper)
+    assert len(full) > 0 and len(trim) == len(full)
+    np.testing.assert_allclose(trim.xyxy, full.xyxy, atol=1e-3)
+    np.testing.assert_allclose(trim.confidence, full.confidence, atol=1e-6)
+
+
+def test_a_tensorrt_build_with_the_person_head_records_the_choice_and_outputs_five_rows(tmp_path):
+    """The step runs inside a real engine build (TensorRT-RTX builds on the CPU machine)."""
+    pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT-RTX is not installed (pip install 'trtdet[rtx]')")
+    from trtdet.engines.artifact_cache import ArtifactCache
+    from trtdet.engines.tensorrt.builder import BuildConfig, build_engine
+
+    from trtdet_person.plugin import default_model_path
+
+    load_plugins()
+    config = BuildConfig(max_batch=1, build_options={"person_head": "person"}, trt="rtx")
+    result = build_engine(default_model_path(), PERSON_MODEL, config, cache=ArtifactCache(tmp_path))
+    assert result.metadata.build_options == {"person_head": "person"}
+    (output,) = result.metadata.outputs
+    assert output.name == "person_head" and output.shape[1] == 5

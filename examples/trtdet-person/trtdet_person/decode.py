@@ -22,6 +22,9 @@ from trtdet.preprocess.affine import AffineTransform
 PERSON = 0
 COCO_CLASSES = 80
 HEAD_ROWS = 4 + COCO_CLASSES
+#: The ``person_head=person`` build step's head: the box and the person score (0 where another
+#: class is best), see ``trtdet_person.build_step``.
+PERSON_ROWS = 4 + 1
 
 
 def decode_persons(
@@ -32,8 +35,8 @@ def decode_persons(
     iou_threshold: float,
     max_detections: int,
 ) -> Detections:
-    """Persons of one image from its ``[84, N]`` head output, boxes in original-image pixels."""
-    class_scores = prediction[4:HEAD_ROWS]
+    """Persons of one image from its ``[84, N]`` (or trimmed ``[5, N]``) head, boxes in original-image pixels."""
+    class_scores = prediction[4:]
     person_score = class_scores[PERSON]
     keep = (class_scores.argmax(axis=0) == PERSON) & (person_score > conf_threshold)
     if not keep.any():
@@ -55,15 +58,15 @@ class PersonDecoder:
         self.output_name: str | None = None
 
     def validate(self, output_shapes: dict[str, tuple[int | str | None, ...]], source: str) -> None:
-        """Pick the ``[B, 84, N]`` output; anything else is a ModelError naming ``source``."""
+        """Pick the ``[B, 84, N]`` (or trimmed ``[B, 5, N]``) output; anything else is a ModelError naming ``source``."""
         for name, shape in output_shapes.items():
-            if len(shape) == 3 and shape[1] == HEAD_ROWS:
+            if len(shape) == 3 and shape[1] in (HEAD_ROWS, PERSON_ROWS):
                 self.output_name = name
                 return
         got = ", ".join(f"{name} {list(shape)}" for name, shape in output_shapes.items()) or "no outputs"
         raise ModelError(
             f"{source}: output does not fit the person decoder (YOLO v8/11 COCO head): "
-            f"expected [B, {HEAD_ROWS}, N], got {got}"
+            f"expected [B, {HEAD_ROWS}, N] (or the trimmed [B, {PERSON_ROWS}, N]), got {got}"
         )
 
     def __call__(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> list[Detections]:

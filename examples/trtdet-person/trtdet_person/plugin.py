@@ -54,6 +54,14 @@ def trtdet_register_models(register) -> None:
 
 
 @hookimpl
+def trtdet_build_steps(register) -> None:
+    # Imported here: the step needs onnx, which only engine builds load.
+    from trtdet_person.build_step import PERSON_HEAD_STEP
+
+    register(PERSON_HEAD_STEP)
+
+
+@hookimpl
 def trtdet_decoder(model: ModelSpec, device: str) -> Decoder | None:
     if model.name != PERSON_MODEL.name:
         return None  # another plugin's model: let its own decoder answer
