@@ -41,8 +41,11 @@ def _dcn_step():
 
 
 def test_build_steps_hook_registers_the_dcn_step():
+    from trtdet_centernet.tensorrt import hooks
+
+    load_plugins()
     registered = []
-    load_plugins().hook.trtdet_build_steps(register=registered.append)
+    hooks.trtdet_build_steps(register=registered.append)  # this plugin's own implementation
     assert [step.name for step in registered] == ["dcn"]
     assert registered[0].choices == ("auto", "builtin", "plugin", "decomposed") and registered[0].default == "auto"
 
