@@ -16,7 +16,6 @@ Both start from decoded uint8 BGR images in host memory and end with detections 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -26,7 +25,11 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from timing import summarise, time_it  # benchmarks/timing.py (this script's folder is on sys.path)
+from timing import (  # benchmarks/timing.py (this script's folder is on sys.path)
+    summarise,
+    time_it,
+    write_results,
+)
 
 from trtdet_centernet import constants
 
@@ -242,13 +245,9 @@ def main() -> None:
         "Allocated MiB at each 1000 frames: " + ", ".join(f"{n}: {m:.1f}" for n, m in checkpoints),
     ]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-        args.out.with_suffix(".json").write_text(json.dumps({"device": device_name, "results": results,
-            "network": [{"pipeline": n, "batch": b, "median_ms": ms} for n, b, ms in networks],
-            "memory": {"checkpoints": checkpoints, "frames": done, "start_mib": start_mem / 2**20, "end_mib": end_mem / 2**20, "peak_mib": peak_mem / 2**20}}, indent=2))
+    write_results(args.out, text, {"device": device_name, "results": results,
+        "network": [{"pipeline": n, "batch": b, "median_ms": ms} for n, b, ms in networks],
+        "memory": {"checkpoints": checkpoints, "frames": done, "start_mib": start_mem / 2**20, "end_mib": end_mem / 2**20, "peak_mib": peak_mem / 2**20}})
 
 
 if __name__ == "__main__":

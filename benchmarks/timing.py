@@ -34,3 +34,14 @@ def summarise(name: str, batch: int, times: list[float], baseline: float | None)
     record = {"pipeline": name, "batch": batch, "median_ms": 1e3 * median, "min_ms": 1e3 * min(times),
               "images_per_s": batch / median}
     return row, record
+
+
+def write_results(out: Any, text: str, payload: dict[str, Any]) -> None:
+    """Print the markdown ``text``; with ``out`` (a Path), write it there and ``payload`` as JSON beside it."""
+    import json
+
+    print(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        out.with_suffix(".json").write_text(json.dumps(payload, indent=2))

@@ -16,14 +16,17 @@ the host (numpy boxes, scores, classes), at conf 0.25 / IoU 0.7, fp16.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from timing import summarise, time_it  # benchmarks/timing.py (this script's folder is on sys.path)
+from timing import (  # benchmarks/timing.py (this script's folder is on sys.path)
+    summarise,
+    time_it,
+    write_results,
+)
 
 
 def ultralytics_predictor(onnx_path: Path):
@@ -124,12 +127,8 @@ def main() -> None:
             lines.append(f"| {label} | {b} | {s['preprocess']:.3f} | {s['infer']:.3f} | {s['decode']:.3f} |")
     lines += ["", *notes]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-        args.out.with_suffix(".json").write_text(json.dumps({"device": device_name, "results": results,
-            "stages": [{"pipeline": k[0], "batch": k[1], **v} for k, v in stages.items()]}, indent=2))
+    write_results(args.out, text, {"device": device_name, "results": results,
+        "stages": [{"pipeline": k[0], "batch": k[1], **v} for k, v in stages.items()]})
 
 
 if __name__ == "__main__":
