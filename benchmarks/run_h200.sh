@@ -31,6 +31,6 @@ if [ "$what" != tests ]; then
     --checkpoint "$TRTDET_TEST_CHECKPOINTS/resdcn18.pth" --out "$out/pipeline_h200.md" 2>&1 | grep -v -i "warn\|peaks in one" | tail -40
 fi
 if [ "$what" != bench ]; then
-  timeout 200 python3 -m pytest -q -m gpu tests/trtdet/gpu tests/trtdet/cuda/test_gpu_kernels.py -p no:cacheprovider > "$out/gpu-tests.log" 2>&1
+  timeout ${TEST_TIMEOUT:-400} python3 -m pytest -v -rA --durations=20 -m gpu tests/trtdet/gpu tests/trtdet/cuda/test_gpu_kernels.py -p no:cacheprovider > "$out/gpu-tests.log" 2>&1
   grep -E "passed|failed|^FAILED|^ERROR|^E  " "$out/gpu-tests.log" | head -60
 fi

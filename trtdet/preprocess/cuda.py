@@ -141,9 +141,14 @@ def kernel_signatures() -> list[tuple]:
     ]
 
 
-#: Batches of at least this many image bytes are copied into pinned memory by several threads.
-_PARALLEL_COPY_BYTES = 8 << 20
+#: Batches of at least this many image bytes are copied into pinned memory by several threads,
+#: in pieces, each uploaded as soon as it is there (so the memcpy and the DMA overlap).
+_PARALLEL_COPY_BYTES = 1 << 20
 _COPY_THREADS = max(1, min(8, (os.cpu_count() or 2) // 2))
+#: Bounds of a piece's size: small enough to overlap copy and upload, large enough that the
+#: per-piece Python work (a future, a copy call) stays a few percent of the piece's memcpy.
+_MIN_PIECE_BYTES = 1 << 20
+_MAX_PIECE_BYTES = 8 << 20
 
 
 class _Staging:
@@ -284,7 +289,7 @@ class CudaWarpAffinePreprocessor:
         fresh = slot.reserve(total)
         meta = slot.host[:meta_bytes].view(torch.float64)[: batch * META_COLUMNS].numpy().reshape(batch, META_COLUMNS)
         host_bytes = slot.host.numpy()
-        device_images, host_ranges, copies = [], [], []
+        device_images, copies = [], []
         for i, (image, transform) in enumerate(zip(images, transforms, strict=True)):
             meta[i, 0] = offsets[i]
             meta[i, 1:4] = (image.shape[0], image.shape[1], image.shape[1] * 3)
@@ -293,12 +298,13 @@ class CudaWarpAffinePreprocessor:
             if hasattr(image, "is_cuda") and image.is_cuda and not SIMULATOR:
                 device_images.append((start, image))
                 continue
-            host_ranges.append((start, sizes[i]))
             array = image.numpy() if hasattr(image, "numpy") else image
-            copies.append((host_bytes[start : start + sizes[i]].reshape(array.shape), array))
-        self._copy_to_staging(copies, sum(sizes))
-        if not SIMULATOR:
-            self._upload(slot, meta_bytes, total, device_images, host_ranges, self._torch_stream(), fresh)
+            copies.append((start, host_bytes[start : start + sizes[i]].reshape(array.shape), array))
+        if SIMULATOR:
+            for _, target, array in copies:
+                np.copyto(target, array)
+        else:
+            self._upload(slot, meta_bytes, device_images, copies, self._torch_stream(), fresh)
         slot.pending = True
         return StagedBatch(slot, meta_bytes, total, batch, transforms)
 
@@ -331,21 +337,48 @@ class CudaWarpAffinePreprocessor:
         for slot in self._staging:
             slot.pending = False
 
-    def _copy_to_staging(self, copies: list[tuple[np.ndarray, np.ndarray]], nbytes: int) -> None:
-        """Copy host images into the pinned staging buffer; large batches in parallel threads.
+    def _pieces(self, copies: list[tuple[int, np.ndarray, np.ndarray]]) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+        """Cut the host copies into row ranges: ``(staging offset, bytes, target rows, source rows)``."""
+        nbytes = sum(target.nbytes for _, target, _ in copies)
+        piece = min(_MAX_PIECE_BYTES, max(_MIN_PIECE_BYTES, nbytes // (4 * _COPY_THREADS)))
+        pieces = []
+        for start, target, array in copies:
+            row_bytes = max(1, target.nbytes // max(1, target.shape[0]))
+            rows = max(1, piece // row_bytes)
+            for first in range(0, target.shape[0], rows):
+                last = min(target.shape[0], first + rows)
+                pieces.append((start + first * row_bytes, (last - first) * row_bytes, target[first:last], array[first:last]))
+        return pieces
 
-        Filling pinned memory is a plain memcpy that numpy runs without the GIL, so a few
-        threads divide the time of a batch of large frames (32 x 1080p is ~200 MB).
+    def _copy_and_upload(self, slot: _Staging, meta_bytes: int, copies: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
+        """Fill pinned staging from host images and queue the uploads (metadata first).
+
+        Filling pinned memory is a plain memcpy that numpy runs without the GIL, so for large
+        batches a few threads divide it (32 x 1080p is ~200 MB), and each piece is uploaded as
+        soon as it is filled, while later pieces are still being copied. Small batches are
+        copied here and go up in one transfer. Called with the upload stream current.
         """
-        if nbytes < _PARALLEL_COPY_BYTES or len(copies) < 2:
-            for target, array in copies:
+        nbytes = sum(target.nbytes for _, target, _ in copies)
+        if nbytes < _PARALLEL_COPY_BYTES or _COPY_THREADS < 2:
+            for _, target, array in copies:
                 np.copyto(target, array)
+            end = max((start + target.nbytes for start, target, _ in copies), default=meta_bytes)
+            slot.dev[:end].copy_(slot.host[:end], non_blocking=True)
             return
+        slot.dev[:meta_bytes].copy_(slot.host[:meta_bytes], non_blocking=True)
         if self._copy_pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._copy_pool = ThreadPoolExecutor(max_workers=_COPY_THREADS, thread_name_prefix="trtdet-stage")
-        list(self._copy_pool.map(lambda pair: np.copyto(pair[0], pair[1]), copies))
+        pieces = self._pieces(copies)
+        futures = [self._copy_pool.submit(np.copyto, target, source) for _, _, target, source in pieces]
+        try:
+            for (start, size, _, _), future in zip(pieces, futures, strict=True):
+                future.result()
+                slot.dev[start : start + size].copy_(slot.host[start : start + size], non_blocking=True)
+        finally:
+            for future in futures:  # never leave a thread writing into staging after an error
+                future.cancel() or future.exception()
 
     def relaunch(self) -> Any:
         """Run only the kernel again on the batch uploaded by the last call (for benchmarks)."""
@@ -359,10 +392,11 @@ class CudaWarpAffinePreprocessor:
         return self.torch.cuda.current_stream()
 
     def _upload(
-        self, slot: _Staging, meta_bytes: int, total: int, device_images: list, host_ranges: list, stream: Any,
-        fresh: bool,
+        self, slot: _Staging, meta_bytes: int, device_images: list,
+        copies: list[tuple[int, np.ndarray, np.ndarray]], stream: Any, fresh: bool,
     ) -> None:
-        """Queue the host-to-device copies on the upload stream and record ``slot.uploaded``."""
+        """Copy host images into staging, queue the host-to-device copies on the upload stream
+        and record ``slot.uploaded``."""
         torch = self.torch
         upload = self._upload_stream
         if fresh or device_images:
@@ -372,17 +406,14 @@ class CudaWarpAffinePreprocessor:
         elif slot.consumed is not None:
             upload.wait_event(slot.consumed)  # the previous warp out of this slot has read it
         with torch.cuda.stream(upload):
-            if not device_images:  # the common case: one upload of metadata and pixels
-                slot.dev[:total].copy_(slot.host[:total], non_blocking=True)
-            else:  # metadata and host images up, device images copied across on the GPU
-                slot.dev[:meta_bytes].copy_(slot.host[:meta_bytes], non_blocking=True)
-                for start, size in host_ranges:
-                    slot.dev[start : start + size].copy_(slot.host[start : start + size], non_blocking=True)
-                for start, image in device_images:
+            try:
+                self._copy_and_upload(slot, meta_bytes, copies)
+                for start, image in device_images:  # device images copied across on the GPU
                     slot.dev[start : start + image.numel()].copy_(image.reshape(-1))
                     image.record_stream(upload)
-            slot.uploaded = torch.cuda.Event()
-            slot.uploaded.record(upload)
+            finally:
+                slot.uploaded = torch.cuda.Event()
+                slot.uploaded.record(upload)
 
     def _run_kernel(self, dev: Any, meta_bytes: int, total: int, batch: int, out: Any, stream: Any) -> None:
         torch = self.torch

@@ -69,7 +69,10 @@ def test_compiled_default_models_detect_what_the_eager_path_detects(model, preci
     pytest.importorskip("numba.cuda")
     compiled, eager = _pair(model, precision)
     assert compiled.backend == "inductor" and eager.backend == "torch"
-    got, want = compiled(images), eager(images)
+    # The default CenterNet was trained on shape scenes: its own sample scene has confident
+    # detections, the photos only marginal ones (which fp32 may not have at all).
+    scene = [read_image(compiled.spec.sample_image())] if compiled.spec.sample_image else []
+    got, want = compiled(images + scene), eager(images + scene)
     assert sum(len(w) for w in want) > 0
     for g, w in zip(got, want, strict=True):
         assert_equal_detections(g, w, precision, compiled.spec.conf_threshold)
@@ -132,15 +135,16 @@ def test_a_cached_package_loads_in_under_a_second(images):
 
 
 def test_a_written_package_runs_with_engine_alone_and_refuses_another_model(images, tmp_path):
-    from trtdet.cli.main import main as cli
+    from click.testing import CliRunner
+
+    from trtdet.cli.main import cli
     from trtdet.errors import ModelError
     from trtdet_yolo.plugin import default_model_path
 
     target = tmp_path / "yolo.pt2"
-    with pytest.raises(SystemExit) as done:
-        cli(["build", "--backend", "inductor", str(default_model_path()), "--model", "yolo", "--precision", "fp16",
-             "--max-batch", "32", "-o", str(target), "--quiet"])
-    assert done.value.code in (0, None) and target.is_file()
+    built = CliRunner().invoke(cli, ["build", "--backend", "inductor", str(default_model_path()), "--model", "yolo",
+                                     "--precision", "fp16", "--max-batch", "32", "-o", str(target), "--quiet"])
+    assert built.exit_code == 0 and target.is_file(), built.output
     detector = trtdet.load("yolo", engine=target, device="cuda")
     assert detector.backend == "inductor" and len(detector(images[0])) > 0
     with pytest.raises(ModelError, match="is a 'yolo' model, not 'centernet'"):
