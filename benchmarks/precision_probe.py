@@ -55,6 +55,14 @@ def main() -> None:
                 diff = np.abs(got[..., part] - want[..., part])
                 line.append(f"{name}: max {diff.max():.2e} (|ref| max {np.abs(want[..., part]).max():.2f})")
             print("  ".join(line))
+            hm = torch.from_numpy(got[..., parts["hm"]].copy())
+            side = int(round(hm.shape[1] ** 0.5))
+            grid = hm.reshape(len(images), side, side, -1).permute(0, 3, 1, 2)
+            true_pool = torch.nn.functional.max_pool2d(grid, 3, 1, 1).permute(0, 2, 3, 1).reshape(hm.shape)
+            pool = torch.from_numpy(got[..., parts["pool_hm"]].copy())
+            lost = int(((true_pool == hm) & (pool != hm) & (hm > -3.0)).sum())
+            print(f"   peaks (logit > -3) whose pool_hm differs from hm: {lost}; "
+                  f"pool_hm != maxpool(hm) anywhere: {int((pool != true_pool).sum())}")
             top = np.sort(got[..., parts["hm"]].reshape(len(images), -1), axis=1)[:, -3:]
             ref = np.sort(want[..., parts["hm"]].reshape(len(images), -1), axis=1)[:, -3:]
             print("   top hm per image:", np.round(top[:, ::-1], 4).tolist(), "ref", np.round(ref[:, ::-1], 4).tolist())

@@ -3,8 +3,9 @@
 Two launches per batch on the caller's stream, then one small device-to-host copy:
 
 1. ``centernet_candidates``: one thread per (image, cell, class) of the fused
-   ``[B, N, 4 + 2C]`` output; a cell is a candidate of class c when ``hm == pool_hm`` (the
-   peak test, every class independently -- not the widely copied "best class per cell, max
+   ``[B, N, 4 + 2C]`` output; a cell is a candidate of class c when ``hm`` is the 3x3
+   max-pool of ``hm`` there (the peak test, computed from the logits themselves rather than
+   read from the engine's ``pool_hm``, every class independently -- not the widely copied "best class per cell, max
    seeded with class 0" shortcut) and its logit is at least ``logit_threshold(threshold)``,
    the smallest float32 logit whose reference sigmoid exceeds the threshold, so the test
    equals the CPU's ``sigmoid(hm) > threshold`` bit for bit. Candidates are appended with an
@@ -99,8 +100,13 @@ def logit_threshold(threshold: float) -> np.float32:
     return _from_ordered(hi)
 
 
-def _centernet_candidates(output, threshold_logit, keys, counts):
-    """Append every (class, cell) peak with logit >= threshold_logit of image ``blockIdx.y``."""
+def _centernet_candidates(output, threshold_logit, width, keys, counts):
+    """Append every (class, cell) peak with logit >= threshold_logit of image ``blockIdx.y``.
+
+    The peak test reads the 3x3 neighbours' logits (``hm`` is at least each of them, i.e.
+    ``hm == maxpool3x3(hm)``), only for cells over the threshold, instead of the engine's
+    ``pool_hm`` channels: a compiler may compute that pooled copy with different rounding.
+    """
     j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     b = cuda.blockIdx.y
     cells = output.shape[1]
@@ -110,10 +116,21 @@ def _centernet_candidates(output, threshold_logit, keys, counts):
     cell = j // classes
     c = j - cell * classes
     logit = float32(output[b, cell, 4 + c])
-    if logit == float32(output[b, cell, 4 + classes + c]) and logit >= threshold_logit:
-        slot = cuda.atomic.add(counts, b, 1)
-        if slot < keys.shape[1]:
-            keys[b, slot] = ordered_key(logit, c * cells + cell)
+    if not logit >= threshold_logit:
+        return
+    height = cells // width
+    y = cell // width
+    x = cell - y * width
+    for dy in range(-1, 2):
+        for dx in range(-1, 2):
+            ny = y + dy
+            nx = x + dx
+            inside = ny >= 0 and ny < height and nx >= 0 and nx < width
+            if inside and float32(output[b, ny * width + nx, 4 + c]) > logit:
+                return
+    slot = cuda.atomic.add(counts, b, 1)
+    if slot < keys.shape[1]:
+        keys[b, slot] = ordered_key(logit, c * cells + cell)
 
 
 def _centernet_topk(output, keys, counts, k, transforms, width, stride, results):
@@ -226,7 +243,7 @@ def kernel_signatures() -> dict[str, list[tuple]]:
     sigs: dict[str, list[tuple]] = {"candidates": [], "topk": []}
     for dtype in (float32, float16):
         out = dtype[:, :, ::1]
-        sigs["candidates"].append((out, float32, uint64[:, ::1], int32[::1]))
+        sigs["candidates"].append((out, float32, int64, uint64[:, ::1], int32[::1]))
         sigs["topk"].append(
             (out, uint64[:, ::1], int32[::1], int64, float64[:, ::1], int64, float32, float32[:, :, ::1])
         )
@@ -274,7 +291,7 @@ def launch_decode(
     candidates, topk = launchers(output.element_size() == 2)
     keys = Reinterpret(keys, np.uint64)
     grid = (blocks(cells * classes, CANDIDATE_THREADS), batch)
-    candidates(grid, CANDIDATE_THREADS, stream, output, np.float32(threshold_logit), keys, counts)
+    candidates(grid, CANDIDATE_THREADS, stream, output, np.float32(threshold_logit), np.int64(width), keys, counts)
     topk(batch, TOPK_THREADS, stream, output, keys, counts, np.int64(k), transforms, np.int64(width),
          np.float32(stride), results)
 

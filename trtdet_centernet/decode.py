@@ -2,7 +2,8 @@
 
 Input is the fused deployment output ``[B, N, 4 + 2C]`` (``N = H/stride * W/stride``),
 channel-last ``[reg_x, reg_y, w, h, hm logits (C), pool_hm (C)]`` where ``pool_hm`` is the
-3x3 stride-1 max-pool of the logits.
+3x3 stride-1 max-pool of the logits. The decoders test peaks against a max-pool of ``hm``
+they compute themselves (``is_peak``), so an engine's rounding of ``pool_hm`` cannot drop one.
 """
 
 from __future__ import annotations
@@ -28,14 +29,36 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-x.astype(np.float32)))).astype(np.float32)
 
 
+def is_peak(hm: np.ndarray, position: np.ndarray, class_id: np.ndarray, width: int) -> np.ndarray:
+    """Whether ``hm[position, class_id]`` equals the 3x3 stride-1 max-pool of ``hm`` there.
+
+    ``hm`` is ``[H*W, C]``; the pool pads with -inf (neighbours outside the map do not
+    count), as ``max_pool2d(hm, 3, 1, 1)`` does. Computed from ``hm`` itself rather than
+    read from the engine's ``pool_hm``: a compiled or fused engine may round that pooled copy
+    differently from the ``hm`` it returns, and a peak would be lost.
+    """
+    height = hm.shape[0] // width
+    y, x = np.divmod(position, width)
+    value = hm[position, class_id]
+    peak = np.ones(position.shape, dtype=bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            ny, nx = y + dy, x + dx
+            inside = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
+            neighbour = hm[np.where(inside, ny * width + nx, position), class_id]
+            peak &= ~inside | (neighbour <= value)
+    return peak
+
+
 def select_peaks(
-    hm: np.ndarray, pool: np.ndarray, *, k: int, threshold: float
+    hm: np.ndarray, *, width: int, k: int, threshold: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-``k`` peaks of one image: ``(flat_index, class_id, position)``, best first.
 
-    ``hm`` and ``pool`` are ``[N, C]`` logits. A cell is a peak of class c when
-    ``hm == pool`` (upstream compares sigmoid values after pooling them; sigmoid is monotonic,
-    so comparing the logits is the same test). Candidates are peaks with
+    ``hm`` is ``[N, C]`` logits of an ``N / width`` x ``width`` map. A cell is a peak of class
+    c when ``hm`` is the 3x3 max-pool of ``hm`` there (``is_peak``; upstream compares sigmoid
+    values after pooling them; sigmoid is monotonic, so comparing the logits is the same
+    test). Candidates are peaks with
     ``sigmoid(hm) > threshold`` (strictly greater: with threshold 0 the zero scores that
     upstream's ``heat * keep`` gives non-peaks never qualify).
 
@@ -48,12 +71,13 @@ def select_peaks(
     if threshold >= 1.0:
         empty = np.zeros(0, np.int64)
         return empty, empty, empty
-    candidates = hm == pool
     if 0.0 < threshold <= 0.99:  # cheap pre-filter in logit space (with a margin); exact test below
-        candidates &= hm > np.float32(math.log(threshold / (1.0 - threshold)) - 1e-3)
+        candidates = hm > np.float32(math.log(threshold / (1.0 - threshold)) - 1e-3)
+    else:
+        candidates = np.ones(hm.shape, dtype=bool)
     position, class_id = np.divmod(np.flatnonzero(candidates), num_classes)
     values = hm[position, class_id]
-    keep = _sigmoid(values) > threshold
+    keep = (_sigmoid(values) > threshold) & is_peak(hm, position, class_id, width)
     flat = class_id[keep].astype(np.int64) * n + position[keep]
     values = values[keep]
     if flat.size > k:
@@ -79,7 +103,8 @@ def decode_centernet(
 ) -> list[Detections]:
     """Detections per image from the fused ``[B, N, 4 + 2C]`` output.
 
-    For each image: peaks ``hm == pool_hm``, scores ``sigmoid(hm)``, the ``k`` best with
+    For each image: peaks ``hm == maxpool3x3(hm)`` (from ``hm``; the ``pool_hm`` channels are
+    not read, see ``is_peak``), scores ``sigmoid(hm)``, the ``k`` best with
     score ``> threshold`` (order: see ``select_peaks`` -- score descending, ties by ascending
     flat index ``class * H*W + y * W + x``), boxes
     ``(x + reg_x -/+ w/2, y + reg_y -/+ h/2) * stride`` in network-input edge coordinates,
@@ -99,8 +124,7 @@ def decode_centernet(
     results = []
     for image, transform in zip(output, transforms, strict=True):
         hm = image[:, 4 : 4 + num_classes]
-        pool = image[:, 4 + num_classes :]
-        flat, class_id, position = select_peaks(hm, pool, k=k, threshold=threshold)
+        flat, class_id, position = select_peaks(hm, width=width, k=k, threshold=threshold)
         if flat.size == 0:
             results.append(Detections.empty())
             continue

@@ -142,8 +142,9 @@ def kernel_signatures() -> list[tuple]:
 
 
 #: Batches of at least this many image bytes are copied into pinned memory by several threads,
-#: in pieces, each uploaded as soon as it is there (so the memcpy and the DMA overlap).
-_PARALLEL_COPY_BYTES = 1 << 20
+#: in pieces, each uploaded as soon as it is there (so the memcpy and the DMA overlap). Below
+#: it (one 1080p frame is 6.2 MB) handing pieces to threads cost more than it saved on the H200.
+_PARALLEL_COPY_BYTES = 8 << 20
 _COPY_THREADS = max(1, min(8, (os.cpu_count() or 2) // 2))
 #: Bounds of a piece's size: small enough to overlap copy and upload, large enough that the
 #: per-piece Python work (a future, a copy call) stays a few percent of the piece's memcpy.

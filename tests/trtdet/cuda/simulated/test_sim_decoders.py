@@ -102,3 +102,15 @@ def test_yolo_identical_to_cpu_decode(head, conf, iou, max_det):
     got = CudaYoloDecoder(nc, conf, iou, max_det)({"output0": torch.from_numpy(output)}, transforms)
     assert_same_detections(got, want)
     assert sum(len(g) for g in got) > 0
+
+
+def test_centernet_peaks_come_from_hm_not_the_engines_pool_hm():
+    """An engine's pooled copy rounded one ulp off ``hm`` (AOTInductor fp32 did this) must not
+    drop peaks: the kernel pools ``hm`` itself, like upstream and the CPU decoder."""
+    output = centernet_output(np.random.default_rng(3), 2, H, W, C)
+    exact = decode_centernet(output, _transforms(2, INPUT), stride=4, input_size=INPUT, num_classes=C, k=20, threshold=0.1)
+    assert sum(len(d) for d in exact) > 0
+    skewed = output.copy()
+    skewed[..., 4 + C :] = np.nextafter(skewed[..., 4 + C :], np.float32(np.inf))
+    got = CudaCenterNetDecoder(C, INPUT, k=20, threshold=0.1)({"output": torch.from_numpy(skewed)}, _transforms(2, INPUT))
+    assert_same_detections(got, exact)
