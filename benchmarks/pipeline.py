@@ -140,6 +140,8 @@ def main() -> None:
                         help="CenterNet checkpoint (default: a random-weight one, seed 0)")
     parser.add_argument("--stream-chunks", type=int, default=8,
                         help="also time a stream of this many batches of the largest size (0: skip)")
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="also time each engine's network with torch.backends.cudnn.benchmark on")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -182,6 +184,13 @@ def main() -> None:
             for batch in args.batches:
                 rows.append((f"{label} {precision}", batch, time_it(detector.detect, images[:batch], args.iterations)))
                 networks.append((f"{label} {precision}", batch, network_ms(detector, batch, args.size, precision, args.iterations)))
+            if args.cudnn_benchmark and not graphs:
+                # cuDNN times its algorithms per shape on first use (trtdet leaves this off).
+                torch.backends.cudnn.benchmark = True
+                for batch in args.batches:
+                    networks.append((f"{label} {precision}, cudnn.benchmark", batch,
+                                     network_ms(detector, batch, args.size, precision, args.iterations)))
+                torch.backends.cudnn.benchmark = False
             if stream_frames:
                 # trtdet's detect() stages batch k+1 while the GPU runs batch k.
                 ours = time_it(detector.detect, stream_frames, max(3, args.iterations // 4), warmup=2)
