@@ -10,7 +10,7 @@ import click
 from trtdet.cli.common import detector_options, handle_errors, load_detector, model_options
 
 
-@click.command("bench")
+@click.command("bench", short_help="Time a model's pipeline: per stage and end to end.")
 @model_options
 @click.option("--source", "-s", "sources", multiple=True, help="Images to time on (default: the sample photo).")
 @click.option("--batch", "batches", type=click.IntRange(min=1), multiple=True, help="Batch size(s) to time (repeatable).")

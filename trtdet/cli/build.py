@@ -48,7 +48,7 @@ def _step_flags() -> list[click.Option]:
     ]
 
 
-@click.command("build", cls=BuildStepCommand)
+@click.command("build", cls=BuildStepCommand, short_help="Build a TensorRT engine or an AOTInductor package (cached).")
 @click.argument("onnx_file", type=click.Path(dir_okay=False), required=False)
 @click.option("--model", "-m", "model", required=True, help="Model name (see `trtdet models`).")
 @click.option(

@@ -9,7 +9,7 @@ import click
 from trtdet.cli.common import handle_errors
 
 
-@click.command("models")
+@click.command("models", short_help="List installed models: plugin, version, classes, input size.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @handle_errors
 def models_command(as_json: bool) -> None:
@@ -40,7 +40,7 @@ def models_command(as_json: bool) -> None:
         )
 
 
-@click.command("plugins")
+@click.command("plugins", short_help="List installed plugins and the hooks each implements.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @handle_errors
 def plugins_command(as_json: bool) -> None:
