@@ -129,11 +129,11 @@ def _directory_files(directory: Path) -> list[Path]:
 def collect_sources(arguments: SourceArguments) -> CollectedSources:
     """Turn source arguments (as ``--source`` takes them) into sources, in order.
 
-    A digit string or int is a camera, ``scheme://...`` a stream; a directory expands to its
-    image and video files (by extension, recursively, sorted; hidden files and folders left
-    out) and a glob pattern (``photos/*.png``, ``**`` recursive) to the matching ones, other
-    files being counted in ``skipped``. A file named explicitly is always an input, reported
-    as bad when it cannot be read; a glob that matches nothing is one bad input.
+    A digit string or int is a camera, ``scheme://...`` a stream. A directory gives its image
+    and video files (by extension, recursively, sorted; hidden files and folders left out), a
+    glob pattern (``photos/*.png``; ``**`` recursive) the matching image and video files; the
+    other files they hold are counted in ``skipped``. A file named explicitly is always an
+    input, reported as bad when it cannot be read; a glob matching nothing is one bad input.
     """
     if isinstance(arguments, (str, os.PathLike, int)):
         arguments = [arguments]
@@ -152,10 +152,7 @@ def collect_sources(arguments: SourceArguments) -> CollectedSources:
                 matches = sorted(Path(m) for m in glob.glob(argument, recursive=True))
                 if not matches:
                     found.sources.append(Source(argument, "image", problem="no file matches this pattern"))
-                root = _glob_root(argument)
-                for match in matches:
-                    files = _directory_files(match) if match.is_dir() else [match]
-                    _add_found(found, files, root)
+                _add_found(found, [match for match in matches if match.is_file()], _glob_root(argument))
             else:
                 found.sources.append(_classify(path))
     return found
