@@ -75,7 +75,7 @@ def draw(image: ImageInput, detections: Detections, class_names: Sequence[str] |
     for i in reversed(best_first):  # lowest score first: the best ends on top
         colour = class_colour(int(detections.class_id[i]))
         x1, y1, x2, y2 = boxes[i]
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness, cv2.LINE_AA)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)  # axis-aligned: no anti-aliasing needed
     for i in reversed(best_first):
         colour = class_colour(int(detections.class_id[i]))
         lx1, ly1, lx2, ly2 = spots[i]

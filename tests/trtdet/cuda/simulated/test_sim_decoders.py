@@ -102,3 +102,17 @@ def test_yolo_identical_to_cpu_decode(head, conf, iou, max_det):
     got = CudaYoloDecoder(nc, conf, iou, max_det)({"output0": torch.from_numpy(output)}, transforms)
     assert_same_detections(got, want)
     assert sum(len(g) for g in got) > 0
+
+
+@pytest.mark.parametrize("head", ["v8", "v5"])
+def test_yolo_agnostic_nms_identical_to_cpu_decode(head):
+    nc, anchors = 3, 60
+    output = yolo_output(np.random.default_rng(11), 2, anchors, nc, head)
+    transforms = _transforms(2, (64, 64))
+    want = decode_yolo(output, transforms, head=head, num_classes=nc, conf_threshold=0.05, iou_threshold=0.3,
+                       max_detections=300, agnostic=True)
+    aware = decode_yolo(output, transforms, head=head, num_classes=nc, conf_threshold=0.05, iou_threshold=0.3,
+                        max_detections=300)
+    got = CudaYoloDecoder(nc, 0.05, 0.3, 300, agnostic=True)({"output0": torch.from_numpy(output)}, transforms)
+    assert_same_detections(got, want)
+    assert sum(len(w) for w in want) < sum(len(a) for a in aware)  # the case suppresses across classes
