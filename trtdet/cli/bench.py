@@ -19,8 +19,8 @@ COLUMNS_HELP = (
 
 @click.command("bench", short_help="Time a model's pipeline: per stage and end to end.")
 @model_options
-@click.option("--source", "-s", "sources", multiple=True, show_default="the model's sample photo",
-              help="Images (files, folders, globs) to time on, cycled to fill each batch.")
+@click.option("--source", "-s", "sources", multiple=True,
+              help="Images (files, folders, globs) to time on, cycled to fill each batch.  [default: the model's sample photo]")
 @click.option("--batch", "batches", type=click.IntRange(min=1), multiple=True, help="Batch size(s) to time (repeatable).  [default: 1]")
 @click.option("--iterations", type=click.IntRange(min=1), default=20, show_default=True, help="Timed batches per batch size.")
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True, help="Untimed batches first.")

@@ -91,9 +91,9 @@ def _where_results_went(output: str | None, json_path: str | None, written: int)
 
 @click.command("run", short_help="Detect objects in images, folders, videos, cameras or streams.")
 @model_options
-@click.option("--source", "-s", "sources", multiple=True, show_default="the model's sample photo",
+@click.option("--source", "-s", "sources", multiple=True,
               help="Image, directory (its image and video files), glob ('photos/*.png'), video, camera index or URL "
-                   "(repeatable).")
+                   "(repeatable).  [default: the model's sample photo]")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per engine call.")
 @click.option("--output", "-o", type=click.Path(file_okay=False),
               help="Write annotated images/videos here, mirroring the inputs' paths below their folder.")
