@@ -6,8 +6,11 @@ from __future__ import annotations
 import ast
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_PARTY = {"trtdet", "trtdet_yolo", "trtdet_centernet", "trtdet_person", "tests", "__future__"}
