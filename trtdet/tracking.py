@@ -46,7 +46,3 @@ class VideoTracker:
         """The detections of the next frame of video ``name`` that ByteTrack follows, with their track ids."""
         tracked = self._tracker(name, fps).update_with_detections(detections.to_supervision())
         return Detections.from_supervision(tracked)
-
-    def finish(self, name: str) -> None:
-        """Forget video ``name``'s tracker (its last frame was seen)."""
-        self._trackers.pop(name, None)
