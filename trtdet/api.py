@@ -54,19 +54,23 @@ def load(
 ) -> Detector:
     """Build a detector for ``model`` from a checkpoint, ONNX, engine, or the shipped default.
 
-    ``model`` is a registered model name (``trtdet models``); ``weights``/``onnx``/``engine``
-    name its file (at most one; none: the model's shipped default). Returns a callable:
-    ``detector(image)`` -> ``Detections`` for one image (HWC uint8 BGR array, file path or
-    PIL image), ``detector([images])`` -> a list; ``detector.stream(sources)`` runs over
-    files, folders, videos and cameras. ``conf``/``iou`` (in [0, 1]) override the model's
-    thresholds; ``input_size`` is (H, W) or one int for a square; ``classes`` keeps only those
-    classes (names or ids), ``max_det`` caps detections per image, ``agnostic_nms`` suppresses
-    across classes; ``batch`` is the largest batch sent to the engine; ``precision`` (fp32/fp16) and
-    ``cuda_graphs`` tune GPU backends (graphs are opt-in: the torch backend falls back to
-    eager execution for networks that read shapes on the host); ``build_options`` choose
-    plugins' engine build steps (``{NAME: VALUE}``, as ``--build-option NAME=VALUE``). The keywords are the fields
-    of ``trtdet.options.DetectorOptions``; ``options=`` passes one whole, and keywords given
-    with it (other than their defaults) override its fields.
+    Returns a callable: ``detector(image)`` -> ``Detections`` for one image (HWC uint8 BGR
+    array, file path or PIL image), ``detector([images])`` -> a list; ``detector.stream(sources)``
+    runs over files, folders, globs, videos and cameras as ``trtdet run --source`` does.
+
+    * ``model``: a registered model name (``trtdet models``).
+    * ``weights`` / ``onnx`` / ``engine``: the model file, at most one (none: the shipped default).
+    * ``backend``: ``auto`` or an engine backend name; ``device``: ``cpu`` or ``cuda``.
+    * ``conf`` / ``iou``: score and NMS IoU thresholds in [0, 1] (default: the model's).
+    * ``batch``: the largest batch sent to the engine.
+    * ``input_size``: the network input, (H, W) or one int for a square (default: the model's).
+    * ``precision`` (fp32/fp16) and ``cuda_graphs`` tune GPU backends (graphs are opt-in: the
+      torch backend falls back to eager execution for networks that read shapes on the host).
+    * ``classes``: keep only these classes (names or ids); ``max_det``: at most this many
+      detections per image; ``agnostic_nms``: NMS across classes (models that run NMS).
+    * ``build_options``: plugins' engine build steps, ``{NAME: VALUE}`` as ``--build-option NAME=VALUE``.
+    * ``options``: a whole ``trtdet.options.DetectorOptions`` (the keywords are its fields);
+      keywords given with it, other than their defaults, override its fields.
     """
     given = dict(
         weights=weights, onnx=onnx, engine=engine, backend=backend, device=device, conf=conf, iou=iou,
