@@ -44,8 +44,7 @@ def _jpeg_decoder(decode_on: str, device: str):
 
 def _summary(frame: Frame, detections: Detections, class_names: Sequence[str]) -> str:
     counts: dict[str, int] = {}
-    for cls in detections.class_id.tolist():
-        label = class_names[cls] if 0 <= cls < len(class_names) else str(cls)
+    for label in detections.labels(class_names):
         counts[label] = counts.get(label, 0) + 1
     where = frame.name if frame.index is None else f"{frame.name}#{frame.index}"
     found = ", ".join(f"{n} {label}" for label, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "nothing"
