@@ -9,30 +9,27 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+local"
 
+from trtdet.api import load  # noqa: E402 - after the names the loaders import from here
 from trtdet.detections import Detections
 from trtdet.errors import InputError, ModelError, TrtdetError, UsageError
 from trtdet.hookspecs import hookimpl
+from trtdet.io.draw import draw  # noqa: E402
 from trtdet.model import Decoder, ModelSpec
+from trtdet.pipeline import Detector  # noqa: E402
 from trtdet.preprocess.affine import AffineTransform, letterbox_transform
-
-
-def load(model: str, **options):  # noqa: ANN201 - re-exported from trtdet.api
-    """Build a detector for ``model``; see ``trtdet.api.load`` for the options."""
-    from trtdet.api import load as _load
-
-    return _load(model, **options)
-
 
 __all__ = [
     "AffineTransform",
     "Decoder",
     "Detections",
+    "Detector",
     "InputError",
     "ModelError",
     "ModelSpec",
     "TrtdetError",
     "UsageError",
     "__version__",
+    "draw",
     "hookimpl",
     "letterbox_transform",
     "load",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +11,14 @@ import numpy as np
 from trtdet.backend_choice import choose_backend
 from trtdet.engines.base import Engine
 from trtdet.engines.build_steps import check_build_options
-from trtdet.errors import ModelError
+from trtdet.errors import ModelError, UsageError
 from trtdet.exports import prepare_for_backend
 from trtdet.model import ModelSpec
 from trtdet.model_file import resolve_model_file
 from trtdet.options import DetectorOptions
 from trtdet.pipeline import Detector
 from trtdet.plugins import get_model, load_plugins
+from trtdet.postprocess.filter import ClassFilter, class_ids
 from trtdet.spec_adapt import adapt_spec
 
 
@@ -45,23 +46,36 @@ def load(
     input_size: tuple[int, int] | None = None,
     precision: str = "fp32",
     cuda_graphs: bool = False,
+    classes: Sequence[str | int] | None = None,
+    max_det: int | None = None,
+    agnostic_nms: bool = False,
     build_options: Mapping[str, str] | None = None,
     options: DetectorOptions | None = None,
 ) -> Detector:
     """Build a detector for ``model`` from a checkpoint, ONNX, engine, or the shipped default.
 
-    Returns a callable: ``detector(image)`` -> ``Detections`` for one HWC uint8 BGR image,
-    ``detector([images])`` -> a list. ``conf``/``iou`` override the model's thresholds;
-    ``batch`` is the largest batch sent to the engine; ``precision`` (fp32/fp16) and
-    ``cuda_graphs`` tune GPU backends (graphs are opt-in: the torch backend falls back to
-    eager execution for networks that read shapes on the host); ``build_options`` choose
-    plugins' engine build steps (``{NAME: VALUE}``, as ``--build-option NAME=VALUE``). The keywords are the fields
-    of ``trtdet.options.DetectorOptions``; ``options=`` passes one whole, and keywords given
-    with it (other than their defaults) override its fields.
+    Returns a callable: ``detector(image)`` -> ``Detections`` for one image (HWC uint8 BGR
+    array, file path or PIL image), ``detector([images])`` -> a list; ``detector.stream(sources)``
+    runs over files, folders, globs, videos and cameras as ``trtdet run --source`` does.
+
+    * ``model``: a registered model name (``trtdet models``).
+    * ``weights`` / ``onnx`` / ``engine``: the model file, at most one (none: the shipped default).
+    * ``backend``: ``auto`` or an engine backend name; ``device``: ``cpu`` or ``cuda``.
+    * ``conf`` / ``iou``: score and NMS IoU thresholds in [0, 1] (default: the model's).
+    * ``batch``: the largest batch sent to the engine.
+    * ``input_size``: the network input, (H, W) or one int for a square (default: the model's).
+    * ``precision`` (fp32/fp16) and ``cuda_graphs`` tune GPU backends (graphs are opt-in: the
+      torch backend falls back to eager execution for networks that read shapes on the host).
+    * ``classes``: keep only these classes (names or ids); ``max_det``: at most this many
+      detections per image; ``agnostic_nms``: NMS across classes (models that run NMS).
+    * ``build_options``: plugins' engine build steps, ``{NAME: VALUE}`` as ``--build-option NAME=VALUE``.
+    * ``options``: a whole ``trtdet.options.DetectorOptions`` (the keywords are its fields);
+      keywords given with it, other than their defaults, override its fields.
     """
     given = dict(
         weights=weights, onnx=onnx, engine=engine, backend=backend, device=device, conf=conf, iou=iou,
         batch=batch, input_size=input_size, precision=precision, cuda_graphs=cuda_graphs,
+        classes=None if classes is None else tuple(classes), max_det=max_det, agnostic_nms=agnostic_nms,
         build_options=build_options or {},
     )
     options = DetectorOptions(**given) if options is None else options.overriding(**given)
@@ -77,6 +91,13 @@ def _spec_for(spec: ModelSpec, options: DetectorOptions) -> ModelSpec:
         overrides["iou_threshold"] = options.iou
     if options.input_size is not None:
         overrides["input_size"] = options.input_size
+    if options.max_det is not None:
+        # With a class filter the decoder keeps the model's usual number too, so the filter
+        # still has max_det of the wanted classes to choose from (ClassFilter caps to max_det).
+        keep = max(options.max_det, spec.max_detections) if options.classes else options.max_det
+        overrides["max_detections"] = keep
+    if options.agnostic_nms:
+        overrides["agnostic_nms"] = True
     return dataclasses.replace(spec, **overrides) if overrides else spec
 
 
@@ -90,14 +111,29 @@ def load_detector(model: str, options: DetectorOptions) -> Detector:
     chosen = choose_backend(options.backend, model_file, options.device, passed_over)
     model_file = prepare_for_backend(spec, model_file, chosen)
     loaded = chosen.load(model_file, spec, options)
-    detector = build_detector(spec, loaded, device=options.device, batch=options.batch, model_source=str(model_file.path))
+    detector = build_detector(
+        spec, loaded, device=options.device, batch=options.batch, model_source=str(model_file.path),
+        classes=options.classes, max_det=options.max_det,
+    )
     #: Why ``auto`` passed over the backends ranked above the chosen one ("tensorrt: not installed").
     detector.backend_passed_over = tuple(passed_over)
     return detector
 
 
-def build_detector(spec: ModelSpec, engine: Engine, *, device: str, batch: int = 1, model_source: str = "") -> Detector:
+def build_detector(
+    spec: ModelSpec,
+    engine: Engine,
+    *,
+    device: str,
+    batch: int = 1,
+    model_source: str = "",
+    classes: Sequence[str | int] | None = None,
+    max_det: int | None = None,
+) -> Detector:
     """The detector around ``engine`` (not yet active): the core pipeline for any engine.
+
+    ``classes`` (names or ids, checked against the adapted spec's class names) keeps only
+    those classes, at most ``max_det`` of them per image.
 
     Activates the engine, adapts ``spec`` to its model file (``spec_adapt.adapt_spec``) and
     resolves the preprocess and decode hooks once from that adapted spec -- the one spec
@@ -111,7 +147,11 @@ def build_detector(spec: ModelSpec, engine: Engine, *, device: str, batch: int =
         decoder = pm.hook.trtdet_decoder(model=spec, device=device)
         if decoder is None:
             raise ModelError(f"{model_source}: no installed plugin decodes model {spec.name!r}")
+        if spec.agnostic_nms and spec.iou_threshold is None:
+            raise UsageError(f"model {spec.name!r} runs no NMS, so agnostic NMS does not apply (give an iou threshold to add one)")
         decoder.validate(_output_shapes(engine, spec), model_source)
+        if classes:
+            decoder = ClassFilter(decoder, class_ids(classes, spec.class_names), max_det)
         preprocessor = pm.hook.trtdet_preprocessor(model=spec, device=device)
     except BaseException:
         engine.deactivate()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -29,14 +29,26 @@ class BenchResult:
         return asdict(self)
 
 
-def benchmark(detector: Detector, images: Sequence[np.ndarray], batch: int, iterations: int, warmup: int = 3) -> BenchResult:
-    """Run ``iterations`` batches of ``batch`` images (cycling through ``images``) and time them."""
+def benchmark(
+    detector: Detector,
+    images: Sequence[np.ndarray],
+    batch: int,
+    iterations: int,
+    warmup: int = 3,
+    progress: Callable[[], None] | None = None,
+) -> BenchResult:
+    """Run ``iterations`` batches of ``batch`` images (cycling through ``images``) and time them.
+
+    ``progress()`` is called after each warm-up and timed batch.
+    """
+    tick = progress or (lambda: None)
     batch_images = [images[i % len(images)] for i in range(batch)]
     previous = detector.batch_size
     detector.batch_size = batch
     try:
         for _ in range(warmup):
             detector.detect(batch_images)
+            tick()
         detector.times.clear()
         detector.record_times = True
         totals = []
@@ -44,6 +56,7 @@ def benchmark(detector: Detector, images: Sequence[np.ndarray], batch: int, iter
             start = time.perf_counter()
             detector.detect(batch_images)
             totals.append(time.perf_counter() - start)
+            tick()
     finally:
         detector.record_times = False
         detector.batch_size = previous

@@ -1,16 +1,20 @@
 """Detections: per-image arrays of boxes, scores and classes, validated on creation.
 
-Field names follow supervision's ``Detections`` so converting is one line:
-``sv.Detections(xyxy=d.xyxy, confidence=d.confidence, class_id=d.class_id)``.
+Field names follow supervision's ``Detections``; ``to_supervision()`` and
+``Detections.from_supervision(...)`` convert both ways when supervision is installed.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+#: The ``data`` key of the track identity each detection got from a tracker (``--track``).
+TRACK_ID = "track_id"
 
 
 def _check(name: str, array: np.ndarray, ndim: int, last: int | None, length: int | None) -> None:
@@ -80,12 +84,67 @@ class Detections:
             {k: v[index] for k, v in self.data.items()},
         )
 
+    def labels(self, class_names: Sequence[str] | None = None) -> list[str]:
+        """The class name of each detection (its class id as text where ``class_names`` has none)."""
+        names = class_names or ()
+        return [names[cls] if 0 <= cls < len(names) else str(cls) for cls in self.class_id.tolist()]
+
     def to_records(self, class_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """JSON-ready list of ``{"box", "score", "class_id", "label"}`` dicts."""
+        """JSON-ready list of ``{"box", "score", "class_id", "label"}`` dicts (plus ``track_id`` when tracked)."""
         records = []
-        for box, score, cls in zip(self.xyxy.tolist(), self.confidence.tolist(), self.class_id.tolist(), strict=True):
-            label = class_names[cls] if class_names is not None and 0 <= cls < len(class_names) else str(cls)
-            records.append(
-                {"box": [round(v, 2) for v in box], "score": round(score, 4), "class_id": cls, "label": label}
-            )
+        tracks = self.data.get(TRACK_ID)
+        rows = zip(self.xyxy.tolist(), self.confidence.tolist(), self.class_id.tolist(), self.labels(class_names), strict=True)
+        for i, (box, score, cls, label) in enumerate(rows):
+            record = {"box": [round(v, 2) for v in box], "score": round(score, 4), "class_id": cls, "label": label}
+            if tracks is not None:
+                record[TRACK_ID] = int(tracks[i])
+            records.append(record)
         return records
+
+    def to_json(self, class_names: Sequence[str] | None = None) -> str:
+        """``to_records`` as a JSON array."""
+        return json.dumps(self.to_records(class_names))
+
+    def to_supervision(self, class_names: Sequence[str] | None = None) -> Any:
+        """The same detections as a ``supervision.Detections`` (needs ``pip install supervision``).
+
+        ``data["track_id"]`` becomes ``tracker_id``; other ``data`` arrays are carried over,
+        and with ``class_names`` each detection's name is in ``data["class_name"]`` (where
+        supervision's label annotator looks).
+        """
+        sv = _supervision()
+        data = {key: value for key, value in self.data.items() if key != TRACK_ID}
+        if class_names is not None:
+            data["class_name"] = np.array(self.labels(class_names))
+        tracks = self.data.get(TRACK_ID)
+        return sv.Detections(
+            xyxy=self.xyxy.copy(),
+            confidence=self.confidence.copy(),
+            class_id=self.class_id.copy(),
+            tracker_id=None if tracks is None else np.asarray(tracks, np.int64),
+            data=data,
+        )
+
+    @classmethod
+    def from_supervision(cls, detections: Any) -> Detections:
+        """A ``supervision.Detections`` as trtdet ``Detections`` (confidence 1 and class 0 where it has none).
+
+        ``tracker_id`` becomes ``data["track_id"]``; ``data`` arrays are carried over, masks are not.
+        """
+        n = len(detections.xyxy)
+        confidence = detections.confidence if detections.confidence is not None else np.ones(n, np.float32)
+        class_id = detections.class_id if detections.class_id is not None else np.zeros(n, np.int64)
+        data = {key: np.asarray(value) for key, value in dict(detections.data).items()}
+        if detections.tracker_id is not None:
+            data[TRACK_ID] = np.asarray(detections.tracker_id, np.int64)
+        return cls(detections.xyxy, confidence, class_id, data)
+
+
+def _supervision() -> Any:
+    try:
+        import supervision
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            "Detections.to_supervision needs supervision: pip install supervision", name="supervision"
+        ) from exc
+    return supervision

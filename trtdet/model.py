@@ -54,6 +54,9 @@ class ModelSpec:
     conf_threshold: float = 0.25
     iou_threshold: float | None = None
     max_detections: int = 300
+    #: NMS across classes (a kept box suppresses overlapping boxes of any class), for decoders
+    #: that run NMS; the default is class-aware NMS.
+    agnostic_nms: bool = False
     description: str = ""
     #: Returns the path of the model file used when the user names none (None: no default).
     default_model: Callable[[], Path] | None = None

@@ -41,3 +41,70 @@ def _existing(path: str | Path) -> Path:
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     return path
+
+
+def onnx_file_description(path: Path) -> tuple[dict[str, str], list[int | str]]:
+    """An ONNX file's metadata and first input shape (``dim_param`` names for dynamic axes), weights unread."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the file's problem
+        raise ModelError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from exc
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    shape: list[int | str] = []
+    if inputs:
+        for dim in inputs[0].type.tensor_type.shape.dim:
+            shape.append(dim.dim_value if dim.HasField("dim_value") else dim.dim_param or "?")
+    return metadata, shape
+
+
+def default_model_spec(spec: ModelSpec) -> tuple[ModelSpec, Path | None]:
+    """``spec`` as its shipped default ONNX file describes it (class names, a fixed input size), and that file.
+
+    A model without a default file (or with a non-ONNX one) comes back as registered, with None.
+    """
+    from trtdet.spec_adapt import adapt_spec_to_file
+
+    if spec.default_model is None:
+        return spec, None
+    try:
+        path = Path(spec.default_model())
+    except ModelError:
+        return spec, None
+    if path.suffix != ".onnx" or not path.is_file():
+        return spec, path if path.is_file() else None
+    metadata, shape = onnx_file_description(path)
+    return adapt_spec_to_file(spec, metadata, shape), path
+
+
+def check_onnx_fits(spec: ModelSpec, path: Path) -> ModelSpec:
+    """Raise ``ModelError`` naming ``path`` when its outputs cannot be ``spec``'s head; returns the adapted spec.
+
+    What ``trtdet run`` checks when it loads a model, done on the file alone (declared output
+    shapes) so ``trtdet build`` refuses a pairing before spending minutes on an engine.
+    Outputs the file declares without a shape are left to the run-time check.
+    """
+    import onnx
+
+    from trtdet.plugins import load_plugins
+    from trtdet.spec_adapt import adapt_spec_to_file
+
+    path = _existing(path)
+    metadata, input_shape = onnx_file_description(path)
+    adapted = adapt_spec_to_file(spec, metadata, input_shape)
+    model = onnx.load(str(path), load_external_data=False)
+    shapes: dict[str, tuple] = {}
+    for output in model.graph.output:
+        if not output.type.tensor_type.HasField("shape"):
+            return adapted
+        shapes[output.name] = tuple(
+            dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or None) for dim in output.type.tensor_type.shape.dim
+        )
+    decoder = load_plugins().hook.trtdet_decoder(model=adapted, device="cpu")
+    if decoder is None:
+        raise ModelError(f"{path}: no installed plugin decodes model {spec.name!r}")
+    decoder.validate(shapes, str(path))
+    return adapted

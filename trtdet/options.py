@@ -27,8 +27,11 @@ class DetectorOptions:
     * ``backend``: an engine backend name, or ``auto``; ``device``: ``cpu`` or ``cuda``.
     * ``precision``: ``fp32`` or ``fp16`` (GPU backends); ``batch``: the largest batch sent
       to the engine (>= 1); ``cuda_graphs``: capture the torch backend's network in graphs.
-    * ``input_size``: the network input (H, W), overriding the model's; ``conf`` / ``iou``:
-      thresholds overriding the model's.
+    * ``input_size``: the network input (H, W), or one int for a square, overriding the
+      model's; ``conf`` / ``iou``: thresholds in [0, 1] overriding the model's.
+    * ``classes``: keep only these classes (names or ids; None: all); ``max_det``: at most
+      this many detections per image (default: the model's); ``agnostic_nms``: suppress
+      overlapping boxes across classes, not only within one (models whose decode runs NMS).
     * ``build_options``: choices for the build steps plugins contribute to engine builds
       (``--build-option NAME=VALUE``; see ``trtdet.engines.build_steps``), by step name.
     """
@@ -44,6 +47,9 @@ class DetectorOptions:
     conf: float | None = None
     iou: float | None = None
     cuda_graphs: bool = False
+    classes: tuple[str | int, ...] | None = None
+    max_det: int | None = None
+    agnostic_nms: bool = False
     build_options: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
@@ -57,14 +63,18 @@ class DetectorOptions:
         if len(given) > 1:
             raise UsageError(f"give at most one of --weights, --onnx, --engine (got {', '.join(given)})")
         if self.input_size is not None:
-            size = tuple(int(v) for v in self.input_size)
-            if len(size) != 2 or min(size) < 1:
-                raise UsageError(f"input_size: expected (H, W) >= 1, got {self.input_size!r}")
-            object.__setattr__(self, "input_size", size)
+            object.__setattr__(self, "input_size", parse_input_size(self.input_size))
         for name in ("conf", "iou"):
             value = getattr(self, name)
             if value is not None:
-                object.__setattr__(self, name, float(value))
+                value = float(value)
+                if not 0.0 <= value <= 1.0:
+                    raise UsageError(f"{name}: expected a value in [0, 1], got {value:g}")
+                object.__setattr__(self, name, value)
+        if self.max_det is not None and (not isinstance(self.max_det, int) or self.max_det < 1):
+            raise UsageError(f"max_det: expected >= 1, got {self.max_det!r}")
+        if self.classes is not None:
+            object.__setattr__(self, "classes", parse_classes(self.classes))
         object.__setattr__(self, "build_options", {str(k): str(v) for k, v in dict(self.build_options).items()})
 
     def replace(self, **changes: Any) -> DetectorOptions:
@@ -78,6 +88,35 @@ class DetectorOptions:
         if values.get("build_options"):
             changes["build_options"] = {**self.build_options, **dict(values["build_options"])}
         return replace(self, **changes) if changes else self
+
+
+def parse_input_size(value: int | Iterable[int] | str) -> tuple[int, int]:
+    """``640``, ``(640,)`` or ``"640"`` (a square) or ``(H, W)`` as ``(H, W)``, both >= 1."""
+    parts = value.replace(",", " ").replace("x", " ").split() if isinstance(value, str) else value
+    try:
+        size = (int(parts),) if isinstance(parts, (int, float)) else tuple(int(v) for v in parts)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise UsageError(f"input_size: expected H W or one size for a square, got {value!r}") from None
+    if len(size) == 1:
+        size = (size[0], size[0])
+    if len(size) != 2 or min(size) < 1:
+        raise UsageError(f"input_size: expected H W (or one size for a square), each >= 1, got {value!r}")
+    return size  # type: ignore[return-value]
+
+
+def parse_classes(values: Iterable[str | int] | str) -> tuple[str | int, ...]:
+    """Class names or ids (``"person,car"``, ``["0", 2]``) as a tuple: digits become ids."""
+    items = [values] if isinstance(values, (str, int)) else list(values)
+    parsed: list[str | int] = []
+    for item in items:
+        for part in str(item).split(",") if isinstance(item, str) else [item]:
+            part = part.strip() if isinstance(part, str) else part
+            if part == "":
+                continue
+            parsed.append(int(part) if isinstance(part, int) or part.isdigit() else part)
+    if not parsed:
+        raise UsageError(f"classes: expected class names or ids, got {values!r}")
+    return tuple(parsed)
 
 
 def parse_build_options(pairs: Iterable[str]) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, overload
@@ -14,6 +14,8 @@ import numpy as np
 
 from trtdet.detections import Detections
 from trtdet.engines.base import Engine
+from trtdet.io.inputs import ImageInput, as_image, is_single_image
+from trtdet.io.sources import Frame, SourceArguments, collect_sources
 from trtdet.model import Decoder, ModelSpec
 from trtdet.preprocess.base import Preprocessor, StagingPreprocessor
 from trtdet.scheduler import Outcome, Phases, Scheduler
@@ -92,18 +94,23 @@ class Detector:
         return self.engine.backend
 
     @overload
-    def __call__(self, images: np.ndarray) -> Detections: ...
+    def __call__(self, images: ImageInput) -> Detections: ...
 
     @overload
-    def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
+    def __call__(self, images: Sequence[ImageInput]) -> list[Detections]: ...
 
     def __call__(self, images):
-        if isinstance(images, np.ndarray) and images.ndim == 3:
+        """Detections of one image, or a list of them for a list of images.
+
+        An image is an HWC uint8 BGR array, a file path (read as ``trtdet run`` reads files)
+        or a PIL image; a list may mix them.
+        """
+        if is_single_image(images):
             return self.detect([images])[0]
         return self.detect(list(images))
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """Detect on every image, in batches of the detector's batch size.
+    def detect(self, images: Sequence[ImageInput]) -> list[Detections]:
+        """Detect on every image (array, path or PIL image), in batches of the detector's batch size.
 
         On the GPU, with a preprocessor that can stage ahead, the next batch is copied and
         uploaded while the current one runs. An image that fails raises its own error (its
@@ -112,7 +119,7 @@ class Detector:
         results: list[Detections] = []
         with self.scheduler() as scheduler:
             for image in images:
-                self._collect(scheduler.add(image), results)
+                self._collect(scheduler.add(as_image(image)), results)
             self._collect(scheduler.drain(), results)
         return results
 
@@ -191,7 +198,21 @@ class Detector:
         self.times.batch_sizes.append(len(images))
         return detections
 
-    def submit(self, image: np.ndarray) -> Future[Detections]:
+    def stream(self, sources: SourceArguments, *, workers: int | None = None) -> Iterator[tuple[Frame, Detections | None]]:
+        """Detect on everything ``sources`` names, as ``trtdet run --source`` does, frame by frame.
+
+        ``sources``: one or a list of image files, directories (their image and video files),
+        glob patterns, video files, camera indices and stream URLs. Yields ``(frame,
+        detections)`` in order: ``frame.name``/``frame.index`` say where it came from (index:
+        the video frame, None for an image), ``frame.image`` is the BGR image; an input that
+        could not be read or detected has ``frame.error`` (one line) and detections None.
+        Images are read ahead on ``workers`` threads (default: up to 4).
+        """
+        from trtdet.streaming import detect_stream
+
+        return detect_stream(self, collect_sources(sources).sources, workers=workers)
+
+    def submit(self, image: ImageInput) -> Future[Detections]:
         """Queue one image; a worker forms batches (up to ``batch_size``) and resolves the future.
 
         On the GPU the worker stages the next batch while the current one runs; while it has
@@ -204,7 +225,7 @@ class Detector:
                 phases = self.scheduler().phases
                 self._batcher = BatchingWorker(self._run_batch, max_batch=self.batch_size, phases=phases)
             batcher = self._batcher
-        return batcher.submit(image)
+        return batcher.submit(as_image(image))
 
     def close(self) -> None:
         """Stop the batching worker (pending requests are finished) and deactivate the engine."""

@@ -1,7 +1,10 @@
 """The plugin manager: loads built-in and entry-point plugins once, lazily.
 
 ``TRTDET_LOAD_PLUGINS`` restricts which entry-point plugins load: a comma-separated list
-of entry-point or distribution names (empty: only the core's built-ins).
+of entry-point or distribution names (empty: only the core's built-ins). A named entry point
+brings the entry points whose module lives in the same top-level package with it
+(``centernet`` also loads ``centernet_tensorrt``, both in ``trtdet_centernet``); a name that
+matches nothing installed is a warning.
 """
 
 from __future__ import annotations
@@ -72,6 +75,33 @@ def _allowed() -> set[str] | None:
     return {part.strip() for part in value.split(",") if part.strip()}
 
 
+def _distribution_name(entry_point: importlib.metadata.EntryPoint) -> str:
+    return entry_point.dist.metadata["Name"] if entry_point.dist is not None else "?"
+
+
+def _selected(
+    entry_points: list[importlib.metadata.EntryPoint], allowed: set[str] | None
+) -> list[importlib.metadata.EntryPoint]:
+    """The entry points ``TRTDET_LOAD_PLUGINS`` lets load (all when unset); warns about names matching none."""
+    if allowed is None:
+        return entry_points
+
+    def package(entry_point: importlib.metadata.EntryPoint) -> str:
+        return entry_point.value.split(":")[0].split(".")[0]
+
+    by_name = [ep for ep in entry_points if ep.name in allowed or _distribution_name(ep) in allowed]
+    packages = {package(ep) for ep in by_name if ep.name in allowed}
+    chosen = [ep for ep in entry_points if ep in by_name or package(ep) in packages]
+    known = {ep.name for ep in entry_points} | {_distribution_name(ep) for ep in entry_points}
+    for name in sorted(allowed - known):
+        installed = ", ".join(sorted({ep.name for ep in entry_points})) or "none"
+        warnings.warn(
+            f"TRTDET_LOAD_PLUGINS: {name!r} matches no installed plugin or distribution (installed plugins: {installed})",
+            stacklevel=3,
+        )
+    return chosen
+
+
 def load_plugins() -> pluggy.PluginManager:
     """Register built-ins and entry-point plugins (once), then check every hook is known."""
     global _loaded
@@ -84,11 +114,12 @@ def load_plugins() -> pluggy.PluginManager:
             module = importlib.import_module(module_name)
             pm.register(module, name=module_name)
             _distributions[module_name] = ("trtdet", __version__)
-        allowed = _allowed()
-        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        entry_points = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+        selected = _selected(entry_points, _allowed())
+        for entry_point in entry_points:
             dist = entry_point.dist
             dist_name = dist.metadata["Name"] if dist is not None else "?"
-            if allowed is not None and entry_point.name not in allowed and dist_name not in allowed:
+            if entry_point not in selected:
                 continue
             if pm.get_plugin(entry_point.name) is not None:
                 continue

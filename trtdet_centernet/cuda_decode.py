@@ -315,6 +315,7 @@ class CudaCenterNetDecoder(CenterNetDecoder):
         iou_threshold: float | None = None,
         output_name: str = "output",
         max_candidates: int = 1 << 17,
+        agnostic: bool = False,
     ) -> None:
         super().__init__(
             num_classes,
@@ -324,6 +325,7 @@ class CudaCenterNetDecoder(CenterNetDecoder):
             threshold=threshold,
             iou_threshold=iou_threshold,
             output_name=output_name,
+            agnostic=agnostic,
         )
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k: expected 1..{MAX_K}, got {k}")
@@ -417,6 +419,7 @@ class CudaCenterNetDecoder(CenterNetDecoder):
                 k=self.k,
                 threshold=self.threshold,
                 iou_threshold=self.iou_threshold,
+                agnostic=self.agnostic,
             )
         results = []
         for row in host:
@@ -431,7 +434,7 @@ class CudaCenterNetDecoder(CenterNetDecoder):
             scores = _sigmoid(np.ascontiguousarray(rows[:, 4]))
             class_id = rows[:, 5].astype(np.int64)
             if self.iou_threshold is not None:
-                keep = nms(boxes, scores, class_id, self.iou_threshold)
+                keep = nms(boxes, scores, None if self.agnostic else class_id, self.iou_threshold)
                 boxes, scores, class_id = boxes[keep], scores[keep], class_id[keep]
             results.append(Detections(boxes, scores, class_id))
         return results

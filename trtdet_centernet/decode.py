@@ -100,6 +100,7 @@ def decode_centernet(
     k: int = DEFAULT_K,
     threshold: float = DEFAULT_THRESHOLD,
     iou_threshold: float | None = None,
+    agnostic: bool = False,
 ) -> list[Detections]:
     """Detections per image from the fused ``[B, N, 4 + 2C]`` output.
 
@@ -110,7 +111,8 @@ def decode_centernet(
     ``(x + reg_x -/+ w/2, y + reg_y -/+ h/2) * stride`` in network-input edge coordinates,
     mapped to the original image with ``transforms[i].boxes_to_source`` (clipped). With
     ``iou_threshold`` set, the core's class-aware greedy NMS (``trtdet.postprocess.nms``: IoU >
-    threshold suppresses) follows, in rank order; upstream applies none by default.
+    threshold suppresses; ``agnostic``: across classes) follows, in rank order; upstream
+    applies none by default.
     """
     output = np.asarray(output)
     height, width = input_size[0] // stride, input_size[1] // stride
@@ -138,7 +140,7 @@ def decode_centernet(
         boxes = np.stack([cx - wh[:, 0] / 2, cy - wh[:, 1] / 2, cx + wh[:, 0] / 2, cy + wh[:, 1] / 2], axis=1)
         boxes = transform.boxes_to_source(boxes * np.float32(stride))
         if iou_threshold is not None:
-            keep = nms(boxes, score, class_id, iou_threshold)
+            keep = nms(boxes, score, None if agnostic else class_id, iou_threshold)
             boxes, score, class_id = boxes[keep], score[keep], class_id[keep]
         results.append(Detections(boxes, score, class_id))
     return results
@@ -157,8 +159,10 @@ class CenterNetDecoder:
         threshold: float = DEFAULT_THRESHOLD,
         iou_threshold: float | None = None,
         output_name: str = "output",
+        agnostic: bool = False,
     ) -> None:
         self.num_classes = num_classes
+        self.agnostic = agnostic
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.stride = stride
         self.k = k
@@ -205,4 +209,5 @@ class CenterNetDecoder:
             k=self.k,
             threshold=self.threshold,
             iou_threshold=self.iou_threshold,
+            agnostic=self.agnostic,
         )

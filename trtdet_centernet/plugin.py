@@ -113,6 +113,7 @@ def trtdet_decoder(model: ModelSpec, device: str) -> Decoder | None:
         k=model.max_detections,
         threshold=model.conf_threshold,
         iou_threshold=model.iou_threshold,
+        agnostic=model.agnostic_nms,
     )
     from trtdet_centernet.decode import CenterNetDecoder
 

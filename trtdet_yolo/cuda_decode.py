@@ -103,9 +103,9 @@ def _yolo_candidates(pred, v8, conf, keys, boxes, classes, counts):
         classes[b, a] = best_class
 
 
-def _yolo_nms(keys, counts, boxes, classes, iou_threshold, max_nms, max_det, sorted_boxes, sorted_classes,
+def _yolo_nms(keys, counts, boxes, classes, iou_threshold, agnostic, max_nms, max_det, sorted_boxes, sorted_classes,
               suppressed, transforms, results):
-    """Sort, class-aware greedy NMS and letterbox inversion for image ``blockIdx.x``."""
+    """Sort, class-aware (``agnostic``: across classes) greedy NMS and letterbox inversion for image ``blockIdx.x``."""
     b = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     nthreads = cuda.blockDim.x
@@ -177,7 +177,7 @@ def _yolo_nms(keys, counts, boxes, classes, iou_threshold, max_nms, max_det, sor
         label = cand_classes[i]
         j = i + 1 + tid
         while j < m:
-            if cand_suppressed[j] == 0 and cand_classes[j] == label:
+            if cand_suppressed[j] == 0 and (agnostic or cand_classes[j] == label):
                 ox1 = float64(cand_boxes[j, 0])
                 oy1 = float64(cand_boxes[j, 1])
                 ox2 = float64(cand_boxes[j, 2])
@@ -218,7 +218,7 @@ def kernel_signatures() -> dict[str, list[tuple]]:
     ]
     nms = [
         (
-            uint64[:, ::1], int32[::1], float32[:, :, ::1], int32[:, ::1], float64, int64, int64,
+            uint64[:, ::1], int32[::1], float32[:, :, ::1], int32[:, ::1], float64, boolean, int64, int64,
             float32[:, :, ::1], int32[:, ::1], int8[:, ::1], float64[:, ::1], float32[:, :, ::1],
         )
     ]
@@ -233,8 +233,10 @@ class CudaYoloDecoder(YoloDecoder):
     synchronisation is the final copy of the ``[B, max_detections + 1, 6]`` result.
     """
 
-    def __init__(self, num_classes: int, conf_threshold: float, iou_threshold: float, max_detections: int) -> None:
-        super().__init__(num_classes, conf_threshold, iou_threshold, max_detections)
+    def __init__(
+        self, num_classes: int, conf_threshold: float, iou_threshold: float, max_detections: int, agnostic: bool = False
+    ) -> None:
+        super().__init__(num_classes, conf_threshold, iou_threshold, max_detections, agnostic)
         import torch
 
         from trtdet.cuda.runtime import torch_device
@@ -328,6 +330,7 @@ class CudaYoloDecoder(YoloDecoder):
             boxes,
             classes,
             float(self.iou_threshold),
+            bool(self.agnostic),
             np.int64(MAX_NMS_CANDIDATES),
             np.int64(self.max_detections),
             sorted_boxes,

@@ -58,13 +58,15 @@ def decode_yolo(
     conf_threshold: float = 0.25,
     iou_threshold: float = 0.7,
     max_detections: int = 300,
+    agnostic: bool = False,
 ) -> list[Detections]:
     """Decode a batch of raw YOLO outputs into detections in original-image pixels.
 
     Follows Ultralytics' ``non_max_suppression`` (single label per anchor): score is the
     best class score (v5: times objectness), candidates strictly above ``conf_threshold``,
     the best ``MAX_NMS_CANDIDATES`` go to class-aware NMS, the best ``max_detections``
-    survive. Boxes are mapped through each image's inverse letterbox and clipped.
+    survive (``agnostic``: NMS across classes, Ultralytics' ``agnostic=True``). Boxes are
+    mapped through each image's inverse letterbox and clipped.
     """
     results = []
     for prediction, transform in zip(output, transforms, strict=True):
@@ -75,7 +77,7 @@ def decode_yolo(
         xyxy = np.empty_like(xywh)
         xyxy[:, :2] = xywh[:, :2] - xywh[:, 2:] / 2
         xyxy[:, 2:] = xywh[:, :2] + xywh[:, 2:] / 2
-        keep = nms(xyxy, score, class_id, iou_threshold, max_keep=max_detections)
+        keep = nms(xyxy, score, None if agnostic else class_id, iou_threshold, max_keep=max_detections)
         results.append(Detections(transform.boxes_to_source(xyxy[keep]), score[keep], class_id[keep]))
     return results
 
@@ -83,11 +85,14 @@ def decode_yolo(
 class YoloDecoder:
     """The ``Decoder`` of the yolo model: picks the head layout from the output shape."""
 
-    def __init__(self, num_classes: int, conf_threshold: float, iou_threshold: float, max_detections: int) -> None:
+    def __init__(
+        self, num_classes: int, conf_threshold: float, iou_threshold: float, max_detections: int, agnostic: bool = False
+    ) -> None:
         self.num_classes = num_classes
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
+        self.agnostic = agnostic
         self.head: Head | None = None
         self.output_name: str | None = None
 
@@ -116,4 +121,5 @@ class YoloDecoder:
             conf_threshold=self.conf_threshold,
             iou_threshold=self.iou_threshold,
             max_detections=self.max_detections,
+            agnostic=self.agnostic,
         )

@@ -53,6 +53,7 @@ def trtdet_decoder(model: ModelSpec, device: str) -> Decoder | None:
         conf_threshold=model.conf_threshold,
         iou_threshold=model.iou_threshold if model.iou_threshold is not None else 0.7,
         max_detections=model.max_detections,
+        agnostic=model.agnostic_nms,
     )
     from trtdet_yolo.decode import YoloDecoder
 

@@ -92,3 +92,15 @@ def _bounded(fake):
             self.max_batch = 4
 
     return Bounded()
+
+
+def test_load_shows_its_real_signature_and_documents_every_keyword():
+    import inspect
+
+    signature = inspect.signature(trtdet.load)
+    names = list(signature.parameters)
+    assert names[0] == "model" and "options" in names and len(names) > 10
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in list(signature.parameters.values())[1:])
+    assert set(names) - {"model"} == {f.name for f in dataclasses.fields(trtdet.options.DetectorOptions)} | {"options"}
+    doc = inspect.getdoc(trtdet.load)
+    assert [name for name in names if f"``{name}``" not in doc] == []

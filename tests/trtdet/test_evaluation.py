@@ -194,6 +194,7 @@ def test_cli_val_shipped_centernet_on_held_out_scenes(tmp_path):
          "--json", "-", "-q"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    metrics = json.loads(result.output.strip().splitlines()[-1])
+    metrics = json.loads(result.stdout)  # with --json - stdout is the JSON alone
+    assert result.stderr.splitlines()[-1].startswith("AP ")  # the AP line went to stderr
     # On the full 500-scene held-out set: AP 0.79, AP50 0.97 (docs/training.md).
     assert metrics["AP50"] > 0.85 and metrics["AP"] > 0.6

@@ -176,6 +176,25 @@ def test_models_json_lists_the_in_repo_models() -> None:
     assert rows["centernet"]["plugin"] == "centernet"
 
 
+def test_models_reports_the_default_files_classes_and_input_size() -> None:
+    """The shipped CenterNet is a 7-class shapes model: read its names with onnxruntime, not trtdet."""
+    import onnxruntime
+
+    from trtdet.class_names import parse_class_names
+    from trtdet_centernet.plugin import DEFAULT_MODEL
+
+    session = onnxruntime.InferenceSession(str(DEFAULT_MODEL), providers=["CPUExecutionProvider"])
+    names = list(parse_class_names(session.get_modelmeta().custom_metadata_map["names"]))
+    height, width = session.get_inputs()[0].shape[2:]
+    rows = {row["name"]: row for row in _json(_trtdet("models", "--json"))}
+    centernet = rows["centernet"]
+    assert (centernet["classes"], centernet["class_names"]) == (len(names), names) and len(names) == 7
+    assert centernet["input_size"] == [height, width] and centernet["default_model"] == str(DEFAULT_MODEL)
+    table = _trtdet("models").stdout
+    line = next(row for row in table.splitlines() if row.startswith("centernet"))
+    assert f"7 classes ({', '.join(names)}), input {height}x{width}" in line
+
+
 def test_models_json_lists_the_example_plugin() -> None:
     if importlib.util.find_spec("trtdet_person") is None:
         pytest.skip("trtdet_person is not installed (pip install -e examples/trtdet-person)")
@@ -189,7 +208,8 @@ def test_models_json_lists_the_example_plugin() -> None:
     ("allowed", "plugins_loaded", "models"),
     [
         ("yolo", {"yolo"}, {"yolo"}),
-        ("centernet, yolo", {"yolo", "centernet"}, {"yolo", "centernet"}),
+        # centernet brings its TensorRT companion from the same package (trtdet_centernet)
+        ("centernet, yolo", {"yolo", "centernet", "centernet_tensorrt"}, {"yolo", "centernet"}),
         ("", set(), set()),
     ],
 )
@@ -198,6 +218,14 @@ def test_trtdet_load_plugins_restricts_entry_points(allowed: str, plugins_loaded
     names = {row["name"] for row in _json(_trtdet("plugins", "--json", env=env))}
     assert names == set(plugins.DEFAULT_PLUGINS) | plugins_loaded
     assert {row["name"] for row in _json(_trtdet("models", "--json", env=env))} == models
+
+
+def test_trtdet_load_plugins_warns_about_names_matching_nothing() -> None:
+    result = _trtdet("models", "--json", env={"TRTDET_LOAD_PLUGINS": "yolo,yollo"})
+    assert {row["name"] for row in _json(result)} == {"yolo"}
+    assert "TRTDET_LOAD_PLUGINS: 'yollo' matches no installed plugin or distribution" in result.stderr
+    quiet = _trtdet("models", "--json", env={"TRTDET_LOAD_PLUGINS": "yolo,centernet"})
+    assert "TRTDET_LOAD_PLUGINS" not in quiet.stderr
 
 
 def test_trtdet_load_plugins_accepts_a_distribution_name() -> None:

@@ -164,6 +164,9 @@ def test_optional_classwise_nms():
     (nms,) = decode_centernet(fused_out, [transform], iou_threshold=0.5, **args)
     assert plain.class_id.tolist() == [0, 0, 1]
     assert nms.class_id.tolist() == [0, 1]  # the second class-0 box (IoU 0.6) goes, class 1 stays
+    # the 80-pixel boxes are all clipped to the 32x32 image (IoU 1): across classes only the best stays
+    (agnostic,) = decode_centernet(fused_out, [transform], iou_threshold=0.5, agnostic=True, **args)
+    assert agnostic.class_id.tolist() == [0] and agnostic.confidence[0] == plain.confidence.max()
 
 
 def test_decoder_protocol_and_validation():

@@ -39,6 +39,24 @@ def test_v8_hand_computed_boxes_scores_and_suppression():
     np.testing.assert_allclose(det.xyxy, [[15, 15, 25, 25], [16, 15, 26, 25], [46, 48, 54, 52]])
 
 
+def test_agnostic_nms_suppresses_across_classes_by_hand():
+    """Ultralytics' agnostic=True: the class-1 box at IoU 0.818 with the kept class-0 box goes too."""
+    output = _v8(
+        [
+            (20, 20, 10, 10, [0.9, 0.1]),  # kept
+            (21, 20, 10, 10, [0.0, 0.85]),  # other class, IoU 90/110 = 0.818 > 0.7: suppressed when agnostic
+            (50, 50, 8, 4, [0.2, 0.26]),  # no overlap: kept
+        ],
+        nc=2,
+    )
+    aware, agnostic = (
+        YoloDecoder(2, 0.25, 0.7, 300, agnostic=flag)({"output0": output}, [IDENTITY])[0] for flag in (False, True)
+    )
+    assert aware.class_id.tolist() == [0, 1, 1]
+    assert agnostic.class_id.tolist() == [0, 1]
+    np.testing.assert_allclose(agnostic.xyxy, [[15, 15, 25, 25], [46, 48, 54, 52]])
+
+
 def test_iou_below_threshold_keeps_both():
     # IoU of 10x10 boxes shifted by 3: 70/130 = 0.54 < 0.7
     output = _v8([(20, 20, 10, 10, [0.9]), (23, 20, 10, 10, [0.8])], nc=1)

@@ -48,7 +48,7 @@ def _step_flags() -> list[click.Option]:
     ]
 
 
-@click.command("build", cls=BuildStepCommand)
+@click.command("build", cls=BuildStepCommand, short_help="Build a TensorRT engine or an AOTInductor package (cached).")
 @click.argument("onnx_file", type=click.Path(dir_okay=False), required=False)
 @click.option("--model", "-m", "model", required=True, help="Model name (see `trtdet models`).")
 @click.option(
@@ -88,12 +88,15 @@ def build_command(onnx_file, model, backend, weights, device, precision, max_bat
     Builds are cached: the same source and options later load from the cache.
     """
     from trtdet.engines.tensorrt.builder import BuildConfig, build_engine
+    from trtdet.model_file import check_onnx_fits
     from trtdet.options import parse_build_options
     from trtdet.plugins import get_model
 
     spec = get_model(model).spec
     if (onnx_file is None) == (weights is None):
         raise UsageError("give ONNX_FILE or --weights CKPT (one of them)")
+    if onnx_file is not None:
+        check_onnx_fits(spec, Path(onnx_file))  # the head check `trtdet run` makes, before a long build
     if backend == "inductor":
         _build_package(spec, Path(onnx_file or weights), "weights" if weights else "onnx",
                        (device, precision, max_batch, output, quiet))

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import click
 
-from trtdet.cli.common import handle_errors
+from trtdet.cli.common import handle_errors, input_size_option
 from trtdet.errors import UsageError
 
 
-@click.command("export")
+@click.command("export", short_help="Export a checkpoint (or a legacy ONNX) to standard ONNX.")
 @click.option("--model", "-m", "model", required=True, help="Model name (see `trtdet models`).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint to export.")
 @click.option("--from-legacy", "legacy", type=click.Path(dir_okay=False), help="Third-party ONNX to rewrite instead.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
-@click.option("--input-size", nargs=2, type=int, default=None, metavar="H W", help="Network input size.")
+@input_size_option
 @click.option("--dynamic-batch", is_flag=True, help="Make the batch dimension dynamic.")
 @handle_errors
 def export_command(model, weights, legacy, output, input_size, dynamic_batch):
@@ -34,6 +34,6 @@ def export_command(model, weights, legacy, output, input_size, dynamic_batch):
     else:
         if spec.exporter is None:
             raise UsageError(f"model {model!r} has no checkpoint exporter")
-        size = tuple(input_size) if input_size else spec.input_size
+        size = input_size or spec.input_size
         result = spec.exporter(Path(weights), output_path, input_size=size, dynamic_batch=dynamic_batch)
     click.echo(f"wrote {result}")

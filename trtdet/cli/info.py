@@ -9,38 +9,47 @@ import click
 from trtdet.cli.common import handle_errors
 
 
-@click.command("models")
+@click.command("models", short_help="List installed models: plugin, version, classes, input size.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @handle_errors
 def models_command(as_json: bool) -> None:
-    """List installed models with the plugin and version that provide them."""
+    """List installed models with the plugin and version that provide them.
+
+    Classes and input size are those of the model's shipped default file, as a run without
+    --weights/--onnx/--engine uses it (the registered ones for a model that ships none).
+    """
+    from trtdet.model_file import default_model_spec
     from trtdet.plugins import list_models
 
-    models = list_models()
-    rows = [
-        {
-            "name": info.spec.name,
+    rows = []
+    for info in list_models().values():
+        spec, default_file = default_model_spec(info.spec)
+        rows.append({
+            "name": spec.name,
             "plugin": info.plugin,
             "distribution": info.distribution,
             "version": info.version,
-            "classes": info.spec.num_classes,
-            "input_size": list(info.spec.input_size),
-            "description": info.spec.description,
-        }
-        for info in models.values()
-    ]
+            "classes": spec.num_classes,
+            "class_names": list(spec.class_names),
+            "input_size": list(spec.input_size),
+            "default_model": None if default_file is None else str(default_file),
+            "description": spec.description,
+        })
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
+        names = row["class_names"]
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
         click.echo(
             f"{row['name']:<14} {row['distribution']} {row['version']} (plugin {row['plugin']}): "
-            f"{row['classes']} classes, input {row['input_size'][0]}x{row['input_size'][1]}"
+            f"{row['classes']} classes ({shown}), input {row['input_size'][0]}x{row['input_size'][1]}"
             + (f" - {row['description']}" if row["description"] else "")
+            + ("" if row["default_model"] else " [no default model: pass --weights, --onnx or --engine]")
         )
 
 
-@click.command("plugins")
+@click.command("plugins", short_help="List installed plugins and the hooks each implements.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @handle_errors
 def plugins_command(as_json: bool) -> None:

@@ -7,6 +7,7 @@ import importlib
 import click
 
 from trtdet import __version__
+from trtdet.cli.common import TrtdetGroup
 
 #: (module, attribute) of each command; a command whose module is missing is left out.
 COMMANDS = (
@@ -20,7 +21,7 @@ COMMANDS = (
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=TrtdetGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="trtdet")
 def cli() -> None:
     """trtdet: trained detectors as fast inference pipelines (ONNX -> TensorRT -> GPU pre/post-processing)."""

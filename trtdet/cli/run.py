@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -20,33 +21,9 @@ from trtdet.cli.common import (
 )
 from trtdet.detections import Detections
 from trtdet.errors import UsageError
-from trtdet.io.sources import Frame, Source, count_frames, expand_sources, iter_frames
-from trtdet.scheduler import Outcome, Scheduler
+from trtdet.io.sources import Frame, Source, collect_sources, count_frames
 
 DEFAULT_SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.jpg"
-
-
-def _outcomes(frames: Iterator[Frame], scheduler: Scheduler) -> Iterator[tuple[Frame, Detections | None]]:
-    """Every frame, in order, with its detections (None: unreadable, or its detection failed).
-
-    The detector's scheduler forms the batches (readable frames only; unreadable ones are
-    reported in order) and retries a failed batch one by one, so a bad image fails alone.
-    """
-    with scheduler:
-        for frame in frames:
-            yield from _settle(scheduler.add(frame.image, frame, run=frame.image is not None))
-        yield from _settle(scheduler.drain())
-
-
-def _settle(outcomes: list[Outcome]) -> Iterator[tuple[Frame, Detections | None]]:
-    for outcome in outcomes:
-        frame: Frame = outcome.tag
-        if outcome.error is not None:  # an input the model chokes on: report, go on
-            exc = outcome.error
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            frame.error = f"{frame.name}: detection failed: {message}"
-            frame.image = None
-        yield frame, outcome.result
 
 
 def _jpeg_decoder(decode_on: str, device: str):
@@ -67,36 +44,86 @@ def _jpeg_decoder(decode_on: str, device: str):
 
 def _summary(frame: Frame, detections: Detections, class_names: Sequence[str]) -> str:
     counts: dict[str, int] = {}
-    for cls in detections.class_id.tolist():
-        label = class_names[cls] if 0 <= cls < len(class_names) else str(cls)
+    for label in detections.labels(class_names):
         counts[label] = counts.get(label, 0) + 1
     where = frame.name if frame.index is None else f"{frame.name}#{frame.index}"
     found = ", ".join(f"{n} {label}" for label, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "nothing"
     return f"{where}: {found}"
 
 
-@click.command("run")
+@dataclass
+class RunTally:
+    """What a run did, for the summary at its end."""
+
+    inputs: set[str] = field(default_factory=set)
+    frames: int = 0
+    detections: int = 0
+    failed: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def line(self, skipped: int) -> str:
+        seconds = max(time.perf_counter() - self.started, 1e-9)
+        done = self.frames - self.failed
+        parts = [
+            f"{len(self.inputs)} input(s)" + (f", {self.frames} frames" if self.frames != len(self.inputs) else ""),
+            f"{self.detections} detection(s)",
+            f"{self.failed} failed",
+        ]
+        if skipped:
+            parts.append(f"{skipped} file(s) skipped (not an image or video)")
+        parts.append(f"{done / seconds:.1f} images/s")
+        return ", ".join(parts)
+
+
+def _where_results_went(output: str | None, json_path: str | None, written: int) -> str:
+    places = []
+    if output:
+        places.append(f"annotated files in {output}/ ({written})")
+    if json_path and json_path != "-":
+        places.append(f"detections in {json_path}")
+    if json_path == "-":
+        places.append("detections on stdout")
+    if not places:
+        return "nothing saved: add --output DIR for annotated images/videos or --json FILE (or -) for detections"
+    return "results: " + "; ".join(places)
+
+
+@click.command("run", short_help="Detect objects in images, folders, videos, cameras or streams.")
 @model_options
-@click.option("--source", "-s", "sources", multiple=True, help="Image, directory, video, camera index or URL (repeatable).")
+@click.option("--source", "-s", "sources", multiple=True,
+              help="Image, directory (its image and video files), glob ('photos/*.png'), video, camera index or URL "
+                   "(repeatable).  [default: the model's sample photo]")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per engine call.")
-@click.option("--output", "-o", type=click.Path(file_okay=False), help="Write annotated images/videos here.")
+@click.option("--output", "-o", type=click.Path(file_okay=False),
+              help="Write annotated images/videos here, mirroring the inputs' paths below their folder.")
 @click.option("--json", "json_path", help="Write detections as JSON lines to FILE, or - for stdout.")
+@click.option("--track", is_flag=True, help="Track objects across video frames (ByteTrack; needs trtdet[track]).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summaries.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Threads reading images ahead of detection (default: up to 4, one per CPU core).")
 @click.option("--decode", "decode_on", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where JPEGs are decoded: cuda = nvJPEG via torchvision (auto: when --device cuda and available).")
 @handle_errors
-def run_command(model, sources, batch, output, json_path, quiet, workers, decode_on, **model_flags):
-    """Detect objects and report every input, good or bad (exit 2 if any input failed)."""
+def run_command(model, sources, batch, output, json_path, track, quiet, workers, decode_on, **model_flags):
+    """Detect objects and report every input, good or bad (exit 2 if any input failed).
+
+    Prints one line per image (on stderr when --json - keeps stdout for the records) and a
+    summary at the end saying where the results went.
+    """
     from tqdm import tqdm
 
     from trtdet.io.sinks import AnnotatedMediaSink, JsonLinesSink, frame_record
     from trtdet.plugins import get_model
+    from trtdet.streaming import detect_stream
 
     options = detector_options(model_flags, batch=batch)
     device = options.device
     get_model(model)  # unknown models fail before any loading
+    tracker = None
+    if track:
+        from trtdet.tracking import VideoTracker
+
+        tracker = VideoTracker()
     jpeg_decoder = _jpeg_decoder(decode_on, device)
     detector = load_detector(model, options)
     provider = getattr(detector.engine, "providers", None)
@@ -109,13 +136,15 @@ def run_command(model, sources, batch, output, json_path, quiet, workers, decode
     if not sources:
         sample = detector.spec.sample_image() if detector.spec.sample_image else DEFAULT_SAMPLE
         sources = (str(sample),)
-    expanded: list[Source] = expand_sources(sources)
+    collected = collect_sources(sources)
+    expanded: list[Source] = collected.sources
     total = count_frames(expanded)
     class_names = detector.class_names
-    failed = 0
+    tally = RunTally()
+    to_stdout = json_path == "-"
     with ExitStack() as stack:
         json_sink = None
-        if json_path == "-":
+        if to_stdout:
             json_sink = JsonLinesSink(sys.stdout)
         elif json_path:
             json_sink = JsonLinesSink(stack.enter_context(open(json_path, "w", encoding="utf-8")))
@@ -124,26 +153,31 @@ def run_command(model, sources, batch, output, json_path, quiet, workers, decode
             stack.callback(media_sink.close)
         show_bar = not quiet and (total is None or total > 1)
         bar = stack.enter_context(tqdm(total=total, disable=not show_bar, unit="img", file=sys.stderr, leave=False))
-        workers = workers or min(4, os.cpu_count() or 1)
-        chunk = detector.batch_size if jpeg_decoder is not None else 4
-        frame_iter = iter_frames(expanded, workers=workers, jpeg_decoder=jpeg_decoder, chunk=chunk)
-        for frame, detections in _outcomes(frame_iter, detector.scheduler()):
+        for frame, detections in detect_stream(detector, expanded, workers=workers, jpeg_decoder=jpeg_decoder):
+            tally.inputs.add(frame.name)
+            tally.frames += 1
             if frame.error:
-                failed += 1
+                tally.failed += 1
                 bar.clear()
                 click.echo(f"error: {frame.error}", err=True)
-            if json_sink is not None:
-                json_sink.write(frame_record(frame, detections, class_names))
+            if detections is not None and tracker is not None and frame.index is not None:
+                detections = tracker.update(frame.name, detections, frame.fps)
+            record = frame_record(frame, detections, class_names)
             if detections is not None:
+                tally.detections += len(detections)
                 if media_sink is not None:
-                    media_sink.write(frame, detections)
-                if json_path != "-" and not quiet and frame.index is None:
+                    record["output"] = str(media_sink.write(frame, detections))
+                if not quiet and frame.index is None:
                     bar.clear()
-                    click.echo(_summary(frame, detections, class_names))
+                    click.echo(_summary(frame, detections, class_names), err=to_stdout)
+            if json_sink is not None:
+                json_sink.write(record)
             bar.update(1)
-    if media_sink is not None and not quiet:
-        click.echo(f"annotated output: {Path(output)}", err=True)
-    if failed:
-        click.echo(f"{failed} input(s) failed", err=True)
+    if not quiet:
+        click.echo(tally.line(len(collected.skipped)), err=True)
+        written = len(media_sink.written) if media_sink is not None else 0
+        click.echo(_where_results_went(output, json_path, written), err=True)
+    if tally.failed:
+        click.echo(f"{tally.failed} input(s) failed", err=True)
         sys.exit(EXIT_INPUTS_FAILED)
     sys.exit(EXIT_OK)

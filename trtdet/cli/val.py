@@ -22,7 +22,7 @@ def _padded(size: int, multiple: int = KEEP_RES_MULTIPLE) -> int:
     return -(-size // multiple) * multiple
 
 
-@click.command("val")
+@click.command("val", short_help="COCO AP, AP50, AP75 of a model on a labelled image set.")
 @model_options
 @click.option(
     "--images", "images_dir", required=True, type=click.Path(file_okay=False), help="Folder of the images."
@@ -49,6 +49,7 @@ def _padded(size: int, multiple: int = KEEP_RES_MULTIPLE) -> int:
 def val_command(images_dir, annotations, keep_res, batch, json_path, quiet, **model_options_given):
     """Report COCO AP, AP50 and AP75 (pycocotools) of a model on a labelled image set.
 
+    The AP line goes to stdout (to stderr with --json -, which keeps stdout for the JSON).
     Ground-truth categories are matched to the model's classes by name; categories the model
     does not know are left out and listed.
     """
@@ -62,7 +63,7 @@ def val_command(images_dir, annotations, keep_res, batch, json_path, quiet, **mo
     conf = options.conf
     if keep_res:
         if options.input_size:
-            raise click.UsageError("--keep-res and --input-size exclude each other")
+            raise UsageError("--keep-res and --input-size exclude each other")
         detectors: dict[tuple[int, int], object] = {}
 
         def detect(images):  # one detector per padded size, each image at its own resolution
@@ -97,7 +98,8 @@ def val_command(images_dir, annotations, keep_res, batch, json_path, quiet, **mo
         err=True,
     )
     stats = result.stats
-    click.echo(f"AP {stats['AP']:.4f}  AP50 {stats['AP50']:.4f}  AP75 {stats['AP75']:.4f}")
+    # With --json - stdout is the JSON alone; the AP line goes to stderr then.
+    click.echo(f"AP {stats['AP']:.4f}  AP50 {stats['AP50']:.4f}  AP75 {stats['AP75']:.4f}", err=json_path == "-")
     if not quiet:
         click.echo(result.summary, err=True)
     if json_path:

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 
 from trtdet.detections import Detections
-from trtdet.io.draw import draw_detections
-from trtdet.io.sources import Frame
+from trtdet.io.draw import draw
+from trtdet.io.sources import Frame, Source
 
 
 def frame_record(frame: Frame, detections: Detections | None, class_names: Sequence[str]) -> dict[str, Any]:
@@ -51,37 +51,43 @@ class AnnotatedMediaSink:
         self._names: dict[str, str] = {}
         self.written: list[Path] = []
 
-    def _unique(self, source: str, suffix: str) -> str:
-        if source in self._names:
-            return self._names[source]
-        stem = Path(source).stem if "://" not in source else "stream"
-        stem = stem or "input"
-        name, n = f"{stem}{suffix}", 1
+    def _unique(self, source: Source, suffix: str) -> Path:
+        """The output path of ``source``: its path below the folder it was found in (just its
+        name when given by name), with ``suffix``; ``_1``, ``_2``... when already taken."""
+        if source.name in self._names:
+            return self.directory / self._names[source.name]
+        relative = Path(source.relative_name)
+        stem = relative.stem or "input"
+        name, n = (relative.parent / f"{stem}{suffix}").as_posix(), 1
         while name in self._used:
-            name, n = f"{stem}_{n}{suffix}", n + 1
+            name, n = (relative.parent / f"{stem}_{n}{suffix}").as_posix(), n + 1
         self._used.add(name)
-        self._names[source] = name
-        return name
+        self._names[source.name] = name
+        path = self.directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
-    def write(self, frame: Frame, detections: Detections) -> None:
+    def write(self, frame: Frame, detections: Detections) -> Path:
+        """Draw ``detections`` on the frame and write it; returns the image or video file written to."""
         assert frame.image is not None
         image = frame.image if isinstance(frame.image, np.ndarray) else frame.image.cpu().numpy()  # GPU-decoded
-        canvas = draw_detections(image, detections, self.class_names)
+        canvas = draw(image, detections, self.class_names)
         if frame.index is None:
             suffix = Path(frame.name).suffix.lower()
             suffix = suffix if suffix in (".jpg", ".jpeg", ".png", ".bmp") else ".jpg"
-            path = self.directory / self._unique(frame.name, suffix)
+            path = self._unique(frame.source, suffix)
             cv2.imwrite(str(path), canvas)
             self.written.append(path)
-            return
+            return path
         writer = self._writers.get(frame.name)
+        path = self._unique(frame.source, ".mp4")
         if writer is None:
-            path = self.directory / self._unique(frame.name, ".mp4")
             height, width = canvas.shape[:2]
             writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), frame.fps or 25.0, (width, height))
             self._writers[frame.name] = writer
             self.written.append(path)
         writer.write(np.ascontiguousarray(canvas))
+        return path
 
     def close(self) -> None:
         for writer in self._writers.values():

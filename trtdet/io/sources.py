@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import glob
+import itertools
+import os
 import queue
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +21,38 @@ from trtdet.errors import InputError
 from trtdet.io.gpu_jpeg import gpu_decodable
 from trtdet.io.images import decode_image_bytes, read_image_bytes, to_bgr_uint8
 
+#: Image formats OpenCV's imread decodes (its documented list; AVIF where built with it).
+IMAGE_SUFFIXES = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".jp2", ".avif",
+    ".pbm", ".pgm", ".ppm", ".pxm", ".pnm", ".pfm", ".sr", ".ras", ".exr", ".hdr", ".pic",
+})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif"})
 
 
 @dataclass(frozen=True)
 class Source:
-    """One input: ``kind`` is ``image``, ``video``, ``camera`` or ``stream``."""
+    """One input: ``kind`` is ``image``, ``video``, ``camera`` or ``stream``.
+
+    ``problem`` is set when the argument named nothing usable (a glob matching no file): the
+    input is reported with it instead of being read. ``root`` is the directory (or the glob's
+    fixed part) the file was found under, if any: ``trtdet run --output`` mirrors the path
+    below it.
+    """
 
     name: str
     kind: str
+    problem: str | None = None
+    root: str | None = None
+
+    @property
+    def relative_name(self) -> str:
+        """The path below ``root`` (the file name for a file given by name)."""
+        if self.root is not None:
+            try:
+                return Path(self.name).relative_to(self.root).as_posix()
+            except ValueError:
+                pass
+        return Path(self.name).name if "://" not in self.name else "stream"
 
     @property
     def is_video_like(self) -> bool:
@@ -51,31 +77,90 @@ class Frame:
         return self.source.name
 
 
-def _classify(path: Path) -> Source:
+#: What ``detector.stream`` and ``collect_sources`` take: one argument or a list of them.
+SourceArguments = str | os.PathLike | int | Sequence[str | os.PathLike | int]
+
+
+@dataclass
+class CollectedSources:
+    """The inputs the arguments named, and the files of directories/globs skipped by extension."""
+
+    sources: list[Source] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+
+
+def _classify(path: Path, root: Path | None = None) -> Source:
     kind = "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
-    return Source(str(path), kind)
+    return Source(str(path), kind, root=None if root is None else str(root))
 
 
-def expand_sources(arguments: Sequence[str]) -> list[Source]:
-    """Turn CLI source arguments into sources; directories expand to their files, sorted.
+def is_media_file(path: Path) -> bool:
+    """True for a file whose extension is an image or video format (how folders are filtered)."""
+    suffix = path.suffix.lower()
+    return suffix in IMAGE_SUFFIXES or suffix in VIDEO_SUFFIXES
 
-    Every file of a directory becomes a source (hidden files aside), so a stray text file is
-    reported as a bad input rather than silently skipped.
+
+def _is_glob(argument: str) -> bool:
+    return glob.has_magic(argument)
+
+
+def _glob_root(pattern: str) -> Path:
+    """The part of a glob pattern before its first wildcard component."""
+    parts = Path(pattern).parts
+    fixed = [part for part in itertools.takewhile(lambda p: not glob.has_magic(p), parts)]
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _add_found(found: CollectedSources, files: Sequence[Path], root: Path) -> None:
+    for path in files:
+        if path.name.startswith("."):
+            continue
+        if is_media_file(path):
+            found.sources.append(_classify(path, root))
+        else:
+            found.skipped.append(path)
+
+
+def _directory_files(directory: Path) -> list[Path]:
+    hidden = lambda p: any(part.startswith(".") for part in p.relative_to(directory).parts)  # noqa: E731
+    return sorted(p for p in directory.rglob("*") if p.is_file() and not hidden(p))
+
+
+def collect_sources(arguments: SourceArguments) -> CollectedSources:
+    """Turn source arguments (as ``--source`` takes them) into sources, in order.
+
+    A digit string or int is a camera, ``scheme://...`` a stream. A directory gives its image
+    and video files (by extension, recursively, sorted; hidden files and folders left out), a
+    glob pattern (``photos/*.png``; ``**`` recursive) the matching image and video files; the
+    other files they hold are counted in ``skipped``. A file named explicitly is always an
+    input, reported as bad when it cannot be read; a glob matching nothing is one bad input.
     """
-    sources: list[Source] = []
-    for argument in arguments:
+    if isinstance(arguments, (str, os.PathLike, int)):
+        arguments = [arguments]
+    found = CollectedSources()
+    for raw in arguments:
+        argument = str(raw) if isinstance(raw, int) else os.fspath(raw)
         if argument.isdigit():
-            sources.append(Source(argument, "camera"))
+            found.sources.append(Source(argument, "camera"))
         elif "://" in argument:
-            sources.append(Source(argument, "stream"))
+            found.sources.append(Source(argument, "stream"))
         else:
             path = Path(argument)
             if path.is_dir():
-                files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-                sources.extend(_classify(p) for p in files)
+                _add_found(found, _directory_files(path), path)
+            elif not path.exists() and _is_glob(argument):
+                matches = sorted(Path(m) for m in glob.glob(argument, recursive=True))
+                if not matches:
+                    found.sources.append(Source(argument, "image", problem="no file matches this pattern"))
+                _add_found(found, [match for match in matches if match.is_file()], _glob_root(argument))
             else:
-                sources.append(_classify(path))
-    return sources
+                found.sources.append(_classify(path))
+    return found
+
+
+def expand_sources(arguments: SourceArguments) -> list[Source]:
+    """The sources of ``collect_sources(arguments)`` (the files skipped by extension left out)."""
+    return collect_sources(arguments).sources
 
 
 def count_frames(sources: Sequence[Source]) -> int | None:
@@ -85,7 +170,7 @@ def count_frames(sources: Sequence[Source]) -> int | None:
         if source.kind == "image":
             total += 1
         elif source.kind == "video":
-            capture = cv2.VideoCapture(source.name)
+            capture = _open_quietly(source.name)
             count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
             capture.release()
             total += max(count, 1)
@@ -94,12 +179,32 @@ def count_frames(sources: Sequence[Source]) -> int | None:
     return total
 
 
+#: FFmpeg's log level inside OpenCV (AV_LOG_QUIET): trtdet reports a failed open or read itself.
+FFMPEG_QUIET = "-8"
+
+
+def _open_quietly(target: int | str) -> cv2.VideoCapture:
+    """``cv2.VideoCapture(target)`` without OpenCV's and FFmpeg's own warnings on stderr.
+
+    OpenCV reads ``OPENCV_FFMPEG_LOGLEVEL`` when FFmpeg is first used (a value the user set
+    is kept); its own logging is silenced while the capture opens.
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_QUIET)
+    logging = cv2.utils.logging
+    previous = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.VideoCapture(target)
+    finally:
+        logging.setLogLevel(previous)
+
+
 def _iter_video(source: Source) -> Iterator[Frame]:
     if source.kind == "video" and not Path(source.name).is_file():
         yield Frame(source, None, error=InputError(source.name, "file not found").args[0])
         return
     target = int(source.name) if source.kind == "camera" else source.name
-    capture = cv2.VideoCapture(target)
+    capture = _open_quietly(target)
     if not capture.isOpened():
         what = {"camera": "cannot open camera", "stream": "cannot open stream"}.get(source.kind, "cannot open video")
         yield Frame(source, None, error=f"{source.name}: {what}")
@@ -131,6 +236,9 @@ class FrameReader:
         frames: list[Frame | None] = []
         for_gpu: list[tuple[int, Source, bytes]] = []
         for source in sources:
+            if source.problem is not None:
+                frames.append(Frame(source, None, error=f"{source.name}: {source.problem}"))
+                continue
             try:
                 data = read_image_bytes(source.name)
             except InputError as exc:

@@ -45,8 +45,10 @@ def bad_inputs(tmp_path_factory, photos):
 
 
 def test_a_batch_with_bad_inputs_reports_every_input(bad_inputs, tmp_path):
+    """The folder's text file is skipped as a folder member, but named explicitly it is an input."""
     missing = tmp_path / "missing.jpg"
-    result = run_cli("run", "-m", "yolo", "-s", str(bad_inputs), "-s", str(missing), "--json", "-", "--batch", "3", "-q")
+    result = run_cli("run", "-m", "yolo", "-s", str(bad_inputs), "-s", str(bad_inputs / "d_notes.txt"), "-s", str(missing),
+                     "--json", "-", "--batch", "3", "-q")
     assert result.exit_code == 2, result.output
     by_name = {r["source"].rsplit("/", 1)[-1]: r for r in records(result)}
     assert sorted(by_name) == sorted([p.name for p in bad_inputs.iterdir()] + ["missing.jpg"])
@@ -151,6 +153,9 @@ def test_console_script_exit_code_and_human_summary(photos):
     done = subprocess.run([trtdet, "run", "-m", "yolo", "-s", str(photos["chelsea"])], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{photos['chelsea']}: 1 cat"
+    summary = done.stderr.strip().splitlines()[-2:]
+    assert summary[0].startswith("1 input(s), 1 detection(s), 0 failed, ") and summary[0].endswith(" images/s")
+    assert summary[1] == "nothing saved: add --output DIR for annotated images/videos or --json FILE (or -) for detections"
 
 
 def test_missing_camera_and_unreachable_stream_are_reported(photos):
@@ -164,7 +169,8 @@ def test_reading_ahead_on_threads_reports_the_same_records(bad_inputs):
     one = run_cli("run", "-m", "yolo", "-s", str(bad_inputs), "--json", "-", "--batch", "2", "-q", "--workers", "1")
     three = run_cli("run", "-m", "yolo", "-s", str(bad_inputs), "--json", "-", "--batch", "2", "-q", "--workers", "3")
     assert one.exit_code == three.exit_code == 2
-    assert records(one) == records(three) and len(records(one)) == len(list(bad_inputs.iterdir()))
+    images = [p for p in bad_inputs.iterdir() if p.suffix != ".txt"]  # the text file is skipped
+    assert records(one) == records(three) and len(records(one)) == len(images)
 
 
 def test_gpu_jpeg_decoding_needs_a_cuda_run(photos):

@@ -113,15 +113,18 @@ def yolo11n_outputs(photos):
     return raw, batch.transforms
 
 
-@pytest.mark.parametrize(("conf", "iou", "max_det"), [(0.25, 0.7, 300), (0.001, 0.7, 300), (0.001, 0.5, 10)])
-def test_yolo_decode_identical_on_yolo11n_outputs(yolo11n_outputs, conf, iou, max_det, torch):
+@pytest.mark.parametrize(
+    ("conf", "iou", "max_det", "agnostic"),
+    [(0.25, 0.7, 300, False), (0.001, 0.7, 300, False), (0.001, 0.5, 10, False), (0.001, 0.5, 300, True)],
+)
+def test_yolo_decode_identical_on_yolo11n_outputs(yolo11n_outputs, conf, iou, max_det, agnostic, torch):
     from trtdet_yolo.cuda_decode import CudaYoloDecoder
     from trtdet_yolo.decode import decode_yolo
 
     raw, transforms = yolo11n_outputs
     want = decode_yolo(raw, transforms, head="v8", num_classes=80, conf_threshold=conf, iou_threshold=iou,
-                       max_detections=max_det)
-    got = CudaYoloDecoder(80, conf, iou, max_det)({"output0": torch.from_numpy(raw).cuda()}, transforms)
+                       max_detections=max_det, agnostic=agnostic)
+    got = CudaYoloDecoder(80, conf, iou, max_det, agnostic)({"output0": torch.from_numpy(raw).cuda()}, transforms)
     assert_same_detections(got, want)
     assert sum(len(d) for d in want) > 0
 

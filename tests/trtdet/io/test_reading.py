@@ -63,7 +63,7 @@ def mixed_folder(tmp_path, photos):
         writer.write(np.full((24, 32, 3), 40 * shift, np.uint8))
     writer.release()
     images = expand_sources([str(tmp_path)])
-    images = [s for s in images if s.kind == "image"]
+    images = [s for s in images if s.kind == "image"] + [Source(str(tmp_path / "img_04.txt"), "image")]
     return images[:6] + [Source(str(video), "video")] + images[6:]
 
 

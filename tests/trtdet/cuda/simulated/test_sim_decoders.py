@@ -114,3 +114,17 @@ def test_centernet_peaks_come_from_hm_not_the_engines_pool_hm():
     skewed[..., 4 + C :] = np.nextafter(skewed[..., 4 + C :], np.float32(np.inf))
     got = CudaCenterNetDecoder(C, INPUT, k=20, threshold=0.1)({"output": torch.from_numpy(skewed)}, _transforms(2, INPUT))
     assert_same_detections(got, exact)
+
+
+@pytest.mark.parametrize("head", ["v8", "v5"])
+def test_yolo_agnostic_nms_identical_to_cpu_decode(head):
+    nc, anchors = 3, 60
+    output = yolo_output(np.random.default_rng(11), 2, anchors, nc, head)
+    transforms = _transforms(2, (64, 64))
+    want = decode_yolo(output, transforms, head=head, num_classes=nc, conf_threshold=0.05, iou_threshold=0.3,
+                       max_detections=300, agnostic=True)
+    aware = decode_yolo(output, transforms, head=head, num_classes=nc, conf_threshold=0.05, iou_threshold=0.3,
+                        max_detections=300)
+    got = CudaYoloDecoder(nc, 0.05, 0.3, 300, agnostic=True)({"output0": torch.from_numpy(output)}, transforms)
+    assert_same_detections(got, want)
+    assert sum(len(w) for w in want) < sum(len(a) for a in aware)  # the case suppresses across classes

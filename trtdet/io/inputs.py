@@ -1,0 +1,68 @@
+"""What the Python API accepts as an image: arrays, file paths and PIL images, one or a list.
+
+Paths are read exactly as ``trtdet run`` reads files (``trtdet.io.images.read_image``); PIL
+images are converted from RGB to the HWC uint8 BGR the pipeline takes; arrays pass as they are.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trtdet.errors import InputError
+from trtdet.io.images import read_image, to_bgr_uint8
+
+#: One image as the API takes it: an HWC uint8 BGR array, a file path, or a PIL image.
+ImageInput = np.ndarray | str | os.PathLike | Any
+
+
+def _is_pil(value: object) -> bool:
+    module = type(value).__module__ or ""
+    return module.startswith("PIL.") and hasattr(value, "convert") and hasattr(value, "mode")
+
+
+def is_single_image(value: object) -> bool:
+    """True when ``value`` is one image (not a list of them)."""
+    if isinstance(value, np.ndarray):
+        return value.ndim in (2, 3)
+    return isinstance(value, (str, os.PathLike)) or _is_pil(value)
+
+
+def as_image(value: ImageInput) -> np.ndarray:
+    """``value`` as an HWC uint8 BGR array; a path or a PIL image is read/converted first.
+
+    Raises ``InputError`` naming the input when it cannot be used.
+    """
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+        if path.is_dir():
+            raise InputError(str(path), "is a directory; use detector.stream(path) for folders and videos")
+        return read_image(path)
+    if _is_pil(value):
+        return _from_pil(value)
+    raise InputError(repr(value)[:60], f"expected an image array, a file path or a PIL image, got {type(value).__name__}")
+
+
+def _from_pil(image: Any) -> np.ndarray:
+    """A PIL image as BGR: palette, gray+alpha, CMYK and the rest through RGB, 16-bit gray scaled."""
+    source = f"PIL image {getattr(image, 'filename', '') or ''}".strip()
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        gray = np.asarray(image)
+        if image.mode == "I":
+            gray = np.clip(gray, 0, 65535)
+        return to_bgr_uint8(gray.astype(np.uint16), source)
+    if image.mode == "L":
+        return to_bgr_uint8(np.asarray(image), source)
+    rgb = np.asarray(image.convert("RGB"))
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def as_images(values: Sequence[ImageInput]) -> list[np.ndarray]:
+    """Every item of ``values`` as an HWC uint8 BGR array (see ``as_image``)."""
+    return [as_image(value) for value in values]

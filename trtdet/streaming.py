@@ -1,0 +1,50 @@
+"""Detection over sources frame by frame: what ``detector.stream`` and ``trtdet run`` iterate."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from trtdet.detections import Detections
+from trtdet.io.sources import Frame, Source, iter_frames
+from trtdet.scheduler import Outcome
+
+if TYPE_CHECKING:
+    from trtdet.pipeline import Detector
+
+#: Threads reading images ahead when the caller names none: up to 4, one per CPU core.
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
+
+
+def detect_stream(
+    detector: Detector,
+    sources: Sequence[Source],
+    *,
+    workers: int | None = None,
+    jpeg_decoder: Any = None,
+) -> Iterator[tuple[Frame, Detections | None]]:
+    """Every frame of ``sources``, in order, with its detections (None: unreadable, or detection failed).
+
+    Images are read ahead on ``workers`` threads (JPEGs by ``jpeg_decoder`` on the GPU when
+    given). The detector's scheduler forms the batches (readable frames only; unreadable ones
+    are reported in order) and retries a failed batch one by one, so a bad image fails alone
+    with ``frame.error`` naming it.
+    """
+    chunk = detector.batch_size if jpeg_decoder is not None else 4
+    frames = iter_frames(sources, workers=workers or DEFAULT_WORKERS, jpeg_decoder=jpeg_decoder, chunk=chunk)
+    with detector.scheduler() as scheduler:
+        for frame in frames:
+            yield from _settle(scheduler.add(frame.image, frame, run=frame.image is not None))
+        yield from _settle(scheduler.drain())
+
+
+def _settle(outcomes: list[Outcome]) -> Iterator[tuple[Frame, Detections | None]]:
+    for outcome in outcomes:
+        frame: Frame = outcome.tag
+        if outcome.error is not None:  # an input the model chokes on: report, go on
+            exc = outcome.error
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            frame.error = f"{frame.name}: detection failed: {message}"
+            frame.image = None
+        yield frame, outcome.result
