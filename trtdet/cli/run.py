@@ -19,7 +19,7 @@ from trtdet.cli.common import (
     model_options,
 )
 from trtdet.detections import Detections
-from trtdet.errors import UsageError
+from trtdet.errors import InputError, UsageError
 from trtdet.io.sources import Frame, Source, count_frames, expand_sources, iter_frames
 from trtdet.scheduler import Outcome, Scheduler
 
@@ -91,12 +91,22 @@ def run_command(model, sources, batch, output, json_path, quiet, workers, decode
     """Detect objects and report every input, good or bad (exit 2 if any input failed)."""
     from tqdm import tqdm
 
-    from trtdet.io.sinks import AnnotatedMediaSink, JsonLinesSink, frame_record
+    from trtdet.io.sinks import (
+        AnnotatedMediaSink,
+        JsonLinesSink,
+        check_writable_file,
+        frame_record,
+        prepare_output_directory,
+    )
     from trtdet.plugins import get_model
 
     options = detector_options(model_flags, batch=batch)
     device = options.device
     get_model(model)  # unknown models fail before any loading
+    if output:  # an unusable --output or --json is one line, before the model loads
+        prepare_output_directory(output)
+    if json_path and json_path != "-":
+        check_writable_file(json_path, "--json")
     jpeg_decoder = _jpeg_decoder(decode_on, device)
     detector = load_detector(model, options)
     provider = getattr(detector.engine, "providers", None)
@@ -118,29 +128,38 @@ def run_command(model, sources, batch, output, json_path, quiet, workers, decode
         if json_path == "-":
             json_sink = JsonLinesSink(sys.stdout)
         elif json_path:
-            json_sink = JsonLinesSink(stack.enter_context(open(json_path, "w", encoding="utf-8")))
+            try:
+                json_file = stack.enter_context(open(json_path, "w", encoding="utf-8"))
+            except OSError as exc:
+                raise UsageError(f"--json {json_path}: cannot write the file ({exc.strerror})") from None
+            json_sink = JsonLinesSink(json_file)
         media_sink = AnnotatedMediaSink(Path(output), class_names) if output else None
         if media_sink is not None:
-            stack.callback(media_sink.close)
+            stack.callback(media_sink.close)  # after an error too (a second close does nothing)
         show_bar = not quiet and (total is None or total > 1)
         bar = stack.enter_context(tqdm(total=total, disable=not show_bar, unit="img", file=sys.stderr, leave=False))
         workers = workers or min(4, os.cpu_count() or 1)
         chunk = detector.batch_size if jpeg_decoder is not None else 4
         frame_iter = iter_frames(expanded, workers=workers, jpeg_decoder=jpeg_decoder, chunk=chunk)
         for frame, detections in _outcomes(frame_iter, detector.scheduler()):
+            if detections is not None and media_sink is not None:
+                try:
+                    media_sink.write(frame, detections)
+                except InputError as exc:  # the annotated copy could not be written: that input failed
+                    frame.error, detections = str(exc), None
             if frame.error:
                 failed += 1
                 bar.clear()
                 click.echo(f"error: {frame.error}", err=True)
             if json_sink is not None:
                 json_sink.write(frame_record(frame, detections, class_names))
-            if detections is not None:
-                if media_sink is not None:
-                    media_sink.write(frame, detections)
-                if json_path != "-" and not quiet and frame.index is None:
-                    bar.clear()
-                    click.echo(_summary(frame, detections, class_names))
+            if detections is not None and json_path != "-" and not quiet and frame.index is None:
+                bar.clear()
+                click.echo(_summary(frame, detections, class_names))
             bar.update(1)
+        for error in media_sink.close() if media_sink is not None else ():
+            failed += 1
+            click.echo(f"error: {error}", err=True)
     if media_sink is not None and not quiet:
         click.echo(f"annotated output: {Path(output)}", err=True)
     if failed:

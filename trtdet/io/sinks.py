@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+import os
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -11,6 +14,7 @@ import cv2
 import numpy as np
 
 from trtdet.detections import Detections
+from trtdet.errors import InputError, UsageError
 from trtdet.io.draw import draw_detections
 from trtdet.io.sources import Frame
 
@@ -39,15 +43,89 @@ class JsonLinesSink:
         self.stream.flush()
 
 
+def prepare_output_directory(directory: str | Path) -> Path:
+    """Create ``directory`` if needed and prove a file can be written there; ``UsageError`` if not.
+
+    Called before the model loads, so an unusable ``--output`` costs one line and nothing else.
+    """
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"--output {directory}: exists and is not a directory") from None
+    except OSError as exc:
+        raise UsageError(f"--output {directory}: cannot create the directory ({exc.strerror})") from None
+    if not path.is_dir():
+        raise UsageError(f"--output {directory}: exists and is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".trtdet-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"--output {directory}: cannot write there ({exc.strerror})") from None
+    return path
+
+
+def check_writable_file(path: str | Path, flag: str = "--json") -> None:
+    """``UsageError`` unless ``path`` can be opened for writing (checked without touching an existing file)."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory")
+    if target.exists():
+        if not os.access(target, os.W_OK):
+            raise UsageError(f"{flag} {path}: cannot write the file (permission denied)")
+        return
+    parent = target.parent
+    if not parent.is_dir():
+        problem = "is not a directory" if parent.exists() else "does not exist"
+        raise UsageError(f"{flag} {path}: the folder {parent} {problem}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: cannot create a file in {parent} (permission denied)")
+
+
+#: The process's umask, so files renamed into place get the mode a plain ``open`` would give them.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` through a temporary file beside it, then rename it into place.
+
+    Renaming replaces whatever has the name -- a symlink included -- so a planted link never
+    redirects the write, and readers never see half a file. ``write`` fills the temporary
+    file (whose name is plain ASCII: OpenCV's writers cannot take every file name).
+    """
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".trtdet-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp's file is private (0600)
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _display(path: Path) -> str:
+    return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class AnnotatedMediaSink:
-    """Annotated copies of the inputs under ``directory``: images as images, videos as .mp4."""
+    """Annotated copies of the inputs under ``directory``: images as images, videos as .mp4.
+
+    Files are written through a temporary file and a rename (``replace_atomically``), with
+    OpenCV only encoding (``cv2.imencode``) and Python writing the bytes, so any file name
+    the input had -- not valid UTF-8 included -- is kept as it is. A write that fails raises
+    ``InputError`` for that input.
+    """
 
     def __init__(self, directory: Path, class_names: Sequence[str]) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.class_names = class_names
         self._used: set[str] = set()
-        self._writers: dict[str, cv2.VideoWriter] = {}
+        self._writers: dict[str, tuple[cv2.VideoWriter, Path, Path]] = {}
         self._names: dict[str, str] = {}
         self.written: list[Path] = []
 
@@ -71,19 +149,51 @@ class AnnotatedMediaSink:
             suffix = Path(frame.name).suffix.lower()
             suffix = suffix if suffix in (".jpg", ".jpeg", ".png", ".bmp") else ".jpg"
             path = self.directory / self._unique(frame.name, suffix)
-            cv2.imwrite(str(path), canvas)
+            self._write_image(frame.name, path, canvas)
             self.written.append(path)
             return
-        writer = self._writers.get(frame.name)
-        if writer is None:
-            path = self.directory / self._unique(frame.name, ".mp4")
-            height, width = canvas.shape[:2]
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), frame.fps or 25.0, (width, height))
-            self._writers[frame.name] = writer
-            self.written.append(path)
-        writer.write(np.ascontiguousarray(canvas))
+        entry = self._writers.get(frame.name)
+        if entry is None:
+            entry = self._open_video(frame, canvas.shape[:2])
+        entry[0].write(np.ascontiguousarray(canvas))
 
-    def close(self) -> None:
-        for writer in self._writers.values():
+    def _write_image(self, source: str, path: Path, canvas: np.ndarray) -> None:
+        ok, encoded = cv2.imencode(path.suffix, canvas)
+        if not ok:
+            raise InputError(source, f"cannot encode the annotated image as {path.suffix}")
+        try:
+            replace_atomically(path, lambda temporary: temporary.write_bytes(encoded.tobytes()))
+        except OSError as exc:
+            raise InputError(source, f"cannot write {_display(path)} ({exc.strerror})") from None
+
+    def _open_video(self, frame: Frame, size: tuple[int, int]) -> tuple[cv2.VideoWriter, Path, Path]:
+        path = self.directory / self._unique(frame.name, ".mp4")
+        try:
+            fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=".trtdet-", suffix=".mp4")
+            os.close(fd)
+            os.chmod(temporary, 0o666 & ~_UMASK)
+        except OSError as exc:
+            raise InputError(frame.name, f"cannot write {_display(path)} ({exc.strerror})") from None
+        height, width = size
+        writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*"mp4v"), frame.fps or 25.0, (width, height))
+        if not writer.isOpened():
+            os.unlink(temporary)
+            raise InputError(frame.name, f"cannot write {_display(path)} (OpenCV cannot open an mp4v video writer)")
+        entry = (writer, Path(temporary), path)
+        self._writers[frame.name] = entry
+        self.written.append(path)
+        return entry
+
+    def close(self) -> list[InputError]:
+        """Finish every video (renamed into place); returns the errors of those that could not be."""
+        errors: list[InputError] = []
+        for source, (writer, temporary, path) in self._writers.items():
             writer.release()
+            try:
+                os.replace(temporary, path)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+                errors.append(InputError(source, f"cannot write {_display(path)} ({exc.strerror})"))
         self._writers.clear()
+        return errors
