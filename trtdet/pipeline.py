@@ -14,6 +14,7 @@ import numpy as np
 
 from trtdet.detections import Detections
 from trtdet.engines.base import Engine
+from trtdet.errors import ClosedError
 from trtdet.model import Decoder, ModelSpec
 from trtdet.preprocess.base import Preprocessor, StagingPreprocessor
 from trtdet.scheduler import Outcome, Phases, Scheduler
@@ -72,6 +73,8 @@ class Detector:
         self.record_times = False
         self._synchronize = synchronize
         self._batcher: Any = None
+        self._closed = False
+        self._engine_gone = False
         # Preprocessors and decoders reuse buffers between batches, so one batch runs at a
         # time; the batcher is created once even when many threads submit at the same moment.
         self._run_lock = threading.Lock()
@@ -109,6 +112,7 @@ class Detector:
         uploaded while the current one runs. An image that fails raises its own error (its
         batch is retried one by one to find it).
         """
+        self._check_open()
         results: list[Detections] = []
         with self.scheduler() as scheduler:
             for image in images:
@@ -118,10 +122,15 @@ class Detector:
 
     @staticmethod
     def _collect(outcomes: list[Outcome[Detections]], results: list[Detections]) -> None:
-        for outcome in outcomes:
-            if outcome.error is not None:
-                raise outcome.error
-            results.append(outcome.result)  # type: ignore[arg-type]
+        error = next((outcome.error for outcome in outcomes if outcome.error is not None), None)
+        if error is not None:
+            # Raised with no local left pointing at it: the traceback keeps this frame, and a
+            # frame holding its own exception is a cycle that keeps the batch alive.
+            try:
+                raise error
+            finally:
+                error = outcomes = None  # type: ignore[assignment]
+        results.extend(outcome.result for outcome in outcomes)  # type: ignore[misc]
 
     def scheduler(self) -> Scheduler[Any, Detections]:
         """A new scheduler on this pipeline: ``add`` images, get ``Outcome``s back in order.
@@ -129,6 +138,7 @@ class Detector:
         It overlaps batches on the GPU when the preprocessor can stage ahead (and stage times
         are not being recorded); one thread uses it at a time.
         """
+        self._check_open()
         phases = None
         if self._can_overlap():
             phases = Phases(self._session, self._stage, self._launch, self._finish, self._discard)
@@ -151,6 +161,7 @@ class Detector:
         return self._run_lock
 
     def _stage(self, images: Sequence[np.ndarray]) -> Any:
+        self._check_engine()  # under the session's lock, which close() takes before deactivating
         with self._on_stream():
             return self.preprocessor.stage(images)  # type: ignore[attr-defined]  # a StagingPreprocessor
 
@@ -169,6 +180,7 @@ class Detector:
 
     def _run_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
         with self._run_lock, self._on_stream():
+            self._check_engine()
             return self._run_stages(images)
 
     def _run_stages(self, images: Sequence[np.ndarray]) -> list[Detections]:
@@ -191,29 +203,56 @@ class Detector:
         self.times.batch_sizes.append(len(images))
         return detections
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called: every way in then raises ``ClosedError``."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("detector is closed")
+
+    def _check_engine(self) -> None:
+        """A batch may still run after ``close()`` began (accepted requests finish), not after the engine went."""
+        if self._engine_gone:
+            raise ClosedError("detector is closed")
+
     def submit(self, image: np.ndarray) -> Future[Detections]:
         """Queue one image; a worker forms batches (up to ``batch_size``) and resolves the future.
 
         On the GPU the worker stages the next batch while the current one runs; while it has
         requests queued it keeps the detector, so a direct call waits until it is idle.
+        Raises ``ClosedError`` (``detector is closed``) after ``close()``; a request accepted
+        before ``close()`` is always resolved.
         """
         with self._batcher_lock:
+            self._check_open()
             if self._batcher is None:
                 from trtdet.batching import BatchingWorker
 
                 phases = self.scheduler().phases
                 self._batcher = BatchingWorker(self._run_batch, max_batch=self.batch_size, phases=phases)
             batcher = self._batcher
-        return batcher.submit(image)
+        try:
+            return batcher.submit(image)
+        except ClosedError:  # close() shut the worker down since we took it
+            raise ClosedError("detector is closed") from None
 
     def close(self) -> None:
-        """Stop the batching worker (pending requests are finished) and deactivate the engine."""
+        """Stop the batching worker (accepted requests are finished), then deactivate the engine.
+
+        Waits for a batch that is running; afterwards every call raises ``ClosedError``.
+        Closing twice does nothing.
+        """
         with self._batcher_lock:
+            self._closed = True
             batcher, self._batcher = self._batcher, None
         if batcher is not None:
             batcher.shutdown(wait=True)
-        if self.engine.is_active:
-            self.engine.deactivate()
+        with self._run_lock:  # no batch is half way through the engine when it goes
+            self._engine_gone = True
+            if self.engine.is_active:
+                self.engine.deactivate()
 
     def __enter__(self) -> Detector:
         return self
