@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -32,6 +33,33 @@ class StageTimes:
     def clear(self) -> None:
         for values in (self.preprocess, self.infer, self.decode, self.batch_sizes):
             values.clear()
+
+
+class NonFiniteDetectionsWarning(UserWarning):
+    """A decoder gave boxes or scores that are NaN or infinite (a broken model); they were dropped."""
+
+
+def finite_only(batch: Sequence[Detections]) -> list[Detections]:
+    """Each image's detections without rows whose box or score is NaN/Inf (invalid JSON, no meaning).
+
+    An image that lost rows carries the count as ``non_finite_dropped`` and is reported once
+    with a ``NonFiniteDetectionsWarning`` (``trtdet run`` puts it in the image's record).
+    """
+    out = []
+    for k, detections in enumerate(batch):
+        keep = np.isfinite(detections.xyxy).all(axis=1) & np.isfinite(detections.confidence)
+        if not keep.all():
+            dropped = int((~keep).sum())
+            detections = detections[keep]
+            detections.non_finite_dropped = dropped  # type: ignore[attr-defined]
+            warnings.warn(
+                f"image {k} of its batch: dropped {dropped} detection(s) with NaN/Inf boxes or scores "
+                "(the model's output is not finite)",
+                NonFiniteDetectionsWarning,
+                stacklevel=2,
+            )
+        out.append(detections)
+    return out
 
 
 class Detector:
@@ -173,7 +201,7 @@ class Detector:
     def _finish(self, launched: tuple[dict[str, Any], list]) -> list[Detections]:
         outputs, transforms = launched
         with self._on_stream():
-            return self.decoder(outputs, transforms)
+            return finite_only(self.decoder(outputs, transforms))
 
     def _discard(self) -> None:
         self.preprocessor.discard_staged()  # type: ignore[attr-defined]
@@ -186,7 +214,7 @@ class Detector:
     def _run_stages(self, images: Sequence[np.ndarray]) -> list[Detections]:
         if not self.record_times:
             batch = self.preprocessor(images)
-            return self.decoder(self.engine(batch.tensor), batch.transforms)
+            return finite_only(self.decoder(self.engine(batch.tensor), batch.transforms))
         sync = self._synchronize or (lambda: None)
         t0 = time.perf_counter()
         batch = self.preprocessor(images)
@@ -195,7 +223,7 @@ class Detector:
         outputs = self.engine(batch.tensor)
         sync()
         t2 = time.perf_counter()
-        detections = self.decoder(outputs, batch.transforms)
+        detections = finite_only(self.decoder(outputs, batch.transforms))
         t3 = time.perf_counter()
         self.times.preprocess.append(t1 - t0)
         self.times.infer.append(t2 - t1)

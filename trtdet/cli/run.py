@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -21,6 +22,7 @@ from trtdet.cli.common import (
 from trtdet.detections import Detections
 from trtdet.errors import InputError, UsageError
 from trtdet.io.sources import Frame, Source, count_frames, expand_sources, iter_frames
+from trtdet.pipeline import NonFiniteDetectionsWarning
 from trtdet.scheduler import Outcome, Scheduler
 
 DEFAULT_SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.jpg"
@@ -46,6 +48,10 @@ def _settle(outcomes: list[Outcome]) -> Iterator[tuple[Frame, Detections | None]
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             frame.error = f"{frame.name}: detection failed: {message}"
             frame.image = None
+        dropped = getattr(outcome.result, "non_finite_dropped", 0)
+        if dropped:  # the pipeline dropped them (finite_only); the record says so
+            where = frame.name if frame.index is None else f"{frame.name}#{frame.index}"
+            frame.warning = f"{where}: dropped {dropped} detection(s) with NaN/Inf boxes or scores (the model's output is not finite)"
         yield frame, outcome.result
 
 
@@ -100,6 +106,7 @@ def run_command(model, sources, batch, output, json_path, quiet, workers, decode
     )
     from trtdet.plugins import get_model
 
+    warnings.simplefilter("ignore", NonFiniteDetectionsWarning)  # reported per input below, once
     options = detector_options(model_flags, batch=batch)
     device = options.device
     get_model(model)  # unknown models fail before any loading
@@ -151,6 +158,9 @@ def run_command(model, sources, batch, output, json_path, quiet, workers, decode
                 failed += 1
                 bar.clear()
                 click.echo(f"error: {frame.error}", err=True)
+            elif frame.warning:
+                bar.clear()
+                click.echo(f"warning: {frame.warning}", err=True)
             if json_sink is not None:
                 json_sink.write(frame_record(frame, detections, class_names))
             if detections is not None and json_path != "-" and not quiet and frame.index is None:

@@ -22,7 +22,7 @@ from trtdet.io.sources import Frame
 def frame_record(frame: Frame, detections: Detections | None, class_names: Sequence[str]) -> dict[str, Any]:
     """The JSON-lines record of one image or video frame (DESIGN.md's contract)."""
     height, width = (frame.image.shape[:2] if frame.image is not None else (None, None))
-    return {
+    record = {
         "source": frame.name,
         "frame": frame.index,
         "width": width,
@@ -30,6 +30,9 @@ def frame_record(frame: Frame, detections: Detections | None, class_names: Seque
         "detections": detections.to_records(class_names) if detections is not None else [],
         "error": frame.error,
     }
+    if frame.warning:  # only when there is one: records of clean inputs keep the documented shape
+        record["warning"] = frame.warning
+    return record
 
 
 class JsonLinesSink:

@@ -48,6 +48,8 @@ class Frame:
     image: np.ndarray | Any | None = None
     error: str | None = None
     fps: float | None = None
+    #: A problem that did not stop the frame being used (e.g. dropped non-finite detections).
+    warning: str | None = None
 
     @property
     def name(self) -> str:
@@ -125,6 +127,7 @@ def _iter_video(source: Source) -> Iterator[Frame]:
         yield Frame(source, None, error=f"{source.name}: {what}")
         return
     fps = capture.get(cv2.CAP_PROP_FPS) or None
+    declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if source.kind == "video" else 0
     index = 0
     try:
         while True:
@@ -137,6 +140,12 @@ def _iter_video(source: Source) -> Iterator[Frame]:
         capture.release()
     if index == 0:
         yield Frame(source, None, error=f"{source.name}: video has no readable frames")
+    elif 0 < index < declared:  # a file (not a camera or stream) that stopped before its end
+        yield Frame(
+            source, None,
+            error=f"{source.name}: video ended early: {index} of the {declared} frames its container declares "
+            "were readable (truncated or corrupt file)",
+        )
 
 
 class FrameReader:

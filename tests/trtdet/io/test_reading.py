@@ -226,3 +226,29 @@ def test_video_read_ahead_is_bounded_by_bytes(tmp_path, monkeypatch):
     assert count == 30
     # The producer holds at most one decoded frame while it waits for room in the budget.
     assert held.peak <= budget + frame_bytes, held.peak / frame_bytes
+
+
+def test_a_truncated_video_reports_that_it_ended_early(tmp_path):
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    data = video.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    capture = cv2.VideoCapture(str(cut))  # the reference: what OpenCV itself reads of the cut file
+    declared, readable = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0
+    while capture.read()[0]:
+        readable += 1
+    capture.release()
+    assert declared == 20 and 0 < readable < 20
+    frames = list(iter_frames([Source(str(cut), "video")]))
+    assert [f.index for f in frames[:-1]] == list(range(readable))
+    assert frames[-1].index is None and frames[-1].error == (
+        f"{cut}: video ended early: {readable} of the 20 frames its container declares were readable "
+        "(truncated or corrupt file)"
+    )
+    whole = list(iter_frames([Source(str(video), "video")]))
+    assert len(whole) == 20 and all(f.error is None for f in whole)
