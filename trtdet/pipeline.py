@@ -15,7 +15,9 @@ import numpy as np
 
 from trtdet.detections import Detections
 from trtdet.engines.base import Engine
-from trtdet.errors import ClosedError
+from trtdet.errors import ClosedError, InputError
+from trtdet.io.images import to_bgr_uint8
+from trtdet.io.limits import check_image_size
 from trtdet.model import Decoder, ModelSpec
 from trtdet.preprocess.base import Preprocessor, StagingPreprocessor
 from trtdet.scheduler import Outcome, Phases, Scheduler
@@ -60,6 +62,28 @@ def finite_only(batch: Sequence[Detections]) -> list[Detections]:
             )
         out.append(detections)
     return out
+
+
+def as_bgr_image(image: Any, index: int = 0) -> Any:
+    """``image`` as the pipeline takes it: HWC uint8 BGR, contiguous, within the size limit.
+
+    Grayscale (HxW or HxWx1), BGRA, 16-bit and float arrays are converted by the rules files
+    are read with (``trtdet.io.images.to_bgr_uint8``); torch tensors (GPU-decoded frames) pass
+    as they are. Anything else is one ``TypeError`` (not an array) or ``ValueError`` (an
+    array that is no image) naming what was expected and what was got.
+    """
+    what = f"image {index}"
+    if type(image).__module__.startswith("torch"):
+        return image
+    if not isinstance(image, np.ndarray):
+        kind = "None" if image is None else f"{type(image).__module__}.{type(image).__qualname__}".removeprefix("builtins.")
+        raise TypeError(f"{what}: expected an HxWx3 uint8 BGR numpy array, got {kind}")
+    try:
+        converted = to_bgr_uint8(image, what)
+        check_image_size(what, converted.shape[1], converted.shape[0])
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+    return converted
 
 
 class Detector:
@@ -129,8 +153,10 @@ class Detector:
     def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
 
     def __call__(self, images):
-        if isinstance(images, np.ndarray) and images.ndim == 3:
+        if isinstance(images, np.ndarray) and images.ndim in (2, 3):  # one image (HxW gray, HxWxC)
             return self.detect([images])[0]
+        if images is None or isinstance(images, (str, bytes)) or not hasattr(images, "__iter__"):
+            as_bgr_image(images)  # raises the TypeError naming what was expected
         return self.detect(list(images))
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
@@ -138,9 +164,11 @@ class Detector:
 
         On the GPU, with a preprocessor that can stage ahead, the next batch is copied and
         uploaded while the current one runs. An image that fails raises its own error (its
-        batch is retried one by one to find it).
+        batch is retried one by one to find it). Images are checked first (``as_bgr_image``):
+        gray, BGRA, 16-bit and float arrays are converted, anything else raises before any runs.
         """
         self._check_open()
+        images = [as_bgr_image(image, k) for k, image in enumerate(images)]  # all checked before any runs
         results: list[Detections] = []
         with self.scheduler() as scheduler:
             for image in images:
@@ -253,6 +281,8 @@ class Detector:
         Raises ``ClosedError`` (``detector is closed``) after ``close()``; a request accepted
         before ``close()`` is always resolved.
         """
+        self._check_open()
+        image = as_bgr_image(image)
         with self._batcher_lock:
             self._check_open()
             if self._batcher is None:
