@@ -86,6 +86,18 @@ def as_bgr_image(image: Any, index: int = 0) -> Any:
     return converted
 
 
+def _check_sizes(images: Sequence[Any]) -> None:
+    """The last guard before the warp (cv2 or the CUDA staging copy): no image over the pixel limit.
+
+    Callers holding a scheduler add images that ``as_bgr_image`` never saw; an image too large
+    fails its batch here, and the failure policy then fails that image alone.
+    """
+    for k, image in enumerate(images):
+        shape = getattr(image, "shape", ())
+        if len(shape) >= 2:
+            check_image_size(f"image {k}", int(shape[1]), int(shape[0]))
+
+
 class Detector:
     """A ready pipeline for one model: call it on a HWC uint8 BGR image or a list of them.
 
@@ -218,6 +230,7 @@ class Detector:
 
     def _stage(self, images: Sequence[np.ndarray]) -> Any:
         self._check_engine()  # under the session's lock, which close() takes before deactivating
+        _check_sizes(images)
         with self._on_stream():
             return self.preprocessor.stage(images)  # type: ignore[attr-defined]  # a StagingPreprocessor
 
@@ -240,6 +253,7 @@ class Detector:
             return self._run_stages(images)
 
     def _run_stages(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        _check_sizes(images)
         if not self.record_times:
             batch = self.preprocessor(images)
             return finite_only(self.decoder(self.engine(batch.tensor), batch.transforms))

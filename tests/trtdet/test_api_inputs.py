@@ -73,3 +73,14 @@ def test_an_array_over_the_pixel_limit_is_refused_before_any_work(yolo, monkeypa
         yolo(np.zeros((30, 40, 3), np.uint8))
     with pytest.raises(ValueError, match="over the limit"):
         yolo.submit(np.zeros((30, 40, 3), np.uint8))
+
+
+def test_a_scheduler_user_cannot_hand_the_warp_an_image_over_the_limit(yolo, chelsea, monkeypatch):
+    """The CLI adds frames to the detector's scheduler directly; the pipeline checks sizes itself."""
+    monkeypatch.setenv(ENV_MAX_PIXELS, str(chelsea.shape[0] * chelsea.shape[1]))
+    big = np.zeros((chelsea.shape[0] + 1, chelsea.shape[1], 3), np.uint8)
+    with yolo.scheduler() as scheduler:
+        outcomes = scheduler.add(chelsea, "ok") + scheduler.add(big, "big") + scheduler.drain()
+    by_tag = {o.tag: o for o in outcomes}
+    assert by_tag["ok"].error is None and len(by_tag["ok"].result) > 0
+    assert "image too large" in str(by_tag["big"].error)
