@@ -289,10 +289,11 @@ def iter_frames(
                 group.clear()
                 group_bytes = 0
 
-        def oldest() -> list[Frame]:
+        def oldest() -> Iterator[Frame]:
+            """The oldest chunk's frames; its bytes leave the budget once the caller took them all."""
             future, nbytes = pending.popleft()
             try:
-                return future.result()
+                yield from future.result()
             finally:
                 budget.release(nbytes)
 
