@@ -130,6 +130,7 @@ class AnnotatedMediaSink:
         self._used: set[str] = set()
         self._writers: dict[str, tuple[cv2.VideoWriter, Path, Path]] = {}
         self._names: dict[str, str] = {}
+        self._unwritable: set[str] = set()  # videos whose writer could not be opened
         self.written: list[Path] = []
 
     def _unique(self, source: str, suffix: str) -> str:
@@ -155,9 +156,15 @@ class AnnotatedMediaSink:
             self._write_image(frame.name, path, canvas)
             self.written.append(path)
             return
+        if frame.name in self._unwritable:  # already reported once for this video
+            return
         entry = self._writers.get(frame.name)
         if entry is None:
-            entry = self._open_video(frame, canvas.shape[:2])
+            try:
+                entry = self._open_video(frame, canvas.shape[:2])
+            except InputError:
+                self._unwritable.add(frame.name)
+                raise
         entry[0].write(np.ascontiguousarray(canvas))
 
     def _write_image(self, source: str, path: Path, canvas: np.ndarray) -> None:

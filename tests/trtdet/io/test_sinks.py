@@ -196,3 +196,29 @@ def test_cli_with_a_non_utf8_input_name_writes_its_annotated_copy(tmp_path, phot
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
     assert os.listdir(os.fsencode(out)) == [b"ph\xf6to.jpg"]
     assert cv2.imdecode(np.fromfile(os.fsencode(out / name), np.uint8), cv2.IMREAD_COLOR).shape == cv2.imread(str(photos["chelsea"])).shape
+
+
+def test_a_video_that_cannot_be_written_is_reported_once_not_per_frame(tmp_path):
+    (tmp_path / "clip.mp4").mkdir()  # the output's name is taken by a folder: the final rename fails
+    sink = AnnotatedMediaSink(tmp_path, NAMES)
+    for index in range(3):
+        sink.write(_frame("in/clip.mp4", index=index, image=IMAGE), Detections.empty())
+    errors = sink.close()
+    assert [str(e) for e in errors] == [f"in/clip.mp4: cannot write {tmp_path / 'clip.mp4'} (Is a directory)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]  # the temporary file is gone
+
+
+def test_a_video_writer_that_cannot_open_fails_its_first_frame_only(tmp_path, monkeypatch):
+    class Closed:
+        def __init__(self, *args):
+            pass
+
+        def isOpened(self):  # noqa: N802 - OpenCV's name
+            return False
+
+    monkeypatch.setattr(cv2, "VideoWriter", Closed)
+    sink = AnnotatedMediaSink(tmp_path, NAMES)
+    with pytest.raises(InputError, match="OpenCV cannot open an mp4v video writer"):
+        sink.write(_frame("clip.mp4", index=0, image=IMAGE), Detections.empty())
+    sink.write(_frame("clip.mp4", index=1, image=IMAGE), Detections.empty())  # not a second error
+    assert sink.close() == [] and list(tmp_path.iterdir()) == []
