@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
+from trtdet.errors import ClosedError
 from trtdet.scheduler import Outcome, Phases, Scheduler
 
 __all__ = ["BatchingWorker", "Phases"]
@@ -55,12 +56,17 @@ class BatchingWorker(Generic[T, R]):
         self._thread.start()
 
     def submit(self, item: T) -> Future[R]:
-        """Queue ``item``; blocks while ``max_in_flight`` requests are already waiting."""
+        """Queue ``item``; blocks while ``max_in_flight`` requests are already waiting.
+
+        Raises ``ClosedError`` after ``shutdown``. The check and the enqueue happen under one
+        lock that ``shutdown`` takes too, so no request can land behind the stop marker
+        (where no one would ever resolve its future).
+        """
         future: Future[R] = Future()
         with self._lock:
             if self._closed:
-                raise RuntimeError("cannot submit: the detector's batching worker is shut down")
-        self._queue.put((item, future))
+                raise ClosedError("cannot submit: the batching worker is shut down")
+            self._queue.put((item, future))
         return future
 
     def _fill(self, deadline: float, limit: int) -> tuple[int, bool]:
@@ -96,6 +102,33 @@ class BatchingWorker(Generic[T, R]):
                 future.set_result(outcome.result)  # type: ignore[arg-type]
 
     def _loop(self) -> None:
+        try:
+            self._serve()
+        except BaseException as exc:  # noqa: BLE001 - a bug or an interrupt: fail what was taken, then stop
+            for tag in self.scheduler.close():
+                if isinstance(tag, Future) and not tag.done():
+                    tag.set_exception(ClosedError(f"the batching worker stopped: {type(exc).__name__}: {exc}"))
+            raise
+        finally:  # whatever ended the loop, no queued request is left unresolved
+            self._cancel_queued()  # first frees a submitter blocked on a full queue (it holds the lock)
+            with self._lock:
+                self._closed = True
+                self._cancel_queued()
+
+    def _cancel_queued(self) -> None:
+        while True:
+            try:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if entry is not _STOP:
+                future: Future[R] = entry[1]  # type: ignore[index]
+                # cancel() alone leaves it CANCELLED without waking concurrent.futures.wait()
+                # or as_completed(); notifying does (CANCELLED_AND_NOTIFIED), as executors do.
+                if future.cancel():
+                    future.set_running_or_notify_cancel()
+
+    def _serve(self) -> None:
         scheduler = self.scheduler
         stopping = False
         while not stopping:
@@ -103,6 +136,7 @@ class BatchingWorker(Generic[T, R]):
             if entry is _STOP:
                 break
             self._add(entry)  # type: ignore[arg-type]
+            entry = None  # an idle worker must not keep the last request's image alive
             # The first request and what arrives within max_wait, up to max_batch.
             _, stopping = self._fill(time.monotonic() + self.max_wait, self.max_batch - 1)
             self._deliver(scheduler.cut())
@@ -118,18 +152,13 @@ class BatchingWorker(Generic[T, R]):
         """Stop accepting requests; finish (or with ``cancel_pending``, cancel) queued ones."""
         with self._lock:
             if self._closed:
-                return
-            self._closed = True
-        if cancel_pending:
-            while True:
-                try:
-                    entry = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if entry is not _STOP:
-                    entry[1].cancel()  # type: ignore[index]
-        self._queue.put(_STOP)
-        if wait:
+                stopped = True
+            else:
+                stopped, self._closed = False, True
+                if cancel_pending:
+                    self._cancel_queued()
+                self._queue.put(_STOP)  # under the lock: nothing is queued after it
+        if wait and (not stopped or self._thread.is_alive()) and threading.current_thread() is not self._thread:
             self._thread.join()
 
     def __enter__(self) -> BatchingWorker[T, R]:

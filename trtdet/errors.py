@@ -22,3 +22,7 @@ class InputError(TrtdetError):
         super().__init__(f"{source}: {problem}")
         self.source = source
         self.problem = problem
+
+
+class ClosedError(TrtdetError, RuntimeError):
+    """The detector (or its batching worker) was closed: ``detector is closed``."""

@@ -12,15 +12,16 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from trtdet.detections import Detections
-from trtdet.errors import InputError, ModelError, UsageError
+from trtdet.errors import InputError, ModelError, TrtdetError, UsageError
+from trtdet.io.images import read_image
 
 #: Names of ``COCOeval.stats`` in order.
 STAT_NAMES: tuple[str, ...] = (
@@ -51,6 +52,8 @@ class EvaluationResult:
     #: Ground-truth category names the model has no class for (left out of the score).
     unmatched_categories: list[str] = field(default_factory=list)
     summary: str = ""
+    #: One line per listed image that could not be read or detected on (scored as no detections).
+    failed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -58,6 +61,7 @@ class EvaluationResult:
             "images": self.images,
             "detections": self.detections,
             "unmatched_categories": self.unmatched_categories,
+            "failed": self.failed,
         }
 
 
@@ -70,16 +74,12 @@ def _load_coco(annotations: Path):  # type: ignore[no-untyped-def]
         data = json.loads(Path(annotations).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise UsageError(f"{annotations}: annotation file not found") from exc
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{annotations}: not a readable JSON file ({exc})") from exc
-    missing = [key for key in ("images", "annotations", "categories") if key not in data]
-    if not isinstance(data, dict) or missing:
-        raise UsageError(
-            f"{annotations}: not a COCO detection file (missing {', '.join(missing) or 'an object'})"
-        )
+    except (OSError, ValueError, RecursionError) as exc:
+        raise UsageError(f"{annotations}: not a readable JSON file ({_first_line(exc)})") from None
+    validate_coco(data, str(annotations))
     data.setdefault("info", {})
     for ann in data["annotations"]:
-        if "area" not in ann and "bbox" in ann:
+        if "area" not in ann:
             ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
         ann.setdefault("iscrowd", 0)
     coco = COCO()
@@ -87,6 +87,70 @@ def _load_coco(annotations: Path):  # type: ignore[no-untyped-def]
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_coco(data: object, source: str) -> None:
+    """``UsageError`` naming the first field that does not follow the COCO detection format.
+
+    Checked before pycocotools sees the file, so a JSON that is valid but not COCO (``5``,
+    ``null``, an image without ``file_name``, a bbox of strings) is one line, not a traceback.
+    """
+
+    def fail(where: str, problem: str) -> None:
+        raise UsageError(f"{source}: not a COCO detection file ({where}: {problem})")
+
+    if not isinstance(data, dict):
+        fail("top level", f"expected a JSON object, got {type(data).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            fail(key, "missing")
+        if not isinstance(data[key], list):
+            fail(key, f"expected a list, got {type(data[key]).__name__}")
+    for k, image in enumerate(data["images"]):
+        where = f"images[{k}]"
+        if not isinstance(image, dict):
+            fail(where, f"expected an object, got {type(image).__name__}")
+        if not _is_id(image.get("id")):
+            fail(f"{where}.id", f"expected an integer, got {image.get('id')!r}")
+        if not isinstance(image.get("file_name"), str) or not image["file_name"]:
+            fail(f"{where}.file_name", f"expected a file name, got {image.get('file_name')!r}")
+        for size in ("width", "height"):
+            if size in image and not (_is_id(image[size]) and image[size] > 0):
+                fail(f"{where}.{size}", f"expected a positive integer, got {image[size]!r}")
+    for k, category in enumerate(data["categories"]):
+        where = f"categories[{k}]"
+        if not isinstance(category, dict):
+            fail(where, f"expected an object, got {type(category).__name__}")
+        if not _is_id(category.get("id")):
+            fail(f"{where}.id", f"expected an integer, got {category.get('id')!r}")
+        if not isinstance(category.get("name"), str):
+            fail(f"{where}.name", f"expected a string, got {category.get('name')!r}")
+    for k, ann in enumerate(data["annotations"]):
+        where = f"annotations[{k}]"
+        if not isinstance(ann, dict):
+            fail(where, f"expected an object, got {type(ann).__name__}")
+        for key in ("image_id", "category_id"):
+            if not _is_id(ann.get(key)):
+                fail(f"{where}.{key}", f"expected an integer, got {ann.get(key)!r}")
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            fail(f"{where}.bbox", f"expected [x, y, width, height] numbers, got {bbox!r}")
+        if bbox[2] < 0 or bbox[3] < 0:
+            fail(f"{where}.bbox", f"negative width or height in {bbox!r}")
+        if "area" in ann and not _is_number(ann["area"]):
+            fail(f"{where}.area", f"expected a number, got {ann['area']!r}")
+        if "iscrowd" in ann and ann["iscrowd"] not in (0, 1):
+            fail(f"{where}.iscrowd", f"expected 0 or 1, got {ann['iscrowd']!r}")
+        if "id" in ann and not _is_id(ann["id"]):
+            fail(f"{where}.id", f"expected an integer, got {ann['id']!r}")
 
 
 def category_mapping(
@@ -171,7 +235,10 @@ def evaluate(
             f"model has {', '.join(list(class_names)[:5])}...)"
         )
     entries = sorted(coco.dataset["images"], key=lambda e: e["id"])
+    if not entries:
+        raise UsageError(f"{annotations}: lists no images: nothing to score")
     results: list[dict] = []
+    failed: list[str] = []
     bar = None
     if progress:
         import sys
@@ -181,30 +248,57 @@ def evaluate(
         bar = tqdm(total=len(entries), unit="img", file=sys.stderr, leave=False)
     for start in range(0, len(entries), batch):
         chunk = entries[start : start + batch]
-        images = []
+        readable, images = [], []
         for entry in chunk:
-            path = images_dir / entry["file_name"]
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                raise InputError(str(path), "cannot read image listed in the annotations")
-            if (image.shape[0], image.shape[1]) != (
-                entry.get("height", image.shape[0]),
-                entry.get("width", image.shape[1]),
-            ):
-                raise InputError(
-                    str(path),
-                    f"size {image.shape[1]}x{image.shape[0]} differs from the annotations' "
-                    f"{entry['width']}x{entry['height']}",
-                )
-            images.append(image)
-        outputs = detect(images)
-        if len(outputs) != len(images):
-            raise ModelError(f"detector returned {len(outputs)} results for {len(images)} images")
-        for entry, detections in zip(chunk, outputs, strict=True):
-            results.extend(detections_to_coco(int(entry["id"]), detections, mapping))
+            try:
+                images.append(_read_listed(images_dir / entry["file_name"], entry))
+                readable.append(entry)
+            except InputError as exc:  # scored as an image with no detections
+                failed.append(str(exc))
+        for entry, detections in zip(readable, _detect_each(detect, images, readable, images_dir, failed), strict=True):
+            if detections is not None:
+                results.extend(detections_to_coco(int(entry["id"]), detections, mapping))
         if bar is not None:
             bar.update(len(chunk))
     if bar is not None:
         bar.close()
     stats, summary = score(coco, results, list(mapping.values()))
-    return EvaluationResult(stats, len(entries), len(results), unmatched, summary)
+    return EvaluationResult(stats, len(entries), len(results), unmatched, summary, failed)
+
+
+def _read_listed(path: Path, entry: dict) -> np.ndarray:
+    """An image the annotations list, read as ``trtdet run`` reads files, at the size they state."""
+    try:
+        image = read_image(path)
+    except InputError as exc:
+        raise InputError(str(path), f"cannot read image listed in the annotations ({exc.problem})") from None
+    if (image.shape[0], image.shape[1]) != (entry.get("height", image.shape[0]), entry.get("width", image.shape[1])):
+        raise InputError(
+            str(path),
+            f"size {image.shape[1]}x{image.shape[0]} differs from the annotations' {entry['width']}x{entry['height']}",
+        )
+    return image
+
+
+def _detect_each(
+    detect: DetectFn, images: list[np.ndarray], entries: list[dict], images_dir: Path, failed: list[str]
+) -> list[Detections | None]:
+    """``detect(images)``; if the batch fails, one image at a time so only the failing ones fail."""
+    if not images:
+        return []
+    try:
+        outputs = list(detect(images))
+    except (TrtdetError, ValueError, RuntimeError) as exc:
+        if len(images) == 1:
+            failed.append(f"{images_dir / entries[0]['file_name']}: detection failed: {_first_line(exc)}")
+            return [None]
+        return [out for image, entry in zip(images, entries, strict=True)
+                for out in _detect_each(detect, [image], [entry], images_dir, failed)]
+    if len(outputs) != len(images):
+        raise ModelError(f"detector returned {len(outputs)} results for {len(images)} images")
+    return outputs
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from trtdet.cache import cache_dir, file_sha256
@@ -19,9 +21,17 @@ def export_cached(spec: ModelSpec, weights: Path, input_size: tuple[int, int]) -
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial.onnx")
-    spec.exporter(weights, partial, input_size=input_size, dynamic_batch=True)
-    partial.replace(target)
+    # A name of its own per export: processes exporting the same checkpoint at once must not
+    # write (or rename away) each other's file; the last rename wins with a complete one.
+    fd, partial_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".partial.onnx", dir=target.parent)
+    os.close(fd)
+    partial = Path(partial_name)
+    try:
+        spec.exporter(weights, partial, input_size=input_size, dynamic_batch=True)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return target
 
 

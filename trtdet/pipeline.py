@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -14,7 +15,10 @@ import numpy as np
 
 from trtdet.detections import Detections
 from trtdet.engines.base import Engine
-from trtdet.io.inputs import ImageInput, as_image, is_single_image
+from trtdet.errors import ClosedError, InputError
+from trtdet.io.images import to_bgr_uint8
+from trtdet.io.inputs import ImageInput, as_image, is_path_or_pil, is_single_image
+from trtdet.io.limits import check_image_size
 from trtdet.io.sources import Frame, SourceArguments, collect_sources
 from trtdet.model import Decoder, ModelSpec
 from trtdet.preprocess.base import Preprocessor, StagingPreprocessor
@@ -33,6 +37,69 @@ class StageTimes:
     def clear(self) -> None:
         for values in (self.preprocess, self.infer, self.decode, self.batch_sizes):
             values.clear()
+
+
+class NonFiniteDetectionsWarning(UserWarning):
+    """A decoder gave boxes or scores that are NaN or infinite (a broken model); they were dropped."""
+
+
+def finite_only(batch: Sequence[Detections]) -> list[Detections]:
+    """Each image's detections without rows whose box or score is NaN/Inf (invalid JSON, no meaning).
+
+    An image that lost rows carries the count as ``non_finite_dropped`` and is reported once
+    with a ``NonFiniteDetectionsWarning`` (``trtdet run`` puts it in the image's record).
+    """
+    out = []
+    for k, detections in enumerate(batch):
+        keep = np.isfinite(detections.xyxy).all(axis=1) & np.isfinite(detections.confidence)
+        if not keep.all():
+            dropped = int((~keep).sum())
+            detections = detections[keep]
+            detections.non_finite_dropped = dropped  # type: ignore[attr-defined]
+            warnings.warn(
+                f"image {k} of its batch: dropped {dropped} detection(s) with NaN/Inf boxes or scores "
+                "(the model's output is not finite)",
+                NonFiniteDetectionsWarning,
+                stacklevel=2,
+            )
+        out.append(detections)
+    return out
+
+
+def as_bgr_image(image: Any, index: int = 0) -> Any:
+    """``image`` as the pipeline takes it: HWC uint8 BGR, contiguous, within the size limit.
+
+    Grayscale (HxW or HxWx1), BGRA, 16-bit and float arrays are converted by the rules files
+    are read with (``trtdet.io.images.to_bgr_uint8``); torch tensors (GPU-decoded frames) pass
+    as they are. Anything else is one ``TypeError`` (not an array) or ``ValueError`` (an
+    array that is no image) naming what was expected and what was got.
+    """
+    what = f"image {index}"
+    if type(image).__module__.startswith("torch"):
+        return image
+    if is_path_or_pil(image):
+        image = as_image(image)  # a file read as trtdet run reads it, a PIL image RGB -> BGR
+    if not isinstance(image, np.ndarray):
+        kind = "None" if image is None else f"{type(image).__module__}.{type(image).__qualname__}".removeprefix("builtins.")
+        raise TypeError(f"{what}: expected an HxWx3 uint8 BGR numpy array, a file path or a PIL image, got {kind}")
+    try:
+        converted = to_bgr_uint8(image, what)
+        check_image_size(what, converted.shape[1], converted.shape[0])
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+    return converted
+
+
+def _check_sizes(images: Sequence[Any]) -> None:
+    """The last guard before the warp (cv2 or the CUDA staging copy): no image over the pixel limit.
+
+    Callers holding a scheduler add images that ``as_bgr_image`` never saw; an image too large
+    fails its batch here, and the failure policy then fails that image alone.
+    """
+    for k, image in enumerate(images):
+        shape = getattr(image, "shape", ())
+        if len(shape) >= 2:
+            check_image_size(f"image {k}", int(shape[1]), int(shape[0]))
 
 
 class Detector:
@@ -74,6 +141,8 @@ class Detector:
         self.record_times = False
         self._synchronize = synchronize
         self._batcher: Any = None
+        self._closed = False
+        self._engine_gone = False
         # Preprocessors and decoders reuse buffers between batches, so one batch runs at a
         # time; the batcher is created once even when many threads submit at the same moment.
         self._run_lock = threading.Lock()
@@ -102,11 +171,14 @@ class Detector:
     def __call__(self, images):
         """Detections of one image, or a list of them for a list of images.
 
-        An image is an HWC uint8 BGR array, a file path (read as ``trtdet run`` reads files)
-        or a PIL image; a list may mix them.
+        An image is an HWC uint8 BGR array (gray, BGRA, 16-bit and float arrays are converted
+        as files are), a file path (read as ``trtdet run`` reads files) or a PIL image; a list
+        may mix them.
         """
         if is_single_image(images):
             return self.detect([images])[0]
+        if images is None or isinstance(images, (str, bytes)) or not hasattr(images, "__iter__"):
+            as_bgr_image(images)  # raises the TypeError naming what was expected
         return self.detect(list(images))
 
     def detect(self, images: Sequence[ImageInput]) -> list[Detections]:
@@ -114,21 +186,29 @@ class Detector:
 
         On the GPU, with a preprocessor that can stage ahead, the next batch is copied and
         uploaded while the current one runs. An image that fails raises its own error (its
-        batch is retried one by one to find it).
+        batch is retried one by one to find it). Images are checked first (``as_bgr_image``):
+        gray, BGRA, 16-bit and float arrays are converted, anything else raises before any runs.
         """
+        self._check_open()
+        images = [as_bgr_image(image, k) for k, image in enumerate(images)]  # all checked before any runs
         results: list[Detections] = []
         with self.scheduler() as scheduler:
             for image in images:
-                self._collect(scheduler.add(as_image(image)), results)
+                self._collect(scheduler.add(image), results)
             self._collect(scheduler.drain(), results)
         return results
 
     @staticmethod
     def _collect(outcomes: list[Outcome[Detections]], results: list[Detections]) -> None:
-        for outcome in outcomes:
-            if outcome.error is not None:
-                raise outcome.error
-            results.append(outcome.result)  # type: ignore[arg-type]
+        error = next((outcome.error for outcome in outcomes if outcome.error is not None), None)
+        if error is not None:
+            # Raised with no local left pointing at it: the traceback keeps this frame, and a
+            # frame holding its own exception is a cycle that keeps the batch alive.
+            try:
+                raise error
+            finally:
+                error = outcomes = None  # type: ignore[assignment]
+        results.extend(outcome.result for outcome in outcomes)  # type: ignore[misc]
 
     def scheduler(self) -> Scheduler[Any, Detections]:
         """A new scheduler on this pipeline: ``add`` images, get ``Outcome``s back in order.
@@ -136,6 +216,7 @@ class Detector:
         It overlaps batches on the GPU when the preprocessor can stage ahead (and stage times
         are not being recorded); one thread uses it at a time.
         """
+        self._check_open()
         phases = None
         if self._can_overlap():
             phases = Phases(self._session, self._stage, self._launch, self._finish, self._discard)
@@ -158,6 +239,8 @@ class Detector:
         return self._run_lock
 
     def _stage(self, images: Sequence[np.ndarray]) -> Any:
+        self._check_engine()  # under the session's lock, which close() takes before deactivating
+        _check_sizes(images)
         with self._on_stream():
             return self.preprocessor.stage(images)  # type: ignore[attr-defined]  # a StagingPreprocessor
 
@@ -169,19 +252,21 @@ class Detector:
     def _finish(self, launched: tuple[dict[str, Any], list]) -> list[Detections]:
         outputs, transforms = launched
         with self._on_stream():
-            return self.decoder(outputs, transforms)
+            return finite_only(self.decoder(outputs, transforms))
 
     def _discard(self) -> None:
         self.preprocessor.discard_staged()  # type: ignore[attr-defined]
 
     def _run_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
         with self._run_lock, self._on_stream():
+            self._check_engine()
             return self._run_stages(images)
 
     def _run_stages(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        _check_sizes(images)
         if not self.record_times:
             batch = self.preprocessor(images)
-            return self.decoder(self.engine(batch.tensor), batch.transforms)
+            return finite_only(self.decoder(self.engine(batch.tensor), batch.transforms))
         sync = self._synchronize or (lambda: None)
         t0 = time.perf_counter()
         batch = self.preprocessor(images)
@@ -190,7 +275,7 @@ class Detector:
         outputs = self.engine(batch.tensor)
         sync()
         t2 = time.perf_counter()
-        detections = self.decoder(outputs, batch.transforms)
+        detections = finite_only(self.decoder(outputs, batch.transforms))
         t3 = time.perf_counter()
         self.times.preprocess.append(t1 - t0)
         self.times.infer.append(t2 - t1)
@@ -212,29 +297,58 @@ class Detector:
 
         return detect_stream(self, collect_sources(sources).sources, workers=workers)
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called: every way in then raises ``ClosedError``."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("detector is closed")
+
+    def _check_engine(self) -> None:
+        """A batch may still run after ``close()`` began (accepted requests finish), not after the engine went."""
+        if self._engine_gone:
+            raise ClosedError("detector is closed")
+
     def submit(self, image: ImageInput) -> Future[Detections]:
         """Queue one image; a worker forms batches (up to ``batch_size``) and resolves the future.
 
         On the GPU the worker stages the next batch while the current one runs; while it has
         requests queued it keeps the detector, so a direct call waits until it is idle.
+        Raises ``ClosedError`` (``detector is closed``) after ``close()``; a request accepted
+        before ``close()`` is always resolved.
         """
+        self._check_open()
+        image = as_bgr_image(image)
         with self._batcher_lock:
+            self._check_open()
             if self._batcher is None:
                 from trtdet.batching import BatchingWorker
 
                 phases = self.scheduler().phases
                 self._batcher = BatchingWorker(self._run_batch, max_batch=self.batch_size, phases=phases)
             batcher = self._batcher
-        return batcher.submit(as_image(image))
+        try:
+            return batcher.submit(image)
+        except ClosedError:  # close() shut the worker down since we took it
+            raise ClosedError("detector is closed") from None
 
     def close(self) -> None:
-        """Stop the batching worker (pending requests are finished) and deactivate the engine."""
+        """Stop the batching worker (accepted requests are finished), then deactivate the engine.
+
+        Waits for a batch that is running; afterwards every call raises ``ClosedError``.
+        Closing twice does nothing.
+        """
         with self._batcher_lock:
+            self._closed = True
             batcher, self._batcher = self._batcher, None
         if batcher is not None:
             batcher.shutdown(wait=True)
-        if self.engine.is_active:
-            self.engine.deactivate()
+        with self._run_lock:  # no batch is half way through the engine when it goes
+            self._engine_gone = True
+            if self.engine.is_active:
+                self.engine.deactivate()
 
     def __enter__(self) -> Detector:
         return self

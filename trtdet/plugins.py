@@ -13,6 +13,7 @@ import difflib
 import importlib
 import importlib.metadata
 import os
+import re
 import threading
 import warnings
 from collections.abc import Callable
@@ -123,18 +124,71 @@ def load_plugins() -> pluggy.PluginManager:
                 continue
             if pm.get_plugin(entry_point.name) is not None:
                 continue
+            _distributions[entry_point.name] = (dist_name, dist.version if dist is not None else "?")
             try:
                 module = entry_point.load()
+                pm.register(module, name=entry_point.name)
             except Exception as exc:  # a broken third-party plugin must not take the others down
-                message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                _failed[entry_point.name] = message
-                warnings.warn(f"trtdet plugin {entry_point.name!r} ({dist_name}) failed to load: {message}", stacklevel=2)
-                continue
-            pm.register(module, name=entry_point.name)
-            _distributions[entry_point.name] = (dist_name, dist.version if dist is not None else "?")
-        pm.check_pending()
+                # (an import error, or pluggy refusing a hookimpl whose arguments its spec lacks)
+                _leave_out(entry_point.name, exc)
+        _check_pending()
+        _probe_register_hooks()
         _loaded = True
         return pm
+
+
+#: Hooks that hand plugins a ``register`` callback; cheap by contract, so probed at load time.
+_REGISTER_HOOKS = ("trtdet_register_models", "trtdet_engine_backends", "trtdet_build_steps")
+
+
+def _probe_register_hooks() -> None:
+    """Call every entry-point plugin's register hooks once, leaving out those that raise.
+
+    So a plugin whose registration fails is reported (and listed by ``trtdet plugins``) at
+    load time, whichever command runs, instead of failing every command that lists models.
+    """
+    for hook_name in _REGISTER_HOOKS:
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            if impl.plugin_name in DEFAULT_PLUGINS or pm.get_plugin(impl.plugin_name) is None:
+                continue
+            try:
+                impl.function(register=lambda obj: None)
+            except Exception as exc:  # noqa: BLE001 - any failure leaves the plugin out
+                _leave_out(impl.plugin_name, exc)
+
+
+def _problem(exc: BaseException) -> str:
+    """One line for a plugin's failure, without pluggy's repr of the whole module."""
+    message = re.sub(r" (?:in|of) plugin <[^>]*>", "", str(exc)).strip()
+    return f"{type(exc).__name__}: {message}".splitlines()[0]
+
+
+def _leave_out(name: str, exc: BaseException) -> None:
+    """Unregister a broken plugin, remember why (``trtdet plugins`` lists it) and warn once."""
+    plugin = pm.get_plugin(name)
+    if plugin is not None:  # pluggy may have added some of its hookimpls before refusing one
+        pm.unregister(plugin)
+    message = _problem(exc)
+    _failed[name] = message
+    dist_name = _distributions.pop(name, ("?", "?"))[0]
+    warnings.warn(f"trtdet plugin {name!r} ({dist_name}) failed to load: {message}", stacklevel=3)
+
+
+def _check_pending() -> None:
+    """``pm.check_pending()``, leaving out each entry-point plugin it finds a misspelt hook in.
+
+    A hook that is not in trtdet's specs is how a typo shows; it is reported against the
+    plugin that has it, and the others load. The core's own plugins must always pass.
+    """
+    while True:
+        try:
+            pm.check_pending()
+            return
+        except pluggy.PluginValidationError as exc:
+            name = pm.get_name(exc.plugin)
+            if name is None or name in DEFAULT_PLUGINS:
+                raise
+            _leave_out(name, exc)
 
 
 def register_plugin(plugin: ModuleType | object, name: str, distribution: str = "local") -> None:
@@ -186,7 +240,15 @@ def _collect_registered(hook: Any, kind: str, entry: Callable[[Any, str], Any]) 
                 )
             found[obj.name] = entry(obj, plugin_name)
 
-        impl.function(register=register)
+        before = set(found)
+        try:
+            impl.function(register=register)
+        except UsageError:  # a name registered twice: both plugins are named, nothing is guessed
+            raise
+        except Exception as exc:  # a plugin's register hook that raises is left out, the rest go on
+            for name in set(found) - before:  # with what it registered before raising
+                del found[name]
+            _leave_out(plugin_name, exc)
     return found
 
 
@@ -225,7 +287,13 @@ def list_engine_backends() -> dict[str, EngineBackend]:
             )
         backends[backend.name] = backend
 
-    pm.hook.trtdet_engine_backends(register=register)
+    for impl in reversed(pm.hook.trtdet_engine_backends.get_hookimpls()):
+        try:
+            impl.function(register=register)
+        except UsageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - as for models: a broken plugin is left out
+            _leave_out(impl.plugin_name, exc)
     return backends
 
 

@@ -22,6 +22,7 @@ when another one failed is rerun as a batch. A batch of one that fails is not re
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
@@ -29,6 +30,49 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+_SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def release_frames(error: BaseException | None) -> None:
+    """Drop the local variables of the finished frames in ``error``'s tracebacks (and its causes').
+
+    A failed item's exception travels to a future or a caller, and its traceback's frames
+    (and the finished callers they link to) would keep everything their functions held -- the batch's images and input tensors, and
+    the list of errors that holds the exception itself, a cycle only the garbage collector
+    frees. The tracebacks still print (file, line, function); only the locals go. Frames
+    still running and suspended generators are left alone.
+    """
+    stack, seen = [error], set()
+    while stack:
+        exc = stack.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        tb = exc.__traceback__
+        while tb is not None:
+            _clear_finished(tb.tb_frame, seen)
+            tb = tb.tb_next
+        stack += [exc.__cause__, exc.__context__]
+
+
+def _clear_finished(frame: Any, seen: set[int]) -> None:
+    """Clear ``frame`` and the finished callers it links to (``f_back``), up to one still running."""
+    while frame is not None and id(frame) not in seen:
+        seen.add(id(frame))
+        if not frame.f_code.co_flags & _SUSPENDABLE:
+            try:
+                frame.clear()
+            except RuntimeError:  # still executing, and so is every caller above it
+                return
+        frame = frame.f_back
+
+
+def _released(outcomes: list[Outcome[R]]) -> list[Outcome[R]]:
+    for outcome in outcomes:
+        release_frames(outcome.error)
+    return outcomes
 
 
 @dataclass(frozen=True)
@@ -74,8 +118,9 @@ class _Batch(Generic[T]):
         count = sum(self.runs)
         results = list(results) if results is not None else [None] * count
         errors = list(errors) if errors is not None else [None] * count
-        if len(results) != count or len(errors) != count:
-            raise RuntimeError(f"the pipeline returned {len(results)} results for a batch of {count}")
+        if len(results) != count or len(errors) != count:  # a pipeline bug: every item learns of it
+            wrong = RuntimeError(f"the pipeline returned {len(results)} results for a batch of {count}")
+            results, errors = [None] * count, [wrong] * count
         out, k = [], 0
         for tag, run in zip(self.tags, self.runs, strict=True):
             if run:
@@ -142,6 +187,9 @@ class Scheduler(Generic[T, R]):
 
     def cut(self) -> list[Outcome[R]]:
         """Send the pending items as one batch now, full or not; returns what completed."""
+        return _released(self._cut())
+
+    def _cut(self) -> list[Outcome[R]]:
         batch, self._pending = self._pending, _Batch([], [], [])
         if not batch.tags:
             return []
@@ -153,16 +201,22 @@ class Scheduler(Generic[T, R]):
 
     def drain(self) -> list[Outcome[R]]:
         """Run what is pending and finish what is in flight; returns their outcomes."""
-        return self.cut() + self._finish_in_flight()
+        return _released(self._cut() + self._finish_in_flight())
 
-    def close(self) -> None:
-        """Abandon pending and in-flight batches and release the pipeline (after an error)."""
+    def close(self) -> list[Any]:
+        """Abandon pending and in-flight batches and release the pipeline (after an error).
+
+        Returns the tags of the abandoned items, so their owner can resolve them.
+        """
+        abandoned = list(self._pending.tags)
         self._pending = _Batch([], [], [])
         if self._in_flight is not None:
+            abandoned = list(self._in_flight[0].tags) + abandoned
             self._in_flight = None
             assert self.phases is not None
             self.phases.discard()
         self._release()
+        return abandoned
 
     def __enter__(self) -> Scheduler[T, R]:
         return self

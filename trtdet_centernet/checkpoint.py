@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 #: Keys any ResNet-DCN ctdet checkpoint has.
 _REQUIRED = ("conv1.weight", "layer1.0.conv1.weight", "deconv_layers.0.weight", "hm.0.weight", "hm.2.weight")
 _LIST_LIMIT = 5
+#: How torch's weights-only unpickler names a global it refuses, in old and current wordings.
+_UNSUPPORTED_GLOBAL = re.compile(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)")
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,10 @@ def _read(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         detail = str(exc)
-        match = re.search(r"Unsupported global: GLOBAL (\S+)", detail)
+        # torch < 2.6 said "Unsupported global: GLOBAL posix.system"; torch 2.6+ says
+        # "unsupported GLOBAL posix.system whose module posix is blocked" (or "... was not an
+        # allowed global by default").
+        match = _UNSUPPORTED_GLOBAL.search(detail)
         if match and "ultralytics" in match.group(1).lower():
             raise ModelError(
                 f"{path}: this is an Ultralytics YOLO checkpoint, not CenterNet weights "

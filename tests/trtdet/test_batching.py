@@ -8,6 +8,7 @@ from concurrent.futures import CancelledError, Future
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper
 
 import trtdet
@@ -107,7 +108,9 @@ def test_eight_threads_by_a_thousand_submits_each_get_their_own_result(tiny_dete
 def test_a_failing_image_fails_only_its_own_future(tiny_detector):
     images = _images(7, seed=2)
     futures = [tiny_detector.submit(image) for image in images[:3]]
-    bad = tiny_detector.submit(np.zeros((5, 5), np.float64))  # not an HWC image: preprocessing fails
+    # Arrays are checked (or converted) by submit() itself; a torch CPU tensor passes that check
+    # (GPU-decoded frames are tensors) and then fails in the CPU preprocessor, inside its batch.
+    bad = tiny_detector.submit(torch.zeros((5, 5), dtype=torch.float64))
     futures += [tiny_detector.submit(image) for image in images[3:]]
     with pytest.raises(Exception):  # noqa: B017 - whatever cv2/numpy raise, it reaches this future only
         bad.result(timeout=30)

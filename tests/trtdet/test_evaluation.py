@@ -16,7 +16,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from trtdet.detections import Detections
-from trtdet.errors import InputError, UsageError
+from trtdet.errors import UsageError
 from trtdet.evaluation import category_mapping, evaluate
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -144,9 +144,6 @@ def test_bad_inputs_fail_with_one_line(tmp_path):
     gt = _write_set(tmp_path, [(1, 100, 100)], [(1, 1, [10, 10, 50, 50])], [(1, "cat")])
     with pytest.raises(UsageError, match="no category name matches"):
         evaluate(FixedDetector([]), tmp_path / "images", gt, ["dog"])
-    (tmp_path / "images" / "1.png").unlink()
-    with pytest.raises(InputError, match="1.png: cannot read image"):
-        evaluate(FixedDetector([]), tmp_path / "images", gt, ["cat"])
     bad = tmp_path / "bad.json"
     bad.write_text('{"images": []}')
     with pytest.raises(UsageError, match="bad.json: not a COCO detection file"):
@@ -198,3 +195,126 @@ def test_cli_val_shipped_centernet_on_held_out_scenes(tmp_path):
     assert result.stderr.splitlines()[-1].startswith("AP ")  # the AP line went to stderr
     # On the full 500-scene held-out set: AP 0.79, AP50 0.97 (docs/training.md).
     assert metrics["AP50"] > 0.85 and metrics["AP"] > 0.6
+
+
+# -- hostile annotation files and missing images ------------------------------------------------
+
+
+def _annotations(tmp_path: Path, data) -> Path:
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _valid() -> dict:
+    return {
+        "images": [{"id": 1, "file_name": "1.png", "width": 100, "height": 100}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 50]}],
+        "categories": [{"id": 1, "name": "cat"}],
+    }
+
+
+def _broken(change) -> dict:
+    data = _valid()
+    change(data)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (5, "top level: expected a JSON object, got int"),
+        (None, "top level: expected a JSON object, got NoneType"),
+        ([], "top level: expected a JSON object, got list"),
+        (_broken(lambda d: d.pop("categories")), "categories: missing"),
+        (_broken(lambda d: d.update(images={"id": 1})), "images: expected a list, got dict"),
+        (_broken(lambda d: d["images"][0].pop("file_name")), "images[0].file_name: expected a file name, got None"),
+        (_broken(lambda d: d["images"][0].update(id="1")), "images[0].id: expected an integer, got '1'"),
+        (_broken(lambda d: d["images"][0].update(width=-3)), "images[0].width: expected a positive integer, got -3"),
+        (_broken(lambda d: d["annotations"][0].update(bbox=["a", "b", "c", "d"])), "annotations[0].bbox: expected [x, y, width, height] numbers"),
+        (_broken(lambda d: d["annotations"][0].update(bbox=[1, 2, 3])), "annotations[0].bbox: expected [x, y, width, height] numbers"),
+        (_broken(lambda d: d["annotations"][0].update(bbox=[1, 2, -3, 4])), "annotations[0].bbox: negative width or height"),
+        (_broken(lambda d: d["annotations"][0].pop("image_id")), "annotations[0].image_id: expected an integer, got None"),
+        (_broken(lambda d: d["annotations"][0].update(area="big")), "annotations[0].area: expected a number, got 'big'"),
+        (_broken(lambda d: d["categories"][0].update(name=7)), "categories[0].name: expected a string, got 7"),
+        (_broken(lambda d: d["annotations"].append(3)), "annotations[1]: expected an object, got int"),
+    ],
+)
+def test_json_that_is_not_coco_is_one_line_naming_the_field(tmp_path, data, field):
+    (tmp_path / "images").mkdir()
+    path = _annotations(tmp_path, data)
+    with pytest.raises(UsageError) as info:
+        evaluate(FixedDetector([]), tmp_path / "images", path, ["cat"])
+    message = str(info.value)
+    assert message.startswith(f"{path}: not a COCO detection file (") and field in message and "\n" not in message
+
+
+def test_deeply_nested_json_is_one_line(tmp_path):
+    (tmp_path / "images").mkdir()
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(UsageError, match=r"deep\.json: not a readable JSON file"):
+        evaluate(FixedDetector([]), tmp_path / "images", path, ["cat"])
+
+
+def test_an_empty_set_has_nothing_to_score(tmp_path):
+    (tmp_path / "images").mkdir()
+    path = _annotations(tmp_path, {"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}]})
+    with pytest.raises(UsageError, match="lists no images: nothing to score"):
+        evaluate(FixedDetector([]), tmp_path / "images", path, ["cat"])
+
+
+def test_a_missing_image_is_reported_and_scored_as_no_detections(tmp_path):
+    """Two images, one box each; the detector finds image 1's exactly; image 2 is missing: the
+    score is what pycocotools gives for one found box of two ground-truth boxes."""
+    gt = _write_set(tmp_path, [(1, 100, 100), (2, 100, 100)], [(1, 1, [10, 10, 50, 50]), (2, 1, [20, 20, 40, 40])],
+                    [(1, "cat")])
+    (tmp_path / "images" / "2.png").unlink()
+    detector = FixedDetector([_det([[10, 10, 60, 60, 0.9, 0]])])
+    result = evaluate(detector, tmp_path / "images", gt, ["cat"])
+    assert result.failed == [f"{tmp_path / 'images' / '2.png'}: cannot read image listed in the annotations (file not found)"]
+    assert result.images == 2 and result.detections == 1
+    coco = COCO()
+    coco.dataset = json.loads(gt.read_text())
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+        dt = coco.loadRes([{"image_id": 1, "category_id": 1, "bbox": [10.0, 10.0, 50.0, 50.0], "score": 0.9}])
+        ev = COCOeval(coco, dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    assert result.stats["AP50"] == pytest.approx(ev.stats[1]) and 0.4 < result.stats["AP50"] < 0.6
+
+
+def test_a_detection_failure_fails_only_its_image(tmp_path):
+    gt = _write_set(tmp_path, [(1, 100, 100), (2, 100, 100), (3, 100, 100)], [(1, 1, [10, 10, 50, 50])], [(1, "cat")])
+    calls = []
+
+    def detect(images):
+        calls.append(len(images))
+        if len(images) > 1 or len(calls) == 3:  # the batch fails, then image 2 alone
+            raise ValueError("model exploded")
+        return [_det([[10, 10, 60, 60, 0.9, 0]])]
+
+    result = evaluate(detect, tmp_path / "images", gt, ["cat"], batch=3)
+    assert calls == [3, 1, 1, 1]
+    assert result.failed == [f"{tmp_path / 'images' / '2.png'}: detection failed: model exploded"]
+    assert result.detections == 2
+
+
+def test_cli_val_with_a_missing_image_exits_2_and_still_scores(tmp_path, photos):
+    from trtdet.cli.main import cli
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    shutil.copy(photos["chelsea"], folder / "chelsea.png")
+    h, w = cv2.imread(str(photos["chelsea"])).shape[:2]
+    data = {"images": [{"id": 1, "file_name": "chelsea.png", "width": w, "height": h},
+                       {"id": 2, "file_name": "gone.png", "width": w, "height": h}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 17, "bbox": [140, 20, 300, 280]}],
+            "categories": [{"id": 17, "name": "cat"}]}
+    gt = _annotations(tmp_path, data)
+    result = CliRunner().invoke(cli, ["val", "--model", "yolo", "--images", str(folder), "--annotations", str(gt), "-q"])
+    assert result.exit_code == 2, result.output
+    assert f"error: {folder / 'gone.png'}: cannot read image listed in the annotations (file not found)" in result.stderr
+    assert "AP " in result.stdout and "1 image(s) failed" in result.stderr

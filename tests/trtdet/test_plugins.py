@@ -251,11 +251,46 @@ def _fake_distribution(root: Path, module_source: str) -> Path:
     return root
 
 
-def test_a_misspelt_hook_in_an_entry_point_plugin_fails_loudly(tmp_path: Path) -> None:
-    source = "from trtdet import hookimpl\n\n@hookimpl\ndef trtdet_decodr(model, device):\n    return None\n"
-    result = _trtdet("models", extra_path=_fake_distribution(tmp_path, source))
-    assert result.returncode != 0
-    assert "unknown hook 'trtdet_decodr'" in result.stderr
+BROKEN_PLUGINS = {
+    "misspelt-hook": (
+        "from trtdet import hookimpl\n\n@hookimpl\ndef trtdet_decodr(model, device):\n    return None\n",
+        "PluginValidationError: unknown hook 'trtdet_decodr'",
+    ),
+    "argument-the-spec-lacks": (
+        "from trtdet import hookimpl\n\n@hookimpl\ndef trtdet_decoder(model, device, colour):\n    return None\n",
+        "PluginValidationError: ",
+    ),
+    "register-hook-raises": (
+        "from trtdet import hookimpl\n\n@hookimpl\ndef trtdet_register_models(register):\n"
+        "    raise RuntimeError('cannot find my weights')\n",
+        "RuntimeError: cannot find my weights",
+    ),
+    "backend-hook-raises": (
+        "from trtdet import hookimpl\n\n@hookimpl\ndef trtdet_engine_backends(register):\n"
+        "    raise KeyError('gpu')\n",
+        "KeyError: 'gpu'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_PLUGINS))
+def test_a_broken_entry_point_plugin_is_reported_and_left_out(tmp_path: Path, case: str) -> None:
+    """`trtdet models`, `plugins` and `run` keep working; the plugin is named with its problem."""
+    source, problem = BROKEN_PLUGINS[case]
+    root = _fake_distribution(tmp_path, source)
+    models = _trtdet("models", "--json", extra_path=root)
+    assert models.returncode == 0, models.stderr
+    assert {"yolo", "centernet"} <= {row["name"] for row in json.loads(models.stdout)}
+    warning = [line for line in models.stderr.splitlines() if "fake" in line]
+    assert warning and "'fake' (fake-trtdet-plugin) failed to load: " + problem in warning[0]
+    assert "Traceback" not in models.stderr
+    rows = {row["name"]: row for row in _json(_trtdet("plugins", "--json", extra_path=root))}
+    assert rows["fake"]["hooks"] == [] and rows["fake"]["error"].startswith(problem)
+    assert rows["yolo"]["error"] is None
+    run = _trtdet("run", "-m", "yolo", "-s", str(REPO / "trtdet" / "data" / "sample.jpg"), "--json", "-", "-q",
+                  extra_path=root)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.splitlines()[0])["error"] is None
 
 
 def test_an_entry_point_plugin_that_cannot_import_is_skipped_with_a_warning(tmp_path: Path) -> None:

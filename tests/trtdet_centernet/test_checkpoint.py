@@ -199,3 +199,43 @@ def test_legacy_serialization_format_loads(tmp_path, upstream_model):
     with pytest.raises(ModelError, match="truncated or corrupt") as exc:
         load_checkpoint(truncated)
     _one_line(exc, truncated)
+
+
+class _SystemPayload:
+    """Unpickles as ``os.system(...)``: the classic malicious checkpoint."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_an_os_system_payload_is_refused_with_the_could_run_code_line(tmp_path):
+    """Under this torch the refusal is worded "unsupported GLOBAL posix.system whose module is
+    blocked"; it must still give the "refused ... could run code" line, not a generic one."""
+    marker = tmp_path / "executed"
+    path = tmp_path / "evil.pth"
+    torch.save({"epoch": 1, "state_dict": {"conv1.weight": _SystemPayload(marker)}}, path)
+    with pytest.raises(ModelError) as exc:
+        load_checkpoint(path)
+    message = _one_line(exc, path)
+    system = "posix.system" if sys.platform != "win32" else "nt.system"
+    assert f"refused to load: the file pickles {system}, not just tensors, and loading it could run code" in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "wording",
+    [
+        "Weights only load failed.\n\nUnsupported global: GLOBAL posix.system was not an allowed global by default.",
+        "Weights only load failed.\n\nTrying to load unsupported GLOBAL posix.system whose module posix is blocked.",
+    ],
+    ids=["torch<2.6", "torch>=2.6"],
+)
+def test_both_wordings_of_the_refusal_name_the_global(wording):
+    from trtdet_centernet.checkpoint import _UNSUPPORTED_GLOBAL
+
+    assert _UNSUPPORTED_GLOBAL.search(wording).group(1) == "posix.system"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -20,8 +21,9 @@ from trtdet.cli.common import (
     model_options,
 )
 from trtdet.detections import Detections
-from trtdet.errors import UsageError
+from trtdet.errors import InputError, UsageError
 from trtdet.io.sources import Frame, Source, collect_sources, count_frames
+from trtdet.pipeline import NonFiniteDetectionsWarning
 
 DEFAULT_SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.jpg"
 
@@ -112,13 +114,24 @@ def run_command(model, sources, batch, output, json_path, track, quiet, workers,
     """
     from tqdm import tqdm
 
-    from trtdet.io.sinks import AnnotatedMediaSink, JsonLinesSink, frame_record
+    from trtdet.io.sinks import (
+        AnnotatedMediaSink,
+        JsonLinesSink,
+        check_writable_file,
+        frame_record,
+        prepare_output_directory,
+    )
     from trtdet.plugins import get_model
     from trtdet.streaming import detect_stream
 
+    warnings.simplefilter("ignore", NonFiniteDetectionsWarning)  # reported per input below, once
     options = detector_options(model_flags, batch=batch)
     device = options.device
     get_model(model)  # unknown models fail before any loading
+    if output:  # an unusable --output or --json is one line, before the model loads
+        prepare_output_directory(output)
+    if json_path and json_path != "-":
+        check_writable_file(json_path, "--json")
     tracker = None
     if track:
         from trtdet.tracking import VideoTracker
@@ -147,32 +160,48 @@ def run_command(model, sources, batch, output, json_path, track, quiet, workers,
         if to_stdout:
             json_sink = JsonLinesSink(sys.stdout)
         elif json_path:
-            json_sink = JsonLinesSink(stack.enter_context(open(json_path, "w", encoding="utf-8")))
+            try:
+                json_file = stack.enter_context(open(json_path, "w", encoding="utf-8"))
+            except OSError as exc:
+                raise UsageError(f"--json {json_path}: cannot write the file ({exc.strerror})") from None
+            json_sink = JsonLinesSink(json_file)
         media_sink = AnnotatedMediaSink(Path(output), class_names) if output else None
         if media_sink is not None:
-            stack.callback(media_sink.close)
+            stack.callback(media_sink.close)  # after an error too (a second close does nothing)
         show_bar = not quiet and (total is None or total > 1)
         bar = stack.enter_context(tqdm(total=total, disable=not show_bar, unit="img", file=sys.stderr, leave=False))
         for frame, detections in detect_stream(detector, expanded, workers=workers, jpeg_decoder=jpeg_decoder):
             tally.inputs.add(frame.name)
             tally.frames += 1
+            if detections is not None and tracker is not None and frame.index is not None:
+                detections = tracker.update(frame.name, detections, frame.fps)
+            written_to = None
+            if detections is not None and media_sink is not None:
+                try:
+                    written_to = media_sink.write(frame, detections)
+                except InputError as exc:  # the annotated copy could not be written: that input failed
+                    frame.error, detections = str(exc), None
             if frame.error:
                 tally.failed += 1
                 bar.clear()
                 click.echo(f"error: {frame.error}", err=True)
-            if detections is not None and tracker is not None and frame.index is not None:
-                detections = tracker.update(frame.name, detections, frame.fps)
+            elif frame.warning:
+                bar.clear()
+                click.echo(f"warning: {frame.warning}", err=True)
             record = frame_record(frame, detections, class_names)
+            if written_to is not None:
+                record["output"] = str(written_to)
             if detections is not None:
                 tally.detections += len(detections)
-                if media_sink is not None:
-                    record["output"] = str(media_sink.write(frame, detections))
                 if not quiet and frame.index is None:
                     bar.clear()
                     click.echo(_summary(frame, detections, class_names), err=to_stdout)
             if json_sink is not None:
                 json_sink.write(record)
             bar.update(1)
+        for error in media_sink.close() if media_sink is not None else ():
+            tally.failed += 1
+            click.echo(f"error: {error}", err=True)
     if not quiet:
         click.echo(tally.line(len(collected.skipped)), err=True)
         written = len(media_sink.written) if media_sink is not None else 0

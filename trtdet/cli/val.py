@@ -8,7 +8,14 @@ from pathlib import Path
 
 import click
 
-from trtdet.cli.common import EXIT_OK, detector_options, handle_errors, load_detector, model_options
+from trtdet.cli.common import (
+    EXIT_INPUTS_FAILED,
+    EXIT_OK,
+    detector_options,
+    handle_errors,
+    load_detector,
+    model_options,
+)
 from trtdet.errors import UsageError
 
 #: Score threshold for evaluation: COCO AP integrates over the whole precision/recall curve,
@@ -97,6 +104,8 @@ def val_command(images_dir, annotations, keep_res, batch, json_path, quiet, **mo
         ),
         err=True,
     )
+    for line in result.failed:  # scored as images with no detections
+        click.echo(f"error: {line}", err=True)
     stats = result.stats
     # With --json - stdout is the JSON alone; the AP line goes to stderr then.
     click.echo(f"AP {stats['AP']:.4f}  AP50 {stats['AP50']:.4f}  AP75 {stats['AP75']:.4f}", err=json_path == "-")
@@ -110,4 +119,7 @@ def val_command(images_dir, annotations, keep_res, batch, json_path, quiet, **mo
             click.echo(payload)
         else:
             Path(json_path).write_text(payload + "\n", encoding="utf-8")
+    if result.failed:
+        click.echo(f"{len(result.failed)} image(s) failed (scored as images with no detections)", err=True)
+        sys.exit(EXIT_INPUTS_FAILED)
     sys.exit(EXIT_OK)

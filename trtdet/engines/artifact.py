@@ -111,7 +111,10 @@ class ArtifactMetadata:
 
     @classmethod
     def from_json_dict(cls, data: dict[str, Any], source: str) -> ArtifactMetadata:
-        data = _current_names(data)
+        try:
+            data = _current_names(data)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(f"{source}: malformed engine metadata: {exc}") from exc
         missing = [name for name in KEY_FIELDS if name not in data]
         if missing:
             raise ModelError(f"{source}: engine metadata lacks {', '.join(missing)}")
@@ -134,7 +137,7 @@ class ArtifactMetadata:
                 plugins=tuple(RequiredPlugin(**p) for p in data.get("plugins", ())),
                 extra=dict(data.get("extra", {})),
             )
-        except (TypeError, ValueError, KeyError, IndexError) as exc:
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError, RecursionError) as exc:
             raise ModelError(f"{source}: malformed engine metadata: {exc}") from exc
 
     def as_strings(self) -> dict[str, str]:
@@ -163,6 +166,11 @@ def _current_names(data: dict[str, Any]) -> dict[str, Any]:
         extra.setdefault("payload_bytes", extra.pop("plan_bytes"))
     data["extra"] = extra
     return data
+
+
+def _no_constant(name: str) -> Any:
+    """JSON's non-standard NaN/Infinity have no place in a header (``int(inf)`` would overflow later)."""
+    raise ValueError(f"{name} is not a valid metadata value")
 
 
 def _tensor(data: dict[str, Any]) -> TensorInfo:
@@ -203,8 +211,8 @@ def _parse_header(data: bytes, total_size: int, source: str) -> tuple[ArtifactMe
     if _LENGTH.size + length > len(data):
         raise ModelError(f"{source}: truncated engine (header says {length} metadata bytes, file has fewer)")
     try:
-        header = json.loads(data[_LENGTH.size : _LENGTH.size + length].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        header = json.loads(data[_LENGTH.size : _LENGTH.size + length].decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting: RecursionError
         raise ModelError(f"{source}: not a trtdet engine (metadata header is not JSON: {exc})") from exc
     if not isinstance(header, dict):
         raise ModelError(f"{source}: not a trtdet engine (metadata header is not a JSON object)")

@@ -12,7 +12,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from trtdet.io.images import MAX_PIXELS
+from trtdet.io.limits import max_image_pixels
 
 #: Start-of-frame markers nvJPEG and OpenCV both decode to the same image.
 _GPU_SOF = {0xC0: "baseline", 0xC1: "extended", 0xC2: "progressive"}
@@ -68,7 +68,7 @@ def gpu_decodable(data: bytes) -> bool:
         and header.process in _GPU_SOF
         and header.precision == 8
         and header.components in (1, 3)
-        and 0 < header.height * header.width <= MAX_PIXELS
+        and 0 < header.height * header.width <= max_image_pixels()
     )
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from trtdet.errors import InputError
-
-#: Refuse images whose decoded size would exceed this many pixels (cv2's own cap is 2**30).
-MAX_PIXELS = 2**30
+from trtdet.io.image_header import declared_size
+from trtdet.io.limits import check_image_size
 
 
 def to_bgr_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
@@ -46,26 +47,81 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def read_image_bytes(path: str | Path) -> bytes:
-    """An image file's bytes, after the checks that need no decoding (missing, empty, truncated)."""
-    path = Path(path)
+    """An image file's bytes, after the checks that need no decoding.
+
+    Missing, empty, truncated and over-large files (by the size the header declares, see
+    ``trtdet.io.limits``) are refused here, and so is anything that is not a regular file:
+    a FIFO would block the read forever and a device such as ``/dev/zero`` never ends.
+    """
     source = str(path)
-    if not path.exists():
-        raise InputError(source, "file not found")
-    if path.is_dir():
-        raise InputError(source, "is a directory, not an image")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(source, f"cannot read file ({exc.strerror})") from exc
+    data = read_regular_file(path)
     if not data:
         raise InputError(source, "file is empty")
     if _truncated_jpeg(data):
         raise InputError(source, "truncated JPEG (no end-of-image marker)")
+    check_declared_size(data, source)
     return data
 
 
+def special_file_problem(mode: int) -> str | None:
+    """Why a file of ``st_mode`` ``mode`` cannot be an input, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not an image"
+    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode) else (
+        "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "a special file"
+    )
+    return f"is {kind}, not a regular file (only regular files, camera indexes and stream URLs are read)"
+
+
+#: Image files larger than this are refused unread (2 GiB: more than any image trtdet can hold).
+MAX_FILE_BYTES = 2**31
+
+
+def read_regular_file(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``max_bytes``; ``InputError`` otherwise.
+
+    Opened without blocking and checked on the open descriptor, so a FIFO or device is
+    refused without a single read (and without a race between the check and the read).
+    """
+    source = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise InputError(source, "file not found") from None
+    except IsADirectoryError:
+        raise InputError(source, "is a directory, not an image") from None
+    except OSError as exc:
+        raise InputError(source, f"cannot read file ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        problem = special_file_problem(info.st_mode)
+        if problem is not None:
+            raise InputError(source, problem)
+        if info.st_size > max_bytes:
+            raise InputError(source, f"file too large for an image ({info.st_size:,} bytes, over {max_bytes:,})")
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            return stream.read()
+    except OSError as exc:
+        raise InputError(source, f"cannot read file ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+
+
+def check_declared_size(data: bytes, source: str) -> None:
+    """Refuse an image whose header declares more pixels than ``max_image_pixels()`` allows."""
+    size = declared_size(data)
+    if size is not None:
+        check_image_size(source, *size)
+
+
 def decode_image_bytes(data: bytes, source: str) -> np.ndarray:
-    """Decode an image file's bytes with OpenCV into HWC uint8 BGR (pixels as stored: no EXIF rotation)."""
+    """Decode an image file's bytes with OpenCV into HWC uint8 BGR (pixels as stored: no EXIF rotation).
+
+    The size its header declares is checked first, so a pixel bomb is refused before it is decoded.
+    """
+    check_declared_size(data, source)
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
         image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
@@ -73,6 +129,5 @@ def decode_image_bytes(data: bytes, source: str) -> np.ndarray:
         raise InputError(source, f"cannot decode image ({str(exc).strip().splitlines()[-1]})") from exc
     if image is None:
         raise InputError(source, "not a readable image (unknown format or corrupt data)")
-    if image.shape[0] * image.shape[1] > MAX_PIXELS:
-        raise InputError(source, f"image too large ({image.shape[1]}x{image.shape[0]})")
+    check_image_size(source, image.shape[1], image.shape[0])  # formats whose header was not read
     return to_bgr_uint8(image, source)

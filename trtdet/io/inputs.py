@@ -25,6 +25,11 @@ def _is_pil(value: object) -> bool:
     return module.startswith("PIL.") and hasattr(value, "convert") and hasattr(value, "mode")
 
 
+def is_path_or_pil(value: object) -> bool:
+    """True for a file path (``str`` or path-like) or a PIL image: inputs ``as_image`` reads."""
+    return isinstance(value, (str, os.PathLike)) or _is_pil(value)
+
+
 def is_single_image(value: object) -> bool:
     """True when ``value`` is one image (not a list of them)."""
     if isinstance(value, np.ndarray):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+import os
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -11,6 +14,7 @@ import cv2
 import numpy as np
 
 from trtdet.detections import Detections
+from trtdet.errors import InputError, UsageError
 from trtdet.io.draw import draw
 from trtdet.io.sources import Frame, Source
 
@@ -18,7 +22,7 @@ from trtdet.io.sources import Frame, Source
 def frame_record(frame: Frame, detections: Detections | None, class_names: Sequence[str]) -> dict[str, Any]:
     """The JSON-lines record of one image or video frame (DESIGN.md's contract)."""
     height, width = (frame.image.shape[:2] if frame.image is not None else (None, None))
-    return {
+    record = {
         "source": frame.name,
         "frame": frame.index,
         "width": width,
@@ -26,6 +30,9 @@ def frame_record(frame: Frame, detections: Detections | None, class_names: Seque
         "detections": detections.to_records(class_names) if detections is not None else [],
         "error": frame.error,
     }
+    if frame.warning:  # only when there is one: records of clean inputs keep the documented shape
+        record["warning"] = frame.warning
+    return record
 
 
 class JsonLinesSink:
@@ -39,16 +46,91 @@ class JsonLinesSink:
         self.stream.flush()
 
 
+def prepare_output_directory(directory: str | Path) -> Path:
+    """Create ``directory`` if needed and prove a file can be written there; ``UsageError`` if not.
+
+    Called before the model loads, so an unusable ``--output`` costs one line and nothing else.
+    """
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"--output {directory}: exists and is not a directory") from None
+    except OSError as exc:
+        raise UsageError(f"--output {directory}: cannot create the directory ({exc.strerror})") from None
+    if not path.is_dir():
+        raise UsageError(f"--output {directory}: exists and is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".trtdet-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"--output {directory}: cannot write there ({exc.strerror})") from None
+    return path
+
+
+def check_writable_file(path: str | Path, flag: str = "--json") -> None:
+    """``UsageError`` unless ``path`` can be opened for writing (checked without touching an existing file)."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory")
+    if target.exists():
+        if not os.access(target, os.W_OK):
+            raise UsageError(f"{flag} {path}: cannot write the file (permission denied)")
+        return
+    parent = target.parent
+    if not parent.is_dir():
+        problem = "is not a directory" if parent.exists() else "does not exist"
+        raise UsageError(f"{flag} {path}: the folder {parent} {problem}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: cannot create a file in {parent} (permission denied)")
+
+
+#: The process's umask, so files renamed into place get the mode a plain ``open`` would give them.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` through a temporary file beside it, then rename it into place.
+
+    Renaming replaces whatever has the name -- a symlink included -- so a planted link never
+    redirects the write, and readers never see half a file. ``write`` fills the temporary
+    file (whose name is plain ASCII: OpenCV's writers cannot take every file name).
+    """
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".trtdet-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp's file is private (0600)
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _display(path: Path) -> str:
+    return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class AnnotatedMediaSink:
-    """Annotated copies of the inputs under ``directory``: images as images, videos as .mp4."""
+    """Annotated copies of the inputs under ``directory``: images as images, videos as .mp4.
+
+    Files are written through a temporary file and a rename (``replace_atomically``), with
+    OpenCV only encoding (``cv2.imencode``) and Python writing the bytes, so any file name
+    the input had -- not valid UTF-8 included -- is kept as it is. A write that fails raises
+    ``InputError`` for that input.
+    """
 
     def __init__(self, directory: Path, class_names: Sequence[str]) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.class_names = class_names
         self._used: set[str] = set()
-        self._writers: dict[str, cv2.VideoWriter] = {}
+        self._writers: dict[str, tuple[cv2.VideoWriter, Path, Path]] = {}
         self._names: dict[str, str] = {}
+        self._unwritable: set[str] = set()  # videos whose writer could not be opened
         self.written: list[Path] = []
 
     def _unique(self, source: Source, suffix: str) -> Path:
@@ -64,11 +146,15 @@ class AnnotatedMediaSink:
         self._used.add(name)
         self._names[source.name] = name
         path = self.directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(source.name, f"cannot write {_display(path)} ({exc.strerror})") from None
         return path
 
-    def write(self, frame: Frame, detections: Detections) -> Path:
-        """Draw ``detections`` on the frame and write it; returns the image or video file written to."""
+    def write(self, frame: Frame, detections: Detections) -> Path | None:
+        """Draw ``detections`` on the frame and write it; returns the image or video file written
+        to (None for a frame of a video whose writer could not open, reported once already)."""
         assert frame.image is not None
         image = frame.image if isinstance(frame.image, np.ndarray) else frame.image.cpu().numpy()  # GPU-decoded
         canvas = draw(image, detections, self.class_names)
@@ -76,20 +162,58 @@ class AnnotatedMediaSink:
             suffix = Path(frame.name).suffix.lower()
             suffix = suffix if suffix in (".jpg", ".jpeg", ".png", ".bmp") else ".jpg"
             path = self._unique(frame.source, suffix)
-            cv2.imwrite(str(path), canvas)
+            self._write_image(frame.name, path, canvas)
             self.written.append(path)
             return path
-        writer = self._writers.get(frame.name)
-        path = self._unique(frame.source, ".mp4")
-        if writer is None:
-            height, width = canvas.shape[:2]
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), frame.fps or 25.0, (width, height))
-            self._writers[frame.name] = writer
-            self.written.append(path)
-        writer.write(np.ascontiguousarray(canvas))
-        return path
+        if frame.name in self._unwritable:  # already reported once for this video
+            return None
+        entry = self._writers.get(frame.name)
+        if entry is None:
+            try:
+                entry = self._open_video(frame, canvas.shape[:2])
+            except InputError:
+                self._unwritable.add(frame.name)
+                raise
+        entry[0].write(np.ascontiguousarray(canvas))
+        return entry[2]
 
-    def close(self) -> None:
-        for writer in self._writers.values():
+    def _write_image(self, source: str, path: Path, canvas: np.ndarray) -> None:
+        ok, encoded = cv2.imencode(path.suffix, canvas)
+        if not ok:
+            raise InputError(source, f"cannot encode the annotated image as {path.suffix}")
+        try:
+            replace_atomically(path, lambda temporary: temporary.write_bytes(encoded.tobytes()))
+        except OSError as exc:
+            raise InputError(source, f"cannot write {_display(path)} ({exc.strerror})") from None
+
+    def _open_video(self, frame: Frame, size: tuple[int, int]) -> tuple[cv2.VideoWriter, Path, Path]:
+        path = self._unique(frame.source, ".mp4")
+        try:
+            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".trtdet-", suffix=".mp4")
+            os.close(fd)
+            os.chmod(temporary, 0o666 & ~_UMASK)
+        except OSError as exc:
+            raise InputError(frame.name, f"cannot write {_display(path)} ({exc.strerror})") from None
+        height, width = size
+        writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*"mp4v"), frame.fps or 25.0, (width, height))
+        if not writer.isOpened():
+            os.unlink(temporary)
+            raise InputError(frame.name, f"cannot write {_display(path)} (OpenCV cannot open an mp4v video writer)")
+        entry = (writer, Path(temporary), path)
+        self._writers[frame.name] = entry
+        self.written.append(path)
+        return entry
+
+    def close(self) -> list[InputError]:
+        """Finish every video (renamed into place); returns the errors of those that could not be."""
+        errors: list[InputError] = []
+        for source, (writer, temporary, path) in self._writers.items():
             writer.release()
+            try:
+                os.replace(temporary, path)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+                errors.append(InputError(source, f"cannot write {_display(path)} ({exc.strerror})"))
         self._writers.clear()
+        return errors

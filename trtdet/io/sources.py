@@ -6,6 +6,7 @@ import glob
 import itertools
 import os
 import queue
+import stat
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -17,9 +18,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from trtdet.errors import InputError
+from trtdet.errors import InputError, UsageError
 from trtdet.io.gpu_jpeg import gpu_decodable
-from trtdet.io.images import decode_image_bytes, read_image_bytes, to_bgr_uint8
+from trtdet.io.image_header import declared_size
+from trtdet.io.images import decode_image_bytes, read_image_bytes, special_file_problem, to_bgr_uint8
 
 #: Image formats OpenCV's imread decodes (its documented list; AVIF where built with it).
 IMAGE_SUFFIXES = frozenset({
@@ -71,6 +73,8 @@ class Frame:
     image: np.ndarray | Any | None = None
     error: str | None = None
     fps: float | None = None
+    #: A problem that did not stop the frame being used (e.g. dropped non-finite detections).
+    warning: str | None = None
 
     @property
     def name(self) -> str:
@@ -170,6 +174,9 @@ def count_frames(sources: Sequence[Source]) -> int | None:
         if source.kind == "image":
             total += 1
         elif source.kind == "video":
+            if video_file_problem(source.name) is not None:
+                total += 1  # reported as one failed input
+                continue
             capture = _open_quietly(source.name)
             count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
             capture.release()
@@ -199,9 +206,23 @@ def _open_quietly(target: int | str) -> cv2.VideoCapture:
         logging.setLogLevel(previous)
 
 
+def video_file_problem(path: str) -> str | None:
+    """Why a video path cannot be opened (missing, or not a regular file), or None.
+
+    OpenCV would block forever on a FIFO and read a device such as /dev/zero without end.
+    """
+    try:
+        return special_file_problem(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as exc:
+        return f"cannot read file ({exc.strerror})"
+
+
 def _iter_video(source: Source) -> Iterator[Frame]:
-    if source.kind == "video" and not Path(source.name).is_file():
-        yield Frame(source, None, error=InputError(source.name, "file not found").args[0])
+    problem = video_file_problem(source.name) if source.kind == "video" else None
+    if problem is not None:
+        yield Frame(source, None, error=InputError(source.name, problem).args[0])
         return
     target = int(source.name) if source.kind == "camera" else source.name
     capture = _open_quietly(target)
@@ -210,6 +231,7 @@ def _iter_video(source: Source) -> Iterator[Frame]:
         yield Frame(source, None, error=f"{source.name}: {what}")
         return
     fps = capture.get(cv2.CAP_PROP_FPS) or None
+    declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if source.kind == "video" else 0
     index = 0
     try:
         while True:
@@ -222,6 +244,12 @@ def _iter_video(source: Source) -> Iterator[Frame]:
         capture.release()
     if index == 0:
         yield Frame(source, None, error=f"{source.name}: video has no readable frames")
+    elif 0 < index < declared:  # a file (not a camera or stream) that stopped before its end
+        yield Frame(
+            source, None,
+            error=f"{source.name}: video ended early: {index} of the {declared} frames its container declares "
+            "were readable (truncated or corrupt file)",
+        )
 
 
 class FrameReader:
@@ -264,15 +292,88 @@ class FrameReader:
             return Frame(source, None, error=str(exc))
 
 
+#: Bytes of images held by the read-ahead (encoded and decoded) unless told otherwise.
+DEFAULT_READ_AHEAD_BYTES = 512 * 2**20
+#: The environment variable that sets it (``trtdet run`` reads it).
+ENV_READ_AHEAD_BYTES = "TRTDET_READ_AHEAD_BYTES"
+
+
+def read_ahead_bytes() -> int:
+    """The read-ahead's byte budget: ``TRTDET_READ_AHEAD_BYTES`` or 512 MiB."""
+    raw = os.environ.get(ENV_READ_AHEAD_BYTES, "").strip()
+    if not raw:
+        return DEFAULT_READ_AHEAD_BYTES
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UsageError(f"{ENV_READ_AHEAD_BYTES}={raw!r}: expected a positive number of bytes")
+    return value
+
+
+class ByteBudget:
+    """Bytes in flight between a producer and its consumer, at most ``limit`` of them.
+
+    One item larger than the whole budget is still let through when nothing else is in
+    flight, so a single huge image never deadlocks the reader.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._changed = threading.Condition()
+
+    def _fits(self, nbytes: int) -> bool:
+        return self.used == 0 or self.used + nbytes <= self.limit
+
+    def try_acquire(self, nbytes: int) -> bool:
+        with self._changed:
+            if not self._fits(nbytes):
+                return False
+            self.used += nbytes
+            return True
+
+    def acquire(self, nbytes: int, stop: threading.Event) -> bool:
+        """Wait until ``nbytes`` fit; False if ``stop`` was set first."""
+        with self._changed:
+            while not self._fits(nbytes):
+                if stop.is_set():
+                    return False
+                self._changed.wait(0.1)
+            self.used += nbytes
+            return True
+
+    def release(self, nbytes: int) -> None:
+        with self._changed:
+            self.used -= nbytes
+            self._changed.notify_all()
+
+
+def _frame_bytes(frame: Any) -> int:
+    image = getattr(frame, "image", None)
+    return int(getattr(image, "nbytes", 0) or 0) if image is not None else 0
+
+
 def iter_frames(
-    sources: Sequence[Source], *, workers: int = 1, jpeg_decoder: Any = None, chunk: int = 4
+    sources: Sequence[Source],
+    *,
+    workers: int = 1,
+    jpeg_decoder: Any = None,
+    chunk: int = 4,
+    max_bytes: int | None = None,
 ) -> Iterator[Frame]:
     """Yield every frame of every source, in order; bad inputs yield one frame with ``error``.
 
     With ``workers`` > 1 image files are read ahead by that many threads, ``chunk`` files per
     task, while the caller works on earlier frames; video frames are decoded ahead on a thread.
+    What is read ahead is bounded by bytes, not by count: at most ``max_bytes`` (default
+    ``read_ahead_bytes()``) of files and decoded images are held for the caller at a time,
+    counted from each file's size and the pixels its header declares before it is read, so
+    memory stays flat whatever the images' sizes (one image over the budget is read alone).
     """
     reader = FrameReader(jpeg_decoder)
+    budget = ByteBudget(max_bytes if max_bytes is not None else read_ahead_bytes())
     if workers <= 1 and jpeg_decoder is None:
         for source in sources:
             if source.is_video_like:
@@ -280,65 +381,111 @@ def iter_frames(
             else:
                 yield from reader.read([source])
         return
-    # Chunks read ahead: enough to keep every thread busy; GPU-decoded chunks hold device
-    # memory and nvJPEG runs one batch at a time, so two of those are enough.
+    # Chunks read ahead: enough to keep every thread busy, within the byte budget; GPU-decoded
+    # chunks hold device memory and nvJPEG runs one batch at a time, so two of those are enough.
     depth = 2 if jpeg_decoder is not None else 2 * workers
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="trtdet-read") as pool:
-        pending: deque[Future[list[Frame]]] = deque()
+        pending: deque[tuple[Future[list[Frame]], int]] = deque()
         group: list[Source] = []
+        group_bytes = 0
 
         def flush() -> None:
+            nonlocal group_bytes
             if group:
-                pending.append(pool.submit(reader.read, list(group)))
+                pending.append((pool.submit(reader.read, list(group)), group_bytes))
                 group.clear()
+                group_bytes = 0
+
+        def oldest() -> Iterator[Frame]:
+            """The oldest chunk's frames; its bytes leave the budget once the caller took them all."""
+            future, nbytes = pending.popleft()
+            try:
+                yield from future.result()
+            finally:
+                budget.release(nbytes)
 
         for source in sources:
             if source.is_video_like:
                 flush()
                 while pending:
-                    yield from pending.popleft().result()
-                yield from _read_ahead(_iter_video(source), depth=64)
+                    yield from oldest()
+                yield from _read_ahead(_iter_video(source), depth=64, budget=budget)
                 continue
+            cost = estimated_bytes(source.name)
+            while not budget.try_acquire(cost):  # over budget: hand the caller what is read first
+                if group:
+                    flush()
+                yield from oldest()
             group.append(source)
+            group_bytes += cost
             if len(group) >= chunk:
                 flush()
             while len(pending) > depth:
-                yield from pending.popleft().result()
+                yield from oldest()
         flush()
         while pending:
-            yield from pending.popleft().result()
+            yield from oldest()
+
+
+def estimated_bytes(path: str) -> int:
+    """What reading ``path`` will hold: its size on disk plus its decoded BGR pixels (header-declared).
+
+    Files whose header is not one ``declared_size`` reads count eight times their size (a
+    typical JPEG ratio); unreadable files count nothing (they become an error line).
+    """
+    try:
+        info = os.stat(path)
+    except OSError:
+        return 0
+    if not stat.S_ISREG(info.st_mode):
+        return 0
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(64 * 1024)
+            size = declared_size(head)
+            if size is None and head[:2] == b"\xff\xd8" and info.st_size > len(head):  # SOF after big EXIF/ICC
+                size = declared_size(head + stream.read(1024 * 1024))
+    except OSError:
+        return info.st_size
+    decoded = 3 * size[0] * size[1] if size is not None else 8 * info.st_size
+    return info.st_size + decoded
 
 
 _DONE = object()
 
 
-def _read_ahead(frames: Iterator[Frame], depth: int) -> Iterator[Frame]:
-    """Run ``frames`` on a thread, at most ``depth`` frames ahead of the consumer."""
+def _read_ahead(frames: Iterator[Frame], depth: int, budget: ByteBudget | None = None) -> Iterator[Frame]:
+    """Run ``frames`` on a thread, at most ``depth`` frames (and ``budget`` bytes) ahead of the consumer."""
     buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def produce() -> None:
         try:
             for frame in frames:
+                nbytes = _frame_bytes(frame)
+                if budget is not None and not budget.acquire(nbytes, stop):
+                    break
                 while not stop.is_set():
                     try:
-                        buffer.put(frame, timeout=0.1)
+                        buffer.put((frame, nbytes), timeout=0.1)
                         break
                     except queue.Full:
                         continue
                 if stop.is_set():
                     break
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-            buffer.put(exc)
+            buffer.put((exc, 0))
         finally:
             frames.close()  # type: ignore[attr-defined]
-            buffer.put(_DONE)
+            buffer.put((_DONE, 0))
 
     thread = threading.Thread(target=produce, name="trtdet-video", daemon=True)
     thread.start()
     try:
         while True:
-            item = buffer.get()
+            item, nbytes = buffer.get()
+            if budget is not None and nbytes:
+                budget.release(nbytes)
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
@@ -348,6 +495,8 @@ def _read_ahead(frames: Iterator[Frame], depth: int) -> Iterator[Frame]:
         stop.set()
         while thread.is_alive():  # unblock a producer waiting on a full buffer
             try:
-                buffer.get_nowait()
+                item, nbytes = buffer.get_nowait()
+                if budget is not None and nbytes:
+                    budget.release(nbytes)
             except queue.Empty:
                 thread.join(0.05)

@@ -139,3 +139,116 @@ def test_reader_sends_only_plain_jpegs_to_the_gpu_and_falls_back_per_file(tmp_pa
     for frame in frames[:4]:  # the refused c.jpg was decoded on the CPU instead
         assert frame.image.shape == (12, 10, 3)
     assert frames[4].error.endswith("file is empty")
+
+
+class _Held:
+    """Bytes of decoded images a reader has produced that the consumer has not taken yet."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+
+    def add(self, nbytes: int) -> None:
+        with self.lock:
+            self.now += nbytes
+            self.peak = max(self.peak, self.now)
+
+    def take(self, frame) -> None:
+        if frame.image is not None:
+            with self.lock:
+                self.now -= frame.image.nbytes
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_read_ahead_is_bounded_by_bytes_not_by_count(tmp_path, monkeypatch, workers):
+    import time
+
+    from trtdet.io import sources
+
+    big = np.random.default_rng(0).integers(0, 256, (400, 500, 3), dtype=np.uint8)
+    for n in range(16):
+        cv2.imwrite(str(tmp_path / f"{n:02d}.png"), big)
+    held = _Held()
+    real_decode = sources.decode_image_bytes
+
+    def counting_decode(data, source):
+        image = real_decode(data, source)
+        held.add(image.nbytes)
+        return image
+
+    monkeypatch.setattr(sources, "decode_image_bytes", counting_decode)
+    one = big.nbytes + (tmp_path / "00.png").stat().st_size  # what the reader counts per file
+    budget = int(2.5 * one)
+    frames = []
+    for frame in iter_frames(expand_sources([str(tmp_path)]), workers=workers, chunk=2, max_bytes=budget):
+        held.take(frame)
+        frames.append(frame)
+        time.sleep(0.01)  # a consumer slower than the readers
+    assert len(frames) == 16 and all(f.error is None for f in frames)
+    assert held.peak <= budget, f"{held.peak / big.nbytes:.1f} images held for a budget of {budget / big.nbytes:.1f}"
+
+
+def test_an_image_larger_than_the_whole_budget_is_still_read(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((64, 64, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "b.png"), np.ones((64, 64, 3), np.uint8))
+    frames = list(iter_frames(expand_sources([str(tmp_path)]), workers=2, max_bytes=10))
+    assert [f.image.shape for f in frames] == [(64, 64, 3)] * 2
+
+
+def test_video_read_ahead_is_bounded_by_bytes(tmp_path, monkeypatch):
+    import time
+
+    from trtdet.io import sources
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240))
+    for shift in range(30):
+        writer.write(np.full((240, 320, 3), 8 * shift, np.uint8))
+    writer.release()
+    held = _Held()
+    real_iter = sources._iter_video
+
+    def counting_iter(source):
+        for frame in real_iter(source):
+            if frame.image is not None:
+                held.add(frame.image.nbytes)
+            yield frame
+
+    monkeypatch.setattr(sources, "_iter_video", counting_iter)
+    frame_bytes = 240 * 320 * 3
+    budget = 3 * frame_bytes
+    count = 0
+    for frame in iter_frames([Source(str(video), "video")], workers=2, max_bytes=budget):
+        held.take(frame)
+        count += 1
+        time.sleep(0.01)
+    assert count == 30
+    # The producer holds at most one decoded frame while it waits for room in the budget.
+    assert held.peak <= budget + frame_bytes, held.peak / frame_bytes
+
+
+def test_a_truncated_video_reports_that_it_ended_early(tmp_path):
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    data = video.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    capture = cv2.VideoCapture(str(cut))  # the reference: what OpenCV itself reads of the cut file
+    declared, readable = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0
+    while capture.read()[0]:
+        readable += 1
+    capture.release()
+    assert declared == 20 and 0 < readable < 20
+    frames = list(iter_frames([Source(str(cut), "video")]))
+    assert [f.index for f in frames[:-1]] == list(range(readable))
+    assert frames[-1].index is None and frames[-1].error == (
+        f"{cut}: video ended early: {readable} of the 20 frames its container declares were readable "
+        "(truncated or corrupt file)"
+    )
+    whole = list(iter_frames([Source(str(video), "video")]))
+    assert len(whole) == 20 and all(f.error is None for f in whole)

@@ -84,3 +84,141 @@ def test_video_frames_go_to_one_mp4_per_source(tmp_path):
         frames += 1
     capture.release()
     assert frames == 5
+
+
+# -- writes that must not go wrong silently ----------------------------------------------------
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+
+from trtdet.errors import InputError, UsageError  # noqa: E402
+from trtdet.io.sinks import check_writable_file, prepare_output_directory  # noqa: E402
+
+IMAGE = np.random.default_rng(3).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+
+
+def test_a_name_that_is_not_utf8_is_written_under_the_same_bytes(tmp_path):
+    name = os.fsdecode(b"caf\xe9-\xff.png")  # surrogate-escaped, as Python gives it from the file system
+    sink = AnnotatedMediaSink(tmp_path, NAMES)
+    sink.write(_frame(f"in/{name}", image=IMAGE), _detections())
+    assert os.listdir(os.fsencode(tmp_path)) == [b"caf\xe9-\xff.png"]
+    written = (tmp_path / name).read_bytes()
+    np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(written, np.uint8), cv2.IMREAD_COLOR),
+                                  draw_detections(IMAGE, _detections(), NAMES))
+
+
+def test_a_video_whose_name_is_not_utf8_is_written_under_the_same_bytes(tmp_path):
+    name = os.fsdecode(b"clip-\xe9.mp4")
+    sink = AnnotatedMediaSink(tmp_path, NAMES)
+    for index in range(3):
+        sink.write(_frame(name, index=index, image=IMAGE), Detections.empty())
+    assert sink.close() == []
+    assert os.listdir(os.fsencode(tmp_path)) == [b"clip-\xe9.mp4"]
+    os.rename(tmp_path / name, tmp_path / "clip-x.mp4")  # read it back under an ASCII name
+    capture = cv2.VideoCapture(str(tmp_path / "clip-x.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+
+
+def test_a_planted_symlink_is_replaced_not_followed(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "photo.png").symlink_to(victim)
+    sink = AnnotatedMediaSink(out, NAMES)
+    sink.write(_frame("photo.png", image=IMAGE), Detections.empty())
+    assert victim.read_text() == "precious"
+    assert not (out / "photo.png").is_symlink()
+    np.testing.assert_array_equal(cv2.imread(str(out / "photo.png")), IMAGE)
+    assert sorted(p.name for p in out.iterdir()) == ["photo.png"]  # no temporary file left behind
+
+
+def test_written_files_get_the_mode_a_plain_open_gives(tmp_path):
+    sink = AnnotatedMediaSink(tmp_path, NAMES)
+    sink.write(_frame("photo.png", image=IMAGE), Detections.empty())
+    (tmp_path / "plain").write_bytes(b"")
+    assert (tmp_path / "photo.png").stat().st_mode == (tmp_path / "plain").stat().st_mode
+
+
+def test_a_folder_with_the_outputs_name_fails_that_input(tmp_path):
+    (tmp_path / "photo.png").mkdir()
+    sink = AnnotatedMediaSink(tmp_path, NAMES)
+    with pytest.raises(InputError, match=r"^in/photo\.png: cannot write .*photo\.png \(Is a directory\)$"):
+        sink.write(_frame("in/photo.png", image=IMAGE), Detections.empty())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
+def test_an_unusable_output_directory_is_a_usage_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="exists and is not a directory"):
+        prepare_output_directory(tmp_path / "file")
+    with pytest.raises(UsageError, match="cannot create the directory"):
+        prepare_output_directory(tmp_path / "file" / "sub")
+    if os.path.isdir("/sys/kernel"):  # sysfs: no regular files can be created, even by root
+        with pytest.raises(UsageError, match=r"^--output /sys/kernel: cannot write there"):
+            prepare_output_directory("/sys/kernel")
+    assert prepare_output_directory(tmp_path / "new" / "deep").is_dir()
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only directories")
+def test_a_read_only_output_directory_is_a_usage_error(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    with pytest.raises(UsageError, match="cannot write there"):
+        prepare_output_directory(folder)
+
+
+def test_json_paths_are_checked_without_touching_the_file(tmp_path):
+    with pytest.raises(UsageError, match=r"^--json .*out\.jsonl: the folder .*missing does not exist$"):
+        check_writable_file(tmp_path / "missing" / "out.jsonl")
+    with pytest.raises(UsageError, match="is a directory"):
+        check_writable_file(tmp_path)
+    (tmp_path / "f").write_text("keep")
+    with pytest.raises(UsageError, match="is not a directory"):
+        check_writable_file(tmp_path / "f" / "out.jsonl")
+    check_writable_file(tmp_path / "f")
+    assert (tmp_path / "f").read_text() == "keep"
+
+
+def test_cli_with_a_non_utf8_input_name_writes_its_annotated_copy(tmp_path, photos):
+    """Run as a child process: cv2.imwrite on such a name crashed the interpreter."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    name = os.fsdecode(b"ph\xf6to.jpg")
+    (folder / name).write_bytes(photos["chelsea"].read_bytes())
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "trtdet.cli.main", "run", "-m", "yolo", "-s", os.fsencode(folder),
+                           "--output", str(out), "--json", str(tmp_path / "r.jsonl")], capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    assert os.listdir(os.fsencode(out)) == [b"ph\xf6to.jpg"]
+    assert cv2.imdecode(np.fromfile(os.fsencode(out / name), np.uint8), cv2.IMREAD_COLOR).shape == cv2.imread(str(photos["chelsea"])).shape
+
+
+def test_a_video_that_cannot_be_written_is_reported_once_not_per_frame(tmp_path):
+    (tmp_path / "clip.mp4").mkdir()  # the output's name is taken by a folder: the final rename fails
+    sink = AnnotatedMediaSink(tmp_path, NAMES)
+    for index in range(3):
+        sink.write(_frame("in/clip.mp4", index=index, image=IMAGE), Detections.empty())
+    errors = sink.close()
+    assert [str(e) for e in errors] == [f"in/clip.mp4: cannot write {tmp_path / 'clip.mp4'} (Is a directory)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]  # the temporary file is gone
+
+
+def test_a_video_writer_that_cannot_open_fails_its_first_frame_only(tmp_path, monkeypatch):
+    class Closed:
+        def __init__(self, *args):
+            pass
+
+        def isOpened(self):  # noqa: N802 - OpenCV's name
+            return False
+
+    monkeypatch.setattr(cv2, "VideoWriter", Closed)
+    sink = AnnotatedMediaSink(tmp_path, NAMES)
+    with pytest.raises(InputError, match="OpenCV cannot open an mp4v video writer"):
+        sink.write(_frame("clip.mp4", index=0, image=IMAGE), Detections.empty())
+    sink.write(_frame("clip.mp4", index=1, image=IMAGE), Detections.empty())  # not a second error
+    assert sink.close() == [] and list(tmp_path.iterdir()) == []

@@ -12,7 +12,6 @@ come from the steps plugins register through ``trtdet_build_steps``.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -23,7 +22,7 @@ import onnx
 
 from trtdet.class_names import parse_class_names
 from trtdet.engines.artifact import ArtifactMetadata, RequiredPlugin, TensorInfo, read_metadata
-from trtdet.engines.artifact_cache import ArtifactCache, file_sha256
+from trtdet.engines.artifact_cache import ArtifactCache, copy_atomically, file_sha256
 from trtdet.engines.build_steps import PlannedStep, chosen_options, plan_steps
 from trtdet.engines.tensorrt.flavour import Flavour, load_flavour
 from trtdet.engines.tensorrt.trt_objects import dtype_name, make_logger, make_progress_monitor
@@ -375,9 +374,4 @@ def build_engine(
 def _deliver(cached: Path, output: Path | str | None) -> Path:
     if output is None:
         return cached
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.partial")
-    shutil.copyfile(cached, tmp)
-    tmp.replace(output)
-    return output
+    return copy_atomically(cached, Path(output))  # a temp name of its own, then a rename

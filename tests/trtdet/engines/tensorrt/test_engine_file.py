@@ -97,3 +97,68 @@ def test_headers_of_older_trtdet_versions_are_read_as_the_same_fields(tmp_path, 
     header["dcn"] = None
     data = json.dumps(header).encode()
     assert decode_artifact(struct.pack("<I", len(data)) + data + sample_plan, "o.engine")[0].build_options == {}
+
+
+def _with_header(text: str) -> bytes:
+    header = text.encode("utf-8")
+    return struct.pack("<I", len(header)) + header + PLAN
+
+
+def _valid_header(make_metadata, **changes) -> str:
+    data = make_metadata().to_json_dict()
+    data.update(changes)
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "[" * 100_000 + "]" * 100_000,  # RecursionError inside json
+        '{"a": ' * 50_000 + "1" + "}" * 50_000,
+    ],
+    ids=["deep-list", "deep-object"],
+)
+def test_deeply_nested_headers_are_one_model_error(header):
+    with pytest.raises(ModelError, match=r"^bad\.engine: not a trtdet engine \(metadata header is not JSON"):
+        decode_artifact(_with_header(header), "bad.engine")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"max_batch": "@Infinity"}, "Infinity is not a valid metadata value"),
+        ({"max_batch": "@NaN"}, "NaN is not a valid metadata value"),
+        ({"max_batch": "@1e400"}, "malformed engine metadata: cannot convert float infinity"),  # overflows to inf
+        ({"input_size": 640}, "malformed engine metadata"),
+        ({"build_options": [1, 2, 3]}, "malformed engine metadata"),
+        ({"plugins": [5]}, "malformed engine metadata"),
+    ],
+)
+def test_malformed_header_values_are_one_model_error(make_metadata, changes, message):
+    """``"@text"`` values are written into the JSON as raw text (literals json.dumps never writes)."""
+    raw = {key: f'"{key}-raw"' for key, value in changes.items() if isinstance(value, str) and value.startswith("@")}
+    text = _valid_header(make_metadata, **{k: (f"{k}-raw" if k in raw else v) for k, v in changes.items()})
+    for key, placeholder in raw.items():
+        text = text.replace(placeholder, changes[key][1:])
+    with pytest.raises(ModelError, match=message) as info:
+        decode_artifact(_with_header(text), "bad.engine")
+    assert str(info.value).startswith("bad.engine: ") and "\n" not in str(info.value)
+
+
+def test_an_old_style_header_with_a_malformed_extra_is_one_model_error(make_metadata):
+    data = make_metadata().to_json_dict()
+    data["trt_flavour"] = data.pop("runtime")
+    data["extra"] = "not a mapping"
+    with pytest.raises(ModelError, match="^bad.engine: malformed engine metadata"):
+        decode_artifact(_with_header(json.dumps(data)), "bad.engine")
+
+
+def test_a_malformed_cached_header_is_a_cache_miss(tmp_path, make_metadata, sample_plan):
+    from trtdet.engines.artifact_cache import ArtifactCache
+
+    cache = ArtifactCache(tmp_path)
+    stored = cache.store(make_metadata(), sample_plan)
+    stored.write_bytes(_with_header("[" * 100_000 + "]" * 100_000))
+    assert cache.lookup(make_metadata().key()) is None
+    stored.write_bytes(_with_header(_valid_header(make_metadata).replace('"max_batch": 4', '"max_batch": Infinity')))
+    assert cache.lookup(make_metadata().key()) is None
