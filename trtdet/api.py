@@ -45,6 +45,7 @@ def load(
     input_size: tuple[int, int] | None = None,
     precision: str = "fp32",
     cuda_graphs: bool = False,
+    letterbox: str | None = None,
     build_options: Mapping[str, str] | None = None,
     options: DetectorOptions | None = None,
 ) -> Detector:
@@ -54,14 +55,15 @@ def load(
     ``detector([images])`` -> a list. ``conf``/``iou`` override the model's thresholds;
     ``batch`` is the largest batch sent to the engine; ``precision`` (fp32/fp16) and
     ``cuda_graphs`` tune GPU backends (graphs are opt-in: the torch backend falls back to
-    eager execution for networks that read shapes on the host); ``build_options`` choose
+    eager execution for networks that read shapes on the host); ``letterbox`` overrides the model's
+    preprocess geometry (``"warp"`` or ``"ultralytics"``); ``build_options`` choose
     plugins' engine build steps (``{NAME: VALUE}``, as ``--build-option NAME=VALUE``). The keywords are the fields
     of ``trtdet.options.DetectorOptions``; ``options=`` passes one whole, and keywords given
     with it (other than their defaults) override its fields.
     """
     given = dict(
         weights=weights, onnx=onnx, engine=engine, backend=backend, device=device, conf=conf, iou=iou,
-        batch=batch, input_size=input_size, precision=precision, cuda_graphs=cuda_graphs,
+        batch=batch, input_size=input_size, precision=precision, cuda_graphs=cuda_graphs, letterbox=letterbox,
         build_options=build_options or {},
     )
     options = DetectorOptions(**given) if options is None else options.overriding(**given)
@@ -77,6 +79,8 @@ def _spec_for(spec: ModelSpec, options: DetectorOptions) -> ModelSpec:
         overrides["iou_threshold"] = options.iou
     if options.input_size is not None:
         overrides["input_size"] = options.input_size
+    if options.letterbox is not None:
+        overrides["letterbox"] = options.letterbox
     return dataclasses.replace(spec, **overrides) if overrides else spec
 
 

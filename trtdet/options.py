@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from trtdet.errors import UsageError
+from trtdet.preprocess.letterbox import LETTERBOXES
 
 PRECISIONS = ("fp32", "fp16")
 DEVICES = ("cpu", "cuda")
@@ -29,6 +30,8 @@ class DetectorOptions:
       to the engine (>= 1); ``cuda_graphs``: capture the torch backend's network in graphs.
     * ``input_size``: the network input (H, W), overriding the model's; ``conf`` / ``iou``:
       thresholds overriding the model's.
+    * ``letterbox``: the preprocess geometry, ``warp`` or ``ultralytics``, overriding the
+      model's (``ModelSpec.letterbox``; None keeps it).
     * ``build_options``: choices for the build steps plugins contribute to engine builds
       (``--build-option NAME=VALUE``; see ``trtdet.engines.build_steps``), by step name.
     """
@@ -44,6 +47,7 @@ class DetectorOptions:
     conf: float | None = None
     iou: float | None = None
     cuda_graphs: bool = False
+    letterbox: str | None = None
     build_options: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
@@ -61,6 +65,8 @@ class DetectorOptions:
             if len(size) != 2 or min(size) < 1:
                 raise UsageError(f"input_size: expected (H, W) >= 1, got {self.input_size!r}")
             object.__setattr__(self, "input_size", size)
+        if self.letterbox is not None and self.letterbox not in LETTERBOXES:
+            raise UsageError(f"letterbox: expected one of {', '.join(LETTERBOXES)}, got {self.letterbox!r}")
         for name in ("conf", "iou"):
             value = getattr(self, name)
             if value is not None:

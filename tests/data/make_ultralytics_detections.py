@@ -11,10 +11,15 @@ own (torch and torchvision come from local disk)::
 (the ONNX is the one trtdet ships: ``python -c "from trtdet_yolo.plugin import default_model_path as
 p; print(p())"`` in trtdet's environment). For every case of ``tests/trtdet_yolo/ultralytics_cases.py``
 it writes the case's file, runs ``YOLO(onnx).predict(file, imgsz=640, conf=0.25, iou=0.7,
-device="cpu")`` on it alone (onnxruntime, CPU), and records the boxes, scores and classes, the
+rect=False, device="cpu")`` on it alone (onnxruntime, CPU), and records the boxes, scores and classes, the
 sha256 of the BGR pixels Ultralytics read and of the 640x640 image its ``LetterBox`` made. It
 also records ``LetterBox.get_params`` and ``scale_boxes`` for a list of image sizes, and the
 versions of everything involved, into ``tests/data/ultralytics/yolo11n_detections.json``.
+
+``rect=False``: ``predict`` defaults to ``rect=True``, and for a *dynamic* export (the shipped
+file is one) or a ``.pt`` model that pads only to a multiple of the stride (640x448 for a
+600x400 photo: ``LetterBox(auto=True)``). trtdet, like Ultralytics on a static export (its
+default export), runs the full 640x640 input: ``LetterBox(auto=False)``.
 """
 
 from __future__ import annotations
@@ -64,7 +69,9 @@ def main(onnx_path: str) -> None:
             path = make_case(case, Path(tmp))
             read = imread(str(path))
             letterboxed = LetterBox(640, auto=False)(image=read)
-            (result,) = model.predict(str(path), imgsz=640, conf=0.25, iou=0.7, device="cpu", verbose=False)
+            (result,) = model.predict(
+                str(path), imgsz=640, conf=0.25, iou=0.7, rect=False, device="cpu", verbose=False
+            )
             boxes = result.boxes
             cases[case.name] = {
                 "file": path.name,
@@ -95,7 +102,7 @@ def main(onnx_path: str) -> None:
         })
     record = {
         "made_by": "tests/data/make_ultralytics_detections.py",
-        "predict": {"imgsz": 640, "conf": 0.25, "iou": 0.7, "device": "cpu"},
+        "predict": {"imgsz": 640, "conf": 0.25, "iou": 0.7, "rect": False, "device": "cpu"},
         "model": {"file": onnx.name, "sha256": hashlib.sha256(onnx.read_bytes()).hexdigest()},
         "versions": {
             "ultralytics": ultralytics.__version__,

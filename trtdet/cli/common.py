@@ -68,6 +68,8 @@ def model_options(function: F) -> F:
                      help="Inference precision on GPU backends."),
         click.option("--cuda-graphs", is_flag=True, default=False,
                      help="Capture the torch backend's network in CUDA graphs (static shapes; falls back to eager)."),
+        click.option("--letterbox", type=click.Choice(["warp", "ultralytics"]), default=None,
+                     help="Preprocess geometry (default: the model's; yolo: ultralytics, centernet: warp)."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -77,7 +79,7 @@ def model_options(function: F) -> F:
 #: The parameters ``model_options`` adds, besides ``model``.
 MODEL_OPTION_NAMES = (
     "weights", "onnx_path", "engine_path", "backend", "device", "conf", "iou", "input_size", "precision",
-    "cuda_graphs", "build_option",
+    "cuda_graphs", "letterbox", "build_option",
 )
 
 
@@ -94,6 +96,7 @@ def detector_options(given: dict[str, Any], **fields: Any) -> DetectorOptions:
         input_size=tuple(given["input_size"]) if given.get("input_size") else None,
         precision=given.get("precision", "fp32"),
         cuda_graphs=bool(given.get("cuda_graphs", False)),
+        letterbox=given.get("letterbox"),
         build_options=parse_build_options(given.get("build_option") or ()),
         **fields,
     )
