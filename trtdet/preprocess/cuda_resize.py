@@ -29,6 +29,16 @@ COEF_SCALE = 2048
 
 
 @cuda.jit(device=True)
+def clamp_index(i, size):
+    """``i`` clipped into ``[0, size - 1]`` (written out: the CUDA target has no min/max of ints here)."""
+    if i < 0:
+        return int64(0)
+    if i >= size:
+        return size - 1
+    return i
+
+
+@cuda.jit(device=True)
 def resize_taps(d, scale, size, clamp_weight):
     """cv2.resize's two source indices and fixed-point weights for destination index ``d``.
 
@@ -47,9 +57,7 @@ def resize_taps(d, scale, size, clamp_weight):
             f = float32(0.0)
     w0 = int64(rint_f32(fmul_rn(fadd_rn(float32(1.0), -f), float32(COEF_SCALE))))
     w1 = int64(rint_f32(fmul_rn(f, float32(COEF_SCALE))))
-    s0 = min(max(s, int64(0)), size - 1)
-    s1 = min(max(s + 1, int64(0)), size - 1)
-    return s0, s1, w0, w1
+    return clamp_index(s, size), clamp_index(s + 1, size), w0, w1
 
 
 def _letterbox_resize_normalize(pixels, meta, out, border, s0, s1, s2, t0, t1, t2, swap_rb, unused):
@@ -82,7 +90,9 @@ def _letterbox_resize_normalize(pixels, meta, out, border, s0, s1, s2, t0, t1, t
             h0 = int64(pixels[row0 + x0 * 3 + c]) * a0 + int64(pixels[row0 + x1 * 3 + c]) * a1
             h1 = int64(pixels[row1 + x0 * 3 + c]) * a0 + int64(pixels[row1 + x1 * 3 + c]) * a1
             level = ((((h0 >> 4) * b0) >> 16) + (((h1 >> 4) * b1) >> 16) + 2) >> 2
-            v = float32(min(max(level, int64(0)), int64(255)))
+            if level > 255:  # saturate_cast<uchar>; the level is never negative
+                level = int64(255)
+            v = float32(level)
         channel = 2 - c if swap_rb else c
         if channel == 0:
             value = fadd_rn(fmul_rn(v, s0), t0)

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.trtdet.cuda.checks import resize_and_pad
 from tests.trtdet_yolo.ultralytics_cases import CASES, make_cases
 from trtdet.io.images import read_image
 from trtdet.plugins import get_model, load_plugins
@@ -31,18 +32,6 @@ REFERENCE = json.loads(
 SIZES = [(512, 512), (600, 512), (300, 451), (1080, 1920), (1920, 1080), (427, 640), (640, 640), (7, 5), (17, 13),
          (1, 1), (1, 9), (9, 1), (1, 3000), (3000, 1), (75, 113), (641, 639), (99, 101)]
 INPUTS = [(640, 640), (384, 640), (33, 47)]
-
-
-def resize_and_pad(image: np.ndarray, size: tuple[int, int], value: int = 114) -> np.ndarray:
-    """Ultralytics' letterbox written out with OpenCV: the independent pixel reference."""
-    h, w = image.shape[:2]
-    r = min(size[0] / h, size[1] / w)
-    new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)
-    dw, dh = (size[1] - new_w) / 2, (size[0] - new_h) / 2
-    if (new_h, new_w) != (h, w):
-        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    top, bottom, left, right = round(dh - 0.1), round(dh + 0.1), round(dw - 0.1), round(dw + 0.1)
-    return cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(value,) * 3)
 
 
 def smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
