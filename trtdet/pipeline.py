@@ -14,6 +14,8 @@ import numpy as np
 
 from trtdet.detections import Detections
 from trtdet.engines.base import Engine
+from trtdet.errors import InputError
+from trtdet.io.images import as_bgr_image
 from trtdet.model import Decoder, ModelSpec
 from trtdet.preprocess.base import Preprocessor, StagingPreprocessor
 from trtdet.scheduler import Outcome, Phases, Scheduler
@@ -98,7 +100,7 @@ class Detector:
     def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
 
     def __call__(self, images):
-        if isinstance(images, np.ndarray) and images.ndim == 3:
+        if isinstance(images, np.ndarray) and images.ndim in (2, 3):  # one image (HxW gray, HxWxC)
             return self.detect([images])[0]
         return self.detect(list(images))
 
@@ -111,8 +113,8 @@ class Detector:
         """
         results: list[Detections] = []
         with self.scheduler() as scheduler:
-            for image in images:
-                self._collect(scheduler.add(image), results)
+            for index, image in enumerate(images):
+                self._collect(scheduler.add(as_bgr_image(image, f"image {index}")), results)
             self._collect(scheduler.drain(), results)
         return results
 
@@ -204,6 +206,12 @@ class Detector:
                 phases = self.scheduler().phases
                 self._batcher = BatchingWorker(self._run_batch, max_batch=self.batch_size, phases=phases)
             batcher = self._batcher
+        try:
+            image = as_bgr_image(image)
+        except InputError as exc:
+            failed: Future[Detections] = Future()
+            failed.set_exception(exc)
+            return failed
         return batcher.submit(image)
 
     def close(self) -> None:

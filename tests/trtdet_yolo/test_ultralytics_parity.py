@@ -106,3 +106,33 @@ def test_the_old_warp_is_still_selectable_and_is_what_differed(case_files):
     for name, record in records.items():
         problems += parity_problems(name, record["detections"], REFERENCE["cases"][name]["detections"])
     assert problems  # e.g. the ball on astronaut's bottom edge: 0.56 here, 0.68 in Ultralytics
+
+
+@pytest.mark.parametrize("name", ["camera", "horse", "logo", "coffee_16bit", "motorcycle_gray", "astronaut_column"])
+def test_python_api_arrays_as_stored_give_ultralytics_detections(name, case_files):
+    """detector(array) with the file's own pixels (gray HxW, BGRA, 16-bit) reads as the file does."""
+    import cv2
+
+    import trtdet
+
+    stored = cv2.imread(str(case_files[name]), cv2.IMREAD_UNCHANGED)
+    assert stored.ndim == 2 or stored.shape[2] == 4 or stored.dtype != "uint8" or min(stored.shape[:2]) == 1
+    with trtdet.load("yolo") as detector:
+        found = detector(stored)
+    ours = [{"box": box.tolist(), "score": float(s), "class_id": int(c)}
+            for box, s, c in zip(found.xyxy, found.confidence, found.class_id, strict=True)]
+    problems = parity_problems(name, ours, REFERENCE["cases"][name]["detections"])
+    assert not problems, "\n".join(problems)
+
+
+def test_python_api_refuses_unusable_arrays_in_one_line():
+    import numpy as np
+
+    import trtdet
+    from trtdet.errors import InputError
+
+    with trtdet.load("yolo") as detector:
+        with pytest.raises(InputError, match=r"^image 1: expected an HxW, HxWx3 or HxWx4 image, got shape \(4, 4, 2\)$"):
+            detector([np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 2), np.uint8)])
+        with pytest.raises(InputError, match=r"unsupported pixel type int32"):
+            detector.submit(np.zeros((4, 4, 3), np.int32)).result()
