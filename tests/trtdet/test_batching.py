@@ -107,7 +107,7 @@ def test_eight_threads_by_a_thousand_submits_each_get_their_own_result(tiny_dete
 def test_a_failing_image_fails_only_its_own_future(tiny_detector):
     images = _images(7, seed=2)
     futures = [tiny_detector.submit(image) for image in images[:3]]
-    bad = tiny_detector.submit(np.zeros((5, 5), np.float64))  # not an HWC image: preprocessing fails
+    bad = tiny_detector.submit(np.zeros((5, 5, 2), np.uint8))  # two channels: not an image
     futures += [tiny_detector.submit(image) for image in images[3:]]
     with pytest.raises(Exception):  # noqa: B017 - whatever cv2/numpy raise, it reaches this future only
         bad.result(timeout=30)
