@@ -19,7 +19,7 @@ from trtdet.preprocess.letterbox import Letterbox, check_letterbox, make_transfo
 
 
 class WarpAffinePreprocessor:
-    """Letterbox each image with one affine warp, then normalise into ``[B, 3, H, W]`` float32.
+    """Letterbox each image (one affine warp, or resize and pad), then normalise into ``[B, 3, H, W]`` float32.
 
     Pixels become ``(x / 255 - mean) / std`` per channel, in ``channel_order`` (images come
     in as BGR). ``border_value`` fills the padding before normalisation. ``letterbox`` picks

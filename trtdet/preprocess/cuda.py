@@ -2,8 +2,8 @@
 
 Two geometries (``trtdet.preprocess.letterbox``): ``letterbox="ultralytics"`` runs the
 resize-and-pad kernel of ``trtdet.preprocess.cuda_resize`` (cv2.resize + copyMakeBorder bit
-for bit); ``letterbox="warp"``, described here, matches ``trtdet.preprocess.cpu.WarpAffinePreprocessor`` (cv2.warpAffine INTER_LINEAR,
-BORDER_CONSTANT) bit for bit, by following the arithmetic of OpenCV >= 4.11's float
+for bit); ``letterbox="warp"``, described here, matches
+``trtdet.preprocess.cpu.WarpAffinePreprocessor`` (cv2.warpAffine INTER_LINEAR, BORDER_CONSTANT) bit for bit, by following the arithmetic of OpenCV >= 4.11's float
 warpAffine path (the one the installed cv2 5.x runs on x86): the inverse matrix is computed
 in double and rounded to float32; per destination row ``rx = fl(fl(y*M1) + M2)``; per pixel
 ``sx = fma(M0, x, rx)``; ``ix = floor(sx)``, ``a = sx - ix``; per channel
@@ -204,8 +204,7 @@ class CudaWarpAffinePreprocessor:
     """Letterbox HWC uint8 BGR images on the GPU into a ``[B, 3, H, W]`` torch CUDA tensor.
 
     Same constructor contract (``letterbox`` included) and output values as
-    ``WarpAffinePreprocessor``; ``dtype`` may
-    be ``torch.float16`` for half-precision engines (values rounded from the float32 result).
+    ``WarpAffinePreprocessor``; ``dtype`` may be ``torch.float16`` for half-precision engines (values rounded from the float32 result).
     Images may be numpy arrays or torch uint8 tensors (CPU or CUDA), of any sizes.
 
     ``preprocessor(images)`` does it all; ``warp(stage(images))`` is the same in two steps, so
