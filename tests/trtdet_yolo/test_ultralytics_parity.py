@@ -88,6 +88,14 @@ def test_the_reference_covers_what_the_issue_lists():
         assert kind in notes, kind
 
 
+def test_the_reference_was_made_with_the_model_trtdet_ships():
+    import hashlib
+
+    from trtdet_yolo.plugin import default_model_path
+
+    assert hashlib.sha256(default_model_path().read_bytes()).hexdigest() == REFERENCE["model"]["sha256"]
+
+
 def test_cpu_detections_match_ultralytics(case_files):
     records = run_trtdet(case_files)
     problems = []
