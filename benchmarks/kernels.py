@@ -2,7 +2,8 @@
 
     python benchmarks/kernels.py --output benchmarks/results/kernels_h100.md
 
-References: cv2.warpAffine preprocessing on one CPU core (``cv2.setNumThreads(1)``); the
+References: cv2.warpAffine preprocessing (CenterNet) and cv2.resize + copyMakeBorder (YOLO's
+Ultralytics letterbox) on one CPU core (``cv2.setNumThreads(1)``); the
 upstream ``ctdet_decode`` ops in torch on the GPU (sigmoid, 3x3 max-pool peak test, topk,
 gathers); Ultralytics-style YOLO post-processing in torch + ``torchvision.ops.batched_nms`` on
 the GPU and the numpy CPU decoder; ``torchvision.ops.deform_conv2d`` at CenterNet ResDCN-18's
@@ -108,6 +109,30 @@ def bench_preprocess(table: Table) -> None:
         dev = gpu_us(lambda on_gpu=on_gpu: gpu(on_gpu), runs=50)
         table.add("preprocess", f"1920x1080 -> 512x512, B={batch}", "cv2 1 core x B", ref * batch,
                   "CUDA uint8 in: D2D + kernel", dev, batch)
+
+
+def bench_letterbox(table: Table) -> None:
+    """YOLO's resize-and-pad letterbox (Ultralytics') kernel against cv2.resize + copyMakeBorder."""
+    from trtdet.preprocess.cpu import WarpAffinePreprocessor
+    from trtdet.preprocess.cuda import CudaWarpAffinePreprocessor
+
+    options = dict(channel_order="RGB", border_value=114, letterbox="ultralytics")
+    image = frame()
+    cv2.setNumThreads(1)
+    cpu = WarpAffinePreprocessor((640, 640), **options)
+    ref = cpu_us(lambda: cpu([image]))
+    shape = "1920x1080 -> 640x640"
+    table.add("letterbox", f"{shape}, B=1", "cv2.resize + copyMakeBorder + normalise, 1 core", ref,
+              "not run (reference alone)", ref, 1)
+    gpu = CudaWarpAffinePreprocessor((640, 640), **options)
+    for batch in (1, 32):
+        images = [image] * batch
+        gpu(images)
+        kernel = gpu_us(gpu.relaunch, runs=100)
+        table.add("letterbox", f"{shape}, B={batch}", "cv2 1 core x B", ref * batch, "kernel (images on GPU)", kernel, batch)
+        full = gpu_us(lambda images=images: gpu(images), runs=20)
+        table.add("letterbox", f"{shape}, B={batch}", "cv2 1 core x B", ref * batch,
+                  "numpy in: pinned copy + H2D + kernel", full, batch)
 
 
 def centernet_output(batch: int, classes: int = 80, size: int = 128, blobs: int = 30, seed: int = 0) -> torch.Tensor:
@@ -310,7 +335,7 @@ def profile() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/kernels.md"))
-    parser.add_argument("--only", nargs="*", default=["preprocess", "centernet", "yolo", "dcn"])
+    parser.add_argument("--only", nargs="*", default=["preprocess", "letterbox", "centernet", "yolo", "dcn"])
     parser.add_argument("--profile", action="store_true", help="print where small calls spend time, then exit")
     args = parser.parse_args()
     if args.profile:
@@ -321,7 +346,8 @@ def main() -> None:
     table = Table()
     device = torch.cuda.get_device_name()
     print(f"device: {device}", flush=True)
-    benches = {"preprocess": bench_preprocess, "centernet": bench_centernet, "yolo": bench_yolo, "dcn": bench_dcn}
+    benches = {"preprocess": bench_preprocess, "letterbox": bench_letterbox, "centernet": bench_centernet,
+               "yolo": bench_yolo, "dcn": bench_dcn}
     for name in args.only:
         try:
             benches[name](table)

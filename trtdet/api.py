@@ -49,6 +49,7 @@ def load(
     classes: Sequence[str | int] | None = None,
     max_det: int | None = None,
     agnostic_nms: bool = False,
+    letterbox: str | None = None,
     build_options: Mapping[str, str] | None = None,
     options: DetectorOptions | None = None,
 ) -> Detector:
@@ -68,13 +69,14 @@ def load(
       torch backend falls back to eager execution for networks that read shapes on the host).
     * ``classes``: keep only these classes (names or ids); ``max_det``: at most this many
       detections per image; ``agnostic_nms``: NMS across classes (models that run NMS).
+    * ``letterbox``: the preprocess geometry, ``"warp"`` or ``"ultralytics"`` (default: the model's).
     * ``build_options``: plugins' engine build steps, ``{NAME: VALUE}`` as ``--build-option NAME=VALUE``.
     * ``options``: a whole ``trtdet.options.DetectorOptions`` (the keywords are its fields);
       keywords given with it, other than their defaults, override its fields.
     """
     given = dict(
         weights=weights, onnx=onnx, engine=engine, backend=backend, device=device, conf=conf, iou=iou,
-        batch=batch, input_size=input_size, precision=precision, cuda_graphs=cuda_graphs,
+        batch=batch, input_size=input_size, precision=precision, cuda_graphs=cuda_graphs, letterbox=letterbox,
         classes=None if classes is None else tuple(classes), max_det=max_det, agnostic_nms=agnostic_nms,
         build_options=build_options or {},
     )
@@ -98,6 +100,8 @@ def _spec_for(spec: ModelSpec, options: DetectorOptions) -> ModelSpec:
         overrides["max_detections"] = keep
     if options.agnostic_nms:
         overrides["agnostic_nms"] = True
+    if options.letterbox is not None:
+        overrides["letterbox"] = options.letterbox
     return dataclasses.replace(spec, **overrides) if overrides else spec
 
 

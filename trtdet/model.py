@@ -40,6 +40,9 @@ class ModelSpec:
     ``mean``/``std`` are per channel in the network's channel order and apply after
     scaling pixels to [0, 1]: ``(x / 255 - mean) / std``. ``border_value`` fills the
     letterbox padding (0..255, before normalisation). ``input_size`` is (H, W).
+    ``letterbox`` is the geometry the core preprocessor uses (``trtdet.preprocess.letterbox``):
+    ``"warp"`` (one sub-pixel affine warp, tensorRT_Pro / CenterNet style) or
+    ``"ultralytics"`` (resize then pad by whole pixels, as models trained with Ultralytics saw).
     """
 
     name: str
@@ -49,6 +52,7 @@ class ModelSpec:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     border_value: int = 114
+    letterbox: Literal["warp", "ultralytics"] = "warp"
     stride: int | None = None
     num_channels: int | None = None
     conf_threshold: float = 0.25

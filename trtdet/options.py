@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from trtdet.errors import UsageError
+from trtdet.preprocess.letterbox import LETTERBOXES
 
 PRECISIONS = ("fp32", "fp16")
 DEVICES = ("cpu", "cuda")
@@ -32,6 +33,8 @@ class DetectorOptions:
     * ``classes``: keep only these classes (names or ids; None: all); ``max_det``: at most
       this many detections per image (default: the model's); ``agnostic_nms``: suppress
       overlapping boxes across classes, not only within one (models whose decode runs NMS).
+    * ``letterbox``: the preprocess geometry, ``warp`` or ``ultralytics``, overriding the
+      model's (``ModelSpec.letterbox``; None keeps it).
     * ``build_options``: choices for the build steps plugins contribute to engine builds
       (``--build-option NAME=VALUE``; see ``trtdet.engines.build_steps``), by step name.
     """
@@ -50,6 +53,7 @@ class DetectorOptions:
     classes: tuple[str | int, ...] | None = None
     max_det: int | None = None
     agnostic_nms: bool = False
+    letterbox: str | None = None
     build_options: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
@@ -64,6 +68,8 @@ class DetectorOptions:
             raise UsageError(f"give at most one of --weights, --onnx, --engine (got {', '.join(given)})")
         if self.input_size is not None:
             object.__setattr__(self, "input_size", parse_input_size(self.input_size))
+        if self.letterbox is not None and self.letterbox not in LETTERBOXES:
+            raise UsageError(f"letterbox: expected one of {', '.join(LETTERBOXES)}, got {self.letterbox!r}")
         for name in ("conf", "iou"):
             value = getattr(self, name)
             if value is not None:

@@ -193,8 +193,8 @@ class Detector:
         images = [as_bgr_image(image, k) for k, image in enumerate(images)]  # all checked before any runs
         results: list[Detections] = []
         with self.scheduler() as scheduler:
-            for image in images:
-                self._collect(scheduler.add(image), results)
+            for index, image in enumerate(images):
+                self._collect(scheduler.add(as_bgr_image(image, f"image {index}")), results)
             self._collect(scheduler.drain(), results)
         return results
 

@@ -30,6 +30,7 @@ YOLO = ModelSpec(
     mean=(0.0, 0.0, 0.0),
     std=(1.0, 1.0, 1.0),
     border_value=114,
+    letterbox="ultralytics",  # the resize-and-pad Ultralytics models were trained and checked with
     stride=32,
     conf_threshold=0.25,
     iou_threshold=0.7,

@@ -170,6 +170,8 @@ def model_options(function: F) -> F:
                      help="Inference precision on GPU backends."),
         click.option("--cuda-graphs", is_flag=True, default=False,
                      help="Capture the torch backend's network in CUDA graphs (static shapes; falls back to eager)."),
+        click.option("--letterbox", type=click.Choice(["warp", "ultralytics"]), default=None,
+                     help="Preprocess geometry (default: the model's; yolo: ultralytics, centernet: warp)."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -179,7 +181,7 @@ def model_options(function: F) -> F:
 #: The parameters ``model_options`` adds, besides ``model``.
 MODEL_OPTION_NAMES = (
     "weights", "onnx_path", "engine_path", "backend", "device", "conf", "iou", "input_size", "precision",
-    "cuda_graphs", "build_option", "classes", "max_det", "agnostic_nms",
+    "cuda_graphs", "letterbox", "build_option", "classes", "max_det", "agnostic_nms",
 )
 
 
@@ -199,6 +201,7 @@ def detector_options(given: dict[str, Any], **fields: Any) -> DetectorOptions:
         classes=given.get("classes"),
         max_det=given.get("max_det"),
         agnostic_nms=bool(given.get("agnostic_nms", False)),
+        letterbox=given.get("letterbox"),
         build_options=parse_build_options(given.get("build_option") or ()),
         **fields,
     )

@@ -1,14 +1,16 @@
 """JPEG decoding on the GPU (nvJPEG through torchvision) for ``--device cuda`` runs.
 
 Only files the GPU decodes the way OpenCV would are sent there: 8-bit baseline, extended or
-progressive JPEGs with one or three components. Everything else (PNG, CMYK JPEGs, lossless,
-12-bit, files nvJPEG rejects) goes to the CPU reader, which also gives the one-line errors.
-Like the CPU reader (``cv2.IMREAD_UNCHANGED``), no EXIF rotation is applied.
+progressive JPEGs with one or three components and no EXIF rotation. Everything else (PNG,
+CMYK JPEGs, lossless, 12-bit, files whose EXIF orientation turns them, files nvJPEG rejects)
+goes to the CPU reader, which gives ``cv2.imread``'s pixels (orientation applied) and the
+one-line errors.
 """
 
 from __future__ import annotations
 
 import functools
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,28 @@ class JpegHeader:
     height: int
     width: int
     components: int
+    #: EXIF orientation (1 = as stored) from an APP1 segment before the frame header.
+    orientation: int = 1
+
+
+def exif_orientation(segment: bytes) -> int:
+    """The orientation tag (0x0112) of an APP1 ``Exif`` segment body; 1 when absent or unreadable."""
+    if segment[:6] != b"Exif\x00\x00" or len(segment) < 14:
+        return 1
+    tiff = segment[6:]
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None:
+        return 1
+    (ifd,) = struct.unpack(order + "I", tiff[4:8])
+    if ifd + 2 > len(tiff):
+        return 1
+    (count,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
+    for entry in range(ifd + 2, min(ifd + 2 + 12 * count, len(tiff) - 11), 12):
+        tag, kind = struct.unpack(order + "HH", tiff[entry : entry + 4])
+        if tag == 0x0112 and kind == 3:  # SHORT
+            (value,) = struct.unpack(order + "H", tiff[entry + 8 : entry + 10])
+            return int(value)
+    return 1
 
 
 def jpeg_header(data: bytes) -> JpegHeader | None:
@@ -36,6 +60,7 @@ def jpeg_header(data: bytes) -> JpegHeader | None:
     if data[:2] != b"\xff\xd8":
         return None
     pos = 2
+    orientation = 1
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
             return None
@@ -52,8 +77,11 @@ def jpeg_header(data: bytes) -> JpegHeader | None:
                 return None
             body = data[pos + 4 : pos + 10]
             return JpegHeader(
-                marker, body[0], int.from_bytes(body[1:3], "big"), int.from_bytes(body[3:5], "big"), body[5]
+                marker, body[0], int.from_bytes(body[1:3], "big"), int.from_bytes(body[3:5], "big"), body[5],
+                orientation,
             )
+        if marker == 0xE1 and orientation == 1:
+            orientation = exif_orientation(data[pos + 4 : pos + 2 + length])
         if marker == 0xDA:  # start of scan before any frame header
             return None
         pos += 2 + length
@@ -61,13 +89,14 @@ def jpeg_header(data: bytes) -> JpegHeader | None:
 
 
 def gpu_decodable(data: bytes) -> bool:
-    """True for JPEGs that nvJPEG decodes to the same image OpenCV would."""
+    """True for JPEGs that nvJPEG decodes to the same image ``cv2.imread`` would (no EXIF turn)."""
     header = jpeg_header(data)
     return (
         header is not None
         and header.process in _GPU_SOF
         and header.precision == 8
         and header.components in (1, 3)
+        and not 2 <= header.orientation <= 8  # 2..8 flip or turn the image
         and 0 < header.height * header.width <= max_image_pixels()
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -15,7 +16,12 @@ from trtdet.io.limits import check_image_size
 
 
 def to_bgr_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
-    """Convert grayscale, BGRA and 16-bit or float images to HWC uint8 BGR (others pass through)."""
+    """Convert grayscale, BGRA and 16-bit or float images to HWC uint8 BGR (others pass through).
+
+    The rule of ``cv2.imread(path)`` (and of Ultralytics for arrays): gray is repeated into
+    three channels, alpha is dropped (not blended), 16-bit keeps its high byte (``v >> 8``).
+    Float images in [0, 1] are scaled by 255, others taken as levels; both rounded and clipped.
+    """
     if image.ndim == 2:
         image = image[:, :, None]
     if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
@@ -23,8 +29,7 @@ def to_bgr_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise InputError(source, f"image has no pixels (shape {image.shape})")
     if image.dtype == np.uint16:
-        image = (image.astype(np.uint32) * 255 + 32767) // 65535
-        image = image.astype(np.uint8)
+        image = (image >> 8).astype(np.uint8)
     elif image.dtype in (np.float32, np.float64):
         image = np.clip(image * (255.0 if image.max(initial=0) <= 1.0 else 1.0) + 0.5, 0, 255).astype(np.uint8)
     elif image.dtype != np.uint8:
@@ -34,6 +39,21 @@ def to_bgr_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
     elif image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     return np.ascontiguousarray(image)
+
+
+def as_bgr_image(image: Any, source: str = "image") -> Any:
+    """An image handed to a detector, as the pipeline takes it: HWC uint8 BGR.
+
+    numpy arrays of other layouts convert by ``to_bgr_uint8`` (the ``cv2.imread`` rule), so
+    ``detector(gray)`` or a 16-bit frame gives what reading its file would; anything unusable
+    raises ``InputError`` naming ``source``. Other objects (torch tensors) pass unchanged: the
+    preprocessor checks them.
+    """
+    if not isinstance(image, np.ndarray):
+        return image
+    if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8 and image.shape[0] and image.shape[1]:
+        return image
+    return to_bgr_uint8(image, source)
 
 
 def _truncated_jpeg(data: bytes) -> bool:
@@ -117,14 +137,20 @@ def check_declared_size(data: bytes, source: str) -> None:
 
 
 def decode_image_bytes(data: bytes, source: str) -> np.ndarray:
-    """Decode an image file's bytes with OpenCV into HWC uint8 BGR (pixels as stored: no EXIF rotation).
+    """Decode an image file's bytes into HWC uint8 BGR: the pixels ``cv2.imread(path)`` gives.
 
-    The size its header declares is checked first, so a pixel bomb is refused before it is decoded.
+    ``IMREAD_COLOR``, as ``cv2.imread`` and Ultralytics read files: gray expanded, alpha and
+    palettes resolved as OpenCV does, 16-bit reduced by OpenCV's decoder, EXIF orientation
+    applied. Files ``IMREAD_COLOR`` refuses (e.g. float TIFFs) are read unchanged and converted
+    by ``to_bgr_uint8``. The size the header declares is checked first, so a pixel bomb is
+    refused before it is decoded.
     """
     check_declared_size(data, source)
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
-        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        if image is None:
+            image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
         raise InputError(source, f"cannot decode image ({str(exc).strip().splitlines()[-1]})") from exc
     if image is None:

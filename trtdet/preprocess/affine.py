@@ -17,12 +17,18 @@ class AffineTransform:
     [i, i+1], as detector heads predict) back to the same convention in the original
     image. Preprocess creates one per image and decode receives it: it is the only state
     they share.
+
+    ``resized`` (H, W) and ``pad`` (top, left) are set by the resize-and-pad letterbox
+    (``trtdet.preprocess.letterbox.ultralytics_letterbox``): the image is resized to
+    ``resized`` and placed at ``pad``; None and (0, 0) for a plain warp.
     """
 
     matrix: np.ndarray
     inverse: np.ndarray
     src_size: tuple[int, int]
     dst_size: tuple[int, int]
+    resized: tuple[int, int] | None = None
+    pad: tuple[int, int] = (0, 0)
 
     @property
     def scale(self) -> float:

@@ -1,4 +1,9 @@
-"""CPU letterbox preprocessing with cv2.warpAffine (the reference the CUDA kernel matches)."""
+"""CPU letterbox preprocessing with OpenCV (the reference the CUDA kernel matches).
+
+``letterbox="warp"``: one ``cv2.warpAffine``; ``letterbox="ultralytics"``: ``cv2.resize``
+(INTER_LINEAR) then ``cv2.copyMakeBorder``, exactly Ultralytics' ``LetterBox``. The geometry
+of both comes from ``trtdet.preprocess.letterbox``.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,18 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from trtdet.preprocess.affine import letterbox_transform
+from trtdet.preprocess.affine import AffineTransform
 from trtdet.preprocess.base import PreprocessedBatch
+from trtdet.preprocess.letterbox import Letterbox, check_letterbox, make_transform
 
 
 class WarpAffinePreprocessor:
-    """Letterbox each image with one affine warp, then normalise into ``[B, 3, H, W]`` float32.
+    """Letterbox each image (one affine warp, or resize and pad), then normalise into ``[B, 3, H, W]`` float32.
 
     Pixels become ``(x / 255 - mean) / std`` per channel, in ``channel_order`` (images come
-    in as BGR). ``border_value`` fills the padding before normalisation.
+    in as BGR). ``border_value`` fills the padding before normalisation. ``letterbox`` picks
+    the geometry: ``"warp"`` (sub-pixel warp, the default) or ``"ultralytics"``
+    (resize-and-pad, the same pixels as Ultralytics' predictor).
     """
 
     def __init__(
@@ -27,7 +35,9 @@ class WarpAffinePreprocessor:
         std: Sequence[float] = (1.0, 1.0, 1.0),
         channel_order: Literal["BGR", "RGB"] = "RGB",
         border_value: int = 114,
+        letterbox: Letterbox = "warp",
     ) -> None:
+        self.letterbox = check_letterbox(letterbox)
         if channel_order not in ("BGR", "RGB"):
             raise ValueError(f"channel_order: expected 'BGR' or 'RGB', got {channel_order!r}")
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -39,10 +49,12 @@ class WarpAffinePreprocessor:
         self._scale = (1.0 / (255.0 * std_arr)).reshape(3, 1, 1).astype(np.float32)
         self._shift = (-mean_arr / std_arr).reshape(3, 1, 1).astype(np.float32)
 
-    def warp(self, image: np.ndarray) -> tuple[np.ndarray, object]:
+    def warp(self, image: np.ndarray) -> tuple[np.ndarray, AffineTransform]:
         """Letterbox one HWC uint8 BGR image; returns the warped uint8 image and its transform."""
         h, w = self.input_size
-        transform = letterbox_transform(image.shape[:2], self.input_size)
+        transform = make_transform(self.letterbox, image.shape[:2], self.input_size)
+        if transform.resized is not None:
+            return self._resize_and_pad(image, transform), transform
         warped = cv2.warpAffine(
             image,
             transform.matrix,
@@ -52,6 +64,19 @@ class WarpAffinePreprocessor:
             borderValue=(self.border_value,) * 3,
         )
         return warped, transform
+
+    def _resize_and_pad(self, image: np.ndarray, transform: AffineTransform) -> np.ndarray:
+        """Ultralytics' ``LetterBox.apply_image``: resize (when the size changes), then pad."""
+        assert transform.resized is not None
+        new_h, new_w = transform.resized
+        if (new_h, new_w) != image.shape[:2]:
+            image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        top, left = transform.pad
+        bottom = self.input_size[0] - new_h - top
+        right = self.input_size[1] - new_w - left
+        return cv2.copyMakeBorder(
+            image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(self.border_value,) * 3
+        )
 
     def __call__(self, images: Sequence[np.ndarray]) -> PreprocessedBatch:
         h, w = self.input_size

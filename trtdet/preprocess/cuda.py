@@ -1,7 +1,9 @@
 """GPU letterbox preprocessing: one numba.cuda launch warps and normalises a whole batch.
 
-Matches ``trtdet.preprocess.cpu.WarpAffinePreprocessor`` (cv2.warpAffine INTER_LINEAR,
-BORDER_CONSTANT) bit for bit, by following the arithmetic of OpenCV >= 4.11's float
+Two geometries (``trtdet.preprocess.letterbox``): ``letterbox="ultralytics"`` runs the
+resize-and-pad kernel of ``trtdet.preprocess.cuda_resize`` (cv2.resize + copyMakeBorder bit
+for bit); ``letterbox="warp"``, described here, matches
+``trtdet.preprocess.cpu.WarpAffinePreprocessor`` (cv2.warpAffine INTER_LINEAR, BORDER_CONSTANT) bit for bit, by following the arithmetic of OpenCV >= 4.11's float
 warpAffine path (the one the installed cv2 5.x runs on x86): the inverse matrix is computed
 in double and rounded to float32; per destination row ``rx = fl(fl(y*M1) + M2)``; per pixel
 ``sx = fma(M0, x, rx)``; ``ix = floor(sx)``, ``a = sx - ix``; per channel
@@ -39,10 +41,13 @@ from trtdet.cuda.runtime import (
     rint_f32,
 )
 from trtdet.errors import InputError
-from trtdet.preprocess.affine import AffineTransform, letterbox_transform
+from trtdet.preprocess.affine import AffineTransform
 from trtdet.preprocess.base import PreprocessedBatch
+from trtdet.preprocess.cuda_resize import letterbox_resize_normalize_kernel, resize_meta
+from trtdet.preprocess.letterbox import Letterbox, check_letterbox, make_transform
 
-#: Per-image metadata row (float64): byte offset, height, width, row stride, M0..M5 (float32 values).
+#: Per-image metadata row (float64): byte offset, height, width, row stride, then M0..M5 (float32
+#: values) for the warp, or ``cuda_resize.resize_meta``'s six columns for the resize-and-pad letterbox.
 META_COLUMNS = 10
 _META_ALIGN = 256
 BLOCK = (32, 8, 1)
@@ -204,8 +209,8 @@ class StagedBatch:
 class CudaWarpAffinePreprocessor:
     """Letterbox HWC uint8 BGR images on the GPU into a ``[B, 3, H, W]`` torch CUDA tensor.
 
-    Same constructor contract and output values as ``WarpAffinePreprocessor``; ``dtype`` may
-    be ``torch.float16`` for half-precision engines (values rounded from the float32 result).
+    Same constructor contract (``letterbox`` included) and output values as
+    ``WarpAffinePreprocessor``; ``dtype`` may be ``torch.float16`` for half-precision engines (values rounded from the float32 result).
     Images may be numpy arrays or torch uint8 tensors (CPU or CUDA), of any sizes.
 
     ``preprocessor(images)`` does it all; ``warp(stage(images))`` is the same in two steps, so
@@ -221,6 +226,7 @@ class CudaWarpAffinePreprocessor:
         std: Sequence[float] = (1.0, 1.0, 1.0),
         channel_order: Literal["BGR", "RGB"] = "RGB",
         border_value: int = 114,
+        letterbox: Letterbox = "warp",
         dtype: Any = None,
     ) -> None:
         import torch
@@ -230,6 +236,7 @@ class CudaWarpAffinePreprocessor:
         if channel_order not in ("BGR", "RGB"):
             raise ValueError(f"channel_order: expected 'BGR' or 'RGB', got {channel_order!r}")
         self.torch = torch
+        self.letterbox = check_letterbox(letterbox)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.channel_order = channel_order
         self.border_value = int(border_value)
@@ -252,10 +259,11 @@ class CudaWarpAffinePreprocessor:
     def _warm_up(self) -> None:
         """Compile the kernel for this output dtype now, not on the first batch."""
         index = 0 if self.dtype == self.torch.float32 else 1
-        self._launcher = Launcher(warp_affine_normalize_kernel, kernel_signatures()[index])
+        kernel = letterbox_resize_normalize_kernel if self.letterbox == "ultralytics" else warp_affine_normalize_kernel
+        self._launcher = Launcher(kernel, kernel_signatures()[index])
 
     def transforms(self, images: Sequence[Any]) -> list[AffineTransform]:
-        return [letterbox_transform(tuple(image.shape[:2]), self.input_size) for image in images]
+        return [make_transform(self.letterbox, tuple(image.shape[:2]), self.input_size) for image in images]
 
     def __call__(self, images: Sequence[Any]) -> PreprocessedBatch:
         """Warp ``images`` into one batch on torch's current stream (the pipeline's)."""
@@ -294,7 +302,10 @@ class CudaWarpAffinePreprocessor:
         for i, (image, transform) in enumerate(zip(images, transforms, strict=True)):
             meta[i, 0] = offsets[i]
             meta[i, 1:4] = (image.shape[0], image.shape[1], image.shape[1] * 3)
-            meta[i, 4:] = cv2_inverse_matrix(transform.matrix)
+            if transform.resized is not None:
+                meta[i, 4:] = resize_meta(image.shape[1], image.shape[0], transform.resized, transform.pad)
+            else:
+                meta[i, 4:] = cv2_inverse_matrix(transform.matrix)
             start = meta_bytes + int(offsets[i])
             if hasattr(image, "is_cuda") and image.is_cuda and not SIMULATOR:
                 device_images.append((start, image))

@@ -1,4 +1,4 @@
-"""Built-in plugin: the warp-affine preprocessor, offered last for every model."""
+"""Built-in plugin: the letterbox preprocessor (the model's ``letterbox`` geometry), offered last for every model."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from trtdet.preprocess.base import Preprocessor
 @hookimpl(trylast=True)
 def trtdet_preprocessor(model: ModelSpec, device: str) -> Preprocessor | None:
     options = dict(
-        mean=model.mean, std=model.std, channel_order=model.channel_order, border_value=model.border_value
+        mean=model.mean,
+        std=model.std,
+        channel_order=model.channel_order,
+        border_value=model.border_value,
+        letterbox=model.letterbox,
     )
     if device == "cuda":
         from trtdet.preprocess.cuda import CudaWarpAffinePreprocessor

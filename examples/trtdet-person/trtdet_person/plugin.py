@@ -39,6 +39,7 @@ PERSON_MODEL = ModelSpec(
     mean=(0.0, 0.0, 0.0),
     std=(1.0, 1.0, 1.0),
     border_value=114,  # Ultralytics' letterbox grey
+    letterbox="ultralytics",  # resize-and-pad, as Ultralytics' predictor
     stride=32,
     conf_threshold=0.25,
     iou_threshold=0.7,

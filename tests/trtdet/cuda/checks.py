@@ -82,6 +82,40 @@ def random_images(rng: np.random.Generator, sizes: list[tuple[int, int]]) -> lis
     return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
 
 
+def resize_and_pad(image: np.ndarray, size: tuple[int, int], value: int = 114) -> np.ndarray:
+    """Ultralytics' ``LetterBox(auto=False)`` written out with OpenCV: cv2.resize + copyMakeBorder.
+
+    The independent pixel reference of the resize-and-pad letterbox (CPU and kernel alike).
+    """
+    h, w = image.shape[:2]
+    r = min(size[0] / h, size[1] / w)
+    new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)
+    dw, dh = (size[1] - new_w) / 2, (size[0] - new_h) / 2
+    if (new_h, new_w) != (h, w):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    top, bottom, left, right = round(dh - 0.1), round(dh + 0.1), round(dw - 0.1), round(dw + 0.1)
+    return cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(value,) * 3)
+
+
+def letterbox_levels_vs_cv2(
+    tensor: np.ndarray, images: list[np.ndarray], size: tuple[int, int], mean, std, channel_order: str, border: int
+) -> tuple[float, float]:
+    """Largest and mean level difference between a normalised batch and ``resize_and_pad`` of each image."""
+    mean = np.asarray(mean, np.float32)
+    std = np.asarray(std, np.float32)
+    scale = (1.0 / (255.0 * std)).astype(np.float32)
+    shift = (-mean / std).astype(np.float32)
+    levels = intensity_levels(np.asarray(tensor), scale, shift)
+    diffs = []
+    for i, image in enumerate(images):
+        want = resize_and_pad(image, size, border)
+        if channel_order == "RGB":
+            want = want[..., ::-1]
+        diffs.append(np.abs(levels[i] - want.transpose(2, 0, 1)))
+    diff = np.stack(diffs)
+    return float(diff.max()), float(diff.mean())
+
+
 def centernet_output(
     rng: np.random.Generator, batch: int, height: int, width: int, classes: int, *, blobs: int = 0,
     background: float = -2.0, plateaus: bool = True

@@ -46,11 +46,13 @@ def without_gpu(monkeypatch):
 
 def _cases():
     from trtdet.preprocess import cuda as preprocess
+    from trtdet.preprocess import cuda_resize as resize
     from trtdet_centernet import cuda_decode as centernet
     from trtdet_centernet import dcn_cuda as dcn
     from trtdet_yolo import cuda_decode as yolo
 
     cases = [(f"preprocess-{i}", preprocess.KERNEL_PY, sig) for i, sig in enumerate(preprocess.kernel_signatures())]
+    cases += [(f"letterbox-{i}", resize.KERNEL_PY, sig) for i, sig in enumerate(preprocess.kernel_signatures())]
     for module, prefix in ((centernet, "centernet"), (yolo, "yolo")):
         for name, sigs in module.kernel_signatures().items():
             cases += [(f"{prefix}-{name}-{i}", module.KERNELS_PY[name], sig) for i, sig in enumerate(sigs)]
@@ -79,3 +81,15 @@ def test_preprocess_rounding_is_pinned(without_gpu):
     ptx, _ = cuda.compile_ptx(preprocess.KERNEL_PY, preprocess.kernel_signatures()[0], cc=(9, 0))
     assert "mul.rn.f32" in ptx and "add.rn.f32" in ptx and "fma.rn.f32" in ptx
     assert "cvt.rni.f32.f32" in ptx  # rintf: round half to even, like cv2's cvRound
+
+
+def test_letterbox_rounding_is_pinned(without_gpu):
+    """The resize kernel's coordinates round like cv2's: separate double mul/add, then float32 ops."""
+    from numba import cuda
+
+    from trtdet.preprocess import cuda as preprocess
+    from trtdet.preprocess import cuda_resize as resize
+
+    ptx, _ = cuda.compile_ptx(resize.KERNEL_PY, preprocess.kernel_signatures()[0], cc=(9, 0))
+    assert "mul.rn.f64" in ptx and "add.rn.f64" in ptx and "fma.rn.f64" not in ptx
+    assert "cvt.rni.f32.f32" in ptx  # cvRound of the weights: half to even

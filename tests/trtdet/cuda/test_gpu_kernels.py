@@ -17,6 +17,7 @@ from .checks import (
     centernet_output,
     compare_preprocess,
     dcn_inputs,
+    letterbox_levels_vs_cv2,
     load_photos,
     yolo_model_path,
     yolo_output,
@@ -71,6 +72,36 @@ def test_preprocess_matches_cv2_on_real_photos(case, photos, torch):
     again = gpu(on_gpu)
     torch.testing.assert_close(again.tensor, got.tensor, rtol=0, atol=0)
     half = CudaWarpAffinePreprocessor(size, dtype=torch.float16, **options)(photos).tensor
+    np.testing.assert_array_equal(half.cpu().numpy(), want.astype(np.float16))
+
+
+@pytest.mark.parametrize("case", sorted(PREPROCESS))
+def test_letterbox_kernel_is_cv2_resize_and_pad_on_real_photos(case, photos, torch):
+    """The resize-and-pad letterbox (Ultralytics') at real sizes vs cv2.resize + copyMakeBorder."""
+    from trtdet.preprocess.cpu import WarpAffinePreprocessor
+    from trtdet.preprocess.cuda import CudaWarpAffinePreprocessor
+
+    size, options = PREPROCESS[case]
+    rng = np.random.default_rng(11)
+    odd = [rng.integers(0, 256, shape + (3,), dtype=np.uint8) for shape in
+           [(1, 1), (1, 777), (777, 1), (3, 5), (1081, 1919), (641, 639), (17, 1000), (1000, 17)]]
+    images = photos + odd
+    gpu = CudaWarpAffinePreprocessor(size, letterbox="ultralytics", **options)
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        got = gpu(images)
+    stream.synchronize()
+    levels = got.tensor.cpu().numpy()
+    worst, mean = letterbox_levels_vs_cv2(
+        levels, images, size, options["mean"], options["std"], options["channel_order"], options["border_value"]
+    )
+    print(case, "max", worst, "mean", mean)
+    assert worst <= 1 and mean <= 0.05, (worst, mean)  # the issue's tolerance
+    want = WarpAffinePreprocessor(size, letterbox="ultralytics", **options)(images).tensor
+    np.testing.assert_array_equal(levels, want)  # what the kernel achieves: cv2.resize's fixed point, bit for bit
+    on_gpu = [torch.from_numpy(p).cuda() for p in images]
+    torch.testing.assert_close(gpu(on_gpu).tensor, got.tensor, rtol=0, atol=0)
+    half = CudaWarpAffinePreprocessor(size, letterbox="ultralytics", dtype=torch.float16, **options)(images).tensor
     np.testing.assert_array_equal(half.cpu().numpy(), want.astype(np.float16))
 
 

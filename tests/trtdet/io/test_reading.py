@@ -48,6 +48,17 @@ def test_grayscale_jpeg_goes_to_the_gpu_cmyk_png_and_cut_files_do_not():
     assert jpeg_header(b"\xff\xd8\xff\xda\x00\x02") is None  # a scan before any frame header
 
 
+@pytest.mark.parametrize(("orientation", "on_gpu"), [(1, True), (3, False), (6, False), (8, False), (9, True)])
+def test_jpegs_turned_by_exif_go_to_the_cpu_reader(orientation, on_gpu):
+    """nvJPEG ignores EXIF orientation; cv2.imread (the CPU reader) applies values 2..8."""
+    from tests.trtdet.io.test_images import _with_exif_orientation
+
+    data = _with_exif_orientation(_jpeg(np.zeros((12, 20, 3), np.uint8)), orientation, b"MM")
+    header = jpeg_header(data)
+    assert header is not None and header.orientation == orientation
+    assert gpu_decodable(data) is on_gpu
+
+
 @pytest.fixture()
 def mixed_folder(tmp_path, photos):
     """Good and bad images with a video in the middle of the sources."""

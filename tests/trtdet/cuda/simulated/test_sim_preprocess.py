@@ -1,4 +1,5 @@
-"""Warp-affine preprocess kernel under the simulator vs cv2.warpAffine (the CPU preprocessor)."""
+"""Preprocess kernels under the simulator: the warp vs cv2.warpAffine, the resize-and-pad letterbox vs
+cv2.resize + copyMakeBorder (both also vs the CPU preprocessor)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from trtdet.preprocess.base import StagingPreprocessor
 from trtdet.preprocess.cpu import WarpAffinePreprocessor
 from trtdet.preprocess.cuda import CudaWarpAffinePreprocessor
 
-from ..checks import CENTERNET_MEAN, CENTERNET_STD, compare_preprocess, load_photos, random_images
+from ..checks import (
+    CENTERNET_MEAN,
+    CENTERNET_STD,
+    compare_preprocess,
+    letterbox_levels_vs_cv2,
+    load_photos,
+    random_images,
+)
 
 pytestmark = pytest.mark.skipif(not SIMULATOR, reason="simulator-only module")
 
@@ -92,3 +100,46 @@ def test_discard_staged_frees_the_slots():
     pre.stage(images)
     pre.discard_staged()
     assert pre.warp(pre.stage(images)).tensor.shape == (1, 3, 8, 8)
+
+
+#: Source shapes for the resize-and-pad letterbox: up- and downscaling, odd sizes, portrait,
+#: landscape, square, 1-pixel-wide and -high images, a single pixel.
+LETTERBOX_SHAPES = [(7, 5), (5, 7), (6, 6), (97, 61), (61, 97), (40, 40), (1, 9), (9, 1), (1, 1), (1, 40), (40, 1),
+                    (24, 20), (13, 17)]
+
+
+@pytest.mark.parametrize("size", [(24, 20), (17, 13), (16, 16)])
+def test_letterbox_kernel_is_cv2_resize_and_pad(size):
+    rng = np.random.default_rng(size[0])
+    images = random_images(rng, LETTERBOX_SHAPES)
+    options = CASES["yolo"]
+    got = CudaWarpAffinePreprocessor(size, letterbox="ultralytics", **options)(images)
+    worst, mean = letterbox_levels_vs_cv2(got.tensor.numpy(), images, size, options["mean"], options["std"], "RGB", 114)
+    assert worst <= 1 and mean <= 0.05, (worst, mean)
+    want = WarpAffinePreprocessor(size, letterbox="ultralytics", **options)(images)
+    np.testing.assert_array_equal(got.tensor.numpy(), want.tensor)  # bit for bit, in fact
+    for g, w in zip(got.transforms, want.transforms, strict=True):
+        assert (g.resized, g.pad) == (w.resized, w.pad)
+        np.testing.assert_array_equal(g.inverse, w.inverse)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_letterbox_kernel_on_real_photos_and_tensor_inputs(case):
+    options = CASES[case]
+    photos = load_photos()
+    inputs = [torch.from_numpy(p) if i % 2 else p for i, p in enumerate(photos)]
+    got = CudaWarpAffinePreprocessor((20, 24), letterbox="ultralytics", **options)(inputs).tensor.numpy()
+    worst, mean = letterbox_levels_vs_cv2(
+        got, photos, (20, 24), options["mean"], options["std"], options["channel_order"], options["border_value"]
+    )
+    assert worst <= 1 and mean <= 0.05, (worst, mean)
+    want = WarpAffinePreprocessor((20, 24), letterbox="ultralytics", **options)(photos).tensor
+    np.testing.assert_array_equal(got, want)
+
+
+def test_letterbox_float16_is_the_rounded_float32_result():
+    images = random_images(np.random.default_rng(6), [(30, 20), (11, 40)])
+    options = CASES["yolo"]
+    got = CudaWarpAffinePreprocessor((12, 16), letterbox="ultralytics", dtype=torch.float16, **options)(images).tensor
+    want = WarpAffinePreprocessor((12, 16), letterbox="ultralytics", **options)(images).tensor.astype(np.float16)
+    np.testing.assert_array_equal(got.numpy(), want)
