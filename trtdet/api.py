@@ -45,7 +45,7 @@ def load(
     batch: int = 1,
     input_size: tuple[int, int] | None = None,
     precision: str = "fp32",
-    cuda_graphs: bool = False,
+    cuda_graphs: bool | None = None,
     classes: Sequence[str | int] | None = None,
     max_det: int | None = None,
     agnostic_nms: bool = False,
@@ -65,8 +65,9 @@ def load(
     * ``conf`` / ``iou``: score and NMS IoU thresholds in [0, 1] (default: the model's).
     * ``batch``: the largest batch sent to the engine.
     * ``input_size``: the network input, (H, W) or one int for a square (default: the model's).
-    * ``precision`` (fp32/fp16) and ``cuda_graphs`` tune GPU backends (graphs are opt-in: the
-      torch backend falls back to eager execution for networks that read shapes on the host).
+    * ``precision`` (fp32/fp16) and ``cuda_graphs`` tune GPU backends (graphs: None lets the
+      backend decide -- on for ``inductor`` packages, off for eager torch, which falls back to
+      eager execution for networks that read shapes on the host).
     * ``classes``: keep only these classes (names or ids); ``max_det``: at most this many
       detections per image; ``agnostic_nms``: NMS across classes (models that run NMS).
     * ``letterbox``: the preprocess geometry, ``"warp"`` or ``"ultralytics"`` (default: the model's).

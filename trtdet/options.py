@@ -27,7 +27,8 @@ class DetectorOptions:
       shipped default).
     * ``backend``: an engine backend name, or ``auto``; ``device``: ``cpu`` or ``cuda``.
     * ``precision``: ``fp32`` or ``fp16`` (GPU backends); ``batch``: the largest batch sent
-      to the engine (>= 1); ``cuda_graphs``: capture the torch backend's network in graphs.
+      to the engine (>= 1); ``cuda_graphs``: replay the network in CUDA graphs (None: the
+      backend's default -- on for compiled ``inductor`` packages, off for eager torch and TensorRT).
     * ``input_size``: the network input (H, W), or one int for a square, overriding the
       model's; ``conf`` / ``iou``: thresholds in [0, 1] overriding the model's.
     * ``classes``: keep only these classes (names or ids; None: all); ``max_det``: at most
@@ -49,7 +50,7 @@ class DetectorOptions:
     input_size: tuple[int, int] | None = None
     conf: float | None = None
     iou: float | None = None
-    cuda_graphs: bool = False
+    cuda_graphs: bool | None = None
     classes: tuple[str | int, ...] | None = None
     max_det: int | None = None
     agnostic_nms: bool = False

@@ -120,7 +120,7 @@ class TorchEngine(BaseEngine):
         self.input_shape: Shape = input_shape
         self.output_shapes: dict[str, Shape] = {name: () for name in output_names}
         self.metadata: dict[str, str] = metadata
-        self._runner = _GraphRunner(self.module) if device == "cuda" and options.cuda_graphs else self.module
+        self._runner = _GraphRunner(self.module) if device == "cuda" and bool(options.cuda_graphs) else self.module
 
     def infer_impl(self, batch: Any) -> dict[str, Any]:
         from trtdet.engines.torch_run import run_network

@@ -213,3 +213,30 @@ def test_a_missing_torch_is_one_line_with_the_install_command(tmp_path):
         "error: this needs the Python package 'torch', which is not installed: pip install torch "
         "(or pip install 'trtdet[torch]'; on a GPU first the torch build for your CUDA)"
     )
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], None), (["--cuda-graphs"], True), (["--no-cuda-graphs"], False)])
+def test_cuda_graphs_default_lets_the_backend_decide(flag, expected):
+    """No flag leaves ``cuda_graphs`` None: inductor packages replay in graphs, eager torch does not."""
+    import click
+
+    from trtdet.cli.common import detector_options, model_options
+
+    seen = {}
+
+    @click.command()
+    @model_options
+    def probe(**given):
+        seen["options"] = detector_options(given)
+
+    assert CliRunner().invoke(probe, ["-m", "yolo", *flag]).exit_code == 0
+    assert seen["options"].cuda_graphs is expected
+
+
+def test_inductor_engines_replay_in_graphs_unless_told_not_to():
+    from trtdet.engines.inductor.backend import graphs_wanted
+    from trtdet.options import DetectorOptions
+
+    assert graphs_wanted(DetectorOptions(device="cuda")) is True
+    assert graphs_wanted(DetectorOptions(device="cuda", cuda_graphs=False)) is False
+    assert graphs_wanted(DetectorOptions(device="cuda", cuda_graphs=True)) is True

@@ -179,7 +179,7 @@ class TensorRTBackend:
         flavour = choose_runtime_flavour(read_metadata(path), capability)
         path, metadata, plan = ensure_runnable(path, spec, flavour, capability)
         check_plugins(path, metadata, flavour)
-        return TensorRTEngine(path, metadata, plan, flavour, cuda_graph=options.cuda_graphs)
+        return TensorRTEngine(path, metadata, plan, flavour, cuda_graph=bool(options.cuda_graphs))
 
 
 @hookimpl
