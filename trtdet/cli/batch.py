@@ -31,7 +31,7 @@ def batch_command(model, sources, output, address, workers, gpus_per_worker, cpu
     """Detect on every image under --source with Ray Data; one record per input in --output.
 
     Re-running the same command resumes: inputs already in --output are skipped.
-    Exit 2 when some inputs failed (their records carry the error).
+    Exit 2 when some inputs failed, now or in an earlier run (their records carry the error).
     """
     from trtdet.ray.batch import run_batch
 
@@ -50,4 +50,4 @@ def batch_command(model, sources, output, address, workers, gpus_per_worker, cpu
     if len(summary.errors) > 20:
         say(f"... and {len(summary.errors) - 20} more (see the records' \"error\")")
     click.echo(summary.line(), err=True)
-    sys.exit(EXIT_INPUTS_FAILED if summary.failed else EXIT_OK)
+    sys.exit(EXIT_INPUTS_FAILED if summary.failed or summary.failed_before else EXIT_OK)

@@ -35,14 +35,16 @@ class BatchSummary:
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
     removed_shards: list[str] = field(default_factory=list)
+    failed_before: int = 0
 
     @property
     def images_per_second(self) -> float:
         return self.written / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
+        earlier = f" ({self.failed_before} of them failed)" if self.failed_before else ""
         return (
-            f"{self.inputs} inputs: {self.skipped} already done, {self.written} written now "
+            f"{self.inputs} inputs: {self.skipped} already done{earlier}, {self.written} written now "
             f"({self.failed} failed), {self.images_per_second:.1f} images/s"
         )
 
@@ -85,10 +87,11 @@ def _read_shard(fs: Any, path: str, file_format: str) -> list[dict[str, Any]] | 
         return None
 
 
-def done_sources(output: str, file_format: str, removed: list[str] | None = None) -> set[str]:
-    """Sources already recorded under ``output``; incomplete shards are deleted (listed in ``removed``)."""
+def done_sources(output: str, file_format: str, removed: list[str] | None = None) -> dict[str, bool]:
+    """Sources already recorded under ``output``, each with whether it failed; incomplete shards
+    are deleted (and listed in ``removed``)."""
     fs, root = _filesystem(output)
-    done: set[str] = set()
+    done: dict[str, bool] = {}
     for path in _shards(fs, root, FORMATS[file_format]):
         records = _read_shard(fs, path, file_format)
         if records is None:
@@ -96,7 +99,7 @@ def done_sources(output: str, file_format: str, removed: list[str] | None = None
             if removed is not None:
                 removed.append(path)
             continue
-        done.update(str(r["source"]) for r in records)
+        done.update((str(r["source"]), bool(r.get("error"))) for r in records)
     return done
 
 
@@ -141,7 +144,8 @@ def run_batch(
     for path in removed:
         say(f"removed an incomplete shard from an interrupted run: {path}")
     todo = [item for item in inputs if item.source not in done]
-    summary = BatchSummary(inputs=len(inputs), skipped=len(inputs) - len(todo), removed_shards=removed)
+    summary = BatchSummary(inputs=len(inputs), skipped=len(inputs) - len(todo), removed_shards=removed,
+                           failed_before=sum(done.get(item.source, False) for item in inputs))
     if not todo:
         return summary
     ray = connect(address)
