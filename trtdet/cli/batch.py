@@ -43,7 +43,8 @@ def batch_command(model, sources, output, address, workers, gpus_per_worker, cpu
 
     summary = run_batch(
         model, options, sources, output, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
-        cpus_per_worker=cpus_per_worker, file_format=file_format, shard_size=shard_size, annotate=annotate, say=say,
+        cpus_per_worker=cpus_per_worker, file_format=file_format, shard_size=shard_size, annotate=annotate, quiet=quiet,
+        say=say,
     )
     for error in summary.errors[:20]:
         say(f"error: {error}")

@@ -116,6 +116,7 @@ def run_batch(
     file_format: str = "jsonl",
     shard_size: int = 256,
     annotate: bool = False,
+    quiet: bool = False,
     say: Callable[[str], None] = lambda _message: None,
 ) -> BatchSummary:
     """Detect on every input under ``sources`` and write the records under ``output``; the summary.
@@ -123,7 +124,7 @@ def run_batch(
     Ray is joined at ``address`` or started locally. ``workers`` detectors run in an actor pool,
     each asking for ``gpus_per_worker`` GPUs on CUDA (default 1) and ``cpus_per_worker`` CPUs.
     """
-    from trtdet.ray.cluster import connect, worker_resources
+    from trtdet.ray.cluster import check_capacity, connect, worker_resources
     from trtdet.ray.detect import Detect
     from trtdet.ray.inputs import list_inputs, read_batch
     from trtdet.ray.records import jsonl_datasink
@@ -149,6 +150,9 @@ def run_batch(
     if not todo:
         return summary
     ray = connect(address)
+    check_capacity(ray, resources, workers, "workers")
+    if quiet:
+        ray.data.DataContext.get_current().enable_progress_bars = False
     total_cpus = float(ray.cluster_resources().get("CPU", 0))
     if workers * resources["num_cpus"] >= total_cpus and total_cpus > 0:
         raise UsageError(

@@ -56,3 +56,19 @@ def worker_resources(device: str, gpus_per_worker: float | None, cpus_per_worker
     if parsed.is_cuda and gpus == 0:
         raise UsageError("--device cuda needs --gpus-per-worker > 0 (Ray hides GPUs from workers that ask for none)")
     return {"num_gpus": gpus, "num_cpus": float(cpus_per_worker)}
+
+
+def check_capacity(ray: Any, resources: dict[str, float], count: int, what: str) -> None:
+    """A one-line ``UsageError`` when the cluster cannot hold ``count`` workers of ``resources``
+    (Ray would otherwise wait for them forever)."""
+    total = ray.cluster_resources()
+    gpus_needed = resources["num_gpus"] * count
+    gpus = float(total.get("GPU", 0))
+    if gpus_needed > gpus:
+        raise UsageError(
+            f"{count} {what} x {resources['num_gpus']:g} GPUs need {gpus_needed:g} GPUs; the Ray cluster has {gpus:g}"
+            + (" (use --device cpu, or join a cluster with GPUs: --address)" if gpus == 0 else "")
+        )
+    cpus = float(total.get("CPU", 0))
+    if resources["num_cpus"] * count > cpus:
+        raise UsageError(f"{count} {what} x {resources['num_cpus']:g} CPUs need more than the cluster's {cpus:g} CPUs")

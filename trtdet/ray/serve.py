@@ -195,11 +195,15 @@ def build_app(
     """The Ray Serve application: ``Ingress`` in front of ``replicas`` ``DetectorReplica``s."""
     from trtdet.plugins import get_model, load_plugins
     from trtdet.ray.batch import _options_dict
-    from trtdet.ray.cluster import worker_resources
+    from trtdet.ray.cluster import check_capacity, worker_resources
 
     load_plugins()
     spec = get_model(model).spec  # an unknown model fails here, before any replica starts
     resources = worker_resources(options.device, gpus_per_replica, cpus_per_replica)
+    import ray
+
+    if ray.is_initialized():
+        check_capacity(ray, resources, replicas, "replicas")
     options = options.replace(batch=max(options.batch, max_batch))
     conf = options.conf if options.conf is not None else spec.conf_threshold
     detector = serve.deployment(

@@ -175,3 +175,10 @@ def test_workers_ask_ray_for_the_gpus_given_and_see_only_theirs(ray_session):
     assert len(ids) == 2 and visible.count(",") == 1
     for probe in [*probes, pair]:
         ray.kill(probe)
+
+
+def test_more_gpus_than_the_cluster_has_is_one_line(ray_session, image_set):
+    result = CliRunner().invoke(cli, ["batch", *MODEL_ARGS, "-s", image_set["good"][0], "-o", "unused",
+                                      "--device", "cuda", "--workers", "5", "--cpus-per-worker", "0.1"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == "error: 5 workers x 1 GPUs need 5 GPUs; the Ray cluster has 4"
