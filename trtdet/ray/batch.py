@@ -124,7 +124,7 @@ def run_batch(
     Ray is joined at ``address`` or started locally. ``workers`` detectors run in an actor pool,
     each asking for ``gpus_per_worker`` GPUs on CUDA (default 1) and ``cpus_per_worker`` CPUs.
     """
-    from trtdet.ray.cluster import check_capacity, connect, worker_resources
+    from trtdet.ray.cluster import check_capacity, connect, plain_options, worker_resources
     from trtdet.ray.detect import Detect
     from trtdet.ray.inputs import list_inputs, read_batch
     from trtdet.ray.records import jsonl_datasink
@@ -166,7 +166,7 @@ def run_batch(
     rows = [{"source": item.source, "error": item.error or ""} for item in todo]
     dataset = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / shard_size)))
     dataset = dataset.map_batches(read_batch, batch_size=max(1, min(options.batch * 2, shard_size)), num_cpus=1)
-    constructor = {"model": model, "options": _options_dict(options),
+    constructor = {"model": model, "options": plain_options(options),
                    "annotate": f"{output.rstrip('/')}/images" if annotate else None}
     dataset = dataset.map_batches(
         Detect,
@@ -188,15 +188,3 @@ def run_batch(
                 summary.failed += 1
                 summary.errors.append(str(record["error"]))
     return summary
-
-
-def _options_dict(options: DetectorOptions) -> dict[str, Any]:
-    """The options as plain values (what crosses to the actors)."""
-    from dataclasses import fields
-
-    values = {f.name: getattr(options, f.name) for f in fields(options)}
-    values["build_options"] = dict(options.build_options)
-    for name in ("weights", "onnx", "engine"):
-        if values[name] is not None:
-            values[name] = str(Path(values[name]).resolve()) if "://" not in str(values[name]) else str(values[name])
-    return values

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from trtdet.errors import UsageError
+from trtdet.options import DetectorOptions
 
 
 def import_ray() -> Any:
@@ -72,3 +73,16 @@ def check_capacity(ray: Any, resources: dict[str, float], count: int, what: str)
     cpus = float(total.get("CPU", 0))
     if resources["num_cpus"] * count > cpus:
         raise UsageError(f"{count} {what} x {resources['num_cpus']:g} CPUs need more than the cluster's {cpus:g} CPUs")
+
+
+def plain_options(options: DetectorOptions) -> dict[str, Any]:
+    """The options as plain values, model files as absolute paths (what is sent to actors and replicas)."""
+    from dataclasses import fields
+    from pathlib import Path
+
+    values = {f.name: getattr(options, f.name) for f in fields(options)}
+    values["build_options"] = dict(options.build_options)
+    for name in ("weights", "onnx", "engine"):
+        if values[name] is not None:
+            values[name] = str(Path(values[name]).resolve()) if "://" not in str(values[name]) else str(values[name])
+    return values

@@ -194,8 +194,7 @@ def build_app(
 ) -> Any:
     """The Ray Serve application: ``Ingress`` in front of ``replicas`` ``DetectorReplica``s."""
     from trtdet.plugins import get_model, load_plugins
-    from trtdet.ray.batch import _options_dict
-    from trtdet.ray.cluster import check_capacity, worker_resources
+    from trtdet.ray.cluster import check_capacity, plain_options, worker_resources
 
     load_plugins()
     spec = get_model(model).spec  # an unknown model fails here, before any replica starts
@@ -214,7 +213,7 @@ def build_app(
         max_ongoing_requests=max(2 * max_batch, 8),
         health_check_period_s=2,
         health_check_timeout_s=30,
-    ).bind(model, _options_dict(options), max_batch, max_wait_ms)
+    ).bind(model, plain_options(options), max_batch, max_wait_ms)
     ingress = serve.deployment(Ingress, name="Ingress", ray_actor_options={"num_cpus": 0.1},
                                max_ongoing_requests=1000)
     return ingress.bind(detector, model, float(conf), int(max_body_bytes))
