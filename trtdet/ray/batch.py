@@ -124,7 +124,9 @@ def run_batch(
     Ray is joined at ``address`` or started locally. ``workers`` detectors run in an actor pool,
     each asking for ``gpus_per_worker`` GPUs on CUDA (default 1) and ``cpus_per_worker`` CPUs.
     """
-    from trtdet.ray.cluster import check_capacity, connect, plain_options, worker_resources
+    from trtdet.ray.cluster import check_capacity, connect, import_ray, plain_options, worker_resources
+
+    import_ray()  # without the [ray] extra: one line saying how to install it
     from trtdet.ray.detect import Detect
     from trtdet.ray.inputs import list_inputs, read_batch
     from trtdet.ray.records import jsonl_datasink
