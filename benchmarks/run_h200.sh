@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The H200 run behind the compiled-engine results: pre-build every AOTInductor package the GPU
 # tests and benchmarks use (in parallel, into one cache), then the GPU tests, then the benchmarks.
-# Usage (repo root, wheels from ../shared/gpu/wheels.sh in .whl): bash benchmarks/run_h200.sh OUTDIR [tests|bench|all]
+# Usage (repo root, wheels from ../shared/gpu/wheels.sh in .whl): bash benchmarks/run_h200.sh OUTDIR [tests|bench|multi|all]
+# (multi: only benchmarks/multi_gpu.py, one detector per GPU; on one GPU it measures the single-GPU rows)
 set -u
 out=${1:-/tmp/trtdet-h200}; what=${2:-all}
 mkdir -p "$out"
@@ -17,7 +18,7 @@ build() { trtdet build --backend inductor --max-batch 32 -o "/tmp/trtdet-pkg/$1.
 mkdir -p /tmp/trtdet-pkg
 build yolo-fp16 "$yolo" --model yolo --precision fp16 &
 build resdcn18-fp16 --weights "$TRTDET_TEST_CHECKPOINTS/resdcn18.pth" --model centernet --precision fp16 &
-if [ "$what" != bench ]; then
+if [ "$what" = tests ] || [ "$what" = all ]; then
   build yolo-fp32 "$yolo" --model yolo --precision fp32 &
   build centernet-fp16 "$centernet" --model centernet --precision fp16 &
   build centernet-fp32 "$centernet" --model centernet --precision fp32 &
@@ -25,6 +26,11 @@ if [ "$what" != bench ]; then
 fi
 wait
 for f in /tmp/trtdet-build-*.log; do echo "== $f"; grep -v -i "warn\|__new__" "$f" | tail -4; done | tee "$out/builds.log"
+if [ "$what" = multi ]; then
+  timeout 500 python3 benchmarks/multi_gpu.py --checkpoint "$TRTDET_TEST_CHECKPOINTS/resdcn18.pth" \
+    --out "$out/multi_gpu_h200.md" 2>&1 | grep -v -i warn | tail -30
+  exit 0
+fi
 if [ "$what" != bench ]; then
   timeout ${TEST_TIMEOUT:-400} python3 -m pytest -v -rA --durations=20 -m gpu --continue-on-collection-errors tests -p no:cacheprovider > "$out/gpu-tests.log" 2>&1
   grep -E "passed|failed|^FAILED|^ERROR|^E  " "$out/gpu-tests.log" | head -60

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from trtdet.backend_choice import choose_backend
+from trtdet.devices import check_present, device_kind, on_device, torch_device
 from trtdet.engines.base import Engine
 from trtdet.engines.build_steps import check_build_options
 from trtdet.errors import ModelError, UsageError
@@ -111,11 +112,13 @@ def load_detector(model: str, options: DetectorOptions) -> Detector:
     load_plugins()
     spec = _spec_for(get_model(model).spec, options)
     check_build_options(options.build_options)
+    check_present(options.device)
     model_file = resolve_model_file(spec, options)
     passed_over: list[str] = []
     chosen = choose_backend(options.backend, model_file, options.device, passed_over)
     model_file = prepare_for_backend(spec, model_file, chosen)
-    loaded = chosen.load(model_file, spec, options)
+    with on_device(options.device):  # builds and engines query and allocate on the chosen GPU
+        loaded = chosen.load(model_file, spec, options)
     detector = build_detector(
         spec, loaded, device=options.device, batch=options.batch, model_source=str(model_file.path),
         classes=options.classes, max_det=options.max_det,
@@ -144,37 +147,45 @@ def build_detector(
     resolves the preprocess and decode hooks once from that adapted spec -- the one spec
     the detector and everything built from it see. ``load_detector`` ends here; so can a
     caller holding its own engine (e.g. ``TorchEngine.from_module`` for a network in training).
+
+    ``device`` may name a GPU (``cuda:1``): everything is built with that GPU current, and the
+    hooks receive the device kind (``cuda``), as they always have.
     """
     pm = load_plugins()
-    engine.activate()
-    try:
-        spec = adapt_spec(spec, engine)
-        decoder = pm.hook.trtdet_decoder(model=spec, device=device)
-        if decoder is None:
-            raise ModelError(f"{model_source}: no installed plugin decodes model {spec.name!r}")
-        if spec.agnostic_nms and spec.iou_threshold is None:
-            raise UsageError(f"model {spec.name!r} runs no NMS, so agnostic NMS does not apply (give an iou threshold to add one)")
-        decoder.validate(_output_shapes(engine, spec), model_source)
-        if classes:
-            decoder = ClassFilter(decoder, class_ids(classes, spec.class_names), max_det)
-        preprocessor = pm.hook.trtdet_preprocessor(model=spec, device=device)
-    except BaseException:
-        engine.deactivate()
-        raise
-    synchronize = None
-    if device == "cuda":
-        import torch
+    kind = device_kind(device)
+    with on_device(device):
+        engine.activate()
+        try:
+            spec = adapt_spec(spec, engine)
+            decoder = pm.hook.trtdet_decoder(model=spec, device=kind)
+            if decoder is None:
+                raise ModelError(f"{model_source}: no installed plugin decodes model {spec.name!r}")
+            if spec.agnostic_nms and spec.iou_threshold is None:
+                raise UsageError(f"model {spec.name!r} runs no NMS, so agnostic NMS does not apply (give an iou threshold to add one)")
+            decoder.validate(_output_shapes(engine, spec), model_source)
+            if classes:
+                decoder = ClassFilter(decoder, class_ids(classes, spec.class_names), max_det)
+            preprocessor = pm.hook.trtdet_preprocessor(model=spec, device=kind)
+        except BaseException:
+            engine.deactivate()
+            raise
+        synchronize = None
+        if kind == "cuda":
+            import functools
 
-        synchronize = torch.cuda.synchronize  # only used when timing stages
-    detector = Detector(
-        spec,
-        preprocessor,
-        engine,
-        decoder,
-        device=device,
-        batch_size=batch,
-        model_source=model_source,
-        synchronize=synchronize,
-    )
+            import torch
+
+            # Only used when timing stages: wait for this detector's GPU.
+            synchronize = functools.partial(torch.cuda.synchronize, torch_device(device))
+        detector = Detector(
+            spec,
+            preprocessor,
+            engine,
+            decoder,
+            device=device,
+            batch_size=batch,
+            model_source=model_source,
+            synchronize=synchronize,
+        )
     detector.backend_passed_over = ()
     return detector

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from trtdet.devices import device_kind
 from trtdet.engines.base import EngineBackend, ModelFile
 from trtdet.errors import UsageError
 from trtdet.plugins import list_engine_backends
@@ -21,16 +22,18 @@ def auto_priority(backend: EngineBackend, device: str) -> int:
 def choose_backend(name: str, model_file: ModelFile, device: str, passed_over: list[str] | None = None) -> EngineBackend:
     """The backend called ``name``, or for ``auto`` the best available one for this file and device.
 
-    For ``auto``, ``passed_over`` (when given) receives ``"backend: why not"`` for each backend
+    Backends are asked about the device's kind (``cpu``/``cuda``); ``device`` itself may
+    name a GPU (``cuda:1``). For ``auto``, ``passed_over`` (when given) receives ``"backend: why not"`` for each backend
     ranked above the one chosen, so the caller can say why it was chosen.
     """
     backends = list_engine_backends()
+    kind = device_kind(device)
     if name != "auto":
         if name not in backends:
             known = ", ".join(sorted(backends))
             raise UsageError(f"unknown or uninstalled backend {name!r} (installed: {known})")
         backend = backends[name]
-        reason = backend.unavailable_reason(device)
+        reason = backend.unavailable_reason(kind)
         if reason:
             raise UsageError(f"backend {name!r} cannot run on {device}: {reason}")
         if not _loads(backend, model_file.kind):
@@ -38,8 +41,8 @@ def choose_backend(name: str, model_file: ModelFile, device: str, passed_over: l
         return backend
     candidates = [b for b in backends.values() if _loads(b, model_file.kind)]
     reasons = []
-    for backend in sorted(candidates, key=lambda b: -auto_priority(b, device)):
-        reason = backend.unavailable_reason(device)
+    for backend in sorted(candidates, key=lambda b: -auto_priority(b, kind)):
+        reason = backend.unavailable_reason(kind)
         if reason is None:
             if passed_over is not None:
                 passed_over.extend(reasons)

@@ -35,6 +35,8 @@ def trtdet_register_models(register: Callable[[ModelSpec], None]) -> None:
 def trtdet_preprocessor(model: ModelSpec, device: str) -> Preprocessor | None:
     """Return the preprocessor for ``model`` on ``device`` (``"cpu"`` or ``"cuda"``), or None.
 
+    ``device`` is the kind: a detector on ``cuda:N`` calls the hook with GPU N current.
+
     First non-None result wins, so a model plugin overrides preprocessing by answering for
     its own model; the core's warp-affine preprocessor answers last for every model.
     """

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from trtdet.devices import normalize_device
 from trtdet.errors import UsageError
 from trtdet.preprocess.letterbox import LETTERBOXES
 
 PRECISIONS = ("fp32", "fp16")
-DEVICES = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class DetectorOptions:
 
     * ``weights`` / ``onnx`` / ``engine``: the model file (at most one; none: the model's
       shipped default).
-    * ``backend``: an engine backend name, or ``auto``; ``device``: ``cpu`` or ``cuda``.
+    * ``backend``: an engine backend name, or ``auto``; ``device``: ``cpu``, ``cuda`` (the
+      current GPU) or ``cuda:N`` (GPU N; see ``trtdet.devices``).
     * ``precision``: ``fp32`` or ``fp16`` (GPU backends); ``batch``: the largest batch sent
       to the engine (>= 1); ``cuda_graphs``: replay the network in CUDA graphs (None: the
       backend's default -- on for compiled ``inductor`` packages, off for eager torch and TensorRT).
@@ -58,8 +59,7 @@ class DetectorOptions:
     build_options: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        if self.device not in DEVICES:
-            raise UsageError(f"device: expected 'cpu' or 'cuda', got {self.device!r}")
+        object.__setattr__(self, "device", normalize_device(self.device))
         if self.precision not in PRECISIONS:
             raise UsageError(f"precision: expected 'fp32' or 'fp16', got {self.precision!r}")
         if not isinstance(self.batch, int) or self.batch < 1:

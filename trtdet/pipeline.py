@@ -14,6 +14,7 @@ from typing import Any, overload
 import numpy as np
 
 from trtdet.detections import Detections
+from trtdet.devices import is_cuda, on_device, torch_device
 from trtdet.engines.base import Engine
 from trtdet.errors import ClosedError, InputError
 from trtdet.io.images import to_bgr_uint8
@@ -133,7 +134,8 @@ class Detector:
         self.decoder = decoder
         self.device = device
         if not engine.is_active:
-            engine.activate()
+            with on_device(device):
+                engine.activate()
         limit = engine.max_batch or batch_size
         self.batch_size = max(1, min(batch_size, limit))
         self.model_source = model_source
@@ -148,11 +150,12 @@ class Detector:
         self._run_lock = threading.Lock()
         self._batcher_lock = threading.Lock()
         self._stream: Any = None
-        if device == "cuda":
+        if is_cuda(device):
             import torch
 
-            # One stream per pipeline: preprocess, engine and decode kernels all queue on it.
-            self._stream = torch.cuda.Stream()
+            # One stream per pipeline, on the detector's GPU: preprocess, engine and decode
+            # kernels all queue on it (and entering it makes that GPU current, see _on_stream).
+            self._stream = torch.cuda.Stream(device=torch_device(device))
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -226,7 +229,11 @@ class Detector:
         return self._stream is not None and not self.record_times and isinstance(self.preprocessor, StagingPreprocessor)
 
     def _on_stream(self) -> contextlib.AbstractContextManager[Any]:
-        """The pipeline's stream as torch's current one (every stage queues its work there)."""
+        """The pipeline's stream as torch's current one (every stage queues its work there).
+
+        ``torch.cuda.stream`` also makes the stream's GPU the current device for the block, so
+        a detector on ``cuda:1`` runs there from any thread (numba follows torch's current GPU).
+        """
         if self._stream is None:
             return contextlib.nullcontext()
         import torch

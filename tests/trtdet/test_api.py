@@ -22,7 +22,7 @@ def fake(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(device="gpu"), "device: expected 'cpu' or 'cuda', got 'gpu'"),
+        (dict(device="gpu"), "device: expected 'cpu', 'cuda' or 'cuda:N'"),
         (dict(precision="int8"), "precision: expected 'fp32' or 'fp16', got 'int8'"),
         (dict(batch=0), "batch: expected >= 1, got 0"),
         (dict(backend="tensorrtt"), "unknown or uninstalled backend 'tensorrtt' (installed: "),

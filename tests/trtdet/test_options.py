@@ -17,7 +17,7 @@ from trtdet.options import DetectorOptions, parse_build_options
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"device": "tpu"}, "device: expected 'cpu' or 'cuda', got 'tpu'"),
+        ({"device": "tpu"}, r"device: expected 'cpu', 'cuda' or 'cuda:N' \(N = 0, 1, ...\), got 'tpu'"),
         ({"precision": "int8"}, "precision: expected 'fp32' or 'fp16', got 'int8'"),
         ({"batch": 0}, "batch: expected >= 1, got 0"),
         ({"onnx": "a.onnx", "engine": "b.engine"}, r"give at most one of --weights, --onnx, --engine \(got onnx, engine\)"),

@@ -59,8 +59,8 @@ def _step_flags() -> list[click.Option]:
     help="tensorrt: a TensorRT engine; inductor: an AOTInductor package (.pt2, compiled torch, no TensorRT needed).",
 )
 @click.option("--weights", type=click.Path(dir_okay=False), help="Build from a checkpoint instead (inductor).")
-@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
-              help="Device an inductor package is compiled for.")
+@click.option("--device", default="cuda", show_default=True, metavar="cuda|cuda:N|cpu",
+              help="GPU the engine is built on (its model keys the cache), or cpu for an inductor CPU package.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
 @click.option(
     "--max-batch", type=click.IntRange(min=1), default=1, show_default=True, help="Largest batch size."
@@ -87,12 +87,14 @@ def build_command(onnx_file, model, backend, weights, device, precision, max_bat
 
     Builds are cached: the same source and options later load from the cache.
     """
+    from trtdet.devices import check_present, normalize_device, on_device
     from trtdet.engines.tensorrt.builder import BuildConfig, build_engine
     from trtdet.model_file import check_onnx_fits
     from trtdet.options import parse_build_options
     from trtdet.plugins import get_model
 
     spec = get_model(model).spec
+    device = normalize_device(device)
     if (onnx_file is None) == (weights is None):
         raise UsageError("give ONNX_FILE or --weights CKPT (one of them)")
     if onnx_file is not None:
@@ -120,7 +122,11 @@ def build_command(onnx_file, model, backend, weights, device, precision, max_bat
         if not quiet:
             click.echo(message, err=True)
 
-    result = build_engine(source, spec, config, output=target, use_cache=not no_cache, report=report)
+    if device == "cpu":
+        raise UsageError("--device cpu: TensorRT engines are built on a GPU (cpu packages: --backend inductor)")
+    check_present(device)
+    with on_device(device):
+        result = build_engine(source, spec, config, output=target, use_cache=not no_cache, report=report)
     meta = result.metadata
     how = "from the engine cache" if result.cached else f"built in {result.seconds:.1f} s"
     flavour = "TensorRT-RTX" if meta.runtime == "rtx" else "TensorRT"
@@ -133,6 +139,7 @@ def build_command(onnx_file, model, backend, weights, device, precision, max_bat
 
 def _build_package(spec, source: Path, kind: str, settings: tuple) -> None:
     """``trtdet build --backend inductor``: compile (or fetch from the cache) and copy to the output."""
+    from trtdet.devices import check_present, is_cuda, on_device
     from trtdet.engines.artifact_cache import copy_atomically
     from trtdet.engines.base import ModelFile
     from trtdet.engines.inductor.build import build_package
@@ -140,23 +147,25 @@ def _build_package(spec, source: Path, kind: str, settings: tuple) -> None:
     from trtdet.options import DetectorOptions
 
     device, precision, max_batch, output, quiet = settings
-    if device == "cuda":
+    if is_cuda(device):
         import torch
 
         if not torch.cuda.is_available():
-            raise UsageError("--device cuda: PyTorch sees no CUDA GPU (use --device cpu for a CPU package)")
+            raise UsageError(f"--device {device}: PyTorch sees no CUDA GPU (use --device cpu for a CPU package)")
+        check_present(device)
     options = DetectorOptions(device=device, precision=precision, batch=max_batch)
 
     def report(message: str) -> None:
         if not quiet:
             click.echo(message, err=True)
 
-    result = build_package(ModelFile(_existing(source), kind), spec, options, report=report)
+    with on_device(device):
+        result = build_package(ModelFile(_existing(source), kind), spec, options, report=report)
     target = Path(output) if output else source.with_suffix(".pt2")
     copy_atomically(result.path, target)
     meta = result.metadata
     how = "from the package cache" if result.cached else f"built in {result.seconds:.1f} s"
-    where = meta.gpu_name if device == "cuda" else "cpu"
+    where = meta.gpu_name if is_cuda(device) else "cpu"
     click.echo(
         f"wrote {target} ({how}; AOTInductor, torch {meta.runtime_version}, {meta.precision}, "
         f"batch 1..{meta.max_batch}, {where})"

@@ -18,6 +18,8 @@ COMMANDS = (
     ("trtdet.cli.build", "build_command"),
     ("trtdet.cli.bench", "bench_command"),
     ("trtdet.cli.val", "val_command"),
+    ("trtdet.cli.batch", "batch_command"),
+    ("trtdet.cli.serve", "serve_command"),
 )
 
 

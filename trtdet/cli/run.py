@@ -21,6 +21,7 @@ from trtdet.cli.common import (
     model_options,
 )
 from trtdet.detections import Detections
+from trtdet.devices import is_cuda, torch_device
 from trtdet.errors import InputError, UsageError
 from trtdet.io.sources import Frame, Source, collect_sources, count_frames
 from trtdet.pipeline import NonFiniteDetectionsWarning
@@ -30,15 +31,15 @@ DEFAULT_SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.jpg"
 
 def _jpeg_decoder(decode_on: str, device: str):
     """A GPU JPEG decoder when asked for (or ``auto`` on a CUDA run where one works), else None."""
-    if decode_on == "cpu" or (decode_on == "auto" and device != "cuda"):
+    if decode_on == "cpu" or (decode_on == "auto" and not is_cuda(device)):
         return None
-    if device != "cuda":
+    if not is_cuda(device):
         raise UsageError("--decode cuda needs --device cuda")
     from trtdet.io.gpu_jpeg import CudaJpegDecoder, unavailable_reason
 
     reason = unavailable_reason()
     if reason is None:
-        return CudaJpegDecoder()
+        return CudaJpegDecoder(device=str(torch_device(device)))
     if decode_on == "cuda":
         raise UsageError(f"--decode cuda: {reason}")
     return None
@@ -144,7 +145,7 @@ def run_command(model, sources, batch, output, json_path, track, quiet, workers,
         where = f" ({provider[0]})" if provider else ""
         decoding = ", JPEGs decoded on the GPU" if jpeg_decoder is not None else ""
         click.echo(f"{detector.spec.name}: {detector.model_source} on {detector.backend}{where}, device {device}{decoding}", err=True)
-        for reason in getattr(detector, "backend_passed_over", ()) if device == "cuda" else ():
+        for reason in getattr(detector, "backend_passed_over", ()) if is_cuda(device) else ():
             click.echo(f"  (not {reason})", err=True)
     if not sources:
         sample = detector.spec.sample_image() if detector.spec.sample_image else DEFAULT_SAMPLE

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from trtdet.devices import parse_device
 from trtdet.engines.base import BaseEngine, Engine, ModelFile, Shape
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
@@ -22,16 +23,17 @@ class OnnxRuntimeEngine(BaseEngine):
     """An ONNX model in an ``onnxruntime.InferenceSession``, created on activation.
 
     Inputs may be numpy arrays or torch tensors; outputs are numpy on ``device="cpu"`` and
-    torch CUDA tensors on ``device="cuda"`` (the engine contract), float32.
+    torch CUDA tensors on the CUDA device (the engine contract), float32.
     """
 
     backend = "onnxruntime"
 
-    def __init__(self, path: Path, providers: list[str], device: str = "cpu") -> None:
+    def __init__(self, path: Path, providers: list[Any], device: str = "cpu") -> None:
         super().__init__(device)
         self.path = path
         self.providers = list(providers)
         self.session: Any = None
+        self._torch_device: Any = None
 
     def activate_impl(self) -> None:
         import onnxruntime as ort
@@ -58,6 +60,10 @@ class OnnxRuntimeEngine(BaseEngine):
         self.providers = session.get_providers()
         self.metadata: dict[str, str] = dict(session.get_modelmeta().custom_metadata_map)
         self._output_names = list(self.output_shapes)
+        if self.device != "cpu":
+            from trtdet.devices import torch_device
+
+            self._torch_device = torch_device(self.device)
         self._dtype = np.float16 if "float16" in inputs[0].type else np.float32
 
     def deactivate_impl(self) -> None:
@@ -73,7 +79,7 @@ class OnnxRuntimeEngine(BaseEngine):
             return outputs
         import torch
 
-        return {name: torch.from_numpy(value).to("cuda", non_blocking=False) for name, value in outputs.items()}
+        return {name: torch.from_numpy(value).to(self._torch_device, non_blocking=False) for name, value in outputs.items()}
 
 
 class OnnxRuntimeBackend:
@@ -99,8 +105,12 @@ class OnnxRuntimeBackend:
         if path.stat().st_size == 0:
             raise ModelError(f"{path}: model file is empty")
         providers = ["CPUExecutionProvider"]
-        if options.device == "cuda":
-            providers.insert(0, "CUDAExecutionProvider")
+        device = parse_device(options.device)
+        if device.is_cuda:
+            cuda_provider: Any = "CUDAExecutionProvider"
+            if device.index is not None:
+                cuda_provider = ("CUDAExecutionProvider", {"device_id": device.index})
+            providers.insert(0, cuda_provider)
         return OnnxRuntimeEngine(path, providers, options.device)
 
 

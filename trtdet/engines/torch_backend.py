@@ -109,18 +109,21 @@ class TorchEngine(BaseEngine):
         import torch
 
         module, output_names, metadata, input_shape = self.open_module()
+        from trtdet.devices import is_cuda, torch_device
+
         device, options = self.device, self.options
-        self.torch_device = torch.device(device)
-        self.dtype = torch.float16 if options.precision == "fp16" and device == "cuda" else torch.float32
+        self.torch_device = torch_device(device)
+        cuda = is_cuda(device)
+        self.dtype = torch.float16 if options.precision == "fp16" and cuda else torch.float32
         # NHWC on the GPU: cuDNN's tensor-core convolutions work in it natively (NCHW costs
         # layout transposes around every convolution).
-        self.memory_format = torch.channels_last if device == "cuda" else torch.contiguous_format
+        self.memory_format = torch.channels_last if cuda else torch.contiguous_format
         self.module = module.to(self.torch_device, self.dtype).to(memory_format=self.memory_format).eval()
         self.output_names = output_names
         self.input_shape: Shape = input_shape
         self.output_shapes: dict[str, Shape] = {name: () for name in output_names}
         self.metadata: dict[str, str] = metadata
-        self._runner = _GraphRunner(self.module) if device == "cuda" and bool(options.cuda_graphs) else self.module
+        self._runner = _GraphRunner(self.module) if cuda and bool(options.cuda_graphs) else self.module
 
     def infer_impl(self, batch: Any) -> dict[str, Any]:
         from trtdet.engines.torch_run import run_network

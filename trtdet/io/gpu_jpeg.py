@@ -123,7 +123,7 @@ def unavailable_reason() -> str | None:
 
 
 class CudaJpegDecoder:
-    """Decodes batches of JPEG files into HWC uint8 BGR torch CUDA tensors."""
+    """Decodes batches of JPEG files into HWC uint8 BGR torch CUDA tensors on ``device`` (``cuda``, ``cuda:N``)."""
 
     def __init__(self, device: str = "cuda") -> None:
         import torch
@@ -158,6 +158,6 @@ class CudaJpegDecoder:
                     decoded.append(None)
         # nvJPEG gives CHW RGB; the pipeline takes HWC BGR.
         images = [None if image is None else image.flip(0).permute(1, 2, 0).contiguous() for image in decoded]
-        torch.cuda.current_stream().synchronize()
+        torch.cuda.current_stream(torch.device(self.device)).synchronize()  # the decoder's GPU, whichever is current
         return images
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from trtdet.devices import device_kind
 from trtdet.engines.artifact import ArtifactMetadata
 from trtdet.engines.base import Engine, ModelFile
 from trtdet.engines.build_steps import version_tuple
@@ -34,11 +35,15 @@ from .runtime import InductorEngine
 
 
 def incompatibility(metadata: ArtifactMetadata, device: str) -> str | None:
-    """Why a package cannot run here on ``device`` (None: it can)."""
+    """Why a package cannot run here on ``device`` (None: it can).
+
+    A package records the device *kind* it was compiled for; any GPU of the same model and
+    compute capability runs a CUDA package (``cuda:1`` loads one compiled on ``cuda:0``).
+    """
     if metadata.runtime != RUNTIME:
         return f"it is a {metadata.runtime} artifact, not an AOTInductor package"
     built_for = metadata.extra.get("device", "cpu")
-    if built_for != device:
+    if built_for != device_kind(device):
         return f"it was compiled for {built_for}, not {device}"
     if metadata.runtime_version != runtime_version():
         return f"it was compiled by torch {metadata.runtime_version}, this is torch {runtime_version()}"
@@ -116,7 +121,7 @@ class InductorBackend:
             path, metadata = result.path, result.metadata
         else:
             raise ModelError(f"{path}: the inductor backend loads packages, ONNX or checkpoints, not {model_file.kind} files")
-        return InductorEngine(path, metadata, cuda_graphs=graphs_wanted(options))
+        return InductorEngine(path, metadata, cuda_graphs=graphs_wanted(options), device=options.device)
 
 
 #: ``aoti_load_package(..., run_single_threaded=True)`` (capturable in CUDA graphs) came with 2.7.

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from trtdet.cache import file_sha256
+from trtdet.devices import device_kind
 from trtdet.engines.artifact import ArtifactMetadata
 from trtdet.engines.artifact_cache import ArtifactCache, copy_atomically
 from trtdet.engines.base import ModelFile
@@ -61,14 +62,21 @@ def package_cache(root: Path | None = None) -> ArtifactCache:
 
 
 def device_identity(device: str) -> tuple[str, str]:
-    """(compute capability, GPU name) of the current CUDA device, or ``("cpu", processor)``."""
+    """(compute capability, GPU name) of the device's GPU (plain ``cuda``: the current one), or ``("cpu", processor)``.
+
+    These are the cache key's GPU fields: ``cuda:1`` keys on GPU 1 even when another is current.
+    """
     import platform
 
     import torch
 
-    if device == "cuda":
-        major, minor = torch.cuda.get_device_capability()
-        return f"{major}.{minor}", torch.cuda.get_device_name()
+    from trtdet.devices import parse_device
+
+    parsed = parse_device(device)
+    if parsed.is_cuda:
+        index = torch.cuda.current_device() if parsed.index is None else parsed.index
+        major, minor = torch.cuda.get_device_capability(index)
+        return f"{major}.{minor}", torch.cuda.get_device_name(index)
     return "cpu", platform.machine()
 
 
@@ -96,7 +104,7 @@ def planned_metadata(model_file: ModelFile, spec: ModelSpec, options: DetectorOp
         source_sha256=file_sha256(model_file.path),
         max_batch=max(options.batch, DEFAULT_MAX_BATCH),
         trtdet_version=__version__,
-        extra={"device": options.device, "source_kind": model_file.kind, "source_name": Path(model_file.path).name},
+        extra={"device": device_kind(options.device), "source_kind": model_file.kind, "source_name": Path(model_file.path).name},
     )
 
 
@@ -242,7 +250,7 @@ def build_package(
             **metadata.extra,
             "op_libraries": op_libraries(exported),
             "input_dtype": str(engine.dtype).removeprefix("torch."),
-            "memory_format": "channels_last" if options.device == "cuda" else "contiguous",
+            "memory_format": "channels_last" if device_kind(options.device) == "cuda" else "contiguous",
             "output_names": list(engine.output_names),
             "metadata": dict(engine.metadata),
         }

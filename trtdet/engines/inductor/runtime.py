@@ -22,8 +22,11 @@ from trtdet.errors import ModelError
 from .package import check_archive
 
 
-def load_runner(path: Path, metadata: ArtifactMetadata) -> Any:
-    """The package's compiled model, ready to call; ``ModelError`` naming the file when it cannot load."""
+def load_runner(path: Path, metadata: ArtifactMetadata, device_index: int | None = None) -> Any:
+    """The package's compiled model, ready to call; ``ModelError`` naming the file when it cannot load.
+
+    ``device_index`` places a CUDA package's weights and kernels on that GPU (None: the current one).
+    """
     import torch
 
     for library in metadata.extra.get("op_libraries", []):
@@ -37,7 +40,9 @@ def load_runner(path: Path, metadata: ArtifactMetadata) -> Any:
     check_archive(path)
     try:
         with torch._inductor.config.patch({"cpp.vec_isa_ok": False}), _quiet_loader_warnings():
-            return torch._inductor.aoti_load_package(str(path), run_single_threaded=True)
+            if device_index is None:
+                return torch._inductor.aoti_load_package(str(path), run_single_threaded=True)
+            return torch._inductor.aoti_load_package(str(path), run_single_threaded=True, device_index=device_index)
     except Exception as exc:  # the loader raises RuntimeError for most problems
         text = str(exc).strip().splitlines()
         raise ModelError(f"{path}: AOTInductor cannot load the package: {text[0] if text else type(exc).__name__}") from exc
@@ -73,8 +78,9 @@ class InductorEngine(BaseEngine):
 
     backend = "inductor"
 
-    def __init__(self, path: Path, metadata: ArtifactMetadata, cuda_graphs: bool) -> None:
-        super().__init__(str(metadata.extra.get("device", "cpu")))
+    def __init__(self, path: Path, metadata: ArtifactMetadata, cuda_graphs: bool, device: str | None = None) -> None:
+        # ``device`` picks the GPU of a CUDA package (``cuda:1``); by default the package's own kind.
+        super().__init__(device or str(metadata.extra.get("device", "cpu")))
         self.path = Path(path)
         self.package_metadata = metadata
         self.input_name = "images"
@@ -84,8 +90,9 @@ class InductorEngine(BaseEngine):
         self.output_shapes: dict[str, Shape] = {name: () for name in self.output_names}
         self.max_batch: int | None = metadata.max_batch
         self.metadata: dict[str, str] = {**dict(metadata.extra.get("metadata", {})), **_names_entry(metadata)}
-        self.cuda_graphs = cuda_graphs and self.device == "cuda"
+        self.cuda_graphs = cuda_graphs and self.device != "cpu"
         self._runner: Any = None
+        self._torch_device: Any = None
         self._call: Any = None
         self._dtype: Any = None
         self._memory_format: Any = None
@@ -94,9 +101,12 @@ class InductorEngine(BaseEngine):
         """Load the package."""
         import torch
 
+        from trtdet.devices import on_device, torch_device
         from trtdet.engines.graphs import CudaGraphRunner
 
-        self._runner = load_runner(self.path, self.package_metadata)
+        self._torch_device = torch_device(self.device)
+        with on_device(self.device):
+            self._runner = load_runner(self.path, self.package_metadata, self._torch_device.index)
         self._dtype = getattr(torch, str(self.package_metadata.extra.get("input_dtype", "float32")))
         channels_last = self.package_metadata.extra.get("memory_format") == "channels_last"
         self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -107,7 +117,7 @@ class InductorEngine(BaseEngine):
 
         from trtdet.engines.torch_run import run_network
 
-        layout = (self.device, self._dtype, self._memory_format)
+        layout = (self._torch_device, self._dtype, self._memory_format)
         return run_network(self._call, batch, layout, self.output_names, grad_mode=torch.no_grad)
 
     def deactivate_impl(self) -> None:

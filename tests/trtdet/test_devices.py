@@ -1,0 +1,66 @@
+"""Device names (``cpu``, ``cuda``, ``cuda:N``): parsing, the one-line errors, and where they reach."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+import trtdet
+from trtdet.cli.main import cli
+from trtdet.devices import Device, check_present, device_kind, normalize_device, parse_device
+from trtdet.errors import UsageError
+from trtdet.options import DetectorOptions
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [("cpu", Device("cpu")), ("cuda", Device("cuda")), ("cuda:0", Device("cuda", 0)), (" CUDA:12 ", Device("cuda", 12))],
+)
+def test_valid_names_parse(text, parsed):
+    assert parse_device(text) == parsed
+    assert normalize_device(text) == str(parsed)
+    assert device_kind(text) == parsed.kind
+
+
+@pytest.mark.parametrize("text", ["gpu", "cuda:", "cuda:x", "cuda:-1", "cuda1", "cpu:0", "", "cuda:0:1"])
+def test_bad_names_are_one_line(text):
+    with pytest.raises(UsageError) as caught:
+        parse_device(text)
+    message = str(caught.value)
+    assert "\n" not in message and repr(text) in message and "'cuda:N'" in message
+
+
+def test_options_normalise_the_device():
+    assert DetectorOptions(device="CUDA:1").device == "cuda:1"
+    with pytest.raises(UsageError, match="device: expected"):
+        DetectorOptions(device="cuda:one")
+
+
+def test_an_absent_gpu_is_one_line(monkeypatch):
+    import trtdet.devices as devices
+
+    monkeypatch.setattr(devices, "visible_gpus", lambda: 2)
+    check_present("cuda:1")
+    check_present("cpu")
+    with pytest.raises(UsageError, match=r"^device cuda:2: only 2 CUDA GPUs are visible \(cuda:0..cuda:1\)$"):
+        check_present("cuda:2")
+    monkeypatch.setattr(devices, "visible_gpus", lambda: 1)
+    with pytest.raises(UsageError, match=r"^device cuda:5: only 1 CUDA GPU is visible \(cuda:0..cuda:0\)$"):
+        check_present("cuda:5")
+
+
+@pytest.mark.skipif(__import__("trtdet.devices").devices.visible_gpus() > 0, reason="checks a machine without GPUs")
+def test_load_on_a_missing_gpu_says_so_before_loading_anything():
+    with pytest.raises(UsageError, match=r"^device cuda:0: no CUDA GPU is visible to this process$"):
+        trtdet.load("yolo", device="cuda:0")
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [("gpu", "error: device: expected 'cpu', 'cuda' or 'cuda:N'"), ("cuda:99", "error: device cuda:99: ")],
+)
+def test_cli_reports_a_bad_or_absent_device_in_one_line(device, message, photos):
+    result = CliRunner().invoke(cli, ["run", "-m", "yolo", "-s", str(photos["grace_hopper"]), "-q", "--device", device])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(message), result.output

@@ -1,0 +1,110 @@
+"""Device names: ``cpu``, ``cuda`` (torch's current GPU) and ``cuda:N`` (GPU N).
+
+Parsing is pure string work (options are checked before torch is imported); whether the
+GPU exists is checked when a detector is loaded (``check_present``). Everything a detector
+does on its GPU -- loading the engine, allocating buffers, creating streams, compiling and
+launching numba kernels -- runs inside ``on_device(device)``, which makes that GPU torch's
+(and so numba's) current one; plugins' hooks keep receiving the device *kind* (``cpu`` or
+``cuda``) and allocate on the current GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from trtdet.errors import UsageError
+
+_PATTERN = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+
+
+@dataclass(frozen=True)
+class Device:
+    """A parsed device: ``kind`` (``cpu``/``cuda``) and, for ``cuda:N``, ``index``."""
+
+    kind: str
+    index: int | None = None
+
+    def __str__(self) -> str:
+        return self.kind if self.index is None else f"{self.kind}:{self.index}"
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.kind == "cuda"
+
+
+def parse_device(text: str) -> Device:
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a ``Device``; a one-line ``UsageError`` otherwise."""
+    match = _PATTERN.match(str(text).strip().lower()) if isinstance(text, str) else None
+    if match is None or (match.group(1) == "cpu" and match.group(2) is not None):
+        raise UsageError(f"device: expected 'cpu', 'cuda' or 'cuda:N' (N = 0, 1, ...), got {text!r}")
+    index = match.group(2)
+    return Device(match.group(1), None if index is None else int(index))
+
+
+def normalize_device(text: str) -> str:
+    """The canonical spelling of a device name (``" CUDA:1 "`` -> ``"cuda:1"``)."""
+    return str(parse_device(text))
+
+
+def device_kind(text: str) -> str:
+    """``"cpu"`` or ``"cuda"`` for any valid device name."""
+    return parse_device(text).kind
+
+
+def is_cuda(text: str) -> bool:
+    """Whether ``text`` names a CUDA device (``cuda`` or ``cuda:N``)."""
+    return device_kind(text) == "cuda"
+
+
+def visible_gpus() -> int:
+    """How many CUDA GPUs torch sees (0 without torch or a driver)."""
+    try:
+        import torch
+    except ImportError:
+        return 0
+    try:
+        return int(torch.cuda.device_count())
+    except Exception:  # a broken driver reads as no GPU
+        return 0
+
+
+def check_present(text: str) -> None:
+    """A one-line ``UsageError`` when ``cuda:N`` names a GPU this process cannot see.
+
+    Plain ``cuda`` is left to the backends, whose messages say what is missing (torch, a
+    driver, a runtime).
+    """
+    device = parse_device(text)
+    if device.index is None:
+        return
+    count = visible_gpus()
+    if device.index < count:
+        return
+    if count == 0:
+        raise UsageError(f"device {device}: no CUDA GPU is visible to this process")
+    plural = "GPU is" if count == 1 else "GPUs are"
+    raise UsageError(f"device {device}: only {count} CUDA {plural} visible (cuda:0..cuda:{count - 1})")
+
+
+def torch_device(text: str) -> Any:
+    """The ``torch.device`` for a device name; plain ``cuda`` is torch's current GPU, made explicit."""
+    import torch
+
+    device = parse_device(text)
+    if not device.is_cuda:
+        return torch.device("cpu")
+    index = torch.cuda.current_device() if device.index is None else device.index
+    return torch.device("cuda", index)
+
+
+def on_device(text: str) -> contextlib.AbstractContextManager[Any]:
+    """Make the device's GPU torch's current one for the block (nothing for ``cpu`` or plain ``cuda``)."""
+    device = parse_device(text)
+    if device.index is None:
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.cuda.device(device.index)

@@ -1,0 +1,158 @@
+"""The inputs of ``trtdet batch``: listing sources (local paths, globs, pyarrow filesystem URIs) and reading them.
+
+Listing runs on the driver and never fails on a bad argument: a missing file, a video or a
+camera becomes an input that already carries its one-line error, so it is reported in the
+output like any other input. Reading and decoding run in Ray tasks on CPUs
+(``read_batch``), each bad image becoming a row with ``error`` set instead of a failed task.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trtdet.errors import InputError
+from trtdet.io.images import decode_image_bytes, read_image_bytes
+from trtdet.io.sources import expand_sources
+
+#: Where an input has no image: a 0x0 image keeps the column one (variable-shaped) tensor type.
+NO_IMAGE = np.zeros((0, 0, 3), np.uint8)
+
+
+@dataclass(frozen=True)
+class Input:
+    """One input: its ``source`` name (as records report it) and an ``error`` found while listing."""
+
+    source: str
+    error: str | None = None
+
+
+def is_uri(text: str) -> bool:
+    """Whether ``text`` names a file through a filesystem URI (``s3://``, ``gs://``, ``file://``...)."""
+    return "://" in text
+
+
+def _has_glob(text: str) -> bool:
+    return any(char in text for char in "*?[")
+
+
+def _list_uri(uri: str) -> list[Input]:
+    """The files under a filesystem URI (recursively for a directory), or the error saying why not."""
+    import pyarrow.fs as pafs
+
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+        info = fs.get_file_info(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError...: one line either way
+        return [Input(uri, f"{uri}: cannot open ({_first_line(exc)})")]
+    if info.type == pafs.FileType.NotFound:
+        return [Input(uri, f"{uri}: file not found")]
+    if info.type == pafs.FileType.File:
+        return [Input(uri)]
+    scheme = uri.split("://", 1)[0]
+    found = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    files = sorted(f.path for f in found if f.type == pafs.FileType.File and not f.base_name.startswith("."))
+    return [Input(f"{scheme}://{name}" if scheme != "file" else f"file://{name}") for name in files]
+
+
+def list_inputs(arguments: Iterable[str]) -> list[Input]:
+    """Every input the ``--source`` arguments name, in order, each listed once.
+
+    Local paths expand as ``trtdet run`` expands them (a directory to all its non-hidden files,
+    sorted) and so carry the same source names; a glob expands to its sorted matches; a URI is
+    listed through pyarrow's filesystems. Videos, cameras and streams get an error: ``trtdet
+    batch`` detects on still images (``trtdet run`` takes the others).
+    """
+    inputs: list[Input] = []
+    for argument in arguments:
+        if is_uri(argument):
+            inputs.extend(_list_uri(argument))
+            continue
+        if _has_glob(argument):
+            matches = sorted(glob.glob(argument, recursive=True))
+            if not matches:
+                inputs.append(Input(argument, f"{argument}: no file matches this pattern"))
+                continue
+            arguments_here = matches
+        else:
+            arguments_here = [argument]
+        for source in expand_sources(arguments_here):
+            if source.kind == "image":
+                inputs.append(Input(source.name))
+            else:
+                inputs.append(Input(source.name, f"{source.name}: a {source.kind} (trtdet batch reads images; use trtdet run)"))
+    seen: set[str] = set()
+    unique = []
+    for item in inputs:
+        if item.source not in seen:
+            seen.add(item.source)
+            unique.append(item)
+    return unique
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_source_bytes(source: str) -> bytes:
+    """The bytes of one input, local or through a pyarrow filesystem; ``InputError`` when unreadable."""
+    if not is_uri(source):
+        return read_image_bytes(source)
+    import pyarrow.fs as pafs
+
+    try:
+        fs, path = pafs.FileSystem.from_uri(source)
+        with fs.open_input_file(path) as handle:
+            data = handle.read()
+    except FileNotFoundError as exc:
+        raise InputError(source, "file not found") from exc
+    except Exception as exc:
+        raise InputError(source, f"cannot read file ({_first_line(exc)})") from exc
+    if not data:
+        raise InputError(source, "file is empty")
+    return data
+
+
+def decode_source(source: str, data: bytes | None = None) -> tuple[np.ndarray | None, str | None]:
+    """(HWC uint8 BGR image, None), or (None, the one-line error) -- never raises for a bad input."""
+    try:
+        if data is None:
+            data = read_source_bytes(source)
+        return decode_image_bytes(bytes(data), source), None
+    except InputError as exc:
+        return None, str(exc)
+    except Exception as exc:  # a decoder failure of any other kind still fails this input only
+        return None, f"{source}: cannot decode image ({_first_line(exc)})"
+
+
+def read_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """Ray Data task: ``{"source", "error"}`` rows -> ``{"source", "image", "error"}`` (decoded, BGR).
+
+    Rows listed with an error keep it; rows that fail to read or decode get theirs.
+    """
+    images, errors = [], []
+    for source, listed_error in zip(batch["source"], batch["error"], strict=True):
+        if isinstance(listed_error, str) and listed_error:
+            images.append(NO_IMAGE)
+            errors.append(str(listed_error))
+            continue
+        image, error = decode_source(str(source))
+        images.append(NO_IMAGE if image is None else image)
+        errors.append(error)
+    return {"source": batch["source"], "image": images, "error": np.array(errors, dtype=object)}
+
+
+def local_name(source: str) -> str:
+    """A file name for an annotated copy of ``source``: its stem plus a short hash of the full name."""
+    import hashlib
+
+    name = source.rsplit("/", 1)[-1] if is_uri(source) else Path(source).name
+    stem, suffix = Path(name).stem or "input", Path(name).suffix.lower()
+    suffix = suffix if suffix in (".jpg", ".jpeg", ".png", ".bmp") else ".jpg"
+    return f"{stem}-{hashlib.sha1(source.encode()).hexdigest()[:10]}{suffix}"

@@ -1,0 +1,242 @@
+"""``trtdet serve``: an HTTP detection service on Ray Serve.
+
+Two deployments: ``Ingress`` (HTTP: routes, size limits, decoding, query overrides, retries)
+and ``DetectorReplica`` (one detector each, a GPU each on CUDA, requests batched across
+concurrent clients with ``@serve.batch``). The ingress retries a request whose replica died
+(Ray Serve restarts it) and answers 503 only when no replica takes it.
+
+Routes: ``POST /detect`` (image bytes, or a multipart form) -> the record as JSON;
+``?conf=X`` raises the score threshold for that request, ``?model=NAME`` must name the
+served model (else 404); ``GET /healthz``; ``GET /models``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from ray import serve
+
+from trtdet.errors import InputError
+from trtdet.options import DetectorOptions
+
+#: How often the ingress retries a request whose replica died before answering 503.
+RETRIES = 5
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class DetectorReplica:
+    """One detector; ``detect(image)`` calls from concurrent requests are batched."""
+
+    def __init__(self, model: str, options: dict[str, Any], max_batch: int, max_wait_ms: float) -> None:
+        import trtdet
+
+        self.detector = trtdet.load(model, options=DetectorOptions(**options))
+        self.model = model
+        self.detect.set_max_batch_size(max_batch)  # type: ignore[attr-defined]
+        self.detect.set_batch_wait_timeout_s(max_wait_ms / 1000.0)  # type: ignore[attr-defined]
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)  # both set per replica in __init__
+    async def detect(self, images: list[Any]) -> list[dict[str, Any]]:
+        """Per image ``{"detections": [...]}`` or ``{"error": "..."}`` (one bad image fails alone)."""
+        return await asyncio.to_thread(self._run, images)
+
+    def _run(self, images: list[Any]) -> list[dict[str, Any]]:
+        names = self.detector.class_names
+        results: list[dict[str, Any]] = [{} for _ in images]
+        with self.detector.scheduler() as scheduler:
+            outcomes = [o for i, image in enumerate(images) for o in scheduler.add(image, i)] + scheduler.drain()
+        for outcome in outcomes:
+            if outcome.error is not None:
+                results[outcome.tag] = {"error": f"detection failed: {_first_line(outcome.error)}"}
+            else:
+                results[outcome.tag] = {"detections": outcome.result.to_records(names)}
+        return results
+
+    def info(self) -> dict[str, Any]:
+        """Which model, backend and device this replica runs, and the GPUs Ray gave it."""
+        import ray
+
+        spec = self.detector.spec
+        return {
+            "model": self.model, "backend": self.detector.backend, "device": self.detector.device,
+            "batch": self.detector.batch_size, "input_size": list(spec.input_size),
+            "conf": spec.conf_threshold, "classes": len(spec.class_names),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "pid": os.getpid(),
+        }
+
+
+class Ingress:
+    """The HTTP front: one request in, one JSON answer out; 4xx with one line for bad requests."""
+
+    def __init__(self, detector: Any, model: str, conf: float, max_body_bytes: int) -> None:
+        self.detector = detector
+        self.model = model
+        self.conf = conf
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        path = request.url.path.rstrip("/") or "/"
+        try:
+            if path == "/detect":
+                if request.method != "POST":
+                    return self._error(405, "use POST /detect with the image as the body")
+                return await self._detect(request)
+            if path == "/healthz" and request.method == "GET":
+                info = await self._call(lambda: self.detector.info.remote())
+                return JSONResponse({"status": "ok", **info})
+            if path == "/models" and request.method == "GET":
+                return JSONResponse({"models": [self.model]})
+            return self._error(404, f"no route {request.method} {path} (POST /detect, GET /healthz, GET /models)")
+        except _Unavailable as exc:
+            return self._error(503, str(exc))
+        except Exception as exc:  # never a 500 that takes the ingress down: one line, and go on
+            return self._error(500, f"internal error: {_first_line(exc)}")
+
+    @staticmethod
+    def _error(status: int, message: str) -> Any:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"error": message}, status_code=status)
+
+    async def _detect(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        from trtdet.io.images import decode_image_bytes
+        from trtdet.ray.http_body import image_bytes
+
+        query = dict(request.query_params)
+        unknown = sorted(set(query) - {"conf", "model", "source"})
+        if unknown:
+            return self._error(400, f"unknown query parameter(s) {', '.join(unknown)} (known: conf, model, source)")
+        if "model" in query and query["model"] != self.model:
+            return self._error(404, f"unknown model {query['model']!r} (this service runs {self.model!r}; GET /models)")
+        conf = self.conf
+        if "conf" in query:
+            try:
+                conf = float(query["conf"])
+            except ValueError:
+                return self._error(400, f"conf: expected a number, got {query['conf']!r}")
+            if not self.conf <= conf <= 1:
+                return self._error(400, f"conf: expected {self.conf:g}..1 (the service runs at {self.conf:g}; "
+                                        f"start it with a lower --conf for lower thresholds), got {conf:g}")
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return self._error(413, f"body of {int(declared)} bytes is over the limit of {self.max_body_bytes}")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.max_body_bytes:
+                return self._error(413, f"body is over the limit of {self.max_body_bytes} bytes")
+        source = query.get("source", "request")
+        try:
+            image = decode_image_bytes(image_bytes(body, request.headers.get("content-type", ""), source), source)
+        except InputError as exc:
+            return self._error(400, str(exc))
+        result = await self._call(lambda: self.detector.detect.remote(image))
+        if "error" in result:
+            return self._error(422, f"{source}: {result['error']}")
+        detections = [d for d in result["detections"] if d["score"] >= conf]
+        height, width = image.shape[:2]
+        return JSONResponse({"source": source, "frame": None, "width": int(width), "height": int(height),
+                             "detections": detections, "error": None})
+
+    async def _call(self, make: Any) -> Any:
+        """Await ``make()`` (a handle call), retrying while its replica died or is not up yet."""
+        from ray import exceptions as ray_exceptions
+        from ray.serve import exceptions as serve_exceptions
+
+        retriable = tuple(
+            getattr(module, name)
+            for module, name in (
+                (ray_exceptions, "RayActorError"), (ray_exceptions, "ActorDiedError"),
+                (ray_exceptions, "ActorUnavailableError"), (serve_exceptions, "BackPressureError"),
+                (serve_exceptions, "DeploymentUnavailableError"),
+            )
+            if hasattr(module, name)
+        )
+        delay = 0.2
+        for attempt in range(RETRIES + 1):
+            try:
+                return await make()
+            except retriable as exc:
+                if attempt == RETRIES:
+                    raise _Unavailable(f"no detector replica is available ({_first_line(exc)}); retry later") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+
+class _Unavailable(Exception):
+    """Every retry found no live replica: the request gets 503."""
+
+
+def build_app(
+    model: str,
+    options: DetectorOptions,
+    *,
+    replicas: int = 1,
+    max_batch: int = 32,
+    max_wait_ms: float = 5.0,
+    max_body_bytes: int = 32 * 1024 * 1024,
+    gpus_per_replica: float | None = None,
+    cpus_per_replica: float = 1.0,
+) -> Any:
+    """The Ray Serve application: ``Ingress`` in front of ``replicas`` ``DetectorReplica``s."""
+    from trtdet.plugins import get_model, load_plugins
+    from trtdet.ray.cluster import check_capacity, plain_options, worker_resources
+
+    load_plugins()
+    spec = get_model(model).spec  # an unknown model fails here, before any replica starts
+    resources = worker_resources(options.device, gpus_per_replica, cpus_per_replica)
+    import ray
+
+    if ray.is_initialized():
+        check_capacity(ray, resources, replicas, "replicas")
+    options = options.replace(batch=max(options.batch, max_batch))
+    conf = options.conf if options.conf is not None else spec.conf_threshold
+    detector = serve.deployment(
+        DetectorReplica,
+        name="Detector",
+        num_replicas=replicas,
+        ray_actor_options={"num_gpus": resources["num_gpus"], "num_cpus": resources["num_cpus"]},
+        max_ongoing_requests=max(2 * max_batch, 8),
+        health_check_period_s=2,
+        health_check_timeout_s=30,
+    ).bind(model, plain_options(options), max_batch, max_wait_ms)
+    ingress = serve.deployment(Ingress, name="Ingress", ray_actor_options={"num_cpus": 0.1},
+                               max_ongoing_requests=1000)
+    return ingress.bind(detector, model, float(conf), int(max_body_bytes))
+
+
+def start(app: Any, host: str, port: int) -> None:
+    """Run ``app`` under Ray Serve on ``host:port`` (returns once it is up)."""
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(app, name="trtdet", route_prefix="/", blocking=False)
+
+
+def wait_healthy(url: str, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Poll ``GET url/healthz`` until it answers 200; its JSON (``TimeoutError`` after ``timeout_s``)."""
+    import json
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
+                return json.loads(response.read())
+        except Exception as exc:  # not up yet
+            last = _first_line(exc)
+        time.sleep(0.5)
+    raise TimeoutError(f"{url}/healthz did not answer within {timeout_s:.0f} s ({last})")
