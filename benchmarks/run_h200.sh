@@ -34,7 +34,7 @@ fi
 if [ "$what" != bench ]; then
   timeout ${TEST_TIMEOUT:-400} python3 -m pytest -v -rA --durations=20 -m gpu --continue-on-collection-errors tests -p no:cacheprovider > "$out/gpu-tests.log" 2>&1
   grep -E "passed|failed|^FAILED|^ERROR|^E  " "$out/gpu-tests.log" | head -60
-  timeout 120 python3 benchmarks/precision_probe.py 2>&1 | grep -v -i warn > "$out/precision_probe.log"
+  timeout ${PROBE_TIMEOUT:-120} python3 benchmarks/precision_probe.py 2>&1 | grep -v -i warn > "$out/precision_probe.log"
 fi
 if [ "$what" != tests ]; then
   timeout ${BENCH_TIMEOUT:-150} python3 benchmarks/yolo.py --batches 1 32 --iterations 30 --out "$out/yolo_h200.md" 2>&1 | grep -v -i warn | tail -30
