@@ -3,7 +3,10 @@
 A batch of ``n`` images runs in the graph of the smallest bucket >= ``n`` (powers of two up to
 the largest batch, and the largest batch itself): its rows are copied into the graph's static
 input and the first ``n`` rows of each static output are returned. Few graphs serve every batch
-size the batching worker forms, so graph memory stays bounded. Outputs are views of graph
+size the batching worker forms, so graph memory stays bounded. Each capture is checked once:
+replayed on a random input, it must give the network's direct outputs, or graphs are turned
+off for that engine with a warning (a package whose work the capture misses would otherwise
+replay stale results). Outputs are views of graph
 memory, valid until the next call, as a TensorRT engine's output buffers are; the pipeline
 queues each batch's decode on the stream before the next batch's network, which keeps that safe.
 """
@@ -13,6 +16,10 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
+
+
+class GraphMismatch(RuntimeError):
+    """A captured graph's replay does not reproduce the network's direct outputs."""
 
 
 def batch_buckets(max_batch: int) -> tuple[int, ...]:
@@ -57,7 +64,28 @@ class CudaGraphRunner:
         with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
             outputs = self.network(static_input)
         torch.cuda.current_stream().wait_stream(side)
-        return graph, _as_tuple(outputs)
+        outputs = _as_tuple(outputs)
+        self._check_replay(graph, static_input, outputs)
+        return graph, outputs
+
+    def _check_replay(self, graph: Any, static_input: Any, outputs: tuple[Any, ...]) -> None:
+        """Replay once on a random input and compare with a direct call: ``GraphMismatch`` if they differ.
+
+        A network whose work is not all captured (a kernel launched outside the capture
+        stream, a buffer the graph does not own) would otherwise replay stale results.
+        """
+        import torch
+
+        probe = torch.rand(static_input.shape, device=static_input.device).to(static_input.dtype)
+        static_input.copy_(probe.contiguous(memory_format=_layout(static_input)))
+        graph.replay()
+        replayed = [output.float().clone() for output in outputs]
+        direct = [output.float() for output in _as_tuple(self.network(static_input))]
+        for got, want in zip(replayed, direct, strict=True):
+            error = float((got - want).abs().max()) if got.numel() else 0.0
+            scale = float(want.abs().max()) if want.numel() else 0.0
+            if not error <= 1e-3 * scale + 1e-3:
+                raise GraphMismatch(f"replaying the captured graph gives outputs up to {error:.3g} off the network's own")
 
     def __call__(self, batch: Any) -> tuple[Any, ...]:
         if self.disabled_reason is not None:
@@ -69,9 +97,9 @@ class CudaGraphRunner:
             static_input = batch.new_zeros((size, *batch.shape[1:])).contiguous(memory_format=_layout(batch))
             try:
                 graph, outputs = self._capture(static_input)
-            except RuntimeError as exc:
+            except (RuntimeError, GraphMismatch) as exc:
                 self.disabled_reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                warnings.warn(f"CUDA graph capture failed, running without graphs: {self.disabled_reason}", stacklevel=2)
+                warnings.warn(f"CUDA graphs off for this engine: {self.disabled_reason}", stacklevel=2)
                 return _as_tuple(self.network(batch))
             self.graphs[key] = (graph, static_input, outputs)
         graph, static_input, outputs = self.graphs[key]

@@ -102,8 +102,8 @@ def test_long_lists_overlap_chunks_and_keep_every_result(images, model, cuda_gra
             assert len(got) == len(picks) and not wrong, f"inputs {wrong} got another image's detections"
         # A bad image in a later chunk fails the call after the earlier chunk was staged;
         # the detector stays usable.
-        with pytest.raises(trtdet.InputError, match="expected an HxWx3 uint8"):
-            detector.detect(images[:5] + [np.zeros((4, 4), np.uint8)])
+        with pytest.raises(ValueError, match="expected an HxW, HxWx3 or HxWx4 image"):
+            detector.detect(images[:5] + [np.zeros((4, 4, 2), np.uint8)])  # two channels: no image
         assert _same(detector.detect(images[:5])[4], expected[4])
 
 
