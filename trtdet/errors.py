@@ -15,8 +15,11 @@ class ModelError(TrtdetError):
     """A model file is missing, corrupt or does not fit the chosen model plugin: exit code 1."""
 
 
-class InputError(TrtdetError):
-    """One input (image, frame, video) could not be used; the other inputs go on: exit code 2."""
+class InputError(TrtdetError, ValueError):
+    """One input (image, frame, video) could not be used; the other inputs go on: exit code 2.
+
+    Also a ``ValueError``: an array that is no image is a bad value, caught either way.
+    """
 
     def __init__(self, source: str, problem: str) -> None:
         super().__init__(f"{source}: {problem}")

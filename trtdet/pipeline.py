@@ -72,7 +72,7 @@ def as_bgr_image(image: Any, index: int = 0) -> Any:
 
     Grayscale (HxW or HxWx1), BGRA, 16-bit and float arrays are converted by the rules files
     are read with (``trtdet.io.images.to_bgr_uint8``); torch tensors (GPU-decoded frames) pass
-    as they are. Anything else is one ``TypeError`` (not an array) or ``ValueError`` (an
+    as they are. Anything else is one ``TypeError`` (not an array) or ``InputError`` (a ``ValueError``: an
     array that is no image) naming what was expected and what was got.
     """
     what = f"image {index}"
@@ -83,11 +83,8 @@ def as_bgr_image(image: Any, index: int = 0) -> Any:
     if not isinstance(image, np.ndarray):
         kind = "None" if image is None else f"{type(image).__module__}.{type(image).__qualname__}".removeprefix("builtins.")
         raise TypeError(f"{what}: expected an HxWx3 uint8 BGR numpy array, a file path or a PIL image, got {kind}")
-    try:
-        converted = to_bgr_uint8(image, what)
-        check_image_size(what, converted.shape[1], converted.shape[0])
-    except InputError as exc:
-        raise ValueError(str(exc)) from None
+    converted = to_bgr_uint8(image, what)  # InputError (a ValueError) naming the input
+    check_image_size(what, converted.shape[1], converted.shape[0])
     return converted
 
 

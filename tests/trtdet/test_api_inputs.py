@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import trtdet
+from trtdet.errors import InputError
 from trtdet.io.limits import ENV_MAX_PIXELS
 
 
@@ -28,7 +29,7 @@ def _same(a, b) -> bool:
 @pytest.mark.parametrize(
     ("bad", "error", "message"),
     [
-        (None, TypeError, "image 0: expected an HxWx3 uint8 BGR numpy array, got None"),
+        (None, TypeError, "image 0: expected an HxWx3 uint8 BGR numpy array, a file path or a PIL image, got None"),
         (3.5, TypeError, "got float"),
         ([[1, 2], [3, 4]], TypeError, "got list"),  # one image as nested lists: a list of lists
         (np.zeros((0, 5, 3), np.uint8), ValueError, "image has no pixels"),
@@ -46,9 +47,12 @@ def test_what_is_not_an_image_is_one_clear_error(yolo, bad, error, message):
         assert message in str(info.value) and "\n" not in str(info.value)
 
 
-def test_a_path_string_is_refused_by_the_array_api_with_what_was_got(yolo):
-    with pytest.raises(TypeError, match="expected an HxWx3 uint8 BGR numpy array, got str"):
-        yolo.submit("photo.jpg")
+def test_a_missing_path_is_one_line_naming_it(yolo, tmp_path):
+    missing = tmp_path / "photo.jpg"
+    with pytest.raises(InputError, match=r"photo\.jpg: file not found$"):
+        yolo.submit(str(missing))
+    with pytest.raises(InputError, match=r"photo\.jpg: file not found$"):
+        yolo(missing)
 
 
 def test_gray_bgra_16_bit_float_and_strided_arrays_give_the_bgr_images_detections(yolo, chelsea):

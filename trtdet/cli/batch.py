@@ -9,7 +9,7 @@ import click
 from trtdet.cli.common import EXIT_INPUTS_FAILED, EXIT_OK, detector_options, handle_errors, model_options
 
 
-@click.command("batch")
+@click.command("batch", short_help="Detect over large image sets on Ray Data, one record per input.")
 @model_options
 @click.option("--source", "-s", "sources", multiple=True, required=True,
               help="Image file, directory, glob or filesystem URI (s3://, gs://, ...; repeatable).")

@@ -10,7 +10,7 @@ import click
 from trtdet.cli.common import detector_options, handle_errors, model_options
 
 
-@click.command("serve")
+@click.command("serve", short_help="Serve detection over HTTP on Ray Serve.")
 @model_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)

@@ -36,8 +36,9 @@ def test_a_16_bit_pil_image_scales_like_the_cli_reading_the_file(tmp_path, photo
     cv2.imwrite(str(tmp_path / "deep.png"), gray)
     with Image.open(tmp_path / "deep.png") as image:
         got = as_image(image)
-    expected = (gray.astype(np.uint32) * 255 + 32767) // 65535  # the CLI's 16-bit rule, by hand
+    expected = gray >> 8  # cv2.imread's 16-bit rule (the high byte), by hand
     assert np.array_equal(got, np.repeat(expected.astype(np.uint8)[:, :, None], 3, axis=2))
+    assert np.array_equal(got, cv2.imread(str(tmp_path / "deep.png")))
     assert np.array_equal(got, trtdet.io.images.read_image(tmp_path / "deep.png"))
 
 

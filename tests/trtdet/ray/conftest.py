@@ -54,7 +54,7 @@ def image_set(tmp_path_factory, photos) -> dict[str, object]:
     bad_dir.mkdir()
     (bad_dir / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4 + b"\xff\xd9")
     (bad_dir / "empty.png").write_bytes(b"")
-    (bad_dir / "notes.txt").write_text("not an image\n")
+    (bad_dir / "notes.jpg").write_text("not an image\n")  # a folder gives image files only: named .jpg
     truncated = (Path(good[1]).read_bytes())
     (bad_dir / "truncated.jpg").write_bytes(truncated[: len(truncated) // 2])
     (bad_dir / "zeros.png").write_bytes(np.zeros(300, np.uint8).tobytes())
