@@ -16,7 +16,7 @@ import numpy as np
 from trtdet.detections import Detections
 from trtdet.devices import is_cuda, on_device, torch_device
 from trtdet.engines.base import Engine
-from trtdet.errors import ClosedError, InputError
+from trtdet.errors import ClosedError
 from trtdet.io.images import to_bgr_uint8
 from trtdet.io.inputs import ImageInput, as_image, is_path_or_pil, is_single_image
 from trtdet.io.limits import check_image_size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
@@ -81,7 +82,7 @@ class RunTally:
 def _where_results_went(output: str | None, json_path: str | None, written: int) -> str:
     places = []
     if output:
-        places.append(f"annotated files in {output}/ ({written})")
+        places.append(f"annotated files in {os.path.join(output, '')} ({written})")
     if json_path and json_path != "-":
         places.append(f"detections in {json_path}")
     if json_path == "-":
