@@ -52,6 +52,17 @@ def parity_problems(name: str, ours: list[dict], theirs: list[dict]) -> list[str
     return problems
 
 
+def assert_records_match_the_reference(records: dict[str, dict]) -> None:
+    """Every record read its file at the reference's size and detects what Ultralytics did."""
+    problems = []
+    for name, record in records.items():
+        ref = REFERENCE["cases"][name]
+        assert record["error"] is None, record
+        assert (record["height"], record["width"]) == (ref["height"], ref["width"]), name
+        problems += parity_problems(name, record["detections"], ref["detections"])
+    assert not problems, "\n".join(problems)
+
+
 def run_trtdet(files: dict[str, Path], *options: str) -> dict[str, dict]:
     """One `trtdet run` over every case file; the JSON record of each, by case name."""
     args = ["run", "--model", "yolo", "--json", "-", "--quiet", "--batch", "4", *options]
@@ -97,14 +108,7 @@ def test_the_reference_was_made_with_the_model_trtdet_ships():
 
 
 def test_cpu_detections_match_ultralytics(case_files):
-    records = run_trtdet(case_files)
-    problems = []
-    for name, record in records.items():
-        ref = REFERENCE["cases"][name]
-        assert record["error"] is None, record
-        assert (record["height"], record["width"]) == (ref["height"], ref["width"]), name
-        problems += parity_problems(name, record["detections"], ref["detections"])
-    assert not problems, "\n".join(problems)
+    assert_records_match_the_reference(run_trtdet(case_files))
 
 
 def test_the_old_warp_is_still_selectable_and_is_what_differed(case_files):

@@ -1,4 +1,5 @@
-"""Device functions shared by the kernels: sortable keys, block-wide sort/select, inverse affine.
+"""Device functions shared by the kernels: sortable keys, block-wide sort/select, inverse affine,
+the preprocessors' normalised store.
 
 Sortable keys pack a float32 score and an int index into one uint64 so that *descending*
 key order is "value descending, then index ascending" -- the tie rule of the CPU decoders
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, int32, int64, uint64
 
-from trtdet.cuda.runtime import SIMULATOR, dadd_rn, dmul_rn, fadd_rn
+from trtdet.cuda.runtime import SIMULATOR, dadd_rn, dmul_rn, fadd_rn, fmul_rn
 
 _LOW32 = uint64(0xFFFFFFFF)
 _SIGN32 = uint64(0x80000000)
@@ -109,3 +110,20 @@ def clip_f32(v, hi):
     if v > hi:
         return hi
     return v
+
+
+@cuda.jit(device=True)
+def store_normalized(out, b, y, x, c, v, swap_rb, s0, s1, s2, t0, t1, t2):
+    """``out[b, channel, y, x] = fl(fl(v * scale) + shift)`` for source channel ``c`` (BGR order).
+
+    ``swap_rb`` writes channel ``c`` to plane ``2 - c`` (an RGB network); scale and shift are
+    the plane's, rounded exactly like the CPU reference's float32 normalisation.
+    """
+    channel = 2 - c if swap_rb else c
+    if channel == 0:
+        value = fadd_rn(fmul_rn(v, s0), t0)
+    elif channel == 1:
+        value = fadd_rn(fmul_rn(v, s1), t1)
+    else:
+        value = fadd_rn(fmul_rn(v, s2), t2)
+    out[b, channel, y, x] = value

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 from numba import cuda, float32, int64
 
+from trtdet.cuda.device_functions import store_normalized
 from trtdet.cuda.launch import Launcher
 from trtdet.cuda.runtime import (
     SIMULATOR,
@@ -121,14 +122,7 @@ def _warp_affine_normalize(pixels, meta, out, border, s0, s1, s2, t0, t1, t2, sw
             v = float32(0.0)
         if v > float32(255.0):
             v = float32(255.0)
-        channel = 2 - c if swap_rb else c
-        if channel == 0:
-            value = fadd_rn(fmul_rn(v, s0), t0)
-        elif channel == 1:
-            value = fadd_rn(fmul_rn(v, s1), t1)
-        else:
-            value = fadd_rn(fmul_rn(v, s2), t2)
-        out[b, channel, y, x] = value
+        store_normalized(out, b, y, x, c, v, swap_rb, s0, s1, s2, t0, t1, t2)
 
 
 #: The kernel's Python source, for ``cuda.compile_ptx`` checks.

@@ -22,6 +22,7 @@ import math
 
 from numba import cuda, float32, int64
 
+from trtdet.cuda.device_functions import store_normalized
 from trtdet.cuda.runtime import dadd_rn, dmul_rn, fadd_rn, fmul_rn, rint_f32
 
 #: cv2's INTER_RESIZE_COEF_SCALE: bilinear weights in units of 1/2048.
@@ -93,14 +94,7 @@ def _letterbox_resize_normalize(pixels, meta, out, border, s0, s1, s2, t0, t1, t
             if level > 255:  # saturate_cast<uchar>; the level is never negative
                 level = int64(255)
             v = float32(level)
-        channel = 2 - c if swap_rb else c
-        if channel == 0:
-            value = fadd_rn(fmul_rn(v, s0), t0)
-        elif channel == 1:
-            value = fadd_rn(fmul_rn(v, s1), t1)
-        else:
-            value = fadd_rn(fmul_rn(v, s2), t2)
-        out[b, channel, y, x] = value
+        store_normalized(out, b, y, x, c, v, swap_rb, s0, s1, s2, t0, t1, t2)
 
 
 #: The kernel's Python source, for ``cuda.compile_ptx`` checks.

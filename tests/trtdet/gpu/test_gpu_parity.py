@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.trtdet_yolo.test_ultralytics_parity import REFERENCE, parity_problems, run_trtdet
+from tests.trtdet_yolo.test_ultralytics_parity import (
+    REFERENCE,
+    assert_records_match_the_reference,
+    parity_problems,
+    run_trtdet,
+)
 from tests.trtdet_yolo.ultralytics_cases import make_cases
 
 torch = pytest.importorskip("torch")
@@ -32,14 +37,9 @@ def case_files(tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.parametrize("backend", ["torch", "inductor"])
 def test_cuda_detections_match_ultralytics(case_files, backend):
     """Files decoded by OpenCV (``--decode cpu``): the GPU letterbox, engine and decode alone."""
-    records = run_trtdet(case_files, "--device", "cuda", "--backend", backend, "--precision", "fp32", "--decode", "cpu")
-    problems = []
-    for name, record in records.items():
-        ref = REFERENCE["cases"][name]
-        assert record["error"] is None, record
-        assert (record["height"], record["width"]) == (ref["height"], ref["width"]), name
-        problems += parity_problems(name, record["detections"], ref["detections"])
-    assert not problems, "\n".join(problems)
+    assert_records_match_the_reference(
+        run_trtdet(case_files, "--device", "cuda", "--backend", backend, "--precision", "fp32", "--decode", "cpu")
+    )
 
 
 def test_nvjpeg_decoding_moves_only_jpeg_scores_and_only_a_little(case_files):
