@@ -17,8 +17,7 @@ from trtdet.detections import Detections
 from trtdet.devices import is_cuda, on_device, torch_device
 from trtdet.engines.base import Engine
 from trtdet.errors import ClosedError
-from trtdet.io.images import to_bgr_uint8
-from trtdet.io.inputs import ImageInput, as_image, is_path_or_pil, is_single_image
+from trtdet.io.inputs import ImageInput, as_bgr_image, is_single_image
 from trtdet.io.limits import check_image_size
 from trtdet.io.sources import Frame, SourceArguments, collect_sources
 from trtdet.model import Decoder, ModelSpec
@@ -65,27 +64,6 @@ def finite_only(batch: Sequence[Detections]) -> list[Detections]:
             )
         out.append(detections)
     return out
-
-
-def as_bgr_image(image: Any, index: int = 0) -> Any:
-    """``image`` as the pipeline takes it: HWC uint8 BGR, contiguous, within the size limit.
-
-    Grayscale (HxW or HxWx1), BGRA, 16-bit and float arrays are converted by the rules files
-    are read with (``trtdet.io.images.to_bgr_uint8``); torch tensors (GPU-decoded frames) pass
-    as they are. Anything else is one ``TypeError`` (not an array) or ``InputError`` (a ``ValueError``: an
-    array that is no image) naming what was expected and what was got.
-    """
-    what = f"image {index}"
-    if type(image).__module__.startswith("torch"):
-        return image
-    if is_path_or_pil(image):
-        image = as_image(image)  # a file read as trtdet run reads it, a PIL image RGB -> BGR
-    if not isinstance(image, np.ndarray):
-        kind = "None" if image is None else f"{type(image).__module__}.{type(image).__qualname__}".removeprefix("builtins.")
-        raise TypeError(f"{what}: expected an HxWx3 uint8 BGR numpy array, a file path or a PIL image, got {kind}")
-    converted = to_bgr_uint8(image, what)  # InputError (a ValueError) naming the input
-    check_image_size(what, converted.shape[1], converted.shape[0])
-    return converted
 
 
 def _check_sizes(images: Sequence[Any]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -39,21 +38,6 @@ def to_bgr_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
     elif image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     return np.ascontiguousarray(image)
-
-
-def as_bgr_image(image: Any, source: str = "image") -> Any:
-    """An image handed to a detector, as the pipeline takes it: HWC uint8 BGR.
-
-    numpy arrays of other layouts convert by ``to_bgr_uint8`` (the ``cv2.imread`` rule), so
-    ``detector(gray)`` or a 16-bit frame gives what reading its file would; anything unusable
-    raises ``InputError`` naming ``source``. Other objects (torch tensors) pass unchanged: the
-    preprocessor checks them.
-    """
-    if not isinstance(image, np.ndarray):
-        return image
-    if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8 and image.shape[0] and image.shape[1]:
-        return image
-    return to_bgr_uint8(image, source)
 
 
 def _truncated_jpeg(data: bytes) -> bool:

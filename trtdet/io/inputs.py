@@ -7,7 +7,6 @@ images are converted from RGB to the HWC uint8 BGR the pipeline takes; arrays pa
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from trtdet.errors import InputError
 from trtdet.io.images import read_image, to_bgr_uint8
+from trtdet.io.limits import check_image_size
 
 #: One image as the API takes it: an HWC uint8 BGR array, a file path, or a PIL image.
 ImageInput = np.ndarray | str | os.PathLike | Any
@@ -68,6 +68,23 @@ def _from_pil(image: Any) -> np.ndarray:
     return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
-def as_images(values: Sequence[ImageInput]) -> list[np.ndarray]:
-    """Every item of ``values`` as an HWC uint8 BGR array (see ``as_image``)."""
-    return [as_image(value) for value in values]
+def as_bgr_image(image: Any, index: int = 0) -> Any:
+    """``image`` as the pipeline takes it: HWC uint8 BGR, contiguous, within the size limit.
+
+    Paths and PIL images go through ``as_image``; grayscale (HxW or HxWx1), BGRA, 16-bit and
+    float arrays are converted by the rules files are read with (``to_bgr_uint8``); torch
+    tensors (GPU-decoded frames) pass as they are. Anything else is one ``TypeError`` (not an
+    array) or ``InputError`` (a ``ValueError``: an array that is no image) naming what was
+    expected and what was got.
+    """
+    what = f"image {index}"
+    if type(image).__module__.startswith("torch"):
+        return image
+    if is_path_or_pil(image):
+        image = as_image(image)  # a file read as trtdet run reads it, a PIL image RGB -> BGR
+    if not isinstance(image, np.ndarray):
+        kind = "None" if image is None else f"{type(image).__module__}.{type(image).__qualname__}".removeprefix("builtins.")
+        raise TypeError(f"{what}: expected an HxWx3 uint8 BGR numpy array, a file path or a PIL image, got {kind}")
+    converted = to_bgr_uint8(image, what)  # InputError (a ValueError) naming the input
+    check_image_size(what, converted.shape[1], converted.shape[0])
+    return converted
