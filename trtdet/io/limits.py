@@ -21,18 +21,24 @@ DEFAULT_MAX_PIXELS = 2**28
 CEILING_PIXELS = (2**31 - 1) // 4
 
 
-def max_image_pixels() -> int:
-    """The largest image accepted, in pixels (``TRTDET_MAX_IMAGE_PIXELS``, read on every call)."""
-    raw = os.environ.get(ENV_MAX_PIXELS, "").strip()
+def positive_int_setting(name: str, default: int, unit: str) -> int:
+    """The whole number ``>= 1`` environment variable ``name`` holds (``_`` separators allowed),
+    or ``default`` when unset; ``UsageError`` naming the variable otherwise."""
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return DEFAULT_MAX_PIXELS
+        return default
     try:
         value = int(raw.replace("_", ""))
     except ValueError:
-        raise UsageError(f"{ENV_MAX_PIXELS}={raw!r}: expected a whole number of pixels") from None
+        value = 0
     if value < 1:
-        raise UsageError(f"{ENV_MAX_PIXELS}={raw!r}: expected at least 1 pixel")
-    return min(value, CEILING_PIXELS)
+        raise UsageError(f"{name}={raw!r}: expected a positive whole number of {unit}")
+    return value
+
+
+def max_image_pixels() -> int:
+    """The largest image accepted, in pixels (``TRTDET_MAX_IMAGE_PIXELS``, read on every call)."""
+    return min(positive_int_setting(ENV_MAX_PIXELS, DEFAULT_MAX_PIXELS, "pixels"), CEILING_PIXELS)
 
 
 def check_image_size(source: str, width: int, height: int) -> None:

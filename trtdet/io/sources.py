@@ -18,10 +18,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from trtdet.errors import InputError, UsageError
+from trtdet.errors import InputError
 from trtdet.io.gpu_jpeg import gpu_decodable
 from trtdet.io.image_header import declared_size
 from trtdet.io.images import decode_image_bytes, read_image_bytes, special_file_problem, to_bgr_uint8
+from trtdet.io.limits import positive_int_setting
 
 #: Image formats OpenCV's imread decodes (its documented list; AVIF where built with it).
 IMAGE_SUFFIXES = frozenset({
@@ -300,16 +301,7 @@ ENV_READ_AHEAD_BYTES = "TRTDET_READ_AHEAD_BYTES"
 
 def read_ahead_bytes() -> int:
     """The read-ahead's byte budget: ``TRTDET_READ_AHEAD_BYTES`` or 512 MiB."""
-    raw = os.environ.get(ENV_READ_AHEAD_BYTES, "").strip()
-    if not raw:
-        return DEFAULT_READ_AHEAD_BYTES
-    try:
-        value = int(raw.replace("_", ""))
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise UsageError(f"{ENV_READ_AHEAD_BYTES}={raw!r}: expected a positive number of bytes")
-    return value
+    return positive_int_setting(ENV_READ_AHEAD_BYTES, DEFAULT_READ_AHEAD_BYTES, "bytes")
 
 
 class ByteBudget:
