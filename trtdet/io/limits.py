@@ -32,7 +32,7 @@ def positive_int_setting(name: str, default: int, unit: str) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise UsageError(f"{name}={raw!r}: expected a positive whole number of {unit}")
+        raise UsageError(f"{name}={raw!r}: expected a whole number of {unit}, at least 1")
     return value
 
 
