@@ -84,55 +84,44 @@ def frame(seed: int = 0) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(photo, (1920, 1080), interpolation=cv2.INTER_LINEAR))
 
 
-def bench_preprocess(table: Table) -> None:
+def _bench_preprocessor(table: Table, section: str, size: int, reference: str, options: dict, device_inputs: bool) -> None:
+    """One preprocessor at 1920x1080 -> ``size``: cv2 on one core against the kernel alone, the
+    full numpy-in call and (``device_inputs``) frames already on the GPU, at batch 1 and 32."""
     from trtdet.preprocess.cpu import WarpAffinePreprocessor
     from trtdet.preprocess.cuda import CudaWarpAffinePreprocessor
 
-    options = dict(mean=CENTERNET_MEAN, std=CENTERNET_STD, channel_order="BGR", border_value=0)
     image = frame()
     cv2.setNumThreads(1)
-    cpu = WarpAffinePreprocessor((512, 512), **options)
+    cpu = WarpAffinePreprocessor((size, size), **options)
     ref = cpu_us(lambda: cpu([image]))
-    table.add("preprocess", "1920x1080 -> 512x512, B=1", "cv2.warpAffine + normalise, 1 core", ref,
-              "not run (reference alone)", ref, 1)
-    gpu = CudaWarpAffinePreprocessor((512, 512), **options)
+    shape = f"1920x1080 -> {size}x{size}"
+    table.add(section, f"{shape}, B=1", reference, ref, "not run (reference alone)", ref, 1)
+    gpu = CudaWarpAffinePreprocessor((size, size), **options)
     for batch in (1, 32):
         images = [image] * batch
         gpu(images)
         kernel = gpu_us(gpu.relaunch, runs=100)
-        table.add("preprocess", f"1920x1080 -> 512x512, B={batch}", "cv2 1 core x B", ref * batch,
-                  "kernel (images on GPU)", kernel, batch)
+        table.add(section, f"{shape}, B={batch}", "cv2 1 core x B", ref * batch, "kernel (images on GPU)", kernel, batch)
         full = gpu_us(lambda images=images: gpu(images), runs=20)
-        table.add("preprocess", f"1920x1080 -> 512x512, B={batch}", "cv2 1 core x B", ref * batch,
+        table.add(section, f"{shape}, B={batch}", "cv2 1 core x B", ref * batch,
                   "numpy in: pinned copy + H2D + kernel", full, batch)
-        on_gpu = [torch.from_numpy(image).cuda()] * batch
-        dev = gpu_us(lambda on_gpu=on_gpu: gpu(on_gpu), runs=50)
-        table.add("preprocess", f"1920x1080 -> 512x512, B={batch}", "cv2 1 core x B", ref * batch,
-                  "CUDA uint8 in: D2D + kernel", dev, batch)
+        if device_inputs:
+            on_gpu = [torch.from_numpy(image).cuda()] * batch
+            dev = gpu_us(lambda on_gpu=on_gpu: gpu(on_gpu), runs=50)
+            table.add(section, f"{shape}, B={batch}", "cv2 1 core x B", ref * batch, "CUDA uint8 in: D2D + kernel", dev, batch)
+
+
+def bench_preprocess(table: Table) -> None:
+    """CenterNet's warp-affine letterbox kernel against cv2.warpAffine."""
+    options = dict(mean=CENTERNET_MEAN, std=CENTERNET_STD, channel_order="BGR", border_value=0)
+    _bench_preprocessor(table, "preprocess", 512, "cv2.warpAffine + normalise, 1 core", options, device_inputs=True)
 
 
 def bench_letterbox(table: Table) -> None:
     """YOLO's resize-and-pad letterbox (Ultralytics') kernel against cv2.resize + copyMakeBorder."""
-    from trtdet.preprocess.cpu import WarpAffinePreprocessor
-    from trtdet.preprocess.cuda import CudaWarpAffinePreprocessor
-
     options = dict(channel_order="RGB", border_value=114, letterbox="ultralytics")
-    image = frame()
-    cv2.setNumThreads(1)
-    cpu = WarpAffinePreprocessor((640, 640), **options)
-    ref = cpu_us(lambda: cpu([image]))
-    shape = "1920x1080 -> 640x640"
-    table.add("letterbox", f"{shape}, B=1", "cv2.resize + copyMakeBorder + normalise, 1 core", ref,
-              "not run (reference alone)", ref, 1)
-    gpu = CudaWarpAffinePreprocessor((640, 640), **options)
-    for batch in (1, 32):
-        images = [image] * batch
-        gpu(images)
-        kernel = gpu_us(gpu.relaunch, runs=100)
-        table.add("letterbox", f"{shape}, B={batch}", "cv2 1 core x B", ref * batch, "kernel (images on GPU)", kernel, batch)
-        full = gpu_us(lambda images=images: gpu(images), runs=20)
-        table.add("letterbox", f"{shape}, B={batch}", "cv2 1 core x B", ref * batch,
-                  "numpy in: pinned copy + H2D + kernel", full, batch)
+    _bench_preprocessor(table, "letterbox", 640, "cv2.resize + copyMakeBorder + normalise, 1 core", options,
+                        device_inputs=False)
 
 
 def centernet_output(batch: int, classes: int = 80, size: int = 128, blobs: int = 30, seed: int = 0) -> torch.Tensor:
