@@ -11,9 +11,11 @@ tap ``k = i * kw + j`` in deformable group ``g``; mask channel ``g * K + k``. A 
 fractional position is bilinear with out-of-image corners read as zero, so a position
 with ``y <= -1``, ``y >= H``, ``x <= -1`` or ``x >= W`` contributes nothing.
 
-On the CPU the forward is pure torch (no torchvision); on CUDA it uses
-``torchvision.ops.deform_conv2d`` when torchvision imports. During ONNX export (TorchScript
-exporter) the op is emitted as the standard ``DeformConv`` (opset 19).
+On the CPU the forward is the pure-torch reference below; on CUDA it is
+``trtdet_centernet.dcn_gather`` (plain torch ops over channels-last tensors, which run on the
+current stream, capture in CUDA graphs and compile with Inductor; torchvision's
+``deform_conv2d`` launches its im2col on the legacy default stream and does neither). During
+ONNX export (TorchScript exporter) the op is emitted as the standard ``DeformConv`` (opset 19).
 """
 
 from __future__ import annotations
@@ -152,14 +154,6 @@ class _DeformConvOnnx(torch.autograd.Function):
         )
 
 
-def _torchvision_deform_conv2d():  # type: ignore[no-untyped-def]
-    try:
-        from torchvision.ops import deform_conv2d
-    except Exception:  # torchvision missing or built against another torch
-        return None
-    return deform_conv2d
-
-
 class DCNv2(nn.Module):
     """DCNv2 with its offset/mask predictor, parameter names as in upstream checkpoints.
 
@@ -231,18 +225,9 @@ class DCNv2(nn.Module):
             )
             return _DeformConvOnnx.apply(x, offset, mask, self.weight, self.bias, *geometry)
         if x.is_cuda:
-            deform_conv2d = _torchvision_deform_conv2d()
-            if deform_conv2d is not None:
-                return deform_conv2d(
-                    x,
-                    offset,
-                    self.weight,
-                    self.bias,
-                    stride=self.stride,
-                    padding=self.padding,
-                    dilation=self.dilation,
-                    mask=mask,
-                )
+            from trtdet_centernet.dcn_gather import deform_conv2d_gather
+
+            return deform_conv2d_gather(x, offset, mask, self.weight, self.bias, *args)
         return modulated_deform_conv(x, offset, mask, self.weight, self.bias, *args)
 
     def extra_repr(self) -> str:

@@ -18,15 +18,16 @@ class DeformConvModule(nn.Module):
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor, offset: torch.Tensor,
                 bias: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-        from trtdet_centernet.dcn import _torchvision_deform_conv2d, modulated_deform_conv
+        from trtdet_centernet.dcn import modulated_deform_conv
 
         if mask is None:
             kernel_taps = weight.shape[2] * weight.shape[3]
             mask = offset.new_ones(offset.shape[0], self.offset_group * kernel_taps, *offset.shape[2:])
-        torchvision_dcn = _torchvision_deform_conv2d() if x.is_cuda else None
-        if torchvision_dcn is not None:
-            return torchvision_dcn(x, offset, weight, bias, stride=self.stride, padding=self.padding,
-                                   dilation=self.dilation, mask=mask)
+        if x.is_cuda:  # stream-safe and capturable (see trtdet_centernet.dcn_gather)
+            from trtdet_centernet.dcn_gather import deform_conv2d_gather
+
+            return deform_conv2d_gather(x, offset, mask, weight, bias, tuple(self.stride), tuple(self.padding),
+                                        tuple(self.dilation), self.offset_group)
         return modulated_deform_conv(x, offset, mask, weight, bias, self.stride, self.padding, self.dilation, self.offset_group)
 
 

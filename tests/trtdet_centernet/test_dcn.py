@@ -9,6 +9,7 @@ import torch
 from onnx import TensorProto, helper
 
 from trtdet_centernet.dcn import DCNv2, modulated_deform_conv
+from trtdet_centernet.dcn_gather import deform_conv2d_gather
 
 from . import upstream_reference as upstream
 
@@ -49,8 +50,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("stride", "padding", "dilation", "groups", "kernel", "scale"), CASES)
-def test_matches_onnxruntime_deform_conv(stride, padding, dilation, groups, kernel, scale):
+def random_case(stride, padding, dilation, groups, kernel, scale):
     rng = np.random.default_rng(stride * 100 + dilation * 10 + groups)
     batch, channels, height, width, out_ch = 2, 4, 7, 9, 5
     out_h = (height + 2 * padding - (dilation * (kernel - 1) + 1)) // stride + 1
@@ -61,14 +61,30 @@ def test_matches_onnxruntime_deform_conv(stride, padding, dilation, groups, kern
     mask = rng.random((batch, groups * taps, out_h, out_w)).astype(np.float32)
     weight = rng.standard_normal((out_ch, channels, kernel, kernel)).astype(np.float32)
     bias = rng.standard_normal(out_ch).astype(np.float32)
-
-    expected = ort_deform_conv(x, offset, mask, weight, bias, stride, padding, dilation, groups)
-    tensors = [torch.from_numpy(a) for a in (x, offset, mask, weight, bias)]
-    got = modulated_deform_conv(*tensors, stride, padding, dilation, groups).numpy()
-
     # Some samples must leave the image for the border rule to be exercised.
     assert np.abs(offset).max() > max(height, width) / 4
+    return x, offset, mask, weight, bias
+
+
+@pytest.mark.parametrize(("stride", "padding", "dilation", "groups", "kernel", "scale"), CASES)
+def test_matches_onnxruntime_deform_conv(stride, padding, dilation, groups, kernel, scale):
+    arrays = random_case(stride, padding, dilation, groups, kernel, scale)
+    expected = ort_deform_conv(*arrays, stride, padding, dilation, groups)
+    tensors = [torch.from_numpy(a) for a in arrays]
+    got = modulated_deform_conv(*tensors, stride, padding, dilation, groups).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("stride", "padding", "dilation", "groups", "kernel", "scale"), CASES)
+def test_channels_last_gather_version_matches_onnxruntime(stride, padding, dilation, groups, kernel, scale):
+    """The CUDA formulation (run here on the CPU): same ops, channels-last input, NHWC output strides."""
+    arrays = random_case(stride, padding, dilation, groups, kernel, scale)
+    expected = ort_deform_conv(*arrays, stride, padding, dilation, groups)
+    x, offset, mask, weight, bias = (torch.from_numpy(a) for a in arrays)
+    x = x.contiguous(memory_format=torch.channels_last)
+    got = deform_conv2d_gather(x, offset, mask, weight, bias, (stride,) * 2, (padding,) * 2, (dilation,) * 2, groups)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_border_rule_on_a_hand_computed_case():

@@ -113,16 +113,20 @@ def test_compiled_network_outputs_equal_the_eager_networks(model, precision):
     assert error <= (2e-2 if precision == "fp16" else 1e-4) * scale, f"max |compiled - eager| = {error:.3g} of {scale:.3g}"
 
 
-def test_cuda_graphs_over_the_package_give_the_packages_results(images):
+@pytest.mark.parametrize("model", ["yolo", "centernet"])
+def test_cuda_graphs_over_the_package_give_the_packages_results(images, model):
+    """CenterNet included: its DCN must run on the capture stream (torchvision's im2col did not)."""
     pytest.importorskip("numba.cuda")
-    plain = trtdet.load("yolo", device="cuda", backend="inductor", batch=8, precision="fp16", cuda_graphs=False)
-    graphs = trtdet.load("yolo", device="cuda", backend="inductor", batch=8, precision="fp16", cuda_graphs=True)
+    plain = trtdet.load(model, device="cuda", backend="inductor", batch=8, precision="fp16", cuda_graphs=False)
+    graphs = trtdet.load(model, device="cuda", backend="inductor", batch=8, precision="fp16", cuda_graphs=True)
+    scenes = images + ([read_image(plain.spec.sample_image())] if plain.spec.sample_image else [])
     for size in (1, 3, 6, 2, 5):
-        batch = [images[(size + n) % len(images)] for n in range(size)]
+        batch = [scenes[(size + n) % len(scenes)] for n in range(size)]
         for g, w in zip(graphs.detect(batch), plain.detect(batch), strict=True):
             assert_equal_detections(g, w, "fp16", plain.spec.conf_threshold)
     assert graphs.engine._call.disabled_reason is None  # every batch ran in a captured graph
-    assert set(graphs.engine._call.graphs) <= {(n, 3, 640, 640) for n in (1, 2, 4, 8)}
+    size = tuple(graphs.spec.input_size)
+    assert set(graphs.engine._call.graphs) <= {(n, 3, *size) for n in (1, 2, 4, 8)}
 
 
 def test_a_cached_package_loads_in_under_a_second(images):
