@@ -32,9 +32,14 @@ if [ "$what" = multi ]; then
   exit 0
 fi
 if [ "$what" != bench ]; then
-  timeout ${TEST_TIMEOUT:-400} python3 -m pytest -v -rA --durations=20 -m gpu --continue-on-collection-errors tests -p no:cacheprovider > "$out/gpu-tests.log" 2>&1
-  grep -E "passed|failed|^FAILED|^ERROR|^E  " "$out/gpu-tests.log" | head -60
-  timeout ${PROBE_TIMEOUT:-120} python3 benchmarks/precision_probe.py 2>&1 | grep -v -i warn > "$out/precision_probe.log"
+  timeout ${PROBE_TIMEOUT:-120} python3 benchmarks/transfer_probe.py > "$out/transfer_probe.log" 2>&1
+  timeout ${PROBE_TIMEOUT:-120} python3 benchmarks/graph_probe.py /tmp/trtdet-pkg/*.pt2 --eager centernet 2>&1 | grep -v -i warn > "$out/graph_probe.log"
+  # One pytest per GPU test file, several at once (the GPU has room; a single run outgrew a call).
+  mkdir -p "$out/gpu-tests"
+  grep -rlE "mark\.gpu|gpu = pytest" tests --include="test_*.py" | sort | xargs -P ${TEST_JOBS:-6} -I{} sh -c \
+    'timeout ${TEST_TIMEOUT:-400} python3 -m pytest -v -rA --tb=short --durations=5 -m gpu {} -p no:cacheprovider > "$0/gpu-tests/$(echo {} | tr / _).log" 2>&1' "$out"
+  for f in "$out"/gpu-tests/*.log; do echo "== $(basename "$f"): $(tail -1 "$f")"; grep -E "^(FAILED|ERROR)" "$f"; done | tee "$out/gpu-tests.summary"
+  [ -n "${PRECISION:-}" ] && timeout ${PROBE_TIMEOUT:-120} python3 benchmarks/precision_probe.py 2>&1 | grep -v -i warn > "$out/precision_probe.log"
 fi
 if [ "$what" != tests ]; then
   timeout ${BENCH_TIMEOUT:-150} python3 benchmarks/yolo.py --batches 1 32 --iterations 30 --out "$out/yolo_h200.md" 2>&1 | grep -v -i warn | tail -30

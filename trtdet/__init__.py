@@ -14,6 +14,7 @@ from trtdet.detections import Detections
 from trtdet.errors import InputError, ModelError, TrtdetError, UsageError
 from trtdet.hookspecs import hookimpl
 from trtdet.io.draw import draw  # noqa: E402
+from trtdet.io.pinned import pinned_frames
 from trtdet.model import Decoder, ModelSpec
 from trtdet.pipeline import Detector  # noqa: E402
 from trtdet.preprocess.affine import AffineTransform, letterbox_transform
@@ -33,4 +34,5 @@ __all__ = [
     "hookimpl",
     "letterbox_transform",
     "load",
+    "pinned_frames",
 ]

@@ -14,9 +14,10 @@ The last ``width % 16`` columns of a row go through cv2's scalar tail, which com
 ``out = fl(fl(v * scale) + shift)`` with ``scale = 1/(255 std)``, ``shift = -mean/std``
 rounded exactly like the numpy reference, so float32 outputs are identical too.
 
-Images of any sizes travel in one pinned staging buffer (per-image metadata in front), one
-host-to-device copy on a side stream (so it overlaps the previous batch's work), one kernel
-launch on the caller's stream.
+Images of any sizes travel in one device buffer (per-image metadata in front), filled from a
+pinned staging buffer by host-to-device copies on a side stream (so they overlap the previous
+batch's work), then one kernel launch on the caller's stream. Images already in pinned memory
+(``trtdet.pinned_frames``) are uploaded from where they are, without the staging memcpy.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from trtdet.cuda.runtime import (
     rint_f32,
 )
 from trtdet.errors import InputError
+from trtdet.io.pinned import is_pinned
 from trtdet.preprocess.affine import AffineTransform
 from trtdet.preprocess.base import PreprocessedBatch
 from trtdet.preprocess.cuda_resize import letterbox_resize_normalize_kernel, resize_meta
@@ -292,7 +294,7 @@ class CudaWarpAffinePreprocessor:
         fresh = slot.reserve(total)
         meta = slot.host[:meta_bytes].view(torch.float64)[: batch * META_COLUMNS].numpy().reshape(batch, META_COLUMNS)
         host_bytes = slot.host.numpy()
-        device_images, copies = [], []
+        device_images, pinned, copies = [], [], []
         for i, (image, transform) in enumerate(zip(images, transforms, strict=True)):
             meta[i, 0] = offsets[i]
             meta[i, 1:4] = (image.shape[0], image.shape[1], image.shape[1] * 3)
@@ -305,12 +307,15 @@ class CudaWarpAffinePreprocessor:
                 device_images.append((start, image))
                 continue
             array = image.numpy() if hasattr(image, "numpy") else image
+            if not SIMULATOR and array.flags.c_contiguous and is_pinned(array):
+                pinned.append((start, array))  # uploaded straight from the caller's pinned memory
+                continue
             copies.append((start, host_bytes[start : start + sizes[i]].reshape(array.shape), array))
         if SIMULATOR:
             for _, target, array in copies:
                 np.copyto(target, array)
         else:
-            self._upload(slot, meta_bytes, device_images, copies, self._torch_stream(), fresh)
+            self._upload(slot, meta_bytes, device_images, pinned, copies, self._torch_stream(), fresh)
         slot.pending = True
         return StagedBatch(slot, meta_bytes, total, batch, transforms)
 
@@ -356,20 +361,29 @@ class CudaWarpAffinePreprocessor:
                 pieces.append((start + first * row_bytes, (last - first) * row_bytes, target[first:last], array[first:last]))
         return pieces
 
-    def _copy_and_upload(self, slot: _Staging, meta_bytes: int, copies: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
+    def _copy_and_upload(
+        self, slot: _Staging, meta_bytes: int, copies: list[tuple[int, np.ndarray, np.ndarray]], whole: bool = True
+    ) -> None:
         """Fill pinned staging from host images and queue the uploads (metadata first).
 
         Filling pinned memory is a plain memcpy that numpy runs without the GIL, so for large
         batches a few threads divide it (32 x 1080p is ~200 MB), and each piece is uploaded as
         soon as it is filled, while later pieces are still being copied. Small batches are
-        copied here and go up in one transfer. Called with the upload stream current.
+        copied here and go up in one transfer (``whole``), or one per image when other images
+        (pinned ones) lie between them. Called with the upload stream current.
         """
         nbytes = sum(target.nbytes for _, target, _ in copies)
         if nbytes < _PARALLEL_COPY_BYTES or _COPY_THREADS < 2:
             for _, target, array in copies:
                 np.copyto(target, array)
-            end = max((start + target.nbytes for start, target, _ in copies), default=meta_bytes)
-            slot.dev[:end].copy_(slot.host[:end], non_blocking=True)
+            if whole:
+                end = max((start + target.nbytes for start, target, _ in copies), default=meta_bytes)
+                slot.dev[:end].copy_(slot.host[:end], non_blocking=True)
+                return
+            slot.dev[:meta_bytes].copy_(slot.host[:meta_bytes], non_blocking=True)
+            for start, target, _ in copies:
+                end = start + target.nbytes
+                slot.dev[start:end].copy_(slot.host[start:end], non_blocking=True)
             return
         slot.dev[:meta_bytes].copy_(slot.host[:meta_bytes], non_blocking=True)
         if self._copy_pool is None:
@@ -398,11 +412,11 @@ class CudaWarpAffinePreprocessor:
         return self.torch.cuda.current_stream()
 
     def _upload(
-        self, slot: _Staging, meta_bytes: int, device_images: list,
+        self, slot: _Staging, meta_bytes: int, device_images: list, pinned: list[tuple[int, np.ndarray]],
         copies: list[tuple[int, np.ndarray, np.ndarray]], stream: Any, fresh: bool,
     ) -> None:
         """Copy host images into staging, queue the host-to-device copies on the upload stream
-        and record ``slot.uploaded``."""
+        (pinned images go up directly, without the staging copy) and record ``slot.uploaded``."""
         torch = self.torch
         upload = self._upload_stream
         if fresh or device_images:
@@ -413,7 +427,10 @@ class CudaWarpAffinePreprocessor:
             upload.wait_event(slot.consumed)  # the previous warp out of this slot has read it
         with torch.cuda.stream(upload):
             try:
-                self._copy_and_upload(slot, meta_bytes, copies)
+                self._copy_and_upload(slot, meta_bytes, copies, whole=not pinned)
+                for start, array in pinned:
+                    source = torch.from_numpy(array).reshape(-1)
+                    slot.dev[start : start + source.numel()].copy_(source, non_blocking=True)
                 for start, image in device_images:  # device images copied across on the GPU
                     slot.dev[start : start + image.numel()].copy_(image.reshape(-1))
                     image.record_stream(upload)

@@ -75,6 +75,34 @@ def test_preprocess_matches_cv2_on_real_photos(case, photos, torch):
     np.testing.assert_array_equal(half.cpu().numpy(), want.astype(np.float16))
 
 
+@pytest.mark.parametrize("batch", ["small", "large"])
+def test_pinned_frames_go_up_without_staging_and_give_cv2s_values(photos, torch, batch):
+    """Pinned, pageable and pinned again in one batch (the uploads interleave); a 40-frame batch
+    takes the parallel-copy path for its pageable frames. Reference: cv2.warpAffine (CPU preprocessor)."""
+    from trtdet.io.pinned import is_pinned, pinned_frames
+    from trtdet.preprocess.cpu import WarpAffinePreprocessor
+    from trtdet.preprocess.cuda import CudaWarpAffinePreprocessor
+
+    size, options = PREPROCESS["centernet-512"]
+    images = photos if batch == "small" else [photos[k % len(photos)] for k in range(40)]
+    mixed = []
+    for k, image in enumerate(images):
+        if k % 2 == 0:
+            (frame,) = pinned_frames(1, *image.shape[:2])
+            frame[...] = image
+            assert is_pinned(frame)
+            mixed.append(frame)
+        else:
+            assert not is_pinned(image)
+            mixed.append(image)
+    want = WarpAffinePreprocessor(size, **options)(images).tensor
+    gpu = CudaWarpAffinePreprocessor(size, **options)
+    for _ in range(3):  # the staging slots alternate
+        got = gpu(mixed).tensor
+        torch.cuda.synchronize()
+        np.testing.assert_array_equal(got.cpu().numpy(), want)
+
+
 @pytest.mark.parametrize("case", sorted(PREPROCESS))
 def test_letterbox_kernel_is_cv2_resize_and_pad_on_real_photos(case, photos, torch):
     """The resize-and-pad letterbox (Ultralytics') at real sizes vs cv2.resize + copyMakeBorder."""
