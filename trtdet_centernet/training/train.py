@@ -16,6 +16,7 @@ held-out COCO metrics ``val_metrics.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import io
 import json
@@ -23,7 +24,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -120,6 +121,9 @@ def _loader(args: argparse.Namespace, cfg: SceneConfig, length: int) -> torch.ut
         persistent_workers=workers > 0,
         prefetch_factor=6 if workers > 0 else None,
         worker_init_fn=_worker_init if workers > 0 else None,
+        # Forked workers inherit the parent's thread pools (CUDA, numba, OpenMP) mid-state and
+        # can deadlock; spawned ones start clean.
+        multiprocessing_context="spawn" if workers > 0 else None,
     )
 
 
@@ -137,10 +141,25 @@ def train(args: argparse.Namespace) -> dict[str, object]:
     torch.manual_seed(args.seed)
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # tiny weights/gradients otherwise slow CPU steps several-fold
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    switches = _fast_training_switches() if device.type == "cuda" else contextlib.nullcontext()
+    with switches:
+        return _train(args, out, device)
+
+
+@contextlib.contextmanager
+def _fast_training_switches() -> Iterator[None]:
+    """cuDNN autotuning and TF32 for the run, put back afterwards (they are process-wide, and
+    trtdet's fp32 inference in the same process must not inherit them)."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = (cudnn.benchmark, matmul.allow_tf32, cudnn.allow_tf32)
+    cudnn.benchmark, matmul.allow_tf32, cudnn.allow_tf32 = True, True, True
+    try:
+        yield
+    finally:
+        cudnn.benchmark, matmul.allow_tf32, cudnn.allow_tf32 = before
+
+
+def _train(args: argparse.Namespace, out: Path, device: torch.device) -> dict[str, object]:
     cfg = SceneConfig(args.input_size, args.input_size, min_size=args.min_size, max_size=args.max_size)
     max_steps = args.steps or 10**9
     loader = _loader(args, cfg, length=min(max_steps, 10**7) * args.batch)

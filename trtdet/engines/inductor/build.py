@@ -169,9 +169,11 @@ def compile_package(exported: Any, target: Path, report: Report) -> str:
 
     from .compiler import choose_compiler
 
+    probe_started = time.perf_counter()
     compiler, passed_over = choose_compiler()
     for reason in passed_over:
         report(f"  not compiling with {reason}")
+    report(f"  C++ compiler: {compiler} (checked in {time.perf_counter() - probe_started:.1f} s)")
     with _progress(report, "compiling with AOTInductor"), torch._inductor.config.patch({"cpp.cxx": (None, compiler)}):
         try:
             torch._inductor.aoti_compile_and_package(exported, package_path=str(target))
@@ -264,11 +266,14 @@ def build_package(
         metadata = _with_extra(metadata, extra)
         write_package_metadata(built, metadata.to_json_dict())
         say("checking that the package loads in a fresh process")
+        check_started = time.perf_counter()
         verify_in_fresh_process(built, metadata)
+        check_s = time.perf_counter() - check_started
         stored = copy_atomically(built, cache.artifact_path(key))
     cache.keep_source(Path(model_file.path), metadata.source_sha256)
     seconds = time.perf_counter() - started
-    say(f"package built in {seconds:.1f} s: {stored.stat().st_size / 1e6:.1f} MB")
+    say(f"package built in {seconds:.1f} s: {stored.stat().st_size / 1e6:.1f} MB "
+        f"(export {export_s:.1f} s, compile {extra['compile_s']:.1f} s, load check {check_s:.1f} s)")
     return PackageBuild(stored, read_package_metadata(stored), False, seconds)
 
 
