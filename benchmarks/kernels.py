@@ -243,7 +243,9 @@ def bench_dcn(table: Table) -> None:
     from torchvision.ops import deform_conv2d
 
     from trtdet_centernet.dcn_cuda import modulated_deform_conv_cuda
+    from trtdet_centernet.dcn_gather import deform_conv2d_gather
 
+    geometry = ((1, 1), (1, 1), (1, 1), 1)
     layers = [(512, 256, 16), (256, 128, 32), (128, 64, 64)]
     for batch in (1, 32):
         for cin, cout, size in layers:
@@ -260,8 +262,21 @@ def bench_dcn(table: Table) -> None:
                     xt, ot, wt, bt, padding=(1, 1), mask=mt), runs=30)
                 ours = gpu_us(lambda args=args: modulated_deform_conv_cuda(*args), runs=30)
                 name = "fp32" if dtype == torch.float32 else "fp16"
-                table.add(f"DCNv2 {name}", f"B={batch} {cin}->{cout} @ {size}x{size}, 3x3",
-                          f"torchvision deform_conv2d {name}", ref, "im2col kernel + cuBLAS", ours, batch)
+                shape = f"B={batch} {cin}->{cout} @ {size}x{size}, 3x3"
+                table.add(f"DCNv2 {name}", shape, f"torchvision deform_conv2d {name}", ref, "im2col kernel + cuBLAS",
+                          ours, batch)
+                # What the networks run on CUDA: dcn_gather on channels-last input, eager and Inductor-compiled.
+                xl = xt.contiguous(memory_format=torch.channels_last)
+                eager = gpu_us(lambda xl=xl, ot=ot, mt=mt, wt=wt, bt=bt: deform_conv2d_gather(
+                    xl, ot, mt, wt, bt, *geometry), runs=30)
+                table.add(f"DCNv2 {name}", shape, f"torchvision deform_conv2d {name}", ref,
+                          "dcn_gather, channels-last, eager", eager, batch)
+                if dtype == torch.float16:
+                    compiled_fn = torch.compile(deform_conv2d_gather, dynamic=False)
+                    compiled = gpu_us(lambda xl=xl, ot=ot, mt=mt, wt=wt, bt=bt, fn=compiled_fn: fn(
+                        xl, ot, mt, wt, bt, *geometry), runs=30)
+                    table.add(f"DCNv2 {name}", shape, f"torchvision deform_conv2d {name}", ref,
+                              "dcn_gather, channels-last, Inductor", compiled, batch)
 
 
 def profile() -> None:

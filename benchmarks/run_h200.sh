@@ -39,6 +39,7 @@ if [ "$what" != bench ]; then
   grep -rlE "mark\.gpu|gpu = pytest" tests --include="test_*.py" | sort | xargs -P ${TEST_JOBS:-6} -I{} sh -c \
     'timeout ${TEST_TIMEOUT:-400} python3 -m pytest -v -rA --tb=short --durations=5 -m gpu {} -p no:cacheprovider > "$0/gpu-tests/$(echo {} | tr / _).log" 2>&1' "$out"
   for f in "$out"/gpu-tests/*.log; do echo "== $(basename "$f"): $(tail -1 "$f")"; grep -E "^(FAILED|ERROR)" "$f"; done | tee "$out/gpu-tests.summary"
+  tar czf "$out/gpu-tests.tgz" -C "$out" gpu-tests && rm -r "$out/gpu-tests"  # one file: a call returns only a few
   [ -n "${PRECISION:-}" ] && timeout ${PROBE_TIMEOUT:-120} python3 benchmarks/precision_probe.py 2>&1 | grep -v -i warn > "$out/precision_probe.log"
 fi
 if [ "$what" != tests ]; then
