@@ -154,11 +154,12 @@ def _turbojpeg(data: bytes, strict: bool) -> np.ndarray:
 def decode_jpeg(data: bytes, source: str) -> tuple[np.ndarray, str | None] | None:
     """Decode a JPEG as ``cv2.imdecode(data, IMREAD_COLOR)`` would: ``(image, warning or None)``.
 
-    The warning is one line naming ``source`` and libjpeg's message. None when the file is not one TurboJPEG decodes as OpenCV does (the caller uses OpenCV).
-    A clean file is decoded once. After a warning it is decoded again without stopping on
-    it (libjpeg then goes on exactly as under OpenCV, quietly); after a fatal error OpenCV
-    decides, as it always did: it may still give the image (a broken marker after the last
-    row), which is then reported like a warning, or nothing: ``InputError`` with libjpeg's message.
+    The warning is one line naming ``source`` and libjpeg's message. None when the file is not
+    one TurboJPEG decodes as OpenCV does (the caller uses OpenCV). A clean file is decoded once.
+    After a warning it is decoded again without stopping on it: libjpeg then goes on exactly as
+    under OpenCV, quietly. After a fatal error OpenCV decides, as it always did: it keeps an
+    image whose rows were all read (a broken marker after them), or gives none (``InputError``
+    with libjpeg's message).
     """
     orientation = _plain_orientation(data)
     if orientation is None:
@@ -167,16 +168,23 @@ def decode_jpeg(data: bytes, source: str) -> tuple[np.ndarray, str | None] | Non
         return orient(_turbojpeg(data, strict=True), orientation), None
     except ValueError as exc:
         message = str(exc).strip() or "unknown libjpeg error"
+    try:
+        image = _turbojpeg(data, strict=False)  # raises only for a fatal error with no warning before it
+    except ValueError:
+        return _opencv(data, source, message), None  # the rows it read were clean (OpenCV prints nothing)
     warning = corrupt_data_warning(source, message)
     if is_libjpeg_warning(message) or _complete_before_fatal(data):
-        try:  # every row was written before any fatal error: libjpeg's output, as OpenCV keeps it
-            return orient(_turbojpeg(data, strict=False), orientation), warning
-        except ValueError:
-            pass  # a fatal error with no warning before it: OpenCV decides below
+        return orient(image, orientation), warning  # every row libjpeg wrote, as OpenCV keeps them
+    # A fatal error after a warning, in a file of several scans: TurboJPEG's rows may be unwritten,
+    # OpenCV may keep the image or not. Rare; OpenCV decides (and prints libjpeg's warning itself).
+    return _opencv(data, source, message), warning
+
+
+def _opencv(data: bytes, source: str, message: str) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise InputError(source, f"not a readable image (corrupt JPEG data: {message.removeprefix('Corrupt JPEG data: ')})")
-    return image, warning
+    return image
 
 
 def _complete_before_fatal(data: bytes) -> bool:
