@@ -141,8 +141,16 @@ def is_libjpeg_warning(message: str) -> bool:
     return message.startswith(_WARNING_STARTS)
 
 
-def corrupt_data_warning(source: str, message: str) -> str:
-    """The one line a record carries for a JPEG libjpeg complained about but decoded."""
+#: libjpeg warnings about headers that change nothing in the pixels (an unknown JFIF version).
+_HARMLESS_STARTS = ("Warning: unknown JFIF revision",)
+
+
+def corrupt_data_warning(source: str, message: str) -> str | None:
+    """The one line a record carries for a JPEG libjpeg complained about but decoded (None: harmless)."""
+    if message.startswith(_HARMLESS_STARTS):
+        return None
+    if message.startswith("Unknown Adobe color transform code"):
+        return f"{source}: JPEG warning ({message}); decoded anyway, the colours may be wrong"
     detail = message.removeprefix("Corrupt JPEG data: ")
     return f"{source}: corrupt JPEG data ({detail}); decoded anyway, parts of the image may be gray"
 
@@ -168,11 +176,11 @@ def decode_jpeg(data: bytes, source: str) -> tuple[np.ndarray, str | None] | Non
         return orient(_turbojpeg(data, strict=True), orientation), None
     except ValueError as exc:
         message = str(exc).strip() or "unknown libjpeg error"
+    warning = corrupt_data_warning(source, message)
     try:
         image = _turbojpeg(data, strict=False)  # raises only for a fatal error with no warning before it
-    except ValueError:
-        return _opencv(data, source, message), None  # the rows it read were clean (OpenCV prints nothing)
-    warning = corrupt_data_warning(source, message)
+    except ValueError:  # the rows libjpeg read were clean (OpenCV prints nothing either)
+        return _opencv(data, source, message), warning if is_libjpeg_warning(message) else None
     if is_libjpeg_warning(message) or _complete_before_fatal(data):
         return orient(image, orientation), warning  # every row libjpeg wrote, as OpenCV keeps them
     # A fatal error after a warning, in a file of several scans: TurboJPEG's rows may be unwritten,

@@ -196,3 +196,16 @@ def test_declared_size_is_checked_before_a_jpeg_is_decoded(photos, monkeypatch):
     monkeypatch.setenv("TRTDET_MAX_IMAGE_PIXELS", "1000")
     with pytest.raises(InputError, match="pixels"):
         decode_image(encoded(photos["grace_hopper"]), "big.jpg")
+
+
+def test_an_unknown_jfif_version_is_libjpegs_harmless_warning_not_corruption(photos, tmp_path):
+    data = bytearray(encoded(photos["grace_hopper"]))
+    assert data[6:11] == b"JFIF\x00"
+    data[11] = 3  # major version 3: libjpeg warns and decodes as usual
+    path = tmp_path / "jfif3.jpg"
+    path.write_bytes(bytes(data))
+    verdict = libjpeg_verdict(path)
+    assert verdict.decoded and "unknown JFIF revision number 3.01" in verdict.stderr and not verdict.corrupt
+    decoded = decode_image(bytes(data), str(path))
+    assert decoded.warning is None
+    np.testing.assert_array_equal(decoded.image, _cv2(bytes(data)))
