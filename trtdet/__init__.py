@@ -11,7 +11,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 from trtdet.api import load  # noqa: E402 - after the names the loaders import from here
 from trtdet.detections import Detections
-from trtdet.errors import InputError, ModelError, TrtdetError, UsageError
+from trtdet.errors import CorruptImageWarning, InputError, ModelError, TrtdetError, UsageError
 from trtdet.hookspecs import hookimpl
 from trtdet.io.draw import draw  # noqa: E402
 from trtdet.io.pinned import pinned_frames
@@ -21,6 +21,7 @@ from trtdet.preprocess.affine import AffineTransform, letterbox_transform
 
 __all__ = [
     "AffineTransform",
+    "CorruptImageWarning",
     "Decoder",
     "Detections",
     "Detector",

@@ -29,3 +29,11 @@ class InputError(TrtdetError, ValueError):
 
 class ClosedError(TrtdetError, RuntimeError):
     """The detector (or its batching worker) was closed: ``detector is closed``."""
+
+
+class CorruptImageWarning(UserWarning):
+    """An image file with damaged data that still decoded (libjpeg's "Corrupt JPEG data", ...).
+
+    The image is used, but parts of it may be gray. ``trtdet run`` and ``trtdet batch`` put the
+    line in the input's record (``"warning"``); Python API calls on a path warn with this category.
+    """

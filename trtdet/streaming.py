@@ -50,5 +50,6 @@ def _settle(outcomes: list[Outcome]) -> Iterator[tuple[Frame, Detections | None]
         dropped = getattr(outcome.result, "non_finite_dropped", 0)
         if dropped:  # the pipeline dropped them (finite_only); the record says so
             where = frame.name if frame.index is None else f"{frame.name}#{frame.index}"
-            frame.warning = f"{where}: dropped {dropped} detection(s) with NaN/Inf boxes or scores (the model's output is not finite)"
+            note = f"{where}: dropped {dropped} detection(s) with NaN/Inf boxes or scores (the model's output is not finite)"
+            frame.warning = f"{frame.warning}; {note}" if frame.warning else note  # keep a decoding warning
         yield frame, outcome.result

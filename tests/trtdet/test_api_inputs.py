@@ -88,3 +88,17 @@ def test_a_scheduler_user_cannot_hand_the_warp_an_image_over_the_limit(yolo, che
     by_tag = {o.tag: o for o in outcomes}
     assert by_tag["ok"].error is None and len(by_tag["ok"].result) > 0
     assert "image too large" in str(by_tag["big"].error)
+
+
+def test_a_path_to_a_corrupt_jpeg_warns_and_is_detected_on(yolo, photos, tmp_path):
+    """The API has no record: a ``CorruptImageWarning``; ``stream`` puts the line in ``frame.warning``."""
+    from tests.corrupt_jpeg import encoded, libjpeg_verdict, truncated_scan
+
+    path = tmp_path / "rotten.jpg"
+    path.write_bytes(truncated_scan(encoded(photos["chelsea"])))
+    assert libjpeg_verdict(path).corrupt
+    with pytest.warns(trtdet.CorruptImageWarning, match=r"rotten\.jpg: corrupt JPEG data \(premature end"):
+        found = yolo(str(path))
+    assert _same(found, yolo(cv2.imread(str(path))))  # the pixels cv2 gives, detected on
+    ((frame, streamed),) = list(yolo.stream(str(path)))
+    assert frame.warning.startswith(f"{path}: corrupt JPEG data (premature end") and _same(streamed, found)

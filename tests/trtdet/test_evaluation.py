@@ -318,3 +318,24 @@ def test_cli_val_with_a_missing_image_exits_2_and_still_scores(tmp_path, photos)
     assert result.exit_code == 2, result.output
     assert f"error: {folder / 'gone.png'}: cannot read image listed in the annotations (file not found)" in result.stderr
     assert "AP " in result.stdout and "1 image(s) failed" in result.stderr
+
+
+def test_cli_val_with_a_corrupt_jpeg_warns_in_one_line_and_still_scores_it(tmp_path, photos):
+    from tests.corrupt_jpeg import encoded, libjpeg_verdict, truncated_scan
+    from trtdet.cli.main import cli
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "rotten.jpg").write_bytes(truncated_scan(encoded(photos["chelsea"])))
+    assert libjpeg_verdict(folder / "rotten.jpg").corrupt
+    h, w = cv2.imread(str(photos["chelsea"])).shape[:2]
+    data = {"images": [{"id": 1, "file_name": "rotten.jpg", "width": w, "height": h}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 17, "bbox": [140, 20, 300, 280]}],
+            "categories": [{"id": 17, "name": "cat"}]}
+    result = CliRunner().invoke(cli, ["val", "--model", "yolo", "--images", str(folder),
+                                      "--annotations", str(_annotations(tmp_path, data)), "-q"])
+    assert result.exit_code == 0, result.output  # a warning is not a failure
+    warnings = [line for line in result.stderr.splitlines() if "corrupt JPEG" in line]
+    assert warnings == [f"warning: {folder / 'rotten.jpg'}: corrupt JPEG data (premature end of data segment); "
+                        "decoded anyway, parts of the image may be gray"]
+    assert "AP " in result.stdout

@@ -50,5 +50,9 @@ def batch_command(model, sources, output, address, workers, gpus_per_worker, cpu
         say(f"error: {error}")
     if len(summary.errors) > 20:
         say(f"... and {len(summary.errors) - 20} more (see the records' \"error\")")
+    for warning in summary.warnings[:20]:  # damaged inputs that still decoded: not failures
+        say(f"warning: {warning}")
+    if len(summary.warnings) > 20:
+        say(f"... and {len(summary.warnings) - 20} more (see the records' \"warning\")")
     click.echo(summary.line(), err=True)
     sys.exit(EXIT_INPUTS_FAILED if summary.failed or summary.failed_before else EXIT_OK)

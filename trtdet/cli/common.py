@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
-from trtdet.errors import ModelError, TrtdetError, UsageError
+from trtdet.errors import CorruptImageWarning, ModelError, TrtdetError, UsageError
 from trtdet.options import DetectorOptions, parse_build_options
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,17 +37,32 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
     sys.exit(code)
 
 
+def _warning_lines(show: Callable[..., None]) -> Callable[..., None]:
+    """``warnings.showwarning`` printing a damaged input (``CorruptImageWarning``) as one ``warning:`` line."""
+
+    def show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, CorruptImageWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            show(message, category, *args, **kwargs)
+
+    return show_warning
+
+
 def handle_errors(function: F) -> F:
     """Turn trtdet's one-line errors into ``error: ...`` and exit code 1.
 
     A missing optional package (torch for ``--weights``, supervision for ``--track``, ...)
-    is one line with the command that installs it, not a traceback.
+    is one line with the command that installs it, not a traceback. A damaged input read
+    through the API's path (``val``, ``bench``) is one ``warning: ...`` line.
     """
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return function(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _warning_lines(warnings.showwarning)
+                return function(*args, **kwargs)
         except (UsageError, ModelError, TrtdetError) as exc:
             fail(str(exc), EXIT_USAGE)
         except ModuleNotFoundError as exc:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from trtdet.errors import InputError
+from trtdet.errors import CorruptImageWarning, InputError
 from trtdet.io.image_header import declared_size
+from trtdet.io.jpeg import decode_jpeg
 from trtdet.io.limits import check_image_size
 
 
@@ -46,7 +49,10 @@ def _truncated_jpeg(data: bytes) -> bool:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as HWC uint8 BGR; raise ``InputError`` naming the file and the problem."""
+    """Read an image file as HWC uint8 BGR; raise ``InputError`` naming the file and the problem.
+
+    A file whose data is corrupt but still decodes warns with ``CorruptImageWarning``.
+    """
     return decode_image_bytes(read_image_bytes(path), str(path))
 
 
@@ -120,16 +126,36 @@ def check_declared_size(data: bytes, source: str) -> None:
         check_image_size(source, *size)
 
 
-def decode_image_bytes(data: bytes, source: str) -> np.ndarray:
+@dataclass(frozen=True)
+class DecodedImage:
+    """A decoded image file: HWC uint8 BGR pixels and, when the data was damaged, the line saying so."""
+
+    image: np.ndarray
+    warning: str | None = None
+
+
+def decode_image(data: bytes, source: str) -> DecodedImage:
     """Decode an image file's bytes into HWC uint8 BGR: the pixels ``cv2.imread(path)`` gives.
 
     ``IMREAD_COLOR``, as ``cv2.imread`` and Ultralytics read files: gray expanded, alpha and
     palettes resolved as OpenCV does, 16-bit reduced by OpenCV's decoder, EXIF orientation
     applied. Files ``IMREAD_COLOR`` refuses (e.g. float TIFFs) are read unchanged and converted
     by ``to_bgr_uint8``. The size the header declares is checked first, so a pixel bomb is
-    refused before it is decoded.
+    refused before it is decoded. Plain JPEGs are decoded by ``trtdet.io.jpeg`` (the same
+    libjpeg-turbo, same pixels) so that corrupt data libjpeg decodes anyway comes back as
+    ``warning`` instead of a line OpenCV prints on stderr.
     """
     check_declared_size(data, source)
+    jpeg = decode_jpeg(data, source) if data[:3] == b"\xff\xd8\xff" else None
+    if jpeg is not None:
+        image, warning = jpeg
+    else:
+        image, warning = _decode_with_opencv(data, source), None
+    check_image_size(source, image.shape[1], image.shape[0])  # formats whose header was not read
+    return DecodedImage(to_bgr_uint8(image, source), warning)
+
+
+def _decode_with_opencv(data: bytes, source: str) -> np.ndarray:
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
         image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
@@ -139,5 +165,15 @@ def decode_image_bytes(data: bytes, source: str) -> np.ndarray:
         raise InputError(source, f"cannot decode image ({str(exc).strip().splitlines()[-1]})") from exc
     if image is None:
         raise InputError(source, "not a readable image (unknown format or corrupt data)")
-    check_image_size(source, image.shape[1], image.shape[0])  # formats whose header was not read
-    return to_bgr_uint8(image, source)
+    return image
+
+
+def decode_image_bytes(data: bytes, source: str) -> np.ndarray:
+    """``decode_image(data, source).image``; a warning about damaged data is a ``CorruptImageWarning``.
+
+    For callers without a record to put the warning in (the Python API's paths, ``val``, ``bench``).
+    """
+    decoded = decode_image(data, source)
+    if decoded.warning:
+        warnings.warn(decoded.warning, CorruptImageWarning, stacklevel=2)
+    return decoded.image

@@ -21,7 +21,7 @@ import numpy as np
 from trtdet.errors import InputError
 from trtdet.io.gpu_jpeg import gpu_decodable
 from trtdet.io.image_header import declared_size
-from trtdet.io.images import decode_image_bytes, read_image_bytes, special_file_problem, to_bgr_uint8
+from trtdet.io.images import decode_image, read_image_bytes, special_file_problem, to_bgr_uint8
 from trtdet.io.limits import positive_int_setting
 
 #: Image formats OpenCV's imread decodes (its documented list; AVIF where built with it).
@@ -288,9 +288,10 @@ class FrameReader:
     @staticmethod
     def _on_cpu(source: Source, data: bytes) -> Frame:
         try:
-            return Frame(source, None, image=decode_image_bytes(data, source.name))
+            decoded = decode_image(data, source.name)
         except InputError as exc:
             return Frame(source, None, error=str(exc))
+        return Frame(source, None, image=decoded.image, warning=decoded.warning)
 
 
 #: Bytes of images held by the read-ahead (encoded and decoded) unless told otherwise.

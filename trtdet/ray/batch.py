@@ -34,6 +34,8 @@ class BatchSummary:
     failed: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    #: Records written now with a ``warning`` (e.g. corrupt JPEG data that still decoded).
+    warnings: list[str] = field(default_factory=list)
     removed_shards: list[str] = field(default_factory=list)
     failed_before: int = 0
 
@@ -189,4 +191,6 @@ def run_batch(
             if record.get("error"):
                 summary.failed += 1
                 summary.errors.append(str(record["error"]))
+            elif record.get("warning"):
+                summary.warnings.append(str(record["warning"]))
     return summary

@@ -3,7 +3,8 @@
 It takes batches with any of these columns and returns one record per row (``RECORD_SCHEMA``):
 
 * ``image``: decoded HWC uint8 images (BGR, or RGB with ``channel_order="rgb"``, e.g. from
-  ``ray.data.read_images``), with an optional ``error`` column (rows already failed upstream);
+  ``ray.data.read_images``), with optional ``error`` (rows already failed upstream) and
+  ``warning`` (images decoded from damaged data) columns;
 * ``bytes``: encoded image files (``ray.data.read_binary_files``), decoded here;
 * neither: ``source``/``path`` names read here (local files or pyarrow filesystem URIs).
 
@@ -65,7 +66,7 @@ class Detect:
         """One record per row of ``batch`` (a ``pyarrow.Table`` of ``RECORD_SCHEMA``)."""
         count = len(next(iter(batch.values()))) if batch else 0
         sources = self._sources(batch, count)
-        images, errors = self._images(batch, sources)
+        images, errors, warnings = self._images(batch, sources)
         records: list[dict[str, Any] | None] = [None] * count
         with self.detector.scheduler() as scheduler:
             outcomes = []
@@ -84,7 +85,7 @@ class Detect:
             records[i] = {
                 "source": sources[i], "frame": None, "width": int(width), "height": int(height),
                 "detections": outcome.result.to_records(self.class_names), "error": None,
-                "output": self._annotate(sources[i], image, outcome.result),
+                "output": self._annotate(sources[i], image, outcome.result), "warning": warnings[i],
             }
         return records_table(records)  # type: ignore[arg-type]
 
@@ -100,13 +101,17 @@ class Detect:
                 return [str(value) for value in batch[column]]
         return [f"row {i}" for i in range(count)]
 
-    def _images(self, batch: dict[str, Any], sources: list[str]) -> tuple[list[np.ndarray | None], list[str | None]]:
+    def _images(
+        self, batch: dict[str, Any], sources: list[str]
+    ) -> tuple[list[np.ndarray | None], list[str | None], list[str | None]]:
         from trtdet.io.images import to_bgr_uint8
         from trtdet.ray.inputs import decode_source
 
         count = len(sources)
         upstream = list(batch["error"]) if "error" in batch else [None] * count
         errors: list[str | None] = [e if isinstance(e, str) and e else None for e in upstream]
+        noted = list(batch["warning"]) if "warning" in batch else [None] * count
+        warnings: list[str | None] = [w if isinstance(w, str) and w else None for w in noted]
         images: list[np.ndarray | None] = [None] * count
         for i in range(count):
             if errors[i] is not None:
@@ -119,11 +124,11 @@ class Detect:
                     images[i] = to_bgr_uint8(np.ascontiguousarray(image), sources[i])
                 else:
                     data = batch["bytes"][i] if "bytes" in batch else None
-                    images[i], errors[i] = decode_source(sources[i], data)
+                    images[i], errors[i], warnings[i] = decode_source(sources[i], data)
             except Exception as exc:  # InputError from to_bgr_uint8, or a malformed cell
                 text = _first_line(exc)
                 errors[i] = text if text.startswith(sources[i]) else f"{sources[i]}: {text}"
-        return images, errors
+        return images, errors, warnings
 
     def _annotate(self, source: str, image: np.ndarray, detections: Any) -> str | None:
         if not self.annotate:

@@ -12,12 +12,12 @@ import glob
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from trtdet.errors import InputError
-from trtdet.io.images import decode_image_bytes, read_image_bytes
+from trtdet.io.images import decode_image, read_image_bytes
 from trtdet.io.sources import expand_sources
 
 #: Where an input has no image: a 0x0 image keeps the column one (variable-shaped) tensor type.
@@ -119,33 +119,47 @@ def read_source_bytes(source: str) -> bytes:
     return data
 
 
-def decode_source(source: str, data: bytes | None = None) -> tuple[np.ndarray | None, str | None]:
-    """(HWC uint8 BGR image, None), or (None, the one-line error) -- never raises for a bad input."""
+class DecodedSource(NamedTuple):
+    """One input read and decoded: the image (HWC uint8 BGR) or the one-line error, and any warning."""
+
+    image: np.ndarray | None
+    error: str | None
+    #: Damaged data that still decoded (``trtdet.io.images.decode_image``): the record says so.
+    warning: str | None = None
+
+
+def decode_source(source: str, data: bytes | None = None) -> DecodedSource:
+    """``(image, None, warning or None)``, or ``(None, the one-line error, None)`` -- never raises for a bad input."""
     try:
         if data is None:
             data = read_source_bytes(source)
-        return decode_image_bytes(bytes(data), source), None
+        decoded = decode_image(bytes(data), source)
+        return DecodedSource(decoded.image, None, decoded.warning)
     except InputError as exc:
-        return None, str(exc)
+        return DecodedSource(None, str(exc))
     except Exception as exc:  # a decoder failure of any other kind still fails this input only
-        return None, f"{source}: cannot decode image ({_first_line(exc)})"
+        return DecodedSource(None, f"{source}: cannot decode image ({_first_line(exc)})")
 
 
 def read_batch(batch: dict[str, Any]) -> dict[str, Any]:
-    """Ray Data task: ``{"source", "error"}`` rows -> ``{"source", "image", "error"}`` (decoded, BGR).
+    """Ray Data task: ``{"source", "error"}`` rows -> ``{"source", "image", "error", "warning"}`` (decoded, BGR).
 
-    Rows listed with an error keep it; rows that fail to read or decode get theirs.
+    Rows listed with an error keep it; rows that fail to read or decode get theirs; images
+    decoded from damaged data carry the warning on to their records.
     """
-    images, errors = [], []
+    images, errors, warnings = [], [], []
     for source, listed_error in zip(batch["source"], batch["error"], strict=True):
         if isinstance(listed_error, str) and listed_error:
             images.append(NO_IMAGE)
             errors.append(str(listed_error))
+            warnings.append(None)
             continue
-        image, error = decode_source(str(source))
+        image, error, warning = decode_source(str(source))
         images.append(NO_IMAGE if image is None else image)
         errors.append(error)
-    return {"source": batch["source"], "image": images, "error": np.array(errors, dtype=object)}
+        warnings.append(warning)
+    return {"source": batch["source"], "image": images, "error": np.array(errors, dtype=object),
+            "warning": np.array(warnings, dtype=object)}
 
 
 def local_name(source: str) -> str:

@@ -24,13 +24,16 @@ RECORD_SCHEMA = pa.schema(
         ("detections", pa.list_(DETECTION_TYPE)),
         ("error", pa.string()),
         ("output", pa.string()),
+        # Damaged data that still decoded (e.g. corrupt JPEG data): null for a clean input.
+        ("warning", pa.string()),
     ]
 )
 
 
 def error_record(source: str, error: str) -> dict[str, Any]:
     """The record of an input that yielded no image."""
-    return {"source": source, "frame": None, "width": None, "height": None, "detections": [], "error": error, "output": None}
+    return {"source": source, "frame": None, "width": None, "height": None, "detections": [], "error": error, "output": None,
+            "warning": None}
 
 
 def records_table(records: Sequence[dict[str, Any]]) -> pa.Table:

@@ -112,7 +112,7 @@ class Ingress:
     async def _detect(self, request: Any) -> Any:
         from starlette.responses import JSONResponse
 
-        from trtdet.io.images import decode_image_bytes
+        from trtdet.io.images import decode_image
         from trtdet.ray.http_body import image_bytes
 
         query = dict(request.query_params)
@@ -140,16 +140,20 @@ class Ingress:
                 return self._error(413, f"body is over the limit of {self.max_body_bytes} bytes")
         source = query.get("source", "request")
         try:
-            image = decode_image_bytes(image_bytes(body, request.headers.get("content-type", ""), source), source)
+            decoded = decode_image(image_bytes(body, request.headers.get("content-type", ""), source), source)
         except InputError as exc:
             return self._error(400, str(exc))
+        image = decoded.image
         result = await self._call(lambda: self.detector.detect.remote(image))
         if "error" in result:
             return self._error(422, f"{source}: {result['error']}")
         detections = [d for d in result["detections"] if d["score"] >= conf]
         height, width = image.shape[:2]
-        return JSONResponse({"source": source, "frame": None, "width": int(width), "height": int(height),
-                             "detections": detections, "error": None})
+        record = {"source": source, "frame": None, "width": int(width), "height": int(height),
+                  "detections": detections, "error": None}
+        if decoded.warning:  # damaged data that still decoded (as trtdet run's records say it)
+            record["warning"] = decoded.warning
+        return JSONResponse(record)
 
     async def _call(self, make: Any) -> Any:
         """Await ``make()`` (a handle call), retrying while its replica died or is not up yet."""

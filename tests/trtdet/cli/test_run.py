@@ -177,3 +177,28 @@ def test_gpu_jpeg_decoding_needs_a_cuda_run(photos):
     result = run_cli("run", "-m", "yolo", "-s", str(photos["grace_hopper"]), "--decode", "cuda", "-q")
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: --decode cuda needs --device cuda"
+
+
+def test_corrupt_jpeg_that_decodes_is_one_warning_line_and_not_a_failure(photos, tmp_path):
+    """libjpeg's complaint (which OpenCV would print and forget) becomes the record's ``warning``.
+
+    The console script in a child process, so its real stderr is seen: one ``warning:`` line
+    from trtdet and nothing from libjpeg; exit 0, since a warning is not a failure.
+    """
+    from tests.corrupt_jpeg import encoded, libjpeg_verdict, truncated_scan
+
+    clean, rotten = tmp_path / "clean.jpg", tmp_path / "rotten.jpg"
+    clean.write_bytes(encoded(photos["grace_hopper"]))
+    rotten.write_bytes(truncated_scan(encoded(photos["grace_hopper"])))
+    verdict = libjpeg_verdict(rotten)
+    assert verdict.decoded and verdict.corrupt, verdict
+    trtdet = shutil.which("trtdet", path=str(__import__("pathlib").Path(sys.executable).parent))
+    done = subprocess.run([trtdet, "run", "-m", "yolo", "-s", str(clean), "-s", str(rotten), "--json", "-", "-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    warning = f"{rotten}: corrupt JPEG data (premature end of data segment); decoded anyway, parts of the image may be gray"
+    assert done.stderr.splitlines() == [f"warning: {warning}"]
+    by_name = {r["source"]: r for r in map(json.loads, done.stdout.splitlines())}
+    assert "warning" not in by_name[str(clean)] and by_name[str(clean)]["error"] is None
+    assert by_name[str(rotten)]["warning"] == warning and by_name[str(rotten)]["error"] is None
+    assert by_name[str(rotten)]["width"] == 512 and by_name[str(rotten)]["detections"]  # still detected on

@@ -181,14 +181,14 @@ def test_read_ahead_is_bounded_by_bytes_not_by_count(tmp_path, monkeypatch, work
     for n in range(16):
         cv2.imwrite(str(tmp_path / f"{n:02d}.png"), big)
     held = _Held()
-    real_decode = sources.decode_image_bytes
+    real_decode = sources.decode_image
 
     def counting_decode(data, source):
-        image = real_decode(data, source)
-        held.add(image.nbytes)
-        return image
+        decoded = real_decode(data, source)
+        held.add(decoded.image.nbytes)
+        return decoded
 
-    monkeypatch.setattr(sources, "decode_image_bytes", counting_decode)
+    monkeypatch.setattr(sources, "decode_image", counting_decode)
     one = big.nbytes + (tmp_path / "00.png").stat().st_size  # what the reader counts per file
     budget = int(2.5 * one)
     frames = []

@@ -182,3 +182,21 @@ def test_more_gpus_than_the_cluster_has_is_one_line(ray_session, image_set):
                                       "--device", "cuda", "--workers", "5", "--cpus-per-worker", "0.1"])
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1] == "error: 5 workers x 1 GPUs need 5 GPUs; the Ray cluster has 4"
+
+
+def test_a_corrupt_jpeg_that_decodes_is_a_record_with_a_warning_not_a_failure(ray_session, photos, tmp_path):
+    from tests.corrupt_jpeg import encoded, libjpeg_verdict, truncated_scan
+
+    clean, rotten = tmp_path / "clean.jpg", tmp_path / "rotten.jpg"
+    clean.write_bytes(encoded(photos["grace_hopper"]))
+    rotten.write_bytes(truncated_scan(encoded(photos["grace_hopper"])))
+    assert libjpeg_verdict(rotten).corrupt
+    output = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["batch", *MODEL_ARGS, "-o", str(output), "--cpus-per-worker", "0.5",
+                                      "-s", str(clean), "-s", str(rotten)])
+    assert result.exit_code == 0, result.output  # a warning is not a failure
+    warning = f"{rotten}: corrupt JPEG data (premature end of data segment); decoded anyway, parts of the image may be gray"
+    assert f"warning: {warning}" in result.output and "2 written now (0 failed)" in result.output
+    by_source = {r["source"]: r for r in _records(output)}
+    assert by_source[str(rotten)]["warning"] == warning and by_source[str(rotten)]["error"] is None
+    assert by_source[str(clean)]["warning"] is None and by_source[str(rotten)]["detections"]

@@ -40,12 +40,36 @@ def test_globs_uris_missing_inputs_and_repeats(tmp_path):
     assert errors[f"file://{tmp_path}/nothing.jpg"] == f"file://{tmp_path}/nothing.jpg: file not found"
     assert errors["3"].startswith("3: a camera")
     assert sources.count(str(folder / "b.jpg")) == 1  # listed once
-    image, error = decode_source(f"file://{folder}/sub/c.jpg")
-    assert error is None and image.shape == (20, 30, 3)
-    image, error = decode_source(f"file://{folder}/.hidden.jpg")
+    image, error, warning = decode_source(f"file://{folder}/sub/c.jpg")
+    assert error is None and warning is None and image.shape == (20, 30, 3)
+    image, error, warning = decode_source(f"file://{folder}/.hidden.jpg")
     assert image is None and error.endswith("not a readable image (unknown format or corrupt data)")
 
 
 def test_annotated_copies_get_distinct_names():
     assert local_name("a/x.png") != local_name("b/x.png")
     assert local_name("s3://bucket/x.tif").startswith("x-") and local_name("s3://bucket/x.tif").endswith(".jpg")
+
+
+def test_a_corrupt_jpeg_that_decodes_carries_its_warning_through_reading_and_detection(tmp_path, photos):
+    from tests.corrupt_jpeg import encoded, libjpeg_verdict, truncated_scan
+    from trtdet.ray import Detect
+    from trtdet.ray.inputs import read_batch
+
+    clean, rotten = tmp_path / "clean.jpg", tmp_path / "rotten.jpg"
+    clean.write_bytes(encoded(photos["grace_hopper"]))
+    rotten.write_bytes(truncated_scan(encoded(photos["grace_hopper"])))
+    assert libjpeg_verdict(rotten).corrupt
+    warning = f"{rotten}: corrupt JPEG data (premature end of data segment); decoded anyway, parts of the image may be gray"
+    image, error, noted = decode_source(str(rotten))
+    assert error is None and noted == warning
+    np.testing.assert_array_equal(image, cv2.imread(str(rotten)))
+    sources = np.array([str(clean), str(rotten)], dtype=object)
+    read = read_batch({"source": sources, "error": np.array(["", ""], dtype=object)})
+    assert list(read["warning"]) == [None, warning] and list(read["error"]) == [None, None]
+    detect = Detect("yolo", input_size=(256, 256))
+    from_images = detect(read).to_pylist()  # trtdet batch: read_batch's rows, then the actors
+    from_bytes = detect({"bytes": [clean.read_bytes(), rotten.read_bytes()], "path": list(sources)}).to_pylist()
+    for records in (from_images, from_bytes):
+        assert [r["warning"] for r in records] == [None, warning]
+        assert [r["error"] for r in records] == [None, None] and records[1]["width"] == 512

@@ -160,3 +160,17 @@ def test_a_replica_killed_under_load_loses_no_accepted_request(service, bodies, 
     assert set(statuses) <= {200, 503}, sorted(set(statuses))
     assert statuses.count(200) >= 230  # retried onto the other replica, or after the restart
     assert all(_same(body["detections"], expected[i]) for i, status, body in answers if status == 200)
+
+
+def test_a_corrupt_jpeg_that_decodes_is_answered_with_its_warning(service, photos):
+    from tests.corrupt_jpeg import encoded, truncated_scan
+
+    body = truncated_scan(encoded(photos["grace_hopper"]))
+    response = requests.post(f"{service}/detect", data=body, params={"source": "rotten.jpg"}, timeout=60)
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["error"] is None and answer["width"] == 512
+    assert answer["warning"] == ("rotten.jpg: corrupt JPEG data (premature end of data segment); "
+                                 "decoded anyway, parts of the image may be gray")
+    clean = requests.post(f"{service}/detect", data=encoded(photos["grace_hopper"]), timeout=60).json()
+    assert "warning" not in clean
