@@ -1,7 +1,8 @@
 """End-to-end CenterNet ResDCN on the GPU: trtdet's pipeline against an upstream-style one.
 
 Upstream-style (xingyizhou/CenterNet demo semantics): per image on the CPU, cv2.warpAffine +
-normalisation; torch forward of the network; torch ``ctdet_decode`` (sigmoid, 3x3 max-pool
+normalisation; torch forward of the network (DCN through torchvision's ``deform_conv2d``, the
+kernel closest to upstream's DCNv2 extension); torch ``ctdet_decode`` (sigmoid, 3x3 max-pool
 peaks, top-K); ``ctdet_post_process`` on the CPU (numpy inverse affine).
 trtdet: ``trtdet.load("centernet", device="cuda", backend="torch")`` — uploads uint8 images,
 CUDA warp-affine kernel, the same network (BatchNorm folded, NHWC, fp32 or fp16, optional CUDA
@@ -83,9 +84,28 @@ def upstream_postprocess(dets: np.ndarray, shapes: list[tuple[int, int]], out_si
     return results
 
 
+def torchvision_dcn_forward(layer: torch.nn.Module):
+    """A DCNv2 layer's forward through ``torchvision.ops.deform_conv2d``: the CUDA kernel closest to
+    upstream's DCNv2 extension. Correct here because the upstream-style pipeline runs on the default
+    stream, where torchvision launches its im2col (trtdet's own pipeline uses ``dcn_gather``)."""
+    from torchvision.ops import deform_conv2d
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        offset, mask = layer.offset_and_mask(x)
+        return deform_conv2d(x, offset, layer.weight, layer.bias, stride=layer.stride, padding=layer.padding,
+                             dilation=layer.dilation, mask=mask)
+
+    return forward
+
+
 class UpstreamPipeline:
     def __init__(self, model: torch.nn.Module, size: int, threshold: float) -> None:
+        from trtdet_centernet.dcn import DCNv2
+
         self.model, self.size, self.threshold = model, size, threshold
+        for layer in model.modules():
+            if isinstance(layer, DCNv2):
+                layer.forward = torchvision_dcn_forward(layer)
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
         batch = torch.from_numpy(np.stack([upstream_preprocess(im, self.size) for im in images])).cuda()
