@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from trtdet.io.gpu_jpeg import jpeg_header
+from trtdet.io.jpeg_header import jpeg_header
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 _PNM = re.compile(rb"P[1-6](?:\s+|#[^\n]*\n)*(\d+)(?:\s+|#[^\n]*\n)+(\d+)")

@@ -16,21 +16,13 @@ OpenCV might read differently, are left to OpenCV (``decode_jpeg`` returns None)
 
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 import simplejpeg
 
 from trtdet.errors import InputError
+from trtdet.io.jpeg_header import jpeg_header, plain_orientation
 
-#: Start-of-frame markers (Huffman-coded, 8-bit capable) that TurboJPEG and OpenCV decode alike.
-_PLAIN_SOF = (0xC0, 0xC1, 0xC2)
-#: Every start-of-frame marker (the other 0xC* codes are DHT, JPG and DAC).
-_ANY_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-#: Markers that stand alone, without a length field.
-_NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD8)})
 #: How libjpeg's warnings (JWRN_* in jerror.h) begin; any other message is a fatal error.
 _WARNING_STARTS = (
     "Corrupt JPEG data",
@@ -41,91 +33,6 @@ _WARNING_STARTS = (
     "Unknown Adobe color transform code",
     "Application transferred too many scanlines",
 )
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """What the markers before the first scan say."""
-
-    process: int
-    precision: int
-    components: int
-    has_huffman_tables: bool
-    exif: tuple[bytes, ...]
-
-
-def _layout(data: bytes) -> _Layout | None:
-    """The frame header, Huffman tables and EXIF segments up to the first scan (None: not a readable JPEG header)."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    pos, frame, tables, exif = 2, None, False, []
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in _NO_LENGTH:
-            pos += 2
-            continue
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if length < 2:
-            return None
-        body = data[pos + 4 : pos + 2 + length]
-        if marker in _ANY_SOF:
-            if frame is not None or len(body) < 6:
-                return None
-            frame = (marker, body[0], body[5])
-        elif marker == 0xC4:
-            tables = True
-        elif marker == 0xE1 and body[:6] == b"Exif\x00\x00":
-            exif.append(body)
-        elif marker == 0xDA:
-            return None if frame is None else _Layout(frame[0], frame[1], frame[2], tables, tuple(exif))
-        pos += 2 + length
-    return None
-
-
-def exif_orientation(segment: bytes) -> int | None:
-    """The orientation (1-8) an APP1 ``Exif`` segment states; 1 when it states none; None when in doubt.
-
-    In doubt: a malformed TIFF header or IFD0, or an orientation entry that is not one SHORT
-    of 1-8 (OpenCV reads such entries its own way, so those files are left to it).
-    """
-    tiff = segment[6:]
-    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
-    if order is None or len(tiff) < 8:
-        return None
-    magic, ifd = struct.unpack(order + "HI", tiff[2:8])
-    if magic != 42 or ifd + 2 > len(tiff):
-        return None
-    (count,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
-    if ifd + 2 + 12 * count > len(tiff):
-        return None
-    for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
-        tag, kind, number = struct.unpack(order + "HHI", tiff[entry : entry + 8])
-        if tag == 0x0112:
-            if kind != 3 or number != 1:
-                return None
-            (value,) = struct.unpack(order + "H", tiff[entry + 8 : entry + 10])
-            return int(value) if 1 <= value <= 8 else None
-    return 1
-
-
-def _plain_orientation(data: bytes) -> int | None:
-    """The EXIF orientation of a JPEG that TurboJPEG decodes as OpenCV does, or None for any other file."""
-    layout = _layout(data)
-    if (
-        layout is None
-        or layout.process not in _PLAIN_SOF
-        or layout.precision != 8
-        or layout.components not in (1, 3)
-        or not layout.has_huffman_tables  # MJPEG frames: OpenCV supplies its own default tables
-        or len(layout.exif) > 1
-    ):
-        return None
-    return exif_orientation(layout.exif[0]) if layout.exif else 1
 
 
 def orient(image: np.ndarray, orientation: int) -> np.ndarray:
@@ -169,7 +76,7 @@ def decode_jpeg(data: bytes, source: str) -> tuple[np.ndarray, str | None] | Non
     image whose rows were all read (a broken marker after them), or gives none (``InputError``
     with libjpeg's message).
     """
-    orientation = _plain_orientation(data)
+    orientation = plain_orientation(jpeg_header(data))
     if orientation is None:
         return None
     try:
@@ -201,5 +108,5 @@ def _complete_before_fatal(data: bytes) -> bool:
     Its markers after the scan are read only once the rows are out (``jpeg_finish_decompress``),
     where OpenCV keeps the image too. Files with several scans read them all first.
     """
-    layout = _layout(data)
-    return layout is not None and layout.process in (0xC0, 0xC1) and data.count(b"\xff\xda") == 1
+    header = jpeg_header(data)
+    return header is not None and header.process in (0xC0, 0xC1) and data.count(b"\xff\xda") == 1

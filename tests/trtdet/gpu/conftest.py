@@ -25,3 +25,14 @@ def isolated_cache(_shared_gpu_cache: Path, monkeypatch: pytest.MonkeyPatch) -> 
     """Overrides the suite's per-test cache: compiled packages are reused across GPU tests."""
     monkeypatch.setenv("TRTDET_CACHE_DIR", str(_shared_gpu_cache))
     return _shared_gpu_cache
+
+
+@pytest.fixture(scope="module")
+def decoder():
+    """nvJPEG through torchvision (skips, saying why, where it cannot run)."""
+    from trtdet.io.gpu_jpeg import CudaJpegDecoder, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    return CudaJpegDecoder()

@@ -19,16 +19,6 @@ torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
-@pytest.fixture(scope="module")
-def decoder():
-    from trtdet.io.gpu_jpeg import CudaJpegDecoder, unavailable_reason
-
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    return CudaJpegDecoder()
-
-
 def test_files_nvjpeg_refuses_get_the_cpu_readers_warning(decoder, photos, tmp_path):
     reader = FrameReader(decoder)
     seen = []

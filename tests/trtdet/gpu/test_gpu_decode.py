@@ -22,16 +22,6 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 @pytest.fixture(scope="module")
-def decoder():
-    from trtdet.io.gpu_jpeg import CudaJpegDecoder, unavailable_reason
-
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    return CudaJpegDecoder()
-
-
-@pytest.fixture(scope="module")
 def jpeg_folder(tmp_path_factory, photos):
     folder = tmp_path_factory.mktemp("jpegs")
     shutil.copy(photos["grace_hopper"], folder / "a_grace_hopper.jpg")
