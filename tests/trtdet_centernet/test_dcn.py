@@ -139,3 +139,21 @@ def test_bad_geometry_is_reported():
         modulated_deform_conv(
             x, torch.zeros(1, 18, 5, 5), torch.zeros(1, 9, 5, 5), torch.zeros(2, 4, 3, 3), None
         )
+
+
+def test_channels_last_gather_version_exports_with_a_dynamic_batch():
+    """What the inductor backend does with it on CUDA, here on the CPU: ``torch.export`` with a
+    dynamic batch, then the exported program on another batch size equals ONNX Runtime."""
+    arrays = random_case(1, 1, 1, 1, 3, 2.0)
+    x, offset, mask, weight, bias = (torch.from_numpy(a) for a in arrays)
+
+    class Layer(torch.nn.Module):
+        def forward(self, x, offset, mask):
+            return deform_conv2d_gather(x, offset, mask, weight, bias, (1, 1), (1, 1), (1, 1), 1)
+
+    batch = torch.export.Dim("batch", min=1, max=8)
+    exported = torch.export.export(Layer(), (x, offset, mask), dynamic_shapes=({0: batch}, {0: batch}, {0: batch}))
+    three = [np.concatenate([a, a[:1]]) for a in arrays[:3]]
+    got = exported.module()(*(torch.from_numpy(a) for a in three)).numpy()
+    expected = ort_deform_conv(*three, arrays[3], arrays[4], 1, 1, 1, 1)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
