@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
 
+from trtdet_centernet.dcn_gather import deform_conv2d_gather
+
 IntPair = int | tuple[int, int]
 
 
@@ -112,6 +114,25 @@ def modulated_deform_conv(
     if bias is not None:
         out = out + bias.view(1, out_channels, 1)
     return out.reshape(batch, out_channels, out_h, out_w)
+
+
+def deform_conv(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: IntPair = 1,
+    padding: IntPair = 1,
+    dilation: IntPair = 1,
+    deformable_groups: int = 1,
+) -> torch.Tensor:
+    """DCNv2 on ``x``'s device: ``dcn_gather`` on CUDA, the reference ``modulated_deform_conv`` on the CPU."""
+    if x.is_cuda:
+        return deform_conv2d_gather(
+            x, offset, mask, weight, bias, _pair(stride), _pair(padding), _pair(dilation), deformable_groups
+        )
+    return modulated_deform_conv(x, offset, mask, weight, bias, stride, padding, dilation, deformable_groups)
 
 
 class _DeformConvOnnx(torch.autograd.Function):
@@ -224,11 +245,7 @@ class DCNv2(nn.Module):
                 self.deformable_groups,
             )
             return _DeformConvOnnx.apply(x, offset, mask, self.weight, self.bias, *geometry)
-        if x.is_cuda:
-            from trtdet_centernet.dcn_gather import deform_conv2d_gather
-
-            return deform_conv2d_gather(x, offset, mask, self.weight, self.bias, *args)
-        return modulated_deform_conv(x, offset, mask, self.weight, self.bias, *args)
+        return deform_conv(x, offset, mask, self.weight, self.bias, *args)
 
     def extra_repr(self) -> str:
         return (

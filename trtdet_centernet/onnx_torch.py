@@ -18,17 +18,13 @@ class DeformConvModule(nn.Module):
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor, offset: torch.Tensor,
                 bias: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-        from trtdet_centernet.dcn import modulated_deform_conv
+        from trtdet_centernet.dcn import deform_conv
 
         if mask is None:
             kernel_taps = weight.shape[2] * weight.shape[3]
             mask = offset.new_ones(offset.shape[0], self.offset_group * kernel_taps, *offset.shape[2:])
-        if x.is_cuda:  # stream-safe and capturable (see trtdet_centernet.dcn_gather)
-            from trtdet_centernet.dcn_gather import deform_conv2d_gather
-
-            return deform_conv2d_gather(x, offset, mask, weight, bias, tuple(self.stride), tuple(self.padding),
-                                        tuple(self.dilation), self.offset_group)
-        return modulated_deform_conv(x, offset, mask, weight, bias, self.stride, self.padding, self.dilation, self.offset_group)
+        return deform_conv(x, offset, mask, weight, bias, tuple(self.stride), tuple(self.padding),
+                           tuple(self.dilation), self.offset_group)
 
 
 def _geometry(attributes: dict[str, Any], name: str) -> DeformConvModule:
