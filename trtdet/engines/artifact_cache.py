@@ -65,6 +65,7 @@ class ArtifactCache:
         reader: Callable[[Path], ArtifactMetadata] = read_metadata,
     ) -> None:
         self.root = Path(root) if root is not None else cache_dir()
+        self.root.mkdir(parents=True, exist_ok=True)  # builds stage their files inside it
         self.suffix = suffix
         #: Reads an artifact's metadata (AOTInductor packages keep it inside their zip).
         self.reader = reader

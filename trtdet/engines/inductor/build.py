@@ -11,14 +11,12 @@ Compiles take tens of seconds; a build with the same key is a cache hit afterwar
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from trtdet.errors import ModelError
 from trtdet.model import ModelSpec
 from trtdet.options import DetectorOptions
 
+from .load_check import FreshProcessCheck
 from .package import read_package_metadata, write_package_metadata
 
 RUNTIME = "inductor"
@@ -54,6 +53,8 @@ class PackageBuild:
     metadata: ArtifactMetadata
     cached: bool
     seconds: float
+    #: Where a new build's time went (export, compile, load check and the check child's own steps).
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 def package_cache(root: Path | None = None) -> ArtifactCache:
@@ -182,47 +183,6 @@ def compile_package(exported: Any, target: Path, report: Report) -> str:
     return compiler
 
 
-_VERIFY = r"""
-import importlib, json, sys
-meta = json.loads(sys.argv[2])
-for name in meta["libraries"]:
-    importlib.import_module(name)
-import torch
-with torch._inductor.config.patch({"cpp.vec_isa_ok": False}):
-    runner = torch._inductor.aoti_load_package(sys.argv[1], run_single_threaded=True)
-x = torch.zeros((1, 3, *meta["input_size"]), dtype=getattr(torch, meta["dtype"]), device=meta["device"])
-if meta["device"] == "cuda":
-    x = x.contiguous(memory_format=torch.channels_last)
-with torch.no_grad():
-    runner(x)
-if meta["device"] == "cuda":
-    torch.cuda.synchronize()
-"""
-
-
-def verify_in_fresh_process(path: Path, metadata: ArtifactMetadata) -> None:
-    """Load ``path`` and run one image in a new Python process; ``ModelError`` if that fails."""
-    import json
-
-    extra = metadata.extra
-    meta = {
-        "libraries": extra.get("op_libraries", []),
-        "input_size": list(metadata.input_size),
-        "dtype": extra.get("input_dtype", "float32"),
-        "device": extra.get("device", "cpu"),
-    }
-    try:
-        result = subprocess.run(
-            [sys.executable, "-c", _VERIFY, str(path), json.dumps(meta)], capture_output=True, text=True, timeout=600
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ModelError(f"{path}: the new package did not load within {exc.timeout:.0f} s in a fresh process") from exc
-    if result.returncode != 0:
-        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-        how = f"signal {-result.returncode}" if result.returncode < 0 else f"exit status {result.returncode}"
-        raise ModelError(f"{path}: the new package fails to load in a fresh process ({how}): {lines[-1] if lines else 'no output'}")
-
-
 def build_package(
     model_file: ModelFile,
     spec: ModelSpec,
@@ -258,7 +218,8 @@ def build_package(
         }
     finally:
         engine.deactivate()
-    with tempfile.TemporaryDirectory(prefix="trtdet-aoti-", dir=cache.root) as tmp:
+    check = FreshProcessCheck(extra["op_libraries"], metadata.input_size, extra["input_dtype"], extra["device"])
+    with check, tempfile.TemporaryDirectory(prefix="trtdet-aoti-", dir=cache.root) as tmp:
         built = Path(tmp) / "package.pt2"
         compile_started = time.perf_counter()
         extra["compiler"] = compile_package(exported, built, say)
@@ -267,14 +228,16 @@ def build_package(
         write_package_metadata(built, metadata.to_json_dict())
         say("checking that the package loads in a fresh process")
         check_started = time.perf_counter()
-        verify_in_fresh_process(built, metadata)
+        check_times = check.run(built)
         check_s = time.perf_counter() - check_started
         stored = copy_atomically(built, cache.artifact_path(key))
     cache.keep_source(Path(model_file.path), metadata.source_sha256)
     seconds = time.perf_counter() - started
     say(f"package built in {seconds:.1f} s: {stored.stat().st_size / 1e6:.1f} MB "
         f"(export {export_s:.1f} s, compile {extra['compile_s']:.1f} s, load check {check_s:.1f} s)")
-    return PackageBuild(stored, read_package_metadata(stored), False, seconds)
+    phases = {"export_s": extra["export_s"], "compile_s": extra["compile_s"], "load_check_s": round(check_s, 2),
+              **{f"load_check_{name}": value for name, value in check_times.items()}}
+    return PackageBuild(stored, read_package_metadata(stored), False, seconds, phases)
 
 
 def _names(engine: Any, spec: ModelSpec) -> tuple[str, ...]:

@@ -100,6 +100,8 @@ def test_a_build_describes_itself_and_says_it_compiles_once(built, checkpoint):
     assert meta.extra["device"] == "cpu" and meta.extra["source_kind"] == "weights"
     assert meta.extra["output_names"] == ["output"] and meta.extra["op_libraries"] == []
     assert any("once" in m for m in messages) and any("fresh process" in m for m in messages)
+    # The check's child ran: it reports its own start, load and first-run times.
+    assert {"load_check_start_s", "load_check_load_s", "load_check_first_run_s"} <= set(result.phases)
 
 
 def test_the_package_runs_any_batch_like_the_eager_network(built, checkpoint):

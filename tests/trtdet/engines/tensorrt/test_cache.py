@@ -62,3 +62,10 @@ def test_keep_source(tmp_path):
     kept = cache.keep_source(onnx_file, "ef" * 32)
     assert Path(kept).read_bytes() == b"onnx bytes"
     assert cache.cached_source("ef" * 32) == kept and cache.cached_source("00" * 32) is None
+
+
+def test_a_cache_at_a_new_path_makes_its_directory(tmp_path):
+    # Builds stage their files inside the root (a package build failed with FileNotFoundError).
+    root = tmp_path / "not" / "yet"
+    cache = ArtifactCache(root)
+    assert cache.root.is_dir()
