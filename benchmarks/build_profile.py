@@ -1,6 +1,6 @@
 """Where a cold AOTInductor package build spends its time: one build per process, empty caches.
 
-Each variant (a set of ``torch._inductor.config`` patches) builds the same source in a fresh
+Each variant (``torch._inductor.config`` patches over trtdet's ``compile_settings``) builds the same source in a fresh
 child process whose Inductor, Triton and trtdet caches are new, empty directories, so every
 number is a cold build. The child prints trtdet's phases (export, compile, load check) and
 Inductor's own ``dynamo_timed`` phases (lowering, Triton compiles, C++ compiles, ...).
@@ -23,7 +23,8 @@ from pathlib import Path
 #: Named sets of Inductor config patches a build can be tried with.
 VARIANTS: dict[str, dict[str, object]] = {
     "default": {},
-    "wrapper-O0": {"aot_inductor.compile_wrapper_opt_level": "O0"},
+    "wrapper-O1": {"aot_inductor.compile_wrapper_opt_level": "O1"},
+    "vec-isa-probe": {"cpp.vec_isa_ok": None},
     "no-pch": {"aot_inductor.precompile_headers": False},
     "no-pointwise-autotune": {"triton.autotune_pointwise": False},
 }
@@ -31,7 +32,6 @@ VARIANTS: dict[str, dict[str, object]] = {
 
 def child(args: argparse.Namespace) -> None:
     """Build once with ``args.variant``'s patches and print one JSON line of timings."""
-    import torch
     from torch._dynamo.utils import compile_times
 
     from trtdet.engines.base import ModelFile
@@ -48,15 +48,38 @@ def child(args: argparse.Namespace) -> None:
         messages.append((round(time.perf_counter() - started, 2), message))
         print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
 
-    with torch._inductor.config.patch(VARIANTS[args.variant]):
-        result = build_package(ModelFile(Path(args.source), args.kind), spec, options,
-                               cache=package_cache(), report=report)
+    import trtdet.engines.inductor.build as package_build
+
+    chosen = package_build.compile_settings
+    # The variant's patches win over trtdet's own compile settings.
+    package_build.compile_settings = lambda *a: {**chosen(*a), **VARIANTS[args.variant]}  # type: ignore[assignment]
+
+    def build():
+        return build_package(ModelFile(Path(args.source), args.kind), spec, options, cache=package_cache(), report=report)
+
+    profile_text = ""
+    if args.cprofile:
+        import cProfile
+        import io
+        import pstats
+
+        profiler = cProfile.Profile()
+        result = profiler.runcall(build)
+        buffer = io.StringIO()
+        stats = pstats.Stats(profiler, stream=buffer).sort_stats("cumulative")
+        stats.print_stats(45)
+        stats.sort_stats("tottime").print_stats(25)
+        stats.print_callers("check_call|run_compile_cmd|subprocess.py.*run")
+        profile_text = buffer.getvalue()
+    else:
+        result = build()
     headers, values = compile_times(repr="csv", aggregate=True)
     phases = {str(h): float(v) for h, v in zip(headers, values, strict=True) if _is_number(v)}
     print(json.dumps({
         "variant": args.variant, "patches": VARIANTS[args.variant], "seconds": round(result.seconds, 2),
         **result.phases,
         "package_mb": round(result.path.stat().st_size / 1e6, 1), "inductor_phases_s": phases, "messages": messages,
+        "cprofile": profile_text,
     }))
 
 
@@ -80,6 +103,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="append each variant's JSON line here")
     parser.add_argument("--keep", action="store_true",
                         help="put the default variant's package in $TRTDET_CACHE_DIR (for later runs), not a temporary cache")
+    parser.add_argument("--cprofile", action="store_true", help="profile the build with cProfile (slower; for attribution)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # set in the child
     args = parser.parse_args()
     if args.variant:

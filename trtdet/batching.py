@@ -40,6 +40,7 @@ class BatchingWorker(Generic[T, R]):
         max_wait_ms: float = 2.0,
         max_in_flight: int = 256,
         phases: Phases[T, R] | None = None,
+        split_when_idle: int = 0,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch: expected >= 1, got {max_batch}")
@@ -48,7 +49,9 @@ class BatchingWorker(Generic[T, R]):
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
         # Whatever a batch raises is delivered to its futures, never kills the worker.
-        self.scheduler: Scheduler[T, R] = Scheduler(run_batch, max_batch=max_batch, phases=phases, catch=(BaseException,))
+        self.scheduler: Scheduler[T, R] = Scheduler(
+            run_batch, max_batch=max_batch, phases=phases, catch=(BaseException,), split_when_idle=split_when_idle
+        )
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max_in_flight)
         self._closed = False
         self._lock = threading.Lock()

@@ -15,6 +15,11 @@ batch k on the GPU, and decode k is always queued before engine k+1, so engines 
 their output buffers (CUDA graphs, TensorRT) are safe. ``phases.session()`` is held from the
 first launch until nothing is in flight, so no other caller's batch runs in between.
 
+Idle split: a batch that would start on an idle pipeline (nothing in flight) has nothing
+to overlap its upload with; with ``split_when_idle`` it runs as two halves, the second half's
+upload overlapping the first half's work (measured on the H200: one call of 32 pinned 1080p
+frames through CenterNet took 9.9 ms whole, 7.2 ms as two halves of 16).
+
 Failure policy: a batch that fails (in any phase, or in ``run_batch``) is rerun one item at a
 time, outside the overlap, so only the failing items fail; a batch that was merely staged
 when another one failed is rerun as a batch. A batch of one that fails is not rerun.
@@ -23,6 +28,7 @@ when another one failed is rerun as a batch. A batch of one that fails is not re
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
@@ -110,6 +116,14 @@ class _Batch(Generic[T]):
     items: list[T]
     runs: list[bool]
 
+    def split(self) -> tuple[_Batch[T], _Batch[T]]:
+        """Two batches with half the runnable items each (items not run stay with the ones before them)."""
+        half = (sum(self.runs) + 1) // 2
+        counts = itertools.accumulate(self.runs)
+        cut = next(index for index, seen in enumerate(counts) if seen == half) + 1
+        first = _Batch(self.tags[:cut], self.items[:cut], self.runs[:cut])
+        return first, _Batch(self.tags[cut:], self.items[cut:], self.runs[cut:])
+
     def runnable(self) -> list[T]:
         return [item for item, run in zip(self.items, self.runs, strict=True) if run]
 
@@ -147,13 +161,20 @@ class Scheduler(Generic[T, R]):
         max_batch: int,
         phases: Phases[T, R] | None = None,
         catch: tuple[type[BaseException], ...] = (Exception,),
+        split_when_idle: int = 0,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch: expected >= 1, got {max_batch}")
+        if split_when_idle < 0:
+            raise ValueError(f"split_when_idle: expected >= 0, got {split_when_idle}")
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.phases = phases
         self.catch = catch
+        #: With phases: a batch of at least twice this many items that would start with nothing
+        #: in flight runs as two halves, so the second half's upload overlaps the first half's
+        #: work instead of the whole upload preceding it (0: never split).
+        self.split_when_idle = split_when_idle
         self._pending = _Batch([], [], [])
         self._held: ExitStack | None = None
         self._in_flight: tuple[_Batch[T], Any] | None = None
@@ -197,6 +218,9 @@ class Scheduler(Generic[T, R]):
             return self._finish_in_flight() + batch.outcomes()
         if self.phases is None:
             return self._run_plain(batch)
+        if self._in_flight is None and self.split_when_idle and sum(batch.runs) >= 2 * self.split_when_idle:
+            first, second = batch.split()
+            return self._submit_overlapped(first) + self._submit_overlapped(second)
         return self._submit_overlapped(batch)
 
     def drain(self) -> list[Outcome[R]]:

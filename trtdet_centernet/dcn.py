@@ -230,8 +230,9 @@ class DCNv2(nn.Module):
         gives the same tensor with static shapes in the exported graph.
         """
         out = self.conv_offset_mask(x)
-        split = 2 * self.deformable_groups * self.kernel_size[0] * self.kernel_size[1]
-        return out[:, :split], torch.sigmoid(out[:, split:])
+        taps = self.deformable_groups * self.kernel_size[0] * self.kernel_size[1]
+        # (channels past 3 * taps are padding: see ``network.pad_offset_convs``)
+        return out[:, : 2 * taps], torch.sigmoid(out[:, 2 * taps : 3 * taps])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         offset, mask = self.offset_and_mask(x)

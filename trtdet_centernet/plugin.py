@@ -42,14 +42,14 @@ def export_onnx(weights: Path, output: Path, *, input_size: tuple[int, int], dyn
 
 def torch_model(weights: Path) -> Any:
     """The torch backend's network for an official-format checkpoint (eval mode, fused output,
-    BatchNorm folded into the convolutions: inference only)."""
+    BatchNorm folded, heads merged, offset convolutions padded: inference only)."""
     import json
 
     from trtdet_centernet.checkpoint import build_from_checkpoint
-    from trtdet_centernet.network import fold_batchnorm
+    from trtdet_centernet.network import prepare_for_inference
 
     model, _num_classes, _depth = build_from_checkpoint(weights)
-    fold_batchnorm(model)
+    prepare_for_inference(model)
     model.trtdet_metadata = {"names": json.dumps(list(model.class_names)), "model": "centernet"}
     return model
 

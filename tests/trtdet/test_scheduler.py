@@ -123,3 +123,41 @@ def test_an_uncaught_error_releases_the_pipeline():
 def test_max_batch_must_be_positive():
     with pytest.raises(ValueError, match="max_batch"):
         Scheduler(Plain(), max_batch=0)
+
+
+def test_a_batch_starting_idle_runs_as_two_overlapped_halves():
+    fake = FakeGpuPhases()
+    scheduler = Scheduler(fake.run_batch, max_batch=4, phases=fake.phases(), split_when_idle=2)
+    outcomes = _run(scheduler, range(12))
+    assert [o.result for o in outcomes] == [10 * x for x in range(12)]
+    # Only the first batch starts idle; later ones overlap the batch in flight and stay whole.
+    assert fake.events == [
+        ("stage", (0, 1)), ("launch", (0, 1)),
+        ("stage", (2, 3)), ("finish", (0, 1)), ("launch", (2, 3)),
+        ("stage", (4, 5, 6, 7)), ("finish", (2, 3)), ("launch", (4, 5, 6, 7)),
+        ("stage", (8, 9, 10, 11)), ("finish", (4, 5, 6, 7)), ("launch", (8, 9, 10, 11)),
+        ("finish", (8, 9, 10, 11)),
+    ]  # fmt: skip
+    assert not fake.lock.locked()
+
+
+def test_an_idle_split_keeps_items_that_do_not_run_in_order_and_small_batches_whole():
+    fake = FakeGpuPhases()
+    runs = [True, False, True, True, False, True, True]
+    scheduler = Scheduler(fake.run_batch, max_batch=8, phases=fake.phases(), split_when_idle=2)
+    outcomes = _run(scheduler, [1, None, 2, 3, None, 4, 5], runs)
+    assert [o.tag for o in outcomes] == list(range(7))
+    assert [o.result for o in outcomes] == [10, None, 20, 30, None, 40, 50]
+    assert [e for e in fake.events if e[0] == "launch"] == [("launch", (1, 2, 3)), ("launch", (4, 5))]
+    fake = FakeGpuPhases()
+    _run(Scheduler(fake.run_batch, max_batch=8, phases=fake.phases(), split_when_idle=4), range(7))
+    assert [e for e in fake.events if e[0] == "launch"] == [("launch", tuple(range(7)))]  # 7 < 2 x 4
+
+
+def test_a_failing_half_fails_only_its_bad_item():
+    fake = FakeGpuPhases()
+    items = [1, -2, 3, 4, 5, 6]
+    outcomes = _run(Scheduler(fake.run_batch, max_batch=6, phases=fake.phases(), split_when_idle=2), items)
+    assert [o.result for o in outcomes] == [10, None, 30, 40, 50, 60]
+    assert isinstance(outcomes[1].error, ValueError)
+    assert not fake.lock.locked()

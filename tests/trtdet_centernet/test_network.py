@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from trtdet_centernet.network import build_centernet, fill_up_weights, fold_batchnorm
+from trtdet_centernet.dcn import DCNv2
+from trtdet_centernet.network import build_centernet, fill_up_weights, fold_batchnorm, prepare_for_inference
 
 from . import upstream_reference as upstream
 from .conftest import SIZE
@@ -84,6 +85,24 @@ def test_folded_batchnorm_bottleneck_and_channels_last():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     assert (got - expected).abs().max() / expected.abs().max() < 1e-4
     assert got_nhwc.is_contiguous() and (got_nhwc - got).abs().max() / got.abs().max() < 1e-5
+
+
+def test_the_inference_network_matches_upstream(upstream_model, image_batch):
+    """BatchNorm folded, heads merged into two convolutions, offset convs padded: upstream's output."""
+    model = build_centernet(18, 80)
+    model.load_state_dict(upstream_model.state_dict())
+    prepared = prepare_for_inference(model.eval())
+    assert prepared.merged_heads is not None and prepared.hm is None
+    assert prepared.merged_heads.project.out_channels == 88  # 2 + 2 + 80, padded to a multiple of 8
+    assert all(m.conv_offset_mask.out_channels == 32 for m in prepared.modules() if isinstance(m, DCNv2))
+    with torch.no_grad():
+        theirs = upstream.deployment_output(upstream_model(image_batch)[-1])
+        ours = prepared(image_batch)
+        nhwc = prepared.to(memory_format=torch.channels_last)(image_batch.contiguous(memory_format=torch.channels_last))
+    assert (ours - theirs).abs().max() / theirs.abs().max() < 1e-4
+    assert (nhwc - theirs).abs().max() / theirs.abs().max() < 1e-4
+    with pytest.raises(ValueError, match="merged for inference"):
+        prepared.heads(image_batch)
 
 
 def test_fold_batchnorm_needs_eval_mode():

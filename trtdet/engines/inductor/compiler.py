@@ -12,12 +12,14 @@ loads it into a child process that has imported torch: a compiler passes when th
 
 from __future__ import annotations
 
-import functools
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from trtdet.errors import ModelError
@@ -79,17 +81,98 @@ def probe_compiler(compiler: str) -> str | None:
     return None
 
 
-@functools.cache
-def choose_compiler() -> tuple[str, tuple[str, ...]]:
-    """The first candidate that passes the probe, and why each earlier one was passed over."""
+def _verdict_key(compiler: str) -> str | None:
+    """What a probe's verdict depends on: the compiler file, this Python and this torch."""
+    try:
+        real = os.path.realpath(shutil.which(compiler) or compiler)
+        stat = os.stat(real)
+    except OSError:
+        return None
+    import torch
+
+    return f"{real}|{stat.st_mtime_ns}|{stat.st_size}|{sys.executable}|{torch.__version__}"
+
+
+def _verdicts_file() -> Path:
+    from trtdet.cache import cache_dir
+
+    return cache_dir() / "cxx-probes.json"
+
+
+def _load_verdicts() -> dict[str, str | None]:
+    try:
+        loaded = json.loads(_verdicts_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _save_verdicts(verdicts: dict[str, str | None]) -> None:
+    path = _verdicts_file()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(verdicts, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:  # a read-only cache only costs the next build its probes
+        tmp.unlink(missing_ok=True)
+
+
+def _choose() -> tuple[str, tuple[str, ...]]:
+    candidates = candidate_compilers()
+    verdicts = _load_verdicts()
+    keys = [_verdict_key(compiler) for compiler in candidates]
+    unknown = [compiler for compiler, key in zip(candidates, keys, strict=True) if key is None or key not in verdicts]
+    # Each probe is a compile and a child Python importing torch (~5 s on the H200): run them at once.
+    with ThreadPoolExecutor(max_workers=max(1, len(unknown))) as pool:
+        fresh = dict(zip(unknown, pool.map(probe_compiler, unknown), strict=True))
     rejected: list[str] = []
-    for compiler in candidate_compilers():
-        reason = probe_compiler(compiler)
+    changed = False
+    for compiler, key in zip(candidates, keys, strict=True):
+        if compiler in fresh:
+            reason = fresh[compiler]
+            if key is not None:
+                verdicts[key] = reason
+                changed = True
+        else:
+            reason = verdicts[key]  # type: ignore[index]
         if reason is None:
+            if changed:
+                _save_verdicts(verdicts)
             return compiler, tuple(rejected)
         rejected.append(f"{compiler}: {reason}")
+    if changed:
+        _save_verdicts(verdicts)
     detail = "; ".join(rejected) or "no g++, c++ or clang++ on PATH"
     raise ModelError(
         f"AOTInductor needs a C++ compiler whose shared libraries load into Python ({detail}); "
         "install g++ or set TRTDET_CXX"
     )
+
+
+_choice: Future | None = None
+_choice_lock = threading.Lock()
+
+
+def start_choosing() -> Future:
+    """Begin choosing the compiler in the background (once per process); a build calls this first,
+    so the probes run while the network is loaded and exported."""
+    global _choice
+    with _choice_lock:
+        if _choice is None:
+            _choice = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trtdet-cxx-probe").submit(_choose)
+        return _choice
+
+
+def choose_compiler() -> tuple[str, tuple[str, ...]]:
+    """The first candidate that passes the probe, and why each earlier one was passed over.
+
+    Verdicts are remembered in the trtdet cache (``cxx-probes.json``), keyed on the compiler
+    file, Python and torch, so only a machine's first build pays for the probes.
+    """
+    global _choice
+    try:
+        return start_choosing().result()
+    except ModelError:
+        with _choice_lock:
+            _choice = None  # a compiler installed later is found by the next build
+        raise
