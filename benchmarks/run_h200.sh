@@ -8,7 +8,7 @@ out=${1:-/tmp/trtdet-h200}; what=${2:-all}
 mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null 2>&1
-export TRTDET_CACHE_DIR=/tmp/trtdet-cache TRTDET_GPU_TEST_CACHE=/tmp/trtdet-cache TRTDET_TEST_CHECKPOINTS=/tmp/trtdet-ckpt
+export TRTDET_CACHE_DIR=${TRTDET_CACHE_DIR:-/tmp/trtdet-cache} TRTDET_GPU_TEST_CACHE=${TRTDET_CACHE_DIR:-/tmp/trtdet-cache} TRTDET_TEST_CHECKPOINTS=/tmp/trtdet-ckpt
 export PYTHONUNBUFFERED=1
 python3 -m tests.trtdet.gpu.checkpoints "$TRTDET_TEST_CHECKPOINTS" >/dev/null
 yolo=$(python3 -c "from trtdet_yolo.plugin import default_model_path as p; print(p())")
@@ -36,7 +36,8 @@ if [ "$what" != bench ]; then
   timeout ${PROBE_TIMEOUT:-120} python3 benchmarks/graph_probe.py /tmp/trtdet-pkg/*.pt2 --eager centernet 2>&1 | grep -v -i warn > "$out/graph_probe.log"
   # One pytest per GPU test file, several at once (the GPU has room; a single run outgrew a call).
   mkdir -p "$out/gpu-tests"
-  grep -rlE "mark\.gpu|gpu = pytest" tests --include="test_*.py" | sort | xargs -P ${TEST_JOBS:-6} -I{} sh -c \
+  # TEST_FILES (space-separated) narrows the run to those files.
+  { if [ -n "${TEST_FILES:-}" ]; then printf '%s\n' $TEST_FILES; else grep -rlE "mark\.gpu|gpu = pytest" tests --include="test_*.py" | sort; fi; } | xargs -P ${TEST_JOBS:-6} -I{} sh -c \
     'timeout ${TEST_TIMEOUT:-400} python3 -m pytest -v -rA --tb=short --durations=5 -m gpu {} -p no:cacheprovider > "$0/gpu-tests/$(echo {} | tr / _).log" 2>&1' "$out"
   for f in "$out"/gpu-tests/*.log; do echo "== $(basename "$f"): $(tail -1 "$f")"; grep -E "^(FAILED|ERROR)" "$f"; done | tee "$out/gpu-tests.summary"
   tar czf "$out/gpu-tests.tgz" -C "$out" gpu-tests && rm -r "$out/gpu-tests"  # one file: a call returns only a few

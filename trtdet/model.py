@@ -33,6 +33,23 @@ class Decoder(Protocol):
     def __call__(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> list[Detections]: ...
 
 
+class QueuingDecoder(Decoder, Protocol):
+    """A decoder that can queue a batch's decode and hand the results over later (optional).
+
+    ``queue(outputs, transforms)`` queues the work on the current stream (reading the engine's
+    outputs there, in stream order) and returns a handle without waiting; ``collect(handle)``
+    waits for it and returns the detections. With such a decoder the GPU pipeline launches
+    batch k+1 before it collects batch k, so no gap opens on the GPU between batches. Two
+    batches may be queued and not collected: a decoder keeps two sets of result buffers.
+    ``collect`` must not read the engine's outputs (the next batch may have overwritten them);
+    it may raise to have the batch's images rerun one by one through ``__call__``.
+    """
+
+    def queue(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> Any: ...
+
+    def collect(self, queued: Any) -> list[Detections]: ...
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A detector family as a plugin describes it.

@@ -203,7 +203,8 @@ class Detector:
         self._check_open()
         phases = None
         if self._can_overlap():
-            phases = Phases(self._session, self._stage, self._launch, self._finish, self._discard)
+            phases = Phases(self._session, self._stage, self._launch, self._finish, self._discard,
+                            launch_ahead=self._queues_decode())
         split = IDLE_SPLIT_PART if phases is not None else 0
         return Scheduler(self._run_batch, max_batch=self.batch_size, phases=phases, split_when_idle=split)
 
@@ -233,14 +234,25 @@ class Detector:
         with self._on_stream():
             return self.preprocessor.stage(images)  # type: ignore[attr-defined]  # a StagingPreprocessor
 
-    def _launch(self, staged: Any) -> tuple[dict[str, Any], list]:
+    def _queues_decode(self) -> bool:
+        """Whether the decoder can queue a batch's decode and collect it later (``QueuingDecoder``)."""
+        return callable(getattr(self.decoder, "queue", None)) and callable(getattr(self.decoder, "collect", None))
+
+    def _launch(self, staged: Any) -> tuple[Any, Any]:
         with self._on_stream():
             batch = self.preprocessor.warp(staged)  # type: ignore[attr-defined]
-            return self.engine(batch.tensor), batch.transforms
+            outputs = self.engine(batch.tensor)
+            if self._queues_decode():
+                # Queued now, behind this batch's engine and before the next one's, so an engine
+                # that reuses its output buffers is safe while two batches are launched.
+                return self.decoder.queue(outputs, batch.transforms), None  # type: ignore[attr-defined]
+            return outputs, batch.transforms
 
-    def _finish(self, launched: tuple[dict[str, Any], list]) -> list[Detections]:
+    def _finish(self, launched: tuple[Any, Any]) -> list[Detections]:
         outputs, transforms = launched
         with self._on_stream():
+            if transforms is None:
+                return finite_only(self.decoder.collect(outputs))  # type: ignore[attr-defined]
             return finite_only(self.decoder(outputs, transforms))
 
     def _discard(self) -> None:

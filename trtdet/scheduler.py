@@ -10,10 +10,12 @@ Batches: ``max_batch`` runnable items, with ``add(..., run=False)`` items (an un
 that must still be reported in order) travelling with the batch they were added to.
 
 Overlap: with ``phases`` (a GPU pipeline whose preprocessor can stage ahead), batches run as
-launch(k), stage(k+1), finish(k), launch(k+1), ... -- batch k+1's host copy and upload overlap
-batch k on the GPU, and decode k is always queued before engine k+1, so engines that reuse
-their output buffers (CUDA graphs, TensorRT) are safe. ``phases.session()`` is held from the
-first launch until nothing is in flight, so no other caller's batch runs in between.
+stage(k+1), finish(k), launch(k+1), ... -- batch k+1's host copy and upload overlap batch k on
+the GPU, and decode k is always queued before engine k+1, so engines that reuse their output
+buffers (CUDA graphs, TensorRT) are safe. When the pipeline's decoder queues its results into
+buffers of its own (``Phases.launch_ahead``) the order is stage(k+1), launch(k+1), finish(k):
+the GPU has batch k+1's work before the host waits for batch k. ``phases.session()`` is held
+from the first launch until nothing is in flight, so no other caller's batch runs in between.
 
 Idle split: a batch that would start on an idle pipeline (nothing in flight) has nothing
 to overlap its upload with; with ``split_when_idle`` it runs as two halves, the second half's
@@ -87,7 +89,8 @@ class Phases(Generic[T, R]):
 
     ``stage(items)`` prepares a batch without waiting for the device; ``launch(staged)``
     queues its work; ``finish(launched)`` waits and returns one result per item. The
-    scheduler calls them as launch(k), stage(k+1), finish(k), inside one ``session()``.
+    scheduler calls them as stage(k+1), finish(k), launch(k+1) (or, with ``launch_ahead``,
+    stage(k+1), launch(k+1), finish(k)), inside one ``session()``.
     ``discard()`` drops staged batches after an error.
     """
 
@@ -96,6 +99,10 @@ class Phases(Generic[T, R]):
     launch: Callable[[Any], Any]
     finish: Callable[[Any], Sequence[R]]
     discard: Callable[[], None]
+    #: The pipeline lets batch k+1 launch before batch k is finished (its decoder queues its
+    #: results into buffers of its own): batches then run stage(k+1), launch(k+1), finish(k),
+    #: so the GPU gets k+1's work before the host waits for k and no gap opens between them.
+    launch_ahead: bool = False
 
 
 @dataclass(frozen=True)
@@ -286,6 +293,34 @@ class Scheduler(Generic[T, R]):
         if held is not None:
             held.close()
 
+    def _submit_ahead(self, batch: _Batch[T], staged: Any) -> list[Outcome[R]]:
+        """launch(k+1), then finish(k): returns batch k's outcomes (and any reruns)."""
+        phases = self.phases
+        assert phases is not None and self._in_flight is not None
+        try:
+            launched = phases.launch(staged)
+        except self.catch as exc:
+            phases.discard()
+            return self._finish_in_flight() + self._run_each(batch, exc)
+        previous, launched_previous = self._in_flight
+        self._in_flight = (batch, launched)
+        try:
+            results = phases.finish(launched_previous)
+        except self.catch as exc:
+            # Batch k failed with k+1 already running: finish k+1 first (the session is still
+            # held for it), then rerun k one by one outside the overlap.
+            self._in_flight = None
+            try:
+                later = batch.outcomes(phases.finish(launched))
+            except self.catch as later_exc:
+                later = None
+                later_error = later_exc
+            phases.discard()
+            self._release()
+            done = self._run_each(previous, exc)
+            return done + (later if later is not None else self._run_each(batch, later_error))
+        return previous.outcomes(results)
+
     def _submit_overlapped(self, batch: _Batch[T]) -> list[Outcome[R]]:
         """stage(k+1), finish(k), launch(k+1): returns batch k's outcomes (and any reruns)."""
         phases = self.phases
@@ -299,6 +334,8 @@ class Scheduler(Generic[T, R]):
                 phases.discard()
                 done += self._finish_in_flight()
                 return done + self._run_each(batch, exc)
+            if self._in_flight is not None and phases.launch_ahead:
+                return self._submit_ahead(batch, staged)
             if self._in_flight is not None:
                 previous, launched = self._in_flight
                 self._in_flight = None

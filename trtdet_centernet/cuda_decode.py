@@ -44,6 +44,7 @@ from trtdet.cuda.launch import Launcher, Reinterpret
 from trtdet.cuda.runtime import SIMULATOR, blocks, fadd_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections
 from trtdet.postprocess import nms
+from trtdet.postprocess.queued import PinnedPairs, QueuedDecode, done_event
 from trtdet.preprocess.affine import AffineTransform
 from trtdet_centernet.decode import (
     DEFAULT_K,
@@ -343,7 +344,7 @@ class CudaCenterNetDecoder(CenterNetDecoder):
         self._batch = 0
         self._keys: Any = None
         self._counts: Any = None
-        self._host: Any = None
+        self._pinned: Any = None
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -358,14 +359,38 @@ class CudaCenterNetDecoder(CenterNetDecoder):
         # torch has no general uint64; numba sees the same bytes as uint64 keys.
         self._keys = torch.empty((batch, self.capacity), dtype=torch.int64, device=self.device)
         self._counts = torch.zeros(batch, dtype=torch.int32, device=self.device)
-        pin = not SIMULATOR
-        self._transforms_host = torch.empty((batch, TRANSFORM_COLUMNS), dtype=torch.float64, pin_memory=pin)
+        self._pinned = PinnedPairs(torch, pin=not SIMULATOR)
+        self._pinned.allocate("transforms", (batch, TRANSFORM_COLUMNS), torch.float64)
+        self._pinned.allocate("results", (batch, self.k + 1, RESULT_COLUMNS), torch.float32)
         self._transforms_dev = torch.empty((batch, TRANSFORM_COLUMNS), dtype=torch.float64, device=self.device)
         self._results = torch.empty((batch, self.k + 1, RESULT_COLUMNS), dtype=torch.float32, device=self.device)
-        self._host = torch.empty((batch, self.k + 1, RESULT_COLUMNS), dtype=torch.float32, pin_memory=pin)
         self._views = (self._keys, self._counts, self._transforms_dev, self._results)
 
     def __call__(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> list[Detections]:
+        queued = self.queue(outputs, transforms)
+        return self._collect(queued, outputs[self.output_name])
+
+    def collect(self, queued: QueuedDecode) -> list[Detections]:
+        """The detections of a batch ``queue`` queued (waits for its results).
+
+        Raises ``RuntimeError`` when an image had more peaks than ``max_candidates``: the CPU
+        decode it then needs reads the engine's output, which a later batch may have replaced,
+        so the pipeline reruns the batch's images one by one through ``__call__``.
+        """
+        return self._collect(queued, None)
+
+    def _collect(self, queued: QueuedDecode, output: Any) -> list[Detections]:
+        if queued.size == 0:
+            return []
+        host = queued.wait()
+        if output is None and np.any(host[:, self.k, 1] > self.capacity):
+            raise RuntimeError(
+                f"centernet: {int(host[:, self.k, 1].max())} peaks in one image exceed max_candidates={self.capacity}"
+            )
+        return self._detections(host, output, queued.transforms)
+
+    def queue(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> QueuedDecode:
+        """Queue the decode of a batch on torch's current stream; ``collect`` returns its detections."""
         torch = self.torch
         output: Any = outputs[self.output_name]
         cells = self.height * self.width
@@ -377,16 +402,17 @@ class CudaCenterNetDecoder(CenterNetDecoder):
         if len(transforms) != batch:
             raise ValueError(f"{len(transforms)} transforms for a batch of {batch}")
         if batch == 0:
-            return []
+            return QueuedDecode(None, None, transforms, 0)
         if not output.is_contiguous():
             output = output.contiguous()
         self._buffers(batch)
-        table = self._transforms_host[:batch].numpy()
+        pinned = self._pinned.take()
+        table = pinned["transforms"][:batch].numpy()
         for i, transform in enumerate(transforms):
             table[i, :6] = transform.inverse.reshape(6)
             table[i, 6:] = transform.src_size
         torch_stream = None if SIMULATOR else torch.cuda.current_stream()
-        self._transforms_dev[:batch].copy_(self._transforms_host[:batch], non_blocking=True)
+        self._transforms_dev[:batch].copy_(pinned["transforms"][:batch], non_blocking=True)
         launch_decode(
             output,
             *self._views,
@@ -396,11 +422,9 @@ class CudaCenterNetDecoder(CenterNetDecoder):
             threshold_logit=self.threshold_logit,
             stream=numba_stream(torch_stream),
         )
-        host = self._host[:batch]
+        host = pinned["results"][:batch]
         host.copy_(self._results[:batch], non_blocking=True)
-        if torch_stream is not None:
-            torch_stream.synchronize()
-        return self._detections(host.numpy(), output, transforms)
+        return QueuedDecode(host, done_event(torch, torch_stream), transforms, batch)
 
     def _detections(self, host: np.ndarray, output: Any, transforms: Sequence[AffineTransform]) -> list[Detections]:
         found = host[:, self.k, 1]

@@ -35,6 +35,7 @@ from trtdet.cuda.device_functions import (
 from trtdet.cuda.launch import Launcher, Reinterpret
 from trtdet.cuda.runtime import SIMULATOR, blocks, dadd_rn, dmul_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections
+from trtdet.postprocess.queued import PinnedPairs, QueuedDecode, done_event
 from trtdet.preprocess.affine import AffineTransform
 from trtdet_yolo.decode import MAX_NMS_CANDIDATES, YoloDecoder
 
@@ -268,11 +269,12 @@ class CudaYoloDecoder(YoloDecoder):
         self._sorted_boxes = torch.empty((batch, kept, 4), dtype=torch.float32, device=dev)
         self._sorted_classes = torch.empty((batch, kept), dtype=torch.int32, device=dev)
         self._suppressed = torch.empty((batch, kept), dtype=torch.int8, device=dev)
-        self._transforms_host = torch.empty((batch, TRANSFORM_COLUMNS), dtype=torch.float64, pin_memory=pin)
         self._transforms_dev = torch.empty((batch, TRANSFORM_COLUMNS), dtype=torch.float64, device=dev)
         rows = self.max_detections + 1
         self._results = torch.empty((batch, rows, RESULT_COLUMNS), dtype=torch.float32, device=dev)
-        self._host = torch.empty((batch, rows, RESULT_COLUMNS), dtype=torch.float32, pin_memory=pin)
+        self._pinned = PinnedPairs(torch, pin)
+        self._pinned.allocate("transforms", (batch, TRANSFORM_COLUMNS), torch.float64)
+        self._pinned.allocate("results", (batch, rows, RESULT_COLUMNS), torch.float32)
         self._views = [
             Reinterpret(self._keys, np.uint64),
             self._counts,
@@ -286,6 +288,22 @@ class CudaYoloDecoder(YoloDecoder):
         ]
 
     def __call__(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> list[Detections]:
+        return self.collect(self.queue(outputs, transforms))
+
+    def collect(self, queued: QueuedDecode) -> list[Detections]:
+        """The detections of a batch ``queue`` queued (waits for its results)."""
+        if queued.size == 0:
+            return []
+        out = []
+        for row in queued.wait():
+            kept = int(row[self.max_detections, 0])
+            rows = row[:kept]
+            # Copies, always: the pinned buffer is reused two batches later.
+            out.append(Detections(rows[:, :4].copy(), rows[:, 4].copy(), rows[:, 5].astype(np.int64)))
+        return out
+
+    def queue(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> QueuedDecode:
+        """Queue decode and NMS of a batch on torch's current stream; ``collect`` returns its detections."""
         torch = self.torch
         if self.head is None or self.output_name is None:
             self.validate({k: tuple(v.shape) for k, v in outputs.items()}, "model output")  # type: ignore[attr-defined]
@@ -297,17 +315,18 @@ class CudaYoloDecoder(YoloDecoder):
         if len(transforms) != batch:
             raise ValueError(f"{len(transforms)} transforms for a batch of {batch}")
         if batch == 0:
-            return []
+            return QueuedDecode(None, None, transforms, 0)
         v8 = self.head == "v8"
         anchors = int(pred.shape[2] if v8 else pred.shape[1])
         self._buffers(batch, anchors)
-        table = self._transforms_host[:batch].numpy()
+        pinned = self._pinned.take()
+        table = pinned["transforms"][:batch].numpy()
         for i, transform in enumerate(transforms):
             table[i, :6] = transform.inverse.reshape(6)
             table[i, 6:] = transform.src_size
         torch_stream = None if SIMULATOR else torch.cuda.current_stream()
         keys, counts, boxes, classes, sorted_boxes, sorted_classes, suppressed, transforms_dev, results = self._views
-        self._transforms_dev[:batch].copy_(self._transforms_host[:batch], non_blocking=True)
+        self._transforms_dev[:batch].copy_(pinned["transforms"][:batch], non_blocking=True)
         nb_stream = numba_stream(torch_stream)
         self._candidates[1 if pred.element_size() == 2 else 0](
             (blocks(anchors, CANDIDATE_THREADS), batch),
@@ -339,14 +358,6 @@ class CudaYoloDecoder(YoloDecoder):
             transforms_dev,
             results,
         )
-        host = self._host[:batch]
+        host = pinned["results"][:batch]
         host.copy_(self._results[:batch], non_blocking=True)
-        if torch_stream is not None:
-            torch_stream.synchronize()
-        out = []
-        for row in host.numpy():
-            kept = int(row[self.max_detections, 0])
-            rows = row[:kept]
-            # Copies, always: ``host`` is a pinned buffer the next batch overwrites.
-            out.append(Detections(rows[:, :4].copy(), rows[:, 4].copy(), rows[:, 5].astype(np.int64)))
-        return out
+        return QueuedDecode(host, done_event(torch, torch_stream), transforms, batch)

@@ -180,11 +180,13 @@ class FakeGpuPhases:
     before launch k+1. Items are ints; the result of ``x`` is ``10 * x``. ``stage`` rejects
     negative items (a bad image), ``finish`` fails a batch holding 13 (a failed decode)."""
 
-    def __init__(self) -> None:
+    def __init__(self, launch_ahead: bool = False) -> None:
         self.lock = threading.Lock()
         self.events: list[tuple[str, tuple[int, ...]]] = []
         self.staged_slots = 0
         self.launched: list[tuple[int, ...]] = []
+        #: A decoder that queues into buffers of its own: two batches may be launched at once.
+        self.launch_ahead = launch_ahead
 
     def session(self):
         return self.lock
@@ -198,7 +200,7 @@ class FakeGpuPhases:
         return tuple(items)
 
     def launch(self, staged):
-        assert not self.launched, "launch k+1 before finish k: an engine's outputs would be overwritten"
+        assert len(self.launched) < (2 if self.launch_ahead else 1), "too many batches launched and not finished"
         self.staged_slots -= 1
         self.launched.append(staged)
         self.events.append(("launch", staged))
@@ -224,7 +226,7 @@ class FakeGpuPhases:
     def phases(self):
         from trtdet.batching import Phases
 
-        return Phases(self.session, self.stage, self.launch, self.finish, self.discard)
+        return Phases(self.session, self.stage, self.launch, self.finish, self.discard, launch_ahead=self.launch_ahead)
 
 
 def test_overlapped_worker_stages_the_next_batch_while_one_runs():

@@ -161,3 +161,39 @@ def test_a_failing_half_fails_only_its_bad_item():
     assert [o.result for o in outcomes] == [10, None, 30, 40, 50, 60]
     assert isinstance(outcomes[1].error, ValueError)
     assert not fake.lock.locked()
+
+
+def test_launch_ahead_queues_the_next_batch_before_finishing_the_last():
+    fake = FakeGpuPhases(launch_ahead=True)
+    outcomes = _run(Scheduler(fake.run_batch, max_batch=2, phases=fake.phases()), range(6))
+    assert [o.result for o in outcomes] == [10 * x for x in range(6)]
+    assert fake.events == [
+        ("stage", (0, 1)), ("launch", (0, 1)),
+        ("stage", (2, 3)), ("launch", (2, 3)), ("finish", (0, 1)),
+        ("stage", (4, 5)), ("launch", (4, 5)), ("finish", (2, 3)),
+        ("finish", (4, 5)),
+    ]  # fmt: skip
+    assert not fake.lock.locked()
+
+
+@pytest.mark.parametrize("bad", [-1, 13], ids=["stage-fails", "finish-fails"])
+@pytest.mark.parametrize("split", [0, 2], ids=["whole", "idle-split"])
+def test_launch_ahead_failures_rerun_only_the_bad_items(bad, split):
+    fake = FakeGpuPhases(launch_ahead=True)
+    items = [1, 2, bad, 4, 5, 6, 7, 13 if bad == 13 else 8, 9]
+    scheduler = Scheduler(fake.run_batch, max_batch=2, phases=fake.phases(), split_when_idle=split)
+    outcomes = _run(scheduler, items)
+    assert [o.tag for o in outcomes] == list(range(len(items)))
+    for x, outcome in zip(items, outcomes, strict=True):
+        if x < 0:
+            assert isinstance(outcome.error, ValueError)
+        else:
+            assert outcome.error is None and outcome.result == 10 * x  # 13 decodes fine alone
+    assert not fake.lock.locked()
+
+
+def test_launch_ahead_when_the_batch_behind_a_failed_one_fails_too():
+    fake = FakeGpuPhases(launch_ahead=True)
+    outcomes = _run(Scheduler(fake.run_batch, max_batch=2, phases=fake.phases()), [13, 1, 13, 2, 3])
+    assert [o.result for o in outcomes] == [130, 10, 130, 20, 30]  # each decodes fine alone
+    assert all(o.error is None for o in outcomes) and not fake.lock.locked()

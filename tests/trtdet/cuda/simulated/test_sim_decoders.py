@@ -128,3 +128,33 @@ def test_yolo_agnostic_nms_identical_to_cpu_decode(head):
     got = CudaYoloDecoder(nc, 0.05, 0.3, 300, agnostic=True)({"output0": torch.from_numpy(output)}, transforms)
     assert_same_detections(got, want)
     assert sum(len(w) for w in want) < sum(len(a) for a in aware)  # the case suppresses across classes
+
+
+def test_two_queued_batches_collect_their_own_results():
+    """queue(k), queue(k+1), then collect both: each batch keeps its own pinned results."""
+    rng = np.random.default_rng(11)
+    first, second = centernet_output(rng, 3, H, W, C), centernet_output(rng, 2, H, W, C)
+    t1, t2 = _transforms(3, INPUT), _transforms(2, INPUT)[::-1]
+    decoder = CudaCenterNetDecoder(C, INPUT, k=6, threshold=0.1)
+    q1 = decoder.queue({"output": torch.from_numpy(first)}, t1)
+    q2 = decoder.queue({"output": torch.from_numpy(second)}, t2)
+    for queued, output, transforms in ((q1, first, t1), (q2, second, t2)):
+        want = decode_centernet(output, transforms, stride=4, input_size=INPUT, num_classes=C, k=6, threshold=0.1)
+        assert_same_detections(decoder.collect(queued), want)
+    nc = 3
+    y1, y2 = yolo_output(rng, 2, 60, nc, "v8"), yolo_output(rng, 3, 60, nc, "v8")
+    yolo = CudaYoloDecoder(nc, 0.05, 0.5, 300)
+    a = yolo.queue({"output0": torch.from_numpy(y1)}, _transforms(2, (64, 64)))
+    b = yolo.queue({"output0": torch.from_numpy(y2)}, _transforms(3, (64, 64)))
+    for queued, output, batch in ((a, y1, 2), (b, y2, 3)):
+        want = decode_yolo(output, _transforms(batch, (64, 64)), head="v8", num_classes=nc, conf_threshold=0.05,
+                           iou_threshold=0.5, max_detections=300)
+        assert_same_detections(yolo.collect(queued), want)
+
+
+def test_a_collected_overflow_asks_for_a_rerun_instead_of_reading_a_stale_output():
+    output = centernet_output(np.random.default_rng(5), 2, H, W, C)
+    decoder = CudaCenterNetDecoder(C, INPUT, k=4, threshold=0.05, max_candidates=3)
+    queued = decoder.queue({"output": torch.from_numpy(output)}, _transforms(2, INPUT))
+    with pytest.raises(RuntimeError, match="exceed max_candidates=3"):
+        decoder.collect(queued)

@@ -1,0 +1,59 @@
+"""What a GPU decoder that queues its work (``trtdet.model.QueuingDecoder``) shares.
+
+Such a decoder copies each batch's transforms up and its results down through pinned host
+buffers. While batch k's results wait to be collected, batch k+1 is queued into the other
+buffer of a pair, so the host never writes a buffer a queued copy still reads, nor reads one
+a queued copy is about to overwrite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from trtdet.preprocess.affine import AffineTransform
+
+
+@dataclass
+class QueuedDecode:
+    """A batch's decode as queued: its pinned results (valid once ``done`` has passed)."""
+
+    host: Any
+    done: Any
+    transforms: Sequence[AffineTransform]
+    size: int
+
+    def wait(self) -> Any:
+        """Block until the results are on the host; returns them as a numpy array."""
+        if self.done is not None:
+            self.done.synchronize()
+        return self.host.numpy()
+
+
+class PinnedPairs:
+    """Named pinned host buffers, two of each, handed out alternately (``take``)."""
+
+    def __init__(self, torch: Any, pin: bool) -> None:
+        self.torch = torch
+        self.pin = pin
+        self._pairs: dict[str, list[Any]] = {}
+        self._turn = 0
+
+    def allocate(self, name: str, shape: tuple[int, ...], dtype: Any) -> None:
+        self._pairs[name] = [self.torch.empty(shape, dtype=dtype, pin_memory=self.pin) for _ in range(2)]
+
+    def take(self) -> dict[str, Any]:
+        """The next set (one buffer of each name); the one after it is the set before."""
+        chosen = {name: pair[self._turn] for name, pair in self._pairs.items()}
+        self._turn ^= 1
+        return chosen
+
+
+def done_event(torch: Any, stream: Any) -> Any:
+    """An event recorded on ``stream`` now (None without a stream: the simulator ran synchronously)."""
+    if stream is None:
+        return None
+    event = torch.cuda.Event()
+    event.record(stream)
+    return event
