@@ -38,9 +38,9 @@ class QueuingDecoder(Decoder, Protocol):
 
     ``queue(outputs, transforms)`` queues the work on the current stream (reading the engine's
     outputs there, in stream order) and returns a handle without waiting; ``collect(handle)``
-    waits for it and returns the detections. With such a decoder the GPU pipeline launches
-    batch k+1 before it collects batch k, so no gap opens on the GPU between batches. Two
-    batches may be queued and not collected: a decoder keeps two sets of result buffers.
+    waits for it and returns the detections. With such a decoder the GPU pipeline keeps two
+    batches launched, so no gap opens on the GPU between batches: two batches may be queued
+    and not collected (a decoder keeps two sets of result buffers), never three.
     ``collect`` must not read the engine's outputs (the next batch may have overwritten them);
     it may raise to have the batch's images rerun one by one through ``__call__``.
     """

@@ -13,8 +13,9 @@ Overlap: with ``phases`` (a GPU pipeline whose preprocessor can stage ahead), ba
 stage(k+1), finish(k), launch(k+1), ... -- batch k+1's host copy and upload overlap batch k on
 the GPU, and decode k is always queued before engine k+1, so engines that reuse their output
 buffers (CUDA graphs, TensorRT) are safe. When the pipeline's decoder queues its results into
-buffers of its own (``Phases.launch_ahead``) the order is stage(k+1), launch(k+1), finish(k):
-the GPU has batch k+1's work before the host waits for batch k. ``phases.session()`` is held
+buffers of its own (``Phases.launch_ahead``) two batches stay launched: stage(k+2),
+finish(k), launch(k+2) -- the GPU always has the next batch's work queued, and an upload
+starts a whole batch before its batch can run. ``phases.session()`` is held
 from the first launch until nothing is in flight, so no other caller's batch runs in between.
 
 Idle split: a batch that would start on an idle pipeline (nothing in flight) has nothing
@@ -29,6 +30,7 @@ when another one failed is rerun as a batch. A batch of one that fails is not re
 
 from __future__ import annotations
 
+import collections
 import inspect
 import itertools
 from collections.abc import Callable, Sequence
@@ -89,8 +91,8 @@ class Phases(Generic[T, R]):
 
     ``stage(items)`` prepares a batch without waiting for the device; ``launch(staged)``
     queues its work; ``finish(launched)`` waits and returns one result per item. The
-    scheduler calls them as stage(k+1), finish(k), launch(k+1) (or, with ``launch_ahead``,
-    stage(k+1), launch(k+1), finish(k)), inside one ``session()``.
+    scheduler calls them as stage(k+1), finish(k), launch(k+1) (with ``launch_ahead``:
+    stage(k+2), finish(k), launch(k+2)), inside one ``session()``.
     ``discard()`` drops staged batches after an error.
     """
 
@@ -99,9 +101,9 @@ class Phases(Generic[T, R]):
     launch: Callable[[Any], Any]
     finish: Callable[[Any], Sequence[R]]
     discard: Callable[[], None]
-    #: The pipeline lets batch k+1 launch before batch k is finished (its decoder queues its
-    #: results into buffers of its own): batches then run stage(k+1), launch(k+1), finish(k),
-    #: so the GPU gets k+1's work before the host waits for k and no gap opens between them.
+    #: The pipeline lets two batches be launched and not finished (its decoder queues results
+    #: into buffers of its own, two sets): batches then run stage(k+2), finish(k), launch(k+2),
+    #: so the GPU gets the next batch's work before the host waits and no gap opens between them.
     launch_ahead: bool = False
 
 
@@ -184,7 +186,9 @@ class Scheduler(Generic[T, R]):
         self.split_when_idle = split_when_idle
         self._pending = _Batch([], [], [])
         self._held: ExitStack | None = None
-        self._in_flight: tuple[_Batch[T], Any] | None = None
+        #: Launched batches not yet finished, oldest first: at most one, or two with ``launch_ahead``.
+        self._in_flight: collections.deque[tuple[_Batch[T], Any]] = collections.deque()
+        self._depth = 2 if phases is not None and phases.launch_ahead else 1
 
     @property
     def overlaps(self) -> bool:
@@ -194,7 +198,7 @@ class Scheduler(Generic[T, R]):
     @property
     def in_flight(self) -> bool:
         """Whether a launched batch waits to be finished (only when overlapping)."""
-        return self._in_flight is not None
+        return bool(self._in_flight)
 
     @property
     def pending(self) -> int:
@@ -225,7 +229,7 @@ class Scheduler(Generic[T, R]):
             return self._finish_in_flight() + batch.outcomes()
         if self.phases is None:
             return self._run_plain(batch)
-        if self._in_flight is None and self.split_when_idle and sum(batch.runs) >= 2 * self.split_when_idle:
+        if not self._in_flight and self.split_when_idle and sum(batch.runs) >= 2 * self.split_when_idle:
             first, second = batch.split()
             return self._submit_overlapped(first) + self._submit_overlapped(second)
         return self._submit_overlapped(batch)
@@ -241,9 +245,9 @@ class Scheduler(Generic[T, R]):
         """
         abandoned = list(self._pending.tags)
         self._pending = _Batch([], [], [])
-        if self._in_flight is not None:
-            abandoned = list(self._in_flight[0].tags) + abandoned
-            self._in_flight = None
+        if self._in_flight:
+            abandoned = [tag for batch, _ in self._in_flight for tag in batch.tags] + abandoned
+            self._in_flight.clear()
             assert self.phases is not None
             self.phases.discard()
         self._release()
@@ -293,36 +297,8 @@ class Scheduler(Generic[T, R]):
         if held is not None:
             held.close()
 
-    def _submit_ahead(self, batch: _Batch[T], staged: Any) -> list[Outcome[R]]:
-        """launch(k+1), then finish(k): returns batch k's outcomes (and any reruns)."""
-        phases = self.phases
-        assert phases is not None and self._in_flight is not None
-        try:
-            launched = phases.launch(staged)
-        except self.catch as exc:
-            phases.discard()
-            return self._finish_in_flight() + self._run_each(batch, exc)
-        previous, launched_previous = self._in_flight
-        self._in_flight = (batch, launched)
-        try:
-            results = phases.finish(launched_previous)
-        except self.catch as exc:
-            # Batch k failed with k+1 already running: finish k+1 first (the session is still
-            # held for it), then rerun k one by one outside the overlap.
-            self._in_flight = None
-            try:
-                later = batch.outcomes(phases.finish(launched))
-            except self.catch as later_exc:
-                later = None
-                later_error = later_exc
-            phases.discard()
-            self._release()
-            done = self._run_each(previous, exc)
-            return done + (later if later is not None else self._run_each(batch, later_error))
-        return previous.outcomes(results)
-
     def _submit_overlapped(self, batch: _Batch[T]) -> list[Outcome[R]]:
-        """stage(k+1), finish(k), launch(k+1): returns batch k's outcomes (and any reruns)."""
+        """stage(new), finish(oldest) when the pipeline is full, launch(new): returns what finished."""
         phases = self.phases
         assert phases is not None
         done: list[Outcome[R]] = []
@@ -334,49 +310,62 @@ class Scheduler(Generic[T, R]):
                 phases.discard()
                 done += self._finish_in_flight()
                 return done + self._run_each(batch, exc)
-            if self._in_flight is not None and phases.launch_ahead:
-                return self._submit_ahead(batch, staged)
-            if self._in_flight is not None:
-                previous, launched = self._in_flight
-                self._in_flight = None
+            if len(self._in_flight) >= self._depth:
+                previous, launched = self._in_flight.popleft()
                 try:
                     results = phases.finish(launched)
                 except self.catch as exc:
+                    # Finish what else runs (the session is still held for it), then rerun the
+                    # failed batch one by one; the staged one only lost its slot.
+                    later = self._finish_rest()
                     phases.discard()
                     self._release()
-                    # The failed batch goes one by one; the staged one only lost its slot.
-                    return self._run_each(previous, exc) + self._run_plain(batch)
+                    return self._run_each(previous, exc) + self._settle(later) + self._run_plain(batch)
                 done += previous.outcomes(results)
             try:
                 launched = phases.launch(staged)
             except self.catch as exc:
                 phases.discard()
-                self._release()
+                done += self._finish_in_flight()
                 return done + self._run_each(batch, exc)
-            self._in_flight = (batch, launched)
+            self._in_flight.append((batch, launched))
             return done
         except BaseException:
             self.close()
             raise
 
-    def _finish_in_flight(self) -> list[Outcome[R]]:
-        """Finish the launched batch, if any, and release the pipeline."""
-        if self._in_flight is None:
-            self._release()
-            return []
+    def _finish_rest(self) -> list[tuple[_Batch[T], Sequence[R] | None, BaseException | None]]:
+        """Finish every launched batch, oldest first; each batch's results or the error it raised."""
         phases = self.phases
         assert phases is not None
-        batch, launched = self._in_flight
-        self._in_flight = None
-        try:
+        finished = []
+        while self._in_flight:
+            batch, launched = self._in_flight.popleft()
             try:
-                results = phases.finish(launched)
+                finished.append((batch, phases.finish(launched), None))
             except self.catch as exc:
-                phases.discard()
-                self._release()
-                return self._run_each(batch, exc)
+                finished.append((batch, None, exc))
+        return finished
+
+    def _settle(self, finished: list[tuple[_Batch[T], Sequence[R] | None, BaseException | None]]) -> list[Outcome[R]]:
+        """Outcomes of finished batches, rerunning one by one those that failed (session released)."""
+        out: list[Outcome[R]] = []
+        for batch, results, exc in finished:
+            out += batch.outcomes(results) if exc is None else self._run_each(batch, exc)
+        return out
+
+    def _finish_in_flight(self) -> list[Outcome[R]]:
+        """Finish the launched batches, if any, and release the pipeline."""
+        if not self._in_flight:
             self._release()
-            return batch.outcomes(results)
+            return []
+        try:
+            finished = self._finish_rest()
+            if any(exc is not None for _, _, exc in finished):
+                assert self.phases is not None
+                self.phases.discard()
+            self._release()
+            return self._settle(finished)
         except BaseException:
             self.close()
             raise

@@ -163,15 +163,17 @@ def test_a_failing_half_fails_only_its_bad_item():
     assert not fake.lock.locked()
 
 
-def test_launch_ahead_queues_the_next_batch_before_finishing_the_last():
+def test_launch_ahead_keeps_two_batches_launched():
     fake = FakeGpuPhases(launch_ahead=True)
-    outcomes = _run(Scheduler(fake.run_batch, max_batch=2, phases=fake.phases()), range(6))
-    assert [o.result for o in outcomes] == [10 * x for x in range(6)]
+    outcomes = _run(Scheduler(fake.run_batch, max_batch=2, phases=fake.phases()), range(8))
+    assert [o.result for o in outcomes] == [10 * x for x in range(8)]
+    # Batch k+2 is staged (its upload starts) while k and k+1 are both on the GPU.
     assert fake.events == [
         ("stage", (0, 1)), ("launch", (0, 1)),
-        ("stage", (2, 3)), ("launch", (2, 3)), ("finish", (0, 1)),
-        ("stage", (4, 5)), ("launch", (4, 5)), ("finish", (2, 3)),
-        ("finish", (4, 5)),
+        ("stage", (2, 3)), ("launch", (2, 3)),
+        ("stage", (4, 5)), ("finish", (0, 1)), ("launch", (4, 5)),
+        ("stage", (6, 7)), ("finish", (2, 3)), ("launch", (6, 7)),
+        ("finish", (4, 5)), ("finish", (6, 7)),
     ]  # fmt: skip
     assert not fake.lock.locked()
 
