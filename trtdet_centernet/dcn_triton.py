@@ -19,7 +19,7 @@ in full float32 (``input_precision="ieee"``, no TF32), as the rest of trtdet's f
 
 The op is a ``torch.library.triton_op`` (``trtdet_centernet::deform_conv2d``): it runs on the
 current stream, captures in CUDA graphs, and ``torch.export`` / AOTInductor trace the kernel
-into the compiled package. Block sizes are picked from the channel counts (``kernel_config``),
+into the compiled package. Block sizes are picked from the channel counts and dtype (``kernel_config``),
 never from the batch, so a dynamic batch dimension stays symbolic and every batch size runs
 the same compiled kernel. Under ``TRITON_INTERPRET=1`` (set before this module is imported)
 the kernel runs on CPU tensors through Triton's interpreter, which is how the CPU tests run it.
@@ -27,7 +27,9 @@ the kernel runs on CPU tensors through Triton's interpreter, which is how the CP
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import triton
@@ -49,28 +51,32 @@ class KernelConfig:
     num_stages: int
 
 
-def kernel_config(channels: int, out_channels: int) -> KernelConfig:
-    """Tiles for ``channels`` -> ``out_channels``: about 8K accumulators per program.
+def kernel_config(channels: int, out_channels: int, dtype: torch.dtype) -> KernelConfig:
+    """Tiles for ``channels`` -> ``out_channels`` in ``dtype``.
 
-    ``BLOCK_K`` = 64 channels (one 128-byte line per corner row in fp16) when there are that
-    many; ``BLOCK_N`` covers up to 128 output channels; ``BLOCK_M`` grows as ``BLOCK_N``
-    shrinks (128 -> 64 channels at 64x64 gets 128 x 64 tiles). Depends on no batch-sized
-    quantity, so exported graphs keep a symbolic batch. ``benchmarks/dcn_triton_configs.py``
-    times the alternatives on a GPU.
+    64 output pixels by up to 128 output channels per program; the reduction steps through
+    64 channels in half precision (one 128-byte line per corner row) and 32 in float32.
+    Two stages let Triton prefetch the next chunk's corner rows and weights into shared memory
+    (16-byte asynchronous copies) while the current chunk multiplies. Compiled offline for
+    sm_90 these use no local memory (spills). Depends on no batch-sized quantity, so an
+    exported graph keeps its symbolic batch and every batch size runs the same compiled kernel.
+    ``benchmarks/dcn_triton_configs.py`` times alternatives on a GPU.
     """
-    block_k = 64 if channels >= 64 else max(16, triton.next_power_of_2(channels))
+    half = dtype != torch.float32
+    block_k = min(64 if half else 32, max(16, triton.next_power_of_2(channels)))
     block_n = min(128, max(16, triton.next_power_of_2(out_channels)))
-    block_m = 128 if block_n <= 64 else 64
-    return KernelConfig(block_m, block_n, block_k, num_warps=4, num_stages=3)
+    return KernelConfig(64, block_n, block_k, num_warps=4 if half else 8, num_stages=2)
 
 
 @triton.jit
 def _corner(x_rows, yy, xx, weight, height, width, sxh, sxw, channel_offsets, channel_ok, row_ok):
     """``weight`` times the ``BLOCK_K`` channels of pixel (yy, xx) per row; zero outside the image."""
     inside = row_ok & (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
-    pixel = tl.where(inside, yy * sxh + xx * sxw, 0)
+    # Masked-off lanes point at most two pixels outside the image and are never read. (A
+    # tl.where to zero them hides the rows' alignment from Triton, which then issues 2-byte
+    # loads instead of pipelined 16-byte copies.)
     values = tl.load(
-        x_rows[:, None] + pixel[:, None] + channel_offsets[None, :],
+        x_rows[:, None] + (yy * sxh + xx * sxw)[:, None] + channel_offsets[None, :],
         mask=inside[:, None] & channel_ok[None, :],
         other=0.0,
     )
@@ -87,7 +93,7 @@ def _deform_conv2d_kernel(
     swk, swn,  # weight as [K*C, Cout], row (tap*C + c)
     syb, syc, syh, syw,  # out [B, Cout, Ho, Wo]
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
-    KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
+    KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     # Tile: output channel tiles vary fastest, so the programs sharing an M tile run together.
@@ -148,7 +154,10 @@ def _deform_conv2d_kernel(
             mask=channel_ok[:, None] & col_ok[None, :],
             other=0.0,
         )
-        acc = tl.dot(a.to(w.dtype), w, acc, input_precision=PRECISION)
+        if IEEE:  # noqa: SIM108 (float32 stays float32: no TF32 rounding of the operands)
+            acc = tl.dot(a.to(w.dtype), w, acc, input_precision="ieee")
+        else:
+            acc = tl.dot(a.to(w.dtype), w, acc)
 
     if HAS_BIAS:
         acc += tl.load(bias_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
@@ -182,6 +191,43 @@ def supports(x: torch.Tensor, weight: torch.Tensor, deformable_groups: int) -> b
     return unsupported_reason(x, weight, deformable_groups) is None
 
 
+def launch(
+    kernel: Any,
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    config: KernelConfig | None = None,
+) -> torch.Tensor:
+    """Allocate the output and launch ``kernel`` (the Triton kernel, or ``wrap_triton`` of it
+    inside the op). ``config`` defaults to ``kernel_config``'s; benchmarks pass others."""
+    batch, channels, height, width = x.shape
+    out_channels, _, kh, kw = weight.shape
+    out_h, out_w = offset.shape[2], offset.shape[3]
+    out = torch.empty(
+        (batch, out_channels, out_h, out_w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last
+    )
+    # [Cout, C, kh, kw] -> [kh*kw*C, Cout], output channels contiguous: row tap*C + c.
+    flat_weight = weight.permute(2, 3, 1, 0).reshape(kh * kw * channels, out_channels).contiguous()
+    config = config or kernel_config(channels, out_channels, x.dtype)
+    rows_total = batch * out_h * out_w
+    grid = (triton.cdiv(rows_total, config.block_m) * triton.cdiv(out_channels, config.block_n),)
+    kernel[grid](
+        x, offset, mask, flat_weight, flat_weight if bias is None else bias, out,
+        rows_total, channels, height, width, out_h, out_w, out_channels,
+        *x.stride(), *offset.stride(), *mask.stride(), *flat_weight.stride(), *out.stride(),
+        stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
+        KH=kh, KW=kw, HAS_BIAS=bias is not None, IEEE=x.dtype == torch.float32,
+        BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
+        num_warps=config.num_warps, num_stages=config.num_stages,
+    )  # fmt: skip
+    return out
+
+
 @triton_op("trtdet_centernet::deform_conv2d", mutates_args=())
 def _deform_conv2d_op(
     x: torch.Tensor,
@@ -193,27 +239,7 @@ def _deform_conv2d_op(
     padding: list[int],
     dilation: list[int],
 ) -> torch.Tensor:
-    batch, channels, height, width = x.shape
-    out_channels, _, kh, kw = weight.shape
-    out_h, out_w = offset.shape[2], offset.shape[3]
-    out = torch.empty(
-        (batch, out_channels, out_h, out_w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last
-    )
-    # [Cout, C, kh, kw] -> [kh*kw*C, Cout], output channels contiguous: row tap*C + c.
-    flat_weight = weight.permute(2, 3, 1, 0).reshape(kh * kw * channels, out_channels).contiguous()
-    config = kernel_config(channels, out_channels)
-    rows_total = batch * out_h * out_w
-    grid = (triton.cdiv(rows_total, config.block_m) * triton.cdiv(out_channels, config.block_n),)
-    wrap_triton(_deform_conv2d_kernel)[grid](
-        x, offset, mask, flat_weight, flat_weight if bias is None else bias, out,
-        rows_total, channels, height, width, out_h, out_w, out_channels,
-        *x.stride(), *offset.stride(), *mask.stride(), *flat_weight.stride(), *out.stride(),
-        stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
-        KH=kh, KW=kw, HAS_BIAS=bias is not None, PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
-        BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
-        num_warps=config.num_warps, num_stages=config.num_stages,
-    )  # fmt: skip
-    return out
+    return launch(wrap_triton(_deform_conv2d_kernel), x, offset, mask, weight, bias, stride, padding, dilation)
 
 
 def deform_conv2d_triton(

@@ -18,7 +18,13 @@ import torch
 assert os.environ.get("TRITON_INTERPRET") == "1", "run through tests/trtdet_centernet/test_dcn_triton.py"
 
 from trtdet_centernet.dcn import DCNv2, modulated_deform_conv  # noqa: E402
-from trtdet_centernet.dcn_triton import deform_conv2d_triton, kernel_config  # noqa: E402
+from trtdet_centernet.dcn_triton import (  # noqa: E402
+    KernelConfig,
+    _deform_conv2d_kernel,
+    deform_conv2d_triton,
+    kernel_config,
+    launch,
+)
 
 from ..test_dcn import ort_deform_conv  # noqa: E402
 
@@ -83,7 +89,7 @@ def test_fp32_matches_onnxruntime(batch, channels, height, width, out_ch, kernel
     arrays = _case(batch, channels, height, width, out_ch, kernel, *geometry, scale)
     # Some samples must leave the image for the border rule to be exercised.
     assert _outside_fraction(arrays[1], kernel, *geometry, height, width) > 0.05
-    config = kernel_config(channels, out_ch)
+    config = kernel_config(channels, out_ch, torch.float32)
     out_h, out_w = arrays[1].shape[2:]
     # At least one of M, N, C ends in a partial tile in every case.
     assert (batch * out_h * out_w) % config.block_m or out_ch % config.block_n or channels % config.block_k
@@ -161,3 +167,18 @@ def test_network_layer_with_sliced_channels_last_offsets_matches_the_float64_ref
         expected = modulated_deform_conv(x.double(), offset.double(), mask.double(), layer.weight.double(),
                                          layer.bias.double(), 1, 1, 1, 1)
     np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=2e-6 * float(expected.abs().max()))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [KernelConfig(128, 16, 16, 4, 1), KernelConfig(32, 64, 64, 4, 3), KernelConfig(16, 32, 32, 8, 2)],
+    ids=lambda c: f"{c.block_m}x{c.block_n}x{c.block_k}",
+)
+def test_other_tile_configs_match_onnxruntime(config):
+    """The tiles ``benchmarks/dcn_triton_configs.py`` may pick instead of the default."""
+    arrays = _case(2, 70, 7, 9, 37, 3, (1, 1), (1, 1), (1, 1), 3.0, seed=4)
+    expected = ort_deform_conv(*arrays, 1, 1, 1, 1)
+    x, offset, mask, weight, bias = (torch.from_numpy(a) for a in arrays)
+    x = x.contiguous(memory_format=torch.channels_last)
+    got = launch(_deform_conv2d_kernel, x, offset, mask, weight, bias, (1, 1), (1, 1), (1, 1), config).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=2e-6 * float(np.abs(expected).max()))
