@@ -6,7 +6,7 @@
 without timing anything; this shows what the alternatives cost on this GPU (CUDA events, median
 of 30 runs after warm-up) so the rule can be set from measurements. Each alternative's output
 is checked against the default's before it is timed. Same inputs as ``benchmarks/kernels.py
---only dcn`` (channels-last x, offsets of about two pixels, random mask).
+--only dcn``'s triton row (channels-last x and weight, offsets of about two pixels, random mask).
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def main() -> None:
             for dtype, candidates in ((torch.float16, HALF), (torch.float32, SINGLE)):
                 xt, ot, mt, wt, bt = (t.to(dtype) for t in (x, offset, mask, weight, bias))
                 xt = xt.contiguous(memory_format=torch.channels_last)
+                wt = wt.contiguous(memory_format=torch.channels_last)  # as the network holds it
                 default = kernel_config(cin, cout, dtype)
                 configs = [default, *(c for c in candidates if c != default)]
                 want = launch(_deform_conv2d_kernel, xt, ot, mt, wt, bt, (1, 1), (1, 1), (1, 1), default).float()

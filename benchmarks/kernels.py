@@ -277,9 +277,10 @@ def bench_dcn(table: Table) -> None:
                 table.add(f"DCNv2 {name}", shape, f"torchvision deform_conv2d {name}", ref,
                           "dcn_gather, channels-last, eager", eager, batch)
                 # The fused Triton kernel (dcn_triton, what dcn.deform_conv runs on CUDA when triton imports).
-                if deform_conv2d_triton is not None:
-                    fused = gpu_us(lambda xl=xl, ot=ot, mt=mt, wt=wt, bt=bt: deform_conv2d_triton(
-                        xl, ot, mt, wt, bt, *geometry), runs=30)
+                if deform_conv2d_triton is not None:  # weight channels-last too, as the network holds it
+                    wl = wt.contiguous(memory_format=torch.channels_last)
+                    fused = gpu_us(lambda xl=xl, ot=ot, mt=mt, wl=wl, bt=bt: deform_conv2d_triton(
+                        xl, ot, mt, wl, bt, *geometry), runs=30)
                     table.add(f"DCNv2 {name}", shape, f"torchvision deform_conv2d {name}", ref,
                               "triton (fused implicit GEMM), channels-last", fused, batch)
                 if dtype == torch.float16:

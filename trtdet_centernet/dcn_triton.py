@@ -10,7 +10,8 @@ from the offsets (float32), loads the four corner rows of ``BLOCK_K`` channels f
 (channels-last: contiguous), blends them bilinearly times the mask (float32, then the input
 dtype) into the A tile, loads the matching weight tile and accumulates ``tl.dot`` in float32.
 The bias is added at the end and the output is written NHWC, returned as a [B, Cout, Ho, Wo]
-tensor with channels-last strides (like ``dcn_gather``).
+tensor with channels-last strides (like ``dcn_gather``). ``x`` and the weight are read
+channels-last, as a channels-last network holds them; other layouts are copied once per call.
 
 Semantics are DCNv2's (see ``trtdet_centernet.dcn``): offset channel ``2k`` is tap ``k``'s row
 offset, ``2k+1`` its column offset, mask channel ``k``; out-of-image corners read zero. One
@@ -90,7 +91,7 @@ def _deform_conv2d_kernel(
     sxb, sxc, sxh, sxw,  # x [B, C, H, W]
     sob, soc, soh, sow,  # offset [B, 2K, Ho, Wo]
     smb, smc, smh, smw,  # mask [B, K, Ho, Wo]
-    swk, swn,  # weight as [K*C, Cout], row (tap*C + c)
+    swn, swc, swh, sww,  # weight [Cout, C, kh, kw]
     syb, syc, syh, syw,  # out [B, Cout, Ho, Wo]
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
     KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
@@ -150,7 +151,7 @@ def _deform_conv2d_kernel(
                      height, width, sxh, sxw, channel_offsets, channel_ok, row_ok)  # fmt: skip
 
         w = tl.load(
-            weight_ptr + (tap * channels + channel)[:, None] * swk + cols[None, :] * swn,
+            weight_ptr + (tap // KW) * swh + (tap % KW) * sww + channel[:, None] * swc + cols[None, :] * swn,
             mask=channel_ok[:, None] & col_ok[None, :],
             other=0.0,
         )
@@ -211,15 +212,17 @@ def launch(
     out = torch.empty(
         (batch, out_channels, out_h, out_w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last
     )
-    # [Cout, C, kh, kw] -> [kh*kw*C, Cout], output channels contiguous: row tap*C + c.
-    flat_weight = weight.permute(2, 3, 1, 0).reshape(kh * kw * channels, out_channels).contiguous()
+    # Channels-last weight (as a channels-last network holds it: then this is no copy): a tap's
+    # weight tile is BLOCK_N runs of BLOCK_K contiguous input channels.
+    weight = weight.contiguous(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)  # a corner is C contiguous values
     config = config or kernel_config(channels, out_channels, x.dtype)
     rows_total = batch * out_h * out_w
     grid = (triton.cdiv(rows_total, config.block_m) * triton.cdiv(out_channels, config.block_n),)
     kernel[grid](
-        x, offset, mask, flat_weight, flat_weight if bias is None else bias, out,
+        x, offset, mask, weight, weight if bias is None else bias, out,
         rows_total, channels, height, width, out_h, out_w, out_channels,
-        *x.stride(), *offset.stride(), *mask.stride(), *flat_weight.stride(), *out.stride(),
+        *x.stride(), *offset.stride(), *mask.stride(), *weight.stride(), *out.stride(),
         stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
         KH=kh, KW=kw, HAS_BIAS=bias is not None, IEEE=x.dtype == torch.float32,
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,

@@ -34,7 +34,7 @@ def _compile(dtype: torch.dtype, channels: int, out_channels: int, size: int, ba
         rows_total=batch * size * size, channels=channels, height=size, width=size, out_h=size, out_w=size,
         out_channels=out_channels, sxb=size * size * channels, sxc=1, sxh=size * channels, sxw=channels,
         sob=size * size * offsets, soc=1, soh=size * offsets, sow=offsets,
-        smb=size * size * offsets, smc=1, smh=size * offsets, smw=offsets, swk=out_channels, swn=1,
+        smb=size * size * offsets, smc=1, smh=size * offsets, smw=offsets, swn=9 * channels, swc=1, swh=3 * channels, sww=channels,
         syb=size * size * out_channels, syc=1, syh=size * out_channels, syw=out_channels,
         stride_h=1, stride_w=1, pad_h=1, pad_w=1, dil_h=1, dil_w=1,
     )  # fmt: skip

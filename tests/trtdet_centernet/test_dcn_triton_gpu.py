@@ -74,6 +74,15 @@ def test_centernet_layer_shapes_match_the_float64_reference(channels, out_ch, si
     assert error < tolerance, f"max |triton - reference| = {error:.3g} (tolerance {tolerance:.3g})"
 
 
+def test_an_empty_batch_gives_an_empty_output():
+    x = torch.zeros(0, 64, 8, 8, device="cuda").contiguous(memory_format=torch.channels_last)
+    offset, mask = torch.zeros(0, 18, 8, 8, device="cuda"), torch.zeros(0, 9, 8, 8, device="cuda")
+    weight, bias = torch.zeros(32, 64, 3, 3, device="cuda"), torch.zeros(32, device="cuda")
+    out = deform_conv2d_triton(x, offset, mask, weight, bias, (1, 1), (1, 1), (1, 1))
+    torch.cuda.synchronize()
+    assert tuple(out.shape) == (0, 32, 8, 8)
+
+
 def test_network_layers_use_the_triton_kernel():
     layer = _layer().cuda()
     x = torch.randn(1, 64, 8, 8, device="cuda")

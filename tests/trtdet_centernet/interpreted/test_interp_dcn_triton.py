@@ -153,11 +153,14 @@ def test_border_rule_and_wild_offsets_on_a_hand_computed_case():
 
 
 def test_network_layer_with_sliced_channels_last_offsets_matches_the_float64_reference():
-    """As ``DCNv2.forward`` calls it: offset and mask are channel slices of one channels-last conv output."""
+    """As ``DCNv2.forward`` calls it in a channels-last network: offset and mask are channel slices of
+    one channels-last conv output, and the weight is channels-last (used as it is, no copy)."""
     torch.manual_seed(0)
     layer = DCNv2(24, 18, 3, padding=1)
     torch.nn.init.normal_(layer.conv_offset_mask.weight, std=0.2)
     torch.nn.init.normal_(layer.conv_offset_mask.bias, std=1.0)
+    layer = layer.to(memory_format=torch.channels_last)
+    assert layer.weight.is_contiguous(memory_format=torch.channels_last) and not layer.weight.is_contiguous()
     x = torch.randn(3, 24, 7, 8)
     with torch.no_grad():
         offset, mask = layer.offset_and_mask(x.contiguous(memory_format=torch.channels_last))
@@ -182,3 +185,14 @@ def test_other_tile_configs_match_onnxruntime(config):
     x = x.contiguous(memory_format=torch.channels_last)
     got = launch(_deform_conv2d_kernel, x, offset, mask, weight, bias, (1, 1), (1, 1), (1, 1), config).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=2e-6 * float(np.abs(expected).max()))
+
+
+def test_nchw_input_and_an_empty_batch():
+    """Contiguous (NCHW) input is read as channels-last after one copy; a batch of 0 gives 0 rows."""
+    arrays = _case(2, 20, 7, 9, 19, 3, (1, 1), (1, 1), (1, 1), 3.0, seed=6)
+    x, offset, mask, weight, bias = (torch.from_numpy(a) for a in arrays)
+    got = deform_conv2d_triton(x, offset, mask, weight, bias, (1, 1), (1, 1), (1, 1))
+    expected = ort_deform_conv(*arrays, 1, 1, 1, 1)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=2e-6 * float(np.abs(expected).max()))
+    empty = deform_conv2d_triton(x[:0], offset[:0], mask[:0], weight, bias, (1, 1), (1, 1), (1, 1))
+    assert tuple(empty.shape) == (0, 19, 7, 9)
