@@ -15,7 +15,7 @@ On the CPU the forward is the pure-torch reference below. On CUDA it is
 ``trtdet_centernet.dcn_triton`` (one fused Triton kernel, a ``torch.library.triton_op``) when
 ``triton`` imports and ``TRTDET_DCN=gather`` is not set, else ``trtdet_centernet.dcn_gather``
 (plain torch ops over channels-last tensors); calls the Triton kernel does not run (more than
-one deformable group) also take ``dcn_gather``. Both run on the current stream, capture in CUDA
+one deformable group, dtypes other than float16/float32) also take ``dcn_gather``. Both run on the current stream, capture in CUDA
 graphs and compile with Inductor; torchvision's ``deform_conv2d`` launches its im2col on the
 legacy default stream and does neither. During ONNX export (TorchScript exporter) the op is
 emitted as the standard ``DeformConv`` (opset 19).

@@ -93,6 +93,7 @@ def test_cuda_dispatch_falls_back_to_gather_for_calls_triton_does_not_run(monkey
     monkeypatch.delenv(dcn.DCN_ENV, raising=False)
     assert dcn.cuda_implementation(x, weight, 2) is deform_conv2d_gather  # two deformable groups
     assert dcn.cuda_implementation(x.double(), weight.double(), 1) is deform_conv2d_gather
+    assert dcn.cuda_implementation(x.bfloat16(), weight.bfloat16(), 1) is deform_conv2d_gather
     monkeypatch.setattr(dcn, "_triton_missing", True)  # as when `import triton` failed
     assert dcn.cuda_implementation(x, weight, 1) is deform_conv2d_gather
 
