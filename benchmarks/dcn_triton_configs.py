@@ -4,7 +4,8 @@
 
 ``trtdet_centernet.dcn_triton.kernel_config`` picks tiles from the channel counts and dtype
 without timing anything; this shows what the alternatives cost on this GPU (CUDA events, median
-of 30 runs after warm-up) so the rule can be set from measurements. Each alternative's output
+of 30 runs after warm-up), each with the corner rows read through L1 and through L2 only,
+so the rule can be set from measurements. Each alternative's output
 is checked against the default's before it is timed. Same inputs as ``benchmarks/kernels.py
 --only dcn``'s triton row (channels-last x and weight, offsets of about two pixels, random mask).
 """
@@ -12,6 +13,7 @@ is checked against the default's before it is timed. Same inputs as ``benchmarks
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -69,7 +71,8 @@ def main() -> None:
                 xt = xt.contiguous(memory_format=torch.channels_last)
                 wt = wt.contiguous(memory_format=torch.channels_last)  # as the network holds it
                 default = kernel_config(cin, cout, dtype)
-                configs = [default, *(c for c in candidates if c != default)]
+                both = [*candidates, *(dataclasses.replace(c, l1_corners=not c.l1_corners) for c in candidates)]
+                configs = [default, *(c for c in both if c != default)]
                 want = launch(_deform_conv2d_kernel, xt, ot, mt, wt, bt, (1, 1), (1, 1), (1, 1), default).float()
                 timed = []
                 for config in configs:
@@ -89,11 +92,12 @@ def main() -> None:
                 for config, us in timed:
                     tag = ("default" if config == default else "") + (" best" if us == best else "")
                     row = (f"B={batch} {cin}->{cout} @ {size}x{size}", name,
-                           f"{config.block_m}x{config.block_n}x{config.block_k} w{config.num_warps} s{config.num_stages}",
+                           f"{config.block_m}x{config.block_n}x{config.block_k} w{config.num_warps} s{config.num_stages}"
+                           f"{' L1' if config.l1_corners else ' L2'}",
                            f"{us:,.1f}", f"{base / us:.2f}x", tag.strip())  # fmt: skip
                     rows.append(row)
                     print(" | ".join(row), flush=True)
-    head = ("layer", "dtype", "tiles MxNxK, warps, stages", "µs", "vs default", "")
+    head = ("layer", "dtype", "tiles MxNxK, warps, stages, corner cache", "µs", "vs default", "")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,9 @@ class KernelConfig:
     block_k: int
     num_warps: int
     num_stages: int
+    #: Corner rows through L1 (``cache_modifier=".ca"``): neighbouring pixels and taps read the
+    #: same input pixels (each about 36 times), which L2-only copies fetch again every time.
+    l1_corners: bool = True
 
 
 def kernel_config(channels: int, out_channels: int, dtype: torch.dtype) -> KernelConfig:
@@ -71,18 +74,20 @@ def kernel_config(channels: int, out_channels: int, dtype: torch.dtype) -> Kerne
 
 
 @triton.jit
-def _corner(x_rows, yy, xx, weight, height, width, sxh, sxw, channel_offsets, channel_ok, row_ok):
+def _corner(x_rows, yy, xx, weight, height, width, sxh, sxw, channel_offsets, channel_ok, row_ok,
+            L1_CORNERS: tl.constexpr):  # fmt: skip
     """``weight`` times the ``BLOCK_K`` channels of pixel (yy, xx) per row; zero outside the image."""
     inside = row_ok & (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
+    pointers = x_rows[:, None] + (yy * sxh + xx * sxw)[:, None] + channel_offsets[None, :]
+    valid = inside[:, None] & channel_ok[None, :]
     # Masked-off lanes may point outside x (positions are clamped to two pixels beyond the image;
     # rows past the last pixel are one image beyond) and are never read. A tl.where to zero them
     # hides the rows' alignment from Triton, which then issues 2-byte loads instead of pipelined
     # 16-byte copies (test_dcn_triton_compile.py checks).
-    values = tl.load(
-        x_rows[:, None] + (yy * sxh + xx * sxw)[:, None] + channel_offsets[None, :],
-        mask=inside[:, None] & channel_ok[None, :],
-        other=0.0,
-    )
+    if L1_CORNERS:
+        values = tl.load(pointers, mask=valid, other=0.0, cache_modifier=".ca")
+    else:
+        values = tl.load(pointers, mask=valid, other=0.0)
     return values.to(tl.float32) * weight[:, None]
 
 
@@ -97,7 +102,7 @@ def _deform_conv2d_kernel(
     syb, syc, syh, syw,  # out [B, Cout, Ho, Wo]
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
     KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, L1_CORNERS: tl.constexpr,
 ):  # fmt: skip
     # Tile: output channel tiles vary fastest, so the programs sharing an M tile run together.
     pid = tl.program_id(0)
@@ -144,13 +149,13 @@ def _deform_conv2d_kernel(
         channel_ok = channel < channels
         channel_offsets = channel * sxc
         a = _corner(x_rows, y0, x0, (1 - fy) * (1 - fx) * modulation,
-                    height, width, sxh, sxw, channel_offsets, channel_ok, row_ok)  # fmt: skip
+                    height, width, sxh, sxw, channel_offsets, channel_ok, row_ok, L1_CORNERS)  # fmt: skip
         a += _corner(x_rows, y0, x0 + 1, (1 - fy) * fx * modulation,
-                     height, width, sxh, sxw, channel_offsets, channel_ok, row_ok)  # fmt: skip
+                     height, width, sxh, sxw, channel_offsets, channel_ok, row_ok, L1_CORNERS)  # fmt: skip
         a += _corner(x_rows, y0 + 1, x0, fy * (1 - fx) * modulation,
-                     height, width, sxh, sxw, channel_offsets, channel_ok, row_ok)  # fmt: skip
+                     height, width, sxh, sxw, channel_offsets, channel_ok, row_ok, L1_CORNERS)  # fmt: skip
         a += _corner(x_rows, y0 + 1, x0 + 1, fy * fx * modulation,
-                     height, width, sxh, sxw, channel_offsets, channel_ok, row_ok)  # fmt: skip
+                     height, width, sxh, sxw, channel_offsets, channel_ok, row_ok, L1_CORNERS)  # fmt: skip
 
         w = tl.load(
             weight_ptr + (tap // KW) * swh + (tap % KW) * sww + channel[:, None] * swc + cols[None, :] * swn,
@@ -227,7 +232,7 @@ def launch(
         *x.stride(), *offset.stride(), *mask.stride(), *weight.stride(), *out.stride(),
         stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
         KH=kh, KW=kw, HAS_BIAS=bias is not None, IEEE=x.dtype == torch.float32,
-        BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
+        BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, L1_CORNERS=config.l1_corners,
         num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
     return out

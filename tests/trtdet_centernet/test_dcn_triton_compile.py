@@ -6,7 +6,7 @@ this compiles the kernel with Triton's own toolchain (``triton.compile`` for a `
 ptxas bundled in the wheel) for the argument specialisation a CenterNet layer launch gets
 (pointers and sizes divisible by 16, unit strides as constants), with ``kernel_config``'s tiles.
 Checked: ptxas reports no stack (register spills), the matmul is Hopper's ``wgmma``, and
-the corner gathers are pipelined 16-byte ``cp.async`` copies (a ``tl.where`` on the row
+the corner gathers are pipelined 16-byte ``cp.async.ca`` copies (through L1) (a ``tl.where`` on the row
 offsets once turned them into 2-byte scalar loads). Skips without triton.
 """
 
@@ -39,7 +39,7 @@ def _compile(dtype: torch.dtype, channels: int, out_channels: int, size: int, ba
         stride_h=1, stride_w=1, pad_h=1, pad_w=1, dil_h=1, dil_w=1,
     )  # fmt: skip
     flags = dict(KH=3, KW=3, HAS_BIAS=True, IEEE=dtype == torch.float32, BLOCK_M=config.block_m,
-                 BLOCK_N=config.block_n, BLOCK_K=config.block_k)  # fmt: skip
+                 BLOCK_N=config.block_n, BLOCK_K=config.block_k, L1_CORNERS=config.l1_corners)  # fmt: skip
     pointer = {torch.float16: "*fp16", torch.float32: "*fp32"}[dtype]
     signature, constants, attrs = {}, {}, {}
     for index, name in enumerate(_deform_conv2d_kernel.arg_names):
@@ -81,6 +81,8 @@ def test_compiles_for_sm90_without_spills_and_with_vector_gathers(channels, out_
     assert _stack_bytes(compiled.asm["cubin"], tmp_path) == 0, "the kernel spills registers"
     ptx = compiled.asm["ptx"]
     copies = re.findall(r"cp\.async\.\w+\.shared\.global \[[^\]]+\], \[[^\]]+\], (0x[0-9a-f]+|\d+)", ptx)
+    through_l1 = re.findall(r"cp\.async\.ca\.shared\.global \[[^\]]+\], \[[^\]]+\], (?:0x10|16)\b", ptx)
+    assert len(through_l1) >= len(copies) / 2, "the corner rows are not copied through L1 (.ca)"
     wide = [n for n in copies if int(n, 0) == 16]
     assert len(wide) >= len(copies) / 2, f"asynchronous copies of {sorted(set(copies))} bytes"
     # What is left as plain loads is the per-row offsets and mask (a few per step) and the bias;

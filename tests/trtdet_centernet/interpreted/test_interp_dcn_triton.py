@@ -174,8 +174,8 @@ def test_network_layer_with_sliced_channels_last_offsets_matches_the_float64_ref
 
 @pytest.mark.parametrize(
     "config",
-    [KernelConfig(128, 16, 16, 4, 1), KernelConfig(32, 64, 64, 4, 3), KernelConfig(16, 32, 32, 8, 2)],
-    ids=lambda c: f"{c.block_m}x{c.block_n}x{c.block_k}",
+    [KernelConfig(128, 16, 16, 4, 1), KernelConfig(32, 64, 64, 4, 3), KernelConfig(16, 32, 32, 8, 2, False)],
+    ids=lambda c: f"{c.block_m}x{c.block_n}x{c.block_k}{'' if c.l1_corners else '-l2'}",
 )
 def test_other_tile_configs_match_onnxruntime(config):
     """The tiles ``benchmarks/dcn_triton_configs.py`` may pick instead of the default."""
