@@ -196,3 +196,16 @@ def test_nchw_input_and_an_empty_batch():
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=2e-6 * float(np.abs(expected).max()))
     empty = deform_conv2d_triton(x[:0], offset[:0], mask[:0], weight, bias, (1, 1), (1, 1), (1, 1))
     assert tuple(empty.shape) == (0, 19, 7, 9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_the_widest_centernet_layer_with_its_default_tiles(dtype):
+    """512 -> 256 channels (the first DCN layer's widths) on an 8x8 map: full tiles, 8 or 16 chunks per tap."""
+    arrays = _case(1, 512, 8, 8, 256, 3, (1, 1), (1, 1), (1, 1), 2.0, seed=7)
+    if dtype == torch.float16:
+        arrays = tuple(a.astype(np.float16).astype(np.float32) for a in arrays)
+    expected = ort_deform_conv(*arrays, 1, 1, 1, 1)
+    got = _run(arrays, (1, 1), (1, 1), (1, 1), dtype=dtype)
+    error = float(np.abs(got - expected).max())
+    tolerance = (1e-5 if dtype == torch.float32 else 4e-3) * float(np.abs(expected).max())
+    assert error < tolerance, f"{error:.3g} off ONNX Runtime (tolerance {tolerance:.3g})"
