@@ -245,6 +245,11 @@ def bench_dcn(table: Table) -> None:
     from trtdet_centernet.dcn_cuda import modulated_deform_conv_cuda
     from trtdet_centernet.dcn_gather import deform_conv2d_gather
 
+    try:
+        from trtdet_centernet.dcn_triton import deform_conv2d_triton
+    except ImportError as exc:  # no triton: the other rows still run
+        print(f"dcn: no triton row ({exc})", flush=True)
+        deform_conv2d_triton = None
     geometry = ((1, 1), (1, 1), (1, 1), 1)
     layers = [(512, 256, 16), (256, 128, 32), (128, 64, 64)]
     for batch in (1, 32):
@@ -271,6 +276,13 @@ def bench_dcn(table: Table) -> None:
                     xl, ot, mt, wt, bt, *geometry), runs=30)
                 table.add(f"DCNv2 {name}", shape, f"torchvision deform_conv2d {name}", ref,
                           "dcn_gather, channels-last, eager", eager, batch)
+                # The fused Triton kernel (dcn_triton, what dcn.deform_conv runs on CUDA when triton imports).
+                if deform_conv2d_triton is not None:  # weight channels-last too, as the network holds it
+                    wl = wt.contiguous(memory_format=torch.channels_last)
+                    fused = gpu_us(lambda xl=xl, ot=ot, mt=mt, wl=wl, bt=bt: deform_conv2d_triton(
+                        xl, ot, mt, wl, bt, *geometry), runs=30)
+                    table.add(f"DCNv2 {name}", shape, f"torchvision deform_conv2d {name}", ref,
+                              "triton (fused implicit GEMM), channels-last", fused, batch)
                 if dtype == torch.float16:
                     compiled_fn = torch.compile(deform_conv2d_gather, dynamic=False)
                     compiled = gpu_us(lambda xl=xl, ot=ot, mt=mt, wt=wt, bt=bt, fn=compiled_fn: fn(

@@ -21,6 +21,9 @@ USER_INSTALLED = {
     # nvJPEG decoding and the fast DCN kernel on CUDA; both fall back without it. It must match
     # the user's torch build, so no extra names it (pip would replace that torch).
     "torchvision",
+    # the fused DCN kernel on CUDA (trtdet_centernet.dcn_triton); torch's CUDA wheels bring the
+    # triton their build needs, and without it the DCN falls back to dcn_gather.
+    "triton",
     # loaded through importlib by the TensorRT backend, which says what to install
     "tensorrt", "tensorrt_rtx",
 }

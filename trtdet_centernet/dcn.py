@@ -11,16 +11,22 @@ tap ``k = i * kw + j`` in deformable group ``g``; mask channel ``g * K + k``. A 
 fractional position is bilinear with out-of-image corners read as zero, so a position
 with ``y <= -1``, ``y >= H``, ``x <= -1`` or ``x >= W`` contributes nothing.
 
-On the CPU the forward is the pure-torch reference below; on CUDA it is
-``trtdet_centernet.dcn_gather`` (plain torch ops over channels-last tensors, which run on the
-current stream, capture in CUDA graphs and compile with Inductor; torchvision's
-``deform_conv2d`` launches its im2col on the legacy default stream and does neither). During
-ONNX export (TorchScript exporter) the op is emitted as the standard ``DeformConv`` (opset 19).
+On the CPU the forward is the pure-torch reference below. On CUDA it is
+``trtdet_centernet.dcn_triton`` (one fused Triton kernel, a ``torch.library.triton_op``) when
+``triton`` imports and ``TRTDET_DCN=gather`` is not set, else ``trtdet_centernet.dcn_gather``
+(plain torch ops over channels-last tensors); calls the Triton kernel does not run (more than
+one deformable group, dtypes other than float16/float32) also take ``dcn_gather``. Both run on the current stream, capture in CUDA
+graphs and compile with Inductor; torchvision's ``deform_conv2d`` launches its im2col on the
+legacy default stream and does neither. During ONNX export (TorchScript exporter) the op is
+emitted as the standard ``DeformConv`` (opset 19).
 """
 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
+from types import ModuleType
 
 import torch
 from torch import nn
@@ -116,6 +122,41 @@ def modulated_deform_conv(
     return out.reshape(batch, out_channels, out_h, out_w)
 
 
+#: ``TRTDET_DCN`` values: unset, empty or ``triton`` prefer the Triton kernel; ``gather`` forces dcn_gather.
+DCN_ENV = "TRTDET_DCN"
+_DCN_CHOICES = ("", "triton", "gather")
+_triton_missing = False  # set once ``triton`` failed to import, so later calls skip the attempt
+
+
+def _load_triton_dcn() -> ModuleType | None:
+    """``trtdet_centernet.dcn_triton``, or None when ``triton`` does not import.
+
+    A plain ``import`` (not importlib, not a cache) so that dynamo traces it without a graph break.
+    """
+    global _triton_missing
+    if _triton_missing:
+        return None
+    try:
+        from trtdet_centernet import dcn_triton
+    except ImportError:
+        _triton_missing = True
+        return None
+    return dcn_triton
+
+
+def cuda_implementation(x: torch.Tensor, weight: torch.Tensor, deformable_groups: int) -> Callable[..., torch.Tensor]:
+    """The CUDA DCNv2 for this call: ``deform_conv2d_triton`` when ``triton`` imports, the call is one
+    it runs and ``TRTDET_DCN`` is not ``gather``; else ``deform_conv2d_gather``."""
+    choice = os.environ.get(DCN_ENV, "").strip().lower()
+    if choice not in _DCN_CHOICES:
+        raise ValueError(f"{DCN_ENV}={os.environ[DCN_ENV]!r}: expected 'gather' or 'triton' (or unset)")
+    if choice != "gather":
+        triton_dcn = _load_triton_dcn()
+        if triton_dcn is not None and triton_dcn.supports(x, weight, deformable_groups):
+            return triton_dcn.deform_conv2d_triton
+    return deform_conv2d_gather
+
+
 def deform_conv(
     x: torch.Tensor,
     offset: torch.Tensor,
@@ -127,9 +168,11 @@ def deform_conv(
     dilation: IntPair = 1,
     deformable_groups: int = 1,
 ) -> torch.Tensor:
-    """DCNv2 on ``x``'s device: ``dcn_gather`` on CUDA, the reference ``modulated_deform_conv`` on the CPU."""
+    """DCNv2 on ``x``'s device: ``cuda_implementation``'s choice on CUDA, the reference
+    ``modulated_deform_conv`` on the CPU."""
     if x.is_cuda:
-        return deform_conv2d_gather(
+        implementation = cuda_implementation(x, weight, deformable_groups)
+        return implementation(
             x, offset, mask, weight, bias, _pair(stride), _pair(padding), _pair(dilation), deformable_groups
         )
     return modulated_deform_conv(x, offset, mask, weight, bias, stride, padding, dilation, deformable_groups)
