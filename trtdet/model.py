@@ -90,6 +90,10 @@ class ModelSpec:
     #: returns the same single output as the ONNX export (None: the torch backend needs ONNX).
     #: A ``trtdet_metadata`` dict attribute on the module plays the ONNX metadata's role.
     torch_model: Callable[[Path], Any] | None = None
+    #: Names what, besides the model file, decides the network a compiled engine holds (e.g.
+    #: which DCN kernel a CenterNet network calls); it enters compiled packages' cache keys, so
+    #: switching it rebuilds rather than reusing a package made the other way (None: nothing).
+    engine_variant: Callable[[], str] | None = None
     #: Returns a sample image path shown with no ``--source`` (None: the core's sample photo).
     sample_image: Callable[[], Path] | None = None
     #: Take class names from the model file's ``names`` metadata when it has them. False keeps

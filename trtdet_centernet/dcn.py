@@ -144,6 +144,15 @@ def _load_triton_dcn() -> ModuleType | None:
     return dcn_triton
 
 
+def cuda_variant() -> str:
+    """Which DCNv2 CUDA networks built now call: ``"triton"`` (when it imports and ``TRTDET_DCN``
+    is not ``gather``) or ``"gather"``; calls the Triton kernel refuses use ``gather`` either way."""
+    choice = os.environ.get(DCN_ENV, "").strip().lower()
+    if choice != "gather" and _load_triton_dcn() is not None:
+        return "triton"
+    return "gather"
+
+
 def cuda_implementation(x: torch.Tensor, weight: torch.Tensor, deformable_groups: int) -> Callable[..., torch.Tensor]:
     """The CUDA DCNv2 for this call: ``deform_conv2d_triton`` when ``triton`` imports, the call is one
     it runs and ``TRTDET_DCN`` is not ``gather``; else ``deform_conv2d_gather``."""

@@ -54,6 +54,13 @@ def torch_model(weights: Path) -> Any:
     return model
 
 
+def engine_variant() -> str:
+    """``dcn=triton`` or ``dcn=gather``: the DCNv2 kernel a compiled CenterNet network calls."""
+    from trtdet_centernet.dcn import cuda_variant
+
+    return f"dcn={cuda_variant()}"
+
+
 def convert_legacy_onnx(src: Path, dst: Path) -> Path:
     """Lazy wrapper around ``trtdet_centernet.legacy.convert_legacy_onnx``."""
     from trtdet_centernet.legacy import convert_legacy_onnx as convert
@@ -81,6 +88,7 @@ CENTERNET = ModelSpec(
     exporter=export_onnx,
     onnx_converter=convert_legacy_onnx,
     torch_model=torch_model,
+    engine_variant=engine_variant,
     sample_image=sample_image_path,
 )
 

@@ -105,9 +105,22 @@ def planned_metadata(model_file: ModelFile, spec: ModelSpec, options: DetectorOp
         gpu_name=gpu_name,
         source_sha256=file_sha256(model_file.path),
         max_batch=max(options.batch, DEFAULT_MAX_BATCH),
+        build_options=package_build_options(spec, options),
         trtdet_version=__version__,
         extra={"device": device_kind(options.device), "source_kind": model_file.kind, "source_name": Path(model_file.path).name},
     )
+
+
+#: Bumped when trtdet compiles packages differently (``compile_settings``), so old ones rebuild.
+COMPILE_REVISION = "2"
+
+
+def package_build_options(spec: ModelSpec, options: DetectorOptions) -> dict[str, Any]:
+    """The key's build options: how trtdet compiles, and the model's engine variant when it has one."""
+    chosen: dict[str, Any] = {"compile": COMPILE_REVISION}
+    if spec.engine_variant is not None and device_kind(options.device) == "cuda":
+        chosen["variant"] = spec.engine_variant()
+    return chosen
 
 
 def eager_network(model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Any:

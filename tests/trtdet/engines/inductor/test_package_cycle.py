@@ -17,7 +17,13 @@ torch = pytest.importorskip("torch")
 
 from trtdet.engines.base import ModelFile  # noqa: E402
 from trtdet.engines.inductor.backend import InductorBackend, incompatibility, runnable_package  # noqa: E402
-from trtdet.engines.inductor.build import ExportError, build_package, package_cache  # noqa: E402
+from trtdet.engines.inductor.build import (  # noqa: E402
+    COMPILE_REVISION,
+    ExportError,
+    build_package,
+    package_build_options,
+    package_cache,
+)
 from trtdet.engines.inductor.package import (  # noqa: E402
     METADATA_ENTRY,
     check_archive,
@@ -99,6 +105,7 @@ def test_a_build_describes_itself_and_says_it_compiles_once(built, checkpoint):
     assert meta.compute_capability == "cpu" and meta.max_batch == 32
     assert meta.extra["device"] == "cpu" and meta.extra["source_kind"] == "weights"
     assert meta.extra["output_names"] == ["output"] and meta.extra["op_libraries"] == []
+    assert dict(meta.build_options) == {"compile": COMPILE_REVISION}  # in the key: a new way to compile rebuilds
     assert any("once" in m for m in messages) and any("fresh process" in m for m in messages)
     # The check's child ran: it reports its own start, load and first-run times.
     assert {"load_check_start_s", "load_check_load_s", "load_check_first_run_s"} <= set(result.phases)
@@ -214,3 +221,12 @@ def test_an_untraceable_network_falls_back_to_eager_and_says_why(tmp_path, monke
     with pytest.warns(UserWarning, match=r"cannot trace the network.*running the eager torch backend instead"):
         engine = InductorBackend(report=lambda _m: None).load(ModelFile(path, "weights"), spec, DetectorOptions(device="cpu"))
     assert engine.backend == "torch"
+
+
+def test_a_models_engine_variant_is_in_the_key_of_cuda_packages(monkeypatch):
+    from trtdet_centernet.plugin import CENTERNET
+
+    monkeypatch.setenv("TRTDET_DCN", "gather")
+    gather = package_build_options(CENTERNET, DetectorOptions(device="cuda"))
+    assert gather == {"compile": COMPILE_REVISION, "variant": "dcn=gather"}
+    assert package_build_options(CENTERNET, DetectorOptions(device="cpu")) == {"compile": COMPILE_REVISION}
