@@ -122,10 +122,14 @@ def modulated_deform_conv(
     return out.reshape(batch, out_channels, out_h, out_w)
 
 
-#: ``TRTDET_DCN`` values: unset or empty: the Triton kernel for float16, dcn_gather for float32;
-#: ``triton``: the Triton kernel for both; ``gather``: dcn_gather for both. float32 defaults to
-#: dcn_gather because the kernel's exact (non-TF32) float32 dot ran 2-2.5x slower than
-#: torchvision's at batch 32 on the H200 (``benchmarks/results/dcn_h200.md``).
+#: ``TRTDET_DCN`` values: unset or empty: the Triton kernel for float16 layers of at most
+#: ``TRITON_MAX_CHANNELS`` input channels, dcn_gather for the rest; ``triton``: the Triton kernel
+#: wherever it runs; ``gather``: dcn_gather everywhere. Measured per layer on the H200 (fp16,
+#: ``benchmarks/results/dcn_h200.md``, one run), Triton against dcn_gather compiled by Inductor:
+#: 128->64 @64x64 375 against 494 us at batch 32 (196 against 196 at batch 1), but 256->128 @32x32
+#: 336 against 309 and 512->256 @16x16 347 against 189; in float32 the kernel's exact (non-TF32)
+#: dot ran 2-2.5x slower than torchvision's.
+TRITON_MAX_CHANNELS = 128
 DCN_ENV = "TRTDET_DCN"
 _DCN_CHOICES = ("", "triton", "gather")
 _triton_missing = False  # set once ``triton`` failed to import, so later calls skip the attempt
@@ -148,9 +152,9 @@ def _load_triton_dcn() -> ModuleType | None:
 
 
 def cuda_variant() -> str:
-    """Which DCNv2 policy CUDA networks built now follow: ``"triton"`` (float16 on the Triton
-    kernel), ``"triton-all"`` (``TRTDET_DCN=triton``) or ``"gather"``; calls the Triton kernel
-    refuses use ``gather`` either way."""
+    """Which DCNv2 policy CUDA networks built now follow: ``"triton"`` (the default: narrow float16
+    layers on the Triton kernel), ``"triton-all"`` (``TRTDET_DCN=triton``) or ``"gather"``; calls
+    the Triton kernel refuses use ``gather`` either way."""
     choice = os.environ.get(DCN_ENV, "").strip().lower()
     if choice == "gather" or _load_triton_dcn() is None:
         return "gather"
@@ -159,11 +163,12 @@ def cuda_variant() -> str:
 
 def cuda_implementation(x: torch.Tensor, weight: torch.Tensor, deformable_groups: int) -> Callable[..., torch.Tensor]:
     """The CUDA DCNv2 for this call: ``deform_conv2d_triton`` when ``triton`` imports, the call is one
-    it runs and ``TRTDET_DCN`` picks it (by default: float16 calls); else ``deform_conv2d_gather``."""
+    it runs and ``TRTDET_DCN`` picks it (by default: float16 layers of at most 128 input channels,
+    where it was faster); else ``deform_conv2d_gather``."""
     choice = os.environ.get(DCN_ENV, "").strip().lower()
     if choice not in _DCN_CHOICES:
         raise ValueError(f"{DCN_ENV}={os.environ[DCN_ENV]!r}: expected 'gather' or 'triton' (or unset)")
-    if choice == "triton" or (choice == "" and x.dtype == torch.float16):
+    if choice == "triton" or (choice == "" and x.dtype == torch.float16 and x.shape[1] <= TRITON_MAX_CHANNELS):
         triton_dcn = _load_triton_dcn()
         if triton_dcn is not None and triton_dcn.supports(x, weight, deformable_groups):
             return triton_dcn.deform_conv2d_triton

@@ -19,6 +19,12 @@ pytestmark = [
 from trtdet_centernet.dcn import DCNv2, modulated_deform_conv  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _gather_everywhere(monkeypatch):
+    """Layers called through ``DCNv2`` run ``dcn_gather`` (fp16 layers default to the Triton kernel)."""
+    monkeypatch.setenv("TRTDET_DCN", "gather")
+
+
 def _layer(channels: int = 64, out: int = 32) -> DCNv2:
     torch.manual_seed(0)
     layer = DCNv2(channels, out, 3, padding=1)

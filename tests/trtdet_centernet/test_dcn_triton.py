@@ -83,6 +83,8 @@ def test_cuda_dispatch_prefers_triton_for_half_precision_and_honours_the_switch(
     monkeypatch.delenv(dcn.DCN_ENV, raising=False)
     assert dcn.cuda_implementation(half, half_weight, 1) is deform_conv2d_triton
     assert dcn.cuda_implementation(x, weight, 1) is deform_conv2d_gather  # float32: gather unless asked
+    wide = torch.zeros(1, 256, 4, 4).half().contiguous(memory_format=torch.channels_last)
+    assert dcn.cuda_implementation(wide, torch.zeros(8, 256, 3, 3).half(), 1) is deform_conv2d_gather  # > 128 channels
     assert dcn.cuda_variant() == "triton"
     monkeypatch.setenv(dcn.DCN_ENV, "triton")
     assert dcn.cuda_implementation(x, weight, 1) is deform_conv2d_triton

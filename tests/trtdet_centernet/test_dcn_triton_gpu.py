@@ -36,6 +36,12 @@ def _prefer_triton(monkeypatch):
     monkeypatch.delenv(dcn.DCN_ENV, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _triton_everywhere(monkeypatch):
+    """Layers called through ``DCNv2`` run the Triton kernel in float32 too (by default only fp16)."""
+    monkeypatch.setenv(dcn.DCN_ENV, "triton")
+
+
 def _layer(channels: int = 64, out: int = 32) -> DCNv2:
     torch.manual_seed(0)
     layer = DCNv2(channels, out, 3, padding=1)
@@ -83,10 +89,12 @@ def test_an_empty_batch_gives_an_empty_output():
     assert tuple(out.shape) == (0, 32, 8, 8)
 
 
-def test_network_layers_use_the_triton_kernel():
+def test_network_layers_use_the_triton_kernel(monkeypatch):
     layer = _layer().cuda()
     x = torch.randn(1, 64, 8, 8, device="cuda")
-    assert dcn.cuda_implementation(x, layer.weight, 1) is deform_conv2d_triton
+    assert dcn.cuda_implementation(x, layer.weight, 1) is deform_conv2d_triton  # TRTDET_DCN=triton here
+    monkeypatch.delenv(dcn.DCN_ENV)
+    assert dcn.cuda_implementation(x.half(), layer.weight.half(), 1) is deform_conv2d_triton  # the default for fp16
 
 
 def test_dcn_on_a_side_stream_right_after_a_long_kernel_equals_the_reference():
