@@ -5,7 +5,7 @@ child process whose Inductor, Triton and trtdet caches are new, empty directorie
 number is a cold build. The child prints trtdet's phases (export, compile, load check) and
 Inductor's own ``dynamo_timed`` phases (lowering, Triton compiles, C++ compiles, ...).
 
-    python benchmarks/build_profile.py yolo.onnx --model yolo --variants default wrapper-O0
+    python benchmarks/build_profile.py yolo.onnx --model yolo --variants default wrapper-O1
     python benchmarks/build_profile.py ckpt.pth --kind weights --model centernet --out build.json
 """
 

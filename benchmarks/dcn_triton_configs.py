@@ -17,6 +17,7 @@ import dataclasses
 from pathlib import Path
 
 import torch
+from timing import gpu_us  # benchmarks/timing.py (this script's folder is on sys.path)
 
 from trtdet_centernet.dcn_triton import KernelConfig, _deform_conv2d_kernel, kernel_config, launch
 
@@ -32,23 +33,6 @@ SINGLE = [
     KernelConfig(64, 64, 32, 4, 2), KernelConfig(32, 64, 32, 4, 2), KernelConfig(128, 64, 32, 8, 1),
     KernelConfig(128, 64, 16, 8, 2), KernelConfig(64, 64, 16, 4, 3),
 ]  # fmt: skip
-
-
-def gpu_us(fn, runs: int = 30, warmup: int = 5) -> float:
-    """Median µs of ``fn()`` between CUDA events on the current stream."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(runs):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1000.0)
-    times.sort()
-    return times[len(times) // 2]
 
 
 def main() -> None:
@@ -83,7 +67,7 @@ def main() -> None:
                         error = float((call().float() - want).abs().max())
                         if error > 1e-2 * float(want.abs().max()):
                             raise RuntimeError(f"output {error:.3g} off the default config's")
-                        timed.append((config, gpu_us(call)))
+                        timed.append((config, gpu_us(call, runs=30)))
                     except Exception as exc:  # e.g. out of shared memory: report, keep going
                         print(f"  {config}: failed: {str(exc).splitlines()[0][:160]}", flush=True)
                 base = next(us for c, us in timed if c == default)

@@ -22,25 +22,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from timing import gpu_us  # benchmarks/timing.py (this script's folder is on sys.path)
 
 from trtdet_centernet.constants import MEAN as CENTERNET_MEAN
 from trtdet_centernet.constants import STD as CENTERNET_STD
-
-
-def gpu_us(fn, runs: int = 50, warmup: int = 5) -> float:
-    """Median µs of ``fn()`` between CUDA events on the current stream."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(runs):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1000.0)
-    return statistics.median(times)
 
 
 def cpu_us(fn, runs: int = 20, warmup: int = 2) -> float:

@@ -4,7 +4,7 @@
 # packages the default variant left in the cache, then the other build variants.
 # Usage (repo root, wheels from ../shared/gpu/wheels.sh in .whl): bash benchmarks/profile_h200.sh OUTDIR [VARIANT ...]
 set -u
-out=${1:-/tmp/trtdet-profile}; shift; variants=${*:-wrapper-O0}
+out=${1:-/tmp/trtdet-profile}; shift; variants=${*:-wrapper-O1}
 mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null 2>&1

@@ -23,6 +23,26 @@ def time_it(fn: Callable[[Any], Any], inputs: Any, iterations: int, warmup: int 
     return times
 
 
+def gpu_us(fn: Callable[[], Any], runs: int = 50, warmup: int = 5) -> float:
+    """Median µs of ``fn()`` between CUDA events on the current stream."""
+    import statistics
+
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(runs):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1000.0)
+    return statistics.median(times)
+
+
 def summarise(name: str, batch: int, times: list[float], baseline: float | None) -> tuple[str, dict[str, Any]]:
     """A markdown table row and the JSON record (``pipeline, batch, median_ms, min_ms, images_per_s``)
     of ``batch`` images per call taking ``times`` seconds; the last column is ``baseline / median``."""

@@ -113,6 +113,9 @@ class Detector:
         self.preprocessor = preprocessor
         self.engine = engine
         self.decoder = decoder
+        #: The decoder queues a batch's decode and collects it later (``QueuingDecoder``): the GPU
+        #: pipeline then keeps two batches launched. Decided once; the decoder never changes.
+        self._decoder_queues = callable(getattr(decoder, "queue", None)) and callable(getattr(decoder, "collect", None))
         self.device = device
         if not engine.is_active:
             with on_device(device):
@@ -204,7 +207,7 @@ class Detector:
         phases = None
         if self._can_overlap():
             phases = Phases(self._session, self._stage, self._launch, self._finish, self._discard,
-                            launch_ahead=self._queues_decode())
+                            launch_ahead=self._decoder_queues)
         split = IDLE_SPLIT_PART if phases is not None else 0
         return Scheduler(self._run_batch, max_batch=self.batch_size, phases=phases, split_when_idle=split)
 
@@ -234,15 +237,11 @@ class Detector:
         with self._on_stream():
             return self.preprocessor.stage(images)  # type: ignore[attr-defined]  # a StagingPreprocessor
 
-    def _queues_decode(self) -> bool:
-        """Whether the decoder can queue a batch's decode and collect it later (``QueuingDecoder``)."""
-        return callable(getattr(self.decoder, "queue", None)) and callable(getattr(self.decoder, "collect", None))
-
     def _launch(self, staged: Any) -> tuple[Any, Any]:
         with self._on_stream():
             batch = self.preprocessor.warp(staged)  # type: ignore[attr-defined]
             outputs = self.engine(batch.tensor)
-            if self._queues_decode():
+            if self._decoder_queues:
                 # Queued now, behind this batch's engine and before the next one's, so an engine
                 # that reuses its output buffers is safe while two batches are launched.
                 return self.decoder.queue(outputs, batch.transforms), None  # type: ignore[attr-defined]
