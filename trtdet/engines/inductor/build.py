@@ -182,10 +182,12 @@ def compile_settings(compiler: str, device_kind_name: str) -> dict[str, Any]:
     """The Inductor settings a package compiles with (measured on the H200, torch 2.11, lone builds).
 
     - ``cpp.vec_isa_ok=False`` on CUDA: Inductor otherwise compiles and runs test programs to
-      pick a CPU vector ISA (5 s of a build); a CUDA package has no CPU kernels to vectorise.
-    - the wrapper at ``-O0``: its C++ compile is the longest of the build's serial compiler
-      runs; at O0 a build took 84 s instead of 97 (YOLO11n) and 82 s instead of 90 (ResDCN-18).
-      The wrapper only queues kernels, and under CUDA graphs (the default) it is not run at all.
+      pick a CPU vector ISA (5 s) and builds with its flags; a CUDA package has no CPU kernels.
+    - the wrapper at ``-O0``: alone it took a build from 97 to 84 s (YOLO11n) and 90 to 82 s
+      (ResDCN-18). The wrapper only queues kernels; under CUDA graphs (the default) it never runs.
+
+    Together (with the compiler probes in parallel) builds took 42 and 36 s; AOTInductor's serial
+    compiler runs fell from 55-58 s to 6-10 s (``benchmarks/results/build_h200.md``).
     """
     settings: dict[str, Any] = {"cpp.cxx": (None, compiler), "aot_inductor.compile_wrapper_opt_level": "O0"}
     if device_kind_name == "cuda":

@@ -155,7 +155,7 @@ _choice_lock = threading.Lock()
 
 def start_choosing() -> Future:
     """Begin choosing the compiler in the background (once per process); a build calls this first,
-    so the probes run while the network is loaded and exported."""
+    so the probes run while the network is exported."""
     global _choice
     with _choice_lock:
         if _choice is None:
