@@ -18,9 +18,6 @@ FIRST_PARTY = {"trtdet", "trtdet_yolo", "trtdet_centernet", "trtdet_person", "te
 DISTRIBUTION = {"cv2": "opencv-python-headless", "PIL": "pillow", "skimage": "scikit-image", "yaml": "pyyaml"}
 #: Imports left to the user on purpose, each behind a guard with a fallback or a one-line message.
 USER_INSTALLED = {
-    # nvJPEG decoding and the fast DCN kernel on CUDA; both fall back without it. It must match
-    # the user's torch build, so no extra names it (pip would replace that torch).
-    "torchvision",
     # the fused DCN kernel on CUDA (trtdet_centernet.dcn_triton); torch's CUDA wheels bring the
     # triton their build needs, and without it the DCN falls back to dcn_gather.
     "triton",
@@ -71,3 +68,30 @@ def test_the_test_extra_installs_what_the_tests_import():
         if DISTRIBUTION.get(m, m).lower().replace("_", "-") not in test_extra
     )
     assert missing == [], f"the tests import these, which the test extra does not install: {missing}"
+
+
+def test_the_cuda_extra_holds_the_gpu_only_packages():
+    """numba and the numpy < 2.5 cap serve only the CUDA kernels: CPU installs get neither."""
+    project = _project()
+    base = _requirement_names(project["dependencies"])
+    cuda = project["optional-dependencies"]["cuda"]
+    assert {"numba", "numba-cuda", "torchvision"} <= _requirement_names(cuda)
+    assert "numba" not in base and "numpy<2.5" in cuda
+    assert not any("<2.5" in r for r in project["dependencies"] if r.startswith("numpy"))
+
+
+def test_the_cpu_path_runs_without_importing_numba(tmp_path):
+    """A CPU detection (ONNX Runtime) leaves numba unimported, so the base install can omit it."""
+    import subprocess
+
+    code = (
+        "import sys, trtdet\n"
+        "detector = trtdet.load('yolo')\n"
+        "detector(sys.argv[1])\n"
+        "print(sorted(m for m in ('numba', 'torch') if m in sys.modules))\n"
+    )
+    sample = ROOT / "trtdet" / "data" / "sample.jpg"
+    result = subprocess.run([sys.executable, "-c", code, str(sample)], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -3,8 +3,10 @@
 Two geometries (``trtdet.preprocess.letterbox``): ``letterbox="ultralytics"`` runs the
 resize-and-pad kernel of ``trtdet.preprocess.cuda_resize`` (cv2.resize + copyMakeBorder bit
 for bit); ``letterbox="warp"``, described here, matches
-``trtdet.preprocess.cpu.WarpAffinePreprocessor`` (cv2.warpAffine INTER_LINEAR, BORDER_CONSTANT) bit for bit, by following the arithmetic of OpenCV >= 4.11's float
-warpAffine path (the one the installed cv2 5.x runs on x86): the inverse matrix is computed
+``trtdet.preprocess.cpu.WarpAffinePreprocessor`` (cv2.warpAffine INTER_LINEAR, BORDER_CONSTANT) by
+following the arithmetic of OpenCV 4.11-5.0's float warpAffine path on x86 (AVX2), which it equals
+bit for bit; OpenCV 5.1 rounds some sample coordinates differently (one level on < 1% of values,
+the bound the tests hold every version to). The inverse matrix is computed
 in double and rounded to float32; per destination row ``rx = fl(fl(y*M1) + M2)``; per pixel
 ``sx = fma(M0, x, rx)``; ``ix = floor(sx)``, ``a = sx - ix``; per channel
 ``v0 = fma(a, p01 - p00, p00)``, ``v1 = fma(a, p11 - p10, p10)``, ``v = fma(b, v1 - v0, v0)``,

@@ -8,7 +8,6 @@ References: ``LetterBox.get_params`` and ``scale_boxes`` as Ultralytics itself c
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -112,17 +111,22 @@ def case_files(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("name", [case.name for case in CASES])
-def test_reads_and_letterboxes_the_pixels_ultralytics_did(name, case_files):
-    """sha256 of the BGR pixels Ultralytics read and of its LetterBox output, recorded by the script."""
-    recorded = REFERENCE["versions"]["opencv"]
-    if cv2.__version__ != recorded:
-        pytest.skip(f"pixel hashes were recorded with OpenCV {recorded}, this is {cv2.__version__}")
+def test_reads_and_letterboxes_the_pixels_ultralytics_does(name, case_files):
+    """The pixels Ultralytics reads and letterboxes, computed here with the installed OpenCV.
+
+    Ultralytics 8.4 reads a file as ``cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)``
+    (``ultralytics.utils.patches.imread``) and letterboxes with ``cv2.resize`` + ``copyMakeBorder``;
+    both run here, so a new OpenCV changes the reference and trtdet together. The recorded
+    sizes are Ultralytics' own (``yolo11n_detections.json``).
+    """
     ref = REFERENCE["cases"][name]
-    image = read_image(case_files[name])
-    assert image.shape == (ref["height"], ref["width"], 3)
-    assert hashlib.sha256(image.tobytes()).hexdigest() == ref["imread_sha256"]
+    path = case_files[name]
+    want = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+    image = read_image(path)
+    assert image.shape == (ref["height"], ref["width"], 3) == want.shape
+    np.testing.assert_array_equal(image, want)
     warped, _ = WarpAffinePreprocessor((640, 640), letterbox="ultralytics").warp(image)
-    assert hashlib.sha256(np.ascontiguousarray(warped).tobytes()).hexdigest() == ref["letterbox_sha256"]
+    np.testing.assert_array_equal(warped, resize_and_pad(want, (640, 640)))
 
 
 def test_users_override_the_models_letterbox():
