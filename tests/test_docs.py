@@ -218,6 +218,25 @@ def test_shell_command_uses_existing_flags(block: Block, tokens: list[str], help
     assert not unknown, f"{block.id}: `trtdet {command}` has no {unknown} (see `trtdet {command} --help`)"
 
 
+CODE_SPAN = re.compile(r"`([^`\n]+)`")
+#: Pages whose prose quotes other tools' flags (the training scripts, upstream CenterNet).
+OTHER_TOOLS_FLAGS = {"docs/training.md"}
+
+
+@pytest.mark.parametrize(
+    "page",
+    [p for p in PAGES if p.relative_to(ROOT).as_posix() not in REWRITE_PENDING | OTHER_TOOLS_FLAGS],
+    ids=lambda p: p.relative_to(ROOT).as_posix(),
+)
+def test_flags_in_the_text_exist(page: Path, help_flags: dict[str, set[str]]) -> None:
+    """A long flag quoted in prose or a table (`--max-det N`) is an option of some trtdet command."""
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+    known = set().union(*help_flags.values())
+    quoted = {re.match(r"--[A-Za-z][\w-]*", span)[0] for span in CODE_SPAN.findall(text) if re.match(r"--[A-Za-z]", span)}
+    unknown = sorted(quoted - known)
+    assert not unknown, f"{page.relative_to(ROOT)} names flags no trtdet command has: {unknown}"
+
+
 def test_every_page_shows_some_checked_code() -> None:
     """The extraction finds the blocks (a fence the parser misread would hide a page's snippets)."""
     assert BASH_COMMANDS, "no trtdet command found in any bash block"
