@@ -288,3 +288,37 @@ def test_readme_shows_the_ci_test_command() -> None:
     command = ci[marker + 1].strip()
     readme_bash = [b.code.strip() for b in ALL_BLOCKS if b.page == "README.md" and b.lang == "bash"]
     assert command in readme_bash, f"the README must show .ci/run's test command as its own block: {command}"
+
+
+# --- pages that quote the code's values -----------------------------------------------------------
+
+
+def _table_rows(page: str, first_cell: str) -> list[str]:
+    lines = (ROOT / page).read_text(encoding="utf-8").splitlines()
+    return [line for line in lines if line.startswith(f"| {first_cell}")]
+
+
+def test_readme_speed_table_is_the_gpu_pages_table() -> None:
+    for model in ("YOLO11n", "CenterNet"):
+        readme, gpu = _table_rows("README.md", model), _table_rows("docs/gpu.md", model)
+        assert readme and readme == gpu, f"the {model} rows of the speed table differ between README.md and docs/gpu.md"
+
+
+def test_ultralytics_page_quotes_trtdets_yolo_defaults() -> None:
+    """The `trtdet run` column's defaults are the yolo model's and the run command's."""
+    from trtdet.plugins import get_model, load_plugins
+
+    load_plugins()
+    spec = get_model("yolo").spec
+    run = {param.name: param.default for param in cli.commands["run"].params}
+    height, width = spec.input_size
+    text = (ROOT / "docs" / "ultralytics.md").read_text(encoding="utf-8")
+    for quoted in (
+        f"`--conf` ({spec.conf_threshold:g})",
+        f"`--iou` ({spec.iou_threshold:g})",
+        f"`--max-det` ({spec.max_detections})",
+        f"`--input-size` ({height}×{width})",
+        f"`--device` (`{run['device']}`)",
+        f"`--batch` ({run['batch']})",
+    ):
+        assert quoted in text, f"docs/ultralytics.md should say {quoted}"
