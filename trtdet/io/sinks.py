@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,6 +51,7 @@ def prepare_output_directory(directory: str | Path) -> Path:
     """Create ``directory`` if needed and prove a file can be written there; ``UsageError`` if not.
 
     Called before the model loads, so an unusable ``--output`` costs one line and nothing else.
+    Temporaries a killed earlier run left there are removed (``remove_stale_temporaries``).
     """
     path = Path(directory)
     try:
@@ -60,10 +62,9 @@ def prepare_output_directory(directory: str | Path) -> Path:
         raise UsageError(f"--output {directory}: cannot create the directory ({exc.strerror})") from None
     if not path.is_dir():
         raise UsageError(f"--output {directory}: exists and is not a directory")
+    remove_stale_temporaries(path)  # a killed run's half-written videos and images
     try:
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".trtdet-probe-")
-        os.close(fd)
-        os.unlink(probe)
+        os.unlink(make_temporary(path, ".probe"))
     except OSError as exc:
         raise UsageError(f"--output {directory}: cannot write there ({exc.strerror})") from None
     return path
@@ -86,6 +87,49 @@ def check_writable_file(path: str | Path, flag: str = "--json") -> None:
         raise UsageError(f"{flag} {path}: cannot create a file in {parent} (permission denied)")
 
 
+#: Temporary files of annotated outputs are named ``.trtdet-tmp-<pid>-<random><suffix>`` beside
+#: their final name, so a later run can tell its own leftovers (a SIGKILLed run's) from anything else.
+TEMPORARY_PREFIX = ".trtdet-tmp-"
+_TEMPORARY_NAME = re.compile(r"\.trtdet-tmp-(\d+)-[A-Za-z0-9_]{8}\.[A-Za-z0-9]{1,8}")
+
+
+def make_temporary(directory: Path, suffix: str) -> str:
+    """A new empty temporary file in ``directory`` named by ``TEMPORARY_PREFIX`` and this process's id."""
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-", suffix=suffix)
+    os.close(fd)
+    return temporary
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the temporaries a killed trtdet run left below ``directory``; returns those removed.
+
+    Only regular files named as ``make_temporary`` names them whose process is gone are touched
+    (the files of a run still writing, and every other file, are left alone); links are not followed.
+    """
+    removed: list[Path] = []
+    for top, _folders, files in os.walk(directory, followlinks=False):
+        for name in files:
+            match = _TEMPORARY_NAME.fullmatch(name)
+            if match is None or _process_alive(int(match.group(1))):
+                continue
+            path = Path(top) / name
+            with contextlib.suppress(OSError):
+                if path.is_file() and not path.is_symlink():
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
 #: The process's umask, so files renamed into place get the mode a plain ``open`` would give them.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -98,8 +142,7 @@ def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
     redirects the write, and readers never see half a file. ``write`` fills the temporary
     file (whose name is plain ASCII: OpenCV's writers cannot take every file name).
     """
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".trtdet-", suffix=path.suffix)
-    os.close(fd)
+    temporary = make_temporary(path.parent, path.suffix)
     try:
         os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp's file is private (0600)
         write(Path(temporary))
@@ -189,8 +232,7 @@ class AnnotatedMediaSink:
     def _open_video(self, frame: Frame, size: tuple[int, int]) -> tuple[cv2.VideoWriter, Path, Path]:
         path = self._unique(frame.source, ".mp4")
         try:
-            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".trtdet-", suffix=".mp4")
-            os.close(fd)
+            temporary = make_temporary(path.parent, ".mp4")
             os.chmod(temporary, 0o666 & ~_UMASK)
         except OSError as exc:
             raise InputError(frame.name, f"cannot write {_display(path)} ({exc.strerror})") from None
