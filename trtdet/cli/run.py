@@ -85,6 +85,22 @@ class RunTally:
         return ", ".join(parts)
 
 
+@dataclass(frozen=True)
+class RunRequest:
+    """What ``trtdet run`` was asked to do: its options as click parsed them."""
+
+    model: str
+    sources: Sequence[str]
+    batch: int
+    output: str | None
+    json_path: str | None
+    track: bool
+    quiet: bool
+    workers: int | None
+    decode_on: str
+    model_flags: dict[str, Any]
+
+
 @dataclass
 class RunLoop:
     """The per-frame work of ``trtdet run``: track, annotate, print and record each frame."""
@@ -278,15 +294,16 @@ def run_command(model, sources, batch, output, json_path, track, quiet, workers,
     what was done is printed, exit 130. A --json destination that fills up (a full disk)
     stops the run with every written record whole: exit 2, or 1 if none could be written.
     """
+    request = RunRequest(model, sources, batch, output, json_path, track, quiet, workers, decode_on, model_flags)
     try:
-        code = _run(model, sources, batch, output, json_path, track, quiet, workers, decode_on, model_flags)
+        code = _run(request)
     except KeyboardInterrupt:  # before any input ran (loading the model): nothing to summarise
         click.echo("interrupted", err=True)
         code = EXIT_INTERRUPTED
     sys.exit(code)
 
 
-def _run(model, sources, batch, output, json_path, track, quiet, workers, decode_on, model_flags) -> int:  # noqa: ANN001
+def _run(request: RunRequest) -> int:
     """``run_command``'s work, in order: check everything cheap, load, detect, summarise."""
     from tqdm import tqdm
 
@@ -294,22 +311,22 @@ def _run(model, sources, batch, output, json_path, track, quiet, workers, decode
     from trtdet.streaming import detect_stream
 
     warnings.simplefilter("ignore", NonFiniteDetectionsWarning)  # reported per input, once
-    options = detector_options(model_flags, batch=batch)
-    spec = get_model(model).spec  # unknown models fail before any loading
-    collected = _sources(spec, sources)
-    destinations = check_destinations(output, json_path, collected)  # one line, before the model loads
-    tracker = _make_tracker(track)
-    jpeg_decoder = _jpeg_decoder(decode_on, options.device)
-    detector = load_detector(model, options)
-    if not quiet:
+    options = detector_options(request.model_flags, batch=request.batch)
+    spec = get_model(request.model).spec  # unknown models fail before any loading
+    collected = _sources(spec, request.sources)
+    destinations = check_destinations(request.output, request.json_path, collected)  # one line, before the model loads
+    tracker = _make_tracker(request.track)
+    jpeg_decoder = _jpeg_decoder(request.decode_on, options.device)
+    detector = load_detector(request.model, options)
+    if not request.quiet:
         _announce(detector, options.device, jpeg_decoder)
     total = count_frames(collected.sources)
     with ExitStack() as stack:
         json_sink, media_sink = _open_sinks(stack, destinations, detector.class_names)
-        loop = RunLoop(detector.class_names, quiet, json_path == "-", tracker, media_sink, json_sink)
-        show_bar = not quiet and (total is None or total > 1)
+        loop = RunLoop(detector.class_names, request.quiet, request.json_path == "-", tracker, media_sink, json_sink)
+        show_bar = not request.quiet and (total is None or total > 1)
         bar = stack.enter_context(tqdm(total=total, disable=not show_bar, unit="img", file=sys.stderr, leave=False))
-        frames = detect_stream(detector, collected.sources, workers=workers, jpeg_decoder=jpeg_decoder)
+        frames = detect_stream(detector, collected.sources, workers=request.workers, jpeg_decoder=jpeg_decoder)
         finished = _detect_all(loop, frames, bar)
         loop.finish_media()
-    return _finish(loop, collected, destinations, quiet, interrupted=not finished)
+    return _finish(loop, collected, destinations, request.quiet, interrupted=not finished)
