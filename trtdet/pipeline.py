@@ -164,8 +164,9 @@ class Detector:
         """Detections of one image, or a list of them for a list of images.
 
         An image is an HWC uint8 BGR array (gray, BGRA, 16-bit and float arrays are converted
-        as files are), a file path (read as ``trtdet run`` reads files) or a PIL image; a list
-        may mix them.
+        as files are; a float array with NaN or infinite pixels is an ``InputError``), a file
+        path (read as ``trtdet run`` reads files), a URL (its first frame, read by ``run``'s
+        stream reader) or a PIL image; a list may mix them.
         """
         if is_single_image(images):
             return self.detect([images])[0]
