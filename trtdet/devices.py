@@ -1,7 +1,7 @@
 """Device names: ``cpu``, ``cuda`` (torch's current GPU) and ``cuda:N`` (GPU N).
 
 Parsing is pure string work (options are checked before torch is imported); whether the
-GPU exists is checked when a detector is loaded (``check_present``). Everything a detector
+GPU exists is checked when a detector is loaded (``check_present``, ``cuda`` and ``cuda:N``). Everything a detector
 does on its GPU -- loading the engine, allocating buffers, creating streams, compiling and
 launching numba kernels -- runs inside ``on_device(device)``, which makes that GPU torch's
 (and so numba's) current one; plugins' hooks keep receiving the device *kind* (``cpu`` or
@@ -59,12 +59,35 @@ def is_cuda(text: str) -> bool:
     return device_kind(text) == "cuda"
 
 
+def _driver_gpus() -> int:
+    """GPUs the CUDA driver (``libcuda``) shows this process; 0 without a driver or on any failure."""
+    import ctypes
+
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0
+    count = ctypes.c_int(0)
+    try:
+        if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+    except AttributeError:
+        return 0
+    return int(count.value)
+
+
 def visible_gpus() -> int:
-    """How many CUDA GPUs torch sees (0 without torch or a driver)."""
+    """How many CUDA GPUs this process sees: torch's count for a CUDA build of torch, else the driver's.
+
+    A CPU-only torch (or none) says nothing about the GPUs onnxruntime or TensorRT could use,
+    so then the CUDA driver is asked directly (0 without a driver or a broken one).
+    """
     try:
         import torch
     except ImportError:
-        return 0
+        return _driver_gpus()
+    if getattr(torch.version, "cuda", None) is None and getattr(torch.version, "hip", None) is None:
+        return _driver_gpus()
     try:
         return int(torch.cuda.device_count())
     except Exception:  # a broken driver reads as no GPU
@@ -72,19 +95,20 @@ def visible_gpus() -> int:
 
 
 def check_present(text: str) -> None:
-    """A one-line ``UsageError`` when ``cuda:N`` names a GPU this process cannot see.
+    """A one-line ``UsageError`` when ``cuda`` or ``cuda:N`` names a GPU this process cannot see.
 
-    Plain ``cuda`` is left to the backends, whose messages say what is missing (torch, a
-    driver, a runtime).
+    ``device cuda: no CUDA GPU is visible to this process`` for both spellings when there is
+    none (instead of every backend's reason for refusing); ``only N ... visible`` for an index
+    past the last one.
     """
     device = parse_device(text)
-    if device.index is None:
+    if not device.is_cuda:
         return
     count = visible_gpus()
-    if device.index < count:
-        return
     if count == 0:
         raise UsageError(f"device {device}: no CUDA GPU is visible to this process")
+    if device.index is None or device.index < count:
+        return
     plural = "GPU is" if count == 1 else "GPUs are"
     raise UsageError(f"device {device}: only {count} CUDA {plural} visible (cuda:0..cuda:{count - 1})")
 

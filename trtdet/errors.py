@@ -37,3 +37,8 @@ class CorruptImageWarning(UserWarning):
     The image is used, but parts of it may be gray. ``trtdet run`` and ``trtdet batch`` put the
     line in the input's record (``"warning"``); Python API calls on a path warn with this category.
     """
+
+
+class ModelOutputError(ModelError):
+    """The engine's actual outputs contradict the shapes the model file declares (found on the first
+    batch). Fatal for the whole run, not one input: ``detector.stream`` and ``trtdet run`` raise it."""

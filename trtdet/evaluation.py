@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,6 +238,7 @@ def evaluate(
     entries = sorted(coco.dataset["images"], key=lambda e: e["id"])
     if not entries:
         raise UsageError(f"{annotations}: lists no images: nothing to score")
+    check_file_names(coco.dataset["images"], annotations)
     results: list[dict] = []
     failed: list[str] = []
     bar = None
@@ -264,6 +266,35 @@ def evaluate(
         bar.close()
     stats, summary = score(coco, results, list(mapping.values()))
     return EvaluationResult(stats, len(entries), len(results), unmatched, summary, failed)
+
+
+def escaping_name(file_name: str) -> bool:
+    """True for a ``file_name`` that does not stay below the images folder: absolute, or one
+    whose ``..`` components climb out of it (checked on the name, as written)."""
+    if os.path.isabs(file_name):
+        return True
+    depth = 0
+    for part in file_name.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ("", "."):
+            depth += 1
+    return False
+
+
+def check_file_names(images: Sequence[dict], annotations: Path | str) -> None:
+    """``UsageError`` before any image is read when an entry's ``file_name`` leads outside the
+    images folder: an annotation file must not make ``val`` read (and score, and name in its
+    errors) files elsewhere on the machine. Links inside the images folder are the user's own
+    and are followed."""
+    for k, image in enumerate(images):
+        if escaping_name(image["file_name"]):
+            raise UsageError(
+                f"{annotations}: images[{k}].file_name {image['file_name']!r} leads outside the --images folder "
+                "(absolute, or climbing out with '..'); val reads only images below it"
+            )
 
 
 def _read_listed(path: Path, entry: dict) -> np.ndarray:

@@ -16,7 +16,8 @@ import numpy as np
 from trtdet.detections import Detections
 from trtdet.devices import is_cuda, on_device, torch_device
 from trtdet.engines.base import Engine
-from trtdet.errors import ClosedError
+from trtdet.engines.output_check import check_outputs
+from trtdet.errors import ClosedError, ModelOutputError
 from trtdet.io.inputs import ImageInput, as_bgr_image, is_single_image
 from trtdet.io.limits import check_image_size
 from trtdet.io.sources import Frame, SourceArguments, collect_sources
@@ -133,6 +134,10 @@ class Detector:
         # time; the batcher is created once even when many threads submit at the same moment.
         self._run_lock = threading.Lock()
         self._batcher_lock = threading.Lock()
+        #: The first batch's outputs are checked against the declared shapes (``check_outputs``);
+        #: a contradiction is kept and raised for every later batch too.
+        self._outputs_checked = False
+        self._output_problem: ModelOutputError | None = None
         self._stream: Any = None
         if is_cuda(device):
             import torch
@@ -159,8 +164,9 @@ class Detector:
         """Detections of one image, or a list of them for a list of images.
 
         An image is an HWC uint8 BGR array (gray, BGRA, 16-bit and float arrays are converted
-        as files are), a file path (read as ``trtdet run`` reads files) or a PIL image; a list
-        may mix them.
+        as files are; a float array with NaN or infinite pixels is an ``InputError``), a file
+        path (read as ``trtdet run`` reads files), a URL (its first frame, read by ``run``'s
+        stream reader) or a PIL image; a list may mix them.
         """
         if is_single_image(images):
             return self.detect([images])[0]
@@ -240,7 +246,7 @@ class Detector:
     def _launch(self, staged: Any) -> tuple[Any, Any]:
         with self._on_stream():
             batch = self.preprocessor.warp(staged)  # type: ignore[attr-defined]
-            outputs = self.engine(batch.tensor)
+            outputs = self._engine_outputs(batch.tensor)
             if self._decoder_queues:
                 # Queued now, behind this batch's engine and before the next one's, so an engine
                 # that reuses its output buffers is safe while two batches are launched.
@@ -254,6 +260,20 @@ class Detector:
                 return finite_only(self.decoder.collect(outputs))  # type: ignore[attr-defined]
             return finite_only(self.decoder(outputs, transforms))
 
+    def _engine_outputs(self, tensor: Any) -> dict[str, Any]:
+        """The engine's outputs of one batch; the first batch's are checked against the declared shapes."""
+        if self._output_problem is not None:
+            raise self._output_problem
+        outputs = self.engine(tensor)
+        if not self._outputs_checked:
+            try:
+                check_outputs(self.engine.output_shapes, outputs, self.model_source or "model")
+            except ModelOutputError as exc:
+                self._output_problem = exc
+                raise
+            self._outputs_checked = True
+        return outputs
+
     def _discard(self) -> None:
         self.preprocessor.discard_staged()  # type: ignore[attr-defined]
 
@@ -266,13 +286,13 @@ class Detector:
         _check_sizes(images)
         if not self.record_times:
             batch = self.preprocessor(images)
-            return finite_only(self.decoder(self.engine(batch.tensor), batch.transforms))
+            return finite_only(self.decoder(self._engine_outputs(batch.tensor), batch.transforms))
         sync = self._synchronize or (lambda: None)
         t0 = time.perf_counter()
         batch = self.preprocessor(images)
         sync()
         t1 = time.perf_counter()
-        outputs = self.engine(batch.tensor)
+        outputs = self._engine_outputs(batch.tensor)
         sync()
         t2 = time.perf_counter()
         detections = finite_only(self.decoder(outputs, batch.transforms))

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from trtdet.detections import Detections
+from trtdet.errors import ModelOutputError
 from trtdet.io.sources import Frame, Source, iter_frames
 from trtdet.scheduler import Outcome
 
@@ -29,7 +30,8 @@ def detect_stream(
     Images are read ahead on ``workers`` threads (JPEGs by ``jpeg_decoder`` on the GPU when
     given). The detector's scheduler forms the batches (readable frames only; unreadable ones
     are reported in order) and retries a failed batch one by one, so a bad image fails alone
-    with ``frame.error`` naming it.
+    with ``frame.error`` naming it. Outputs that contradict the model file's declared shapes
+    (``ModelOutputError``) fail the whole stream: it is raised.
     """
     chunk = detector.batch_size if jpeg_decoder is not None else 4
     frames = iter_frames(sources, workers=workers or DEFAULT_WORKERS, jpeg_decoder=jpeg_decoder, chunk=chunk)
@@ -42,6 +44,8 @@ def detect_stream(
 def _settle(outcomes: list[Outcome]) -> Iterator[tuple[Frame, Detections | None]]:
     for outcome in outcomes:
         frame: Frame = outcome.tag
+        if isinstance(outcome.error, ModelOutputError):  # the model itself is wrong: no input can succeed
+            raise outcome.error
         if outcome.error is not None:  # an input the model chokes on: report, go on
             exc = outcome.error
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

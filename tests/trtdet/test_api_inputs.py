@@ -102,3 +102,61 @@ def test_a_path_to_a_corrupt_jpeg_warns_and_is_detected_on(yolo, photos, tmp_pat
     assert _same(found, yolo(cv2.imread(str(path))))  # the pixels cv2 gives, detected on
     ((frame, streamed),) = list(yolo.stream(str(path)))
     assert frame.warning.startswith(f"{path}: corrupt JPEG data (premature end") and _same(streamed, found)
+
+
+def test_a_float_image_with_nan_or_inf_pixels_is_refused_naming_it(yolo, chelsea, tmp_path):
+    """One NaN used to hide the image's range (``max()`` is NaN): the 0..1 image was never scaled
+    and every detection vanished. Non-finite pixels are now an error naming the input."""
+    as_float = chelsea.astype(np.float32) / 255.0
+    assert "cat" in {yolo.class_names[c] for c in yolo(as_float).class_id}  # the clean image is detected on
+    for bad_value in (np.nan, np.inf, -np.inf):
+        spoilt = as_float.copy()
+        spoilt[3, 5, 1] = bad_value
+        for call in (yolo, yolo.submit):
+            with pytest.raises(InputError) as info:
+                call(spoilt)
+            assert str(info.value) == "image 0: 1 pixel value(s) are NaN or infinite; a float image must be finite"
+    tiff = tmp_path / "float.tiff"
+    spoilt = as_float.copy()
+    spoilt[:2, :2] = np.nan
+    assert cv2.imwrite(str(tiff), spoilt)
+    assert np.isnan(cv2.imread(str(tiff), cv2.IMREAD_UNCHANGED)).sum() == 12  # cv2 keeps the NaNs in the file
+    with pytest.raises(InputError, match=rf"^{tiff}: 12 pixel value\(s\) are NaN or infinite"):
+        yolo(str(tiff))
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """A local HTTP server over ``tmp_path`` (no network needed)."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_url_is_read_by_the_stream_reader_as_the_cli_reads_it(yolo, photos, http_folder):
+    folder, base = http_folder
+    (folder / "cat.png").write_bytes(photos["chelsea"].read_bytes())
+    expected = yolo(cv2.imread(str(photos["chelsea"])))
+    assert _same(yolo(f"{base}/cat.png"), expected)
+    assert _same(yolo.submit(f"{base}/cat.png").result(timeout=60), expected)
+    with pytest.raises(InputError) as info:
+        yolo(f"{base}/missing.png")
+    assert str(info.value) == f"{base}/missing.png: cannot open stream"
+
+
+def test_an_empty_path_is_one_clear_error(yolo):
+    for call in (lambda: yolo(""), lambda: yolo.submit(""), lambda: yolo([""])):
+        with pytest.raises(InputError) as info:
+            call()
+        assert str(info.value) == "'': empty path; expected an image file path, a URL or an array"

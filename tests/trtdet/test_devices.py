@@ -64,3 +64,32 @@ def test_cli_reports_a_bad_or_absent_device_in_one_line(device, message, photos)
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(message), result.output
+
+
+def test_plain_cuda_without_a_gpu_is_the_same_one_line_as_cuda_n(monkeypatch, photos):
+    """``--device cuda`` used to print every backend's reason (~400 characters); ``cuda:7`` said it plainly."""
+    import trtdet.devices as devices
+
+    monkeypatch.setattr(devices, "visible_gpus", lambda: 0)
+    for device in ("cuda", "cuda:7"):
+        with pytest.raises(UsageError, match=rf"^device {device}: no CUDA GPU is visible to this process$"):
+            check_present(device)
+        result = CliRunner().invoke(cli, ["run", "-m", "yolo", "-s", str(photos["grace_hopper"]), "-q", "--device", device])
+        assert result.exit_code == 1, result.output
+        assert result.output.strip().splitlines() == [f"error: device {device}: no CUDA GPU is visible to this process"]
+    monkeypatch.setattr(devices, "visible_gpus", lambda: 1)
+    check_present("cuda")  # one GPU: plain cuda is fine
+
+
+def test_a_cpu_only_torch_asks_the_driver(monkeypatch):
+    """A CPU build of torch sees no GPU even where onnxruntime-gpu could use one: the driver is asked."""
+    import torch
+
+    import trtdet.devices as devices
+
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch.version, "hip", None, raising=False)
+    monkeypatch.setattr(devices, "_driver_gpus", lambda: 3)
+    assert devices.visible_gpus() == 3
+    monkeypatch.setattr(devices, "_driver_gpus", lambda: 0)
+    assert devices.visible_gpus() == 0

@@ -339,3 +339,31 @@ def test_cli_val_with_a_corrupt_jpeg_warns_in_one_line_and_still_scores_it(tmp_p
     assert warnings == [f"warning: {folder / 'rotten.jpg'}: corrupt JPEG data (premature end of data segment); "
                         "decoded anyway, parts of the image may be gray"]
     assert "AP " in result.stdout
+
+
+@pytest.mark.parametrize("escape", ["../secret/chelsea.png", "sub/../../secret/chelsea.png", "ABSOLUTE"])
+def test_val_refuses_annotations_naming_files_outside_the_images_folder(tmp_path, photos, escape):
+    """An annotation file must not make val read (score, and name in its errors) files elsewhere."""
+    from trtdet.cli.main import cli
+
+    folder, secret = tmp_path / "images", tmp_path / "secret"
+    (folder / "sub").mkdir(parents=True)
+    secret.mkdir()
+    shutil.copy(photos["chelsea"], secret / "chelsea.png")
+    shutil.copy(photos["chelsea"], folder / "inside.png")
+    name = str(secret / "chelsea.png") if escape == "ABSOLUTE" else escape
+    assert (folder / name).is_file()  # the file is there to be read: only the check stops it
+    h, w = cv2.imread(str(photos["chelsea"])).shape[:2]
+    data = {"images": [{"id": 1, "file_name": "sub/../inside.png", "width": w, "height": h},  # stays inside: fine
+                       {"id": 2, "file_name": name, "width": w, "height": h}],
+            "annotations": [{"id": 1, "image_id": 2, "category_id": 17, "bbox": [140, 20, 300, 280]}],
+            "categories": [{"id": 17, "name": "cat"}]}
+    gt = _annotations(tmp_path, data)
+    result = CliRunner().invoke(cli, ["val", "--model", "yolo", "--images", str(folder), "--annotations", str(gt), "-q"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: {gt}: images[1].file_name {name!r} leads outside the --images folder "
+        "(absolute, or climbing out with '..'); val reads only images below it"
+    ]
+    with pytest.raises(UsageError, match="leads outside the --images folder"):
+        evaluate(lambda images: [], folder, gt, ["cat"])

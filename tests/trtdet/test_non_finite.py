@@ -65,7 +65,7 @@ def test_cli_records_stay_valid_json_and_name_the_input(broken_decoder, tmp_path
                                       "--batch", "2"])
     assert result.exit_code == 0, result.output
     rows = [_strict_json(line) for line in result.stdout.splitlines()]
-    assert "warning" not in rows[0]
+    assert rows[0]["warning"] is None  # always present in run's records, null when absent
     assert rows[1]["warning"] == f"{folder / 'b.png'}: dropped 2 detection(s) with NaN/Inf boxes or scores (the model's output is not finite)"
     assert len(rows[1]["detections"]) == 1 and rows[1]["error"] is None
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]

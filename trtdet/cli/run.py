@@ -2,30 +2,36 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 
 from trtdet.cli.common import (
     EXIT_INPUTS_FAILED,
     EXIT_OK,
+    EXIT_USAGE,
     detector_options,
     handle_errors,
     load_detector,
     model_options,
 )
+from trtdet.cli.run_output import Destinations, check_destinations, where_results_went
 from trtdet.detections import Detections
 from trtdet.devices import is_cuda, torch_device
 from trtdet.errors import InputError, UsageError
-from trtdet.io.sources import Frame, Source, collect_sources, count_frames
+from trtdet.io.sinks import frame_record
+from trtdet.io.sources import CollectedSources, Frame, collect_sources, count_frames
 from trtdet.pipeline import NonFiniteDetectionsWarning
+
+#: Exit code of a run stopped by Ctrl-C (SIGINT), as shells report it: 128 + 2.
+EXIT_INTERRUPTED = 130
 
 DEFAULT_SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.jpg"
 
@@ -79,17 +85,188 @@ class RunTally:
         return ", ".join(parts)
 
 
-def _where_results_went(output: str | None, json_path: str | None, written: int) -> str:
-    places = []
-    if output:
-        places.append(f"annotated files in {os.path.join(output, '')} ({written})")
-    if json_path and json_path != "-":
-        places.append(f"detections in {json_path}")
-    if json_path == "-":
-        places.append("detections on stdout")
-    if not places:
-        return "nothing saved: add --output DIR for annotated images/videos or --json FILE (or -) for detections"
-    return "results: " + "; ".join(places)
+@dataclass(frozen=True)
+class RunRequest:
+    """What ``trtdet run`` was asked to do: its options as click parsed them."""
+
+    model: str
+    sources: Sequence[str]
+    batch: int
+    output: str | None
+    json_path: str | None
+    track: bool
+    quiet: bool
+    workers: int | None
+    decode_on: str
+    model_flags: dict[str, Any]
+
+
+@dataclass
+class RunLoop:
+    """The per-frame work of ``trtdet run``: track, annotate, print and record each frame."""
+
+    class_names: Sequence[str]
+    quiet: bool
+    to_stdout: bool
+    tracker: Any = None
+    media_sink: Any = None
+    json_sink: Any = None
+    tally: RunTally = field(default_factory=RunTally)
+    #: Inputs whose every record was written (or that had nothing to write).
+    recorded: set[str] = field(default_factory=set)
+    #: Set when --json could not be written: the run stopped there.
+    json_error: OSError | None = None
+    bar: Any = None
+
+    def echo_line(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.clear()
+        click.echo(text, err=True)
+
+    def handle(self, frame: Frame, detections: Detections | None) -> None:
+        """Everything one frame gives; sets ``json_error`` when its record cannot be written."""
+        self.tally.inputs.add(frame.name)
+        self.tally.frames += 1
+        if detections is not None and self.tracker is not None and frame.index is not None:
+            detections = self.tracker.update(frame.name, detections, frame.fps)
+        written_to = self._annotate(frame, detections)
+        self._report(frame, detections)
+        if self.json_sink is not None:
+            record = frame_record(frame, detections, self.class_names)
+            record["warning"] = frame.warning  # always present, null when absent
+            record["output"] = None if written_to is None else str(written_to)
+            try:
+                self.json_sink.write(record)
+            except OSError as exc:  # a full disk, a closed pipe: the run stops, the input is unrecorded
+                self.json_error = exc
+                self.recorded.discard(frame.name)  # a video's earlier frames do not make it recorded
+                return
+        self.recorded.add(frame.name)
+
+    def _annotate(self, frame: Frame, detections: Detections | None) -> Path | None:
+        """The annotated copy; one that cannot be written fails the input, its detections kept."""
+        if detections is None or self.media_sink is None:
+            return None
+        try:
+            return self.media_sink.write(frame, detections)
+        except InputError as exc:
+            frame.error = str(exc)
+            return None
+
+    def _report(self, frame: Frame, detections: Detections | None) -> None:
+        if frame.error:
+            self.tally.failed += 1
+            self.echo_line(f"error: {frame.error}")
+        elif frame.warning:
+            self.echo_line(f"warning: {frame.warning}")
+        if detections is not None:
+            self.tally.detections += len(detections)
+            if not self.quiet and frame.index is None:
+                if self.bar is not None:
+                    self.bar.clear()
+                click.echo(_summary(frame, detections, self.class_names), err=self.to_stdout)
+
+    def finish_media(self) -> None:
+        for error in self.media_sink.close() if self.media_sink is not None else ():
+            self.tally.failed += 1
+            self.echo_line(f"error: {error}")
+
+
+def _listed(names: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _json_failure_line(json_path: str, error: OSError, written: int, unrecorded: Sequence[str]) -> str:
+    """One line: why --json stopped, how many records are whole, and which inputs have none."""
+    what = "stdout" if json_path == "-" else json_path
+    reason = error.strerror or type(error).__name__
+    return (f"--json {what}: cannot write ({reason}); {written} record(s) written whole, the run stopped; "
+            f"not recorded: {len(unrecorded)} input(s): {_listed(list(unrecorded))}")
+
+
+def _announce(detector: Any, device: str, jpeg_decoder: Any) -> None:
+    provider = getattr(detector.engine, "providers", None)
+    where = f" ({provider[0]})" if provider else ""
+    decoding = ", JPEGs decoded on the GPU" if jpeg_decoder is not None else ""
+    click.echo(f"{detector.spec.name}: {detector.model_source} on {detector.backend}{where}, device {device}{decoding}", err=True)
+    for reason in getattr(detector, "backend_passed_over", ()) if is_cuda(device) else ():
+        click.echo(f"  (not {reason})", err=True)
+
+
+def _sources(spec: Any, sources: Sequence[str]) -> CollectedSources:
+    """The inputs the arguments name (the model's sample photo when none)."""
+    if not sources:
+        sample = spec.sample_image() if spec.sample_image else DEFAULT_SAMPLE
+        sources = (str(sample),)
+    return collect_sources(sources)
+
+
+def _open_sinks(stack: ExitStack, destinations: Destinations, class_names: Sequence[str]) -> tuple[Any, Any]:
+    """The JSON-lines sink and the annotated-media sink the destinations ask for (closed by ``stack``)."""
+    from trtdet.io.sinks import AnnotatedMediaSink, JsonLinesSink
+
+    json_sink = None
+    if destinations.json == "-":
+        json_sink = JsonLinesSink(sys.stdout)
+    elif destinations.json:
+        try:
+            json_sink = JsonLinesSink.open_file(destinations.json)
+        except OSError as exc:
+            raise UsageError(f"--json {destinations.json}: cannot write the file ({exc.strerror})") from None
+        stack.callback(json_sink.close)
+    media_sink = None
+    if destinations.annotates:
+        media_sink = AnnotatedMediaSink(destinations.folder or Path("."), class_names, file=destinations.file)
+        stack.callback(media_sink.close)  # after an error too (a second close does nothing)
+    return json_sink, media_sink
+
+
+def _detect_all(loop: RunLoop, frames: Iterator[tuple[Frame, Detections | None]], bar: Any) -> bool:
+    """Feed every frame to ``loop``; False when interrupted (Ctrl-C). A --json write failure stops it."""
+    loop.bar = bar
+    try:
+        with closing(frames):  # type: ignore[type-var]
+            for frame, detections in frames:
+                loop.handle(frame, detections)
+                if loop.json_error is not None:
+                    break
+                bar.update(1)
+    except KeyboardInterrupt:
+        return False
+    finally:
+        loop.bar = None
+    return True
+
+
+def _finish(loop: RunLoop, collected: CollectedSources, destinations: Destinations, quiet: bool, interrupted: bool) -> int:
+    """Print what the run did and return its exit code (130 interrupted; 1 nothing recorded; 2 failures)."""
+    unrecorded = [s.name for s in collected.sources if s.name not in loop.recorded]
+    if loop.json_error is not None:
+        click.echo("error: " + _json_failure_line(destinations.json or "-", loop.json_error,
+                                                  loop.json_sink.written, unrecorded), err=True)
+    elif interrupted:
+        click.echo(f"interrupted: {len(unrecorded)} input(s) not processed: {_listed(unrecorded)}", err=True)
+    if not quiet or interrupted or loop.json_error is not None:
+        click.echo(loop.tally.line(len(collected.skipped)), err=True)
+        written = len(loop.media_sink.written) if loop.media_sink is not None else 0
+        click.echo(where_results_went(destinations, written), err=True)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if loop.json_error is not None:
+        return EXIT_INPUTS_FAILED if loop.json_sink.written else EXIT_USAGE
+    if loop.tally.failed:
+        click.echo(f"{loop.tally.failed} input(s) failed", err=True)
+        return EXIT_INPUTS_FAILED
+    return EXIT_OK
+
+
+def _make_tracker(track: bool) -> Any:
+    if not track:
+        return None
+    from trtdet.tracking import VideoTracker
+
+    return VideoTracker()
 
 
 @click.command("run", short_help="Detect objects in images, folders, videos, cameras or streams.")
@@ -98,8 +275,9 @@ def _where_results_went(output: str | None, json_path: str | None, written: int)
               help="Image, directory (its image and video files), glob ('photos/*.png'), video, camera index or URL "
                    "(repeatable).  [default: the model's sample photo]")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per engine call.")
-@click.option("--output", "-o", type=click.Path(file_okay=False),
-              help="Write annotated images/videos here, mirroring the inputs' paths below their folder.")
+@click.option("--output", "-o", type=click.Path(),
+              help="Write annotated images/videos to this folder, mirroring the inputs' paths below their folder; "
+                   "or, for one input, to this file (NAME.jpg, NAME.png, ... or NAME.mp4 for a video).")
 @click.option("--json", "json_path", help="Write detections as JSON lines to FILE, or - for stdout.")
 @click.option("--track", is_flag=True, help="Track objects across video frames (ByteTrack; needs trtdet[track]).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summaries.")
@@ -112,103 +290,43 @@ def run_command(model, sources, batch, output, json_path, track, quiet, workers,
     """Detect objects and report every input, good or bad (exit 2 if any input failed).
 
     Prints one line per image (on stderr when --json - keeps stdout for the records) and a
-    summary at the end saying where the results went.
+    summary at the end saying where the results went. Ctrl-C stops the run: the summary of
+    what was done is printed, exit 130. A --json destination that fills up (a full disk)
+    stops the run with every written record whole: exit 2, or 1 if none could be written.
     """
+    request = RunRequest(model, sources, batch, output, json_path, track, quiet, workers, decode_on, model_flags)
+    try:
+        code = _run(request)
+    except KeyboardInterrupt:  # before any input ran (loading the model): nothing to summarise
+        click.echo("interrupted", err=True)
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
+
+
+def _run(request: RunRequest) -> int:
+    """``run_command``'s work, in order: check everything cheap, load, detect, summarise."""
     from tqdm import tqdm
 
-    from trtdet.io.sinks import (
-        AnnotatedMediaSink,
-        JsonLinesSink,
-        check_writable_file,
-        frame_record,
-        prepare_output_directory,
-    )
     from trtdet.plugins import get_model
     from trtdet.streaming import detect_stream
 
-    warnings.simplefilter("ignore", NonFiniteDetectionsWarning)  # reported per input below, once
-    options = detector_options(model_flags, batch=batch)
-    device = options.device
-    get_model(model)  # unknown models fail before any loading
-    if output:  # an unusable --output or --json is one line, before the model loads
-        prepare_output_directory(output)
-    if json_path and json_path != "-":
-        check_writable_file(json_path, "--json")
-    tracker = None
-    if track:
-        from trtdet.tracking import VideoTracker
-
-        tracker = VideoTracker()
-    jpeg_decoder = _jpeg_decoder(decode_on, device)
-    detector = load_detector(model, options)
-    provider = getattr(detector.engine, "providers", None)
-    if not quiet:
-        where = f" ({provider[0]})" if provider else ""
-        decoding = ", JPEGs decoded on the GPU" if jpeg_decoder is not None else ""
-        click.echo(f"{detector.spec.name}: {detector.model_source} on {detector.backend}{where}, device {device}{decoding}", err=True)
-        for reason in getattr(detector, "backend_passed_over", ()) if is_cuda(device) else ():
-            click.echo(f"  (not {reason})", err=True)
-    if not sources:
-        sample = detector.spec.sample_image() if detector.spec.sample_image else DEFAULT_SAMPLE
-        sources = (str(sample),)
-    collected = collect_sources(sources)
-    expanded: list[Source] = collected.sources
-    total = count_frames(expanded)
-    class_names = detector.class_names
-    tally = RunTally()
-    to_stdout = json_path == "-"
+    warnings.simplefilter("ignore", NonFiniteDetectionsWarning)  # reported per input, once
+    options = detector_options(request.model_flags, batch=request.batch)
+    spec = get_model(request.model).spec  # unknown models fail before any loading
+    collected = _sources(spec, request.sources)
+    destinations = check_destinations(request.output, request.json_path, collected)  # one line, before the model loads
+    tracker = _make_tracker(request.track)
+    jpeg_decoder = _jpeg_decoder(request.decode_on, options.device)
+    detector = load_detector(request.model, options)
+    if not request.quiet:
+        _announce(detector, options.device, jpeg_decoder)
+    total = count_frames(collected.sources)
     with ExitStack() as stack:
-        json_sink = None
-        if to_stdout:
-            json_sink = JsonLinesSink(sys.stdout)
-        elif json_path:
-            try:
-                json_file = stack.enter_context(open(json_path, "w", encoding="utf-8"))
-            except OSError as exc:
-                raise UsageError(f"--json {json_path}: cannot write the file ({exc.strerror})") from None
-            json_sink = JsonLinesSink(json_file)
-        media_sink = AnnotatedMediaSink(Path(output), class_names) if output else None
-        if media_sink is not None:
-            stack.callback(media_sink.close)  # after an error too (a second close does nothing)
-        show_bar = not quiet and (total is None or total > 1)
+        json_sink, media_sink = _open_sinks(stack, destinations, detector.class_names)
+        loop = RunLoop(detector.class_names, request.quiet, request.json_path == "-", tracker, media_sink, json_sink)
+        show_bar = not request.quiet and (total is None or total > 1)
         bar = stack.enter_context(tqdm(total=total, disable=not show_bar, unit="img", file=sys.stderr, leave=False))
-        for frame, detections in detect_stream(detector, expanded, workers=workers, jpeg_decoder=jpeg_decoder):
-            tally.inputs.add(frame.name)
-            tally.frames += 1
-            if detections is not None and tracker is not None and frame.index is not None:
-                detections = tracker.update(frame.name, detections, frame.fps)
-            written_to = None
-            if detections is not None and media_sink is not None:
-                try:
-                    written_to = media_sink.write(frame, detections)
-                except InputError as exc:  # the annotated copy could not be written: that input failed
-                    frame.error, detections = str(exc), None
-            if frame.error:
-                tally.failed += 1
-                bar.clear()
-                click.echo(f"error: {frame.error}", err=True)
-            elif frame.warning:
-                bar.clear()
-                click.echo(f"warning: {frame.warning}", err=True)
-            record = frame_record(frame, detections, class_names)
-            if written_to is not None:
-                record["output"] = str(written_to)
-            if detections is not None:
-                tally.detections += len(detections)
-                if not quiet and frame.index is None:
-                    bar.clear()
-                    click.echo(_summary(frame, detections, class_names), err=to_stdout)
-            if json_sink is not None:
-                json_sink.write(record)
-            bar.update(1)
-        for error in media_sink.close() if media_sink is not None else ():
-            tally.failed += 1
-            click.echo(f"error: {error}", err=True)
-    if not quiet:
-        click.echo(tally.line(len(collected.skipped)), err=True)
-        written = len(media_sink.written) if media_sink is not None else 0
-        click.echo(_where_results_went(output, json_path, written), err=True)
-    if tally.failed:
-        click.echo(f"{tally.failed} input(s) failed", err=True)
-        sys.exit(EXIT_INPUTS_FAILED)
-    sys.exit(EXIT_OK)
+        frames = detect_stream(detector, collected.sources, workers=request.workers, jpeg_decoder=jpeg_decoder)
+        finished = _detect_all(loop, frames, bar)
+        loop.finish_media()
+    return _finish(loop, collected, destinations, request.quiet, interrupted=not finished)

@@ -170,7 +170,9 @@ class TorchBackend:
         from trtdet.onnx_torch.graph import load_model
 
         model, _label = load_model(path)
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in model.graph.input[0].type.tensor_type.shape.dim]
+        initializers = {tensor.name for tensor in model.graph.initializer}
+        first_input = next(i for i in model.graph.input if i.name not in initializers)  # load_model checked there is one
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in first_input.type.tensor_type.shape.dim]
         # A file fixed at its own size runs at that size (adapt_spec takes it from input_shape).
         size = None if len(dims) == 4 and None not in dims[2:] else spec.input_size
         module = convert(model, input_size=size, source=str(path))

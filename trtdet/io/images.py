@@ -17,12 +17,22 @@ from trtdet.io.jpeg import decode_jpeg
 from trtdet.io.limits import check_image_size
 
 
+def _check_finite(image: np.ndarray, source: str) -> None:
+    """``InputError`` when a float image has NaN or infinite pixels (counted in the message)."""
+    finite = np.isfinite(image)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        raise InputError(source, f"{bad:,} pixel value(s) are NaN or infinite; a float image must be finite")
+
+
 def to_bgr_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
     """Convert grayscale, BGRA and 16-bit or float images to HWC uint8 BGR (others pass through).
 
     The rule of ``cv2.imread(path)`` (and of Ultralytics for arrays): gray is repeated into
     three channels, alpha is dropped (not blended), 16-bit keeps its high byte (``v >> 8``).
     Float images in [0, 1] are scaled by 255, others taken as levels; both rounded and clipped.
+    A float image holding NaN or infinite pixels is refused (``InputError`` naming it): there is
+    no level such a pixel stands for, and one NaN would hide the image's range.
     """
     if image.ndim == 2:
         image = image[:, :, None]
@@ -33,6 +43,7 @@ def to_bgr_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype in (np.float32, np.float64):
+        _check_finite(image, source)
         image = np.clip(image * (255.0 if image.max(initial=0) <= 1.0 else 1.0) + 0.5, 0, 255).astype(np.uint8)
     elif image.dtype != np.uint8:
         raise InputError(source, f"unsupported pixel type {image.dtype}")

@@ -1,6 +1,7 @@
 """What the Python API accepts as an image: arrays, file paths and PIL images, one or a list.
 
-Paths are read exactly as ``trtdet run`` reads files (``trtdet.io.images.read_image``); PIL
+Paths are read exactly as ``trtdet run`` reads files (``trtdet.io.images.read_image``), URLs
+(``scheme://...``) by its stream reader (the first frame); PIL
 images are converted from RGB to the HWC uint8 BGR the pipeline takes; arrays pass as they are.
 """
 
@@ -45,6 +46,11 @@ def as_image(value: ImageInput) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value
     if isinstance(value, (str, os.PathLike)):
+        text = os.fspath(value)
+        if isinstance(text, str) and "://" in text:
+            return read_url(text)
+        if not text:
+            raise InputError("''", "empty path; expected an image file path, a URL or an array")
         path = Path(value)
         if path.is_dir():
             raise InputError(str(path), "is a directory; use detector.stream(path) for folders and videos")
@@ -52,6 +58,25 @@ def as_image(value: ImageInput) -> np.ndarray:
     if _is_pil(value):
         return _from_pil(value)
     raise InputError(repr(value)[:60], f"expected an image array, a file path or a PIL image, got {type(value).__name__}")
+
+
+def read_url(url: str) -> np.ndarray:
+    """The first frame at ``url``, read by the stream reader ``trtdet run --source URL`` uses.
+
+    An image URL gives that image; a video or live stream gives its first frame (use
+    ``detector.stream(url)`` for every frame). ``InputError`` naming the URL when nothing is read.
+    """
+    from trtdet.io.sources import Source, iter_frames
+
+    frames = iter_frames([Source(url, "stream")])
+    try:
+        frame = next(frames)
+    finally:
+        frames.close()  # type: ignore[attr-defined]
+    if frame.error is not None:
+        raise InputError(url, frame.error.removeprefix(f"{url}: "))
+    assert frame.image is not None
+    return frame.image
 
 
 def _from_pil(image: Any) -> np.ndarray:

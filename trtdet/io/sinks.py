@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import io
 import json
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,20 +40,72 @@ def frame_record(frame: Frame, detections: Detections | None, class_names: Seque
 
 
 class JsonLinesSink:
-    """One JSON object per line, flushed per record so pipes see results as they come."""
+    """One JSON object per line, each written whole and flushed as it comes (pipes see results live).
 
-    def __init__(self, stream: IO[str]) -> None:
+    On a file descriptor (a file ``open_file`` opened, or a real stdout) every line is written
+    with ``os.write`` until done; a write that fails (a full disk) cuts a regular file back to
+    the end of the last whole record before the ``OSError`` is raised, so the file never holds
+    half a record. ``written`` counts the records written whole.
+    """
+
+    def __init__(self, stream: IO[str] | IO[bytes]) -> None:
         self.stream = stream
+        self.written = 0
+        self._fd: int | None = None
+        self._end = 0  # offset after the last whole record (regular files)
+        self._regular = False
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+            return
+        stream.flush()  # whatever the stream holds goes before the first record
+        self._fd = fd
+        self._regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        if self._regular:  # appending (>>) writes at the end whatever the offset says
+            appending = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND
+            self._end = os.fstat(fd).st_size if appending else os.lseek(fd, 0, os.SEEK_CUR)
+
+    @classmethod
+    def open_file(cls, path: str | Path) -> JsonLinesSink:
+        """A sink writing to a new (or emptied) file at ``path``; ``close()`` closes it."""
+        return cls(open(path, "wb", buffering=0))  # noqa: SIM115 - closed by close()
 
     def write(self, record: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(record, separators=(", ", ": ")) + "\n")
-        self.stream.flush()
+        line = json.dumps(record, separators=(", ", ": ")) + "\n"
+        if self._fd is None:
+            self.stream.write(line)  # type: ignore[arg-type]
+            self.stream.flush()
+        else:
+            self._write_whole(line.encode("utf-8"))
+        self.written += 1
+
+    def _write_whole(self, data: bytes) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except BaseException:  # OSError (a full disk), or Ctrl-C between two partial writes
+            if self._regular:
+                with contextlib.suppress(OSError):
+                    size = os.fstat(self._fd).st_size
+                    if self._end <= size < self._end + len(data):  # only this record's part, nobody else's
+                        os.ftruncate(self._fd, self._end)
+                        os.lseek(self._fd, self._end, os.SEEK_SET)
+            raise
+        self._end += len(data)
+
+    def close(self) -> None:
+        """Close the stream if ``open_file`` opened it (stdout stays open)."""
+        if isinstance(self.stream, io.FileIO):
+            self.stream.close()
 
 
 def prepare_output_directory(directory: str | Path) -> Path:
     """Create ``directory`` if needed and prove a file can be written there; ``UsageError`` if not.
 
     Called before the model loads, so an unusable ``--output`` costs one line and nothing else.
+    Temporaries a killed earlier run left there are removed (``remove_stale_temporaries``).
     """
     path = Path(directory)
     try:
@@ -60,10 +116,9 @@ def prepare_output_directory(directory: str | Path) -> Path:
         raise UsageError(f"--output {directory}: cannot create the directory ({exc.strerror})") from None
     if not path.is_dir():
         raise UsageError(f"--output {directory}: exists and is not a directory")
+    remove_stale_temporaries(path)  # a killed run's half-written videos and images
     try:
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".trtdet-probe-")
-        os.close(fd)
-        os.unlink(probe)
+        os.unlink(make_temporary(path, ".probe"))
     except OSError as exc:
         raise UsageError(f"--output {directory}: cannot write there ({exc.strerror})") from None
     return path
@@ -86,6 +141,49 @@ def check_writable_file(path: str | Path, flag: str = "--json") -> None:
         raise UsageError(f"{flag} {path}: cannot create a file in {parent} (permission denied)")
 
 
+#: Temporary files of annotated outputs are named ``.trtdet-tmp-<pid>-<random><suffix>`` beside
+#: their final name, so a later run can tell its own leftovers (a SIGKILLed run's) from anything else.
+TEMPORARY_PREFIX = ".trtdet-tmp-"
+_TEMPORARY_NAME = re.compile(r"\.trtdet-tmp-(\d+)-[A-Za-z0-9_]{8}\.[A-Za-z0-9]{1,8}")
+
+
+def make_temporary(directory: Path, suffix: str) -> str:
+    """A new empty temporary file in ``directory`` named by ``TEMPORARY_PREFIX`` and this process's id."""
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-", suffix=suffix)
+    os.close(fd)
+    return temporary
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the temporaries a killed trtdet run left below ``directory``; returns those removed.
+
+    Only regular files named as ``make_temporary`` names them whose process is gone are touched
+    (the files of a run still writing, and every other file, are left alone); links are not followed.
+    """
+    removed: list[Path] = []
+    for top, _folders, files in os.walk(directory, followlinks=False):
+        for name in files:
+            match = _TEMPORARY_NAME.fullmatch(name)
+            if match is None or _process_alive(int(match.group(1))):
+                continue
+            path = Path(top) / name
+            with contextlib.suppress(OSError):
+                if path.is_file() and not path.is_symlink():
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
 #: The process's umask, so files renamed into place get the mode a plain ``open`` would give them.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -98,8 +196,7 @@ def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
     redirects the write, and readers never see half a file. ``write`` fills the temporary
     file (whose name is plain ASCII: OpenCV's writers cannot take every file name).
     """
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".trtdet-", suffix=path.suffix)
-    os.close(fd)
+    temporary = make_temporary(path.parent, path.suffix)
     try:
         os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp's file is private (0600)
         write(Path(temporary))
@@ -123,9 +220,11 @@ class AnnotatedMediaSink:
     ``InputError`` for that input.
     """
 
-    def __init__(self, directory: Path, class_names: Sequence[str]) -> None:
-        self.directory = Path(directory)
+    def __init__(self, directory: Path, class_names: Sequence[str], *, file: Path | None = None) -> None:
+        """``file``: write the one input's annotated copy to exactly this path (``--output NAME.jpg``)."""
+        self.directory = Path(directory) if file is None else Path(file).parent
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.file = None if file is None else Path(file)
         self.class_names = class_names
         self._used: set[str] = set()
         self._writers: dict[str, tuple[cv2.VideoWriter, Path, Path]] = {}
@@ -138,6 +237,9 @@ class AnnotatedMediaSink:
         name when given by name), with ``suffix``; ``_1``, ``_2``... when already taken."""
         if source.name in self._names:
             return self.directory / self._names[source.name]
+        if self.file is not None:
+            self._names[source.name] = self.file.name
+            return self.file
         relative = Path(source.relative_name)
         stem = relative.stem or "input"
         name, n = (relative.parent / f"{stem}{suffix}").as_posix(), 1
@@ -159,7 +261,7 @@ class AnnotatedMediaSink:
         image = frame.image if isinstance(frame.image, np.ndarray) else frame.image.cpu().numpy()  # GPU-decoded
         canvas = draw(image, detections, self.class_names)
         if frame.index is None:
-            suffix = Path(frame.name).suffix.lower()
+            suffix = Path(frame.name if self.file is None else self.file).suffix.lower()
             suffix = suffix if suffix in (".jpg", ".jpeg", ".png", ".bmp") else ".jpg"
             path = self._unique(frame.source, suffix)
             self._write_image(frame.name, path, canvas)
@@ -189,8 +291,7 @@ class AnnotatedMediaSink:
     def _open_video(self, frame: Frame, size: tuple[int, int]) -> tuple[cv2.VideoWriter, Path, Path]:
         path = self._unique(frame.source, ".mp4")
         try:
-            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".trtdet-", suffix=".mp4")
-            os.close(fd)
+            temporary = make_temporary(path.parent, ".mp4")
             os.chmod(temporary, 0o666 & ~_UMASK)
         except OSError as exc:
             raise InputError(frame.name, f"cannot write {_display(path)} ({exc.strerror})") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import itertools
 import os
@@ -116,6 +117,59 @@ def _glob_root(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
+def _glob_children(directory: Path, part: str) -> list[Path]:
+    """Entries of ``directory`` matching one wildcard component (dot names only for a dot pattern)."""
+    try:
+        with os.scandir(directory) as entries:
+            names = [entry.name for entry in entries]
+    except OSError:
+        return []
+    hidden_ok = part.startswith(".")
+    return [directory / name for name in names if (hidden_ok or not name.startswith(".")) and fnmatch.fnmatchcase(name, part)]
+
+
+def _glob_below(directory: Path) -> list[Path]:
+    """``directory`` and everything below it (``**``), hidden names left out, directory links not followed."""
+    found = [directory]
+    for top, folders, files in os.walk(directory, followlinks=False):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found.extend(Path(top) / name for name in folders + files if not name.startswith("."))
+    return found
+
+
+def _is_real_directory(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def glob_files(pattern: str) -> list[Path]:
+    """The paths ``pattern`` matches, sorted, as ``glob.glob(pattern, recursive=True)`` finds them --
+    except that no directory reached through a wildcard is entered through a symbolic link.
+
+    ``glob.glob`` follows directory links, so a ``**`` under a link pointing back up the tree
+    goes round the loop and yields the same files many times (82 records from 2 files). Folders
+    given as ``--source DIR`` already leave links alone; a glob now does too. The pattern's fixed
+    part (``_glob_root``) is taken as written, links included.
+    """
+    root = _glob_root(pattern)
+    parts = Path(pattern).parts[len(root.parts):]
+    candidates = [root]
+    for position, part in enumerate(parts):
+        last = position == len(parts) - 1
+        matched: list[Path] = []
+        for candidate in candidates:
+            if part == "**":
+                matched.extend(_glob_below(candidate) if candidate.is_dir() else [])
+            elif glob.has_magic(part):
+                matched.extend(_glob_children(candidate, part))
+            elif os.path.lexists(candidate / part):
+                matched.append(candidate / part)
+        if not last:  # a wildcard's match is entered only when it is a real directory
+            wild = part == "**" or glob.has_magic(part)
+            matched = [path for path in matched if (_is_real_directory(path) if wild else path.is_dir())]
+        candidates = list(dict.fromkeys(matched))
+    return sorted(candidates)
+
+
 def _add_found(found: CollectedSources, files: Sequence[Path], root: Path) -> None:
     for path in files:
         if path.name.startswith("."):
@@ -154,7 +208,7 @@ def collect_sources(arguments: SourceArguments) -> CollectedSources:
             if path.is_dir():
                 _add_found(found, _directory_files(path), path)
             elif not path.exists() and _is_glob(argument):
-                matches = sorted(Path(m) for m in glob.glob(argument, recursive=True))
+                matches = glob_files(argument)
                 if not matches:
                     found.sources.append(Source(argument, "image", problem="no file matches this pattern"))
                 _add_found(found, [match for match in matches if match.is_file()], _glob_root(argument))

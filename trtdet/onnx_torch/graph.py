@@ -204,20 +204,39 @@ class OnnxNode:
 
 
 def load_model(model: Any) -> tuple[Any, str]:
-    """An ``onnx.ModelProto`` and a label for messages, from a path, bytes or a ModelProto."""
+    """An ``onnx.ModelProto`` and a label for messages, from a path, bytes or a ModelProto.
+
+    Checked first (``checks.check_structure``): an empty file, a model without a graph or an
+    initializer that does not hold what it declares is one ``ModelError`` line.
+    """
     import onnx
 
-    if isinstance(model, onnx.ModelProto):
-        return model, "<onnx model>"
-    if isinstance(model, bytes | bytearray):
-        return onnx.load_from_string(bytes(model)), "<onnx bytes>"
-    path = Path(model)
-    try:
-        return onnx.load(str(path)), str(path)
-    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError, OSError, ...
-        from trtdet.errors import ModelError
+    from trtdet.errors import ModelError
+    from trtdet.onnx_torch.checks import check_structure
 
-        raise ModelError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    if isinstance(model, onnx.ModelProto):
+        proto, label = model, "<onnx model>"
+    elif isinstance(model, bytes | bytearray):
+        if not model:
+            raise ModelError("<onnx bytes>: model is empty")
+        try:
+            proto, label = onnx.load_from_string(bytes(model)), "<onnx bytes>"
+        except Exception as exc:  # noqa: BLE001 - DecodeError and friends
+            raise ModelError(f"<onnx bytes>: not a readable ONNX model ({type(exc).__name__})") from exc
+    else:
+        path = Path(model)
+        try:
+            empty = path.stat().st_size == 0
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot read the model file ({exc.strerror})") from None
+        if empty:
+            raise ModelError(f"{path}: model file is empty")
+        try:
+            proto, label = onnx.load(str(path)), str(path)
+        except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError, OSError, ...
+            raise ModelError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    check_structure(proto, label)
+    return proto, label
 
 
 def _input_shapes(graph: Any, initializers: set[str], input_size: tuple[int, int] | None,
@@ -310,7 +329,9 @@ def build_plan(
     from onnx import numpy_helper
 
     from trtdet.errors import ModelError
+    from trtdet.onnx_torch.checks import check_initializers
 
+    check_initializers(model.graph, label)  # before numpy is asked for what they declare
     graph = model.graph
     opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
     initializers = {init.name for init in graph.initializer}

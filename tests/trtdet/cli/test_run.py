@@ -199,6 +199,47 @@ def test_corrupt_jpeg_that_decodes_is_one_warning_line_and_not_a_failure(photos,
     warning = f"{rotten}: corrupt JPEG data (premature end of data segment); decoded anyway, parts of the image may be gray"
     assert done.stderr.splitlines() == [f"warning: {warning}"]
     by_name = {r["source"]: r for r in map(json.loads, done.stdout.splitlines())}
-    assert "warning" not in by_name[str(clean)] and by_name[str(clean)]["error"] is None
+    assert by_name[str(clean)]["warning"] is None and by_name[str(clean)]["error"] is None  # always present (issue 27)
     assert by_name[str(rotten)]["warning"] == warning and by_name[str(rotten)]["error"] is None
     assert by_name[str(rotten)]["width"] == 512 and by_name[str(rotten)]["detections"]  # still detected on
+
+
+def _transposed_output(tmp_path, declared):
+    """Ultralytics' YOLO11 fixture (5 classes, real output ``[B, 9, anchors]``) with a Transpose
+    appended, so it really gives ``[B, anchors, 9]``, while the file declares ``declared``."""
+    from pathlib import Path
+
+    model = onnx.load(Path(__file__).resolve().parents[2] / "data" / "ultralytics" / "yolo11_dynamic.onnx")
+    (output,) = model.graph.output
+    model.graph.node[-1].output[0] = "untransposed"  # the node that made output0
+    for node in model.graph.node:
+        node.input[:] = ["untransposed" if name == output.name else name for name in node.input]
+    model.graph.node.append(helper.make_node("Transpose", ["untransposed"], [output.name], perm=[0, 2, 1]))
+    output.CopyFrom(helper.make_tensor_value_info(output.name, TensorProto.FLOAT, declared))
+    path = tmp_path / "lying.onnx"
+    onnx.save(model, path)
+    import onnxruntime
+
+    quiet = onnxruntime.SessionOptions()
+    quiet.log_severity_level = 3  # its own warning about the mismatch, on stderr
+    session = onnxruntime.InferenceSession(str(path), quiet, providers=["CPUExecutionProvider"])
+    (real,) = session.run(None, {"images": np.zeros((1, 3, 160, 160), np.float32)})
+    (told,) = session.get_outputs()
+    assert real.shape == (1, 525, 9) and told.shape[:2] == declared[:2]  # onnxruntime trusts the file's dim 1
+    return path, told.shape
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_an_onnx_whose_real_output_contradicts_its_declared_shape_is_one_line(tmp_path, photos, backend):
+    """Decoded from the declared ``[batch, 9, anchors]`` the real ``[1, 8400, 9]`` (at 640x640) gave garbage with exit 0."""
+    path, told = _transposed_output(tmp_path, ["batch", 9, "anchors"])
+    result = run_cli("run", "-m", "yolo", "--onnx", str(path), "--backend", backend, "-s", str(photos["chelsea"]),
+                     "-s", str(photos["coffee"]), "--json", "-", "-q")
+    assert result.exit_code == 1, result.output
+    assert records(result) == [] and "Traceback" not in result.output
+    (line,) = result.stderr.strip().splitlines()
+    if backend == "onnxruntime":  # the declared shape passed the load-time check; the first batch tells
+        assert line == (f"error: {path}: output output0 is [1, 8400, 9] when run, but the model declares {told}; "
+                        "its declared output shape is wrong (re-export the model)")
+    else:  # the torch backend learns the shapes from a trial run at load
+        assert line.startswith(f"error: {path}: output does not fit the yolo head") and "got output0 [1, 8400, 9]" in line

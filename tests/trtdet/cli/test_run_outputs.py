@@ -75,3 +75,40 @@ def test_a_symlink_in_the_output_directory_is_not_followed(tmp_path, photos):
     result = run_cli("run", "-m", "yolo", "-s", str(source), "--output", str(out), "-q")
     assert result.exit_code == 0, result.output
     assert victim.read_text() == "precious" and not (out / "chelsea.png").is_symlink()
+
+
+_KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+import numpy as np
+from trtdet.detections import Detections
+from trtdet.io.sinks import AnnotatedMediaSink
+from trtdet.io.sources import Frame, Source
+
+sink = AnnotatedMediaSink(Path(sys.argv[1]), ["thing"])
+frame = Frame(Source(sys.argv[2], "video"), 0, image=np.zeros((48, 64, 3), np.uint8), fps=10.0)
+sink.write(frame, Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)))
+os.kill(os.getpid(), signal.SIGKILL)  # half way through the video, as a user's kill -9 would
+"""
+
+
+def test_the_next_run_removes_the_temporaries_a_killed_run_left(tmp_path, photos):
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    (out / "clips").mkdir(parents=True)
+    killed = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(out / "clips"), str(tmp_path / "clip.mp4")], timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    left = [p.name for p in (out / "clips").iterdir()]
+    assert len(left) == 1 and left[0].startswith(".trtdet-") and left[0].endswith(".mp4")  # the killed run's leftover
+    mine = out / f".trtdet-tmp-{os.getpid()}-abcdefgh.mp4"  # a live process's temporary: still being written
+    mine.write_bytes(b"busy")
+    users = out / ".trtdet-notes.mp4"  # not trtdet's naming: never touched
+    users.write_bytes(b"mine")
+    result = run_cli("run", "-m", "yolo", "-s", str(photos["chelsea"]), "--output", str(out), "-q")
+    assert result.exit_code == 0, result.output
+    assert list((out / "clips").iterdir()) == []
+    assert mine.read_bytes() == b"busy" and users.read_bytes() == b"mine"
+    assert sorted(p.name for p in out.iterdir()) == sorted([".trtdet-notes.mp4", mine.name, "chelsea.png", "clips"])

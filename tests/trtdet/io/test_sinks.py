@@ -222,3 +222,37 @@ def test_a_video_writer_that_cannot_open_fails_its_first_frame_only(tmp_path, mo
         sink.write(_frame("clip.mp4", index=0, image=IMAGE), Detections.empty())
     sink.write(_frame("clip.mp4", index=1, image=IMAGE), Detections.empty())  # not a second error
     assert sink.close() == [] and list(tmp_path.iterdir()) == []
+
+
+def test_json_lines_cut_a_failed_record_back_and_keep_what_was_there(tmp_path, monkeypatch):
+    """A disk that fills mid-line: the bytes of the cut record go, earlier records (and, for a file
+    opened to append, the content before them) stay whole."""
+    import errno
+    import os
+
+    import trtdet.io.sinks as sinks
+
+    real_write = os.write
+    room = {"bytes": 10**9}
+
+    def filling_write(fd, data):
+        if room["bytes"] <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = real_write(fd, bytes(data[: room["bytes"]]))
+        room["bytes"] -= n
+        return n
+
+    monkeypatch.setattr(sinks.os, "write", filling_write)
+    record = frame_record(_frame("a.jpg", image=np.zeros((4, 5, 3), np.uint8)), Detections.empty(), NAMES)
+    line = (json.dumps(record, separators=(", ", ": ")) + "\n").encode()
+    for mode, before in (("wb", b""), ("ab", b"earlier run\n")):
+        path = tmp_path / f"records-{mode}.jsonl"
+        path.write_bytes(before)
+        room["bytes"] = 2 * len(line) + len(line) // 2
+        sink = JsonLinesSink(open(path, mode, buffering=0))  # noqa: SIM115 - closed below
+        sink.write(record)
+        sink.write(record)
+        with pytest.raises(OSError, match="No space left on device"):
+            sink.write(record)
+        sink.close()
+        assert path.read_bytes() == before + 2 * line and sink.written == 2

@@ -83,3 +83,32 @@ def test_failing_cameras_and_streams_print_only_trtdets_lines(photos):
         "error: rtsp://127.0.0.1:9/none: cannot open stream",
         "2 input(s) failed",
     ]
+
+
+def test_a_recursive_glob_does_not_follow_directory_links_round_a_loop(tmp_path):
+    """A link pointing back up the tree made ``**`` yield 2 files 82 times; folders already left links alone."""
+    for name in ("photos/a.jpg", "photos/sub/b.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "photos" / "sub" / "loop").symlink_to(tmp_path / "photos", target_is_directory=True)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "c.jpg").write_bytes(b"x")
+    (tmp_path / "photos" / "away").symlink_to(outside, target_is_directory=True)
+    assert len(glob.glob(str(tmp_path / "photos" / "**" / "*.*"), recursive=True)) > 2  # the glob module goes round
+    expected = {"photos/**/*.*": ["photos/a.jpg", "photos/sub/b.png"], "photos/**": ["photos/a.jpg", "photos/sub/b.png"],
+                "photos/*/*.png": ["photos/sub/b.png"], "photos/**/b.png": ["photos/sub/b.png"], "photos/*/*/*": []}
+    for pattern, names in expected.items():
+        found = collect_sources([str(tmp_path / pattern)])
+        assert _names([s for s in found.sources if not s.problem], tmp_path) == names, pattern
+    assert _names(collect_sources([str(tmp_path / "photos")]).sources, tmp_path) == ["photos/a.jpg", "photos/sub/b.png"]  # as a folder does
+    linked_root = collect_sources([str(tmp_path / "photos" / "away" / "*.jpg")])  # a link written in the pattern is used
+    assert [Path(s.name).name for s in linked_root.sources] == ["c.jpg"]
+
+
+def test_globs_match_the_glob_module_where_no_link_is_involved(tree, monkeypatch):
+    monkeypatch.chdir(tree)
+    for pattern in ("**", "**/*.jpg", "*/*", "b/**/*.PNG", "*.webp", ".*", ".cache/*", "b/deep/x.PNG", "[ab]/img.jpg", "a/?mg.jpg"):
+        reference = sorted(Path(m) for m in glob.glob(pattern, recursive=True) if os.path.isfile(m) and not Path(m).name.startswith("."))
+        found = collect_sources([pattern])
+        assert sorted([Path(s.name) for s in found.sources] + found.skipped) == reference, pattern
