@@ -28,7 +28,7 @@ def cache_dir() -> Path:
 def unusable_cache(path: Path, exc: OSError, why: str) -> UsageError:
     """The one line for a cache folder that cannot be used: which path, what failed, what to do."""
     if isinstance(exc, (FileExistsError, NotADirectoryError)):
-        problem = "it (or a folder above it) is a file, not a folder"
+        problem = "it or a folder above it is a file, not a folder"
     else:
         problem = exc.strerror or str(exc)
     return UsageError(
