@@ -57,7 +57,9 @@ counts = {model: len(trtdet.load(model)(image)) for model in ("yolo", "centernet
 listed = CliRunner().invoke(cli, ["models", "--json"])
 assert listed.exit_code == 0, listed.output
 rows = {row["name"]: row["input_size"] for row in json.loads(listed.stdout)}
-print(json.dumps({"counts": counts, "sizes": rows, "onnx": sys.modules["onnx"] is not None}))
+converting = CliRunner().invoke(cli, ["run", "--model", "yolo", "--backend", "torch", "--json", "-"])
+print(json.dumps({"counts": counts, "sizes": rows, "onnx": sys.modules["onnx"] is not None,
+                  "converting": [converting.exit_code, converting.output]}))
 """
 
 
@@ -77,6 +79,12 @@ def test_the_cpu_path_needs_no_onnx_package(photos):
     # The same detections as a process where onnx imports (the reference run, here).
     assert result["counts"] == {model: len(trtdet.load(model)(image)) for model in ("yolo", "centernet")}
     assert result["counts"]["yolo"] > 0 and not result["onnx"]
+    # What does need onnx (converting an ONNX for the torch backend) says so in one line.
+    code, output = result["converting"]
+    assert code == 1 and output.strip().splitlines() == [
+        "error: this needs the Python package 'onnx', which is not installed: pip install onnx "
+        "(building engines, exporting and the torch backends' ONNX import use it)"
+    ]
     for name, info in list_models().items():  # input sizes as the onnx package's parse of each default file gives
         default = Path(info.spec.default_model())
         assert result["sizes"][name] == list(adapt_spec_to_file(info.spec, *onnx_file_description(default)).input_size)
