@@ -43,11 +43,12 @@ def load_runner(path: Path, metadata: ArtifactMetadata, device_index: int | None
         try:
             with torch._inductor.config.patch({"cpp.vec_isa_ok": False}), _quiet_loader_warnings():
                 if device_index is None:
-                    return torch._inductor.aoti_load_package(str(copy), run_single_threaded=True)
-                return torch._inductor.aoti_load_package(str(copy), run_single_threaded=True, device_index=device_index)
+                    return torch._inductor.aoti_load_package(str(copy.path), run_single_threaded=True)
+                return torch._inductor.aoti_load_package(str(copy.path), run_single_threaded=True, device_index=device_index)
         except Exception as exc:  # the loader raises RuntimeError for most problems
             text = str(exc).strip().splitlines()
-            raise ModelError(f"{path}: AOTInductor cannot load the package: {text[0] if text else type(exc).__name__}") from exc
+            reason = copy.local_names(text[0]) if text else type(exc).__name__
+            raise ModelError(f"{path}: AOTInductor cannot load the package: {reason}") from exc
 
 
 #: torch's loggers that warn on every load about fields trtdet checks itself: the CPU vector ISA

@@ -37,6 +37,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from trtdet.errors import ModelError
@@ -204,8 +205,20 @@ def unpack_folders(tag: str) -> list[Path]:
     return sorted(found, key=found.__getitem__)
 
 
+@dataclass(frozen=True)
+class PrivateCopy:
+    """A checked copy of a package: its ``path``, and ``tag``, the copy's top folder (named for this load)."""
+
+    path: Path
+    tag: str
+
+    def local_names(self, text: str) -> str:
+        """``text`` (a loader message) with paths inside torch's unpack folder shortened to the member's name."""
+        return re.sub(rf"\S*/{re.escape(self.tag)}/", "", text)
+
+
 @contextmanager
-def private_copy(path: Path) -> Iterator[Path]:
+def private_copy(path: Path) -> Iterator[PrivateCopy]:
     """A checked copy of the package at ``path``, in a private temporary folder, for torch to load.
 
     Leaving the block removes the copy. When the block raises, every folder torch unpacked the
@@ -221,7 +234,7 @@ def private_copy(path: Path) -> Iterator[Path]:
         except OSError as exc:
             raise ModelError(f"{path}: cannot copy the package into a private temporary folder ({exc.strerror or exc})") from exc
         try:
-            yield copy
+            yield PrivateCopy(copy, tag)
         except BaseException:
             for unpacked in unpack_folders(tag):
                 shutil.rmtree(unpacked, ignore_errors=True)
