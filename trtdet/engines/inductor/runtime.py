@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +45,17 @@ def load_runner(path: Path, metadata: ArtifactMetadata, device_index: int | None
         try:
             with torch._inductor.config.patch({"cpp.vec_isa_ok": False}), _quiet_loader_warnings():
                 if device_index is None:
-                    return torch._inductor.aoti_load_package(str(copy.path), run_single_threaded=True)
-                return torch._inductor.aoti_load_package(str(copy.path), run_single_threaded=True, device_index=device_index)
+                    runner = torch._inductor.aoti_load_package(str(copy.path), run_single_threaded=True)
+                else:
+                    runner = torch._inductor.aoti_load_package(str(copy.path), run_single_threaded=True, device_index=device_index)
         except Exception as exc:  # the loader raises RuntimeError for most problems
             text = str(exc).strip().splitlines()
             reason = copy.local_names(text[0]) if text else type(exc).__name__
             raise ModelError(f"{path}: AOTInductor cannot load the package: {reason}") from exc
+    if copy.lock is not None:  # torch's unpack folder is in use while the model lives
+        with contextlib.suppress(TypeError):  # a runner without weak references: the lock lasts as long as the process
+            weakref.finalize(runner, os.close, copy.lock)
+    return runner
 
 
 #: torch's loggers that warn on every load about fields trtdet checks itself: the CPU vector ISA

@@ -18,7 +18,8 @@ torch sees a package, trtdet:
   archive in a private temporary folder (``mkdtemp``: mode 0700), under a top folder named for
   this load, and hands torch that copy. The copy is removed as soon as torch has loaded it;
   when the load fails, torch's unpack folders (found by that name) are removed too. On success
-  torch's own folder lives as long as the loaded model and torch removes it with the model.
+  torch's own folder lives as long as the loaded model and torch removes it with the model;
+  what a killed process left is removed by the next load (``trtdet.engines.inductor.leftovers``).
 
 Loading a package still runs the compiled code inside it: the checks keep a hostile archive
 from writing outside torch's private folder, filling the disk or leaving files behind, not from
@@ -42,6 +43,8 @@ from pathlib import Path
 
 from trtdet.errors import ModelError
 from trtdet.io.limits import positive_int_setting
+
+from .leftovers import COPY_PREFIX, TAG_PREFIX, hold, remove_stale, unpack_folders
 
 #: The environment variable that raises (or lowers) the largest total unpacked size of a package.
 ENV_MAX_PACKAGE_BYTES = "TRTDET_MAX_PACKAGE_BYTES"
@@ -174,43 +177,14 @@ def _copy_members(path: Path, target: Path, tag: str) -> None:
                 shutil.copyfileobj(reader, writer, _CHUNK)
 
 
-def _temp_roots() -> list[Path]:
-    """Folders torch's loader may unpack into: ``std::filesystem::temp_directory_path()`` (libstdc++ reads
-    ``TMPDIR``, ``TMP``, ``TEMP``, ``TEMPDIR``, else ``/tmp``) and, for older torch, ``/tmp`` and Python's."""
-    roots: list[Path] = []
-    for name in ("TMPDIR", "TMP", "TEMP", "TEMPDIR"):
-        if os.environ.get(name):
-            roots.append(Path(os.environ[name]))
-            break
-    roots += [Path(tempfile.gettempdir()), Path("/tmp")]
-    return list(dict.fromkeys(roots))
-
-
-def unpack_folders(tag: str) -> list[Path]:
-    """torch's unpack folders of the copy whose top folder is ``tag``, oldest first.
-
-    A folder counts only when it is a real folder of this user holding nothing but ``tag``.
-    """
-    found: dict[Path, int] = {}
-    for root in _temp_roots():
-        for marker in root.glob(f"*/{tag}"):
-            folder = marker.parent
-            try:
-                info = folder.lstat()
-                if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or os.listdir(folder) != [tag]:
-                    continue
-            except OSError:
-                continue
-            found[folder] = info.st_mtime_ns
-    return sorted(found, key=found.__getitem__)
-
-
-@dataclass(frozen=True)
+@dataclass
 class PrivateCopy:
-    """A checked copy of a package: its ``path``, and ``tag``, the copy's top folder (named for this load)."""
+    """A checked copy of a package: its ``path``; ``tag``, the copy's top folder (named for this load);
+    after a load, ``lock``: the descriptor marking torch's unpack folder in use (``leftovers.hold``)."""
 
     path: Path
     tag: str
+    lock: int | None = None
 
     def local_names(self, text: str) -> str:
         """``text`` (a loader message) with paths inside torch's unpack folder shortened to the member's name."""
@@ -223,23 +197,29 @@ def private_copy(path: Path) -> Iterator[PrivateCopy]:
 
     Leaving the block removes the copy. When the block raises, every folder torch unpacked the
     copy into goes too; when it succeeds, all but the newest (the loaded model's, which torch
-    removes with the model).
+    removes with the model), and the newest is marked in use (``PrivateCopy.lock``). Leftovers
+    of killed processes are removed first (``leftovers.remove_stale``).
     """
-    tag = f"trtdet-{os.getpid()}-{secrets.token_hex(6)}"
-    folder = Path(tempfile.mkdtemp(prefix="trtdet-package-"))
+    remove_stale()
+    tag = f"{TAG_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+    folder = Path(tempfile.mkdtemp(prefix=COPY_PREFIX))
     try:
         copy = folder / "package.pt2"
         try:
             _copy_members(Path(path), copy, tag)
         except OSError as exc:
             raise ModelError(f"{path}: cannot copy the package into a private temporary folder ({exc.strerror or exc})") from exc
+        loaded = PrivateCopy(copy, tag)
         try:
-            yield PrivateCopy(copy, tag)
+            yield loaded
         except BaseException:
             for unpacked in unpack_folders(tag):
                 shutil.rmtree(unpacked, ignore_errors=True)
             raise
-        for unpacked in unpack_folders(tag)[:-1]:
-            shutil.rmtree(unpacked, ignore_errors=True)
+        unpacked = unpack_folders(tag)
+        for stale in unpacked[:-1]:
+            shutil.rmtree(stale, ignore_errors=True)
+        if unpacked:
+            loaded.lock = hold(unpacked[-1] / tag)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -24,6 +25,7 @@ torch = pytest.importorskip("torch")
 
 import trtdet  # noqa: E402
 from trtdet.engines.artifact import ArtifactMetadata  # noqa: E402
+from trtdet.engines.inductor.leftovers import LOCK_NAME, hold, remove_stale  # noqa: E402
 from trtdet.engines.inductor.load_check import FreshProcessCheck  # noqa: E402
 from trtdet.engines.inductor.package import METADATA_ENTRY, check_archive, read_package_metadata  # noqa: E402
 from trtdet.engines.inductor.unpack import DEFAULT_MAX_PACKAGE_BYTES, ENV_MAX_PACKAGE_BYTES, max_package_bytes  # noqa: E402
@@ -238,3 +240,39 @@ def test_the_fresh_process_check_leaves_no_folder_behind(tmp_path, private_tmp):
 def _leftovers(folder: Path) -> list[str]:
     """What ``folder`` holds besides Inductor's compile cache (``torchinductor_<user>``, which torch makes there)."""
     return sorted(entry.name for entry in folder.iterdir() if not entry.name.startswith("torchinductor_"))
+
+
+def _unpack_folder(root: Path, name: str, tag: str, lock: bool) -> Path:
+    """An unpack folder as torch leaves it (``<name>/<tag>/data/...``), with trtdet's lock file if ``lock``."""
+    inner = root / name / tag / "data" / "aotinductor" / "model"
+    inner.mkdir(parents=True)
+    (inner / "m.wrapper.so").write_bytes(b"library")
+    if lock:
+        (root / name / tag / LOCK_NAME).write_bytes(b"")
+    return root / name
+
+
+def test_what_a_killed_process_left_is_removed_by_the_next_load(tmp_path, private_tmp):
+    """A SIGKILLed run leaves torch's unpack folder (and maybe its copy); the next load removes exactly those."""
+    two_days_ago = time.time() - 2 * 24 * 3600
+    killed = _unpack_folder(private_tmp, "aotinductor_Kil1ed", "trtdet-4242-0123456789ab", lock=True)
+    killed_mid_load = _unpack_folder(private_tmp, "aotinductor_0ldOne", "trtdet-4243-0123456789ab", lock=False)
+    old_copy = private_tmp / "trtdet-package-abc123"
+    old_copy.mkdir()
+    (old_copy / "package.pt2").write_bytes(b"PK")
+    for path in (killed_mid_load, old_copy):
+        os.utime(path, (two_days_ago, two_days_ago))
+    live = _unpack_folder(private_tmp, "aotinductor_L1veOn", "trtdet-4244-0123456789ab", lock=False)
+    held = hold(live / "trtdet-4244-0123456789ab")  # a live engine's folder: its lock is held
+    loading = _unpack_folder(private_tmp, "aotinductor_L0ad1n", "trtdet-4245-0123456789ab", lock=False)  # young, unlocked
+    foreign = _unpack_folder(private_tmp, "aotinductor_N0tOur", "someone-else", lock=True)
+    assert held is not None
+    try:
+        with pytest.raises(ModelError, match="AOTInductor cannot load the package"):
+            trtdet.load("yolo", engine=_package(tmp_path / "broken.pt2"), device="cpu")
+        remaining = set(_leftovers(private_tmp))
+        assert remaining == {live.name, loading.name, foreign.name}
+        assert not killed.exists() and not killed_mid_load.exists() and not old_copy.exists()
+    finally:
+        os.close(held)
+    assert remove_stale() == [live]  # released: stale now
