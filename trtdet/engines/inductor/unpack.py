@@ -107,14 +107,14 @@ def checked_members(archive: zipfile.ZipFile, source: str) -> tuple[str, list[zi
     for info in infos:
         parts = _checked_name(info, source)
         name = info.orig_filename
+        kind = _kind(info)
         top = top or parts[0]
-        if parts[0] != top or len(parts) < 2:
+        if parts[0] != top or (len(parts) < 2 and kind != "folder"):  # the top folder's own entry may be listed
             raise _unsafe(source, name, f"is outside the package's folder {top!r}")
         key = "/".join(parts).casefold()
         if key in seen:
             raise _unsafe(source, name, "appears twice (names may differ only in case)")
         seen.add(key)
-        kind = _kind(info)
         if kind in ("link", "special"):
             raise _unsafe(source, name, f"is a {'symbolic link' if kind == 'link' else 'device, FIFO or socket'}, not a file")
         if info.flag_bits & 0x1:

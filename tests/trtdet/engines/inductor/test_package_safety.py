@@ -276,3 +276,12 @@ def test_what_a_killed_process_left_is_removed_by_the_next_load(tmp_path, privat
     finally:
         os.close(held)
     assert remove_stale() == [live]  # released: stale now
+
+
+def test_folder_entries_as_zip_tools_write_them_are_accepted(tmp_path):
+    """``zip -r`` lists folders (``pkg/``, ``pkg/data/``): harmless, so not refused; a file outside still is."""
+    package = _package(tmp_path / "rezipped.pt2", [(zipfile.ZipInfo("pkg/"), b""), (zipfile.ZipInfo("pkg/data/"), b"")])
+    check_archive(package)
+    assert read_package_metadata(package).model == "yolo"
+    with pytest.raises(ModelError, match="member 'pkg2/' is outside the package's folder 'pkg'"):
+        check_archive(_package(tmp_path / "two-tops.pt2", [(zipfile.ZipInfo("pkg2/"), b"")]))
