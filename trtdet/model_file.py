@@ -44,7 +44,12 @@ def _existing(path: str | Path) -> Path:
 
 
 def onnx_file_description(path: Path) -> tuple[dict[str, str], list[int | str]]:
-    """An ONNX file's metadata and first input shape (``dim_param`` names for dynamic axes), weights unread."""
+    """An ONNX file's metadata and first input shape (``dim_param`` names for dynamic axes), weights unread.
+
+    Read with the ``onnx`` package, which parses any graph (TensorRT-only operators too): what
+    ``trtdet build`` needs. Describing a file that runs here needs only onnxruntime
+    (``session_file_description``).
+    """
     import onnx
 
     try:
@@ -58,6 +63,30 @@ def onnx_file_description(path: Path) -> tuple[dict[str, str], list[int | str]]:
     if inputs:
         for dim in inputs[0].type.tensor_type.shape.dim:
             shape.append(dim.dim_value if dim.HasField("dim_value") else dim.dim_param or "?")
+    return metadata, shape
+
+
+def session_file_description(path: Path) -> tuple[dict[str, str], list[int | str]]:
+    """What ``onnx_file_description`` gives, read from an onnxruntime session (graph optimisations off).
+
+    The CPU path needs no ``onnx`` package: the session exposes the custom metadata and the
+    input shape (``dim_param`` names for dynamic axes, ``"?"`` for unnamed ones).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
+        lines = str(exc).strip().splitlines()
+        raise ModelError(f"{path}: onnxruntime cannot read it: {lines[0] if lines else type(exc).__name__}") from exc
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    inputs = session.get_inputs()
+    shape: list[int | str] = []
+    if inputs:
+        shape = [dim if isinstance(dim, (int, str)) else "?" for dim in inputs[0].shape]
     return metadata, shape
 
 
@@ -76,7 +105,7 @@ def default_model_spec(spec: ModelSpec) -> tuple[ModelSpec, Path | None]:
         return spec, None
     if path.suffix != ".onnx" or not path.is_file():
         return spec, path if path.is_file() else None
-    metadata, shape = onnx_file_description(path)
+    metadata, shape = session_file_description(path)
     return adapt_spec_to_file(spec, metadata, shape), path
 
 

@@ -8,10 +8,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import onnx
-from onnx import helper
+if TYPE_CHECKING:  # callers hand in ONNX graphs they loaded, so onnx is imported by then
+    import onnx
 
 STANDARD_OP = "DeformConv"
 TUTORIAL_OP = "Plugin"
@@ -22,6 +22,8 @@ OP_TYPES = (STANDARD_OP, TUTORIAL_OP, FORK_OP)
 
 def attribute(node: onnx.NodeProto, name: str) -> Any:
     """A node attribute's value (bytes decoded to str), or None."""
+    from onnx import helper
+
     for attr in node.attribute:
         if attr.name == name:
             value = helper.get_attribute_value(attr)

@@ -11,14 +11,16 @@ convolutions (standard or legacy encodings, ``trtdet_centernet.dcn_nodes``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import onnx
+from typing import TYPE_CHECKING
 
 from trtdet.engines.build_steps import RuntimeInfo, StepPlugins, option_text
 from trtdet.errors import UsageError
 from trtdet.model import ModelSpec
 from trtdet_centernet.dcn_nodes import OP_TYPES, dcn_nodes
 from trtdet_centernet.plugin import CENTERNET
+
+if TYPE_CHECKING:  # registering the step must not import onnx: only a build (which loads an ONNX) does
+    import onnx
 
 NAME = "dcn"
 LOWERINGS = ("builtin", "plugin", "decomposed")

@@ -12,13 +12,15 @@ TensorRT accepts it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import onnx
-from onnx import TensorProto, helper
 from trtdet.engines.build_steps import RuntimeInfo, StepPlugins
 from trtdet.model import ModelSpec
 
 from trtdet_person.decode import HEAD_ROWS, PERSON, PERSON_ROWS
+
+if TYPE_CHECKING:  # registering the step must not import onnx: only a build (which loads an ONNX) does
+    import onnx
 
 NAME = "person_head"
 OUTPUT = "person_head"
@@ -37,6 +39,9 @@ def _head_output(onnx_model: onnx.ModelProto) -> onnx.ValueInfoProto | None:
 
 def trim_to_persons(onnx_model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``onnx_model`` whose output is the ``[B, 5, N]`` person head."""
+    import onnx
+    from onnx import TensorProto, helper
+
     model = onnx.ModelProto()
     model.CopyFrom(onnx_model)
     head = _head_output(model)

@@ -6,21 +6,25 @@ NHWC on CUDA). ``torch.export`` traces it with a dynamic batch dimension, AOTInd
 it ahead of time into a ``.pt2`` package, and trtdet's metadata goes inside the package. Each
 new package is loaded once in a fresh process before it enters the cache, so a package that
 cannot load (a compiler that breaks shared libraries, say) never becomes a cache entry.
-Compiles take tens of seconds; a build with the same key is a cache hit afterwards.
+Compiles take tens of seconds; a build with the same key is a cache hit afterwards. A cached
+package that fails its archive check (``check_archive``) is removed and rebuilt with one
+warning; a cache that cannot be written is one line saying which folder, before any compile.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trtdet.cache import file_sha256
+from trtdet.cache import cache_path, file_sha256, unusable_cache
 from trtdet.devices import device_kind
 from trtdet.engines.artifact import ArtifactMetadata
 from trtdet.engines.artifact_cache import ArtifactCache, copy_atomically
@@ -31,7 +35,7 @@ from trtdet.options import DetectorOptions
 
 from .compiler import start_choosing
 from .load_check import FreshProcessCheck
-from .package import read_package_metadata, write_package_metadata
+from .package import check_archive, read_package_metadata, write_package_metadata
 
 RUNTIME = "inductor"
 #: Packages are compiled for batches 1..max(this, --batch), so one package serves the usual sizes.
@@ -59,8 +63,44 @@ class PackageBuild:
 
 
 def package_cache(root: Path | None = None) -> ArtifactCache:
-    """The artifact cache, for ``.pt2`` packages."""
-    return ArtifactCache(root, suffix=".pt2", reader=read_package_metadata)
+    """The artifact cache, for ``.pt2`` packages; ``UsageError`` naming the folder when it cannot be made."""
+    try:
+        return ArtifactCache(root, suffix=".pt2", reader=read_package_metadata)
+    except OSError as exc:
+        where = Path(root) if root is not None else cache_path()
+        raise unusable_cache(where, exc, "compiled packages are kept there") from exc
+
+
+def cached_package(cache: ArtifactCache, key: dict[str, Any]) -> Path | None:
+    """The cached package for ``key``, checked whole (names, sizes, CRCs, metadata), or None.
+
+    A damaged entry is removed, with one warning, so the caller builds it again: a corrupt file
+    in the cache must not fail every later run until someone deletes it by hand.
+    """
+    path = cache.artifact_path(key)
+    if not path.is_file():
+        return None
+    try:
+        check_archive(path)
+        metadata = read_package_metadata(path)
+    except ModelError as exc:
+        warnings.warn(f"{exc}; removing this cache entry and building it again", stacklevel=3)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as error:
+            raise unusable_cache(path.parent, error, f"the damaged entry {path.name} cannot be removed") from error
+        return None
+    return path if metadata.key() == key else None
+
+
+def require_writable(root: Path) -> None:
+    """``UsageError`` naming ``root`` unless a file can be created in it (checked before a compile, not after)."""
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".trtdet-write-check-", dir=root)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise unusable_cache(root, exc, "a package is compiled into it once and reused by later runs") from exc
 
 
 def device_identity(device: str) -> tuple[str, str]:
@@ -233,9 +273,10 @@ def build_package(
         names = _names(engine, spec)
         metadata = planned_metadata(model_file, spec, options, names)
         key = metadata.key()
-        if (hit := cache.lookup(key)) is not None:
+        if (hit := cached_package(cache, key)) is not None:
             say(f"package cache hit: {hit}")
             return PackageBuild(hit, read_package_metadata(hit), True, time.perf_counter() - started)
+        require_writable(cache.root)
         start_choosing()  # the C++ compiler probes run while the network exports
         say(f"exporting {Path(source).name} with torch.export (batch 1..{metadata.max_batch})")
         export_started = time.perf_counter()

@@ -5,14 +5,18 @@ become a cache entry, and a crash must not take the building process with it, so
 runs in a child process. Starting Python, importing torch and creating a CUDA context is most
 of the check's cost (about 10 s of a cold build on the H200), so the child is started before
 the compile and does all of that while the package compiles; it then waits on its stdin for
-the package's path.
+the package's path. The child unpacks into a private temporary folder (its ``TMPDIR``) that
+is removed when the check ends, so a load that fails leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +61,16 @@ class FreshProcessCheck:
 
     def __init__(self, libraries: list[str], input_size: tuple[int, int], dtype: str, device: str) -> None:
         meta = {"libraries": list(libraries), "input_size": list(input_size), "dtype": dtype, "device": device}
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, json.dumps(meta)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+        self._unpack_dir = tempfile.mkdtemp(prefix="trtdet-check-")
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _CHILD, json.dumps(meta)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env=_child_environment(self._unpack_dir),
+            )
+        except BaseException:
+            shutil.rmtree(self._unpack_dir, ignore_errors=True)
+            raise
 
     def run(self, path: Path, timeout: float = 600) -> dict[str, Any]:
         """Hand ``path`` to the child and wait; its timings (start, load, first run) or ``ModelError``."""
@@ -70,6 +80,7 @@ class FreshProcessCheck:
             self.close()
             raise ModelError(f"{path}: the new package did not load within {exc.timeout:.0f} s in a fresh process") from exc
         code = self._process.returncode
+        shutil.rmtree(self._unpack_dir, ignore_errors=True)
         if code != 0:
             lines = [line for line in err.strip().splitlines() if line.strip()]
             how = f"signal {-code}" if code < 0 else f"exit status {code}"
@@ -78,15 +89,29 @@ class FreshProcessCheck:
         return json.loads(timings[-1]) if timings else {}
 
     def close(self) -> None:
-        """End the child if it still runs (the build failed before there was a package)."""
-        if self._process.returncode is not None:
-            return
-        if self._process.poll() is None:
-            self._process.kill()
-        self._process.communicate()
+        """End the child if it still runs (the build failed before there was a package); remove its unpack folder."""
+        if self._process.returncode is None:
+            if self._process.poll() is None:
+                self._process.kill()
+            self._process.communicate()
+        shutil.rmtree(self._unpack_dir, ignore_errors=True)
 
     def __enter__(self) -> FreshProcessCheck:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _child_environment(unpack_dir: str) -> dict[str, str]:
+    """This process's environment with ``TMPDIR`` (where torch's loader unpacks) set to ``unpack_dir``;
+    Inductor's own cache stays where it is here."""
+    env = dict(os.environ, TMPDIR=unpack_dir)
+    if "TORCHINDUCTOR_CACHE_DIR" not in env:
+        try:
+            from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+            env["TORCHINDUCTOR_CACHE_DIR"] = cache_dir()
+        except Exception:  # noqa: BLE001 - no torch (or another layout): the child uses its default
+            pass
+    return env

@@ -4,7 +4,8 @@
 one top folder; trtdet adds ``<top>/extra/trtdet.json`` (the same metadata a TensorRT engine
 header carries), so the file stays loadable by ``torch._inductor.aoti_load_package`` alone and
 ``trtdet run --engine F.pt2`` needs nothing else. Writes are atomic: a package appears under
-its final name only once compiled, described and checked.
+its final name only once compiled, described and checked. Reading the metadata checks the
+archive's member names, kinds and sizes first (``trtdet.engines.inductor.unpack``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from typing import Any
 
 from trtdet.engines.artifact import ArtifactMetadata
 from trtdet.errors import ModelError
+
+from .unpack import check_archive, checked_members
+
+__all__ = ["METADATA_ENTRY", "check_archive", "is_package", "read_package_metadata", "write_package_metadata"]
 
 METADATA_ENTRY = "extra/trtdet.json"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -57,6 +62,7 @@ def read_package_metadata(path: Path) -> ArtifactMetadata:
     try:
         with zipfile.ZipFile(path) as archive:
             entry = f"{_top_folder(archive, source)}/{METADATA_ENTRY}"
+            checked_members(archive, source)  # names, kinds and sizes, before anything else is read
             try:
                 info = archive.getinfo(entry)
             except KeyError:
@@ -80,14 +86,3 @@ def read_package_metadata(path: Path) -> ArtifactMetadata:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
-
-
-def check_archive(path: Path) -> None:
-    """``ModelError`` naming the file when any member's CRC fails (a truncated or damaged copy)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise ModelError(f"{path}: corrupt or truncated AOTInductor package ({exc})") from exc
-    if bad is not None:
-        raise ModelError(f"{path}: corrupt AOTInductor package (member {bad!r} fails its checksum)")

@@ -5,13 +5,16 @@ waits on events between calls, which is what makes it capturable in a CUDA graph
 runner's event handling is refused inside a capture: "operation not permitted when stream is
 capturing"). A detector runs one batch at a time, so one runner is enough. Loading skips
 inductor's CPU vector-ISA probe (``cpp.vec_isa_ok=False``), which compiles test programs to
-fill a warning field and took 40 s in a fresh process on the H200.
+fill a warning field and took 40 s in a fresh process on the H200. torch is handed a checked
+private copy of the package, never the file itself (``trtdet.engines.inductor.unpack``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ from trtdet.engines.artifact import ArtifactMetadata
 from trtdet.engines.base import BaseEngine, Shape
 from trtdet.errors import ModelError
 
-from .package import check_archive
+from .unpack import private_copy
 
 
 def load_runner(path: Path, metadata: ArtifactMetadata, device_index: int | None = None) -> Any:
@@ -37,15 +40,22 @@ def load_runner(path: Path, metadata: ArtifactMetadata, device_index: int | None
                 f"{path}: the package calls operators of {library!r}, which does not import here ({exc}); "
                 f"pip install {library}"
             ) from exc
-    check_archive(path)
-    try:
-        with torch._inductor.config.patch({"cpp.vec_isa_ok": False}), _quiet_loader_warnings():
-            if device_index is None:
-                return torch._inductor.aoti_load_package(str(path), run_single_threaded=True)
-            return torch._inductor.aoti_load_package(str(path), run_single_threaded=True, device_index=device_index)
-    except Exception as exc:  # the loader raises RuntimeError for most problems
-        text = str(exc).strip().splitlines()
-        raise ModelError(f"{path}: AOTInductor cannot load the package: {text[0] if text else type(exc).__name__}") from exc
+    # torch unpacks what it is given unchecked: it gets a checked private copy (see ``unpack``).
+    with private_copy(path) as copy:
+        try:
+            with torch._inductor.config.patch({"cpp.vec_isa_ok": False}), _quiet_loader_warnings():
+                if device_index is None:
+                    runner = torch._inductor.aoti_load_package(str(copy.path), run_single_threaded=True)
+                else:
+                    runner = torch._inductor.aoti_load_package(str(copy.path), run_single_threaded=True, device_index=device_index)
+        except Exception as exc:  # the loader raises RuntimeError for most problems
+            text = str(exc).strip().splitlines()
+            reason = copy.local_names(text[0]) if text else type(exc).__name__
+            raise ModelError(f"{path}: AOTInductor cannot load the package: {reason}") from exc
+    if copy.lock is not None:  # torch's unpack folder is in use while the model lives
+        with contextlib.suppress(TypeError):  # a runner without weak references: the lock lasts as long as the process
+            weakref.finalize(runner, os.close, copy.lock)
+    return runner
 
 
 #: torch's loggers that warn on every load about fields trtdet checks itself: the CPU vector ISA

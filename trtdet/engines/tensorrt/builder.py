@@ -16,9 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-import onnx
+from typing import TYPE_CHECKING, Any
 
 from trtdet.class_names import parse_class_names
 from trtdet.engines.artifact import ArtifactMetadata, RequiredPlugin, TensorInfo, read_metadata
@@ -28,6 +26,9 @@ from trtdet.engines.tensorrt.flavour import Flavour, load_flavour
 from trtdet.engines.tensorrt.trt_objects import dtype_name, make_logger, make_progress_monitor
 from trtdet.errors import ModelError, UsageError
 from trtdet.model import ModelSpec
+
+if TYPE_CHECKING:  # onnx is imported by the functions that build, not by loading the backend plugin
+    import onnx
 
 PRECISIONS = ("fp32", "fp16")
 #: File suffix of TensorRT engines in the artifact cache.
@@ -154,6 +155,8 @@ def load_onnx(onnx_path: Path) -> tuple[onnx.ModelProto, str]:
     """The ONNX model and the sha256 of its file."""
     if not onnx_path.is_file():
         raise ModelError(f"{onnx_path}: ONNX file not found")
+    import onnx
+
     sha256 = file_sha256(onnx_path)
     try:
         return onnx.load(str(onnx_path)), sha256

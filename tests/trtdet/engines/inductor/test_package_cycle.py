@@ -6,7 +6,11 @@ cycle runs in CI on a tiny network; the GPU tests compile the real models on the
 
 from __future__ import annotations
 
+import gc
 import shutil
+import stat
+import tempfile
+import warnings
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +25,7 @@ from trtdet.engines.inductor.build import (  # noqa: E402
     COMPILE_REVISION,
     ExportError,
     build_package,
+    cached_package,
     package_build_options,
     package_cache,
 )
@@ -230,3 +235,75 @@ def test_a_models_engine_variant_is_in_the_key_of_cuda_packages(monkeypatch):
     gather = package_build_options(CENTERNET, DetectorOptions(device="cuda"))
     assert gather == {"compile": COMPILE_REVISION, "variant": "dcn=gather"}
     assert package_build_options(CENTERNET, DetectorOptions(device="cpu")) == {"compile": COMPILE_REVISION}
+
+
+def _damage(path: Path) -> None:
+    """Flip one byte in the middle of the package's largest member (its compiled library)."""
+    with zipfile.ZipFile(path) as archive:
+        member = max(archive.infolist(), key=lambda info: info.compress_size)
+        offset = member.header_offset + 30 + len(member.filename.encode()) + len(member.extra) + member.compress_size // 2
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_an_unreadable_cache_entry_is_removed_with_one_warning(built, tmp_path):
+    result, _ = built
+    cache = package_cache(tmp_path / "cache")
+    key = result.metadata.key()
+    entry = cache.artifact_path(key)
+    entry.parent.mkdir(parents=True)
+    entry.write_bytes(result.path.read_bytes()[:1000])  # truncated: not even its metadata reads
+    with pytest.warns(UserWarning, match=r"corrupt or truncated AOTInductor package.*removing this cache entry") as record:
+        assert cached_package(cache, key) is None
+    assert len(record) == 1 and not entry.exists()
+    shutil.copyfile(result.path, entry)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cached_package(cache, key) == entry  # a whole entry is a hit, silently
+
+
+def test_a_damaged_cache_entry_is_rebuilt_with_one_warning(built, checkpoint, tmp_path):
+    """A cached package whose library fails its CRC is removed and compiled again, not an error on every run."""
+    result, _ = built
+    cache = package_cache(tmp_path / "cache")
+    entry = cache.artifact_path(result.metadata.key())
+    entry.parent.mkdir(parents=True)
+    shutil.copyfile(result.path, entry)
+    _damage(entry)
+    with pytest.warns(UserWarning) as record:
+        rebuilt = build_package(ModelFile(checkpoint, "weights"), _spec(TinyNet), DetectorOptions(device="cpu", batch=4),
+                                cache=cache)
+    removed = [w for w in record if "removing this cache entry and building it again" in str(w.message)]
+    assert len(removed) == 1 and "fails its checksum" in str(removed[0].message)
+    assert not rebuilt.cached and rebuilt.path == entry
+    check_archive(entry)  # whole again
+    engine = InductorEngine(rebuilt.path, rebuilt.metadata, cuda_graphs=False)
+    engine.activate()
+    x = torch.rand(2, 3, 32, 32)
+    assert abs(engine(x.numpy())["output"] - _reference(checkpoint, x)).max() < 1e-5
+    engine.deactivate()
+
+
+def test_a_loaded_package_is_unpacked_privately_and_removed_with_the_engine(built, checkpoint, tmp_path, monkeypatch):
+    """torch unpacks a private copy (top folder named for this load) into a 0700 folder, gone after deactivation."""
+    result, _ = built
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+
+    def leftovers() -> list[Path]:
+        return [entry for entry in folder.iterdir() if not entry.name.startswith("torchinductor_")]
+
+    engine = InductorEngine(result.path, result.metadata, cuda_graphs=False)
+    engine.activate()
+    unpacked = leftovers()
+    assert len(unpacked) == 1 and unpacked[0].name.startswith("aotinductor_")
+    assert [entry.name for entry in unpacked[0].iterdir()][0].startswith("trtdet-")
+    assert stat.S_IMODE(unpacked[0].stat().st_mode) == 0o700
+    x = torch.rand(3, 3, 32, 32)
+    assert abs(engine(x.numpy())["output"] - _reference(checkpoint, x)).max() < 1e-5
+    engine.deactivate()
+    gc.collect()
+    assert leftovers() == []
