@@ -28,7 +28,7 @@ INSTALL_HINTS = {
     "tensorrt": "pip install 'trtdet[tensorrt]'",
     "tensorrt_rtx": "pip install 'trtdet[rtx]'",
     "PIL": "pip install pillow",
-    "onnx": "pip install onnx (building engines, exporting and the torch backends' ONNX import use it)",
+    "onnx": "pip install 'trtdet[onnx]' (building engines, exporting and the torch backends' ONNX import use it)",
 }
 
 
