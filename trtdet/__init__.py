@@ -12,12 +12,13 @@ except PackageNotFoundError:  # running from a source tree without installation
 from trtdet.api import load  # noqa: E402 - after the names the loaders import from here
 from trtdet.detections import Detections
 from trtdet.errors import CorruptImageWarning, InputError, ModelError, TrtdetError, UsageError
+from trtdet.geometry import AffineTransform, letterbox_transform
 from trtdet.hookspecs import hookimpl
 from trtdet.io.draw import draw  # noqa: E402
 from trtdet.io.pinned import pinned_frames
-from trtdet.model import Decoder, ModelSpec
+from trtdet.model import ModelSpec
 from trtdet.pipeline import Detector  # noqa: E402
-from trtdet.preprocess.affine import AffineTransform, letterbox_transform
+from trtdet.postprocess.decoder import Decoder
 
 __all__ = [
     "AffineTransform",

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from trtdet.backend_choice import choose_backend
+from trtdet.build_options import check_build_options
 from trtdet.devices import check_present, device_kind, on_device, torch_device
 from trtdet.engines.base import Engine
-from trtdet.engines.build_steps import check_build_options
 from trtdet.errors import ModelError, UsageError
 from trtdet.exports import prepare_for_backend
 from trtdet.model import ModelSpec
@@ -19,7 +19,7 @@ from trtdet.model_file import resolve_model_file
 from trtdet.options import DetectorOptions
 from trtdet.pipeline import Detector
 from trtdet.plugins import get_model, load_plugins
-from trtdet.postprocess.filter import ClassFilter, class_ids
+from trtdet.postprocess.filter import class_filter, class_ids
 from trtdet.spec_adapt import adapt_spec
 
 
@@ -164,7 +164,7 @@ def build_detector(
                 raise UsageError(f"model {spec.name!r} runs no NMS, so agnostic NMS does not apply (give an iou threshold to add one)")
             decoder.validate(_output_shapes(engine, spec), model_source)
             if classes:
-                decoder = ClassFilter(decoder, class_ids(classes, spec.class_names), max_det)
+                decoder = class_filter(decoder, class_ids(classes, spec.class_names), max_det)
             preprocessor = pm.hook.trtdet_preprocessor(model=spec, device=kind)
         except BaseException:
             engine.deactivate()

@@ -15,7 +15,8 @@ import pluggy
 if TYPE_CHECKING:
     from trtdet.engines.base import EngineBackend
     from trtdet.engines.build_steps import BuildStep
-    from trtdet.model import Decoder, ModelSpec
+    from trtdet.model import ModelSpec
+    from trtdet.postprocess.decoder import Decoder
     from trtdet.preprocess.base import Preprocessor
 
 hookspec = pluggy.HookspecMarker("trtdet")

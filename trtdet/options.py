@@ -14,7 +14,7 @@ from typing import Any
 
 from trtdet.devices import normalize_device
 from trtdet.errors import UsageError
-from trtdet.preprocess.letterbox import LETTERBOXES
+from trtdet.geometry import LETTERBOXES
 
 PRECISIONS = ("fp32", "fp16")
 

@@ -20,7 +20,8 @@ from trtdet.errors import ClosedError
 from trtdet.io.inputs import ImageInput, as_bgr_image, is_single_image
 from trtdet.io.limits import check_image_size
 from trtdet.io.sources import Frame, SourceArguments, collect_sources
-from trtdet.model import Decoder, ModelSpec
+from trtdet.model import ModelSpec
+from trtdet.postprocess.decoder import Decoder, QueuingDecoder
 from trtdet.preprocess.base import Preprocessor, StagingPreprocessor
 from trtdet.scheduler import Outcome, Phases, Scheduler
 
@@ -115,7 +116,7 @@ class Detector:
         self.decoder = decoder
         #: The decoder queues a batch's decode and collects it later (``QueuingDecoder``): the GPU
         #: pipeline then keeps two batches launched. Decided once; the decoder never changes.
-        self._decoder_queues = callable(getattr(decoder, "queue", None)) and callable(getattr(decoder, "collect", None))
+        self._decoder_queues = isinstance(decoder, QueuingDecoder)
         self.device = device
         if not engine.is_active:
             with on_device(device):

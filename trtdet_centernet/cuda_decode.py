@@ -43,9 +43,9 @@ from trtdet.cuda.device_functions import (
 from trtdet.cuda.launch import Launcher, Reinterpret
 from trtdet.cuda.runtime import SIMULATOR, blocks, fadd_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections
+from trtdet.geometry import AffineTransform
 from trtdet.postprocess import nms
 from trtdet.postprocess.queued import PinnedPairs, QueuedDecode, done_event
-from trtdet.preprocess.affine import AffineTransform
 from trtdet_centernet.decode import (
     DEFAULT_K,
     DEFAULT_THRESHOLD,

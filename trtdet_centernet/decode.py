@@ -20,7 +20,7 @@ from trtdet.postprocess import nms
 from trtdet_centernet.constants import DEFAULT_K, DEFAULT_THRESHOLD, STRIDE
 
 if TYPE_CHECKING:
-    from trtdet.preprocess.affine import AffineTransform
+    from trtdet.geometry import AffineTransform
 
 __all__ = ["DEFAULT_K", "DEFAULT_THRESHOLD", "STRIDE", "CenterNetDecoder", "decode_centernet", "select_peaks"]
 

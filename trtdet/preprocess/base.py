@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from trtdet.preprocess.affine import AffineTransform
+from trtdet.geometry import AffineTransform
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from trtdet.preprocess.affine import AffineTransform
+from trtdet.geometry import AffineTransform
 from trtdet.preprocess.base import PreprocessedBatch
 from trtdet.preprocess.letterbox import Letterbox, check_letterbox, make_transform
 

@@ -43,8 +43,8 @@ from trtdet.cuda.runtime import (
     rint_f32,
 )
 from trtdet.errors import InputError
+from trtdet.geometry import AffineTransform
 from trtdet.io.pinned import is_pinned
-from trtdet.preprocess.affine import AffineTransform
 from trtdet.preprocess.base import PreprocessedBatch
 from trtdet.preprocess.cuda_resize import letterbox_resize_normalize_kernel, resize_meta
 from trtdet.preprocess.letterbox import Letterbox, check_letterbox, make_transform

@@ -155,7 +155,7 @@ def test_cli_run_json(grace_hopper: np.ndarray, tmp_path: Path) -> None:
 def test_the_person_head_build_step_trims_the_head_and_keeps_the_detections(grace_hopper, tmp_path):
     """``--build-option person_head=person`` rewrites the ONNX so the engine outputs [B, 5, N];
     on onnxruntime both files give the same persons (the reference is the untouched export)."""
-    from trtdet.engines.build_steps import check_build_options
+    from trtdet.build_options import check_build_options
     from trtdet.plugins import list_build_steps
 
     from trtdet_person.build_step import PERSON_HEAD_STEP, trim_to_persons
