@@ -10,17 +10,20 @@ import numpy as np
 
 from trtdet.backend_choice import choose_backend
 from trtdet.build_options import check_build_options
-from trtdet.devices import check_present, device_kind, on_device, torch_device
+from trtdet.context import RunContext
+from trtdet.devices import check_present, on_device, parse_device, torch_device
 from trtdet.engines.base import Engine
 from trtdet.errors import ModelError, UsageError
 from trtdet.exports import prepare_for_backend
 from trtdet.model import ModelSpec
 from trtdet.model_file import resolve_model_file
+from trtdet.models import Model, NoDecoderError
 from trtdet.options import DetectorOptions
 from trtdet.pipeline import Detector
 from trtdet.plugins import get_model, load_plugins
 from trtdet.postprocess.filter import class_filter, class_ids
 from trtdet.spec_adapt import adapt_spec
+from trtdet.stages import make_decoder, make_preprocessor
 
 
 def _output_shapes(engine: Engine, spec: ModelSpec) -> dict[str, tuple]:
@@ -110,7 +113,8 @@ def _spec_for(spec: ModelSpec, options: DetectorOptions) -> ModelSpec:
 def load_detector(model: str, options: DetectorOptions) -> Detector:
     """The detector for ``model`` as ``options`` say (``trtdet.load`` once its keywords are one object)."""
     load_plugins()
-    spec = _spec_for(get_model(model).spec, options)
+    info = get_model(model)
+    spec = _spec_for(info.spec, options)
     check_build_options(options.build_options)
     check_present(options.device)
     model_file = resolve_model_file(spec, options)
@@ -121,7 +125,7 @@ def load_detector(model: str, options: DetectorOptions) -> Detector:
         loaded = chosen.load(model_file, spec, options)
     detector = build_detector(
         spec, loaded, device=options.device, batch=options.batch, model_source=str(model_file.path),
-        classes=options.classes, max_det=options.max_det,
+        classes=options.classes, max_det=options.max_det, precision=options.precision, model=info.model,
     )
     #: Why ``auto`` passed over the backends ranked above the chosen one ("tensorrt: not installed").
     detector.backend_passed_over = tuple(passed_over)
@@ -137,40 +141,43 @@ def build_detector(
     model_source: str = "",
     classes: Sequence[str | int] | None = None,
     max_det: int | None = None,
+    precision: str = "fp32",
+    model: Model | None = None,
 ) -> Detector:
     """The detector around ``engine`` (not yet active): the core pipeline for any engine.
 
     ``classes`` (names or ids, checked against the adapted spec's class names) keeps only
     those classes, at most ``max_det`` of them per image.
 
-    Activates the engine, adapts ``spec`` to its model file (``spec_adapt.adapt_spec``) and
-    resolves the preprocess and decode hooks once from that adapted spec -- the one spec
-    the detector and everything built from it see. ``load_detector`` ends here; so can a
-    caller holding its own engine (e.g. ``TorchEngine.from_module`` for a network in training).
+    Activates the engine, adapts ``spec`` to its model file (``spec_adapt.adapt_spec``),
+    resolves the ``RunContext`` (device, precision, batch) once and makes the preprocessor and
+    decoder from the model object (``model``, or the one registered under ``spec.name``) with
+    that adapted spec -- the one spec the detector and everything built from it see.
+    ``load_detector`` ends here; so can a caller holding its own engine (e.g.
+    ``TorchEngine.from_module`` for a network in training).
 
-    ``device`` may name a GPU (``cuda:1``): everything is built with that GPU current, and the
-    hooks receive the device kind (``cuda``), as they always have.
+    ``device`` may name a GPU (``cuda:1``): everything is built with that GPU current.
     """
-    pm = load_plugins()
-    kind = device_kind(device)
+    context = RunContext(parse_device(device), precision, batch)
     with on_device(device):
         engine.activate()
         try:
             spec = adapt_spec(spec, engine)
-            decoder = pm.hook.trtdet_decoder(model=spec, device=kind)
-            if decoder is None:
-                raise ModelError(f"{model_source}: no installed plugin decodes model {spec.name!r}")
+            decoder = make_decoder(spec, context, model)
             if spec.agnostic_nms and spec.iou_threshold is None:
                 raise UsageError(f"model {spec.name!r} runs no NMS, so agnostic NMS does not apply (give an iou threshold to add one)")
             decoder.validate(_output_shapes(engine, spec), model_source)
             if classes:
                 decoder = class_filter(decoder, class_ids(classes, spec.class_names), max_det)
-            preprocessor = pm.hook.trtdet_preprocessor(model=spec, device=kind)
+            preprocessor = make_preprocessor(spec, context, model)
+        except NoDecoderError as exc:
+            engine.deactivate()
+            raise ModelError(f"{model_source}: {exc}") from None
         except BaseException:
             engine.deactivate()
             raise
         synchronize = None
-        if kind == "cuda":
+        if context.is_cuda:
             import functools
 
             import torch

@@ -17,6 +17,7 @@ import onnx
 import pytest
 import trtdet
 from onnx import TensorProto, helper
+from trtdet import RunContext
 from trtdet.errors import ModelError
 from trtdet.plugins import get_model, load_plugins
 from trtdet.preprocess.affine import letterbox_transform
@@ -51,14 +52,16 @@ def test_installed_through_the_trtdet_entry_point_group() -> None:
     assert (info.plugin, info.distribution, info.spec) == ("person", "trtdet-person", PERSON_MODEL)
 
 
-def test_hooks_answer_for_person_only() -> None:
-    pm = load_plugins()
-    decoder = pm.hook.trtdet_decoder(model=PERSON_MODEL, device="cpu")
+def test_the_model_object_makes_the_person_stages() -> None:
+    load_plugins()
+    cpu = RunContext.of("cpu")
+    person = get_model("person").model
+    decoder = person.make_decoder(PERSON_MODEL, cpu)
     assert isinstance(decoder, PersonDecoder)
-    yolo = get_model("yolo").spec
-    assert not isinstance(pm.hook.trtdet_decoder(model=yolo, device="cpu"), PersonDecoder)
-    # Preprocessing comes from the core's warp-affine preprocessor, configured by the spec.
-    preprocessor = pm.hook.trtdet_preprocessor(model=PERSON_MODEL, device="cpu")
+    yolo = get_model("yolo")
+    assert not isinstance(yolo.model.make_decoder(yolo.spec, cpu), PersonDecoder)
+    # Preprocessing comes from the core's letterbox preprocessor, configured by the spec.
+    preprocessor = person.make_preprocessor(PERSON_MODEL, cpu)
     assert type(preprocessor).__name__ == "WarpAffinePreprocessor"
 
 
