@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+import inspect
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from trtdet.exports import prepare_for_backend
 from trtdet.model import ModelSpec
 from trtdet.model_file import resolve_model_file
 from trtdet.models import Model, NoDecoderError
-from trtdet.options import DetectorOptions
+from trtdet.options import DetectorOptions, option_defaults, options_from
 from trtdet.pipeline import Detector
 from trtdet.plugins import get_model, load_plugins
 from trtdet.postprocess.filter import class_filter, class_ids
@@ -36,27 +37,7 @@ def _output_shapes(engine: Engine, spec: ModelSpec) -> dict[str, tuple]:
     return {name: tuple(value.shape) for name, value in outputs.items()}  # numpy or torch alike
 
 
-def load(
-    model: str,
-    *,
-    weights: str | Path | None = None,
-    onnx: str | Path | None = None,
-    engine: str | Path | None = None,
-    backend: str = "auto",
-    device: str = "cpu",
-    conf: float | None = None,
-    iou: float | None = None,
-    batch: int = 1,
-    input_size: tuple[int, int] | None = None,
-    precision: str = "fp32",
-    cuda_graphs: bool | None = None,
-    classes: Sequence[str | int] | None = None,
-    max_det: int | None = None,
-    agnostic_nms: bool = False,
-    letterbox: str | None = None,
-    build_options: Mapping[str, str] | None = None,
-    options: DetectorOptions | None = None,
-) -> Detector:
+def load(model: str, *, options: DetectorOptions | None = None, **keywords: Any) -> Detector:
     """Build a detector for ``model`` from a checkpoint, ONNX, engine, or the shipped default.
 
     Returns a callable: ``detector(image)`` -> ``Detections`` for one image (HWC uint8 BGR
@@ -64,29 +45,32 @@ def load(
     runs over files, folders, globs, videos and cameras as ``trtdet run --source`` does.
 
     * ``model``: a registered model name (``trtdet models``).
-    * ``weights`` / ``onnx`` / ``engine``: the model file, at most one (none: the shipped default).
-    * ``backend``: ``auto`` or an engine backend name; ``device``: ``cpu`` or ``cuda``.
-    * ``conf`` / ``iou``: score and NMS IoU thresholds in [0, 1] (default: the model's).
-    * ``batch``: the largest batch sent to the engine.
-    * ``input_size``: the network input, (H, W) or one int for a square (default: the model's).
-    * ``precision`` (fp32/fp16) and ``cuda_graphs`` tune GPU backends (graphs: None lets the
-      backend decide -- on for ``inductor`` packages, off for eager torch, which falls back to
-      eager execution for networks that read shapes on the host).
-    * ``classes``: keep only these classes (names or ids); ``max_det``: at most this many
-      detections per image; ``agnostic_nms``: NMS across classes (models that run NMS).
-    * ``letterbox``: the preprocess geometry, ``"warp"`` or ``"ultralytics"`` (default: the model's).
-    * ``build_options``: plugins' engine build steps, ``{NAME: VALUE}`` as ``--build-option NAME=VALUE``.
-    * ``options``: a whole ``trtdet.options.DetectorOptions`` (the keywords are its fields);
-      keywords given with it, other than their defaults, override its fields.
+    * keywords: the fields of ``trtdet.options.DetectorOptions``, each declared there once with
+      its default, range and help (the same text as the CLI flag): ``weights``/``onnx``/``engine``
+      (at most one; none: the shipped default), ``backend``, ``device`` (``cpu``, ``cuda``,
+      ``cuda:N``), ``conf``, ``iou``, ``classes``, ``max_det``, ``agnostic_nms``, ``input_size``,
+      ``precision``, ``cuda_graphs``, ``letterbox``, ``batch`` (the largest batch sent to the
+      engine) and ``build_options`` (``{NAME: VALUE}`` as ``--build-option NAME=VALUE``).
+      An unknown keyword is a one-line ``UsageError`` naming the closest option.
+    * ``options``: a whole ``DetectorOptions``; every keyword given with it replaces its field,
+      even one equal to the default (``precision="fp32"`` over fp16 options is fp32).
     """
-    given = dict(
-        weights=weights, onnx=onnx, engine=engine, backend=backend, device=device, conf=conf, iou=iou,
-        batch=batch, input_size=input_size, precision=precision, cuda_graphs=cuda_graphs, letterbox=letterbox,
-        classes=None if classes is None else tuple(classes), max_det=max_det, agnostic_nms=agnostic_nms,
-        build_options=build_options or {},
-    )
-    options = DetectorOptions(**given) if options is None else options.overriding(**given)
-    return load_detector(model, options)
+    return load_detector(model, options_from(keywords, options))
+
+
+def _load_signature() -> inspect.Signature:
+    """``load``'s signature as ``help()`` and IDEs show it: one keyword per declared option."""
+    defaults = option_defaults()
+    parameters = [inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="str")]
+    for f in dataclasses.fields(DetectorOptions):
+        default = None if f.name == "build_options" else defaults[f.name]
+        parameters.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=f.type))
+    parameters.append(inspect.Parameter("options", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation="DetectorOptions | None"))
+    return inspect.Signature(parameters, return_annotation="Detector")
+
+
+load.__signature__ = _load_signature()  # type: ignore[attr-defined]
 
 
 def _spec_for(spec: ModelSpec, options: DetectorOptions) -> ModelSpec:

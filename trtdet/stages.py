@@ -19,9 +19,6 @@ if TYPE_CHECKING:
     from trtdet.postprocess.decoder import Decoder
     from trtdet.preprocess.base import Preprocessor
 
-_warned: set[tuple[str, str]] = set()
-
-
 def model_for(spec: ModelSpec) -> Model:
     """The registered model object named ``spec.name``; a spec no plugin registered gets a bare one."""
     info = list_models().get(spec.name)
@@ -29,21 +26,19 @@ def model_for(spec: ModelSpec) -> Model:
 
 
 def _legacy(hook_name: str, spec: ModelSpec, context: RunContext) -> Any:
-    """The first non-None answer of a deprecated per-model hook, warning once per plugin."""
+    """The first non-None answer of a deprecated per-model hook, with a ``DeprecationWarning`` naming the plugin."""
     caller = getattr(load_plugins().hook, hook_name)
     arguments = {"model": spec, "device": context.kind}
     for impl in reversed(caller.get_hookimpls()):  # pluggy's call order
         result = impl.function(*(arguments[name] for name in impl.argnames))
         if result is None:
             continue
-        if (impl.plugin_name, hook_name) not in _warned:
-            _warned.add((impl.plugin_name, hook_name))
-            warnings.warn(
-                f"trtdet plugin {impl.plugin_name!r} answers the deprecated {hook_name} hook; register a "
-                "trtdet.Model with its own factories instead (docs/writing-plugins.md)",
-                DeprecationWarning,
-                stacklevel=3,
-            )
+        warnings.warn(  # the warnings filters show it once per place, as usual
+            f"trtdet plugin {impl.plugin_name!r} answers the deprecated {hook_name} hook; register a "
+            "trtdet.Model with its own factories instead (docs/writing-plugins.md)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         return result
     return None
 
