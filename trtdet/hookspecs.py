@@ -1,8 +1,11 @@
-"""The trtdet plugin hooks: models, preprocess, engine and decode.
+"""The trtdet plugin hooks: models (as objects), engine backends, build steps, ONNX op converters.
 
 A plugin is a module with functions decorated by ``trtdet.hookimpl`` and named after these
-specs; it is found through the ``trtdet`` entry-point group. Hooks are resolved once per
-pipeline, never per frame.
+specs; it is found through the ``trtdet`` entry-point group. A model is one registered
+``trtdet.Model`` that carries its own preprocessor and decoder factories; the hooks are for
+what crosses models. The per-model hooks ``trtdet_preprocessor``/``trtdet_decoder`` remain
+for plugins written before 0.2 (deprecated: answering them warns). Hooks are resolved once
+per pipeline, never per frame.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ if TYPE_CHECKING:
     from trtdet.engines.base import EngineBackend
     from trtdet.engines.build_steps import BuildStep
     from trtdet.model import ModelSpec
+    from trtdet.models import Model
     from trtdet.postprocess.decoder import Decoder
     from trtdet.preprocess.base import Preprocessor
 
@@ -24,22 +28,25 @@ hookimpl = pluggy.HookimplMarker("trtdet")
 
 
 @hookspec
-def trtdet_register_models(register: Callable[[ModelSpec], None]) -> None:
-    """Register the models this plugin provides by calling ``register(spec)`` for each.
+def trtdet_register_models(register: Callable[[Model], None]) -> None:
+    """Register the models this plugin provides by calling ``register(model)`` for each ``trtdet.Model``.
 
-    Every plugin's implementation runs; a model name registered twice is an error that
-    names both plugins.
+    Every plugin's implementation runs, once per set of installed plugins (the registry caches
+    the result); a model name registered twice is an error that names both plugins. A bare
+    ``ModelSpec`` is still accepted (its decoder then comes from ``trtdet_decoder``).
     """
 
 
 @hookspec(firstresult=True)
 def trtdet_preprocessor(model: ModelSpec, device: str) -> Preprocessor | None:
-    """Return the preprocessor for ``model`` on ``device`` (``"cpu"`` or ``"cuda"``), or None.
+    """Deprecated: give the ``trtdet.Model`` a ``preprocessor`` factory instead.
+
+    Return the preprocessor for ``model`` on ``device`` (``"cpu"`` or ``"cuda"``), or None.
 
     ``device`` is the kind: a detector on ``cuda:N`` calls the hook with GPU N current.
 
-    First non-None result wins, so a model plugin overrides preprocessing by answering for
-    its own model; the core's warp-affine preprocessor answers last for every model.
+    First non-None result wins over the model object's factory (with a ``DeprecationWarning``);
+    None everywhere leaves the model object's preprocessor (by default the core's letterbox).
     """
 
 
@@ -54,9 +61,10 @@ def trtdet_engine_backends(register: Callable[[EngineBackend], None]) -> None:
 
 @hookspec(firstresult=True)
 def trtdet_decoder(model: ModelSpec, device: str) -> Decoder | None:
-    """Return the decoder turning ``model``'s raw outputs into ``Detections``, or None.
+    """Deprecated: give the ``trtdet.Model`` ``decoder``/``cuda_decoder`` factories instead.
 
-    First non-None result wins; a model without a decoder cannot run.
+    Return the decoder turning ``model``'s raw outputs into ``Detections``, or None. First
+    non-None result wins over the model object's factories (with a ``DeprecationWarning``).
     """
 
 

@@ -13,7 +13,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from trtdet.context import PRECISIONS  # noqa: E402 - one list, shared with RunContext
+from trtdet.context import PRECISIONS  # one list, shared with RunContext
 from trtdet.devices import normalize_device
 from trtdet.errors import UsageError
 from trtdet.geometry import LETTERBOXES
