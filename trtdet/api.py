@@ -107,13 +107,11 @@ def load_detector(model: str, options: DetectorOptions) -> Detector:
     model_file = prepare_for_backend(spec, model_file, chosen)
     with on_device(options.device):  # builds and engines query and allocate on the chosen GPU
         loaded = chosen.load(model_file, spec, options)
-    detector = build_detector(
+    return build_detector(
         spec, loaded, device=options.device, batch=options.batch, model_source=str(model_file.path),
         classes=options.classes, max_det=options.max_det, precision=options.precision, model=info.model,
+        backend_passed_over=tuple(passed_over),
     )
-    #: Why ``auto`` passed over the backends ranked above the chosen one ("tensorrt: not installed").
-    detector.backend_passed_over = tuple(passed_over)
-    return detector
 
 
 def build_detector(
@@ -127,6 +125,7 @@ def build_detector(
     max_det: int | None = None,
     precision: str = "fp32",
     model: Model | None = None,
+    backend_passed_over: tuple[str, ...] = (),
 ) -> Detector:
     """The detector around ``engine`` (not yet active): the core pipeline for any engine.
 
@@ -144,6 +143,12 @@ def build_detector(
     """
     context = RunContext(parse_device(device), precision, batch)
     with on_device(device):
+        if context.is_cuda:
+            import torch
+
+            # The pipeline's one stream, on the detector's GPU, made before the stages so their
+            # factories see it (``context.stream``).
+            context = context.with_stream(torch.cuda.Stream(device=torch_device(device)))
         engine.activate()
         try:
             spec = adapt_spec(spec, engine)
@@ -177,6 +182,7 @@ def build_detector(
             batch_size=batch,
             model_source=model_source,
             synchronize=synchronize,
+            stream=context.stream,
+            backend_passed_over=backend_passed_over,
         )
-    detector.backend_passed_over = ()
     return detector

@@ -109,6 +109,8 @@ class Detector:
         batch_size: int = 1,
         model_source: str = "",
         synchronize: Any = None,
+        stream: Any = None,
+        backend_passed_over: tuple[str, ...] = (),
     ) -> None:
         self.spec = spec
         self.preprocessor = preprocessor
@@ -124,6 +126,8 @@ class Detector:
         limit = engine.max_batch or batch_size
         self.batch_size = max(1, min(batch_size, limit))
         self.model_source = model_source
+        #: Why ``--backend auto`` passed over the backends ranked above this one ("tensorrt: not installed").
+        self.backend_passed_over = backend_passed_over
         self.times = StageTimes()
         self.record_times = False
         self._synchronize = synchronize
@@ -134,12 +138,13 @@ class Detector:
         # time; the batcher is created once even when many threads submit at the same moment.
         self._run_lock = threading.Lock()
         self._batcher_lock = threading.Lock()
-        self._stream: Any = None
-        if is_cuda(device):
+        self._stream: Any = stream
+        if is_cuda(device) and stream is None:
             import torch
 
             # One stream per pipeline, on the detector's GPU: preprocess, engine and decode
             # kernels all queue on it (and entering it makes that GPU current, see _on_stream).
+            # ``trtdet.load`` makes it earlier and passes it (it is in the RunContext).
             self._stream = torch.cuda.Stream(device=torch_device(device))
 
     @property
