@@ -124,11 +124,12 @@ def load_plugins() -> pluggy.PluginManager:
         entry_points = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
         selected = _selected(entry_points, _allowed())
         for entry_point in entry_points:
+            if entry_point not in selected:  # pluggy's own block: a later register of the name is refused too
+                pm.set_blocked(entry_point.name)
+        for entry_point in entry_points:
             dist = entry_point.dist
             dist_name = dist.metadata["Name"] if dist is not None else "?"
-            if entry_point not in selected:
-                continue
-            if pm.get_plugin(entry_point.name) is not None:
+            if pm.is_blocked(entry_point.name) or pm.get_plugin(entry_point.name) is not None:
                 continue
             _distributions[entry_point.name] = (dist_name, dist.version if dist is not None else "?")
             try:
@@ -224,6 +225,8 @@ def list_plugins() -> list[PluginInfo]:
     load_plugins()
     infos = []
     for name, plugin in pm.list_name_plugin():
+        if plugin is None:  # blocked (TRTDET_LOAD_PLUGINS): not loaded
+            continue
         hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or ()))
         dist, version = _distributions.get(name, ("?", "?"))
         infos.append(PluginInfo(name, hooks, dist, version))
