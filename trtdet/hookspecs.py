@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    import click
+
     from trtdet.engines.base import EngineBackend
     from trtdet.engines.build_steps import BuildStep
     from trtdet.model import ModelSpec
@@ -92,4 +94,16 @@ def trtdet_onnx_torch_ops(register: Callable[[str, Callable[..., object]], None]
     run-time value per ONNX input; it must read no size from a tensor, so the converted
     network stays traceable by ``torch.export``. Every implementation runs; a later
     registration of the same op type replaces an earlier one.
+    """
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+@hookspec
+def trtdet_register_commands(register: Callable[[click.Command], None]) -> None:
+    """Add ``trtdet`` subcommands with ``register(command)`` (a ``click.Command``).
+
+    Every plugin's implementation runs, when the command line first looks a command up; a
+    name taken by a built-in command or registered twice is an error naming both.
     """

@@ -145,7 +145,7 @@ def load_plugins() -> pluggy.PluginManager:
 
 
 #: Hooks that hand plugins a ``register`` callback; cheap by contract, so probed at load time.
-_REGISTER_HOOKS = ("trtdet_register_models", "trtdet_engine_backends", "trtdet_build_steps")
+_REGISTER_HOOKS = ("trtdet_register_models", "trtdet_engine_backends", "trtdet_build_steps", "trtdet_register_commands")
 
 
 def _probe_register_hooks() -> None:
@@ -368,3 +368,13 @@ def list_build_steps() -> dict[str, RegisteredStep]:
         return found
 
     return dict(_registered("build steps", collect))
+
+
+def list_commands() -> dict[str, Any]:
+    """The ``trtdet`` subcommands plugins register (``trtdet_register_commands``), by name."""
+    load_plugins()
+
+    def collect() -> dict[str, Any]:
+        return _collect_registered(pm.hook.trtdet_register_commands, "command", lambda command, plugin: command)
+
+    return dict(_registered("commands", collect))
