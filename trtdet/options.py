@@ -30,8 +30,12 @@ class OptionSpec:
     """
 
     help: str
-    flag: str = ""  # "" -> --name-with-dashes; None-like "-" -> no flag of its own
-    param: str = ""  # the click parameter name ("" -> the field name)
+    #: The CLI flag: "" gives ``--name-with-dashes``; ``NO_FLAG`` means the shared flags have
+    #: none (``batch``: each command declares its own ``--batch`` default; ``build_options``:
+    #: the repeatable ``--build-option NAME=VALUE``).
+    flag: str = ""
+    #: The click parameter name ("" -> the field name).
+    param: str = ""
     metavar: str | None = None
     choices: tuple[str, ...] | None = None
     minimum: float | None = None
@@ -43,7 +47,11 @@ class OptionSpec:
     expected: str | None = None
 
 
+NO_FLAG = "-"
+
+
 def _option(default: Any = None, **spec: Any) -> Any:
+    """A ``DetectorOptions`` field with its ``OptionSpec`` (``default_factory=`` for mutable defaults)."""
     factory = spec.pop("default_factory", None)
     metadata = {"option": OptionSpec(**spec)}
     if factory is not None:
@@ -106,9 +114,9 @@ class DetectorOptions:
     )
     #: The largest batch sent to the engine. Each command gives its own ``--batch`` flag (its
     #: default differs: 1 for run, 8 for batch, several sizes for bench), so no shared flag.
-    batch: int = _option(1, kind=int, minimum=1, flag="-", help="Images per engine call.")
+    batch: int = _option(1, kind=int, minimum=1, flag=NO_FLAG, help="Images per engine call.")
     build_options: Mapping[str, str] = _option(
-        default_factory=dict, kind=dict, flag="-", param="build_option",
+        default_factory=dict, kind=dict, flag=NO_FLAG, param="build_option",
         help="Choices for plugins' engine build steps (--build-option NAME=VALUE; see trtdet.engines.build_steps).",
     )
 

@@ -12,7 +12,7 @@ import pytest
 import trtdet
 from trtdet.cli.main import cli
 from trtdet.errors import UsageError
-from trtdet.options import DetectorOptions, option_specs, options_from
+from trtdet.options import NO_FLAG, DetectorOptions, option_specs, options_from
 
 from .fake_model import NAME, fake_model
 
@@ -52,7 +52,7 @@ def test_load_signature_lists_every_declared_option():
 def test_cli_flags_come_from_the_declarations(command):
     params = {p.name: p for p in cli.commands[command].params if isinstance(p, click.Option)}
     for name, spec in option_specs().items():
-        if spec.flag == "-":
+        if spec.flag == NO_FLAG:
             continue
         param = params[spec.param or name]
         assert param.help == spec.help

@@ -12,7 +12,14 @@ from typing import Any, TypeVar
 import click
 
 from trtdet.errors import CorruptImageWarning, ModelError, TrtdetError, UsageError
-from trtdet.options import DetectorOptions, OptionSpec, option_defaults, option_specs, parse_build_options
+from trtdet.options import (
+    NO_FLAG,
+    DetectorOptions,
+    OptionSpec,
+    option_defaults,
+    option_specs,
+    parse_build_options,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -199,7 +206,7 @@ def model_options(function: F) -> F:
     then ``--build-option``."""
     defaults = option_defaults()
     options = [click.option("--model", "-m", "model", required=True, help="Model name (see `trtdet models`).")]
-    options += [_click_option(name, spec, defaults[name]) for name, spec in option_specs().items() if spec.flag != "-"]
+    options += [_click_option(name, spec, defaults[name]) for name, spec in option_specs().items() if spec.flag != NO_FLAG]
     for option in reversed(options):
         function = option(function)
     return build_option_flag(function)
@@ -207,7 +214,7 @@ def model_options(function: F) -> F:
 
 #: The parameters ``model_options`` adds, besides ``model``.
 MODEL_OPTION_NAMES = (
-    *(spec.param or name for name, spec in option_specs().items() if spec.flag != "-"),
+    *(spec.param or name for name, spec in option_specs().items() if spec.flag != NO_FLAG),
     "build_option",
 )
 
@@ -217,7 +224,7 @@ def detector_options(given: dict[str, Any], **fields: Any) -> DetectorOptions:
     defaults = option_defaults()
     values: dict[str, Any] = {}
     for name, spec in option_specs().items():
-        if spec.flag == "-":
+        if spec.flag == NO_FLAG:
             continue
         value = given.get(spec.param or name, defaults[name])
         if name == "input_size":
