@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+import inspect
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from trtdet.backend_choice import choose_backend
-from trtdet.devices import check_present, device_kind, on_device, torch_device
+from trtdet.build_options import check_build_options
+from trtdet.context import RunContext
+from trtdet.devices import check_present, on_device, parse_device, torch_device
 from trtdet.engines.base import Engine
-from trtdet.engines.build_steps import check_build_options
 from trtdet.errors import ModelError, UsageError
 from trtdet.exports import prepare_for_backend
 from trtdet.model import ModelSpec
 from trtdet.model_file import resolve_model_file
-from trtdet.options import DetectorOptions
+from trtdet.models import Model, NoDecoderError
+from trtdet.options import DetectorOptions, option_defaults, options_from
 from trtdet.pipeline import Detector
 from trtdet.plugins import get_model, load_plugins
-from trtdet.postprocess.filter import ClassFilter, class_ids
+from trtdet.postprocess.filter import class_filter, class_ids
 from trtdet.spec_adapt import adapt_spec
+from trtdet.stages import make_decoder, make_preprocessor
 
 
 def _output_shapes(engine: Engine, spec: ModelSpec) -> dict[str, tuple]:
@@ -33,27 +37,7 @@ def _output_shapes(engine: Engine, spec: ModelSpec) -> dict[str, tuple]:
     return {name: tuple(value.shape) for name, value in outputs.items()}  # numpy or torch alike
 
 
-def load(
-    model: str,
-    *,
-    weights: str | Path | None = None,
-    onnx: str | Path | None = None,
-    engine: str | Path | None = None,
-    backend: str = "auto",
-    device: str = "cpu",
-    conf: float | None = None,
-    iou: float | None = None,
-    batch: int = 1,
-    input_size: tuple[int, int] | None = None,
-    precision: str = "fp32",
-    cuda_graphs: bool | None = None,
-    classes: Sequence[str | int] | None = None,
-    max_det: int | None = None,
-    agnostic_nms: bool = False,
-    letterbox: str | None = None,
-    build_options: Mapping[str, str] | None = None,
-    options: DetectorOptions | None = None,
-) -> Detector:
+def load(model: str, *, options: DetectorOptions | None = None, **keywords: Any) -> Detector:
     """Build a detector for ``model`` from a checkpoint, ONNX, engine, or the shipped default.
 
     Returns a callable: ``detector(image)`` -> ``Detections`` for one image (HWC uint8 BGR
@@ -61,29 +45,32 @@ def load(
     runs over files, folders, globs, videos and cameras as ``trtdet run --source`` does.
 
     * ``model``: a registered model name (``trtdet models``).
-    * ``weights`` / ``onnx`` / ``engine``: the model file, at most one (none: the shipped default).
-    * ``backend``: ``auto`` or an engine backend name; ``device``: ``cpu`` or ``cuda``.
-    * ``conf`` / ``iou``: score and NMS IoU thresholds in [0, 1] (default: the model's).
-    * ``batch``: the largest batch sent to the engine.
-    * ``input_size``: the network input, (H, W) or one int for a square (default: the model's).
-    * ``precision`` (fp32/fp16) and ``cuda_graphs`` tune GPU backends (graphs: None lets the
-      backend decide -- on for ``inductor`` packages, off for eager torch, which falls back to
-      eager execution for networks that read shapes on the host).
-    * ``classes``: keep only these classes (names or ids); ``max_det``: at most this many
-      detections per image; ``agnostic_nms``: NMS across classes (models that run NMS).
-    * ``letterbox``: the preprocess geometry, ``"warp"`` or ``"ultralytics"`` (default: the model's).
-    * ``build_options``: plugins' engine build steps, ``{NAME: VALUE}`` as ``--build-option NAME=VALUE``.
-    * ``options``: a whole ``trtdet.options.DetectorOptions`` (the keywords are its fields);
-      keywords given with it, other than their defaults, override its fields.
+    * keywords: the fields of ``trtdet.options.DetectorOptions``, each declared there once with
+      its default, range and help (the same text as the CLI flag): ``weights``/``onnx``/``engine``
+      (at most one; none: the shipped default), ``backend``, ``device`` (``cpu``, ``cuda``,
+      ``cuda:N``), ``conf``, ``iou``, ``classes``, ``max_det``, ``agnostic_nms``, ``input_size``,
+      ``precision``, ``cuda_graphs``, ``letterbox``, ``batch`` (the largest batch sent to the
+      engine) and ``build_options`` (``{NAME: VALUE}`` as ``--build-option NAME=VALUE``).
+      An unknown keyword is a one-line ``UsageError`` naming the closest option.
+    * ``options``: a whole ``DetectorOptions``; every keyword given with it replaces its field,
+      even one equal to the default (``precision="fp32"`` over fp16 options is fp32).
     """
-    given = dict(
-        weights=weights, onnx=onnx, engine=engine, backend=backend, device=device, conf=conf, iou=iou,
-        batch=batch, input_size=input_size, precision=precision, cuda_graphs=cuda_graphs, letterbox=letterbox,
-        classes=None if classes is None else tuple(classes), max_det=max_det, agnostic_nms=agnostic_nms,
-        build_options=build_options or {},
-    )
-    options = DetectorOptions(**given) if options is None else options.overriding(**given)
-    return load_detector(model, options)
+    return load_detector(model, options_from(keywords, options))
+
+
+def _load_signature() -> inspect.Signature:
+    """``load``'s signature as ``help()`` and IDEs show it: one keyword per declared option."""
+    defaults = option_defaults()
+    parameters = [inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="str")]
+    for f in dataclasses.fields(DetectorOptions):
+        default = None if f.name == "build_options" else defaults[f.name]
+        parameters.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=f.type))
+    parameters.append(inspect.Parameter("options", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation="DetectorOptions | None"))
+    return inspect.Signature(parameters, return_annotation="Detector")
+
+
+load.__signature__ = _load_signature()  # type: ignore[attr-defined]
 
 
 def _spec_for(spec: ModelSpec, options: DetectorOptions) -> ModelSpec:
@@ -110,7 +97,8 @@ def _spec_for(spec: ModelSpec, options: DetectorOptions) -> ModelSpec:
 def load_detector(model: str, options: DetectorOptions) -> Detector:
     """The detector for ``model`` as ``options`` say (``trtdet.load`` once its keywords are one object)."""
     load_plugins()
-    spec = _spec_for(get_model(model).spec, options)
+    info = get_model(model)
+    spec = _spec_for(info.spec, options)
     check_build_options(options.build_options)
     check_present(options.device)
     model_file = resolve_model_file(spec, options)
@@ -119,13 +107,11 @@ def load_detector(model: str, options: DetectorOptions) -> Detector:
     model_file = prepare_for_backend(spec, model_file, chosen)
     with on_device(options.device):  # builds and engines query and allocate on the chosen GPU
         loaded = chosen.load(model_file, spec, options)
-    detector = build_detector(
+    return build_detector(
         spec, loaded, device=options.device, batch=options.batch, model_source=str(model_file.path),
-        classes=options.classes, max_det=options.max_det,
+        classes=options.classes, max_det=options.max_det, precision=options.precision, model=info.model,
+        backend_passed_over=tuple(passed_over),
     )
-    #: Why ``auto`` passed over the backends ranked above the chosen one ("tensorrt: not installed").
-    detector.backend_passed_over = tuple(passed_over)
-    return detector
 
 
 def build_detector(
@@ -137,40 +123,50 @@ def build_detector(
     model_source: str = "",
     classes: Sequence[str | int] | None = None,
     max_det: int | None = None,
+    precision: str = "fp32",
+    model: Model | None = None,
+    backend_passed_over: tuple[str, ...] = (),
 ) -> Detector:
     """The detector around ``engine`` (not yet active): the core pipeline for any engine.
 
     ``classes`` (names or ids, checked against the adapted spec's class names) keeps only
     those classes, at most ``max_det`` of them per image.
 
-    Activates the engine, adapts ``spec`` to its model file (``spec_adapt.adapt_spec``) and
-    resolves the preprocess and decode hooks once from that adapted spec -- the one spec
-    the detector and everything built from it see. ``load_detector`` ends here; so can a
-    caller holding its own engine (e.g. ``TorchEngine.from_module`` for a network in training).
+    Activates the engine, adapts ``spec`` to its model file (``spec_adapt.adapt_spec``),
+    resolves the ``RunContext`` (device, precision, batch) once and makes the preprocessor and
+    decoder from the model object (``model``, or the one registered under ``spec.name``) with
+    that adapted spec -- the one spec the detector and everything built from it see.
+    ``load_detector`` ends here; so can a caller holding its own engine (e.g.
+    ``TorchEngine.from_module`` for a network in training).
 
-    ``device`` may name a GPU (``cuda:1``): everything is built with that GPU current, and the
-    hooks receive the device kind (``cuda``), as they always have.
+    ``device`` may name a GPU (``cuda:1``): everything is built with that GPU current.
     """
-    pm = load_plugins()
-    kind = device_kind(device)
+    context = RunContext(parse_device(device), precision, batch)
     with on_device(device):
+        if context.is_cuda:
+            import torch
+
+            # The pipeline's one stream, on the detector's GPU, made before the stages so their
+            # factories see it (``context.stream``).
+            context = context.with_stream(torch.cuda.Stream(device=torch_device(device)))
         engine.activate()
         try:
             spec = adapt_spec(spec, engine)
-            decoder = pm.hook.trtdet_decoder(model=spec, device=kind)
-            if decoder is None:
-                raise ModelError(f"{model_source}: no installed plugin decodes model {spec.name!r}")
+            decoder = make_decoder(spec, context, model)
             if spec.agnostic_nms and spec.iou_threshold is None:
                 raise UsageError(f"model {spec.name!r} runs no NMS, so agnostic NMS does not apply (give an iou threshold to add one)")
             decoder.validate(_output_shapes(engine, spec), model_source)
             if classes:
-                decoder = ClassFilter(decoder, class_ids(classes, spec.class_names), max_det)
-            preprocessor = pm.hook.trtdet_preprocessor(model=spec, device=kind)
+                decoder = class_filter(decoder, class_ids(classes, spec.class_names), max_det)
+            preprocessor = make_preprocessor(spec, context, model)
+        except NoDecoderError as exc:
+            engine.deactivate()
+            raise ModelError(f"{model_source}: {exc}") from None
         except BaseException:
             engine.deactivate()
             raise
         synchronize = None
-        if kind == "cuda":
+        if context.is_cuda:
             import functools
 
             import torch
@@ -186,6 +182,7 @@ def build_detector(
             batch_size=batch,
             model_source=model_source,
             synchronize=synchronize,
+            stream=context.stream,
+            backend_passed_over=backend_passed_over,
         )
-    detector.backend_passed_over = ()
     return detector

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from trtdet.detections import Detections
-from trtdet.preprocess.affine import AffineTransform
+from trtdet.postprocess.decoder import Decoder, QueuingDecoder
+
+__all__ = ["Decoder", "Exporter", "ModelSpec", "QueuingDecoder"]  # Decoder: re-exported for plugins
 
 
 class Exporter(Protocol):
@@ -17,37 +18,6 @@ class Exporter(Protocol):
     def __call__(
         self, weights: Path, output: Path, *, input_size: tuple[int, int], dynamic_batch: bool
     ) -> Path: ...
-
-
-class Decoder(Protocol):
-    """Turns raw engine outputs of a batch into one ``Detections`` per image.
-
-    ``outputs`` maps output names to ``[B, ...]`` arrays (numpy on CPU; torch CUDA tensors
-    on the GPU path); ``transforms[i]`` is the affine transform preprocess used for image i.
-    """
-
-    def validate(self, output_shapes: dict[str, tuple[int | str | None, ...]], source: str) -> None:
-        """Raise ``ModelError`` naming ``source`` if the outputs cannot be this model's head."""
-        ...
-
-    def __call__(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> list[Detections]: ...
-
-
-class QueuingDecoder(Decoder, Protocol):
-    """A decoder that can queue a batch's decode and hand the results over later (optional).
-
-    ``queue(outputs, transforms)`` queues the work on the current stream (reading the engine's
-    outputs there, in stream order) and returns a handle without waiting; ``collect(handle)``
-    waits for it and returns the detections. With such a decoder the GPU pipeline keeps two
-    batches launched, so no gap opens on the GPU between batches: two batches may be queued
-    and not collected (a decoder keeps two sets of result buffers), never three.
-    ``collect`` must not read the engine's outputs (the next batch may have overwritten them);
-    it may raise to have the batch's images rerun one by one through ``__call__``.
-    """
-
-    def queue(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> Any: ...
-
-    def collect(self, queued: Any) -> list[Detections]: ...
 
 
 @dataclass(frozen=True)

@@ -118,8 +118,10 @@ def check_onnx_fits(spec: ModelSpec, path: Path) -> ModelSpec:
     """
     import onnx
 
-    from trtdet.plugins import load_plugins
+    from trtdet.context import RunContext
+    from trtdet.models import NoDecoderError
     from trtdet.spec_adapt import adapt_spec_to_file
+    from trtdet.stages import make_decoder
 
     path = _existing(path)
     metadata, input_shape = onnx_file_description(path)
@@ -132,8 +134,9 @@ def check_onnx_fits(spec: ModelSpec, path: Path) -> ModelSpec:
         shapes[output.name] = tuple(
             dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or None) for dim in output.type.tensor_type.shape.dim
         )
-    decoder = load_plugins().hook.trtdet_decoder(model=adapted, device="cpu")
-    if decoder is None:
-        raise ModelError(f"{path}: no installed plugin decodes model {spec.name!r}")
+    try:
+        decoder = make_decoder(adapted, RunContext.of("cpu"))
+    except NoDecoderError as exc:
+        raise ModelError(f"{path}: {exc}") from None
     decoder.validate(shapes, str(path))
     return adapted

@@ -21,7 +21,8 @@ from trtdet.errors import ClosedError, ModelOutputError
 from trtdet.io.inputs import ImageInput, as_bgr_image, is_single_image
 from trtdet.io.limits import check_image_size
 from trtdet.io.sources import Frame, SourceArguments, collect_sources
-from trtdet.model import Decoder, ModelSpec
+from trtdet.model import ModelSpec
+from trtdet.postprocess.decoder import Decoder, QueuingDecoder
 from trtdet.preprocess.base import Preprocessor, StagingPreprocessor
 from trtdet.scheduler import Outcome, Phases, Scheduler
 
@@ -109,6 +110,8 @@ class Detector:
         batch_size: int = 1,
         model_source: str = "",
         synchronize: Any = None,
+        stream: Any = None,
+        backend_passed_over: tuple[str, ...] = (),
     ) -> None:
         self.spec = spec
         self.preprocessor = preprocessor
@@ -116,7 +119,7 @@ class Detector:
         self.decoder = decoder
         #: The decoder queues a batch's decode and collects it later (``QueuingDecoder``): the GPU
         #: pipeline then keeps two batches launched. Decided once; the decoder never changes.
-        self._decoder_queues = callable(getattr(decoder, "queue", None)) and callable(getattr(decoder, "collect", None))
+        self._decoder_queues = isinstance(decoder, QueuingDecoder)
         self.device = device
         if not engine.is_active:
             with on_device(device):
@@ -124,6 +127,8 @@ class Detector:
         limit = engine.max_batch or batch_size
         self.batch_size = max(1, min(batch_size, limit))
         self.model_source = model_source
+        #: Why ``--backend auto`` passed over the backends ranked above this one ("tensorrt: not installed").
+        self.backend_passed_over = backend_passed_over
         self.times = StageTimes()
         self.record_times = False
         self._synchronize = synchronize
@@ -138,12 +143,13 @@ class Detector:
         #: a contradiction is kept and raised for every later batch too.
         self._outputs_checked = False
         self._output_problem: ModelOutputError | None = None
-        self._stream: Any = None
-        if is_cuda(device):
+        self._stream: Any = stream
+        if is_cuda(device) and stream is None:
             import torch
 
             # One stream per pipeline, on the detector's GPU: preprocess, engine and decode
             # kernels all queue on it (and entering it makes that GPU current, see _on_stream).
+            # ``trtdet.load`` makes it earlier and passes it (it is in the RunContext).
             self._stream = torch.cuda.Stream(device=torch_device(device))
 
     @property

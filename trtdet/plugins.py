@@ -28,12 +28,12 @@ from trtdet.engines.base import EngineBackend
 from trtdet.engines.build_steps import BuildStep, RegisteredStep
 from trtdet.errors import UsageError
 from trtdet.model import ModelSpec
+from trtdet.models import Model
 
 ENTRY_POINT_GROUP = "trtdet"
 
 #: Built-in plugins of the core, registered the same way as any other plugin.
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "trtdet.preprocess.plugin",
     "trtdet.engines.onnxruntime_backend",
     "trtdet.engines.torch_backend",
     "trtdet.engines.tensorrt.backend",
@@ -47,6 +47,8 @@ _lock = threading.Lock()
 _loaded = False
 _distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
 _failed: dict[str, str] = {}  # plugin name -> why it could not be imported
+#: What each register hook registered, with the plugins registered when it ran (see ``_registered``).
+_cache: dict[str, tuple[tuple[tuple[str, int], ...], Any]] = {}
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,16 @@ class PluginInfo:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A registered model and the plugin that provides it."""
+    """A registered model object and the plugin that provides it."""
 
-    spec: ModelSpec
+    model: Model
     plugin: str
     distribution: str
     version: str
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.model.spec
 
 
 def _allowed() -> set[str] | None:
@@ -118,11 +124,12 @@ def load_plugins() -> pluggy.PluginManager:
         entry_points = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
         selected = _selected(entry_points, _allowed())
         for entry_point in entry_points:
+            if entry_point not in selected:  # pluggy's own block: a later register of the name is refused too
+                pm.set_blocked(entry_point.name)
+        for entry_point in entry_points:
             dist = entry_point.dist
             dist_name = dist.metadata["Name"] if dist is not None else "?"
-            if entry_point not in selected:
-                continue
-            if pm.get_plugin(entry_point.name) is not None:
+            if pm.is_blocked(entry_point.name) or pm.get_plugin(entry_point.name) is not None:
                 continue
             _distributions[entry_point.name] = (dist_name, dist.version if dist is not None else "?")
             try:
@@ -138,7 +145,7 @@ def load_plugins() -> pluggy.PluginManager:
 
 
 #: Hooks that hand plugins a ``register`` callback; cheap by contract, so probed at load time.
-_REGISTER_HOOKS = ("trtdet_register_models", "trtdet_engine_backends", "trtdet_build_steps")
+_REGISTER_HOOKS = ("trtdet_register_models", "trtdet_engine_backends", "trtdet_build_steps", "trtdet_register_commands")
 
 
 def _probe_register_hooks() -> None:
@@ -218,14 +225,19 @@ def list_plugins() -> list[PluginInfo]:
     load_plugins()
     infos = []
     for name, plugin in pm.list_name_plugin():
+        if plugin is None:  # blocked (TRTDET_LOAD_PLUGINS): not loaded
+            continue
         hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or ()))
         dist, version = _distributions.get(name, ("?", "?"))
         infos.append(PluginInfo(name, hooks, dist, version))
     return sorted(infos, key=lambda info: info.name)
 
 
-def _collect_registered(hook: Any, kind: str, entry: Callable[[Any, str], Any]) -> dict[str, Any]:
-    """Run a register-callback hook; ``entry(obj, plugin_name)`` is kept under ``obj.name``.
+def _collect_registered(
+    hook: Any, kind: str, entry: Callable[[Any, str], Any], prepare: Callable[[Any, str], Any] = lambda obj, plugin: obj
+) -> dict[str, Any]:
+    """Run a register-callback hook; ``entry(obj, plugin_name)`` is kept under ``obj.name``
+    (``obj`` as ``prepare(registered, plugin_name)`` returns it).
 
     A name registered twice is a ``UsageError`` naming both plugins.
     """
@@ -234,6 +246,7 @@ def _collect_registered(hook: Any, kind: str, entry: Callable[[Any, str], Any]) 
         plugin_name = impl.plugin_name
 
         def register(obj: Any, plugin_name: str = plugin_name) -> None:
+            obj = prepare(obj, plugin_name)
             if obj.name in found:
                 raise UsageError(
                     f"{kind} {obj.name!r} is registered twice: by {found[obj.name].plugin!r} and by {plugin_name!r}"
@@ -252,15 +265,43 @@ def _collect_registered(hook: Any, kind: str, entry: Callable[[Any, str], Any]) 
     return found
 
 
+def _registered(kind: str, collect: Callable[[], Any]) -> Any:
+    """``collect()`` once per set of registered plugins: register hooks run once, not per lookup.
+
+    The cache is keyed by the registered plugins, so ``register_plugin``/``unregister_plugin``
+    (or a plugin left out for failing) make the next lookup collect again.
+    """
+    key = tuple((name, id(plugin)) for name, plugin in pm.list_name_plugin())
+    cached = _cache.get(kind)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    value = collect()
+    _cache[kind] = (tuple((name, id(plugin)) for name, plugin in pm.list_name_plugin()), value)
+    return value
+
+
+def _as_model(obj: Model | ModelSpec, plugin_name: str) -> Model:
+    """A registered object as a ``Model``: a bare ``ModelSpec`` (the pre-0.2 contract) is wrapped,
+    its decoder then coming from the plugin's ``trtdet_decoder`` hook."""
+    if isinstance(obj, Model):
+        return obj
+    if isinstance(obj, ModelSpec):
+        return Model(obj)
+    raise TypeError(f"registered {obj!r}: expected a trtdet.Model (or a ModelSpec)")
+
+
 def list_models() -> dict[str, ModelInfo]:
-    """Every registered model by name, with the plugin that provides it."""
+    """Every registered model by name, with the plugin that provides it (register hooks run once)."""
     load_plugins()
 
-    def entry(spec: ModelSpec, plugin_name: str) -> ModelInfo:
+    def entry(model: Model, plugin_name: str) -> ModelInfo:
         dist, version = _distributions.get(plugin_name, ("?", "?"))
-        return ModelInfo(spec, plugin_name, dist, version)
+        return ModelInfo(model, plugin_name, dist, version)
 
-    return _collect_registered(pm.hook.trtdet_register_models, "model", entry)
+    def collect() -> dict[str, ModelInfo]:
+        return _collect_registered(pm.hook.trtdet_register_models, "model", entry, prepare=_as_model)
+
+    return dict(_registered("models", collect))
 
 
 def get_model(name: str) -> ModelInfo:
@@ -277,6 +318,10 @@ def get_model(name: str) -> ModelInfo:
 def list_engine_backends() -> dict[str, EngineBackend]:
     """Every registered engine backend by name."""
     load_plugins()
+    return dict(_registered("backends", _collect_backends))
+
+
+def _collect_backends() -> dict[str, EngineBackend]:
     backends: dict[str, EngineBackend] = {}
 
     def register(backend: EngineBackend) -> None:
@@ -298,15 +343,38 @@ def list_engine_backends() -> dict[str, EngineBackend]:
 
 
 def list_build_steps() -> dict[str, RegisteredStep]:
-    """Every engine build step plugins registered (``trtdet_build_steps``), by step name."""
+    """Every engine build step: those registered models carry (``Model.build_steps``) and those
+    plugins register through ``trtdet_build_steps``, by step name."""
+    load_plugins()
+    models = list_models()
+
+    def collect() -> dict[str, RegisteredStep]:
+        def entry(step: BuildStep, plugin_name: str) -> RegisteredStep:
+            if step.default not in step.choices:
+                raise UsageError(
+                    f"build step {step.name!r} of plugin {plugin_name!r}: default {step.default!r} "
+                    f"is not among its choices {step.choices}"
+                )
+            return RegisteredStep(step, plugin_name, _distributions.get(plugin_name, (plugin_name, "?"))[0])
+
+        found = _collect_registered(pm.hook.trtdet_build_steps, "build step", entry)
+        for info in models.values():
+            for step in info.model.steps():
+                if step.name in found:
+                    raise UsageError(
+                        f"build step {step.name!r} is registered twice: by {found[step.name].plugin!r} and by {info.plugin!r}"
+                    )
+                found[step.name] = entry(step, info.plugin)
+        return found
+
+    return dict(_registered("build steps", collect))
+
+
+def list_commands() -> dict[str, Any]:
+    """The ``trtdet`` subcommands plugins register (``trtdet_register_commands``), by name."""
     load_plugins()
 
-    def entry(step: BuildStep, plugin_name: str) -> RegisteredStep:
-        if step.default not in step.choices:
-            raise UsageError(
-                f"build step {step.name!r} of plugin {plugin_name!r}: default {step.default!r} "
-                f"is not among its choices {step.choices}"
-            )
-        return RegisteredStep(step, plugin_name, _distributions.get(plugin_name, (plugin_name, "?"))[0])
+    def collect() -> dict[str, Any]:
+        return _collect_registered(pm.hook.trtdet_register_commands, "command", lambda command, plugin: command)
 
-    return _collect_registered(pm.hook.trtdet_build_steps, "build step", entry)
+    return dict(_registered("commands", collect))

@@ -43,13 +43,10 @@ from trtdet.cuda.device_functions import (
 from trtdet.cuda.launch import Launcher, Reinterpret
 from trtdet.cuda.runtime import SIMULATOR, blocks, fadd_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections
+from trtdet.geometry import AffineTransform
 from trtdet.postprocess import nms
 from trtdet.postprocess.queued import PinnedPairs, QueuedDecode, done_event
-from trtdet.preprocess.affine import AffineTransform
 from trtdet_centernet.decode import (
-    DEFAULT_K,
-    DEFAULT_THRESHOLD,
-    STRIDE,
     CenterNetDecoder,
     _sigmoid,
     decode_centernet,
@@ -306,28 +303,11 @@ class CudaCenterNetDecoder(CenterNetDecoder):
     """
 
     def __init__(
-        self,
-        num_classes: int,
-        input_size: tuple[int, int],
-        *,
-        stride: int = STRIDE,
-        k: int = DEFAULT_K,
-        threshold: float = DEFAULT_THRESHOLD,
-        iou_threshold: float | None = None,
-        output_name: str = "output",
-        max_candidates: int = 1 << 17,
-        agnostic: bool = False,
+        self, num_classes: int, input_size: tuple[int, int], *, max_candidates: int = 1 << 17, **settings: Any
     ) -> None:
-        super().__init__(
-            num_classes,
-            input_size,
-            stride=stride,
-            k=k,
-            threshold=threshold,
-            iou_threshold=iou_threshold,
-            output_name=output_name,
-            agnostic=agnostic,
-        )
+        """``settings`` are ``CenterNetDecoder``'s (stride, k, threshold, iou_threshold, output_name, agnostic)."""
+        super().__init__(num_classes, input_size, **settings)
+        k, stride = self.k, self.stride
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k: expected 1..{MAX_K}, got {k}")
         import torch
@@ -340,7 +320,7 @@ class CudaCenterNetDecoder(CenterNetDecoder):
         self.width = self.input_size[1] // stride
         cells = self.height * self.width
         self.capacity = int(min(max_candidates, cells * num_classes))
-        self.threshold_logit = logit_threshold(threshold)
+        self.threshold_logit = logit_threshold(self.threshold)
         self._batch = 0
         self._keys: Any = None
         self._counts: Any = None

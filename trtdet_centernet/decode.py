@@ -20,7 +20,8 @@ from trtdet.postprocess import nms
 from trtdet_centernet.constants import DEFAULT_K, DEFAULT_THRESHOLD, STRIDE
 
 if TYPE_CHECKING:
-    from trtdet.preprocess.affine import AffineTransform
+    from trtdet.geometry import AffineTransform
+    from trtdet.model import ModelSpec
 
 __all__ = ["DEFAULT_K", "DEFAULT_THRESHOLD", "STRIDE", "CenterNetDecoder", "decode_centernet", "select_peaks"]
 
@@ -169,6 +170,22 @@ class CenterNetDecoder:
         self.threshold = threshold
         self.iou_threshold = iou_threshold
         self.output_name = output_name
+
+    @classmethod
+    def for_spec(cls, spec: ModelSpec, context: object = None) -> CenterNetDecoder:
+        """This decoder class for a (run-adapted) spec: its classes, input size, stride, thresholds.
+
+        The signature of a ``trtdet.Model`` decoder factory; ``context`` is not needed.
+        """
+        return cls(
+            spec.num_classes,
+            spec.input_size,
+            stride=spec.stride or STRIDE,
+            k=spec.max_detections,
+            threshold=spec.conf_threshold,
+            iou_threshold=spec.iou_threshold,
+            agnostic=spec.agnostic_nms,
+        )
 
     @property
     def num_channels(self) -> int:

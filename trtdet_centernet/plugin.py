@@ -1,4 +1,4 @@
-"""The centernet model plugin: registers CenterNet ResNet-DCN (ctdet) and its decoder.
+"""The centernet model plugin: registers the CenterNet ResNet-DCN (ctdet) model object and its ONNX ops.
 
 Nothing here imports torch: running an exported ONNX file needs only numpy and
 onnxruntime. The exporter and legacy converter import torch/onnx when called.
@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from trtdet.coco import COCO_NAMES
+from trtdet.context import RunContext
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
-from trtdet.model import Decoder, ModelSpec
+from trtdet.model import ModelSpec
+from trtdet.models import Model
+from trtdet.postprocess.decoder import Decoder
 from trtdet_centernet import constants
 
 _ASSETS = Path(__file__).resolve().parent / "assets"
@@ -93,9 +96,26 @@ CENTERNET = ModelSpec(
 )
 
 
+def host_decoder(spec: ModelSpec, context: RunContext) -> Decoder:
+    """The numpy decoder (CPU outputs; on a GPU without numba the core wraps it in ``HostDecoder``)."""
+    from trtdet_centernet.decode import CenterNetDecoder
+
+    return CenterNetDecoder.for_spec(spec)
+
+
+def cuda_decoder(spec: ModelSpec, context: RunContext) -> Decoder:
+    """The numba.cuda decoder (imports numba: an ImportError makes the core use ``host_decoder``)."""
+    from trtdet_centernet.cuda_decode import CudaCenterNetDecoder
+
+    return CudaCenterNetDecoder.for_spec(spec)
+
+
+CENTERNET_MODEL = Model(CENTERNET, decoder=host_decoder, cuda_decoder=cuda_decoder)
+
+
 @hookimpl
-def trtdet_register_models(register: Callable[[ModelSpec], None]) -> None:
-    register(CENTERNET)
+def trtdet_register_models(register: Callable[[Model], None]) -> None:
+    register(CENTERNET_MODEL)
 
 
 def _deform_conv(node: Any) -> Any:
@@ -108,29 +128,3 @@ def _deform_conv(node: Any) -> Any:
 def trtdet_onnx_torch_ops(register: Callable[[str, Callable[..., Any]], None]) -> None:
     """ONNX ``DeformConv`` (opset 19) for trtdet's ONNX->torch converter."""
     register("DeformConv", _deform_conv)
-
-
-@hookimpl
-def trtdet_decoder(model: ModelSpec, device: str) -> Decoder | None:
-    if model.name != "centernet":
-        return None
-    options = dict(
-        num_classes=model.num_classes,
-        input_size=model.input_size,
-        stride=model.stride or constants.STRIDE,
-        k=model.max_detections,
-        threshold=model.conf_threshold,
-        iou_threshold=model.iou_threshold,
-        agnostic=model.agnostic_nms,
-    )
-    from trtdet_centernet.decode import CenterNetDecoder
-
-    if device == "cuda":
-        try:
-            from trtdet_centernet.cuda_decode import CudaCenterNetDecoder
-        except ImportError:  # no numba: decode on the host
-            from trtdet.postprocess import HostDecoder
-
-            return HostDecoder(CenterNetDecoder(**options))
-        return CudaCenterNetDecoder(**options)
-    return CenterNetDecoder(**options)

@@ -35,8 +35,8 @@ from trtdet.cuda.device_functions import (
 from trtdet.cuda.launch import Launcher, Reinterpret
 from trtdet.cuda.runtime import SIMULATOR, blocks, dadd_rn, dmul_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections
+from trtdet.geometry import AffineTransform
 from trtdet.postprocess.queued import PinnedPairs, QueuedDecode, done_event
-from trtdet.preprocess.affine import AffineTransform
 from trtdet_yolo.decode import MAX_NMS_CANDIDATES, YoloDecoder
 
 CANDIDATE_THREADS = 256

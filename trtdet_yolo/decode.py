@@ -9,8 +9,8 @@ import numpy as np
 
 from trtdet.detections import Detections
 from trtdet.errors import ModelError
+from trtdet.geometry import AffineTransform
 from trtdet.postprocess import nms
-from trtdet.preprocess.affine import AffineTransform
 
 Head = Literal["v8", "v5"]
 

@@ -1,14 +1,18 @@
-"""The yolo model plugin: registers the model, its decoder, and its shipped default ONNX."""
+"""The yolo model plugin: registers the ``yolo`` model object (spec, decoders, shipped default ONNX)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
 from trtdet.coco import COCO_NAMES
+from trtdet.context import RunContext
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
-from trtdet.model import Decoder, ModelSpec
+from trtdet.model import ModelSpec
+from trtdet.models import Model
+from trtdet.postprocess.decoder import Decoder
 
 
 def default_model_path() -> Path:
@@ -40,30 +44,34 @@ YOLO = ModelSpec(
 )
 
 
-@hookimpl
-def trtdet_register_models(register) -> None:
-    register(YOLO)
-
-
-@hookimpl
-def trtdet_decoder(model: ModelSpec, device: str) -> Decoder | None:
-    if model.name != "yolo":
-        return None
-    options = dict(
-        num_classes=model.num_classes,
-        conf_threshold=model.conf_threshold,
-        iou_threshold=model.iou_threshold if model.iou_threshold is not None else 0.7,
-        max_detections=model.max_detections,
-        agnostic=model.agnostic_nms,
+def _settings(spec: ModelSpec) -> dict[str, object]:
+    """The decoder settings of a (run-adapted) spec, shared by the CPU and GPU decoders."""
+    return dict(
+        num_classes=spec.num_classes,
+        conf_threshold=spec.conf_threshold,
+        iou_threshold=spec.iou_threshold if spec.iou_threshold is not None else 0.7,
+        max_detections=spec.max_detections,
+        agnostic=spec.agnostic_nms,
     )
+
+
+def host_decoder(spec: ModelSpec, context: RunContext) -> Decoder:
+    """The numpy decoder (CPU outputs; on a GPU without numba the core wraps it in ``HostDecoder``)."""
     from trtdet_yolo.decode import YoloDecoder
 
-    if device == "cuda":
-        try:
-            from trtdet_yolo.cuda_decode import CudaYoloDecoder
-        except ImportError:  # no numba: decode on the host
-            from trtdet.postprocess import HostDecoder
+    return YoloDecoder(**_settings(spec))  # type: ignore[arg-type]
 
-            return HostDecoder(YoloDecoder(**options))
-        return CudaYoloDecoder(**options)
-    return YoloDecoder(**options)
+
+def cuda_decoder(spec: ModelSpec, context: RunContext) -> Decoder:
+    """The numba.cuda decoder (imports numba: an ImportError makes the core use ``host_decoder``)."""
+    from trtdet_yolo.cuda_decode import CudaYoloDecoder
+
+    return CudaYoloDecoder(**_settings(spec))  # type: ignore[arg-type]
+
+
+YOLO_MODEL = Model(YOLO, decoder=host_decoder, cuda_decoder=cuda_decoder)
+
+
+@hookimpl
+def trtdet_register_models(register: Callable[[Model], None]) -> None:
+    register(YOLO_MODEL)

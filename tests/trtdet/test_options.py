@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 import trtdet
+from trtdet.build_options import check_build_options
 from trtdet.cli.main import cli
-from trtdet.engines.build_steps import check_build_options
 from trtdet.errors import UsageError
 from trtdet.options import DetectorOptions, parse_build_options
 

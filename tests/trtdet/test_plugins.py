@@ -26,12 +26,14 @@ import pytest
 
 import trtdet
 from trtdet import hookspecs, plugins
+from trtdet.context import RunContext
 from trtdet.errors import UsageError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
 from trtdet.preprocess.affine import AffineTransform
 from trtdet.preprocess.base import PreprocessedBatch
 from trtdet.preprocess.cpu import WarpAffinePreprocessor
+from trtdet.stages import make_decoder, make_preprocessor
 
 REPO = Path(__file__).resolve().parents[2]
 THIS_FILE = Path(__file__).resolve()
@@ -429,14 +431,17 @@ def test_a_runtime_plugin_overrides_the_preprocessor_of_its_own_model_only(regis
         def trtdet_decoder(self, model, device):
             if model.name != stretch.name:
                 return None
-            return plugins.load_plugins().hook.trtdet_decoder(model=dataclasses.replace(model, name="yolo"), device=device)
+            return make_decoder(dataclasses.replace(model, name="yolo"), RunContext.of(device))
 
+    # A plugin written against the pre-0.2 hooks (a bare spec, trtdet_preprocessor/trtdet_decoder).
     registered(StretchPlugin(), "stretch-test")
     pm = plugins.load_plugins()
-    # First non-None result wins over the core's trylast warp-affine preprocessor ...
+    # First non-None result wins over the model object's (the core's letterbox) preprocessor ...
     assert isinstance(pm.hook.trtdet_preprocessor(model=stretch, device="cpu"), StretchPreprocessor)
+    with pytest.warns(DeprecationWarning, match="'stretch-test' answers the deprecated trtdet_preprocessor hook"):
+        assert isinstance(make_preprocessor(stretch, RunContext.of("cpu")), StretchPreprocessor)
     # ... which still answers for every other model.
-    assert isinstance(pm.hook.trtdet_preprocessor(model=yolo, device="cpu"), WarpAffinePreprocessor)
+    assert isinstance(make_preprocessor(yolo, RunContext.of("cpu")), WarpAffinePreprocessor)
 
     image = cv2.imread(str(photos["grace_hopper"]))
     with trtdet.load(stretch.name) as stretched, trtdet.load("yolo") as letterboxed:

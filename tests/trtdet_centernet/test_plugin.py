@@ -33,14 +33,19 @@ def test_model_is_registered_with_upstream_preprocessing(centernet_plugin):
     assert spec.exporter is not None and spec.onnx_converter is not None
 
 
-def test_decoder_hook_takes_classes_and_thresholds_from_the_spec(centernet_plugin):
+def test_decoder_factory_takes_classes_and_thresholds_from_the_spec(centernet_plugin):
+    from trtdet.context import RunContext
+    from trtdet.plugins import get_model
+
     spec = dataclasses.replace(
         centernet_plugin.CENTERNET, class_names=("a", "b", "c"), input_size=(64, 96), conf_threshold=0.05
     )
-    decoder = centernet_plugin.trtdet_decoder(model=spec, device="cpu")
+    decoder = centernet_plugin.CENTERNET_MODEL.make_decoder(spec, RunContext.of("cpu"))
     assert isinstance(decoder, CenterNetDecoder)
     assert (decoder.num_classes, decoder.input_size, decoder.threshold, decoder.k) == (3, (64, 96), 0.05, 100)
-    assert centernet_plugin.trtdet_decoder(model=dataclasses.replace(spec, name="yolo"), device="cpu") is None
+    assert get_model("centernet").model is centernet_plugin.CENTERNET_MODEL  # the registered object
+    yolo = get_model("yolo")
+    assert not isinstance(yolo.model.make_decoder(yolo.spec, RunContext.of("cpu")), CenterNetDecoder)
 
 
 def test_torch_model_builds_the_checkpoint_network(

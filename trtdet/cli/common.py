@@ -6,12 +6,20 @@ import functools
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from trtdet.errors import CorruptImageWarning, ModelError, TrtdetError, UsageError
-from trtdet.options import DetectorOptions, parse_build_options
+from trtdet.options import (
+    NO_FLAG,
+    DetectorOptions,
+    OptionSpec,
+    option_defaults,
+    option_specs,
+    parse_build_options,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -159,38 +167,47 @@ def build_option_flag(function: F) -> F:
     )(function)
 
 
+#: Click behaviour beyond what an option's declaration says (how its text is parsed on the command line).
+_CLICK_EXTRAS: dict[str, dict[str, Any]] = {
+    "classes": {"multiple": True, "callback": _classes},
+    "input_size": {"cls": SizeOption, "callback": _input_size},
+}
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+def _click_option(name: str, spec: OptionSpec, default: Any) -> Callable[[F], F]:
+    """The click flag of one ``DetectorOptions`` field, from its declaration."""
+    flag = spec.flag or "--" + name.replace("_", "-")
+    kwargs: dict[str, Any] = {"help": spec.help, **_CLICK_EXTRAS.get(name, {})}
+    if spec.kind is bool:
+        kwargs.update(default=default, **({"is_flag": True} if "/" not in flag else {}))
+    else:
+        kwargs["default"] = default
+        if spec.choices is not None:
+            kwargs["type"] = click.Choice(list(spec.choices))
+        elif spec.kind is Path:
+            kwargs["type"] = click.Path(dir_okay=False)
+        elif spec.kind is float and spec.minimum is not None:
+            kwargs["type"] = click.FloatRange(_number(spec.minimum), None if spec.maximum is None else _number(spec.maximum))
+        elif spec.kind is int and spec.minimum is not None:
+            kwargs["type"] = click.IntRange(min=_number(spec.minimum))
+    if spec.metavar:
+        kwargs["metavar"] = spec.metavar
+    if spec.show_default:
+        kwargs["show_default"] = True
+    names = [flag] if not spec.param else [flag, spec.param]
+    return click.option(*names, **kwargs)
+
+
 def model_options(function: F) -> F:
-    """``--model`` plus the model-file, backend, device, threshold, precision and build options."""
-    options = [
-        click.option("--model", "-m", "model", required=True, help="Model name (see `trtdet models`)."),
-        click.option("--weights", type=click.Path(dir_okay=False), help="Framework checkpoint (exported to ONNX, cached)."),
-        click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), help="ONNX model file."),
-        click.option("--engine", "engine_path", type=click.Path(dir_okay=False), help="TensorRT engine file."),
-        click.option(
-            "--backend",
-            default="auto",
-            show_default=True,
-            help="Engine backend: auto (the fastest available), tensorrt, onnxruntime, torch, or a plugin's.",
-        ),
-        click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda|cuda:N",
-                     help="Where to run: the CPU, the current GPU, or GPU N."),
-        click.option("--conf", type=click.FloatRange(0, 1), default=None, help="Score threshold in [0, 1] (default: the model's)."),
-        click.option("--iou", type=click.FloatRange(0, 1), default=None,
-                     help="NMS IoU threshold in [0, 1] (default: the model's; adds NMS to models without it)."),
-        click.option("--classes", multiple=True, callback=_classes, metavar="NAMES|IDS",
-                     help="Keep only these classes: names or ids, comma-separated or repeated (e.g. person,car or 0)."),
-        click.option("--max-det", type=click.IntRange(min=1), default=None,
-                     help="At most this many detections per image (default: the model's)."),
-        click.option("--agnostic-nms", is_flag=True, default=False,
-                     help="NMS across classes: a box suppresses overlapping boxes of any class (models with NMS)."),
-        input_size_option,
-        click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
-                     help="Inference precision on GPU backends."),
-        click.option("--cuda-graphs/--no-cuda-graphs", default=None,
-                     help="Replay the network in CUDA graphs (default: on for inductor packages, off for eager torch)."),
-        click.option("--letterbox", type=click.Choice(["warp", "ultralytics"]), default=None,
-                     help="Preprocess geometry (default: the model's; yolo: ultralytics, centernet: warp)."),
-    ]
+    """``--model`` plus one flag per ``DetectorOptions`` field that has one (declared in ``trtdet.options``),
+    then ``--build-option``."""
+    defaults = option_defaults()
+    options = [click.option("--model", "-m", "model", required=True, help="Model name (see `trtdet models`).")]
+    options += [_click_option(name, spec, defaults[name]) for name, spec in option_specs().items() if spec.flag != NO_FLAG]
     for option in reversed(options):
         function = option(function)
     return build_option_flag(function)
@@ -198,31 +215,25 @@ def model_options(function: F) -> F:
 
 #: The parameters ``model_options`` adds, besides ``model``.
 MODEL_OPTION_NAMES = (
-    "weights", "onnx_path", "engine_path", "backend", "device", "conf", "iou", "input_size", "precision",
-    "cuda_graphs", "letterbox", "build_option", "classes", "max_det", "agnostic_nms",
+    *(spec.param or name for name, spec in option_specs().items() if spec.flag != NO_FLAG),
+    "build_option",
 )
 
 
 def detector_options(given: dict[str, Any], **fields: Any) -> DetectorOptions:
     """The ``DetectorOptions`` of the ``model_options`` flags in ``given`` (plus ``fields``, e.g. batch)."""
-    return DetectorOptions(
-        weights=given.get("weights"),
-        onnx=given.get("onnx_path"),
-        engine=given.get("engine_path"),
-        backend=given.get("backend", "auto"),
-        device=given.get("device", "cpu"),
-        conf=given.get("conf"),
-        iou=given.get("iou"),
-        input_size=tuple(given["input_size"]) if given.get("input_size") else None,
-        precision=given.get("precision", "fp32"),
-        cuda_graphs=given.get("cuda_graphs"),
-        classes=given.get("classes"),
-        max_det=given.get("max_det"),
-        agnostic_nms=bool(given.get("agnostic_nms", False)),
-        letterbox=given.get("letterbox"),
-        build_options=parse_build_options(given.get("build_option") or ()),
-        **fields,
-    )
+    defaults = option_defaults()
+    values: dict[str, Any] = {}
+    for name, spec in option_specs().items():
+        if spec.flag == NO_FLAG:
+            continue
+        value = given.get(spec.param or name, defaults[name])
+        if name == "input_size":
+            value = tuple(value) if value else None
+        elif name == "agnostic_nms":
+            value = bool(value)
+        values[name] = value
+    return DetectorOptions(**values, build_options=parse_build_options(given.get("build_option") or ()), **fields)
 
 
 def load_detector(model: str, options: DetectorOptions):  # noqa: ANN201 - a trtdet.pipeline.Detector

@@ -9,7 +9,8 @@ import click
 from trtdet import __version__
 from trtdet.cli.common import TrtdetGroup
 
-#: (module, attribute) of each command; a command whose module is missing is left out.
+#: (module, attribute) of each built-in command; a command whose module is missing is left out.
+#: Plugins add theirs through the ``trtdet_register_commands`` hook.
 COMMANDS = (
     ("trtdet.cli.info", "models_command"),
     ("trtdet.cli.info", "plugins_command"),
@@ -23,7 +24,28 @@ COMMANDS = (
 )
 
 
-@click.group(cls=TrtdetGroup, context_settings={"help_option_names": ["-h", "--help"]})
+class PluginCommands(TrtdetGroup):
+    """The built-in commands plus those plugins register (``trtdet_register_commands``), looked up lazily."""
+
+    def _plugin_commands(self) -> dict[str, click.Command]:
+        import warnings
+
+        from trtdet.plugins import list_commands
+
+        commands = list_commands()
+        for name in sorted(set(commands) & set(self.commands)):  # a built-in is never replaced
+            warnings.warn(f"plugin command {name!r} is left out: a built-in trtdet command has that name", stacklevel=2)
+            del commands[name]
+        return commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self._plugin_commands()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self.commands.get(name) or self._plugin_commands().get(name)
+
+
+@click.group(cls=PluginCommands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="trtdet")
 def cli() -> None:
     """trtdet: trained detectors as fast inference pipelines (ONNX -> TensorRT -> GPU pre/post-processing)."""

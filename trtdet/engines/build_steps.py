@@ -7,16 +7,16 @@ choice against the runtime (``auto`` picks what works there; an impossible expli
 is a one-line ``UsageError``), lets the step rewrite the ONNX, registers the runtime plugins
 the step needs, and records the concrete choice in the artifact's ``build_options``. The core
 stores those choices and keys its cache by them without interpreting them.
+
+This module holds the contract only; choosing among the registered steps is
+``trtdet.build_options`` (it reads the plugin registry, which this module must not import).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
-
-from trtdet.errors import UsageError
 
 if TYPE_CHECKING:
     import onnx
@@ -127,56 +127,6 @@ def option_text(name: str, value: str) -> str:
     return f"--build-option {name}={value}"
 
 
-def check_build_options(requested: Mapping[str, str]) -> None:
-    """``UsageError`` for an unknown step name or choice, listing the known ones."""
-    if not requested:
-        return
-    from trtdet.plugins import list_build_steps
-
-    steps = list_build_steps()
-    for name, value in requested.items():
-        if name not in steps:
-            known = ", ".join(sorted(steps)) or "none installed"
-            raise UsageError(f"unknown build option {name!r} (known: {known})")
-        step = steps[name].step
-        if value not in step.choices:
-            raise UsageError(f"unknown {option_text(name, value)} (choose from: {', '.join(step.choices)})")
-
-
-def plan_steps(
-    onnx_model: onnx.ModelProto, spec: ModelSpec, requested: Mapping[str, str], runtime: RuntimeInfo
-) -> tuple[PlannedStep, ...]:
-    """The registered steps that apply to this build, each with its choice resolved for ``runtime``."""
-    from trtdet.plugins import list_build_steps
-
-    check_build_options(requested)
-    planned = []
-    for name, registered in list_build_steps().items():
-        if registered.step.applies(onnx_model, spec):
-            choice = registered.step.resolve(requested.get(name, registered.step.default), runtime)
-            planned.append(PlannedStep(registered, choice))
-    return tuple(planned)
-
-
 def chosen_options(planned: tuple[PlannedStep, ...]) -> dict[str, str]:
     """The ``build_options`` an artifact records: step name -> concrete choice."""
     return {p.step.name: p.choice for p in planned}
-
-
-def steps_of(build_options: Mapping[str, str]) -> tuple[PlannedStep, ...]:
-    """The planned steps an artifact's recorded ``build_options`` stand for.
-
-    ``UsageError`` names a step no installed plugin provides (its runtime plugins cannot be
-    registered without it).
-    """
-    from trtdet.plugins import list_build_steps
-
-    steps = list_build_steps()
-    missing = [name for name in build_options if name not in steps]
-    if missing:
-        known = ", ".join(sorted(steps)) or "none installed"
-        raise UsageError(
-            f"built with build option(s) {', '.join(missing)} that no installed plugin provides "
-            f"(installed build steps: {known}); install the model's plugin package"
-        )
-    return tuple(PlannedStep(steps[name], choice) for name, choice in build_options.items())

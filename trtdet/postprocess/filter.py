@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trtdet.errors import UsageError
+from trtdet.postprocess.decoder import QueuingDecoder
 
 if TYPE_CHECKING:
     from trtdet.detections import Detections
-    from trtdet.model import Decoder
-    from trtdet.preprocess.affine import AffineTransform
+    from trtdet.geometry import AffineTransform
+    from trtdet.postprocess.decoder import Decoder
 
 
 def class_ids(classes: Sequence[str | int], class_names: Sequence[str]) -> tuple[int, ...]:
@@ -50,8 +51,11 @@ class ClassFilter:
         self.decoder.validate(output_shapes, source)
 
     def __call__(self, outputs: dict[str, Any], transforms: Sequence[AffineTransform]) -> list[Detections]:
+        return self._filter(self.decoder(outputs, transforms))
+
+    def _filter(self, decoded: list[Detections]) -> list[Detections]:
         results = []
-        for detections in self.decoder(outputs, transforms):
+        for detections in decoded:
             kept = detections[np.isin(detections.class_id, self.keep)]
             if self.max_det is not None and len(kept) > self.max_det:
                 kept = kept[np.argsort(-kept.confidence, kind="stable")[: self.max_det]]
@@ -59,6 +63,23 @@ class ClassFilter:
         return results
 
     def __getattr__(self, name: str) -> Any:  # the wrapped decoder's settings (conf_threshold, ...)
-        if name == "decoder":
+        if name in ("decoder", "queue", "collect"):  # queuing is declared, never borrowed unfiltered
             raise AttributeError(name)
         return getattr(self.decoder, name)
+
+
+class QueuingClassFilter(ClassFilter):
+    """``ClassFilter`` around a ``QueuingDecoder``: queues through it and filters what it collects."""
+
+    def queue(self, outputs: dict[str, Any], transforms: Sequence[AffineTransform]) -> Any:
+        return self.decoder.queue(outputs, transforms)  # type: ignore[attr-defined]
+
+    def collect(self, queued: Any) -> list[Detections]:
+        return self._filter(self.decoder.collect(queued))  # type: ignore[attr-defined]
+
+
+def class_filter(decoder: Decoder, keep: Sequence[int], max_det: int | None = None) -> ClassFilter:
+    """``decoder`` keeping only the classes ``keep``; a queuing decoder stays a queuing one."""
+    if isinstance(decoder, QueuingDecoder):
+        return QueuingClassFilter(decoder, keep, max_det)
+    return ClassFilter(decoder, keep, max_det)

@@ -9,8 +9,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from trtdet.detections import Detections
-    from trtdet.model import Decoder
-    from trtdet.preprocess.affine import AffineTransform
+    from trtdet.geometry import AffineTransform
+    from trtdet.postprocess.decoder import Decoder
 
 
 class HostDecoder:
@@ -32,6 +32,6 @@ class HostDecoder:
         return self.decoder(host, transforms)
 
     def __getattr__(self, name: str) -> Any:  # the wrapped decoder's settings (output_name, ...)
-        if name == "decoder":
+        if name in ("decoder", "queue", "collect"):  # a host decoder never queues on the GPU
             raise AttributeError(name)
         return getattr(self.decoder, name)

@@ -1,4 +1,4 @@
-"""What a GPU decoder that queues its work (``trtdet.model.QueuingDecoder``) shares.
+"""What a GPU decoder that queues its work (``trtdet.postprocess.decoder.QueuingDecoder``) shares.
 
 Such a decoder copies each batch's transforms up and its results down through pinned host
 buffers. While batch k's results wait to be collected, batch k+1 is queued into the other
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trtdet.preprocess.affine import AffineTransform
+from trtdet.geometry import AffineTransform
 
 
 @dataclass

@@ -4,11 +4,56 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from trtdet.preprocess.affine import AffineTransform
+from trtdet.geometry import LETTERBOXES, AffineTransform
+
+if TYPE_CHECKING:
+    from trtdet.model import ModelSpec
+
+
+@dataclass(frozen=True)
+class LetterboxSettings:
+    """What the letterbox preprocessors (CPU and CUDA) are made with, checked once for both.
+
+    Pixels become ``(x / 255 - mean) / std`` per channel in ``channel_order`` (images come in
+    BGR), computed as ``x * scale + shift`` with float32 constants (``scale``/``shift``), so the
+    CPU reference and the GPU kernel use the very same numbers.
+    """
+
+    input_size: tuple[int, int]
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    channel_order: Literal["BGR", "RGB"] = "RGB"
+    border_value: int = 114
+    letterbox: str = "warp"
+
+    def __post_init__(self) -> None:
+        if self.letterbox not in LETTERBOXES:
+            raise ValueError(f"letterbox: expected one of {', '.join(LETTERBOXES)}, got {self.letterbox!r}")
+        if self.channel_order not in ("BGR", "RGB"):
+            raise ValueError(f"channel_order: expected 'BGR' or 'RGB', got {self.channel_order!r}")
+        object.__setattr__(self, "input_size", (int(self.input_size[0]), int(self.input_size[1])))
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        object.__setattr__(self, "border_value", int(self.border_value))
+
+    @classmethod
+    def of_spec(cls, spec: ModelSpec) -> LetterboxSettings:
+        """The settings a model's spec asks for."""
+        return cls(spec.input_size, spec.mean, spec.std, spec.channel_order, spec.border_value, spec.letterbox)
+
+    @property
+    def scale(self) -> np.ndarray:
+        """``1 / (255 std)`` per channel, float32 (shape ``(3,)``)."""
+        return (1.0 / (255.0 * np.asarray(self.std, dtype=np.float32))).astype(np.float32)
+
+    @property
+    def shift(self) -> np.ndarray:
+        """``-mean / std`` per channel, float32 (shape ``(3,)``)."""
+        return (-np.asarray(self.mean, dtype=np.float32) / np.asarray(self.std, dtype=np.float32)).astype(np.float32)
 
 
 @dataclass

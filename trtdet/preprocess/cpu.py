@@ -13,9 +13,9 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from trtdet.preprocess.affine import AffineTransform
-from trtdet.preprocess.base import PreprocessedBatch
-from trtdet.preprocess.letterbox import Letterbox, check_letterbox, make_transform
+from trtdet.geometry import AffineTransform
+from trtdet.preprocess.base import LetterboxSettings, PreprocessedBatch
+from trtdet.preprocess.letterbox import Letterbox, make_transform
 
 
 class WarpAffinePreprocessor:
@@ -37,17 +37,19 @@ class WarpAffinePreprocessor:
         border_value: int = 114,
         letterbox: Letterbox = "warp",
     ) -> None:
-        self.letterbox = check_letterbox(letterbox)
-        if channel_order not in ("BGR", "RGB"):
-            raise ValueError(f"channel_order: expected 'BGR' or 'RGB', got {channel_order!r}")
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.channel_order = channel_order
-        self.border_value = int(border_value)
-        mean_arr = np.asarray(mean, dtype=np.float32)
-        std_arr = np.asarray(std, dtype=np.float32)
-        # (x / 255 - mean) / std == x * scale + shift, per channel.
-        self._scale = (1.0 / (255.0 * std_arr)).reshape(3, 1, 1).astype(np.float32)
-        self._shift = (-mean_arr / std_arr).reshape(3, 1, 1).astype(np.float32)
+        self.settings = LetterboxSettings(input_size, tuple(mean), tuple(std), channel_order, border_value, letterbox)
+        self.letterbox = self.settings.letterbox
+        self.input_size = self.settings.input_size
+        self.channel_order = self.settings.channel_order
+        self.border_value = self.settings.border_value
+        self._scale = self.settings.scale.reshape(3, 1, 1)
+        self._shift = self.settings.shift.reshape(3, 1, 1)
+
+    @classmethod
+    def from_settings(cls, settings: LetterboxSettings) -> WarpAffinePreprocessor:
+        """The preprocessor ``settings`` describe (``LetterboxSettings.of_spec(spec)`` for a model)."""
+        return cls(settings.input_size, mean=settings.mean, std=settings.std, channel_order=settings.channel_order,
+                   border_value=settings.border_value, letterbox=settings.letterbox)  # type: ignore[arg-type]
 
     def warp(self, image: np.ndarray) -> tuple[np.ndarray, AffineTransform]:
         """Letterbox one HWC uint8 BGR image; returns the warped uint8 image and its transform."""

@@ -45,11 +45,11 @@ from trtdet.cuda.runtime import (
     rint_f32,
 )
 from trtdet.errors import InputError
+from trtdet.geometry import AffineTransform
 from trtdet.io.pinned import is_pinned
-from trtdet.preprocess.affine import AffineTransform
-from trtdet.preprocess.base import PreprocessedBatch
+from trtdet.preprocess.base import LetterboxSettings, PreprocessedBatch
 from trtdet.preprocess.cuda_resize import letterbox_resize_normalize_kernel, resize_meta
-from trtdet.preprocess.letterbox import Letterbox, check_letterbox, make_transform
+from trtdet.preprocess.letterbox import Letterbox, make_transform
 
 #: Per-image metadata row (float64): byte offset, height, width, row stride, then M0..M5 (float32
 #: values) for the warp, or ``cuda_resize.resize_meta``'s six columns for the resize-and-pad letterbox.
@@ -231,21 +231,18 @@ class CudaWarpAffinePreprocessor:
 
         from trtdet.cuda.runtime import torch_device
 
-        if channel_order not in ("BGR", "RGB"):
-            raise ValueError(f"channel_order: expected 'BGR' or 'RGB', got {channel_order!r}")
+        self.settings = LetterboxSettings(input_size, tuple(mean), tuple(std), channel_order, border_value, letterbox)
         self.torch = torch
-        self.letterbox = check_letterbox(letterbox)
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.channel_order = channel_order
-        self.border_value = int(border_value)
+        self.letterbox = self.settings.letterbox
+        self.input_size = self.settings.input_size
+        self.channel_order = self.settings.channel_order
+        self.border_value = self.settings.border_value
         self.dtype = torch.float32 if dtype is None else dtype
         if self.dtype not in (torch.float32, torch.float16):
             raise ValueError(f"dtype: expected torch.float32 or torch.float16, got {self.dtype}")
-        mean_arr = np.asarray(mean, dtype=np.float32)
-        std_arr = np.asarray(std, dtype=np.float32)
         # Exactly the CPU reference's float32 constants: (x / 255 - mean) / std == x * scale + shift.
-        self._scale = [float(v) for v in (1.0 / (255.0 * std_arr)).astype(np.float32)]
-        self._shift = [float(v) for v in (-mean_arr / std_arr).astype(np.float32)]
+        self._scale = [float(v) for v in self.settings.scale]
+        self._shift = [float(v) for v in self.settings.shift]
         self.device = torch_device()
         self._staging = [_Staging(torch, self.device), _Staging(torch, self.device)]
         self._turn = 0
@@ -253,6 +250,12 @@ class CudaWarpAffinePreprocessor:
         #: Uploads run here, so they overlap the previous batch's kernels on the caller's stream.
         self._upload_stream = None if SIMULATOR else torch.cuda.Stream(device=self.device)
         self._warm_up()
+
+    @classmethod
+    def from_settings(cls, settings: LetterboxSettings, dtype: Any = None) -> CudaWarpAffinePreprocessor:
+        """The preprocessor ``settings`` describe, writing ``dtype`` (torch.float32 or torch.float16)."""
+        return cls(settings.input_size, mean=settings.mean, std=settings.std, channel_order=settings.channel_order,
+                   border_value=settings.border_value, letterbox=settings.letterbox, dtype=dtype)  # type: ignore[arg-type]
 
     def _warm_up(self) -> None:
         """Compile the kernel for this output dtype now, not on the first batch."""

@@ -20,10 +20,9 @@ from typing import Literal
 
 import numpy as np
 
-from trtdet.preprocess.affine import AffineTransform, letterbox_transform
+from trtdet.geometry import LETTERBOXES, AffineTransform, letterbox_transform
 
 Letterbox = Literal["warp", "ultralytics"]
-LETTERBOXES: tuple[str, ...] = ("warp", "ultralytics")
 
 
 def check_letterbox(letterbox: str) -> str:

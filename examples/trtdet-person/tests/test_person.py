@@ -17,6 +17,7 @@ import onnx
 import pytest
 import trtdet
 from onnx import TensorProto, helper
+from trtdet import RunContext
 from trtdet.errors import ModelError
 from trtdet.plugins import get_model, load_plugins
 from trtdet.preprocess.affine import letterbox_transform
@@ -51,14 +52,16 @@ def test_installed_through_the_trtdet_entry_point_group() -> None:
     assert (info.plugin, info.distribution, info.spec) == ("person", "trtdet-person", PERSON_MODEL)
 
 
-def test_hooks_answer_for_person_only() -> None:
-    pm = load_plugins()
-    decoder = pm.hook.trtdet_decoder(model=PERSON_MODEL, device="cpu")
+def test_the_model_object_makes_the_person_stages() -> None:
+    load_plugins()
+    cpu = RunContext.of("cpu")
+    person = get_model("person").model
+    decoder = person.make_decoder(PERSON_MODEL, cpu)
     assert isinstance(decoder, PersonDecoder)
-    yolo = get_model("yolo").spec
-    assert not isinstance(pm.hook.trtdet_decoder(model=yolo, device="cpu"), PersonDecoder)
-    # Preprocessing comes from the core's warp-affine preprocessor, configured by the spec.
-    preprocessor = pm.hook.trtdet_preprocessor(model=PERSON_MODEL, device="cpu")
+    yolo = get_model("yolo")
+    assert not isinstance(yolo.model.make_decoder(yolo.spec, cpu), PersonDecoder)
+    # Preprocessing comes from the core's letterbox preprocessor, configured by the spec.
+    preprocessor = person.make_preprocessor(PERSON_MODEL, cpu)
     assert type(preprocessor).__name__ == "WarpAffinePreprocessor"
 
 
@@ -155,7 +158,7 @@ def test_cli_run_json(grace_hopper: np.ndarray, tmp_path: Path) -> None:
 def test_the_person_head_build_step_trims_the_head_and_keeps_the_detections(grace_hopper, tmp_path):
     """``--build-option person_head=person`` rewrites the ONNX so the engine outputs [B, 5, N];
     on onnxruntime both files give the same persons (the reference is the untouched export)."""
-    from trtdet.engines.build_steps import check_build_options
+    from trtdet.build_options import check_build_options
     from trtdet.plugins import list_build_steps
 
     from trtdet_person.build_step import PERSON_HEAD_STEP, trim_to_persons

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 from trtdet.detections import Detections
 from trtdet.errors import ModelError
+from trtdet.geometry import AffineTransform
 from trtdet.postprocess import nms
-from trtdet.preprocess.affine import AffineTransform
 
 #: COCO class index of "person" and the number of COCO classes in the head.
 PERSON = 0

@@ -1,21 +1,27 @@
-"""The trtdet entry point of trtdet-person: registers the ``person`` model and its decoder.
+"""The trtdet entry point of trtdet-person: registers the ``person`` model object.
 
 trtdet imports this module through the ``trtdet`` entry-point group (see ``pyproject.toml``)
-and calls the functions marked ``@hookimpl`` by name. Preprocessing and the engine come from
-trtdet itself: the model description below is all its warp-affine preprocessor needs.
+and calls the functions marked ``@hookimpl`` by name; the one hook here registers a
+``trtdet.Model`` that carries everything about the model: its spec, its decoder factory and
+its engine build step. Preprocessing and the engine come from trtdet itself: the spec below is
+all its letterbox preprocessor needs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from trtdet import hookimpl
+from trtdet import Model, ModelSpec, RunContext, hookimpl
 from trtdet.errors import ModelError
-from trtdet.model import Decoder, ModelSpec
-from trtdet.postprocess import HostDecoder
+from trtdet.postprocess.decoder import Decoder
 
 from trtdet_person.decode import PersonDecoder
+
+if TYPE_CHECKING:
+    from trtdet.engines.build_steps import BuildStep
 
 
 def default_model_path() -> Path:
@@ -49,25 +55,28 @@ PERSON_MODEL = ModelSpec(
 )
 
 
-@hookimpl
-def trtdet_register_models(register) -> None:
-    register(PERSON_MODEL)
+def person_decoder(spec: ModelSpec, context: RunContext) -> Decoder:
+    """The numpy person decoder for the (run-adapted) spec: its thresholds and detection cap.
+
+    It reads numpy outputs; on a GPU trtdet hands it host copies (``HostDecoder``), since this
+    model has no ``cuda_decoder``.
+    """
+    iou = spec.iou_threshold if spec.iou_threshold is not None else 0.7
+    return PersonDecoder(spec.conf_threshold, iou, spec.max_detections)
 
 
-@hookimpl
-def trtdet_build_steps(register) -> None:
-    # Imported here: the step needs onnx, which only engine builds load.
+def person_build_steps() -> list[BuildStep]:
+    """The engine build steps of this model, imported only when trtdet lists them (they need onnx)."""
     from trtdet_person.build_step import PERSON_HEAD_STEP
 
-    register(PERSON_HEAD_STEP)
+    return [PERSON_HEAD_STEP]
+
+
+#: The model object: spec, decoder factory and build steps. Preprocessing is trtdet's own
+#: letterbox preprocessor, made from the spec (no ``preprocessor`` factory given).
+PERSON = Model(PERSON_MODEL, decoder=person_decoder, build_steps=person_build_steps)
 
 
 @hookimpl
-def trtdet_decoder(model: ModelSpec, device: str) -> Decoder | None:
-    if model.name != PERSON_MODEL.name:
-        return None  # another plugin's model: let its own decoder answer
-    iou = model.iou_threshold if model.iou_threshold is not None else 0.7
-    decoder = PersonDecoder(model.conf_threshold, iou, model.max_detections)
-    # Engines return numpy on the CPU and torch CUDA tensors on "cuda"; this numpy decoder
-    # gets the latter copied to the host.
-    return decoder if device == "cpu" else HostDecoder(decoder)
+def trtdet_register_models(register: Callable[[Model], None]) -> None:
+    register(PERSON)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from trtdet.build_options import steps_of
 from trtdet.engines.artifact import ArtifactMetadata, read_artifact, read_metadata
 from trtdet.engines.artifact_cache import ArtifactCache
 from trtdet.engines.base import Engine, ModelFile
-from trtdet.engines.build_steps import option_text, steps_of
+from trtdet.engines.build_steps import option_text
 from trtdet.engines.tensorrt.builder import BuildConfig, build_engine, engine_cache, register_step_plugins
 from trtdet.engines.tensorrt.flavour import INSTALL_HINT, Flavour, available_flavours, flavour_by_name
 from trtdet.errors import ModelError, UsageError

@@ -143,3 +143,18 @@ def test_letterbox_float16_is_the_rounded_float32_result():
     got = CudaWarpAffinePreprocessor((12, 16), letterbox="ultralytics", dtype=torch.float16, **options)(images).tensor
     want = WarpAffinePreprocessor((12, 16), letterbox="ultralytics", **options)(images).tensor.astype(np.float16)
     np.testing.assert_array_equal(got.numpy(), want)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_the_run_context_precision_reaches_the_preprocessor(precision):
+    """An fp16 GPU pipeline's preprocessing writes float16 itself (the rounded float32 result)."""
+    from trtdet import Model, ModelSpec, RunContext
+
+    spec = ModelSpec(name="sim-test", class_names=("a",), input_size=(12, 16), letterbox="ultralytics", **CASES["yolo"])
+    pre = Model(spec).make_preprocessor(spec, RunContext.of("cuda", precision))
+    assert isinstance(pre, CudaWarpAffinePreprocessor)
+    images = random_images(np.random.default_rng(5), [(30, 20), (11, 40)])
+    got = pre(images).tensor
+    want = WarpAffinePreprocessor((12, 16), letterbox="ultralytics", **CASES["yolo"])(images).tensor
+    assert got.dtype == (torch.float16 if precision == "fp16" else torch.float32)
+    np.testing.assert_array_equal(got.numpy(), want.astype(np.float16 if precision == "fp16" else np.float32))
