@@ -71,7 +71,9 @@ def load(
       eager execution for networks that read shapes on the host).
     * ``classes``: keep only these classes (names or ids); ``max_det``: at most this many
       detections per image; ``agnostic_nms``: NMS across classes (models that run NMS).
-    * ``letterbox``: the preprocess geometry, ``"warp"`` or ``"ultralytics"`` (default: the model's).
+    * ``letterbox``: the preprocess geometry, ``"rect"``, ``"square"`` (alias ``"ultralytics"``),
+      ``"warp"`` or ``"stretch"`` (default: the model's; ``rect`` becomes ``square`` for a model
+      file of fixed height and width, as in Ultralytics).
     * ``build_options``: plugins' engine build steps, ``{NAME: VALUE}`` as ``--build-option NAME=VALUE``.
     * ``options``: a whole ``trtdet.options.DetectorOptions`` (the keywords are its fields);
       keywords given with it, other than their defaults, override its fields.

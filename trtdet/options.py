@@ -35,8 +35,9 @@ class DetectorOptions:
     * ``classes``: keep only these classes (names or ids; None: all); ``max_det``: at most
       this many detections per image (default: the model's); ``agnostic_nms``: suppress
       overlapping boxes across classes, not only within one (models whose decode runs NMS).
-    * ``letterbox``: the preprocess geometry, ``warp`` or ``ultralytics``, overriding the
-      model's (``ModelSpec.letterbox``; None keeps it).
+    * ``letterbox``: the preprocess geometry, ``rect``, ``square`` (alias ``ultralytics``),
+      ``warp`` or ``stretch`` (``trtdet.preprocess.letterbox``), overriding the model's
+      (``ModelSpec.letterbox``; None keeps it).
     * ``build_options``: choices for the build steps plugins contribute to engine builds
       (``--build-option NAME=VALUE``; see ``trtdet.engines.build_steps``), by step name.
     """

@@ -187,8 +187,9 @@ def model_options(function: F) -> F:
                      help="Inference precision on GPU backends."),
         click.option("--cuda-graphs/--no-cuda-graphs", default=None,
                      help="Replay the network in CUDA graphs (default: on for inductor packages, off for eager torch)."),
-        click.option("--letterbox", type=click.Choice(["warp", "ultralytics"]), default=None,
-                     help="Preprocess geometry (default: the model's; yolo: ultralytics, centernet: warp)."),
+        click.option("--letterbox", type=click.Choice(["rect", "square", "warp", "stretch", "ultralytics"]), default=None,
+                     help="Preprocess geometry (default: the model's; yolo: rect when the model file allows any "
+                          "height and width, else square; rtdetr: stretch; centernet: warp; ultralytics = square)."),
     ]
     for option in reversed(options):
         function = option(function)

@@ -15,6 +15,7 @@ def trtdet_preprocessor(model: ModelSpec, device: str) -> Preprocessor | None:
         channel_order=model.channel_order,
         border_value=model.border_value,
         letterbox=model.letterbox,
+        stride=model.stride or 32,
     )
     if device == "cuda":
         from trtdet.preprocess.cuda import CudaWarpAffinePreprocessor
