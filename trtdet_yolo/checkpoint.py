@@ -17,6 +17,7 @@ from typing import Any
 
 from trtdet.errors import ModelError, UsageError
 
+
 def missing_ultralytics_message(weights: Path) -> str:
     """The one line shown when a ``.pt`` is given without Ultralytics installed."""
     return (
