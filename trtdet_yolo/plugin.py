@@ -38,7 +38,7 @@ YOLO = ModelSpec(
     conf_threshold=0.25,
     iou_threshold=0.7,
     max_detections=300,
-    description="Ultralytics YOLO v5/v8/11 detection heads; default: COCO YOLO11n",
+    description="Ultralytics YOLO v5/v8/11/26 and YOLOv10 (end-to-end) detection heads; default: COCO YOLO11n",
     default_model=default_model_path,
     # --weights best.pt: Ultralytics' own exporter, when ultralytics is installed (optional extra)
     exporter=make_exporter("yolo"),
