@@ -28,9 +28,27 @@ def _output_shapes(engine: Engine, spec: ModelSpec) -> dict[str, tuple]:
     shapes = engine.output_shapes
     if all(len(shape) > 0 for shape in shapes.values()):
         return shapes
+    return _trial_shapes(engine, spec)
+
+
+def _trial_shapes(engine: Engine, spec: ModelSpec) -> dict[str, tuple]:
+    """The output shapes of one run on a zero image at the spec's input size."""
     height, width = spec.input_size
     outputs = engine(np.zeros((1, 3, height, width), np.float32))
     return {name: tuple(value.shape) for name, value in outputs.items()}  # numpy or torch alike
+
+
+def _validate_outputs(decoder, engine: Engine, spec: ModelSpec, source: str) -> None:
+    """``decoder.validate`` on the declared shapes; when those have named (symbolic) dimensions beyond
+    the batch and do not fit, on a trial run's (an unsimplified Ultralytics export names every
+    dimension: ``['batch', 'Concatoutput0_dim_1', 'anchors']``)."""
+    shapes = _output_shapes(engine, spec)
+    try:
+        decoder.validate(shapes, source)
+    except ModelError:
+        if all(isinstance(d, int) for shape in shapes.values() for d in shape[1:]):
+            raise
+        decoder.validate(_trial_shapes(engine, spec), source)
 
 
 def load(
@@ -164,7 +182,7 @@ def build_detector(
                 raise ModelError(f"{model_source}: no installed plugin decodes model {spec.name!r}")
             if spec.agnostic_nms and spec.iou_threshold is None:
                 raise UsageError(f"model {spec.name!r} runs no NMS, so agnostic NMS does not apply (give an iou threshold to add one)")
-            decoder.validate(_output_shapes(engine, spec), model_source)
+            _validate_outputs(decoder, engine, spec, model_source)
             if classes:
                 decoder = ClassFilter(decoder, class_ids(classes, spec.class_names), max_det)
             preprocessor = pm.hook.trtdet_preprocessor(model=spec, device=kind)

@@ -162,3 +162,27 @@ def test_a_static_export_falls_back_to_square():
 
     with trtdet.load("yolo", onnx=DATA / "yolo11_static.onnx") as detector:
         assert detector.spec.letterbox == "square"
+
+
+def test_symbolic_output_dims_are_resolved_by_a_trial_run(tmp_path):
+    """Unsimplified exports name every output dim ('batch', 'Concatoutput0_dim_1', ...): a trial run decides."""
+    import numpy as np
+    from onnx import TensorProto, helper, save
+
+    import trtdet
+
+    # images [B, 3, 20, 30] reshaped to [B, 300, 6]: an end-to-end layout, declared as [b, n, m]
+    shape = helper.make_tensor("shape", TensorProto.INT64, [3], [-1, 300, 6])
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["images", "shape"], ["output0"])], "e2e_symbolic",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["b", 3, 20, 30])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["b", "n", "m"])], [shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "e2e_symbolic.onnx"
+    save(model, str(path))
+    with trtdet.load("yolo", onnx=path) as detector:
+        assert detector.decoder.head == "e2e"
+        assert detector.spec.input_size == (20, 30) and detector.spec.letterbox == "square"
+        found = detector(np.full((40, 60, 3), 255, np.uint8))  # every pixel 1.0: rows (1, 1, 1, 1, 1, 1)
+        assert len(found) == 300 and set(found.class_id.tolist()) == {1}
