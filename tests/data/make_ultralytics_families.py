@@ -64,6 +64,17 @@ LOW_CONF_CASES = ("astronaut", "motorcycle", "astronaut_wide")
 LOW_CONF = 0.001
 
 
+def dump(record: dict) -> str:
+    """JSON with one detection per line (the file stays diffable at tens of thousands of detections)."""
+    import re
+
+    text = json.dumps(record, indent=1)
+    text = re.sub(r"\[\s*(-?[\d.eE+-]+(?:,\s*-?[\d.eE+-]+)*)\s*\]",
+                  lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text)
+    return re.sub(r"\{\s*(\"box\": \[[^\]]*\]),\s*(\"score\": [^,]+),\s*(\"class_id\": \d+)\s*\}",
+                  r"{\1, \2, \3}", text) + "\n"
+
+
 def _sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -248,7 +259,7 @@ def make_rtdetr_l(out_dir: Path) -> None:
     shutil.move(model.export(format="onnx", dynamic=True, imgsz=640), onnx_path)
     files = make_cases(out_dir / "cases")
     record = family_record(RTDETR, onnx_path, files, recorder, {"arch": "rt-detr/rtdetr-l.yaml", "fixed_set": True})
-    (out_dir / "rtdetr_l_detections.json").write_text(json.dumps({"versions": versions(), "rtdetr_l": record}, indent=1))
+    (out_dir / "rtdetr_l_detections.json").write_text(dump({"versions": versions(), "rtdetr_l": record}))
     print(f"wrote {out_dir / 'rtdetr_l_detections.json'}")
 
 
@@ -301,7 +312,7 @@ def main(yolo11n: Path) -> None:
             {"arch": "rt-detr/rtdetr-l.yaml, widths cut (tiny_rtdetr_yaml)", "nc": NUM_CLASSES,
              "export": {"dynamic": True}, "respread": touched, "fixed_set": True},
         )
-    OUT.write_text(json.dumps(record, indent=1) + "\n")
+    OUT.write_text(dump(record))
     for name, family in record["families"].items():
         counts = [len(c["detections"]) for c in family["cases"].values()]
         print(name, family.get("bytes"), family["outputs"], "detections per case:", counts)
