@@ -11,6 +11,10 @@ the host (numpy boxes, scores, classes), at conf 0.25 / IoU 0.7, fp16.
   it in CUDA graphs (``cuda_graphs=True``).
 
     python benchmarks/yolo.py --batches 1 32 --iterations 50 --out benchmarks/results/yolo_h200.md
+    python benchmarks/yolo.py --families --batches 1 32 --out benchmarks/results/families_h100.md
+
+``--families`` times issue 25's table instead (``benchmarks/yolo_families.py``): YOLO11n rect vs
+square on 1080p, YOLO26n and RT-DETR-l at each batch, each beside Ultralytics' predictor.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from timing import (  # benchmarks/timing.py (this script's folder is on sys.pat
 )
 
 
-def ultralytics_predictor(onnx_path: Path):
-    """Ultralytics' predictor on YOLO11n with the ONNX's weights; returns (predict fn, weights note)."""
+def ultralytics_predictor(onnx_path: Path, **options):
+    """Ultralytics' predictor on YOLO11n with the ONNX's weights; returns (predict fn, weights note).
+
+    ``options`` go to ``predict`` (e.g. ``rect=False``)."""
     import onnx
     from onnx import numpy_helper
     from ultralytics import YOLO
@@ -46,7 +52,7 @@ def ultralytics_predictor(onnx_path: Path):
     note = f"trained weights ({len(loaded)} of {len(state)} tensors from the ONNX)"
 
     def predict(frames):
-        results = yolo.predict(frames, imgsz=640, half=True, device=0, conf=0.25, iou=0.7, verbose=False)
+        results = yolo.predict(frames, imgsz=640, half=True, device=0, conf=0.25, iou=0.7, verbose=False, **options)
         return [r.boxes.data.cpu().numpy() for r in results]
 
     return predict, note
@@ -81,6 +87,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, nargs=2, default=[1080, 1920], metavar=("H", "W"))
     parser.add_argument("--skip-ultralytics", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--families", action="store_true", help="issue 25's table (benchmarks/yolo_families.py)")
     args = parser.parse_args()
 
     photo = cv2.imread(str(Path(trtdet.__file__).parent / "data" / "sample.jpg"))
@@ -93,6 +100,13 @@ def main() -> None:
         target[...] = frame
     rows: list[tuple[str, int, list[float]]] = []
     notes: list[str] = []
+    if args.families:
+        from yolo_families import family_rows
+
+        rows = family_rows(frames, args.batches, args.iterations, default_model_path())
+        write_table(args, rows, {}, ["YOLO26n and RT-DETR-l: random weights (seed 0), fp16; see benchmarks/yolo_families.py"],
+                    "YOLO11n rect vs square, YOLO26n and RT-DETR-l")
+        return
     if not args.skip_ultralytics:
         predict, note = ultralytics_predictor(default_model_path())
         notes.append(f"ultralytics: {note}")
@@ -112,20 +126,34 @@ def main() -> None:
                 stages[(name, batch)] = stage_times(detector, pinned[:batch], max(10, args.iterations // 2))
         detector.close()
 
+    write_table(args, rows, stages, notes, "YOLO11n")
+
+
+def write_table(args, rows, stages, notes, title: str) -> None:
+    """The markdown table (and JSON) of ``rows``; the last column compares with the Ultralytics row of the
+    same model and batch."""
     device_name = torch.cuda.get_device_name()
-    peer = {b: statistics.median(t) for name, b, t in rows if name.startswith("ultralytics")}
+    families = getattr(args, "families", False)
+
+    def model_of(name: str) -> str:  # "yolo26n trtdet ..." -> "yolo26n"; one model in the plain table
+        return name.split(" ultralytics")[0].split(" trtdet")[0] if families else ""
+
+    peer: dict[tuple[str, int], float] = {}
+    for name, b, t in rows:  # the first Ultralytics row of a model and batch (YOLO11n: its default, rect)
+        if "ultralytics" in name:
+            peer.setdefault((model_of(name), b), statistics.median(t))
     lines = [
-        f"# YOLO11n end to end, {args.image_size[1]}x{args.image_size[0]} frames in host memory, detections on the host",
+        f"# {title} end to end, {args.image_size[1]}x{args.image_size[0]} frames in host memory, detections on the host",
         "",
         f"Device: {device_name}; torch {torch.__version__}. Command: `python benchmarks/yolo.py --batches "
-        f"{' '.join(map(str, args.batches))} --iterations {args.iterations}`",
+        f"{' '.join(map(str, args.batches))} --iterations {args.iterations}{' --families' if families else ''}`",
         "",
         "| pipeline | batch | median ms/call | min ms | images/s | vs ultralytics |",
         "|---|---|---|---|---|---|",
     ]
     results = []
     for name, b, t in rows:
-        row, record = summarise(name, b, t, peer.get(b))
+        row, record = summarise(name, b, t, peer.get((model_of(name), b)))
         lines.append(row)
         results.append(record)
     if stages:

@@ -32,9 +32,27 @@ def _output_shapes(engine: Engine, spec: ModelSpec) -> dict[str, tuple]:
     shapes = engine.output_shapes
     if all(len(shape) > 0 for shape in shapes.values()):
         return shapes
+    return _trial_shapes(engine, spec)
+
+
+def _trial_shapes(engine: Engine, spec: ModelSpec) -> dict[str, tuple]:
+    """The output shapes of one run on a zero image at the spec's input size."""
     height, width = spec.input_size
     outputs = engine(np.zeros((1, 3, height, width), np.float32))
     return {name: tuple(value.shape) for name, value in outputs.items()}  # numpy or torch alike
+
+
+def _validate_outputs(decoder, engine: Engine, spec: ModelSpec, source: str) -> None:
+    """``decoder.validate`` on the declared shapes; when those have named (symbolic) dimensions beyond
+    the batch and do not fit, on a trial run's (an unsimplified Ultralytics export names every
+    dimension: ``['batch', 'Concatoutput0_dim_1', 'anchors']``)."""
+    shapes = _output_shapes(engine, spec)
+    try:
+        decoder.validate(shapes, source)
+    except ModelError:
+        if all(isinstance(d, int) for shape in shapes.values() for d in shape[1:]):
+            raise
+        decoder.validate(_trial_shapes(engine, spec), source)
 
 
 def load(model: str, *, options: DetectorOptions | None = None, **keywords: Any) -> Detector:
@@ -49,7 +67,9 @@ def load(model: str, *, options: DetectorOptions | None = None, **keywords: Any)
       its default, range and help (the same text as the CLI flag): ``weights``/``onnx``/``engine``
       (at most one; none: the shipped default), ``backend``, ``device`` (``cpu``, ``cuda``,
       ``cuda:N``), ``conf``, ``iou``, ``classes``, ``max_det``, ``agnostic_nms``, ``input_size``,
-      ``precision``, ``cuda_graphs``, ``letterbox``, ``batch`` (the largest batch sent to the
+      ``precision``, ``cuda_graphs``, ``letterbox`` (``rect``, ``square`` -- alias
+      ``ultralytics`` --, ``warp`` or ``stretch``; ``rect`` becomes ``square`` for a model file of
+      fixed height and width, as in Ultralytics), ``batch`` (the largest batch sent to the
       engine) and ``build_options`` (``{NAME: VALUE}`` as ``--build-option NAME=VALUE``).
       An unknown keyword is a one-line ``UsageError`` naming the closest option.
     * ``options``: a whole ``DetectorOptions``; every keyword given with it replaces its field,
@@ -155,7 +175,7 @@ def build_detector(
             decoder = make_decoder(spec, context, model)
             if spec.agnostic_nms and spec.iou_threshold is None:
                 raise UsageError(f"model {spec.name!r} runs no NMS, so agnostic NMS does not apply (give an iou threshold to add one)")
-            decoder.validate(_output_shapes(engine, spec), model_source)
+            _validate_outputs(decoder, engine, spec, model_source)
             if classes:
                 decoder = class_filter(decoder, class_ids(classes, spec.class_names), max_det)
             preprocessor = make_preprocessor(spec, context, model)

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 #: The letterbox geometries (``ModelSpec.letterbox``): see ``trtdet.preprocess.letterbox``.
-LETTERBOXES: tuple[str, ...] = ("warp", "ultralytics")
+#: Every accepted name; ``ultralytics`` is the old name of ``square``.
+LETTERBOXES: tuple[str, ...] = ("rect", "square", "warp", "stretch", "ultralytics")
+LETTERBOX_ALIASES: dict[str, str] = {"ultralytics": "square"}
 
 
 @dataclass(frozen=True)

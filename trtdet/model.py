@@ -28,8 +28,11 @@ class ModelSpec:
     scaling pixels to [0, 1]: ``(x / 255 - mean) / std``. ``border_value`` fills the
     letterbox padding (0..255, before normalisation). ``input_size`` is (H, W).
     ``letterbox`` is the geometry the core preprocessor uses (``trtdet.preprocess.letterbox``):
-    ``"warp"`` (one sub-pixel affine warp, tensorRT_Pro / CenterNet style) or
-    ``"ultralytics"`` (resize then pad by whole pixels, as models trained with Ultralytics saw).
+    ``"warp"`` (one sub-pixel affine warp, tensorRT_Pro / CenterNet style), ``"square"``
+    (alias ``"ultralytics"``: resize then pad by whole pixels to ``input_size``, as models
+    trained with Ultralytics saw), ``"rect"`` (the same, padded only to a multiple of
+    ``stride`` when a batch's images share a shape and the model file allows any H and W;
+    ``spec_adapt`` turns it into ``square`` otherwise) or ``"stretch"`` (resize, aspect not kept).
     """
 
     name: str
@@ -39,7 +42,7 @@ class ModelSpec:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     border_value: int = 114
-    letterbox: Literal["warp", "ultralytics"] = "warp"
+    letterbox: Literal["rect", "square", "warp", "stretch", "ultralytics"] = "warp"
     stride: int | None = None
     num_channels: int | None = None
     conf_threshold: float = 0.25

@@ -110,7 +110,9 @@ class DetectorOptions:
         help="Replay the network in CUDA graphs (default: on for inductor packages, off for eager torch).",
     )
     letterbox: str | None = _option(
-        choices=LETTERBOXES, help="Preprocess geometry (default: the model's; yolo: ultralytics, centernet: warp)."
+        choices=LETTERBOXES,
+        help="Preprocess geometry (default: the model's; yolo: rect when the model file allows any "
+        "height and width, else square; rtdetr: stretch; centernet: warp; ultralytics = square).",
     )
     #: The largest batch sent to the engine. Each command gives its own ``--batch`` flag (its
     #: default differs: 1 for run, 8 for batch, several sizes for bench), so no shared flag.

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from trtdet.class_names import parse_class_names
 from trtdet.engines.base import Engine
 from trtdet.model import ModelSpec
+from trtdet.preprocess.letterbox import resolve_letterbox
 
 
 def adapt_spec(spec: ModelSpec, engine: Engine) -> ModelSpec:
@@ -19,7 +20,9 @@ def adapt_spec_to_file(spec: ModelSpec, metadata: Mapping[str, str], input_shape
     """Take class names (unless ``spec.names_from_model`` is False) and a fixed input size from a model file.
 
     ``metadata`` is the file's metadata (``names``: a JSON list or Ultralytics' literal);
-    ``input_shape`` its ``[B, C, H, W]`` input, whose H and W win when they are fixed.
+    ``input_shape`` its ``[B, C, H, W]`` input, whose H and W win when they are fixed; a
+    ``rect`` letterbox stays only when both are dynamic (``resolve_letterbox``), as Ultralytics'
+    predictor pads to a multiple of the stride only for a model that accepts any size.
     """
     changes: dict[str, object] = {}
     raw_names = metadata.get("names") if spec.names_from_model else None
@@ -29,4 +32,7 @@ def adapt_spec_to_file(spec: ModelSpec, metadata: Mapping[str, str], input_shape
     shape = tuple(input_shape)
     if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
         changes["input_size"] = (shape[2], shape[3])
+    dynamic_hw = len(shape) == 4 and not isinstance(shape[2], int) and not isinstance(shape[3], int)
+    if spec.letterbox == "rect" and resolve_letterbox("rect", dynamic_hw) != "rect":
+        changes["letterbox"] = "square"
     return dataclasses.replace(spec, **changes) if changes else spec

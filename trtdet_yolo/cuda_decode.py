@@ -245,6 +245,7 @@ class CudaYoloDecoder(YoloDecoder):
         self.torch = torch
         self.device = torch_device()
         self._shape: tuple[int, int] = (0, 0)
+        self._fixed_set: Any = None
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -303,12 +304,23 @@ class CudaYoloDecoder(YoloDecoder):
         return out
 
     def queue(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> QueuedDecode:
-        """Queue decode and NMS of a batch on torch's current stream; ``collect`` returns its detections."""
+        """Queue decode and NMS of a batch on torch's current stream; ``collect`` returns its detections.
+
+        An end-to-end head (``[B, 300, 6]``) has no NMS: ``cuda_fixed_set`` decodes it.
+        """
         torch = self.torch
         if self.head is None or self.output_name is None:
             self.validate({k: tuple(v.shape) for k, v in outputs.items()}, "model output")  # type: ignore[attr-defined]
         assert self.head is not None and self.output_name is not None
         pred: Any = outputs[self.output_name]
+        if self.head == "e2e":
+            if self._fixed_set is None:
+                from trtdet_yolo.cuda_fixed_set import CudaFixedSetDecoder
+
+                self._fixed_set = CudaFixedSetDecoder(
+                    rtdetr=False, conf_threshold=self.conf_threshold, max_detections=self.max_detections
+                )
+            return self._fixed_set.queue(pred, transforms)
         if not pred.is_contiguous():
             pred = pred.contiguous()
         batch = int(pred.shape[0])

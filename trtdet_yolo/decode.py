@@ -1,4 +1,5 @@
-"""YOLO head decoding (Ultralytics v8/11 and v5 layouts) with class-aware NMS, on the CPU."""
+"""YOLO head decoding on the CPU: Ultralytics v8/11 and v5 layouts with class-aware NMS, and the
+end-to-end ``[B, 300, 6]`` layout of YOLO26/YOLOv10 (``nms=False``) without NMS (``fixed_set``)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,32 @@ from trtdet.errors import ModelError
 from trtdet.geometry import AffineTransform
 from trtdet.postprocess import nms
 
-Head = Literal["v8", "v5"]
+Head = Literal["v8", "v5", "e2e"]
+
+#: Rows of an end-to-end output: x1, y1, x2, y2, score, class.
+END2END_COLUMNS = 6
+#: An end-to-end head has at most this many (fixed) rows: Ultralytics exports ``max_det`` (300) of them.
+END2END_MAX_ROWS = 1000
 
 #: Candidates kept for NMS, as Ultralytics' ``max_nms``.
 MAX_NMS_CANDIDATES = 30000
 
 
 def detect_head(shape: Sequence[int | str | None], num_classes: int) -> Head | None:
-    """Which head a ``[B, a, b]`` output is: v8 ``[B, 4+nc, N]`` or v5 ``[B, N, 5+nc]``."""
+    """Which head a ``[B, a, b]`` output is: v8 ``[B, 4+nc, N]``, v5 ``[B, N, 5+nc]`` or
+    end-to-end ``[B, Q, 6]`` (YOLO26/YOLOv10 ``nms=False``; Q fixed, at most ``END2END_MAX_ROWS``).
+
+    A 1-class v5 head is also ``[B, N, 6]``: it is end-to-end only when N is a fixed number no
+    larger than ``END2END_MAX_ROWS`` (v5 heads have thousands of anchors or a dynamic count).
+    """
     if len(shape) != 3:
         return None
     if shape[1] == 4 + num_classes:
         return "v8"
+    if shape[2] == END2END_COLUMNS:
+        rows = shape[1]
+        if num_classes != 1 or (isinstance(rows, int) and rows <= END2END_MAX_ROWS):
+            return "e2e"
     if shape[2] == 5 + num_classes:
         return "v5"
     return None
@@ -105,14 +120,21 @@ class YoloDecoder:
                 return
         got = ", ".join(f"{n} {list(s)}" for n, s in output_shapes.items())
         raise ModelError(
-            f"{source}: output does not fit the yolo head: expected [B, {4 + nc}, N] (v8/11) "
-            f"or [B, N, {5 + nc}] (v5) for {nc} classes, got {got}"
+            f"{source}: output does not fit the yolo head: expected [B, {4 + nc}, N] (v8/11), "
+            f"[B, N, {5 + nc}] (v5) for {nc} classes, or [B, 300, 6] (end-to-end YOLO26/YOLOv10), got {got}"
         )
 
     def __call__(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> list[Detections]:
         if self.head is None or self.output_name is None:
             self.validate({k: tuple(np.shape(v)) for k, v in outputs.items()}, "model output")
         assert self.head is not None and self.output_name is not None
+        if self.head == "e2e":
+            from trtdet_yolo.fixed_set import decode_end2end
+
+            return decode_end2end(
+                np.asarray(outputs[self.output_name]), transforms,
+                conf_threshold=self.conf_threshold, max_detections=self.max_detections,
+            )
         return decode_yolo(
             np.asarray(outputs[self.output_name]),
             transforms,

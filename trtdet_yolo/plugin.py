@@ -1,4 +1,4 @@
-"""The yolo model plugin: registers the ``yolo`` model object (spec, decoders, shipped default ONNX)."""
+"""The yolo model plugin: registers the ``yolo`` and ``rtdetr`` model objects (specs, decoders, yolo's shipped default ONNX)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
 from trtdet.models import Model
 from trtdet.postprocess.decoder import Decoder
+from trtdet_yolo.checkpoint import make_exporter
+from trtdet_yolo.rtdetr import RTDETR_MODEL
 
 
 def default_model_path() -> Path:
@@ -34,13 +36,17 @@ YOLO = ModelSpec(
     mean=(0.0, 0.0, 0.0),
     std=(1.0, 1.0, 1.0),
     border_value=114,
-    letterbox="ultralytics",  # the resize-and-pad Ultralytics models were trained and checked with
+    # Ultralytics' predict default: pad to a multiple of 32 only, when the file allows any H, W
+    # (spec_adapt makes it "square" otherwise) and a batch's images share one shape.
+    letterbox="rect",
     stride=32,
     conf_threshold=0.25,
     iou_threshold=0.7,
     max_detections=300,
-    description="Ultralytics YOLO v5/v8/11 detection heads; default: COCO YOLO11n",
+    description="Ultralytics YOLO v5/v8/11/26 and YOLOv10 (end-to-end) detection heads; default: COCO YOLO11n",
     default_model=default_model_path,
+    # --weights best.pt: Ultralytics' own exporter, when ultralytics is installed (optional extra)
+    exporter=make_exporter("yolo"),
 )
 
 
@@ -75,3 +81,4 @@ YOLO_MODEL = Model(YOLO, decoder=host_decoder, cuda_decoder=cuda_decoder)
 @hookimpl
 def trtdet_register_models(register: Callable[[Model], None]) -> None:
     register(YOLO_MODEL)
+    register(RTDETR_MODEL)

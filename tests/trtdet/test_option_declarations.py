@@ -67,7 +67,7 @@ def test_cli_flags_come_from_the_declarations(command):
     [
         ({"conf": 1.5}, r"conf: expected a value in \[0, 1\], got 1.5"),
         ({"max_det": 0}, "max_det: expected >= 1, got 0"),
-        ({"letterbox": "fit"}, "letterbox: expected one of warp, ultralytics, got 'fit'"),
+        ({"letterbox": "fit"}, "letterbox: expected one of rect, square, warp, stretch, ultralytics, got 'fit'"),
         ({"batch": 2.5}, "batch: expected an integer >= 1, got 2.5"),
     ],
 )

@@ -209,9 +209,10 @@ def test_models_json_lists_the_example_plugin() -> None:
 @pytest.mark.parametrize(
     ("allowed", "plugins_loaded", "models"),
     [
-        ("yolo", {"yolo"}, {"yolo"}),
+        # the yolo plugin provides Ultralytics' families: yolo and rtdetr
+        ("yolo", {"yolo"}, {"yolo", "rtdetr"}),
         # centernet brings its TensorRT companion from the same package (trtdet_centernet)
-        ("centernet, yolo", {"yolo", "centernet", "centernet_tensorrt"}, {"yolo", "centernet"}),
+        ("centernet, yolo", {"yolo", "centernet", "centernet_tensorrt"}, {"yolo", "rtdetr", "centernet"}),
         ("", set(), set()),
     ],
 )
@@ -224,7 +225,7 @@ def test_trtdet_load_plugins_restricts_entry_points(allowed: str, plugins_loaded
 
 def test_trtdet_load_plugins_warns_about_names_matching_nothing() -> None:
     result = _trtdet("models", "--json", env={"TRTDET_LOAD_PLUGINS": "yolo,yollo"})
-    assert {row["name"] for row in _json(result)} == {"yolo"}
+    assert {row["name"] for row in _json(result)} == {"yolo", "rtdetr"}
     assert "TRTDET_LOAD_PLUGINS: 'yollo' matches no installed plugin or distribution" in result.stderr
     quiet = _trtdet("models", "--json", env={"TRTDET_LOAD_PLUGINS": "yolo,centernet"})
     assert "TRTDET_LOAD_PLUGINS" not in quiet.stderr
@@ -240,7 +241,7 @@ def test_trtdet_load_plugins_accepts_a_distribution_name() -> None:
 def test_a_model_outside_the_restriction_is_unknown() -> None:
     result = _trtdet("run", "--model", "centernet", env={"TRTDET_LOAD_PLUGINS": "yolo"})
     assert result.returncode == 1
-    assert "error: unknown model 'centernet' (known: yolo)" in result.stderr
+    assert "error: unknown model 'centernet' (known: rtdetr, yolo)" in result.stderr
 
 
 def _fake_distribution(root: Path, module_source: str) -> Path:

@@ -70,8 +70,10 @@ def cli_results(photos) -> dict[str, dict]:
 def test_every_photo_reported_with_the_contract_fields(cli_results, photos):
     assert set(cli_results) == {str(photos[n]) for n in PHOTOS}
     for record in cli_results.values():
-        assert set(record) == {"source", "frame", "width", "height", "detections", "error"}
+        # every run record carries warning and output, null when absent (issue 27's one schema)
+        assert set(record) == {"source", "frame", "width", "height", "detections", "error", "warning", "output"}
         assert record["error"] is None and record["frame"] is None
+        assert record["warning"] is None and record["output"] is None
         for det in record["detections"]:
             assert 0 <= det["score"] <= 1
             assert 0 <= det["box"][0] <= det["box"][2] <= record["width"]

@@ -64,7 +64,13 @@ def assert_records_match_the_reference(records: dict[str, dict]) -> None:
 
 
 def run_trtdet(files: dict[str, Path], *options: str) -> dict[str, dict]:
-    """One `trtdet run` over every case file; the JSON record of each, by case name."""
+    """One `trtdet run` over every case file; the JSON record of each, by case name.
+
+    ``--letterbox square`` unless ``options`` name one: the reference is Ultralytics' ``rect=False``
+    (``test_ultralytics_families.py`` checks the default, rect, against ``yolo predict``'s default).
+    """
+    if "--letterbox" not in options:
+        options = ("--letterbox", "square", *options)
     args = ["run", "--model", "yolo", "--json", "-", "--quiet", "--batch", "4", *options]
     for path in files.values():
         args += ["--source", str(path)]
@@ -129,7 +135,7 @@ def test_python_api_arrays_as_stored_give_ultralytics_detections(name, case_file
 
     stored = cv2.imread(str(case_files[name]), cv2.IMREAD_UNCHANGED)
     assert stored.ndim == 2 or stored.shape[2] == 4 or stored.dtype != "uint8" or min(stored.shape[:2]) == 1
-    with trtdet.load("yolo") as detector:
+    with trtdet.load("yolo", letterbox="square") as detector:  # the reference is rect=False
         found = detector(stored)
     ours = [{"box": box.tolist(), "score": float(s), "class_id": int(c)}
             for box, s, c in zip(found.xyxy, found.confidence, found.class_id, strict=True)]

@@ -32,6 +32,8 @@ def models_command(as_json: bool) -> None:
             "classes": spec.num_classes,
             "class_names": list(spec.class_names),
             "input_size": list(spec.input_size),
+            # the preprocess geometry the default file runs with (rect, square, warp, stretch)
+            "letterbox": spec.letterbox,
             "default_model": None if default_file is None else str(default_file),
             "description": spec.description,
         })
@@ -44,6 +46,7 @@ def models_command(as_json: bool) -> None:
         click.echo(
             f"{row['name']:<14} {row['distribution']} {row['version']} (plugin {row['plugin']}): "
             f"{row['classes']} classes ({shown}), input {row['input_size'][0]}x{row['input_size'][1]}"
+            f", letterbox {row['letterbox']}"
             + (f" - {row['description']}" if row["description"] else "")
             + ("" if row["default_model"] else " [no default model: pass --weights, --onnx or --engine]")
         )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from trtdet.geometry import LETTERBOXES, AffineTransform
+from trtdet.geometry import LETTERBOX_ALIASES, LETTERBOXES, AffineTransform
 
 if TYPE_CHECKING:
     from trtdet.model import ModelSpec
@@ -28,11 +28,16 @@ class LetterboxSettings:
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
     channel_order: Literal["BGR", "RGB"] = "RGB"
     border_value: int = 114
+    #: The geometry, by its canonical name (``ultralytics`` becomes ``square``).
     letterbox: str = "warp"
+    #: Rect mode pads each side only up to a multiple of this (the model's largest stride).
+    stride: int = 32
 
     def __post_init__(self) -> None:
         if self.letterbox not in LETTERBOXES:
             raise ValueError(f"letterbox: expected one of {', '.join(LETTERBOXES)}, got {self.letterbox!r}")
+        object.__setattr__(self, "letterbox", LETTERBOX_ALIASES.get(self.letterbox, self.letterbox))
+        object.__setattr__(self, "stride", int(self.stride))
         if self.channel_order not in ("BGR", "RGB"):
             raise ValueError(f"channel_order: expected 'BGR' or 'RGB', got {self.channel_order!r}")
         object.__setattr__(self, "input_size", (int(self.input_size[0]), int(self.input_size[1])))
@@ -43,7 +48,8 @@ class LetterboxSettings:
     @classmethod
     def of_spec(cls, spec: ModelSpec) -> LetterboxSettings:
         """The settings a model's spec asks for."""
-        return cls(spec.input_size, spec.mean, spec.std, spec.channel_order, spec.border_value, spec.letterbox)
+        return cls(spec.input_size, spec.mean, spec.std, spec.channel_order, spec.border_value, spec.letterbox,
+                   spec.stride or 32)
 
     @property
     def scale(self) -> np.ndarray:

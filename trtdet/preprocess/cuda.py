@@ -1,8 +1,9 @@
 """GPU letterbox preprocessing: one numba.cuda launch warps and normalises a whole batch.
 
-Two geometries (``trtdet.preprocess.letterbox``): ``letterbox="ultralytics"`` runs the
-resize-and-pad kernel of ``trtdet.preprocess.cuda_resize`` (cv2.resize + copyMakeBorder bit
-for bit); ``letterbox="warp"``, described here, matches
+Geometries from ``trtdet.preprocess.letterbox``: ``rect``, ``square`` (alias ``ultralytics``)
+and ``stretch`` run the resize-and-pad kernel of ``trtdet.preprocess.cuda_resize`` (cv2.resize +
+copyMakeBorder bit for bit; a ``rect`` batch of one shape has its own, smaller, output size);
+``letterbox="warp"``, described here, matches
 ``trtdet.preprocess.cpu.WarpAffinePreprocessor`` (cv2.warpAffine INTER_LINEAR, BORDER_CONSTANT) by
 following the arithmetic of OpenCV 4.11-5.0's float warpAffine path on x86 (AVX2), which it equals
 bit for bit; OpenCV 5.1 rounds some sample coordinates differently (one level on < 1% of values,
@@ -49,7 +50,12 @@ from trtdet.geometry import AffineTransform
 from trtdet.io.pinned import is_pinned
 from trtdet.preprocess.base import LetterboxSettings, PreprocessedBatch
 from trtdet.preprocess.cuda_resize import letterbox_resize_normalize_kernel, resize_meta
-from trtdet.preprocess.letterbox import Letterbox, make_transform
+from trtdet.preprocess.letterbox import (
+    RESIZE_GEOMETRIES,
+    Letterbox,
+    batch_input_size,
+    batch_transforms,
+)
 
 #: Per-image metadata row (float64): byte offset, height, width, row stride, then M0..M5 (float32
 #: values) for the warp, or ``cuda_resize.resize_meta``'s six columns for the resize-and-pad letterbox.
@@ -226,14 +232,18 @@ class CudaWarpAffinePreprocessor:
         border_value: int = 114,
         letterbox: Letterbox = "warp",
         dtype: Any = None,
+        stride: int = 32,
     ) -> None:
         import torch
 
         from trtdet.cuda.runtime import torch_device
 
-        self.settings = LetterboxSettings(input_size, tuple(mean), tuple(std), channel_order, border_value, letterbox)
+        self.settings = LetterboxSettings(
+            input_size, tuple(mean), tuple(std), channel_order, border_value, letterbox, stride
+        )
         self.torch = torch
         self.letterbox = self.settings.letterbox
+        self.stride = self.settings.stride
         self.input_size = self.settings.input_size
         self.channel_order = self.settings.channel_order
         self.border_value = self.settings.border_value
@@ -255,16 +265,18 @@ class CudaWarpAffinePreprocessor:
     def from_settings(cls, settings: LetterboxSettings, dtype: Any = None) -> CudaWarpAffinePreprocessor:
         """The preprocessor ``settings`` describe, writing ``dtype`` (torch.float32 or torch.float16)."""
         return cls(settings.input_size, mean=settings.mean, std=settings.std, channel_order=settings.channel_order,
-                   border_value=settings.border_value, letterbox=settings.letterbox, dtype=dtype)  # type: ignore[arg-type]
+                   border_value=settings.border_value, letterbox=settings.letterbox,  # type: ignore[arg-type]
+                   dtype=dtype, stride=settings.stride)
 
     def _warm_up(self) -> None:
         """Compile the kernel for this output dtype now, not on the first batch."""
         index = 0 if self.dtype == self.torch.float32 else 1
-        kernel = letterbox_resize_normalize_kernel if self.letterbox == "ultralytics" else warp_affine_normalize_kernel
+        kernel = letterbox_resize_normalize_kernel if self.letterbox in RESIZE_GEOMETRIES else warp_affine_normalize_kernel
         self._launcher = Launcher(kernel, kernel_signatures()[index])
 
     def transforms(self, images: Sequence[Any]) -> list[AffineTransform]:
-        return [make_transform(self.letterbox, tuple(image.shape[:2]), self.input_size) for image in images]
+        """Each image's transform; with ``rect`` all share the batch's (stride-padded) input size."""
+        return batch_transforms(self.letterbox, [tuple(image.shape) for image in images], self.input_size, stride=self.stride)
 
     def __call__(self, images: Sequence[Any]) -> PreprocessedBatch:
         """Warp ``images`` into one batch on torch's current stream (the pipeline's)."""
@@ -327,7 +339,7 @@ class CudaWarpAffinePreprocessor:
     def warp(self, staged: StagedBatch) -> PreprocessedBatch:
         """Queue the warp kernel for a staged batch on torch's current stream; the output stays on the GPU."""
         torch = self.torch
-        h, w = self.input_size
+        h, w = batch_input_size(staged.transforms, self.input_size)
         slot = staged.slot
         if staged.size == 0:
             return PreprocessedBatch(torch.empty((0, 3, h, w), dtype=self.dtype, device=self.device), [])
@@ -445,7 +457,7 @@ class CudaWarpAffinePreprocessor:
 
     def _run_kernel(self, dev: Any, meta_bytes: int, total: int, batch: int, out: Any, stream: Any) -> None:
         torch = self.torch
-        h, w = self.input_size
+        h, w = int(out.shape[2]), int(out.shape[3])
         meta = dev[:meta_bytes].view(torch.float64)[: batch * META_COLUMNS].view(batch, META_COLUMNS)
         pixels = dev[meta_bytes:total]
         grid = (blocks(w, BLOCK[0]), blocks(h, BLOCK[1]), batch)

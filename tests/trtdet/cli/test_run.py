@@ -233,8 +233,9 @@ def _transposed_output(tmp_path, declared):
 def test_an_onnx_whose_real_output_contradicts_its_declared_shape_is_one_line(tmp_path, photos, backend):
     """Decoded from the declared ``[batch, 9, anchors]`` the real ``[1, 8400, 9]`` (at 640x640) gave garbage with exit 0."""
     path, told = _transposed_output(tmp_path, ["batch", 9, "anchors"])
+    # square: every batch runs at 640x640, the input size the expected anchor count is for
     result = run_cli("run", "-m", "yolo", "--onnx", str(path), "--backend", backend, "-s", str(photos["chelsea"]),
-                     "-s", str(photos["coffee"]), "--json", "-", "-q")
+                     "-s", str(photos["coffee"]), "--letterbox", "square", "--json", "-", "-q")
     assert result.exit_code == 1, result.output
     assert records(result) == [] and "Traceback" not in result.output
     (line,) = result.stderr.strip().splitlines()

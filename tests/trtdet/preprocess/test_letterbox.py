@@ -96,13 +96,13 @@ def test_the_warp_stays_selectable_and_differs_at_the_edges():
 
 def test_models_pick_their_letterbox():
     load_plugins()
-    assert get_model("yolo").spec.letterbox == "ultralytics"
+    assert get_model("yolo").spec.letterbox == "rect"  # Ultralytics' predict default (issue 25)
     assert get_model("centernet").spec.letterbox == "warp"  # upstream CenterNet's own warp
 
 
 def test_unknown_letterbox_is_one_clear_error():
-    with pytest.raises(ValueError, match="letterbox: expected one of warp, ultralytics, got 'stretch'"):
-        WarpAffinePreprocessor((64, 64), letterbox="stretch")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="letterbox: expected one of rect, square, warp, stretch, ultralytics, got 'fit'"):
+        WarpAffinePreprocessor((64, 64), letterbox="fit")  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,9 @@ def test_users_override_the_models_letterbox():
 
     with trtdet.load("yolo", letterbox="warp") as detector:
         assert detector.preprocessor.letterbox == "warp"
-    with trtdet.load("yolo") as detector:
-        assert detector.preprocessor.letterbox == "ultralytics"
-    with pytest.raises(UsageError, match="letterbox: expected one of warp, ultralytics, got 'fit'"):
+    with trtdet.load("yolo") as detector:  # the shipped yolo11n.onnx has dynamic H and W
+        assert detector.preprocessor.letterbox == "rect"
+    with trtdet.load("yolo", letterbox="ultralytics") as detector:  # the old name of square
+        assert detector.preprocessor.letterbox == "square"
+    with pytest.raises(UsageError, match="letterbox: expected one of rect, square, warp, stretch, ultralytics, got 'fit'"):
         DetectorOptions(letterbox="fit")

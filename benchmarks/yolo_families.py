@@ -1,0 +1,89 @@
+"""Issue 25's timings on the GPU, side by side with Ultralytics' predictor (``benchmarks/yolo.py --families``).
+
+* YOLO11n on 1080p frames, rect vs square. Ultralytics: ``predict(rect=True)`` (its default: the
+  frames share a shape, so ``LetterBox(auto=True)`` gives 384x640) and ``rect=False`` (640x640).
+  trtdet's compiled engines have a fixed input: rect on a 16:9 stream is a package at
+  ``input_size=(384, 640)`` (the letterbox of a 1080p frame into 384x640 is exactly rect's),
+  square the usual 640x640 one.
+* YOLO26n (``yolo26n.yaml``) and RT-DETR-l (``rtdetr-l.yaml``), random weights (seed 0: the
+  time does not depend on them), batch 1 and 32. Ultralytics ``predict`` on the PyTorch model
+  (``half=True``); trtdet on the ONNX Ultralytics exports (``dynamic=True``; YOLO26 with
+  ``nms=False``: the end-to-end head) through the inductor backend, fp16, CUDA graphs.
+
+Needs ultralytics importable (on the GPU machine: ``pip install --no-deps`` of a carried wheel).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from timing import time_it  # benchmarks/timing.py (this script's folder is on sys.path)
+
+
+def _ultralytics_predict(model: Any, **options: Any):
+    def predict(frames):
+        results = model.predict(frames, imgsz=640, half=True, device=0, conf=0.25, iou=0.7, verbose=False, **options)
+        return [r.boxes.data.cpu().numpy() for r in results]
+
+    return predict
+
+
+def _trtdet(model: str, onnx: Path | None, batch: int, **options: Any):
+    import trtdet
+
+    detector = trtdet.load(model, onnx=onnx, device="cuda", precision="fp16", backend="inductor", batch=batch,
+                           cuda_graphs=True, **options)
+
+    def detect(frames):
+        return [d.xyxy for d in detector.detect(frames)]
+
+    return detector, detect
+
+
+def export(model: Any, folder: Path, name: str, **options: Any) -> Path:
+    target = folder / f"{name}.onnx"
+    shutil.move(model.export(format="onnx", dynamic=True, imgsz=640, **options), target)
+    return target
+
+
+def family_rows(frames: list[np.ndarray], batches: list[int], iterations: int, yolo11n: Path) -> list[tuple[str, int, list[float]]]:
+    """(pipeline, batch, seconds per call) rows for the issue's table."""
+    from ultralytics import RTDETR, YOLO
+
+    rows: list[tuple[str, int, list[float]]] = []
+    big = max(batches)
+    # YOLO11n rect vs square, trained weights (the shipped ONNX, as benchmarks/yolo.py loads them).
+    from yolo import ultralytics_predictor
+
+    for rect in (True, False):
+        predict, _ = ultralytics_predictor(yolo11n, rect=rect)
+        for batch in batches:
+            rows.append((f"yolo11n ultralytics predictor rect={rect}", batch, time_it(predict, frames[:batch], iterations)))
+    for label, size in (("rect (384x640 package)", (384, 640)), ("square (640x640)", (640, 640))):
+        detector, detect = _trtdet("yolo", None, big, input_size=size)
+        for batch in batches:
+            rows.append((f"yolo11n trtdet inductor+graphs {label}", batch, time_it(detect, frames[:batch], iterations)))
+        detector.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name, cls, cfg, options, trtdet_model in (
+            ("yolo26n", YOLO, "yolo26n.yaml", {"nms": False}, "yolo"),
+            ("rtdetr-l", RTDETR, "rtdetr-l.yaml", {}, "rtdetr"),
+        ):
+            torch.manual_seed(0)
+            model = cls(cfg)
+            onnx = export(model, folder, name, **options)
+            torch.manual_seed(0)
+            predict = _ultralytics_predict(cls(cfg))
+            for batch in batches:
+                rows.append((f"{name} ultralytics predictor", batch, time_it(predict, frames[:batch], iterations)))
+            detector, detect = _trtdet(trtdet_model, onnx, big)
+            for batch in batches:
+                rows.append((f"{name} trtdet inductor+graphs", batch, time_it(detect, frames[:batch], iterations)))
+            detector.close()
+    return rows

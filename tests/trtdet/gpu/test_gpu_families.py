@@ -1,0 +1,53 @@
+"""Issue 25's families on CUDA against Ultralytics' recorded ``predict``: the CPU check of
+``tests/trtdet_yolo/test_ultralytics_families.py`` through the GPU letterbox kernel, the compiled
+engines and the numba.cuda fixed-set decoder.
+
+The compiled engines (torch, inductor) have a fixed 640x640 input, so they run ``square``: for the
+YOLO families only the cases Ultralytics itself ran at 640x640 (square photos, where rect and
+square are the same) are comparable; rect on the GPU needs a package per input shape (not built
+yet). RT-DETR stretches every image to 640x640: all cases. onnxruntime's CUDA provider takes any
+shape and so runs rect: all cases. fp32 (fp16 moves scores by more than 0.01 on its own).
+Needs the case photos (``TRTDET_KERNEL_ASSETS`` where scikit-image/matplotlib are absent).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.trtdet_yolo.test_ultralytics_families import FAMILIES, assert_parity, run_trtdet
+from tests.trtdet_yolo.ultralytics_cases import make_cases
+
+torch = pytest.importorskip("torch")
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+
+@pytest.fixture(scope="module")
+def case_files(tmp_path_factory) -> dict[str, Path]:
+    return make_cases(tmp_path_factory.mktemp("ultralytics-families-gpu"))
+
+
+@pytest.mark.parametrize("backend", ["torch", "inductor"])
+@pytest.mark.parametrize("family", ["yolo26_e2e", "yolov10_e2e", "yolo26_o2m", "yolo11n_rect", "rtdetr"])
+def test_compiled_engines_match_ultralytics(case_files, family, backend):
+    cases = FAMILIES[family]["cases"]
+    names = [n for n, c in cases.items() if family == "rtdetr" or c["input_shape"] == [640, 640]]
+    assert names
+    files = {name: case_files[name] for name in names}
+    records = run_trtdet(family, files, "--device", "cuda", "--backend", backend, "--precision", "fp32",
+                         "--decode", "cpu")
+    assert_parity(records, {name: cases[name] for name in names})
+
+
+@pytest.mark.parametrize("family", ["yolo26_e2e", "yolo11n_rect", "rtdetr"])
+def test_onnxruntime_cuda_runs_rect_like_ultralytics(case_files, family):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has no CUDAExecutionProvider")
+    records = run_trtdet(family, case_files, "--device", "cuda", "--backend", "onnxruntime", "--decode", "cpu")
+    assert_parity(records, FAMILIES[family]["cases"])

@@ -1,0 +1,98 @@
+"""``--weights best.pt`` for Ultralytics checkpoints: Ultralytics' own exporter when installed, one line otherwise."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from trtdet.cli.main import cli
+
+HAS_ULTRALYTICS = importlib.util.find_spec("ultralytics") is not None
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _without_ultralytics(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """`trtdet ARGS` in a child where ``import ultralytics`` fails, whatever is installed here."""
+    blocker = tmp_path / "block"
+    blocker.mkdir(exist_ok=True)
+    (blocker / "ultralytics.py").write_text("raise ImportError('ultralytics blocked for this test')\n")
+    code = f"import sys; sys.path.insert(0, {str(blocker)!r}); from trtdet.cli.main import main; sys.argv[0] = 'trtdet'; main()"
+    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'examples' / 'trtdet-person'}", "TRTDET_CACHE_DIR": str(tmp_path / "cache"),
+           "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.mark.parametrize("model", ["yolo", "rtdetr"])
+def test_a_checkpoint_without_ultralytics_is_one_line_saying_what_to_do(tmp_path, model):
+    weights = tmp_path / "best.pt"
+    weights.write_bytes(b"not read: the exporter is missing")
+    result = _without_ultralytics(tmp_path, "run", "--model", model, "--weights", str(weights), "--quiet")
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0] == (
+        f"error: {weights}: exporting an Ultralytics checkpoint needs the ultralytics package "
+        f"(pip install 'trtdet[ultralytics]', AGPL-3.0); or export it yourself with "
+        f"`yolo export model={weights} format=onnx dynamic=True` and pass --onnx {tmp_path / 'best.onnx'}"
+    )
+
+
+def test_the_extra_is_optional_and_named_ultralytics():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any(dep.startswith("ultralytics") for dep in project["dependencies"])
+    assert project["optional-dependencies"]["ultralytics"] == ["ultralytics>=8.4,<8.5"]
+
+
+@pytest.mark.ultralytics
+@pytest.mark.skipif(not HAS_ULTRALYTICS, reason="needs the ultralytics package (pip install 'trtdet[ultralytics]')")
+@pytest.mark.parametrize("arch", ["yolo26n.yaml", "yolo11n.yaml"])
+def test_a_checkpoint_runs_as_ultralytics_predicts_it(tmp_path, monkeypatch, arch):
+    """Exported once by Ultralytics, cached by sha256, and the detections of `predict` on the .pt."""
+    import torch
+    from ultralytics import YOLO
+
+    from tests.trtdet_yolo.test_ultralytics_parity import parity_problems
+    from tests.trtdet_yolo.ultralytics_cases import CASES, make_case
+
+    monkeypatch.setenv("TRTDET_CACHE_DIR", str(tmp_path / "cache"))
+    from tests.data.make_ultralytics_families import spread_scores
+
+    torch.manual_seed(0)
+    model = YOLO(arch)
+    spread_scores(model.model, seed=1)  # random weights score ~1e-4 everywhere otherwise
+    weights = tmp_path / "best.pt"
+    model.save(str(weights))
+    image = make_case(next(c for c in CASES if c.name == "motorcycle"), tmp_path)
+    (theirs,) = YOLO(str(weights)).predict(str(image), device="cpu", verbose=False)
+    want = [{"box": b, "score": s, "class_id": int(c)}
+            for b, s, c in zip(theirs.boxes.xyxy.tolist(), theirs.boxes.conf.tolist(), theirs.boxes.cls.tolist(), strict=True)]
+    runs = []
+    for _ in range(2):
+        result = CliRunner().invoke(cli, ["run", "--model", "yolo", "--weights", str(weights), "--source", str(image),
+                                          "--json", "-", "--quiet"])
+        assert result.exit_code == 0, result.output
+        runs.append(json.loads(result.stdout.splitlines()[0]))
+    exports = list((tmp_path / "cache" / "exports").glob("yolo-*.onnx"))
+    assert len(exports) == 1  # the second run reused the export
+    assert want and not parity_problems("motorcycle", runs[0]["detections"], want)
+
+
+@pytest.mark.ultralytics
+@pytest.mark.skipif(not HAS_ULTRALYTICS, reason="needs the ultralytics package (pip install 'trtdet[ultralytics]')")
+def test_a_checkpoint_of_the_other_family_names_the_right_model(tmp_path, monkeypatch):
+    from ultralytics import RTDETR
+
+    monkeypatch.setenv("TRTDET_CACHE_DIR", str(tmp_path / "cache"))
+    weights = tmp_path / "rtdetr.pt"
+    RTDETR("rtdetr-l.yaml").save(str(weights))
+    result = CliRunner().invoke(cli, ["run", "--model", "yolo", "--weights", str(weights), "--quiet"])
+    assert result.exit_code == 1
+    assert f"{weights}: is an Ultralytics rtdetr checkpoint: run it with --model rtdetr" in result.output
