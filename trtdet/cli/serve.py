@@ -3,16 +3,71 @@
 from __future__ import annotations
 
 import signal
-import threading
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import click
 
 from trtdet.cli.common import detector_options, handle_errors, model_options
 
+#: Exit status after SIGINT/SIGTERM stopped a service that was not up yet (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class Stopped(BaseException):
+    """SIGINT or SIGTERM arrived (a ``BaseException``: no ``except Exception`` on the way swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, _frame: Any) -> None:
+    # Once: the shutdown that follows is not interrupted by a second Ctrl-C.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
+def _catch_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _raise_stopped)
+
+
+@contextmanager
+def _stopping() -> Iterator[None]:
+    """SIGINT/SIGTERM stop the service at any moment (starting Ray, deploying, serving)."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _catch_signals()
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _shut_down(ray: Any) -> None:
+    """End the service and, for a local Ray this command started, every process of it."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    if ray is None or not ray.is_initialized():
+        return
+    from ray import serve
+
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()
+
 
 @click.command("serve", short_help="Serve detection over HTTP on Ray Serve.")
 @model_options
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address the HTTP port listens on (0.0.0.0: every interface). A local Ray listens on loopback only.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True, help="Detector replicas.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=32, show_default=True,
@@ -23,35 +78,56 @@ from trtdet.cli.common import detector_options, handle_errors, model_options
               help="Largest request body (larger: 413).")
 @click.option("--gpus-per-replica", type=click.FloatRange(min=0), default=None,
               help="GPUs each replica asks Ray for (default: 1 on --device cuda, 0 on cpu).")
-@click.option("--cpus-per-replica", type=click.FloatRange(min=0), default=1.0, show_default=True)
-@click.option("--address", default=None, help="Ray cluster to join (auto, HOST:PORT); default: a local Ray.")
+@click.option("--cpus-per-replica", type=click.FloatRange(min=0), default=None,
+              help="CPUs each replica asks Ray for (default: up to 1, sharing the cluster's CPUs with the ingress).")
+@click.option("--address", default=None,
+              help="Ray cluster to join (auto, HOST:PORT); default: a local Ray on loopback. A cluster exposes what "
+                   "its operator configured: see https://docs.ray.io/en/latest/ray-security/index.html")
+@click.option("--verbose", "-v", is_flag=True, help="Also Ray's own log lines and its processes' output.")
 @handle_errors
 def serve_command(model, host, port, replicas, max_batch, max_wait_ms, max_body_mb, gpus_per_replica,
-                  cpus_per_replica, address, **model_flags):
+                  cpus_per_replica, address, verbose, **model_flags):
     """Serve detections over HTTP: POST /detect (image bytes or multipart) -> JSON; GET /healthz, /models.
 
-    Runs until SIGINT or SIGTERM, then shuts the service down.
+    Runs until SIGINT or SIGTERM (at any moment, starting up included), then shuts the
+    service down; a local Ray it started ends with it.
     """
-    from trtdet.ray.cluster import connect
-
     options = detector_options(model_flags)
-    ray = connect(address)
-    from trtdet.ray.serve import build_app, start, wait_healthy
+    ray = None
+    serving = False
+    try:
+        with _stopping():
+            from trtdet.ray.cluster import connect
 
-    app = build_app(model, options, replicas=replicas, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                    max_body_bytes=int(max_body_mb * 1024 * 1024), gpus_per_replica=gpus_per_replica,
-                    cpus_per_replica=cpus_per_replica)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    start(app, host, port)
-    url = f"http://{host if host != '0.0.0.0' else '127.0.0.1'}:{port}"
-    info = wait_healthy(url)
-    click.echo(f"serving {model} on {url} ({replicas} replica(s), {info['backend']} on {info['device']}); "
-               "POST /detect, GET /healthz, GET /models; Ctrl-C stops", err=True)
-    stop.wait()
-    click.echo("shutting down", err=True)
-    from ray import serve
+            ray = connect(address, verbose=verbose)
+            _catch_signals()  # ray.init installs its own SIGTERM handler
+            from trtdet.ray.cluster import quiet_ray_loggers
+            from trtdet.ray.serve import build_app, start, wait_healthy
 
-    serve.shutdown()
-    ray.shutdown()
+            quiet_ray_loggers(verbose)  # ray.serve, now imported, set its loggers' levels
+
+            app = build_app(model, options, replicas=replicas, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                            max_body_bytes=int(max_body_mb * 1024 * 1024), gpus_per_replica=gpus_per_replica,
+                            cpus_per_replica=cpus_per_replica)
+            start(app, host, port)
+            url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+            try:
+                info = wait_healthy(url)
+            except TimeoutError as exc:
+                from trtdet.errors import UsageError
+
+                raise UsageError(f"the service did not come up: {exc}") from exc
+            serving = True
+            click.echo(f"serving {model} on {url} ({replicas} replica(s), {info['backend']} on {info['device']}); "
+                       "POST /detect, GET /healthz, GET /models; Ctrl-C stops", err=True)
+            while True:
+                time.sleep(3600)
+    except Stopped as stopped:
+        click.echo("shutting down" if serving else f"stopped ({stopped}) before the service was up; shutting down",
+                   err=True)
+        _shut_down(ray)
+        if not serving:
+            sys.exit(EXIT_INTERRUPTED)
+    except BaseException:
+        _shut_down(ray)
+        raise
