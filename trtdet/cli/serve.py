@@ -15,7 +15,6 @@ from trtdet.cli.common import detector_options, handle_errors, model_options
 
 #: Exit status after SIGINT/SIGTERM stopped a service that was not up yet (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class Stopped(BaseException):
@@ -50,18 +49,31 @@ def _stopping() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _shut_down(ray: Any) -> None:
-    """End the service and, for a local Ray this command started, every process of it."""
+def _shut_down(ray: Any, owned: str | None, started: bool, verbose: bool) -> None:
+    """End what this command started.
+
+    ``owned`` is ``"local"`` for a local Ray it started (it ends with every process of it),
+    ``"joined"`` for a cluster it joined with ``--address`` (Ray Serve is shut down there, the
+    cluster left running), None for a Ray the caller had initialised (only a service this
+    command ``started`` is shut down, and Ray is left as it was).
+    """
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    if ray is None or not ray.is_initialized():
+    ray = ray or sys.modules.get("ray")  # stopped while Ray was starting: end what it started so far
+    if ray is None:
         return
-    from ray import serve
+    if not verbose and owned is not None:
+        from trtdet.ray.cluster import mute_raylet_messages
 
+        mute_raylet_messages()  # e.g. "Task ServeController.graceful_shutdown failed" as Serve stops
     try:
-        serve.shutdown()
+        if owned != "local" and started and ray.is_initialized():
+            from ray import serve
+
+            serve.shutdown()
     finally:
-        ray.shutdown()
+        if owned is not None:
+            ray.shutdown()
 
 
 @click.command("serve", short_help="Serve detection over HTTP on Ray Serve.")
@@ -94,11 +106,14 @@ def serve_command(model, host, port, replicas, max_batch, max_wait_ms, max_body_
     """
     options = detector_options(model_flags)
     ray = None
-    serving = False
+    owned: str | None = None
+    started = serving = False
     try:
         with _stopping():
-            from trtdet.ray.cluster import connect
+            from trtdet.ray.cluster import connect, import_ray
 
+            if not import_ray().is_initialized():
+                owned = "joined" if address else "local"
             ray = connect(address, verbose=verbose)
             _catch_signals()  # ray.init installs its own SIGTERM handler
             from trtdet.ray.cluster import quiet_ray_loggers
@@ -109,6 +124,7 @@ def serve_command(model, host, port, replicas, max_batch, max_wait_ms, max_body_
             app = build_app(model, options, replicas=replicas, max_batch=max_batch, max_wait_ms=max_wait_ms,
                             max_body_bytes=int(max_body_mb * 1024 * 1024), gpus_per_replica=gpus_per_replica,
                             cpus_per_replica=cpus_per_replica)
+            started = True
             start(app, host, port)
             url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
             try:
@@ -125,9 +141,9 @@ def serve_command(model, host, port, replicas, max_batch, max_wait_ms, max_body_
     except Stopped as stopped:
         click.echo("shutting down" if serving else f"stopped ({stopped}) before the service was up; shutting down",
                    err=True)
-        _shut_down(ray)
+        _shut_down(ray, owned, started, verbose)
         if not serving:
             sys.exit(EXIT_INTERRUPTED)
     except BaseException:
-        _shut_down(ray)
+        _shut_down(ray, owned, started, verbose)
         raise

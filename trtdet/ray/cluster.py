@@ -106,6 +106,14 @@ def quiet_ray_loggers(verbose: bool) -> None:
         warnings.filterwarnings("ignore", module=r"ray(\.|$)")
 
 
+def mute_raylet_messages() -> None:
+    """Stop the driver printing the error messages Ray's processes publish (``(raylet) ...`` lines
+    on stdout), e.g. the complaints of actors being stopped while a command shuts down."""
+    from ray._private import worker
+
+    worker.print_to_stdstream = lambda *_args, **_kwargs: None
+
+
 def connect(address: str | None = None, *, verbose: bool = False, **local: Any) -> Any:
     """Initialise Ray once: join ``address`` (``auto``, ``HOST:PORT``, ``ray://...``), else start a local one.
 

@@ -43,11 +43,51 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def keep_replica_grpc_on_loopback() -> None:
+    """On a node whose address is loopback (the local Ray trtdet starts), this Serve replica's
+    inter-deployment gRPC server listens on that address too.
+
+    Ray Serve binds that server to ``[::]`` (every interface) whatever the node's address; this
+    rebinds it before the replica starts it (called from each deployment's constructor, which
+    runs first). On a cluster's node (not loopback) Ray's choice stands: replicas there must be
+    reachable from other nodes.
+    """
+    import ray
+    from ray.serve._private import replica
+
+    node_ip = ray.util.get_node_ip_address()
+    original = getattr(replica, "add_port_to_grpc_server", None)
+    if original is None or not is_loopback(node_ip) or getattr(original, "trtdet_loopback", False):
+        return
+
+    def bind(server: Any, address: str) -> Any:
+        if address.startswith(("[::]:", "0.0.0.0:")):
+            address = f"{node_ip}:{address.rsplit(':', 1)[1]}"
+        return original(server, address)
+
+    bind.trtdet_loopback = True  # type: ignore[attr-defined]
+    replica.add_port_to_grpc_server = bind
+
+
 class DetectorReplica:
     """One detector; ``detect(image)`` calls from concurrent requests are batched."""
 
     def __init__(self, model: str, options: dict[str, Any], max_batch: int, max_wait_ms: float) -> None:
         import trtdet
+
+        keep_replica_grpc_on_loopback()
 
         self.detector = trtdet.load(model, options=DetectorOptions(**options))
         self.model = model
@@ -94,6 +134,7 @@ class Ingress:
         from trtdet.io.sources import read_ahead_bytes
         from trtdet.ray.http_body import AsyncByteBudget
 
+        keep_replica_grpc_on_loopback()
         self.detector = detector
         self.model = model
         self.conf = conf
