@@ -74,7 +74,7 @@ def _native_stderr_silenced(silence: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _loopback_node() -> Iterator[None]:
+def loopback_node() -> Iterator[None]:
     """While starting a local Ray: its node address is 127.0.0.1, so nothing listens beyond loopback.
 
     The environment variable reaches the processes Ray starts; Ray's constant is what the driver
@@ -132,7 +132,7 @@ def connect(address: str | None = None, *, verbose: bool = False, **local: Any) 
             if address:
                 ray.init(address=address, **quiet)
             else:
-                with _loopback_node():
+                with loopback_node():
                     ray.init(address="local", include_dashboard=False, **quiet, **local)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray"

@@ -98,7 +98,7 @@ def test_a_killed_run_resumes_with_nothing_lost_or_twice(ray_session, image_set,
             os.kill(process.pid, signal.SIGKILL)
     first = _records(output)
     assert 0 < len(first) < 200
-    half = output / "zz_interrupted_000000.json"
+    half = output / "trtdet-records-0123456789abcdef_000099.json"  # named as trtdet batch names its shards
     half.write_text(json.dumps({"source": image_set["good"][-1], "error": None}) + "\n" + '{"source": "cut sh')
     result = CliRunner().invoke(cli, ["batch", *MODEL_ARGS, "-o", str(output), "--workers", "2",
                                       "--cpus-per-worker", "0.5", "--batch", "8", *sources])
