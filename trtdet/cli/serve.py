@@ -49,31 +49,65 @@ def _stopping() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _shut_down(ray: Any, owned: str | None, started: bool, verbose: bool) -> None:
-    """End what this command started.
+class _Service:
+    """One ``trtdet serve`` run: what it started (so that it ends exactly that) and how far it got."""
 
-    ``owned`` is ``"local"`` for a local Ray it started (it ends with every process of it),
-    ``"joined"`` for a cluster it joined with ``--address`` (Ray Serve is shut down there, the
-    cluster left running), None for a Ray the caller had initialised (only a service this
-    command ``started`` is shut down, and Ray is left as it was).
-    """
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    ray = ray or sys.modules.get("ray")  # stopped while Ray was starting: end what it started so far
-    if ray is None:
-        return
-    if not verbose and owned is not None:
-        from trtdet.ray.cluster import mute_raylet_messages
+    def __init__(self, address: str | None, verbose: bool) -> None:
+        self.address = address
+        self.verbose = verbose
+        self.ray: Any = None
+        #: "local" for a local Ray it started, "joined" for a cluster it joined, None for a Ray
+        #: the caller had initialised (left as it was).
+        self.owned: str | None = None
+        self.started = False
+        self.serving = False
 
-        mute_raylet_messages()  # e.g. "Task ServeController.graceful_shutdown failed" as Serve stops
-    try:
-        if owned != "local" and started and ray.is_initialized():
-            from ray import serve
+    def run(self, model: str, options: Any, host: str, port: int, replicas: int, **app: Any) -> None:
+        """Start Ray and the service, wait until it answers, say so, and serve until a signal."""
+        from trtdet.errors import UsageError
+        from trtdet.ray.cluster import connect, import_ray, quiet_ray_loggers
 
-            serve.shutdown()
-    finally:
-        if owned is not None:
-            ray.shutdown()
+        if not import_ray().is_initialized():
+            self.owned = "joined" if self.address else "local"
+        self.ray = connect(self.address, verbose=self.verbose)
+        _catch_signals()  # ray.init installs its own SIGTERM handler
+        from trtdet.ray.serve import build_app, start, wait_healthy
+
+        quiet_ray_loggers(self.verbose)  # ray.serve, now imported, set its loggers' levels
+        application = build_app(model, options, replicas=replicas, **app)
+        self.started = True
+        start(application, host, port)
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        try:
+            info = wait_healthy(url)
+        except TimeoutError as exc:
+            raise UsageError(f"the service did not come up: {exc}") from exc
+        self.serving = True
+        click.echo(f"serving {model} on {url} ({replicas} replica(s), {info['backend']} on {info['device']}); "
+                   "POST /detect, GET /healthz, GET /models; Ctrl-C stops", err=True)
+        while True:
+            time.sleep(3600)
+
+    def shut_down(self) -> None:
+        """End what this run started: a local Ray with every process of it; on a joined cluster
+        Ray Serve (the cluster stays up); in a caller's Ray only the service, if it was started."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        ray = self.ray or sys.modules.get("ray")  # stopped while Ray was starting: end what it started so far
+        if ray is None:
+            return
+        if not self.verbose and self.owned is not None:
+            from trtdet.ray.cluster import mute_raylet_messages
+
+            mute_raylet_messages()  # e.g. "Task ServeController.graceful_shutdown failed" as Serve stops
+        try:
+            if self.owned != "local" and self.started and ray.is_initialized():
+                from ray import serve
+
+                serve.shutdown()
+        finally:
+            if self.owned is not None:
+                ray.shutdown()
 
 
 @click.command("serve", short_help="Serve detection over HTTP on Ray Serve.")
@@ -104,46 +138,18 @@ def serve_command(model, host, port, replicas, max_batch, max_wait_ms, max_body_
     Runs until SIGINT or SIGTERM (at any moment, starting up included), then shuts the
     service down; a local Ray it started ends with it.
     """
-    options = detector_options(model_flags)
-    ray = None
-    owned: str | None = None
-    started = serving = False
+    service = _Service(address, verbose)
     try:
         with _stopping():
-            from trtdet.ray.cluster import connect, import_ray
-
-            if not import_ray().is_initialized():
-                owned = "joined" if address else "local"
-            ray = connect(address, verbose=verbose)
-            _catch_signals()  # ray.init installs its own SIGTERM handler
-            from trtdet.ray.cluster import quiet_ray_loggers
-            from trtdet.ray.serve import build_app, start, wait_healthy
-
-            quiet_ray_loggers(verbose)  # ray.serve, now imported, set its loggers' levels
-
-            app = build_app(model, options, replicas=replicas, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                            max_body_bytes=int(max_body_mb * 1024 * 1024), gpus_per_replica=gpus_per_replica,
-                            cpus_per_replica=cpus_per_replica)
-            started = True
-            start(app, host, port)
-            url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-            try:
-                info = wait_healthy(url)
-            except TimeoutError as exc:
-                from trtdet.errors import UsageError
-
-                raise UsageError(f"the service did not come up: {exc}") from exc
-            serving = True
-            click.echo(f"serving {model} on {url} ({replicas} replica(s), {info['backend']} on {info['device']}); "
-                       "POST /detect, GET /healthz, GET /models; Ctrl-C stops", err=True)
-            while True:
-                time.sleep(3600)
+            service.run(model, detector_options(model_flags), host, port, replicas, max_batch=max_batch,
+                        max_wait_ms=max_wait_ms, max_body_bytes=int(max_body_mb * 1024 * 1024),
+                        gpus_per_replica=gpus_per_replica, cpus_per_replica=cpus_per_replica)
     except Stopped as stopped:
-        click.echo("shutting down" if serving else f"stopped ({stopped}) before the service was up; shutting down",
-                   err=True)
-        _shut_down(ray, owned, started, verbose)
-        if not serving:
+        click.echo("shutting down" if service.serving
+                   else f"stopped ({stopped}) before the service was up; shutting down", err=True)
+        service.shut_down()
+        if not service.serving:
             sys.exit(EXIT_INTERRUPTED)
     except BaseException:
-        _shut_down(ray, owned, started, verbose)
+        service.shut_down()
         raise
