@@ -106,6 +106,19 @@ def quiet_ray_loggers(verbose: bool) -> None:
         warnings.filterwarnings("ignore", module=r"ray(\.|$)")
 
 
+def _names_loopback(address: str) -> bool:
+    """Whether a ``--address`` (``HOST:PORT``, ``ray://HOST:PORT``) names a loopback host."""
+    import ipaddress
+
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def mute_raylet_messages() -> None:
     """Stop the driver printing the error messages Ray's processes publish (``(raylet) ...`` lines
     on stdout), e.g. the complaints of actors being stopped while a command shuts down."""
@@ -129,7 +142,10 @@ def connect(address: str | None = None, *, verbose: bool = False, **local: Any) 
     backend = {} if verbose or BACKEND_LOG_LEVEL in os.environ else {BACKEND_LOG_LEVEL: "fatal"}
     try:
         with _environment(backend), _native_stderr_silenced(bool(backend)):
-            if address:
+            if address and _names_loopback(address):
+                with loopback_node():  # a cluster on this machine's loopback: this driver joins it there
+                    ray.init(address=address, **quiet)
+            elif address:
                 ray.init(address=address, **quiet)
             else:
                 with loopback_node():
