@@ -77,12 +77,12 @@ class _Service:
         application = build_app(model, options, replicas=replicas, **app)
         self.started = True
         start(application, host, port)
+        self.serving = True  # deployed and running: a signal from now on is a normal shutdown
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         try:
             info = wait_healthy(url)
         except TimeoutError as exc:
             raise UsageError(f"the service did not come up: {exc}") from exc
-        self.serving = True
         click.echo(f"serving {model} on {url} ({replicas} replica(s), {info['backend']} on {info['device']}); "
                    "POST /detect, GET /healthz, GET /models; Ctrl-C stops", err=True)
         while True:
