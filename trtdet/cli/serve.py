@@ -61,32 +61,56 @@ class _Service:
         self.owned: str | None = None
         self.started = False
         self.serving = False
+        self.url: str | None = None
+        self.what = ""
 
     def run(self, model: str, options: Any, host: str, port: int, replicas: int, **app: Any) -> None:
         """Start Ray and the service, wait until it answers, say so, and serve until a signal."""
         from trtdet.errors import UsageError
-        from trtdet.ray.cluster import connect, import_ray, quiet_ray_loggers
+        from trtdet.ray.cluster import connect, import_ray, quiet_ray_loggers, signals_deferred
 
         if not import_ray().is_initialized():
             self.owned = "joined" if self.address else "local"
-        self.ray = connect(self.address, verbose=self.verbose)
-        _catch_signals()  # ray.init installs its own SIGTERM handler
+        with signals_deferred() as received:  # Ray starts whole, so that all of it can be ended
+            self.ray = connect(self.address, verbose=self.verbose)
+        _catch_signals()
+        if received:
+            raise Stopped(received[0])
         from trtdet.ray.serve import build_app, start, wait_healthy
 
         quiet_ray_loggers(self.verbose)  # ray.serve, now imported, set its loggers' levels
         application = build_app(model, options, replicas=replicas, **app)
+        self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        self.what = f"{model} on {self.url} ({replicas} replica(s)"
         self.started = True
         start(application, host, port)
-        self.serving = True  # deployed and running: a signal from now on is a normal shutdown
-        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         try:
-            info = wait_healthy(url)
+            self.announce(wait_healthy(self.url))
         except TimeoutError as exc:
             raise UsageError(f"the service did not come up: {exc}") from exc
-        click.echo(f"serving {model} on {url} ({replicas} replica(s), {info['backend']} on {info['device']}); "
-                   "POST /detect, GET /healthz, GET /models; Ctrl-C stops", err=True)
         while True:
             time.sleep(3600)
+
+    def announce(self, info: dict[str, Any]) -> None:
+        """Say the service is up (``info``: its ``/healthz`` answer)."""
+        self.serving = True
+        click.echo(f"serving {self.what}, {info['backend']} on {info['device']}); "
+                   "POST /detect, GET /healthz, GET /models; Ctrl-C stops", err=True)
+
+    def check_up(self) -> bool:
+        """Whether the service was up when a signal stopped it: announced, or answering ``/healthz``
+        already (a client can see it a moment before this command does; then it is announced now)."""
+        if self.serving or not self.started or self.url is None:
+            return self.serving
+        import json
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+                self.announce(json.loads(response.read()))
+        except Exception:  # not up: refused, timed out, 5xx
+            return False
+        return True
 
     def shut_down(self) -> None:
         """End what this run started: a local Ray with every process of it; on a joined cluster
@@ -145,10 +169,11 @@ def serve_command(model, host, port, replicas, max_batch, max_wait_ms, max_body_
                         max_wait_ms=max_wait_ms, max_body_bytes=int(max_body_mb * 1024 * 1024),
                         gpus_per_replica=gpus_per_replica, cpus_per_replica=cpus_per_replica)
     except Stopped as stopped:
-        click.echo("shutting down" if service.serving
-                   else f"stopped ({stopped}) before the service was up; shutting down", err=True)
+        up = service.check_up()
+        click.echo("shutting down" if up else f"stopped ({stopped}) before the service was up; shutting down",
+                   err=True)
         service.shut_down()
-        if not service.serving:
+        if not up:
             sys.exit(EXIT_INTERRUPTED)
     except BaseException:
         service.shut_down()

@@ -91,6 +91,33 @@ def loopback_node() -> Iterator[None]:
         ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[list[int]]:
+    """SIGINT and SIGTERM received meanwhile are listed instead of acted on (main thread only).
+
+    For the time Ray starts: stopped half-way, it would leave the processes it had started so
+    far running, unknown to ``ray.shutdown``. Ray's own SIGTERM handler (``sys.exit``, which
+    ``ray.init`` installs) is held back too. The caller acts on the list once Ray is up.
+    """
+    import signal
+
+    from ray._private import utils
+
+    received: list[int] = []
+    signals = (signal.SIGINT, signal.SIGTERM)
+    saved = {sig: signal.getsignal(sig) for sig in signals}
+    install = utils.set_sigterm_handler
+    utils.set_sigterm_handler = lambda _handler: None
+    for sig in signals:
+        signal.signal(sig, lambda signum, _frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        utils.set_sigterm_handler = install
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
 def quiet_ray_loggers(verbose: bool) -> None:
     """Ray's own INFO/WARNING lines and Python warnings on stderr only with ``--verbose``.
 
