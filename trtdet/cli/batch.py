@@ -18,22 +18,25 @@ from trtdet.cli.common import EXIT_INPUTS_FAILED, EXIT_OK, detector_options, han
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Detectors (Ray actors).")
 @click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=None,
               help="GPUs each detector asks Ray for (default: 1 on --device cuda, 0 on cpu).")
-@click.option("--cpus-per-worker", type=click.FloatRange(min=0), default=1.0, show_default=True)
+@click.option("--cpus-per-worker", type=click.FloatRange(min=0), default=None,
+              help="CPUs each detector asks Ray for (default: up to 1, shared so reading images keeps an equal share).")
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Images per engine call.")
 @click.option("--format", "file_format", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True)
 @click.option("--shard-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Records per output file (what a crash can cost at most, per worker).")
 @click.option("--annotate", is_flag=True, help="Also write annotated images under OUTPUT/images (named in \"output\").")
 @click.option("--quiet", "-q", is_flag=True, help="Only the summary.")
+@click.option("--verbose", "-v", is_flag=True, help="Also Ray's own log lines and its workers' output.")
 @handle_errors
 def batch_command(model, sources, output, address, workers, gpus_per_worker, cpus_per_worker, batch, file_format,
-                  shard_size, annotate, quiet, **model_flags):
+                  shard_size, annotate, quiet, verbose, **model_flags):
     """Detect on every image under --source with Ray Data; one record per input in --output.
 
-    Re-running the same command resumes: inputs already in --output are skipped.
+    Re-running the same command resumes: inputs already in --output are skipped. Only the
+    shards it writes (trtdet-records-*) are read or ever deleted; other files are left alone.
     Exit 2 when some inputs failed, now or in an earlier run (their records carry the error).
     """
-    from trtdet.ray.batch import run_batch
+    from trtdet.ray.batch import BatchJob, run_batch
 
     options = detector_options(model_flags, batch=batch)
 
@@ -41,11 +44,10 @@ def batch_command(model, sources, output, address, workers, gpus_per_worker, cpu
         if not quiet:
             click.echo(message, err=True)
 
-    summary = run_batch(
-        model, options, sources, output, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
-        cpus_per_worker=cpus_per_worker, file_format=file_format, shard_size=shard_size, annotate=annotate, quiet=quiet,
-        say=say,
-    )
+    job = BatchJob(model, options, sources, output, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
+                   cpus_per_worker=cpus_per_worker, file_format=file_format, shard_size=shard_size, annotate=annotate,
+                   quiet=quiet, verbose=verbose)
+    summary = run_batch(job, say)
     for error in summary.errors[:20]:
         say(f"error: {error}")
     if len(summary.errors) > 20:

@@ -8,7 +8,6 @@ output like any other input. Reading and decoding run in Ray tasks on CPUs
 
 from __future__ import annotations
 
-import glob
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 
 from trtdet.errors import InputError
 from trtdet.io.images import decode_image, read_image_bytes
-from trtdet.io.sources import expand_sources
+from trtdet.io.sources import collect_sources, is_media_file
 
 #: Where an input has no image: a 0x0 image keeps the column one (variable-shaped) tensor type.
 NO_IMAGE = np.zeros((0, 0, 3), np.uint8)
@@ -37,52 +36,58 @@ def is_uri(text: str) -> bool:
     return "://" in text
 
 
-def _has_glob(text: str) -> bool:
-    return any(char in text for char in "*?[")
+@dataclass
+class InputListing:
+    """The inputs ``--source`` arguments name, and how many files of their folders were skipped."""
+
+    inputs: list[Input]
+    #: Files in folders, globs and URI folders that are not images or videos (as ``trtdet run`` skips them).
+    skipped: int = 0
 
 
-def _list_uri(uri: str) -> list[Input]:
-    """The files under a filesystem URI (recursively for a directory), or the error saying why not."""
+def _list_uri(uri: str) -> InputListing:
+    """The image and video files under a filesystem URI (recursively for a directory), or the error saying why not."""
     import pyarrow.fs as pafs
 
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
         info = fs.get_file_info(path)
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError...: one line either way
-        return [Input(uri, f"{uri}: cannot open ({_first_line(exc)})")]
+        return InputListing([Input(uri, f"{uri}: cannot open ({_first_line(exc)})")])
     if info.type == pafs.FileType.NotFound:
-        return [Input(uri, f"{uri}: file not found")]
+        return InputListing([Input(uri, f"{uri}: file not found")])
     if info.type == pafs.FileType.File:
-        return [Input(uri)]
+        return InputListing([Input(uri)])
     scheme = uri.split("://", 1)[0]
     found = fs.get_file_info(pafs.FileSelector(path, recursive=True))
     files = sorted(f.path for f in found if f.type == pafs.FileType.File and not f.base_name.startswith("."))
-    return [Input(f"{scheme}://{name}" if scheme != "file" else f"file://{name}") for name in files]
+    media = [name for name in files if is_media_file(Path(name))]
+    return InputListing([Input(f"{scheme}://{name}") for name in media], skipped=len(files) - len(media))
 
 
-def list_inputs(arguments: Iterable[str]) -> list[Input]:
-    """Every input the ``--source`` arguments name, in order, each listed once.
+def collect_inputs(arguments: Iterable[str]) -> InputListing:
+    """Every input the ``--source`` arguments name, in order, each listed once; and the files skipped.
 
-    Local paths expand as ``trtdet run`` expands them (a directory to all its non-hidden files,
-    sorted) and so carry the same source names; a glob expands to its sorted matches; a URI is
-    listed through pyarrow's filesystems. Videos, cameras and streams get an error: ``trtdet
-    batch`` detects on still images (``trtdet run`` takes the others).
+    Local paths expand as ``trtdet run`` expands them (a directory to its image and video files,
+    sorted; a glob to its matching ones; other files counted as skipped) and so carry the same
+    source names; a URI is listed through pyarrow's filesystems, its folders filtered alike.
+    Videos, cameras and streams get an error: ``trtdet batch`` detects on still images
+    (``trtdet run`` takes the others).
     """
     inputs: list[Input] = []
+    skipped = 0
     for argument in arguments:
         if is_uri(argument):
-            inputs.extend(_list_uri(argument))
+            listed = _list_uri(argument)
+            inputs.extend(listed.inputs)
+            skipped += listed.skipped
             continue
-        if _has_glob(argument):
-            matches = sorted(glob.glob(argument, recursive=True))
-            if not matches:
-                inputs.append(Input(argument, f"{argument}: no file matches this pattern"))
-                continue
-            arguments_here = matches
-        else:
-            arguments_here = [argument]
-        for source in expand_sources(arguments_here):
-            if source.kind == "image":
+        collected = collect_sources([argument])
+        skipped += len(collected.skipped)
+        for source in collected.sources:
+            if source.problem is not None:
+                inputs.append(Input(source.name, f"{source.name}: {source.problem}"))
+            elif source.kind == "image":
                 inputs.append(Input(source.name))
             else:
                 inputs.append(Input(source.name, f"{source.name}: a {source.kind} (trtdet batch reads images; use trtdet run)"))
@@ -92,7 +97,12 @@ def list_inputs(arguments: Iterable[str]) -> list[Input]:
         if item.source not in seen:
             seen.add(item.source)
             unique.append(item)
-    return unique
+    return InputListing(unique, skipped)
+
+
+def list_inputs(arguments: Iterable[str]) -> list[Input]:
+    """The inputs of ``collect_inputs(arguments)`` (the skipped files left out)."""
+    return collect_inputs(arguments).inputs
 
 
 def _first_line(exc: BaseException) -> str:

@@ -49,11 +49,13 @@ def json_line(record: dict[str, Any]) -> str:
     return json.dumps(record, separators=(", ", ": "))
 
 
-def jsonl_datasink(path: str, rows_per_file: int) -> Any:
+def jsonl_datasink(path: str, rows_per_file: int, filename_provider: Any = None) -> Any:
     """A Ray Data datasink writing JSON lines shards (``.json``) in ``trtdet run``'s format.
 
     Ray's own ``write_json`` goes through pandas, which escapes every ``/`` in source names.
+    It appends: files already under ``path`` are never replaced.
     """
+    from ray.data import SaveMode
     from ray.data.datasource import BlockBasedFileDatasink
 
     class JsonLinesDatasink(BlockBasedFileDatasink):
@@ -61,4 +63,5 @@ def jsonl_datasink(path: str, rows_per_file: int) -> Any:
             lines = "".join(json_line(record) + "\n" for record in block.to_arrow().to_pylist())
             file.write(lines.encode("utf-8"))
 
-    return JsonLinesDatasink(path, min_rows_per_file=rows_per_file, file_format="json")
+    return JsonLinesDatasink(path, min_rows_per_file=rows_per_file, file_format="json",
+                             filename_provider=filename_provider, mode=SaveMode.APPEND)

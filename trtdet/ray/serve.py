@@ -5,7 +5,14 @@ and ``DetectorReplica`` (one detector each, a GPU each on CUDA, requests batched
 concurrent clients with ``@serve.batch``). The ingress retries a request whose replica died
 (Ray Serve restarts it) and answers 503 only when no replica takes it.
 
-Routes: ``POST /detect`` (image bytes, or a multipart form) -> the record as JSON;
+The ingress's event loop only routes and streams bodies: multipart parsing and decoding run on
+a small pool of threads (``DECODE_THREADS``), multipart forms have at most ``MAX_PARTS`` parts,
+and decoded images held at once are bounded in bytes (``TRTDET_READ_AHEAD_BYTES``, as
+``trtdet run``'s read-ahead), each checked against the image-size limit from its header first.
+So one hostile request cannot stall ``/healthz`` or the other clients.
+
+Routes: ``POST /detect`` (image bytes, or a multipart form) -> the record as JSON (``trtdet
+run``'s schema: ``output`` and ``warning`` always present, null when there is none);
 ``?conf=X`` raises the score threshold for that request, ``?model=NAME`` must name the
 served model (else 404); ``GET /healthz``; ``GET /models``.
 """
@@ -15,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ray import serve
@@ -24,6 +32,10 @@ from trtdet.options import DetectorOptions
 
 #: How often the ingress retries a request whose replica died before answering 503.
 RETRIES = 5
+#: Threads of the ingress that parse request bodies and decode images (off its event loop).
+DECODE_THREADS = 2
+#: CPUs the ingress asks Ray for (the rest of the cluster's CPUs go to the replicas).
+INGRESS_CPUS = 0.1
 
 
 def _first_line(exc: BaseException) -> str:
@@ -31,11 +43,51 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def keep_replica_grpc_on_loopback() -> None:
+    """On a node whose address is loopback (the local Ray trtdet starts), this Serve replica's
+    inter-deployment gRPC server listens on that address too.
+
+    Ray Serve binds that server to ``[::]`` (every interface) whatever the node's address; this
+    rebinds it before the replica starts it (called from each deployment's constructor, which
+    runs first). On a cluster's node (not loopback) Ray's choice stands: replicas there must be
+    reachable from other nodes.
+    """
+    import ray
+    from ray.serve._private import replica
+
+    node_ip = ray.util.get_node_ip_address()
+    original = getattr(replica, "add_port_to_grpc_server", None)
+    if original is None or not is_loopback(node_ip) or getattr(original, "trtdet_loopback", False):
+        return
+
+    def bind(server: Any, address: str) -> Any:
+        if address.startswith(("[::]:", "0.0.0.0:")):
+            address = f"{node_ip}:{address.rsplit(':', 1)[1]}"
+        return original(server, address)
+
+    bind.trtdet_loopback = True  # type: ignore[attr-defined]
+    replica.add_port_to_grpc_server = bind
+
+
 class DetectorReplica:
     """One detector; ``detect(image)`` calls from concurrent requests are batched."""
 
     def __init__(self, model: str, options: dict[str, Any], max_batch: int, max_wait_ms: float) -> None:
         import trtdet
+
+        keep_replica_grpc_on_loopback()
 
         self.detector = trtdet.load(model, options=DetectorOptions(**options))
         self.model = model
@@ -77,11 +129,18 @@ class DetectorReplica:
 class Ingress:
     """The HTTP front: one request in, one JSON answer out; 4xx with one line for bad requests."""
 
-    def __init__(self, detector: Any, model: str, conf: float, max_body_bytes: int) -> None:
+    def __init__(self, detector: Any, model: str, conf: float, max_body_bytes: int,
+                 decode_bytes: int | None = None) -> None:
+        from trtdet.io.sources import read_ahead_bytes
+        from trtdet.ray.http_body import AsyncByteBudget
+
+        keep_replica_grpc_on_loopback()
         self.detector = detector
         self.model = model
         self.conf = conf
         self.max_body_bytes = max_body_bytes
+        self.pool = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="trtdet-decode")
+        self.budget = AsyncByteBudget(decode_bytes if decode_bytes is not None else read_ahead_bytes())
 
     async def __call__(self, request: Any) -> Any:
         from starlette.responses import JSONResponse
@@ -113,7 +172,6 @@ class Ingress:
         from starlette.responses import JSONResponse
 
         from trtdet.io.images import decode_image
-        from trtdet.ray.http_body import image_bytes
 
         query = dict(request.query_params)
         unknown = sorted(set(query) - {"conf", "model", "source"})
@@ -133,26 +191,31 @@ class Ingress:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
             return self._error(413, f"body of {int(declared)} bytes is over the limit of {self.max_body_bytes}")
-        body = b""
+        body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > self.max_body_bytes:
                 return self._error(413, f"body is over the limit of {self.max_body_bytes} bytes")
         source = query.get("source", "request")
+        loop = asyncio.get_running_loop()
         try:
-            decoded = decode_image(image_bytes(body, request.headers.get("content-type", ""), source), source)
+            encoded, cost = await loop.run_in_executor(
+                self.pool, _parse, bytes(body), request.headers.get("content-type", ""), source)
+            del body
+            async with self.budget.hold(cost):
+                decoded = await loop.run_in_executor(self.pool, decode_image, encoded, source)
+                del encoded
+                image = decoded.image
+                result = await self._call(lambda: self.detector.detect.remote(image))
         except InputError as exc:
             return self._error(400, str(exc))
-        image = decoded.image
-        result = await self._call(lambda: self.detector.detect.remote(image))
         if "error" in result:
             return self._error(422, f"{source}: {result['error']}")
         detections = [d for d in result["detections"] if d["score"] >= conf]
         height, width = image.shape[:2]
+        # trtdet run's record schema: every key present, null when there is nothing to say.
         record = {"source": source, "frame": None, "width": int(width), "height": int(height),
-                  "detections": detections, "error": None}
-        if decoded.warning:  # damaged data that still decoded (as trtdet run's records say it)
-            record["warning"] = decoded.warning
+                  "detections": detections, "error": None, "output": None, "warning": decoded.warning}
         return JSONResponse(record)
 
     async def _call(self, make: Any) -> Any:
@@ -185,6 +248,17 @@ class _Unavailable(Exception):
     """Every retry found no live replica: the request gets 503."""
 
 
+def _parse(body: bytes, content_type: str, source: str) -> tuple[bytes, int]:
+    """On a decoding thread: the request's encoded image (its size checked from its header) and
+    the bytes decoding it will hold."""
+    from trtdet.io.images import check_declared_size
+    from trtdet.ray.http_body import decode_cost, image_bytes
+
+    encoded = image_bytes(body, content_type, source)
+    check_declared_size(encoded, source)
+    return encoded, decode_cost(encoded)
+
+
 def build_app(
     model: str,
     options: DetectorOptions,
@@ -194,11 +268,17 @@ def build_app(
     max_wait_ms: float = 5.0,
     max_body_bytes: int = 32 * 1024 * 1024,
     gpus_per_replica: float | None = None,
-    cpus_per_replica: float = 1.0,
+    cpus_per_replica: float | None = None,
 ) -> Any:
-    """The Ray Serve application: ``Ingress`` in front of ``replicas`` ``DetectorReplica``s."""
+    """The Ray Serve application: ``Ingress`` in front of ``replicas`` ``DetectorReplica``s.
+
+    With Ray running, what the service needs is checked against the cluster first (one line
+    when it cannot be placed, as Ray would wait for ever): the replicas' GPUs, and their CPUs
+    next to the ingress's. Without ``cpus_per_replica`` each replica takes up to one CPU,
+    sharing what the ingress leaves (0.95 each for two replicas on a 2-CPU machine).
+    """
     from trtdet.plugins import get_model, load_plugins
-    from trtdet.ray.cluster import check_capacity, plain_options, worker_resources
+    from trtdet.ray.cluster import check_gpus, cluster_cpus, plain_options, share_cpus, worker_resources
 
     load_plugins()
     spec = get_model(model).spec  # an unknown model fails here, before any replica starts
@@ -206,7 +286,11 @@ def build_app(
     import ray
 
     if ray.is_initialized():
-        check_capacity(ray, resources, replicas, "replicas")
+        check_gpus(ray, resources, replicas, "replicas")
+        resources["num_cpus"] = share_cpus(cluster_cpus(ray), replicas, resources["num_cpus"], INGRESS_CPUS,
+                                           "replicas", "--cpus-per-replica", "the HTTP ingress")
+    elif resources["num_cpus"] is None:
+        resources["num_cpus"] = 1.0
     options = options.replace(batch=max(options.batch, max_batch))
     conf = options.conf if options.conf is not None else spec.conf_threshold
     detector = serve.deployment(
@@ -218,15 +302,21 @@ def build_app(
         health_check_period_s=2,
         health_check_timeout_s=30,
     ).bind(model, plain_options(options), max_batch, max_wait_ms)
-    ingress = serve.deployment(Ingress, name="Ingress", ray_actor_options={"num_cpus": 0.1},
+    ingress = serve.deployment(Ingress, name="Ingress", ray_actor_options={"num_cpus": INGRESS_CPUS},
                                max_ongoing_requests=1000)
     return ingress.bind(detector, model, float(conf), int(max_body_bytes))
 
 
 def start(app: Any, host: str, port: int) -> None:
-    """Run ``app`` under Ray Serve on ``host:port`` (returns once it is up)."""
+    """Run ``app`` under Ray Serve on ``host:port`` (returns once it is up; a replica that cannot
+    start is one ``UsageError`` line)."""
+    from trtdet.errors import UsageError
+
     serve.start(http_options={"host": host, "port": port})
-    serve.run(app, name="trtdet", route_prefix="/", blocking=False)
+    try:
+        serve.run(app, name="trtdet", route_prefix="/", blocking=False)
+    except RuntimeError as exc:  # Ray Serve's "Deploying application trtdet failed: ..."
+        raise UsageError(f"the service did not start: {_first_line(exc)}") from exc
 
 
 def wait_healthy(url: str, timeout_s: float = 120.0) -> dict[str, Any]:

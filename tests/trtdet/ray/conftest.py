@@ -22,10 +22,13 @@ LOAD_KWARGS = {"input_size": (256, 256)}
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """The session's Ray: 4 logical CPUs (the machine may have 2) and 4 logical GPUs."""
+    """The session's Ray: 4 logical CPUs (the machine may have 2) and 4 logical GPUs, on loopback only."""
+    from trtdet.ray.cluster import loopback_node
+
     if not ray.is_initialized():
-        ray.init(num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+        with loopback_node():
+            ray.init(num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     yield ray
     try:
         from ray import serve

@@ -98,7 +98,7 @@ def test_a_killed_run_resumes_with_nothing_lost_or_twice(ray_session, image_set,
             os.kill(process.pid, signal.SIGKILL)
     first = _records(output)
     assert 0 < len(first) < 200
-    half = output / "zz_interrupted_000000.json"
+    half = output / "trtdet-records-0123456789abcdef_000099.json"  # named as trtdet batch names its shards
     half.write_text(json.dumps({"source": image_set["good"][-1], "error": None}) + "\n" + '{"source": "cut sh')
     result = CliRunner().invoke(cli, ["batch", *MODEL_ARGS, "-o", str(output), "--workers", "2",
                                       "--cpus-per-worker", "0.5", "--batch", "8", *sources])
@@ -200,3 +200,43 @@ def test_a_corrupt_jpeg_that_decodes_is_a_record_with_a_warning_not_a_failure(ra
     by_source = {r["source"]: r for r in _records(output)}
     assert by_source[str(rotten)]["warning"] == warning and by_source[str(rotten)]["error"] is None
     assert by_source[str(clean)]["warning"] is None and by_source[str(rotten)]["detections"]
+
+
+def test_two_workers_on_a_local_ray_leave_files_they_did_not_write_alone(image_set, tmp_path):
+    """``trtdet batch --workers 2`` starting its own Ray (default CPUs: a 2-CPU machine is enough):
+    a user's files in --output survive two runs untouched and are reported, non-image files in the
+    source folder are counted as ``trtdet run`` counts them, and Ray's chatter stays out."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sources = tmp_path / "in"
+    sources.mkdir()
+    for path in image_set["good"][:3]:
+        (sources / Path(path).name).write_bytes(Path(path).read_bytes())
+    (sources / "readme.txt").write_text("not an image\n")
+    output = tmp_path / "out"
+    output.mkdir()
+    mine = {"notes.json": b"my notes\n", "config.json": b'{"threshold": 0.5}\n', "list.json": b"[1, 2]\n"}
+    for name, data in mine.items():
+        (output / name).write_bytes(data)
+    pq.write_table(pa.table({"path": ["x.jpg"]}), output / "table.parquet")  # valid Parquet without "source"
+    mine["table.parquet"] = (output / "table.parquet").read_bytes()
+    command = [sys.executable, "-m", "trtdet.cli.main", "batch", *MODEL_ARGS, "-s", str(sources), "-o", str(output),
+               "--workers", "2"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    left_alone = "left alone 4 file(s) in --output that trtdet batch did not write: "
+    assert first.stderr.splitlines() == [
+        left_alone + ", ".join(str(output / name) for name in sorted(mine)),
+        "3 inputs: 0 already done, 3 written now (0 failed), 1 file(s) skipped (not an image or video), "
+        + first.stderr.rsplit("), ", 1)[1].strip(),
+    ], first.stderr  # nothing else: no Ray INFO/WARNING lines, no progress bars
+    assert first.stdout == ""
+    shards = sorted(p.name for p in output.glob("trtdet-records-*.json"))
+    records = [json.loads(line) for name in shards for line in (output / name).read_text().splitlines()]
+    assert sorted(r["source"] for r in records) == sorted(str(sources / Path(p).name) for p in image_set["good"][:3])
+    assert all(r["output"] is None and r["warning"] is None and r["error"] is None for r in records)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "3 inputs: 3 already done, 0 written now" in again.stderr, again.stderr
+    assert {name: (output / name).read_bytes() for name in mine} == mine
+    assert sorted(p.name for p in output.glob("trtdet-records-*.json")) == shards
