@@ -23,6 +23,7 @@ from trtdet.io.sources import Frame, SourceArguments, collect_sources
 from trtdet.model import Decoder, ModelSpec
 from trtdet.preprocess.base import Preprocessor, StagingPreprocessor
 from trtdet.scheduler import Outcome, Phases, Scheduler
+from trtdet.streaming import detect_stream
 
 
 @dataclass
@@ -293,8 +294,6 @@ class Detector:
         could not be read or detected has ``frame.error`` (one line) and detections None.
         Images are read ahead on ``workers`` threads (default: up to 4).
         """
-        from trtdet.streaming import detect_stream
-
         return detect_stream(self, collect_sources(sources).sources, workers=workers)
 
     @property

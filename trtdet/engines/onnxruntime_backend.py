@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from trtdet.devices import parse_device
-from trtdet.engines.base import BaseEngine, Engine, ModelFile, Shape
+from trtdet.engines.base import BaseEngine, Engine, LoadsOnly, ModelFile, Shape
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
@@ -82,7 +82,7 @@ class OnnxRuntimeEngine(BaseEngine):
         return {name: torch.from_numpy(value).to(self._torch_device, non_blocking=False) for name, value in outputs.items()}
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(LoadsOnly):
     """Runs ``.onnx`` files with ONNX Runtime."""
 
     name = "onnxruntime"

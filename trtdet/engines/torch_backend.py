@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from trtdet.engines.base import BaseEngine, Engine, ModelFile, Shape
+from trtdet.engines.base import BaseEngine, Engine, LoadsOnly, ModelFile, Shape
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
@@ -135,7 +135,7 @@ class TorchEngine(BaseEngine):
         self._runner = None
 
 
-class TorchBackend:
+class TorchBackend(LoadsOnly):
     """Runs checkpoints through the model plugin's network, or ONNX through ``trtdet.onnx_torch``."""
 
     name = "torch"

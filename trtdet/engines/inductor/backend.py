@@ -9,21 +9,25 @@ rebuilt from its cached source, or refused with one line saying how to rebuild i
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
-from trtdet.devices import device_kind
+from trtdet.devices import check_present, device_kind, is_cuda, on_device
 from trtdet.engines.artifact import ArtifactMetadata
-from trtdet.engines.base import Engine, ModelFile
+from trtdet.engines.artifact_cache import copy_atomically
+from trtdet.engines.base import CACHE_ONLY, BuildRequest, Engine, ModelFile, existing_file
 from trtdet.engines.build_steps import version_tuple
-from trtdet.errors import ModelError
+from trtdet.errors import ModelError, UsageError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
 from trtdet.options import DetectorOptions
 
 from .build import (
+    PACKAGE_SUFFIX,
     RUNTIME,
     ExportError,
+    PackageBuild,
     Report,
     build_package,
     device_identity,
@@ -87,6 +91,7 @@ class InductorBackend:
     #: Above eager torch and ONNX Runtime on CUDA, below TensorRT.
     priority = 30
     file_kinds = ("package", "onnx", "weights")
+    artifact_suffix = PACKAGE_SUFFIX
 
     def __init__(self, report: Report | None = None) -> None:
         self.report = report or _say
@@ -105,6 +110,23 @@ class InductorBackend:
         if device == "cuda" and not torch.cuda.is_available():
             return "PyTorch sees no CUDA GPU"
         return None
+
+    def build(
+        self, source: ModelFile, spec: ModelSpec, options: DetectorOptions, request: BuildRequest = CACHE_ONLY
+    ) -> PackageBuild:
+        """A package for ``options.device`` (a GPU, or ``cpu``) from a checkpoint or ONNX file, cached."""
+        if is_cuda(options.device):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise UsageError(f"--device {options.device}: PyTorch sees no CUDA GPU (use --device cpu for a CPU package)")
+            check_present(options.device)
+        model_file = ModelFile(existing_file(source.path), source.kind)
+        with on_device(options.device):
+            result = build_package(model_file, spec, options, report=request.report, use_cache=request.use_cache)
+        if request.output is None:
+            return result
+        return dataclasses.replace(result, path=copy_atomically(result.path, request.output))
 
     def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
         path = Path(model_file.path)

@@ -28,12 +28,15 @@ from trtdet.engines.base import ModelFile
 from trtdet.errors import ModelError
 from trtdet.model import ModelSpec
 from trtdet.options import DetectorOptions
+from trtdet.version import __version__
 
 from .compiler import start_choosing
 from .load_check import FreshProcessCheck
 from .package import read_package_metadata, write_package_metadata
 
 RUNTIME = "inductor"
+#: File suffix of AOTInductor packages.
+PACKAGE_SUFFIX = ".pt2"
 #: Packages are compiled for batches 1..max(this, --batch), so one package serves the usual sizes.
 DEFAULT_MAX_BATCH = 32
 #: Operator namespaces that torch itself provides (others name the library that registers them).
@@ -57,10 +60,17 @@ class PackageBuild:
     #: Where a new build's time went (export, compile, load check and the check child's own steps).
     phases: dict[str, float] = field(default_factory=dict)
 
+    def describe(self) -> str:
+        """How the package came to be and what it holds: torch, precision, batch range, GPU (or cpu)."""
+        meta = self.metadata
+        how = "from the package cache" if self.cached else f"built in {self.seconds:.1f} s"
+        where = meta.gpu_name if meta.extra.get("device") == "cuda" else "cpu"
+        return f"{how}; AOTInductor, torch {meta.runtime_version}, {meta.precision}, batch 1..{meta.max_batch}, {where}"
+
 
 def package_cache(root: Path | None = None) -> ArtifactCache:
     """The artifact cache, for ``.pt2`` packages."""
-    return ArtifactCache(root, suffix=".pt2", reader=read_package_metadata)
+    return ArtifactCache(root, suffix=PACKAGE_SUFFIX, reader=read_package_metadata)
 
 
 def device_identity(device: str) -> tuple[str, str]:
@@ -91,8 +101,6 @@ def runtime_version() -> str:
 
 def planned_metadata(model_file: ModelFile, spec: ModelSpec, options: DetectorOptions, names: tuple[str, ...]) -> ArtifactMetadata:
     """The metadata (and so the cache key) of the package this build would make."""
-    from trtdet import __version__
-
     capability, gpu_name = device_identity(options.device)
     return ArtifactMetadata(
         model=spec.name,
@@ -222,8 +230,10 @@ def build_package(
     *,
     cache: ArtifactCache | None = None,
     report: Report | None = None,
+    use_cache: bool = True,
 ) -> PackageBuild:
-    """The cached package for ``model_file`` with these options, compiled first if there is none."""
+    """The cached package for ``model_file`` with these options, compiled first if there is none
+    (or always, when ``use_cache`` is False)."""
     started = time.perf_counter()
     say: Report = report or (lambda _message: None)
     cache = cache or package_cache()
@@ -233,7 +243,7 @@ def build_package(
         names = _names(engine, spec)
         metadata = planned_metadata(model_file, spec, options, names)
         key = metadata.key()
-        if (hit := cache.lookup(key)) is not None:
+        if use_cache and (hit := cache.lookup(key)) is not None:
             say(f"package cache hit: {hit}")
             return PackageBuild(hit, read_package_metadata(hit), True, time.perf_counter() - started)
         start_choosing()  # the C++ compiler probes run while the network exports

@@ -28,6 +28,7 @@ from trtdet.engines.tensorrt.flavour import Flavour, load_flavour
 from trtdet.engines.tensorrt.trt_objects import dtype_name, make_logger, make_progress_monitor
 from trtdet.errors import ModelError, UsageError
 from trtdet.model import ModelSpec
+from trtdet.version import __version__
 
 PRECISIONS = ("fp32", "fp16")
 #: File suffix of TensorRT engines in the artifact cache.
@@ -56,6 +57,17 @@ class BuildResult:
     metadata: ArtifactMetadata
     cached: bool
     seconds: float
+
+    def describe(self) -> str:
+        """How the engine came to be and what it holds: runtime, precision, batch range, GPU, build options."""
+        meta = self.metadata
+        how = "from the engine cache" if self.cached else f"built in {self.seconds:.1f} s"
+        flavour = "TensorRT-RTX" if meta.runtime == "rtx" else "TensorRT"
+        notes = "".join(f", {name} {value}" for name, value in meta.build_options.items())
+        return (
+            f"{how}; {flavour} {meta.runtime_version}, {meta.precision}, "
+            f"batch 1..{meta.max_batch}, compute capability {meta.compute_capability}{notes}"
+        )
 
 
 def engine_cache(root: Path | None = None) -> ArtifactCache:
@@ -178,8 +190,6 @@ def describe(
     build_options: dict[str, str],
 ) -> ArtifactMetadata:
     """The engine's metadata as far as the cache key goes (``shape``: input size, max batch)."""
-    from trtdet import __version__
-
     input_size, max_batch = shape
     return ArtifactMetadata(
         model=spec.name,
