@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -20,10 +20,16 @@ from trtdet.errors import ClosedError
 from trtdet.io.inputs import ImageInput, as_bgr_image, is_single_image
 from trtdet.io.limits import check_image_size
 from trtdet.io.sources import Frame, SourceArguments, collect_sources
+from trtdet.lazy import lazy_import
 from trtdet.model import Decoder, ModelSpec
 from trtdet.preprocess.base import Preprocessor, StagingPreprocessor
 from trtdet.scheduler import Outcome, Phases, Scheduler
 from trtdet.streaming import detect_stream
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 
 @dataclass
@@ -68,8 +74,7 @@ def finite_only(batch: Sequence[Detections]) -> list[Detections]:
 
 
 #: On the GPU a batch of 2 x this many images or more that starts with the pipeline idle runs
-#: as two overlapped halves (``Scheduler.split_when_idle``): one call of 32 pinned 1080p frames
-#: through CenterNet took 9.9 ms whole and 7.2 ms as two halves of 16 on the H200.
+#: as two overlapped halves (``Scheduler.split_when_idle``; ``benchmarks/results/design_h200.md``).
 IDLE_SPLIT_PART = 8
 
 
@@ -136,8 +141,6 @@ class Detector:
         self._batcher_lock = threading.Lock()
         self._stream: Any = None
         if is_cuda(device):
-            import torch
-
             # One stream per pipeline, on the detector's GPU: preprocess, engine and decode
             # kernels all queue on it (and entering it makes that GPU current, see _on_stream).
             self._stream = torch.cuda.Stream(device=torch_device(device))
@@ -223,8 +226,6 @@ class Detector:
         """
         if self._stream is None:
             return contextlib.nullcontext()
-        import torch
-
         return torch.cuda.stream(self._stream)
 
     # The three phases of an overlapped run (see ``trtdet.scheduler``); the scheduler holds

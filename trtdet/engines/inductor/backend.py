@@ -10,8 +10,10 @@ rebuilt from its cached source, or refused with one line saying how to rebuild i
 from __future__ import annotations
 
 import dataclasses
+import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trtdet.devices import check_present, device_kind, is_cuda, on_device
 from trtdet.engines.artifact import ArtifactMetadata
@@ -20,6 +22,7 @@ from trtdet.engines.base import CACHE_ONLY, BuildRequest, Engine, ModelFile, exi
 from trtdet.engines.build_steps import version_tuple
 from trtdet.errors import ModelError, UsageError
 from trtdet.hookspecs import hookimpl
+from trtdet.lazy import lazy_import
 from trtdet.model import ModelSpec
 from trtdet.options import DetectorOptions
 
@@ -36,6 +39,11 @@ from .build import (
 )
 from .package import read_package_metadata
 from .runtime import InductorEngine
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 
 def incompatibility(metadata: ArtifactMetadata, device: str) -> str | None:
@@ -116,8 +124,6 @@ class InductorBackend:
     ) -> PackageBuild:
         """A package for ``options.device`` (a GPU, or ``cpu``) from a checkpoint or ONNX file, cached."""
         if is_cuda(options.device):
-            import torch
-
             if not torch.cuda.is_available():
                 raise UsageError(f"--device {options.device}: PyTorch sees no CUDA GPU (use --device cpu for a CPU package)")
             check_present(options.device)
@@ -151,8 +157,6 @@ MIN_TORCH = (2, 7)
 
 
 def _say(message: str) -> None:
-    import sys
-
     print(message, file=sys.stderr, flush=True)
 
 
@@ -162,6 +166,6 @@ def trtdet_engine_backends(register) -> None:
 
 
 def graphs_wanted(options: DetectorOptions) -> bool:
-    """CUDA graphs unless ``cuda_graphs=False``: replaying a captured package was 3x faster at
-    batch 1 on the H200 and passed the batching stress test (8 threads x 1,000 submits)."""
+    """CUDA graphs unless ``cuda_graphs=False``: replaying a captured package is faster at small
+    batches and passed the batching stress test (``benchmarks/results/design_h200.md``)."""
     return True if options.cuda_graphs is None else bool(options.cuda_graphs)

@@ -11,28 +11,36 @@ Compiles take tens of seconds; a build with the same key is a cache hit afterwar
 
 from __future__ import annotations
 
+import platform
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trtdet.cache import file_sha256
-from trtdet.devices import device_kind
+from trtdet.class_names import parse_class_names
+from trtdet.devices import device_kind, parse_device
 from trtdet.engines.artifact import ArtifactMetadata
 from trtdet.engines.artifact_cache import ArtifactCache, copy_atomically
 from trtdet.engines.base import ModelFile
 from trtdet.errors import ModelError
+from trtdet.lazy import lazy_import
 from trtdet.model import ModelSpec
 from trtdet.options import DetectorOptions
 from trtdet.version import __version__
 
-from .compiler import start_choosing
+from .compiler import choose_compiler, start_choosing
 from .load_check import FreshProcessCheck
 from .package import read_package_metadata, write_package_metadata
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 RUNTIME = "inductor"
 #: File suffix of AOTInductor packages.
@@ -78,12 +86,6 @@ def device_identity(device: str) -> tuple[str, str]:
 
     These are the cache key's GPU fields: ``cuda:1`` keys on GPU 1 even when another is current.
     """
-    import platform
-
-    import torch
-
-    from trtdet.devices import parse_device
-
     parsed = parse_device(device)
     if parsed.is_cuda:
         index = torch.cuda.current_device() if parsed.index is None else parsed.index
@@ -94,8 +96,6 @@ def device_identity(device: str) -> tuple[str, str]:
 
 def runtime_version() -> str:
     """torch's version with its CUDA build (``2.11.0+cu130``), the package's runtime version."""
-    import torch
-
     return str(torch.__version__)
 
 
@@ -142,8 +142,6 @@ def eager_network(model_file: ModelFile, spec: ModelSpec, options: DetectorOptio
 
 def export_network(engine: Any, spec: ModelSpec, max_batch: int, source: str) -> Any:
     """``torch.export`` of the engine's module with a dynamic batch dimension (1..max_batch)."""
-    import torch
-
     height, width = spec.input_size
     batch = 2 if max_batch > 1 else 1
     example = torch.zeros((batch, 3, height, width), device=engine.torch_device, dtype=engine.dtype)
@@ -187,15 +185,13 @@ def _progress(report: Report, what: str, every: float = 15.0) -> Iterator[None]:
 
 
 def compile_settings(compiler: str, device_kind_name: str) -> dict[str, Any]:
-    """The Inductor settings a package compiles with (measured on the H200, torch 2.11, lone builds).
+    """The Inductor settings a package compiles with; each shortens cold builds
+    (``benchmarks/results/build_h200.md`` has the measurements).
 
     - ``cpp.vec_isa_ok=False`` on CUDA: Inductor otherwise compiles and runs test programs to
-      pick a CPU vector ISA (5 s) and builds with its flags; a CUDA package has no CPU kernels.
-    - the wrapper at ``-O0``: alone it took a build from 97 to 84 s (YOLO11n) and 90 to 82 s
-      (ResDCN-18). The wrapper only queues kernels; under CUDA graphs (the default) it never runs.
-
-    Together (with the compiler probes in parallel) builds took 42 and 36 s; AOTInductor's serial
-    compiler runs fell from 55-58 s to 6-10 s (``benchmarks/results/build_h200.md``).
+      pick a CPU vector ISA and builds with its flags; a CUDA package has no CPU kernels.
+    - the wrapper at ``-O0``: the wrapper only queues kernels; under CUDA graphs (the default)
+      it never runs, so optimising it buys nothing and costs compile time.
     """
     settings: dict[str, Any] = {"cpp.cxx": (None, compiler), "aot_inductor.compile_wrapper_opt_level": "O0"}
     if device_kind_name == "cuda":
@@ -205,10 +201,6 @@ def compile_settings(compiler: str, device_kind_name: str) -> dict[str, Any]:
 
 def compile_package(exported: Any, target: Path, report: Report, device: str = "cuda") -> str:
     """AOTInductor-compile ``exported`` (for ``device``: ``cuda`` or ``cpu``) into ``target``; returns the C++ compiler used."""
-    import torch
-
-    from .compiler import choose_compiler
-
     probe_started = time.perf_counter()
     compiler, passed_over = choose_compiler()
     for reason in passed_over:
@@ -284,16 +276,12 @@ def build_package(
 
 
 def _names(engine: Any, spec: ModelSpec) -> tuple[str, ...]:
-    from trtdet.class_names import parse_class_names
-
     raw = engine.metadata.get("names") if spec.names_from_model else None
     names = parse_class_names(raw) if raw else None
     return names or spec.class_names
 
 
 def _with_extra(metadata: ArtifactMetadata, extra: dict[str, Any]) -> ArtifactMetadata:
-    from dataclasses import replace
-
     return replace(metadata, extra=extra)
 
 

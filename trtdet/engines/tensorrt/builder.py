@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 
@@ -27,8 +27,14 @@ from trtdet.engines.build_steps import PlannedStep, chosen_options, plan_steps
 from trtdet.engines.tensorrt.flavour import Flavour, load_flavour
 from trtdet.engines.tensorrt.trt_objects import dtype_name, make_logger, make_progress_monitor
 from trtdet.errors import ModelError, UsageError
+from trtdet.lazy import lazy_import
 from trtdet.model import ModelSpec
 from trtdet.version import __version__
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 PRECISIONS = ("fp32", "fp16")
 #: File suffix of TensorRT engines in the artifact cache.
@@ -93,8 +99,6 @@ def current_gpu_name(flavour: Flavour) -> str:
     """``""`` for TensorRT-RTX's portable plans; else the visible GPU's name."""
     if flavour.is_rtx:
         return ""
-    import torch
-
     return str(torch.cuda.get_device_name())
 
 
