@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
+from trtdet.batching import BatchingWorker
 from trtdet.detections import Detections
 from trtdet.devices import is_cuda, on_device, torch_device
 from trtdet.engines.base import Engine
@@ -324,8 +325,6 @@ class Detector:
         with self._batcher_lock:
             self._check_open()
             if self._batcher is None:
-                from trtdet.batching import BatchingWorker
-
                 scheduler = self.scheduler()
                 self._batcher = BatchingWorker(
                     self._run_batch, max_batch=self.batch_size, phases=scheduler.phases, split_when_idle=scheduler.split_when_idle

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trtdet.devices import parse_device
+from trtdet.devices import parse_device, torch_device
 from trtdet.engines.base import BaseEngine, Engine, LoadsOnly, ModelFile, Shape
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
@@ -67,8 +67,6 @@ class OnnxRuntimeEngine(BaseEngine):
         self.metadata: dict[str, str] = dict(session.get_modelmeta().custom_metadata_map)
         self._output_names = list(self.output_shapes)
         if self.device != "cpu":
-            from trtdet.devices import torch_device
-
             self._torch_device = torch_device(self.device)
         self._dtype = np.float16 if "float16" in inputs[0].type else np.float32
 

@@ -14,7 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from trtdet.devices import is_cuda, torch_device
 from trtdet.engines.base import BaseEngine, Engine, LoadsOnly, ModelFile, Shape
+from trtdet.engines.torch_run import run_network
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
 from trtdet.lazy import lazy_import
@@ -110,8 +112,6 @@ class TorchEngine(BaseEngine):
 
     def activate_impl(self) -> None:
         module, output_names, metadata, input_shape = self.open_module()
-        from trtdet.devices import is_cuda, torch_device
-
         device, options = self.device, self.options
         self.torch_device = torch_device(device)
         cuda = is_cuda(device)
@@ -127,8 +127,6 @@ class TorchEngine(BaseEngine):
         self._runner = _GraphRunner(self.module) if cuda and bool(options.cuda_graphs) else self.module
 
     def infer_impl(self, batch: Any) -> dict[str, Any]:
-        from trtdet.engines.torch_run import run_network
-
         return run_network(self._runner, batch, (self.torch_device, self.dtype, self.memory_format), self.output_names)
 
     def deactivate_impl(self) -> None:

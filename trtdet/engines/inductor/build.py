@@ -27,6 +27,7 @@ from trtdet.devices import device_kind, parse_device
 from trtdet.engines.artifact import ArtifactMetadata
 from trtdet.engines.artifact_cache import ArtifactCache, copy_atomically
 from trtdet.engines.base import ModelFile
+from trtdet.engines.torch_backend import TorchBackend
 from trtdet.errors import ModelError
 from trtdet.lazy import lazy_import
 from trtdet.model import ModelSpec
@@ -133,8 +134,6 @@ def package_build_options(spec: ModelSpec, options: DetectorOptions) -> dict[str
 
 def eager_network(model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Any:
     """The eager torch engine for ``model_file`` (its module is what gets exported)."""
-    from trtdet.engines.torch_backend import TorchBackend
-
     engine = TorchBackend().load(model_file, spec, options.replace(cuda_graphs=False))
     engine.activate()
     return engine

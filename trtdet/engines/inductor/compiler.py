@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trtdet.cache import cache_dir
 from trtdet.errors import ModelError
 from trtdet.lazy import lazy_import
 
@@ -99,8 +100,6 @@ def _verdict_key(compiler: str) -> str | None:
 
 
 def _verdicts_file() -> Path:
-    from trtdet.cache import cache_dir
-
     return cache_dir() / "cxx-probes.json"
 
 

@@ -27,6 +27,7 @@ from trtdet.engines.tensorrt.builder import (
     register_step_plugins,
 )
 from trtdet.engines.tensorrt.flavour import INSTALL_HINT, Flavour, available_flavours, flavour_by_name
+from trtdet.engines.tensorrt.runtime import TensorRTEngine
 from trtdet.errors import ModelError, UsageError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
@@ -191,8 +192,6 @@ class TensorRTBackend:
             )
 
     def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
-        from trtdet.engines.tensorrt.runtime import TensorRTEngine
-
         path = Path(model_file.path)
         capability = gpu_compute_capability()
         if capability is None:

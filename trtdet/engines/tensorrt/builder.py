@@ -32,9 +32,11 @@ from trtdet.model import ModelSpec
 from trtdet.version import __version__
 
 if TYPE_CHECKING:
+    import onnxruntime.transformers.float16 as float16
     import torch
 else:
     torch = lazy_import("torch")
+    float16 = lazy_import("onnxruntime.transformers.float16")
 
 PRECISIONS = ("fp32", "fp16")
 #: File suffix of TensorRT engines in the artifact cache.
@@ -149,9 +151,7 @@ def fix_spatial_size(
 
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """The model with float32 weights and compute converted to float16, I/O kept float32."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    return convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    return float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
 
 
 def timing_cache_path(cache: ArtifactCache, flavour: Flavour) -> Path:
