@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("trtdet")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+local"
-
-from trtdet.api import load  # noqa: E402 - after the names the loaders import from here
+from trtdet.api import load
 from trtdet.context import RunContext
 from trtdet.detections import Detections
 from trtdet.errors import CorruptImageWarning, InputError, ModelError, TrtdetError, UsageError
 from trtdet.geometry import AffineTransform, letterbox_transform
 from trtdet.hookspecs import hookimpl
-from trtdet.io.draw import draw  # noqa: E402
+from trtdet.io.draw import draw
 from trtdet.io.pinned import pinned_frames
 from trtdet.model import ModelSpec
 from trtdet.models import Model
-from trtdet.pipeline import Detector  # noqa: E402
+from trtdet.pipeline import Detector
 from trtdet.postprocess.decoder import Decoder
+from trtdet.version import __version__
 
 __all__ = [
     "AffineTransform",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trtdet.engines.base import ModelFile
+from trtdet.engines.base import ModelFile, existing_file
 from trtdet.errors import ModelError, UsageError
 from trtdet.model import ModelSpec
 from trtdet.options import DetectorOptions
@@ -13,12 +13,12 @@ from trtdet.options import DetectorOptions
 def resolve_model_file(spec: ModelSpec, options: DetectorOptions) -> ModelFile:
     """The file to run: ``options.engine``, ``.onnx`` or ``.weights`` (at most one), else the default."""
     if options.engine is not None:
-        path = _existing(options.engine)
+        path = existing_file(options.engine)
         return ModelFile(path, "package" if is_package(path) else "engine")
     if options.onnx is not None:
-        return ModelFile(_existing(options.onnx), "onnx")
+        return ModelFile(existing_file(options.onnx), "onnx")
     if options.weights is not None:
-        return ModelFile(_existing(options.weights), "weights")
+        return ModelFile(existing_file(options.weights), "weights")
     if spec.default_model is None:
         raise UsageError(f"model {spec.name!r} ships no default model; pass --weights, --onnx or --engine")
     path = Path(spec.default_model())
@@ -34,13 +34,6 @@ def is_package(path: Path) -> bool:
             return handle.read(4) == b"PK\x03\x04"
     except OSError:
         return False
-
-
-def _existing(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: model file not found")
-    return path
 
 
 def onnx_file_description(path: Path) -> tuple[dict[str, str], list[int | str]]:
@@ -123,7 +116,7 @@ def check_onnx_fits(spec: ModelSpec, path: Path) -> ModelSpec:
     from trtdet.spec_adapt import adapt_spec_to_file
     from trtdet.stages import make_decoder
 
-    path = _existing(path)
+    path = existing_file(path)
     metadata, input_shape = onnx_file_description(path)
     adapted = adapt_spec_to_file(spec, metadata, input_shape)
     model = onnx.load(str(path), load_external_data=False)

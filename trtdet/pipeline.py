@@ -9,10 +9,11 @@ import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
+from trtdet.batching import BatchingWorker
 from trtdet.detections import Detections
 from trtdet.devices import is_cuda, on_device, torch_device
 from trtdet.engines.base import Engine
@@ -21,10 +22,17 @@ from trtdet.errors import ClosedError, ModelOutputError
 from trtdet.io.inputs import ImageInput, as_bgr_image, is_single_image
 from trtdet.io.limits import check_image_size
 from trtdet.io.sources import Frame, SourceArguments, collect_sources
+from trtdet.lazy import lazy_import
 from trtdet.model import ModelSpec
 from trtdet.postprocess.decoder import Decoder, QueuingDecoder
 from trtdet.preprocess.base import Preprocessor, StagingPreprocessor
 from trtdet.scheduler import Outcome, Phases, Scheduler
+from trtdet.streaming import detect_stream
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 
 @dataclass
@@ -69,8 +77,7 @@ def finite_only(batch: Sequence[Detections]) -> list[Detections]:
 
 
 #: On the GPU a batch of 2 x this many images or more that starts with the pipeline idle runs
-#: as two overlapped halves (``Scheduler.split_when_idle``): one call of 32 pinned 1080p frames
-#: through CenterNet took 9.9 ms whole and 7.2 ms as two halves of 16 on the H200.
+#: as two overlapped halves (``Scheduler.split_when_idle``; ``benchmarks/results/design_h200.md``).
 IDLE_SPLIT_PART = 8
 
 
@@ -145,8 +152,6 @@ class Detector:
         self._output_problem: ModelOutputError | None = None
         self._stream: Any = stream
         if is_cuda(device) and stream is None:
-            import torch
-
             # One stream per pipeline, on the detector's GPU: preprocess, engine and decode
             # kernels all queue on it (and entering it makes that GPU current, see _on_stream).
             # ``trtdet.load`` makes it earlier and passes it (it is in the RunContext).
@@ -234,8 +239,6 @@ class Detector:
         """
         if self._stream is None:
             return contextlib.nullcontext()
-        import torch
-
         return torch.cuda.stream(self._stream)
 
     # The three phases of an overlapped run (see ``trtdet.scheduler``); the scheduler holds
@@ -319,8 +322,6 @@ class Detector:
         could not be read or detected has ``frame.error`` (one line) and detections None.
         Images are read ahead on ``workers`` threads (default: up to 4).
         """
-        from trtdet.streaming import detect_stream
-
         return detect_stream(self, collect_sources(sources).sources, workers=workers)
 
     @property
@@ -350,8 +351,6 @@ class Detector:
         with self._batcher_lock:
             self._check_open()
             if self._batcher is None:
-                from trtdet.batching import BatchingWorker
-
                 scheduler = self.scheduler()
                 self._batcher = BatchingWorker(
                     self._run_batch, max_batch=self.batch_size, phases=scheduler.phases, split_when_idle=scheduler.split_when_idle

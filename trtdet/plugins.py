@@ -115,7 +115,7 @@ def load_plugins() -> pluggy.PluginManager:
     with _lock:
         if _loaded:
             return pm
-        from trtdet import __version__
+        from trtdet.version import __version__
 
         for module_name in DEFAULT_PLUGINS:
             module = importlib.import_module(module_name)

@@ -20,8 +20,8 @@ from the first launch until nothing is in flight, so no other caller's batch run
 
 Idle split: a batch that would start on an idle pipeline (nothing in flight) has nothing
 to overlap its upload with; with ``split_when_idle`` it runs as two halves, the second half's
-upload overlapping the first half's work (measured on the H200: one call of 32 pinned 1080p
-frames through CenterNet took 9.9 ms whole, 7.2 ms as two halves of 16).
+upload overlapping the first half's work, which finishes sooner than the whole batch would
+(``benchmarks/results/design_h200.md``).
 
 Failure policy: a batch that fails (in any phase, or in ``run_batch``) is rerun one item at a
 time, outside the overlap, so only the failing items fail; a batch that was merely staged

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from trtdet.class_names import parse_class_names
-from trtdet.engines.base import Engine
 from trtdet.model import ModelSpec
 from trtdet.preprocess.letterbox import resolve_letterbox
+
+if TYPE_CHECKING:  # a type only: the engines import this module to rebuild from a file
+    from trtdet.engines.base import Engine
 
 
 def adapt_spec(spec: ModelSpec, engine: Engine) -> ModelSpec:

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from trtdet.detections import Detections
 from trtdet.errors import ModelOutputError
 from trtdet.io.sources import Frame, Source, iter_frames
-from trtdet.scheduler import Outcome
-
-if TYPE_CHECKING:
-    from trtdet.pipeline import Detector
+from trtdet.scheduler import Outcome, Scheduler
 
 #: Threads reading images ahead when the caller names none: up to 4, one per CPU core.
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 
 
+class Streamable(Protocol):
+    """What ``detect_stream`` needs of a detector (``trtdet.Detector`` is one): its batch size and
+    a scheduler that runs its batches."""
+
+    batch_size: int
+
+    def scheduler(self) -> Scheduler[Any, Detections]: ...
+
+
 def detect_stream(
-    detector: Detector,
+    detector: Streamable,
     sources: Sequence[Source],
     *,
     workers: int | None = None,

@@ -40,7 +40,7 @@ from trtdet.cuda.device_functions import (
     ordered_key,
     to_source,
 )
-from trtdet.cuda.launch import Launcher, Reinterpret
+from trtdet.cuda.launch import KernelSet, Launcher, Reinterpret
 from trtdet.cuda.runtime import SIMULATOR, blocks, fadd_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections
 from trtdet.geometry import AffineTransform
@@ -228,12 +228,6 @@ def _centernet_topk(output, keys, counts, k, transforms, width, stride, results)
         counts[b] = 0  # ready for the next batch without a memset launch
 
 
-#: Python sources of the kernels, for ``cuda.compile_ptx`` checks.
-KERNELS_PY = {"candidates": _centernet_candidates, "topk": _centernet_topk}
-centernet_candidates = cuda.jit(_centernet_candidates)
-centernet_topk = cuda.jit(_centernet_topk)
-
-
 def kernel_signatures() -> dict[str, list[tuple]]:
     """Argument types of each kernel (float32 and float16 model outputs)."""
     from numba.types import float16, float64
@@ -248,18 +242,15 @@ def kernel_signatures() -> dict[str, list[tuple]]:
     return sigs
 
 
-_launchers: dict[tuple[str, bool], tuple[Launcher, Launcher]] = {}
+#: The kernels ``centernet_candidates`` and ``centernet_topk`` (float32 and float16 outputs each).
+KERNELS = KernelSet({"candidates": _centernet_candidates, "topk": _centernet_topk}, kernel_signatures)
+#: Python sources of the kernels, for ``cuda.compile_ptx`` checks.
+KERNELS_PY = KERNELS.sources
 
 
 def launchers(half: bool) -> tuple[Launcher, Launcher]:
     """The (candidates, top-K) launchers for float32 or float16 outputs, compiled on first use."""
-    found = _launchers.get(("centernet", half))
-    if found is None:
-        sigs = kernel_signatures()
-        index = 1 if half else 0
-        found = (Launcher(centernet_candidates, sigs["candidates"][index]), Launcher(centernet_topk, sigs["topk"][index]))
-        _launchers[("centernet", half)] = found
-    return found
+    return KERNELS.launcher("candidates", int(half)), KERNELS.launcher("topk", int(half))
 
 
 def launch_decode(

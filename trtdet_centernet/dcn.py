@@ -25,20 +25,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
 from types import ModuleType
 
 import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
 
+from trtdet_centernet.dcn_call import DeformConv, IntPair, check_offset_mask, output_size
 from trtdet_centernet.dcn_gather import deform_conv2d_gather
-
-IntPair = int | tuple[int, int]
-
-
-def _output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    return (size + 2 * padding - (dilation * (kernel - 1) + 1)) // stride + 1
 
 
 def modulated_deform_conv(
@@ -52,11 +46,9 @@ def modulated_deform_conv(
     dilation: IntPair = 1,
     deformable_groups: int = 1,
 ) -> torch.Tensor:
-    """Modulated deformable convolution (DCNv2), the pure-torch reference.
+    """Modulated deformable convolution (DCNv2), the pure-torch reference: a ``dcn_call.DeformConv``.
 
-    ``x`` [B, C, H, W], ``offset`` [B, 2*dg*K, Ho, Wo], ``mask`` [B, dg*K, Ho, Wo] (already
-    sigmoid-ed), ``weight`` [Cout, C, kh, kw], ``bias`` [Cout] or None. Returns
-    [B, Cout, Ho, Wo]. Computes, per output position and tap, the bilinear sample of x at
+    Computes, per output position and tap, the bilinear sample of x at
     ``(ho*sh - ph + i*dh + dy, wo*sw - pw + j*dw + dx)`` times the mask, then a matmul with
     the weight (the im2col formulation of the original CUDA kernel).
     """
@@ -72,15 +64,9 @@ def modulated_deform_conv(
     if channels % deformable_groups:
         raise ValueError(f"{channels} channels do not split into {deformable_groups} deformable groups")
     taps = kh * kw
-    out_h = _output_size(height, kh, sh, ph, dh)
-    out_w = _output_size(width, kw, sw, pw, dw)
-    expected_offset = (batch, 2 * deformable_groups * taps, out_h, out_w)
-    expected_mask = (batch, deformable_groups * taps, out_h, out_w)
-    if tuple(offset.shape) != expected_offset or tuple(mask.shape) != expected_mask:
-        raise ValueError(
-            f"offset/mask: expected {expected_offset} and {expected_mask}, "
-            f"got {tuple(offset.shape)} and {tuple(mask.shape)}"
-        )
+    out_h = output_size(height, kh, sh, ph, dh)
+    out_w = output_size(width, kw, sw, pw, dw)
+    check_offset_mask(tuple(offset.shape), tuple(mask.shape), batch, deformable_groups, taps, (out_h, out_w))
 
     dtype, device = x.dtype, x.device
     offset = offset.reshape(batch, deformable_groups, taps, 2, out_h, out_w)
@@ -161,7 +147,7 @@ def cuda_variant() -> str:
     return "triton-all" if choice == "triton" else "triton"
 
 
-def cuda_implementation(x: torch.Tensor, weight: torch.Tensor, deformable_groups: int) -> Callable[..., torch.Tensor]:
+def cuda_implementation(x: torch.Tensor, weight: torch.Tensor, deformable_groups: int) -> DeformConv:
     """The CUDA DCNv2 for this call: ``deform_conv2d_triton`` when ``triton`` imports, the call is one
     it runs and ``TRTDET_DCN`` picks it (by default: float16 layers of at most 128 input channels,
     where it was faster); else ``deform_conv2d_gather``."""

@@ -20,13 +20,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import cuda, float32, int64
+from numba.types import boolean, float16
 
 from trtdet.cuda.launch import Launcher
 from trtdet.cuda.runtime import SIMULATOR, blocks, numba_stream, torch_from_pointer
+from trtdet.lazy import lazy_import
+from trtdet_centernet.dcn_call import check_offset_mask, output_size
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 IM2COL_THREADS = 128
 #: Largest column buffer one GEMM step uses; bigger batches run in chunks of images.
@@ -94,8 +102,6 @@ deform_im2col = cuda.jit(_deform_im2col)
 
 def kernel_signatures() -> list[tuple]:
     """Argument types for FP32 and FP16 tensors."""
-    from numba.types import boolean, float16
-
     ints = (int64,) * 9
     return [
         (t[:, :, :, ::1], t[:, :, :, ::1], t[:, :, :, ::1], t[:, :, ::1], t[::1], t[:, :, ::1], *ints, boolean)
@@ -139,11 +145,11 @@ class DcnShape:
 
     @property
     def out_h(self) -> int:
-        return (self.height + 2 * self.pad_h - (self.dilation_h * (self.kernel_h - 1) + 1)) // self.stride_h + 1
+        return output_size(self.height, self.kernel_h, self.stride_h, self.pad_h, self.dilation_h)
 
     @property
     def out_w(self) -> int:
-        return (self.width + 2 * self.pad_w - (self.dilation_w * (self.kernel_w - 1) + 1)) // self.stride_w + 1
+        return output_size(self.width, self.kernel_w, self.stride_w, self.pad_w, self.dilation_w)
 
     def check(self) -> None:
         if min(self.batch, self.in_channels, self.height, self.width, self.out_channels) < 1:
@@ -175,8 +181,6 @@ _external_streams: dict[int, Any] = {}
 
 
 def _torch_stream_for(handle: int) -> Any:
-    import torch
-
     found = _external_streams.get(handle)
     if found is None:
         found = torch.cuda.ExternalStream(handle) if handle else torch.cuda.default_stream()
@@ -240,8 +244,6 @@ def _no_bias(like: Any) -> Any:
     key = (like.dtype, like.device)
     found = _no_bias_cache.get(key)
     if found is None:
-        import torch
-
         found = _no_bias_cache[key] = torch.zeros(1, dtype=like.dtype, device=like.device)
     return found
 
@@ -272,8 +274,6 @@ def dcn_forward_raw(
     allocates it from torch's caching allocator on the stream. Nothing synchronises the host
     and nothing is copied to the host; returns as soon as the work is enqueued.
     """
-    import torch
-
     shape.check()
     torch_dtype = _torch_dtype(dtype)
     np_dtype = np.float16 if torch_dtype == torch.float16 else np.float32
@@ -300,8 +300,6 @@ def dcn_forward_raw(
 
 def _workspace(pointer: int | None, nbytes: int, shape: DcnShape, per_image: int, np_dtype: Any,
                torch_dtype: Any) -> Any:
-    import torch
-
     itemsize = np.dtype(np_dtype).itemsize
     if pointer:
         if nbytes < per_image:
@@ -314,8 +312,6 @@ def _workspace(pointer: int | None, nbytes: int, shape: DcnShape, per_image: int
 
 
 def _torch_dtype(dtype: Any) -> Any:
-    import torch
-
     if dtype in (torch.float32, torch.float16):
         return dtype
     kind = np.dtype(dtype)
@@ -353,8 +349,6 @@ def modulated_deform_conv_cuda(
 
     Runs on ``stream`` (a torch stream; default torch's current one) and returns a new tensor.
     """
-    import torch
-
     sh, sw = _pair(stride)
     ph, pw = _pair(padding)
     dh, dw = _pair(dilation)
@@ -364,13 +358,7 @@ def modulated_deform_conv_cuda(
         raise ValueError(f"weight expects {in_per_group} input channels, got {channels} (groups are not supported)")
     shape = DcnShape(batch, channels, height, width, out_channels, kh, kw, sh, sw, ph, pw, dh, dw, deformable_groups)
     shape.check()
-    expected_offset = (batch, 2 * deformable_groups * kh * kw, shape.out_h, shape.out_w)
-    expected_mask = (batch, deformable_groups * kh * kw, shape.out_h, shape.out_w)
-    if tuple(offset.shape) != expected_offset or tuple(mask.shape) != expected_mask:
-        raise ValueError(
-            f"offset/mask: expected {expected_offset} and {expected_mask}, "
-            f"got {tuple(offset.shape)} and {tuple(mask.shape)}"
-        )
+    check_offset_mask(tuple(offset.shape), tuple(mask.shape), batch, deformable_groups, shape.taps, (shape.out_h, shape.out_w))
     dtype = x.dtype
     if dtype not in (torch.float32, torch.float16):
         raise ValueError(f"DCN dtype: expected float32 or float16, got {dtype}")

@@ -33,11 +33,7 @@ def deform_conv2d_gather(
     dilation: tuple[int, int],
     deformable_groups: int = 1,
 ) -> torch.Tensor:
-    """Modulated deformable convolution: ``x`` [B, C, H, W], ``offset`` [B, 2*G*K, Ho, Wo],
-    ``mask`` [B, G*K, Ho, Wo] (sigmoid-ed), ``weight`` [Cout, C, kh, kw] -> [B, Cout, Ho, Wo]
-    (channels-last strides). Offset channel ``g*2K + 2k`` is tap ``k``'s row offset, ``+1`` its
-    column offset; mask channel ``g*K + k``.
-    """
+    """A ``dcn_call.DeformConv`` in torch ops; the output has channels-last strides."""
     batch, channels, height, width = x.shape
     out_channels, _, kh, kw = weight.shape
     out_h, out_w = offset.shape[2], offset.shape[3]

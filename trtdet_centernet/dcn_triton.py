@@ -37,6 +37,8 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
+from trtdet_centernet.dcn_call import check_offset_mask, output_size
+
 #: Input dtypes the kernel runs (the weight must match ``x``). bfloat16 is left out: Triton's
 #: interpreter, which the CPU tests use, gives garbage for it, so it would be untested.
 DTYPES = (torch.float16, torch.float32)
@@ -177,10 +179,6 @@ def _deform_conv2d_kernel(
     )
 
 
-def _output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    return (size + 2 * padding - (dilation * (kernel - 1) + 1)) // stride + 1
-
-
 def unsupported_reason(x: torch.Tensor, weight: torch.Tensor, deformable_groups: int) -> str | None:
     """Why this kernel cannot run the call (one line), or None when it can."""
     if deformable_groups != 1:
@@ -263,27 +261,19 @@ def deform_conv2d_triton(
     dilation: tuple[int, int],
     deformable_groups: int = 1,
 ) -> torch.Tensor:
-    """Modulated deformable convolution: ``x`` [B, C, H, W] (channels-last is fastest),
-    ``offset`` [B, 2K, Ho, Wo], ``mask`` [B, K, Ho, Wo] (sigmoid-ed), ``weight`` [Cout, C, kh, kw]
-    -> [B, Cout, Ho, Wo] in ``x``'s dtype with channels-last strides. ``ValueError`` (one line)
-    for calls the kernel does not run: see ``unsupported_reason``.
+    """A ``dcn_call.DeformConv`` (one deformable group; ``x`` channels-last is fastest) -> in ``x``'s
+    dtype with channels-last strides. ``ValueError`` (one line) for calls the kernel does not run:
+    see ``unsupported_reason``.
     """
     reason = unsupported_reason(x, weight, deformable_groups)
     if reason is not None:
         raise ValueError(f"deform_conv2d_triton: {reason}")
     _, _, height, width = x.shape
     _, _, kh, kw = weight.shape
-    out_h = _output_size(height, kh, stride[0], padding[0], dilation[0])
-    out_w = _output_size(width, kw, stride[1], padding[1], dilation[1])
-    taps = kh * kw
-    batch = x.shape[0]
-    expected_offset = (batch, 2 * taps, out_h, out_w)
-    expected_mask = (batch, taps, out_h, out_w)
-    if tuple(offset.shape) != expected_offset or tuple(mask.shape) != expected_mask:
-        raise ValueError(
-            f"deform_conv2d_triton: offset/mask: expected {expected_offset} and {expected_mask}, "
-            f"got {tuple(offset.shape)} and {tuple(mask.shape)}"
-        )
+    out_h = output_size(height, kh, stride[0], padding[0], dilation[0])
+    out_w = output_size(width, kw, stride[1], padding[1], dilation[1])
+    out = (out_h, out_w)
+    check_offset_mask(tuple(offset.shape), tuple(mask.shape), x.shape[0], 1, kh * kw, out, "deform_conv2d_triton: ")
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
         raise ValueError(f"deform_conv2d_triton: bias {tuple(bias.shape)} for {weight.shape[0]} output channels")
     return _deform_conv2d_op(x, offset, mask, weight, bias, list(stride), list(padding), list(dilation))

@@ -32,7 +32,7 @@ from trtdet.cuda.device_functions import (
     ordered_key,
     to_source,
 )
-from trtdet.cuda.launch import Launcher, Reinterpret
+from trtdet.cuda.launch import KernelSet, Reinterpret
 from trtdet.cuda.runtime import SIMULATOR, blocks, dadd_rn, dmul_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections
 from trtdet.geometry import AffineTransform
@@ -203,12 +203,6 @@ def _yolo_nms(keys, counts, boxes, classes, iou_threshold, agnostic, max_nms, ma
         counts[b] = 0  # ready for the next batch without a memset launch
 
 
-#: Python sources of the kernels, for ``cuda.compile_ptx`` checks.
-KERNELS_PY = {"candidates": _yolo_candidates, "nms": _yolo_nms}
-yolo_candidates = cuda.jit(_yolo_candidates)
-yolo_nms = cuda.jit(_yolo_nms)
-
-
 def kernel_signatures() -> dict[str, list[tuple]]:
     """Argument types of each kernel (float32 and float16 model outputs)."""
     from numba.types import boolean, float16
@@ -224,6 +218,12 @@ def kernel_signatures() -> dict[str, list[tuple]]:
         )
     ]
     return {"candidates": candidates, "nms": nms}
+
+
+#: The kernels ``yolo_candidates`` (float32 and float16 outputs) and ``yolo_nms``.
+KERNELS = KernelSet({"candidates": _yolo_candidates, "nms": _yolo_nms}, kernel_signatures)
+#: Python sources of the kernels, for ``cuda.compile_ptx`` checks.
+KERNELS_PY = KERNELS.sources
 
 
 class CudaYoloDecoder(YoloDecoder):
@@ -249,9 +249,8 @@ class CudaYoloDecoder(YoloDecoder):
         self._warm_up()
 
     def _warm_up(self) -> None:
-        sigs = kernel_signatures()
-        self._candidates = [Launcher(yolo_candidates, sig) for sig in sigs["candidates"]]
-        self._nms = Launcher(yolo_nms, sigs["nms"][0])
+        self._candidates = [KERNELS.launcher("candidates", index) for index in (0, 1)]
+        self._nms = KERNELS.launcher("nms")
 
     def _buffers(self, batch: int, anchors: int) -> None:
         if batch <= self._shape[0] and anchors <= self._shape[1]:

@@ -1,13 +1,18 @@
-"""``trtdet build``: an ONNX model to a self-describing TensorRT engine file (cached)."""
+"""``trtdet build``: a model file to a cached artifact (a TensorRT engine, an AOTInductor package) through the backend's ``build``."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from trtdet.cli.common import build_option_flag, handle_errors
 from trtdet.errors import TrtdetError, UsageError
+
+if TYPE_CHECKING:
+    from trtdet.engines.base import EngineBackend
+    from trtdet.options import DetectorOptions
 
 #: Parameter-name prefix of the ``--NAME VALUE`` flags generated for installed build steps.
 STEP_FLAG_PREFIX = "build_step_"
@@ -87,10 +92,9 @@ def build_command(onnx_file, model, backend, weights, device, precision, max_bat
 
     Builds are cached: the same source and options later load from the cache.
     """
-    from trtdet.devices import check_present, normalize_device, on_device
-    from trtdet.engines.tensorrt.builder import BuildConfig, build_engine
+    from trtdet.devices import normalize_device
+    from trtdet.engines.base import BuildRequest, ModelFile
     from trtdet.model_file import check_onnx_fits
-    from trtdet.options import parse_build_options
     from trtdet.plugins import get_model
 
     spec = get_model(model).spec
@@ -99,74 +103,39 @@ def build_command(onnx_file, model, backend, weights, device, precision, max_bat
         raise UsageError("give ONNX_FILE or --weights CKPT (one of them)")
     if onnx_file is not None:
         check_onnx_fits(spec, Path(onnx_file))  # the head check `trtdet run` makes, before a long build
-    if backend == "inductor":
-        _build_package(spec, Path(onnx_file or weights), "weights" if weights else "onnx",
-                       (device, precision, max_batch, output, quiet))
-        return
-    if weights is not None:
-        raise UsageError("--weights builds need --backend inductor; for TensorRT export to ONNX first (trtdet export)")
-    source = Path(onnx_file)
-    target = Path(output) if output else source.with_suffix(".engine")
-    build_options = parse_build_options(build_option)
+    source = ModelFile(Path(onnx_file or weights), "weights" if weights else "onnx")
+    engine_backend = _builder(backend)
+    options = _build_options(device, precision, max_batch, build_option, step_flags)
+    request = BuildRequest(
+        output=Path(output) if output else source.path.with_suffix(engine_backend.artifact_suffix),
+        use_cache=not no_cache,
+        runtime=None if trt_flavour == "auto" else trt_flavour,
+        report=None if quiet else _report,
+    )
+    artifact = engine_backend.build(source, spec, options, request)
+    click.echo(f"wrote {artifact.path} ({artifact.describe()})")
+
+
+def _builder(name: str) -> EngineBackend:
+    """The registered engine backend called ``name``."""
+    from trtdet.plugins import list_engine_backends
+
+    backends = list_engine_backends()
+    if name not in backends:
+        raise UsageError(f"unknown or uninstalled backend {name!r} (installed: {', '.join(sorted(backends))})")
+    return backends[name]
+
+
+def _build_options(device: str, precision: str, max_batch: int, pairs: tuple[str, ...], step_flags: dict) -> DetectorOptions:
+    """The detector options a build uses: ``--build-option NAME=VALUE`` pairs, then the steps' own flags."""
+    from trtdet.options import DetectorOptions, parse_build_options
+
+    build_options = parse_build_options(pairs)
     for key, value in step_flags.items():
         if value is not None:
             build_options[key.removeprefix(STEP_FLAG_PREFIX)] = value
-    config = BuildConfig(
-        precision=precision,
-        max_batch=max_batch,
-        build_options=build_options,
-        trt=None if trt_flavour == "auto" else trt_flavour,
-    )
-
-    def report(message: str) -> None:
-        if not quiet:
-            click.echo(message, err=True)
-
-    if device == "cpu":
-        raise UsageError("--device cpu: TensorRT engines are built on a GPU (cpu packages: --backend inductor)")
-    check_present(device)
-    with on_device(device):
-        result = build_engine(source, spec, config, output=target, use_cache=not no_cache, report=report)
-    meta = result.metadata
-    how = "from the engine cache" if result.cached else f"built in {result.seconds:.1f} s"
-    flavour = "TensorRT-RTX" if meta.runtime == "rtx" else "TensorRT"
-    notes = "".join(f", {name} {value}" for name, value in meta.build_options.items())
-    click.echo(
-        f"wrote {result.path} ({how}; {flavour} {meta.runtime_version}, {meta.precision}, "
-        f"batch 1..{meta.max_batch}, compute capability {meta.compute_capability}{notes})"
-    )
+    return DetectorOptions(device=device, precision=precision, batch=max_batch, build_options=build_options)
 
 
-def _build_package(spec, source: Path, kind: str, settings: tuple) -> None:
-    """``trtdet build --backend inductor``: compile (or fetch from the cache) and copy to the output."""
-    from trtdet.devices import check_present, is_cuda, on_device
-    from trtdet.engines.artifact_cache import copy_atomically
-    from trtdet.engines.base import ModelFile
-    from trtdet.engines.inductor.build import build_package
-    from trtdet.model_file import _existing
-    from trtdet.options import DetectorOptions
-
-    device, precision, max_batch, output, quiet = settings
-    if is_cuda(device):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {device}: PyTorch sees no CUDA GPU (use --device cpu for a CPU package)")
-        check_present(device)
-    options = DetectorOptions(device=device, precision=precision, batch=max_batch)
-
-    def report(message: str) -> None:
-        if not quiet:
-            click.echo(message, err=True)
-
-    with on_device(device):
-        result = build_package(ModelFile(_existing(source), kind), spec, options, report=report)
-    target = Path(output) if output else source.with_suffix(".pt2")
-    copy_atomically(result.path, target)
-    meta = result.metadata
-    how = "from the package cache" if result.cached else f"built in {result.seconds:.1f} s"
-    where = meta.gpu_name if is_cuda(device) else "cpu"
-    click.echo(
-        f"wrote {target} ({how}; AOTInductor, torch {meta.runtime_version}, {meta.precision}, "
-        f"batch 1..{meta.max_batch}, {where})"
-    )
+def _report(message: str) -> None:
+    click.echo(message, err=True)

@@ -6,8 +6,8 @@ import importlib
 
 import click
 
-from trtdet import __version__
 from trtdet.cli.common import TrtdetGroup
+from trtdet.version import __version__
 
 #: (module, attribute) of each built-in command; a command whose module is missing is left out.
 #: Plugins add theirs through the ``trtdet_register_commands`` hook.

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from numba import cuda
 
 from trtdet.cuda.runtime import SIMULATOR, device_view
 
@@ -140,3 +143,31 @@ class Launcher:
         if arg.__class__ is Reinterpret:
             return device_view(arg.tensor).view(arg.dtype)
         return arg
+
+
+class KernelSet:
+    """A module's numba kernels, registered once: their Python sources (``cuda.compile_ptx`` checks
+    read them), their argument types, and one ``Launcher`` per (kernel, signature), compiled on first
+    use and shared by every caller after.
+
+    ``signatures()`` returns, per kernel name, its signatures (e.g. one per output dtype).
+    """
+
+    def __init__(self, sources: Mapping[str, Callable[..., None]], signatures: Callable[[], dict[str, list[tuple]]]) -> None:
+        self.sources = dict(sources)
+        self.signatures = signatures
+        self._kernels = {name: cuda.jit(source) for name, source in self.sources.items()}
+        self._launchers: dict[tuple[str, int], Launcher] = {}
+        self._lock = threading.Lock()
+
+    def launcher(self, name: str, signature: int = 0) -> Launcher:
+        """The launcher of kernel ``name`` for its ``signature``-th signature."""
+        key = (name, signature)
+        found = self._launchers.get(key)
+        if found is None:
+            with self._lock:
+                found = self._launchers.get(key)
+                if found is None:
+                    found = Launcher(self._kernels[name], self.signatures()[name][signature])
+                    self._launchers[key] = found
+        return found

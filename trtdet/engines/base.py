@@ -1,18 +1,24 @@
-"""The engine contract: a loaded network that maps an input batch to named outputs."""
+"""The engine contract: a backend builds model files into artifacts and loads them as engines,
+networks that map an input batch to named outputs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from trtdet.errors import ModelError, UsageError
 from trtdet.model import ModelSpec
 
 if TYPE_CHECKING:
+    from trtdet.engines.artifact import ArtifactMetadata
     from trtdet.options import DetectorOptions
 
 ModelFileKind = Literal["onnx", "engine", "package", "weights"]
 Shape = tuple[int | str | None, ...]
+#: Receives one-line progress messages of a build.
+Report = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,46 @@ class ModelFile:
 
     path: Path
     kind: ModelFileKind
+
+
+def existing_file(path: str | Path) -> Path:
+    """``path`` as a ``Path``; ``ModelError`` (``PATH: model file not found``) when it is no file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    return path
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """How a build is wanted, besides the detector options (device, precision, largest batch, build options)."""
+
+    #: Where a copy of the artifact goes (None: it stays in the artifact cache only).
+    output: Path | None = None
+    #: Whether an artifact the cache holds under the same key may answer instead of a build.
+    use_cache: bool = True
+    #: Which runtime of the backend builds, e.g. TensorRT's ``tensorrt`` or ``rtx`` (None: the backend picks).
+    runtime: str | None = None
+    #: Receives one-line progress messages (None: silence).
+    report: Report | None = None
+
+
+#: A build into the cache alone, silent, the runtime left to the backend.
+CACHE_ONLY = BuildRequest()
+
+
+class Artifact(Protocol):
+    """A built (or cached) artifact: the file, its metadata, and how it came to be."""
+
+    path: Path
+    metadata: ArtifactMetadata
+    #: True when the cache answered, False when it was built now.
+    cached: bool
+    seconds: float
+
+    def describe(self) -> str:
+        """One line on how it was made and what it holds (``trtdet build`` prints ``wrote PATH (LINE)``)."""
+        ...
 
 
 class Engine(Protocol):
@@ -124,6 +170,8 @@ class EngineBackend(Protocol):
     priority: int
     #: Model file kinds this backend can load.
     file_kinds: tuple[ModelFileKind, ...]
+    #: Suffix of the artifacts ``build`` makes (``trtdet build`` writes ``SOURCE`` with it by default).
+    artifact_suffix: str
 
     def unavailable_reason(self, device: str) -> str | None:
         """None when usable on ``device`` (``cpu``/``cuda``), else a one-line reason."""
@@ -138,3 +186,23 @@ class EngineBackend(Protocol):
         raises ``ModelError`` naming the file.
         """
         ...
+
+    def build(self, source: ModelFile, spec: ModelSpec, options: DetectorOptions, request: BuildRequest = CACHE_ONLY) -> Artifact:
+        """Build ``source`` for ``spec`` with ``options`` (device, precision, largest batch, build
+        options) into the artifact cache, or fetch it from there; ``request`` says where a copy
+        goes and how. ``UsageError`` when this backend cannot build it so, ``ModelError`` naming
+        the file when the file is the problem."""
+        ...
+
+
+class LoadsOnly:
+    """For backends that run model files as they are: ``build`` refuses in one line."""
+
+    name: str
+    file_kinds: tuple[ModelFileKind, ...]
+    artifact_suffix = ""
+
+    def build(self, source: ModelFile, spec: ModelSpec, options: DetectorOptions, request: BuildRequest = CACHE_ONLY) -> Artifact:
+        raise UsageError(
+            f"backend {self.name!r} builds nothing ahead of time: it runs {', '.join(self.file_kinds)} files as they are"
+        )

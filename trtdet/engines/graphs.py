@@ -15,7 +15,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from trtdet.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 
 class GraphMismatch(RuntimeError):
@@ -51,8 +58,6 @@ class CudaGraphRunner:
         raise ValueError(f"batch of {batch} exceeds the largest captured batch {self.buckets[-1]}")
 
     def _capture(self, static_input: Any) -> tuple[Any, tuple[Any, ...]]:
-        import torch
-
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -74,8 +79,6 @@ class CudaGraphRunner:
         A network whose work is not all captured (a kernel launched outside the capture
         stream, a buffer the graph does not own) would otherwise replay stale results.
         """
-        import torch
-
         probe = torch.rand(static_input.shape, device=static_input.device).to(static_input.dtype)
         static_input.copy_(probe.contiguous(memory_format=_layout(static_input)))
         graph.replay()
@@ -115,8 +118,6 @@ def _as_tuple(outputs: Any) -> tuple[Any, ...]:
 
 
 def _layout(tensor: Any) -> Any:
-    import torch
-
     if tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous():
         return torch.channels_last
     return torch.contiguous_format

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trtdet.devices import parse_device
-from trtdet.engines.base import BaseEngine, Engine, ModelFile, Shape
+from trtdet.devices import parse_device, torch_device
+from trtdet.engines.base import BaseEngine, Engine, LoadsOnly, ModelFile, Shape
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
+from trtdet.lazy import lazy_import
 from trtdet.model import ModelSpec
 from trtdet.options import DetectorOptions
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+    import torch
+else:
+    ort = lazy_import("onnxruntime")
+    torch = lazy_import("torch")
 
 
 def _dim(value: Any) -> int | str | None:
@@ -36,8 +44,6 @@ class OnnxRuntimeEngine(BaseEngine):
         self._torch_device: Any = None
 
     def activate_impl(self) -> None:
-        import onnxruntime as ort
-
         path = self.path
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -61,8 +67,6 @@ class OnnxRuntimeEngine(BaseEngine):
         self.metadata: dict[str, str] = dict(session.get_modelmeta().custom_metadata_map)
         self._output_names = list(self.output_shapes)
         if self.device != "cpu":
-            from trtdet.devices import torch_device
-
             self._torch_device = torch_device(self.device)
         self._dtype = np.float16 if "float16" in inputs[0].type else np.float32
 
@@ -77,12 +81,10 @@ class OnnxRuntimeEngine(BaseEngine):
         outputs = {name: np.asarray(value, dtype=np.float32) for name, value in zip(self._output_names, results, strict=True)}
         if self.device == "cpu":
             return outputs
-        import torch
-
         return {name: torch.from_numpy(value).to(self._torch_device, non_blocking=False) for name, value in outputs.items()}
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(LoadsOnly):
     """Runs ``.onnx`` files with ONNX Runtime."""
 
     name = "onnxruntime"

@@ -9,15 +9,24 @@ tensors on the current stream; on the CPU, outputs come back as numpy arrays.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from trtdet.engines.base import BaseEngine, Engine, ModelFile, Shape
+from trtdet.devices import is_cuda, torch_device
+from trtdet.engines.base import BaseEngine, Engine, LoadsOnly, ModelFile, Shape
+from trtdet.engines.torch_run import run_network
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
+from trtdet.lazy import lazy_import
 from trtdet.model import ModelSpec
 from trtdet.options import DetectorOptions
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 
 class _GraphRunner:
@@ -30,8 +39,6 @@ class _GraphRunner:
         self.disabled_reason: str | None = None
 
     def _capture(self, batch: Any) -> tuple[Any, Any, Any]:
-        import torch
-
         static_input = batch.clone()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -52,8 +59,6 @@ class _GraphRunner:
             try:
                 self.graphs[key] = self._capture(batch)
             except RuntimeError as exc:
-                import warnings
-
                 self.disabled_reason = str(exc).splitlines()[0]
                 warnings.warn(f"CUDA graph capture failed, running eagerly: {self.disabled_reason}", stacklevel=2)
                 return self.module(batch)
@@ -106,11 +111,7 @@ class TorchEngine(BaseEngine):
         return cls(lambda: OpenedModule(module, list(output_names), dict(metadata or {})), source, options)
 
     def activate_impl(self) -> None:
-        import torch
-
         module, output_names, metadata, input_shape = self.open_module()
-        from trtdet.devices import is_cuda, torch_device
-
         device, options = self.device, self.options
         self.torch_device = torch_device(device)
         cuda = is_cuda(device)
@@ -126,8 +127,6 @@ class TorchEngine(BaseEngine):
         self._runner = _GraphRunner(self.module) if cuda and bool(options.cuda_graphs) else self.module
 
     def infer_impl(self, batch: Any) -> dict[str, Any]:
-        from trtdet.engines.torch_run import run_network
-
         return run_network(self._runner, batch, (self.torch_device, self.dtype, self.memory_format), self.output_names)
 
     def deactivate_impl(self) -> None:
@@ -135,7 +134,7 @@ class TorchEngine(BaseEngine):
         self._runner = None
 
 
-class TorchBackend:
+class TorchBackend(LoadsOnly):
     """Runs checkpoints through the model plugin's network, or ONNX through ``trtdet.onnx_torch``."""
 
     name = "torch"

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from trtdet.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 
 def run_network(
@@ -21,8 +28,6 @@ def run_network(
     grad_mode: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """``network(batch)`` with ``layout = (device, dtype, memory_format)``; ``{name: output}``."""
-    import torch
-
     device, dtype, memory_format = layout
     mode = grad_mode() if grad_mode is not None else torch.inference_mode()
     exact = dtype == torch.float32 and str(device).startswith("cuda")
@@ -43,8 +48,6 @@ def _without_tf32() -> Any:
     Both switches are process-wide; they are put back as they were, so a caller that trains
     with TF32 (``torch.backends.cuda.matmul.allow_tf32 = True``) keeps it outside the call.
     """
-    import torch
-
     matmul = torch.backends.cuda.matmul
     before = matmul.allow_tf32
     matmul.allow_tf32 = False

@@ -326,9 +326,6 @@ def build_plan(
     input_shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> Plan:
     """Fold ``model`` for its fixed per-sample input shapes and list the steps left to run."""
-    from onnx import numpy_helper
-
-    from trtdet.errors import ModelError
     from trtdet.onnx_torch.checks import check_initializers
 
     check_initializers(model.graph, label)  # before numpy is asked for what they declare
@@ -336,36 +333,59 @@ def build_plan(
     opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
     initializers = {init.name for init in graph.initializer}
     shapes, dtypes, static_batch = _input_shapes(graph, initializers, input_size, input_shapes, label)
+    values = _initial_values(graph, shapes, dtypes)
+    steps: list[Step] = []
+    meta_consts: dict[str, torch.Tensor] = {}
+    for index, proto in enumerate(graph.node):
+        node = OnnxNode(proto, index, values, opsets.get(proto.domain or "ai.onnx", 1), static_batch)
+        _plan_node(node, values, steps, meta_consts, converters, shape_ops, label)
+    outputs = [o.name for o in graph.output]
+    _check_outputs(graph, values, static_batch, label)
+    plan = Plan(inputs=list(shapes), input_shapes=shapes, input_dtypes=dtypes, outputs=outputs, steps=[],
+                metadata={p.key: p.value for p in model.metadata_props})
+    _keep_needed(plan, steps, values)
+    return plan
+
+
+def _initial_values(graph: Any, shapes: dict[str, tuple[int, ...]], dtypes: dict[str, torch.dtype]) -> dict[str, Value]:
+    """The initializers as constants and the graph inputs as meta tensors at each probe batch."""
+    from onnx import numpy_helper
 
     values: dict[str, Value] = {}
     for init in graph.initializer:
         values[init.name] = Value(CONST, array=numpy_helper.to_array(init))
     for name, shape in shapes.items():
         values[name] = Value(TENSOR, probes=tuple(torch.empty((p, *shape), dtype=dtypes[name], device="meta") for p in PROBES))
+    return values
 
-    steps: list[Step] = []
-    meta_consts: dict[str, torch.Tensor] = {}
 
-    def fail(node: OnnxNode, message: str) -> ModelError:
+def _plan_node(
+    node: OnnxNode,
+    values: dict[str, Value],
+    steps: list[Step],
+    meta_consts: dict[str, torch.Tensor],
+    converters: Mapping[str, Converter],
+    shape_ops: Mapping[str, ShapeOp],
+    label: str,
+) -> None:
+    """Fold ``node`` when its inputs are known, else add the step that runs it; ``ModelError`` naming it when it cannot be."""
+    from trtdet.errors import ModelError
+
+    def fail(message: str) -> ModelError:
         return ModelError(f"{label}: ONNX {node.op_type} node {node.name!r}: {message}")
 
-    for index, proto in enumerate(graph.node):
-        node = OnnxNode(proto, index, values, opsets.get(proto.domain or "ai.onnx", 1), static_batch)
-        missing = [n for n in node.inputs if n and n not in values]
-        if missing:
-            raise fail(node, f"input {missing[0]!r} is not produced by any earlier node (subgraphs are not supported)")
-        present = [values[n] for n in node.inputs if n]
-        kinds = {v.kind for v in present}
-        try:
-            if node.op_type == "Constant":
-                values[node.outputs[0]] = Value(CONST, array=_constant_node(node))
-                continue
-            if node.op_type in ("Shape", "Size") and kinds == {TENSOR}:
-                _plan_shape_of(node, values, steps)
-                continue
-            if TENSOR not in kinds and (SHAPE in kinds or node.op_type not in converters) and node.op_type in shape_ops:
-                _plan_shape_op(node, shape_ops[node.op_type], values, steps)
-                continue
+    missing = [n for n in node.inputs if n and n not in values]
+    if missing:
+        raise fail(f"input {missing[0]!r} is not produced by any earlier node (subgraphs are not supported)")
+    kinds = {values[n].kind for n in node.inputs if n}
+    try:
+        if node.op_type == "Constant":
+            values[node.outputs[0]] = Value(CONST, array=_constant_node(node))
+        elif node.op_type in ("Shape", "Size") and kinds == {TENSOR}:
+            _plan_shape_of(node, values, steps)
+        elif TENSOR not in kinds and (SHAPE in kinds or node.op_type not in converters) and node.op_type in shape_ops:
+            _plan_shape_op(node, shape_ops[node.op_type], values, steps)
+        else:
             converter = converters.get(node.op_type)
             if converter is None:
                 raise ModelError(f"{label}: ONNX op {node.op_type} (node {node.name!r}) has no torch converter "
@@ -373,17 +393,21 @@ def build_plan(
             fn = converter(node)
             if not kinds - {CONST}:
                 _fold(node, fn, values)
-                continue
-            _plan_tensor_op(node, fn, values, steps, meta_consts)
-        except ModelError:
-            raise
-        except Unsupported as exc:
-            raise fail(node, str(exc)) from exc
-        except Exception as exc:  # noqa: BLE001 - a converter failing on this node's shapes
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise fail(node, f"cannot be converted ({type(exc).__name__}: {first})") from exc
+            else:
+                _plan_tensor_op(node, fn, values, steps, meta_consts)
+    except ModelError:
+        raise
+    except Unsupported as exc:
+        raise fail(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - a converter failing on this node's shapes
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise fail(f"cannot be converted ({type(exc).__name__}: {first})") from exc
 
-    outputs = [o.name for o in graph.output]
+
+def _check_outputs(graph: Any, values: dict[str, Value], static_batch: int | None, label: str) -> None:
+    """``ModelError`` when a graph output is not produced, or does not follow the batch its shape says it does."""
+    from trtdet.errors import ModelError
+
     for out in graph.output:
         if out.name not in values:
             raise ModelError(f"{label}: graph output {out.name!r} is not produced by any node")
@@ -396,10 +420,10 @@ def build_plan(
                 raise ModelError(f"{label}: output {out.name!r} does not follow the batch size "
                                  f"(batches {list(PROBES)} give leading dims {got})")
 
-    plan = Plan(inputs=list(shapes), input_shapes=shapes, input_dtypes=dtypes, outputs=outputs, steps=[],
-                metadata={p.key: p.value for p in model.metadata_props})
-    # Keep only the steps the outputs need, and the constants those steps read.
-    needed = set(outputs)
+
+def _keep_needed(plan: Plan, steps: list[Step], values: dict[str, Value]) -> None:
+    """Keep only the steps the outputs need, and the constants those steps read (Python values for shape steps)."""
+    needed = set(plan.outputs)
     kept: list[Step] = []
     for step in reversed(steps):
         if needed.intersection(step.outputs):
@@ -417,9 +441,8 @@ def build_plan(
             for s in readers:
                 if getattr(s.fn, "shape_mode", False):
                     s.inputs = tuple(alias if n == name else n for n in s.inputs)
-        if name in outputs or any(not getattr(s.fn, "shape_mode", False) for s in readers):
+        if name in plan.outputs or any(not getattr(s.fn, "shape_mode", False) for s in readers):
             plan.tensors[name] = _runtime_tensor(value.array)
-    return plan
 
 
 def _plan_shape_of(node: OnnxNode, values: dict[str, Value], steps: list[Step]) -> None:

@@ -9,21 +9,28 @@ rebuilt from its cached source, or refused with one line saying how to rebuild i
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from trtdet.devices import device_kind
+from trtdet.devices import check_present, device_kind, is_cuda, on_device
 from trtdet.engines.artifact import ArtifactMetadata
-from trtdet.engines.base import Engine, ModelFile
+from trtdet.engines.artifact_cache import copy_atomically
+from trtdet.engines.base import CACHE_ONLY, BuildRequest, Engine, ModelFile, existing_file
 from trtdet.engines.build_steps import version_tuple
-from trtdet.errors import ModelError
+from trtdet.errors import ModelError, UsageError
 from trtdet.hookspecs import hookimpl
+from trtdet.lazy import lazy_import
 from trtdet.model import ModelSpec
 from trtdet.options import DetectorOptions
 
 from .build import (
+    PACKAGE_SUFFIX,
     RUNTIME,
     ExportError,
+    PackageBuild,
     Report,
     build_package,
     device_identity,
@@ -32,6 +39,11 @@ from .build import (
 )
 from .package import read_package_metadata
 from .runtime import InductorEngine
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 
 def incompatibility(metadata: ArtifactMetadata, device: str) -> str | None:
@@ -87,6 +99,7 @@ class InductorBackend:
     #: Above eager torch and ONNX Runtime on CUDA, below TensorRT.
     priority = 30
     file_kinds = ("package", "onnx", "weights")
+    artifact_suffix = PACKAGE_SUFFIX
 
     def __init__(self, report: Report | None = None) -> None:
         self.report = report or _say
@@ -105,6 +118,21 @@ class InductorBackend:
         if device == "cuda" and not torch.cuda.is_available():
             return "PyTorch sees no CUDA GPU"
         return None
+
+    def build(
+        self, source: ModelFile, spec: ModelSpec, options: DetectorOptions, request: BuildRequest = CACHE_ONLY
+    ) -> PackageBuild:
+        """A package for ``options.device`` (a GPU, or ``cpu``) from a checkpoint or ONNX file, cached."""
+        if is_cuda(options.device):
+            if not torch.cuda.is_available():
+                raise UsageError(f"--device {options.device}: PyTorch sees no CUDA GPU (use --device cpu for a CPU package)")
+            check_present(options.device)
+        model_file = ModelFile(existing_file(source.path), source.kind)
+        with on_device(options.device):
+            result = build_package(model_file, spec, options, report=request.report, use_cache=request.use_cache)
+        if request.output is None:
+            return result
+        return dataclasses.replace(result, path=copy_atomically(result.path, request.output))
 
     def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
         path = Path(model_file.path)
@@ -129,8 +157,6 @@ MIN_TORCH = (2, 7)
 
 
 def _say(message: str) -> None:
-    import sys
-
     print(message, file=sys.stderr, flush=True)
 
 
@@ -140,6 +166,6 @@ def trtdet_engine_backends(register) -> None:
 
 
 def graphs_wanted(options: DetectorOptions) -> bool:
-    """CUDA graphs unless ``cuda_graphs=False``: replaying a captured package was 3x faster at
-    batch 1 on the H200 and passed the batching stress test (8 threads x 1,000 submits)."""
+    """CUDA graphs unless ``cuda_graphs=False``: replaying a captured package is faster at small
+    batches and passed the batching stress test (``benchmarks/results/design_h200.md``)."""
     return True if options.cuda_graphs is None else bool(options.cuda_graphs)

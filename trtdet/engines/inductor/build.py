@@ -14,30 +14,42 @@ warning; a cache that cannot be written is one line saying which folder, before 
 from __future__ import annotations
 
 import os
+import platform
 import tempfile
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trtdet.cache import cache_path, file_sha256, unusable_cache
-from trtdet.devices import device_kind
+from trtdet.class_names import parse_class_names
+from trtdet.devices import device_kind, parse_device
 from trtdet.engines.artifact import ArtifactMetadata
 from trtdet.engines.artifact_cache import ArtifactCache, copy_atomically
 from trtdet.engines.base import ModelFile
+from trtdet.engines.torch_backend import TorchBackend
 from trtdet.errors import ModelError
+from trtdet.lazy import lazy_import
 from trtdet.model import ModelSpec
 from trtdet.options import DetectorOptions
+from trtdet.version import __version__
 
-from .compiler import start_choosing
+from .compiler import choose_compiler, start_choosing
 from .load_check import FreshProcessCheck
 from .package import check_archive, read_package_metadata, write_package_metadata
 
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
+
 RUNTIME = "inductor"
+#: File suffix of AOTInductor packages.
+PACKAGE_SUFFIX = ".pt2"
 #: Packages are compiled for batches 1..max(this, --batch), so one package serves the usual sizes.
 DEFAULT_MAX_BATCH = 32
 #: Operator namespaces that torch itself provides (others name the library that registers them).
@@ -61,11 +73,18 @@ class PackageBuild:
     #: Where a new build's time went (export, compile, load check and the check child's own steps).
     phases: dict[str, float] = field(default_factory=dict)
 
+    def describe(self) -> str:
+        """How the package came to be and what it holds: torch, precision, batch range, GPU (or cpu)."""
+        meta = self.metadata
+        how = "from the package cache" if self.cached else f"built in {self.seconds:.1f} s"
+        where = meta.gpu_name if meta.extra.get("device") == "cuda" else "cpu"
+        return f"{how}; AOTInductor, torch {meta.runtime_version}, {meta.precision}, batch 1..{meta.max_batch}, {where}"
+
 
 def package_cache(root: Path | None = None) -> ArtifactCache:
     """The artifact cache, for ``.pt2`` packages; ``UsageError`` naming the folder when it cannot be made."""
     try:
-        return ArtifactCache(root, suffix=".pt2", reader=read_package_metadata)
+        return ArtifactCache(root, suffix=PACKAGE_SUFFIX, reader=read_package_metadata)
     except OSError as exc:
         where = Path(root) if root is not None else cache_path()
         raise unusable_cache(where, exc, "compiled packages are kept there") from exc
@@ -108,12 +127,6 @@ def device_identity(device: str) -> tuple[str, str]:
 
     These are the cache key's GPU fields: ``cuda:1`` keys on GPU 1 even when another is current.
     """
-    import platform
-
-    import torch
-
-    from trtdet.devices import parse_device
-
     parsed = parse_device(device)
     if parsed.is_cuda:
         index = torch.cuda.current_device() if parsed.index is None else parsed.index
@@ -124,15 +137,11 @@ def device_identity(device: str) -> tuple[str, str]:
 
 def runtime_version() -> str:
     """torch's version with its CUDA build (``2.11.0+cu130``), the package's runtime version."""
-    import torch
-
     return str(torch.__version__)
 
 
 def planned_metadata(model_file: ModelFile, spec: ModelSpec, options: DetectorOptions, names: tuple[str, ...]) -> ArtifactMetadata:
     """The metadata (and so the cache key) of the package this build would make."""
-    from trtdet import __version__
-
     capability, gpu_name = device_identity(options.device)
     return ArtifactMetadata(
         model=spec.name,
@@ -165,8 +174,6 @@ def package_build_options(spec: ModelSpec, options: DetectorOptions) -> dict[str
 
 def eager_network(model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Any:
     """The eager torch engine for ``model_file`` (its module is what gets exported)."""
-    from trtdet.engines.torch_backend import TorchBackend
-
     engine = TorchBackend().load(model_file, spec, options.replace(cuda_graphs=False))
     engine.activate()
     return engine
@@ -174,8 +181,6 @@ def eager_network(model_file: ModelFile, spec: ModelSpec, options: DetectorOptio
 
 def export_network(engine: Any, spec: ModelSpec, max_batch: int, source: str) -> Any:
     """``torch.export`` of the engine's module with a dynamic batch dimension (1..max_batch)."""
-    import torch
-
     height, width = spec.input_size
     batch = 2 if max_batch > 1 else 1
     example = torch.zeros((batch, 3, height, width), device=engine.torch_device, dtype=engine.dtype)
@@ -219,15 +224,13 @@ def _progress(report: Report, what: str, every: float = 15.0) -> Iterator[None]:
 
 
 def compile_settings(compiler: str, device_kind_name: str) -> dict[str, Any]:
-    """The Inductor settings a package compiles with (measured on the H200, torch 2.11, lone builds).
+    """The Inductor settings a package compiles with; each shortens cold builds
+    (``benchmarks/results/build_h200.md`` has the measurements).
 
     - ``cpp.vec_isa_ok=False`` on CUDA: Inductor otherwise compiles and runs test programs to
-      pick a CPU vector ISA (5 s) and builds with its flags; a CUDA package has no CPU kernels.
-    - the wrapper at ``-O0``: alone it took a build from 97 to 84 s (YOLO11n) and 90 to 82 s
-      (ResDCN-18). The wrapper only queues kernels; under CUDA graphs (the default) it never runs.
-
-    Together (with the compiler probes in parallel) builds took 42 and 36 s; AOTInductor's serial
-    compiler runs fell from 55-58 s to 6-10 s (``benchmarks/results/build_h200.md``).
+      pick a CPU vector ISA and builds with its flags; a CUDA package has no CPU kernels.
+    - the wrapper at ``-O0``: the wrapper only queues kernels; under CUDA graphs (the default)
+      it never runs, so optimising it buys nothing and costs compile time.
     """
     settings: dict[str, Any] = {"cpp.cxx": (None, compiler), "aot_inductor.compile_wrapper_opt_level": "O0"}
     if device_kind_name == "cuda":
@@ -237,10 +240,6 @@ def compile_settings(compiler: str, device_kind_name: str) -> dict[str, Any]:
 
 def compile_package(exported: Any, target: Path, report: Report, device: str = "cuda") -> str:
     """AOTInductor-compile ``exported`` (for ``device``: ``cuda`` or ``cpu``) into ``target``; returns the C++ compiler used."""
-    import torch
-
-    from .compiler import choose_compiler
-
     probe_started = time.perf_counter()
     compiler, passed_over = choose_compiler()
     for reason in passed_over:
@@ -262,8 +261,10 @@ def build_package(
     *,
     cache: ArtifactCache | None = None,
     report: Report | None = None,
+    use_cache: bool = True,
 ) -> PackageBuild:
-    """The cached package for ``model_file`` with these options, compiled first if there is none."""
+    """The cached package for ``model_file`` with these options, compiled first if there is none
+    (or always, when ``use_cache`` is False)."""
     started = time.perf_counter()
     say: Report = report or (lambda _message: None)
     cache = cache or package_cache()
@@ -273,7 +274,7 @@ def build_package(
         names = _names(engine, spec)
         metadata = planned_metadata(model_file, spec, options, names)
         key = metadata.key()
-        if (hit := cached_package(cache, key)) is not None:
+        if use_cache and (hit := cached_package(cache, key)) is not None:
             say(f"package cache hit: {hit}")
             return PackageBuild(hit, read_package_metadata(hit), True, time.perf_counter() - started)
         require_writable(cache.root)
@@ -315,16 +316,12 @@ def build_package(
 
 
 def _names(engine: Any, spec: ModelSpec) -> tuple[str, ...]:
-    from trtdet.class_names import parse_class_names
-
     raw = engine.metadata.get("names") if spec.names_from_model else None
     names = parse_class_names(raw) if raw else None
     return names or spec.class_names
 
 
 def _with_extra(metadata: ArtifactMetadata, extra: dict[str, Any]) -> ArtifactMetadata:
-    from dataclasses import replace
-
     return replace(metadata, extra=extra)
 
 

@@ -21,8 +21,16 @@ import tempfile
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from trtdet.cache import cache_dir
 from trtdet.errors import ModelError
+from trtdet.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 _PROBE_SOURCE = r"""
 #include <regex>
@@ -88,14 +96,10 @@ def _verdict_key(compiler: str) -> str | None:
         stat = os.stat(real)
     except OSError:
         return None
-    import torch
-
     return f"{real}|{stat.st_mtime_ns}|{stat.st_size}|{sys.executable}|{torch.__version__}"
 
 
 def _verdicts_file() -> Path:
-    from trtdet.cache import cache_dir
-
     return cache_dir() / "cxx-probes.json"
 
 
@@ -122,7 +126,7 @@ def _choose() -> tuple[str, tuple[str, ...]]:
     verdicts = _load_verdicts()
     keys = [_verdict_key(compiler) for compiler in candidates]
     unknown = [compiler for compiler, key in zip(candidates, keys, strict=True) if key is None or key not in verdicts]
-    # Each probe is a compile and a child Python importing torch (~5 s on the H200): run them at once.
+    # Each probe is a compile and a child Python importing torch (seconds each): run them at once.
     with ThreadPoolExecutor(max_workers=max(1, len(unknown))) as pool:
         fresh = dict(zip(unknown, pool.map(probe_compiler, unknown), strict=True))
     rejected: list[str] = []

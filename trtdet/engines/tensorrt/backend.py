@@ -14,12 +14,21 @@ import warnings
 from pathlib import Path
 
 from trtdet.build_options import steps_of
+from trtdet.devices import check_present, on_device
 from trtdet.engines.artifact import ArtifactMetadata, read_artifact, read_metadata
 from trtdet.engines.artifact_cache import ArtifactCache
-from trtdet.engines.base import Engine, ModelFile
+from trtdet.engines.base import CACHE_ONLY, BuildRequest, Engine, ModelFile
 from trtdet.engines.build_steps import option_text
-from trtdet.engines.tensorrt.builder import BuildConfig, build_engine, engine_cache, register_step_plugins
+from trtdet.engines.tensorrt.builder import (
+    ENGINE_SUFFIX,
+    BuildConfig,
+    BuildResult,
+    build_engine,
+    engine_cache,
+    register_step_plugins,
+)
 from trtdet.engines.tensorrt.flavour import INSTALL_HINT, Flavour, available_flavours, flavour_by_name
+from trtdet.engines.tensorrt.runtime import TensorRTEngine
 from trtdet.errors import ModelError, UsageError
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
@@ -141,6 +150,7 @@ class TensorRTBackend:
     name = "tensorrt"
     priority = 50
     file_kinds = ("engine", "onnx")
+    artifact_suffix = ENGINE_SUFFIX
 
     #: ONNX files are built on first use (then cached) for batches up to at least this.
     min_build_batch = 8
@@ -162,21 +172,35 @@ class TensorRTBackend:
             )
         return None
 
-    def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
-        from trtdet.engines.tensorrt.runtime import TensorRTEngine
+    def build(
+        self, source: ModelFile, spec: ModelSpec, options: DetectorOptions, request: BuildRequest = CACHE_ONLY
+    ) -> BuildResult:
+        """An engine for ``options.device``'s GPU (TensorRT-RTX: portable) from an ONNX file, cached."""
+        if source.kind != "onnx":
+            raise UsageError("--weights builds need --backend inductor; for TensorRT export to ONNX first (trtdet export)")
+        if options.device == "cpu":
+            raise UsageError("--device cpu: TensorRT engines are built on a GPU (cpu packages: --backend inductor)")
+        check_present(options.device)
+        config = BuildConfig(
+            precision=options.precision,
+            max_batch=options.batch,
+            build_options=options.build_options,
+            trt=request.runtime,
+        )
+        with on_device(options.device):
+            return build_engine(
+                source.path, spec, config, output=request.output, use_cache=request.use_cache, report=request.report
+            )
 
+    def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
         path = Path(model_file.path)
         capability = gpu_compute_capability()
         if capability is None:
             raise ModelError(f"{path}: TensorRT needs a CUDA GPU and none is visible")
         if model_file.kind == "onnx":
-            config = BuildConfig(
-                precision=options.precision,
-                max_batch=max(self.min_build_batch, options.batch),
-                build_options=options.build_options,
-                trt=choose_runtime_flavour(None, capability).name,
-            )
-            path = build_engine(path, spec, config).path
+            built = options.replace(batch=max(self.min_build_batch, options.batch))
+            runtime = choose_runtime_flavour(None, capability).name
+            path = self.build(model_file, spec, built, BuildRequest(runtime=runtime)).path
         flavour = choose_runtime_flavour(read_metadata(path), capability)
         path, metadata, plan = ensure_runnable(path, spec, flavour, capability)
         check_plugins(path, metadata, flavour)

@@ -26,7 +26,16 @@ from trtdet.engines.build_steps import PlannedStep, chosen_options
 from trtdet.engines.tensorrt.flavour import Flavour, load_flavour
 from trtdet.engines.tensorrt.trt_objects import dtype_name, make_logger, make_progress_monitor
 from trtdet.errors import ModelError, UsageError
+from trtdet.lazy import lazy_import
 from trtdet.model import ModelSpec
+from trtdet.version import __version__
+
+if TYPE_CHECKING:
+    import onnxruntime.transformers.float16 as float16
+    import torch
+else:
+    torch = lazy_import("torch")
+    float16 = lazy_import("onnxruntime.transformers.float16")
 
 if TYPE_CHECKING:  # onnx is imported by the functions that build, not by loading the backend plugin
     import onnx
@@ -59,6 +68,17 @@ class BuildResult:
     cached: bool
     seconds: float
 
+    def describe(self) -> str:
+        """How the engine came to be and what it holds: runtime, precision, batch range, GPU, build options."""
+        meta = self.metadata
+        how = "from the engine cache" if self.cached else f"built in {self.seconds:.1f} s"
+        flavour = "TensorRT-RTX" if meta.runtime == "rtx" else "TensorRT"
+        notes = "".join(f", {name} {value}" for name, value in meta.build_options.items())
+        return (
+            f"{how}; {flavour} {meta.runtime_version}, {meta.precision}, "
+            f"batch 1..{meta.max_batch}, compute capability {meta.compute_capability}{notes}"
+        )
+
 
 def engine_cache(root: Path | None = None) -> ArtifactCache:
     """The artifact cache holding TensorRT engines (``root``: the default cache dir)."""
@@ -83,8 +103,6 @@ def current_gpu_name(flavour: Flavour) -> str:
     """``""`` for TensorRT-RTX's portable plans; else the visible GPU's name."""
     if flavour.is_rtx:
         return ""
-    import torch
-
     return str(torch.cuda.get_device_name())
 
 
@@ -135,9 +153,7 @@ def fix_spatial_size(
 
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """The model with float32 weights and compute converted to float16, I/O kept float32."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    return convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    return float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
 
 
 def timing_cache_path(cache: ArtifactCache, flavour: Flavour) -> Path:
@@ -182,8 +198,6 @@ def describe(
     build_options: dict[str, str],
 ) -> ArtifactMetadata:
     """The engine's metadata as far as the cache key goes (``shape``: input size, max batch)."""
-    from trtdet import __version__
-
     input_size, max_batch = shape
     return ArtifactMetadata(
         model=spec.name,

@@ -11,7 +11,7 @@ the CPU machine), so this module is untested by execution: see tests/trtdet/engi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,12 @@ from trtdet.engines.base import BaseEngine, Shape
 from trtdet.engines.tensorrt.flavour import Flavour
 from trtdet.engines.tensorrt.trt_objects import make_logger
 from trtdet.errors import ModelError
+from trtdet.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 
 def _dims(shape: Any) -> Shape:
@@ -57,8 +63,6 @@ class TensorRTEngine(BaseEngine):
         self._warmup = warmup
 
     def activate_impl(self) -> None:
-        import torch
-
         trt = self.flavour.module
         path, flavour = self.path, self.flavour
         self._torch = torch

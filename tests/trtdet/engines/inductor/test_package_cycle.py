@@ -307,3 +307,21 @@ def test_a_loaded_package_is_unpacked_privately_and_removed_with_the_engine(buil
     engine.deactivate()
     gc.collect()
     assert leftovers() == []
+
+
+def test_the_backend_builds_through_the_contract(checkpoint, tmp_path):
+    """``InductorBackend.build``: a new build, ``use_cache=False`` builds again, then the cache answers; each
+    lands at ``request.output`` and describes itself as ``trtdet build`` prints it."""
+    from trtdet.engines.base import BuildRequest
+
+    backend, spec, options = InductorBackend(report=lambda _m: None), _spec(TinyNet), DetectorOptions(device="cpu", batch=4)
+    source = ModelFile(checkpoint, "weights")
+    first = backend.build(source, spec, options, BuildRequest(output=tmp_path / "a.pt2"))
+    assert not first.cached and first.path == tmp_path / "a.pt2"
+    assert read_package_metadata(first.path).key() == first.metadata.key()
+    assert first.describe() == f"built in {first.seconds:.1f} s; AOTInductor, torch {torch.__version__}, fp32, batch 1..32, cpu"
+    forced = backend.build(source, spec, options, BuildRequest(output=tmp_path / "b.pt2", use_cache=False))
+    assert not forced.cached and forced.metadata.key() == first.metadata.key()
+    hit = backend.build(source, spec, options, BuildRequest(output=tmp_path / "c.pt2"))
+    assert hit.cached and hit.path.read_bytes() == forced.path.read_bytes()
+    assert hit.describe().startswith(f"from the package cache; AOTInductor, torch {torch.__version__}, fp32, batch 1..32, ")
