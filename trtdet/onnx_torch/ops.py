@@ -168,8 +168,9 @@ def _clip(node: OnnxNode) -> Callable[..., Any]:
         return lambda x: torch.clamp(x, low, high)
     low = node.static(1) if node.has(1) else None
     high = node.static(2) if node.has(2) else None
-    low_v = None if low is None else float(low)
-    high_v = None if high is None else float(high)
+    # python values of the bounds' own type: float bounds on an int64 tensor would promote it to float
+    low_v = None if low is None else np.asarray(low).item()
+    high_v = None if high is None else np.asarray(high).item()
     dynamic_low, dynamic_high = node.has(1) and low is None, node.has(2) and high is None
 
     def run(x: torch.Tensor, lo: Any = None, hi: Any = None) -> torch.Tensor:
@@ -569,6 +570,37 @@ def _argmax(node: OnnxNode) -> Callable[..., Any]:
         raise Unsupported("select_last_index=1 is not supported")
     fn = torch.argmax if node.op_type == "ArgMax" else torch.argmin
     return lambda x: fn(x, axis, keepdim=keep)
+
+
+@converter("TopK")
+def _topk(node: OnnxNode) -> Callable[..., Any]:
+    """Values and int64 indices of the k largest (or smallest) along ``axis``, sorted, as ONNX gives them."""
+    axis = _axis(node.attr("axis", -1), node.rank(0))
+    largest = bool(node.attr("largest", 1))
+    k = node.ints(1)
+
+    def run(x: torch.Tensor, runtime_k: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        count = int(k[0]) if k is not None else int(runtime_k[0])
+        return torch.topk(x, count, dim=axis, largest=largest, sorted=True)
+
+    return run
+
+
+#: ONNX GridSample modes (opset 16 and 20 names) -> torch's.
+_GRID_MODES = {"bilinear": "bilinear", "linear": "bilinear", "nearest": "nearest", "bicubic": "bicubic", "cubic": "bicubic"}
+
+
+@converter("GridSample")
+def _grid_sample(node: OnnxNode) -> Callable[..., Any]:
+    mode = node.attr("mode", b"bilinear")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    padding = node.attr("padding_mode", b"zeros")
+    padding = padding.decode() if isinstance(padding, bytes) else str(padding)
+    if mode not in _GRID_MODES or node.rank(0) != 4:
+        raise Unsupported(f"GridSample mode {mode!r} on rank {node.rank(0)} input is not supported")
+    align = bool(node.attr("align_corners", 0))
+    torch_mode = _GRID_MODES[mode]
+    return lambda x, grid: F.grid_sample(x, grid, mode=torch_mode, padding_mode=padding, align_corners=align)
 
 
 @converter("Softmax", "LogSoftmax")
@@ -998,6 +1030,23 @@ def _py_unary(node: OnnxNode) -> Callable[..., Any]:
     fn = {"Neg": lambda a: -a, "Abs": abs, "Floor": math.floor, "Ceil": math.ceil, "Identity": lambda a: a,
           "Not": lambda a: not a, "Sqrt": math.sqrt}[node.op_type]
     return _elementwise(fn)
+
+
+@shape_op("Clip")
+def _py_clip(node: OnnxNode) -> Callable[..., Any]:
+    """``Clip`` on shape values (RT-DETR clips a sequence length); int bounds keep ints."""
+
+    def one(value: Any, low: Any, high: Any) -> Any:
+        if low is not None:
+            value = max(value, low)
+        if high is not None:
+            value = min(value, high)
+        return value
+
+    def run(x: Any, low: Any = None, high: Any = None) -> Any:
+        return _elementwise(lambda v: one(v, low, high))(x)
+
+    return run
 
 
 @shape_op("Where")

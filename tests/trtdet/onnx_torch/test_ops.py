@@ -313,3 +313,39 @@ def test_shape_arithmetic_follows_the_batch():
              "minus1": np.array([-1]), "zero_f": np.float32(0), "one_f": np.float32(1),
              "one_row": np.ones((1, 1), np.float32), "zero1": np.array([0]), "one1": np.array([1])}
     _check(nodes, {"x": (4, 3, 6)}, ["y", "rb", "ex", "ex_b"], initializers=inits, opset=15, batches=(1, 2, 5))
+
+
+# -- end-to-end heads (YOLO26/YOLOv10 nms=False, RT-DETR) -------------------------------------
+
+@pytest.mark.parametrize("largest", [1, 0])
+@pytest.mark.parametrize("axis", [1, -1])
+def test_topk(axis, largest):
+    """Values and int64 indices, sorted, as the end-to-end heads pick their 300 candidates."""
+    node = helper.make_node("TopK", ["x", "k"], ["values", "indices"], axis=axis, largest=largest, sorted=1)
+    _check([node], {"x": (37, 5)}, outputs=("values", "indices"),
+           initializers={"k": np.array([4], np.int64)}, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("align", [0, 1])
+@pytest.mark.parametrize("padding", ["zeros", "border"])
+def test_grid_sample(padding, align):
+    """RT-DETR's deformable attention samples its value maps with GridSample (bilinear)."""
+    node = helper.make_node("GridSample", ["x", "g"], ["y"], mode="bilinear", padding_mode=padding, align_corners=align)
+    # the grid's standard-normal points fall inside and outside [-1, 1], so the padding is exercised
+    _check([node], {"x": (3, 8, 9), "g": (6, 5, 2)}, opset=16, rtol=1e-5, atol=1e-5)
+
+
+def test_clip_of_a_length_keeps_it_an_integer():
+    """RT-DETR clips a sequence length (int64) to 300 before reshaping by it: the bound must not
+    turn the length into a float (it did: the Reshape then failed)."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "one"], ["length"], axis=0),
+        helper.make_node("Clip", ["length", "", "most"], ["clipped"]),
+        helper.make_node("Unsqueeze", ["clipped", "zero"], ["dim"]),
+        helper.make_node("Concat", ["minus_one", "dim"], ["target"], axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["y"]),
+    ]
+    inits = {"one": np.array(1, np.int64), "most": np.array(4, np.int64), "zero": np.array([0], np.int64),
+             "minus_one": np.array([-1], np.int64)}
+    _check(nodes, {"x": (4, 6)}, initializers=inits, rtol=0, atol=0)
