@@ -144,7 +144,8 @@ class InductorBackend:
             except ExportError as exc:
                 from trtdet.engines.torch_backend import TorchBackend
 
-                warnings.warn(f"{exc}; running the eager torch backend instead", stacklevel=2)
+                said = str(exc) if str(exc).startswith(str(model_file.path)) else f"{model_file.path}: {exc}"
+                warnings.warn(f"{said}; running the eager torch backend instead", stacklevel=2)
                 return TorchBackend().load(model_file, spec, options)
             path, metadata = result.path, result.metadata
         else:

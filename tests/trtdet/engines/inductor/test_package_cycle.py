@@ -325,3 +325,21 @@ def test_the_backend_builds_through_the_contract(checkpoint, tmp_path):
     hit = backend.build(source, spec, options, BuildRequest(output=tmp_path / "c.pt2"))
     assert hit.cached and hit.path.read_bytes() == forced.path.read_bytes()
     assert hit.describe().startswith(f"from the package cache; AOTInductor, torch {torch.__version__}, fp32, batch 1..32, ")
+
+
+def test_a_network_inductor_cannot_compile_falls_back_to_eager_and_says_why(tmp_path, monkeypatch):
+    """An AOTInductor compile failure (as the end-to-end heads' TopK gave on an H100) runs eager torch, with one warning."""
+    import torch._inductor
+
+    def failing(*_args, **_kwargs):
+        raise RuntimeError("Failed to run autotuning code block: An exception occurred in a subprocess")
+
+    monkeypatch.setenv("TRTDET_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", failing)
+    path = tmp_path / "tiny.pth"
+    torch.save(TinyNet().state_dict(), path)
+    with pytest.warns(UserWarning, match=r"tiny\.pth: AOTInductor compile failed: Failed to run autotuning.*"
+                                         r"running the eager torch backend instead"):
+        engine = InductorBackend(report=lambda _m: None).load(ModelFile(path, "weights"), _spec(TinyNet),
+                                                              DetectorOptions(device="cpu"))
+    assert engine.backend == "torch"
