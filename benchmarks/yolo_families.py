@@ -88,7 +88,9 @@ def family_rows(frames: list[np.ndarray], batches: list[int], iterations: int, y
             except Exception as exc:  # noqa: BLE001 - a family trtdet cannot compile yet: say so, time the rest
                 print(f"{name}: no trtdet row: {str(exc).splitlines()[0]}", flush=True)
                 continue
+            # the backend that actually runs: inductor falls back to eager torch where it cannot compile
+            label = "inductor+graphs" if detector.backend == "inductor" else f"{detector.backend} (inductor fell back)"
             for batch in batches:
-                rows.append((f"{name} trtdet inductor+graphs", batch, time_it(detect, frames[:batch], iterations)))
+                rows.append((f"{name} trtdet {label}", batch, time_it(detect, frames[:batch], iterations)))
             detector.close()
     return rows
