@@ -36,7 +36,7 @@ from trtdet.cuda.launch import KernelSet, Reinterpret
 from trtdet.cuda.runtime import SIMULATOR, blocks, dadd_rn, dmul_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections
 from trtdet.geometry import AffineTransform
-from trtdet.postprocess.queued import PinnedPairs, QueuedDecode, done_event
+from trtdet.postprocess.queued import PinnedPairs, QueuedDecode, detections_from_rows, done_event
 from trtdet_yolo.decode import MAX_NMS_CANDIDATES, YoloDecoder
 
 CANDIDATE_THREADS = 256
@@ -292,15 +292,7 @@ class CudaYoloDecoder(YoloDecoder):
 
     def collect(self, queued: QueuedDecode) -> list[Detections]:
         """The detections of a batch ``queue`` queued (waits for its results)."""
-        if queued.size == 0:
-            return []
-        out = []
-        for row in queued.wait():
-            kept = int(row[self.max_detections, 0])
-            rows = row[:kept]
-            # Copies, always: the pinned buffer is reused two batches later.
-            out.append(Detections(rows[:, :4].copy(), rows[:, 4].copy(), rows[:, 5].astype(np.int64)))
-        return out
+        return detections_from_rows(queued, self.max_detections)
 
     def queue(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> QueuedDecode:
         """Queue decode and NMS of a batch on torch's current stream; ``collect`` returns its detections.

@@ -26,7 +26,7 @@ from trtdet.cuda.runtime import SIMULATOR, fadd_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections
 from trtdet.errors import ModelError
 from trtdet.geometry import AffineTransform
-from trtdet.postprocess.queued import PinnedPairs, QueuedDecode, done_event
+from trtdet.postprocess.queued import PinnedPairs, QueuedDecode, detections_from_rows, done_event
 
 #: Rows (queries) one block holds in shared memory; Ultralytics exports 300.
 MAX_ROWS = 1024
@@ -186,11 +186,4 @@ class CudaFixedSetDecoder:
 
     def collect(self, queued: QueuedDecode) -> list[Detections]:
         """The detections of a batch ``queue`` queued (waits for its results)."""
-        if queued.size == 0:
-            return []
-        out = []
-        for row in queued.wait():
-            kept = int(row[self.max_detections, 0])
-            rows = row[:kept]
-            out.append(Detections(rows[:, :4].copy(), rows[:, 4].copy(), rows[:, 5].astype(np.int64)))
-        return out
+        return detections_from_rows(queued, self.max_detections)

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from trtdet.detections import Detections
 from trtdet.geometry import AffineTransform
 
 
@@ -57,3 +60,18 @@ def done_event(torch: Any, stream: Any) -> Any:
     event = torch.cuda.Event()
     event.record(stream)
     return event
+
+
+def detections_from_rows(queued: QueuedDecode, max_detections: int) -> list[Detections]:
+    """The detections of a queued batch whose results are rows ``[x1, y1, x2, y2, score, class]`` per
+    image, with the count kept in column 0 of row ``max_detections`` (waits for the batch).
+
+    Copies, always: the pinned buffer is reused two batches later.
+    """
+    if queued.size == 0:
+        return []
+    out = []
+    for row in queued.wait():
+        rows = row[: int(row[max_detections, 0])]
+        out.append(Detections(rows[:, :4].copy(), rows[:, 4].copy(), rows[:, 5].astype(np.int64)))
+    return out
