@@ -31,7 +31,15 @@ class ClosedError(TrtdetError, RuntimeError):
     """The detector (or its batching worker) was closed: ``detector is closed``."""
 
 
-class CorruptImageWarning(UserWarning):
+class TrtdetWarning(UserWarning):
+    """A one-line warning of trtdet's own: the CLI prints it as ``warning: <message>`` (no file:line)."""
+
+
+class PluginLoadWarning(TrtdetWarning):
+    """A plugin package could not be loaded and is left out (``trtdet plugins`` lists why)."""
+
+
+class CorruptImageWarning(TrtdetWarning):
     """An image file with damaged data that still decoded (libjpeg's "Corrupt JPEG data", ...).
 
     The image is used, but parts of it may be gray. ``trtdet run`` and ``trtdet batch`` put the

@@ -52,6 +52,9 @@ class ModelSpec:
     #: that run NMS; the default is class-aware NMS.
     agnostic_nms: bool = False
     description: str = ""
+    #: Set when the shipped default weights are a demo rather than a model to use (e.g. trained on
+    #: synthetic data): what they detect. ``trtdet models`` shows it beside the default file.
+    demo_weights: str | None = None
     #: Returns the path of the model file used when the user names none (None: no default).
     default_model: Callable[[], Path] | None = None
     #: Converts ``--weights`` checkpoints to ONNX (None: the model has no checkpoint format).

@@ -26,7 +26,7 @@ import pluggy
 from trtdet import hookspecs
 from trtdet.engines.base import EngineBackend
 from trtdet.engines.build_steps import BuildStep, RegisteredStep
-from trtdet.errors import UsageError
+from trtdet.errors import PluginLoadWarning, UsageError
 from trtdet.model import ModelSpec
 from trtdet.models import Model
 
@@ -178,7 +178,7 @@ def _leave_out(name: str, exc: BaseException) -> None:
     message = _problem(exc)
     _failed[name] = message
     dist_name = _distributions.pop(name, ("?", "?"))[0]
-    warnings.warn(f"trtdet plugin {name!r} ({dist_name}) failed to load: {message}", stacklevel=3)
+    warnings.warn(f"trtdet plugin {name!r} ({dist_name}) failed to load: {message}", PluginLoadWarning, stacklevel=3)
 
 
 def _check_pending() -> None:
@@ -312,6 +312,9 @@ def get_model(name: str) -> ModelInfo:
     known = ", ".join(sorted(models)) or "none installed"
     close = difflib.get_close_matches(name, list(models), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
+    broken = [p for p in _failed if name in p or p in name or difflib.get_close_matches(name, [p], n=1, cutoff=0.6)]
+    if broken:  # the model may be one of a plugin that failed to load
+        hint += "; " + "; ".join(f"plugin {p!r} failed to load: {_failed[p]}" for p in sorted(broken))
     raise UsageError(f"unknown model {name!r} (known: {known}){hint}")
 
 

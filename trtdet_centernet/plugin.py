@@ -87,6 +87,8 @@ CENTERNET = ModelSpec(
     iou_threshold=None,
     max_detections=constants.DEFAULT_K,
     description="CenterNet ctdet ResNet-DCN (xingyizhou/CenterNet), DCNv2 as ONNX DeformConv",
+    # no official checkpoint is reachable from this build environment: the shipped one was trained here
+    demo_weights="synthetic shapes (circles, squares, stars, ...), not COCO objects; pass --weights for a real model",
     default_model=default_model_path,
     exporter=export_onnx,
     onnx_converter=convert_legacy_onnx,

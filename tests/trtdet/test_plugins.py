@@ -195,6 +195,9 @@ def test_models_reports_the_default_files_classes_and_input_size() -> None:
     table = _trtdet("models").stdout
     line = next(row for row in table.splitlines() if row.startswith("centernet"))
     assert f"7 classes ({', '.join(names)}), input {height}x{width}" in line
+    # the shipped CenterNet is a demo (synthetic shapes), and says so; yolo's COCO YOLO11n is not
+    assert "[demo weights: synthetic shapes" in line and "not COCO objects" in line
+    assert "not COCO" in centernet["demo_weights"] and rows["yolo"]["demo_weights"] is None
 
 
 def test_models_json_lists_the_example_plugin() -> None:
@@ -482,3 +485,16 @@ def test_a_runtime_engine_backend_is_listed_and_chosen_by_auto(registered, yolo_
     with trtdet.load("yolo") as detector:
         assert detector.backend == "onnxruntime"  # the engine it returned is ONNX Runtime's
     assert CountingBackend.loads == 1
+
+
+def test_a_plugin_left_out_is_one_tidy_warning_line_and_named_by_an_unknown_model(tmp_path: Path) -> None:
+    """No ``file:line: UserWarning`` and no stray source line; ``unknown model 'fake'`` says that plugin failed."""
+    root = _fake_distribution(tmp_path, "raise ImportError('needs libfoo')\n")
+    models = _trtdet("models", extra_path=root)
+    lines = [line for line in models.stderr.splitlines() if line.strip()]
+    assert lines == ["warning: trtdet plugin 'fake' (fake-trtdet-plugin) failed to load: ImportError: needs libfoo"]
+    run = _trtdet("run", "-m", "fake", "-q", extra_path=root)
+    assert run.returncode == 1
+    error = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "unknown model 'fake'" in error[0]
+    assert "plugin 'fake' failed to load: ImportError: needs libfoo" in error[0]

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from trtdet.errors import CorruptImageWarning, ModelError, TrtdetError, UsageError
+from trtdet.errors import ModelError, TrtdetError, TrtdetWarning, UsageError
 from trtdet.options import (
     NO_FLAG,
     DetectorOptions,
@@ -47,15 +47,23 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
 
 
 def _warning_lines(show: Callable[..., None]) -> Callable[..., None]:
-    """``warnings.showwarning`` printing a damaged input (``CorruptImageWarning``) as one ``warning:`` line."""
+    """``warnings.showwarning`` printing trtdet's own warnings (``TrtdetWarning``: a damaged input, a plugin
+    left out) as one ``warning:`` line, without Python's file:line and source line."""
 
     def show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-        if issubclass(category, CorruptImageWarning):
+        if issubclass(category, TrtdetWarning):
             click.echo(f"warning: {message}", err=True)
         else:
             show(message, category, *args, **kwargs)
 
     return show_warning
+
+
+def install_warning_lines() -> None:
+    """Route trtdet's own warnings to one ``warning:`` line each (idempotent)."""
+    if not getattr(warnings.showwarning, "trtdet_lines", False):
+        warnings.showwarning = _warning_lines(warnings.showwarning)
+        warnings.showwarning.trtdet_lines = True  # type: ignore[attr-defined]
 
 
 def handle_errors(function: F) -> F:
@@ -70,7 +78,7 @@ def handle_errors(function: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             with warnings.catch_warnings():
-                warnings.showwarning = _warning_lines(warnings.showwarning)
+                install_warning_lines()
                 return function(*args, **kwargs)
         except (UsageError, ModelError, TrtdetError) as exc:
             fail(str(exc), EXIT_USAGE)

@@ -36,6 +36,8 @@ def models_command(as_json: bool) -> None:
             "letterbox": spec.letterbox,
             "default_model": None if default_file is None else str(default_file),
             "description": spec.description,
+            # what the shipped default detects when it is a demo (null: a model to use)
+            "demo_weights": spec.demo_weights if default_file is not None else None,
         })
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -49,6 +51,7 @@ def models_command(as_json: bool) -> None:
             f", letterbox {row['letterbox']}"
             + (f" - {row['description']}" if row["description"] else "")
             + ("" if row["default_model"] else " [no default model: pass --weights, --onnx or --engine]")
+            + (f" [demo weights: {row['demo_weights']}]" if row["demo_weights"] else "")
         )
 
 

@@ -6,7 +6,7 @@ import importlib
 
 import click
 
-from trtdet.cli.common import TrtdetGroup
+from trtdet.cli.common import TrtdetGroup, install_warning_lines
 from trtdet.version import __version__
 
 #: (module, attribute) of each built-in command; a command whose module is missing is left out.
@@ -32,6 +32,7 @@ class PluginCommands(TrtdetGroup):
 
         from trtdet.plugins import list_commands
 
+        install_warning_lines()  # loading plugins may leave one out: one warning line, not file:line
         commands = list_commands()
         for name in sorted(set(commands) & set(self.commands)):  # a built-in is never replaced
             warnings.warn(f"plugin command {name!r} is left out: a built-in trtdet command has that name", stacklevel=2)
@@ -62,6 +63,7 @@ for module_name, attribute in COMMANDS:
 
 
 def main() -> None:
+    install_warning_lines()
     cli()
 
 
