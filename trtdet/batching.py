@@ -14,7 +14,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
@@ -41,6 +41,7 @@ class BatchingWorker(Generic[T, R]):
         max_in_flight: int = 256,
         phases: Phases[T, R] | None = None,
         split_when_idle: int = 0,
+        batch_key: Callable[[T], Hashable] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch: expected >= 1, got {max_batch}")
@@ -50,7 +51,8 @@ class BatchingWorker(Generic[T, R]):
         self.max_wait = max_wait_ms / 1000.0
         # Whatever a batch raises is delivered to its futures, never kills the worker.
         self.scheduler: Scheduler[T, R] = Scheduler(
-            run_batch, max_batch=max_batch, phases=phases, catch=(BaseException,), split_when_idle=split_when_idle
+            run_batch, max_batch=max_batch, phases=phases, catch=(BaseException,), split_when_idle=split_when_idle,
+            batch_key=batch_key,
         )
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max_in_flight)
         self._closed = False

@@ -6,7 +6,7 @@ import contextlib
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
@@ -226,7 +226,16 @@ class Detector:
             phases = Phases(self._session, self._stage, self._launch, self._finish, self._discard,
                             launch_ahead=self._decoder_queues)
         split = IDLE_SPLIT_PART if phases is not None else 0
-        return Scheduler(self._run_batch, max_batch=self.batch_size, phases=phases, split_when_idle=split)
+        return Scheduler(self._run_batch, max_batch=self.batch_size, phases=phases, split_when_idle=split,
+                         batch_key=self._batch_key())
+
+    def _batch_key(self) -> Callable[[Any], Hashable] | None:
+        """Under the rect letterbox, images of one shape share a batch (the network input then
+        fits them all, as for each alone: Ultralytics' ``same_shapes``), so a result never
+        depends on what else was queued with the image; None for geometries that fit any mix."""
+        if getattr(self.preprocessor, "letterbox", None) != "rect":
+            return None
+        return _image_shape
 
     def _can_overlap(self) -> bool:
         return self._stream is not None and not self.record_times and isinstance(self.preprocessor, StagingPreprocessor)
@@ -353,7 +362,8 @@ class Detector:
             if self._batcher is None:
                 scheduler = self.scheduler()
                 self._batcher = BatchingWorker(
-                    self._run_batch, max_batch=self.batch_size, phases=scheduler.phases, split_when_idle=scheduler.split_when_idle
+                    self._run_batch, max_batch=self.batch_size, phases=scheduler.phases,
+                    split_when_idle=scheduler.split_when_idle, batch_key=scheduler.batch_key,
                 )
             batcher = self._batcher
         try:
@@ -382,3 +392,9 @@ class Detector:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _image_shape(image: Any) -> Hashable:
+    """An image's (H, W) for batching; None for inputs not yet decoded (paths: batched as they come)."""
+    shape = getattr(image, "shape", None)
+    return tuple(shape[:2]) if shape is not None else None

@@ -33,7 +33,7 @@ from __future__ import annotations
 import collections
 import inspect
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -171,9 +171,15 @@ class Scheduler(Generic[T, R]):
         phases: Phases[T, R] | None = None,
         catch: tuple[type[BaseException], ...] = (Exception,),
         split_when_idle: int = 0,
+        batch_key: Callable[[T], Hashable] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch: expected >= 1, got {max_batch}")
+        #: Items whose keys differ never share a batch: an item of another key cuts the pending
+        #: batch first (the rect letterbox keys images by shape, so a batch's result per image is
+        #: the result of that image alone, whatever else was queued with it).
+        self.batch_key = batch_key
+        self._pending_key: Hashable = None
         if split_when_idle < 0:
             raise ValueError(f"split_when_idle: expected >= 0, got {split_when_idle}")
         self.run_batch = run_batch
@@ -210,12 +216,18 @@ class Scheduler(Generic[T, R]):
 
         ``run=False`` adds an item that is not run but reported in order (``Outcome(tag)``).
         """
+        done: list[Outcome[R]] = []
+        if run and self.batch_key is not None:
+            key = self.batch_key(item)
+            if self.pending and key != self._pending_key:
+                done = self.cut()
+            self._pending_key = key
         self._pending.tags.append(tag)
         self._pending.items.append(item)
         self._pending.runs.append(run)
         if self.pending >= self.max_batch:
-            return self.cut()
-        return []
+            return done + self.cut()
+        return done
 
     def cut(self) -> list[Outcome[R]]:
         """Send the pending items as one batch now, full or not; returns what completed."""

@@ -40,6 +40,16 @@ def test_batches_of_max_batch_in_order():
     assert all(o.error is None for o in outcomes)
 
 
+def test_items_of_different_keys_never_share_a_batch():
+    """The rect letterbox keys images by shape: a change of key cuts the batch; results stay in order."""
+    plain = Plain()
+    items = [1, 3, 5, 2, 4, 7, 9, 11, 13, 6]  # key: odd or even
+    outcomes = _run(Scheduler(plain, max_batch=3, batch_key=lambda x: x % 2), items)
+    assert plain.batches == [[1, 3, 5], [2, 4], [7, 9, 11], [13], [6]]
+    assert [o.tag for o in outcomes] == list(range(len(items)))
+    assert [o.result for o in outcomes] == [10 * x for x in items]
+
+
 def test_items_that_do_not_run_travel_in_order_and_do_not_count():
     plain = Plain()
     runs = [False, True, False, True, True, False, False]

@@ -102,8 +102,9 @@ def test_torch_backend_runs_yolo_onnx_like_onnxruntime(yolo_onnx, photos):
     from trtdet.io.images import read_image
 
     image = read_image(photos["grace_hopper"])
-    ours = trtdet.load("yolo", onnx=yolo_onnx, backend="torch")
-    judge = trtdet.load("yolo", onnx=yolo_onnx, backend="onnxruntime")
+    # square on both: the converted network has a fixed input size, so the torch backend runs square
+    ours = trtdet.load("yolo", onnx=yolo_onnx, backend="torch", letterbox="square")
+    judge = trtdet.load("yolo", onnx=yolo_onnx, backend="onnxruntime", letterbox="square")
     assert ours.backend == "torch"
     a, b = ours(image), judge(image)
     assert len(a) > 0 and len(a) == len(b)

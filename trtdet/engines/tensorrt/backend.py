@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from trtdet.build_options import steps_of
-from trtdet.devices import check_present, on_device
+from trtdet.devices import check_present, on_device, parse_device, visible_gpus
 from trtdet.engines.artifact import ArtifactMetadata, read_artifact, read_metadata
 from trtdet.engines.artifact_cache import ArtifactCache
 from trtdet.engines.base import CACHE_ONLY, BuildRequest, Engine, ModelFile
@@ -180,7 +180,10 @@ class TensorRTBackend:
             raise UsageError("--weights builds need --backend inductor; for TensorRT export to ONNX first (trtdet export)")
         if options.device == "cpu":
             raise UsageError("--device cpu: TensorRT engines are built on a GPU (cpu packages: --backend inductor)")
-        check_present(options.device)
+        if parse_device(options.device).index is not None or visible_gpus() > 0:
+            # a GPU named by index must be there; plain ``cuda`` builds without one, as TensorRT-RTX
+            # builds portable engines on any machine (CI builds both models that way)
+            check_present(options.device)
         config = BuildConfig(
             precision=options.precision,
             max_batch=options.batch,
