@@ -58,7 +58,8 @@ def _iou(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def cli_results(photos) -> dict[str, dict]:
-    args = ["run", "--model", "yolo", "--json", "-", "--quiet", "--batch", "4"]
+    # square: the reference below letterboxes to 640x640 (Ultralytics' rect=False)
+    args = ["run", "--model", "yolo", "--json", "-", "--quiet", "--batch", "4", "--letterbox", "square"]
     for name in PHOTOS:
         args += ["--source", str(photos[name])]
     result = CliRunner().invoke(cli, args)
