@@ -135,6 +135,25 @@ TRTDET_CONFIGS = {
 }
 
 
+def pipeline_graph_off_rows(detector, label: str, batches: list[int], images, pinned, iterations: int) -> list:
+    """The batches a whole-pipeline CUDA graph runs (issue 26), timed again with it off on the same detector."""
+    graphs = getattr(detector, "pipeline_graphs", None)
+    if graphs is None:
+        return []
+    rows = []
+    graphs.enabled = False
+    try:
+        for batch in [b for b in batches if b <= graphs.max_batch]:
+            rows.append((f"{label}, whole-pipeline graph off", batch, time_it(detector.detect, images[:batch], iterations)))
+            rows.append((f"{label}, pinned frames, whole-pipeline graph off", batch,
+                         time_it(detector.detect, pinned[:batch], iterations)))
+    finally:
+        graphs.enabled = graphs.disabled_reason is None
+    if graphs.disabled_reason:
+        print(f"{label}: whole-pipeline CUDA graph off: {graphs.disabled_reason}")
+    return rows
+
+
 def network_ms(detector, batch: int, size: int, precision: str, iterations: int) -> float:
     """Median ms of the engine alone on a ready input (NHWC, the engine's dtype, on the GPU)."""
     dtype = torch.float16 if precision == "fp16" else torch.float32
@@ -229,6 +248,8 @@ def main() -> None:
                 if pinned_stream:
                     ours = time_it(detector.detect, pinned_stream, max(3, args.iterations // 4), warmup=2)
                     rows.append((f"{label} {precision}, pinned frames, {label_stream}", len(pinned_stream), ours))
+                rows += pipeline_graph_off_rows(detector, f"{label} {precision}", args.batches, images, pinned_images,
+                                                args.iterations)
             if memory_detector is None and key == args.pipelines[-1]:
                 memory_detector = detector
             else:

@@ -175,6 +175,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--network", action="store_true", help="also list the network's kernels at --batch")
+    parser.add_argument("--pipeline-graphs", action="store_true",
+                        help="also batch 1 (pinned and ordinary frames) with the whole-pipeline CUDA graph off, then on")
     parser.add_argument("--out", type=Path, default=None, help="markdown file (traces go beside it)")
     args = parser.parse_args()
     out_dir = args.out.parent if args.out else None
@@ -189,6 +191,15 @@ def main() -> None:
             detector = trtdet.load(model, weights=weights, backend="inductor", device="cuda", batch=args.batch,
                                    precision="fp16", cuda_graphs=graphs)
             if graphs:
+                pipeline = detector.pipeline_graphs
+                for graph_on in (False, True) if pipeline is not None and args.pipeline_graphs else ():
+                    pipeline.enabled = graph_on  # issue 26: batch 1 with the whole-pipeline graph off, then on
+                    suffix = "-pipeline-graph" if graph_on else "-no-pipeline-graph"
+                    lines += scenario(f"{model}-b1{suffix}", detector, frames[:1], 4 * args.calls, out_dir)
+                    lines += scenario(f"{model}-b1-pageable{suffix}", detector, [np.array(frames[0])], 4 * args.calls, out_dir)
+                    if graph_on:
+                        state = pipeline.disabled_reason or f"{len(pipeline.cache)} keys captured"
+                        lines += [f"whole-pipeline graph: {state}", ""]
                 lines += scenario(f"{model}-b1", detector, frames[:1], 4 * args.calls, out_dir)
                 lines += scenario(f"{model}-b{args.batch}", detector, frames[: args.batch], args.calls, out_dir)
                 lines += scenario(f"{model}-stream-4x{args.batch}", detector, frames, max(2, args.calls // 2), out_dir)

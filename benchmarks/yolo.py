@@ -124,9 +124,30 @@ def main() -> None:
                 name = f"{label}, pinned frames"
                 rows.append((f"{name} fp16", batch, time_it(detect, pinned[:batch], args.iterations)))
                 stages[(name, batch)] = stage_times(detector, pinned[:batch], max(10, args.iterations // 2))
+            rows += pipeline_graph_off_rows(detector, detect, label, args.batches, frames, pinned, args.iterations, notes)
         detector.close()
 
     write_table(args, rows, stages, notes, "YOLO11n")
+
+
+def pipeline_graph_off_rows(detector, detect, label, batches, frames, pinned, iterations, notes) -> list:
+    """The batches a whole-pipeline CUDA graph runs (issue 26), timed again with it off on the same detector."""
+    graphs = detector.pipeline_graphs
+    if graphs is None:
+        notes.append(f"{label}: no whole-pipeline CUDA graph for this detector")
+        return []
+    rows = []
+    graphs.enabled = False
+    try:
+        for batch in [b for b in batches if b <= graphs.max_batch]:
+            rows.append((f"{label}, whole-pipeline graph off fp16", batch, time_it(detect, frames[:batch], iterations)))
+            rows.append((f"{label}, pinned frames, whole-pipeline graph off fp16", batch, time_it(detect, pinned[:batch], iterations)))
+    finally:
+        graphs.enabled = graphs.disabled_reason is None
+    state = f"off ({graphs.disabled_reason})" if graphs.disabled_reason else f"on, {len(graphs.cache)} keys captured"
+    notes.append(f"{label}: batches of up to {graphs.max_batch} images run as one whole-pipeline CUDA graph ({state}); "
+                 "the 'graph off' rows time the same detector with it off")
+    return rows
 
 
 def write_table(args, rows, stages, notes, title: str) -> None:

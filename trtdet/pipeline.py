@@ -76,6 +76,9 @@ def finite_only(batch: Sequence[Detections]) -> list[Detections]:
     return out
 
 
+#: ``Detector._launch``'s mark of a batch replayed as a whole-pipeline CUDA graph.
+_GRAPHED = object()
+
 #: On the GPU a batch of 2 x this many images or more that starts with the pipeline idle runs
 #: as two overlapped halves (``Scheduler.split_when_idle``; ``benchmarks/results/design_h200.md``).
 IDLE_SPLIT_PART = 8
@@ -156,6 +159,13 @@ class Detector:
             # kernels all queue on it (and entering it makes that GPU current, see _on_stream).
             # ``trtdet.load`` makes it earlier and passes it (it is in the RunContext).
             self._stream = torch.cuda.Stream(device=torch_device(device))
+        #: The whole GPU pipeline of small batches as one CUDA graph per key (``trtdet.cuda.pipeline_graph``);
+        #: None where the stages cannot have it. ``pipeline_graphs.enabled = False`` turns it off.
+        self.pipeline_graphs: Any = None
+        if self._stream is not None:
+            from trtdet.cuda.pipeline_graph import for_pipeline
+
+            self.pipeline_graphs = for_pipeline(preprocessor, engine, decoder)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -259,10 +269,17 @@ class Detector:
         self._check_engine()  # under the session's lock, which close() takes before deactivating
         _check_sizes(images)
         with self._on_stream():
+            graphs = self.pipeline_graphs
+            if graphs is not None and self._outputs_checked:  # the first batch ran (and checked) the engine directly
+                staged = graphs.stage(images)
+                if staged is not None:
+                    return staged
             return self.preprocessor.stage(images)  # type: ignore[attr-defined]  # a StagingPreprocessor
 
     def _launch(self, staged: Any) -> tuple[Any, Any]:
         with self._on_stream():
+            if self.pipeline_graphs is not None and self.pipeline_graphs.owns(staged):
+                return self.pipeline_graphs.launch(staged), _GRAPHED
             batch = self.preprocessor.warp(staged)  # type: ignore[attr-defined]
             outputs = self._engine_outputs(batch.tensor)
             if self._decoder_queues:
@@ -274,6 +291,8 @@ class Detector:
     def _finish(self, launched: tuple[Any, Any]) -> list[Detections]:
         outputs, transforms = launched
         with self._on_stream():
+            if transforms is _GRAPHED:
+                return finite_only(self.pipeline_graphs.finish(outputs))
             if transforms is None:
                 return finite_only(self.decoder.collect(outputs))  # type: ignore[attr-defined]
             return finite_only(self.decoder(outputs, transforms))
@@ -294,6 +313,8 @@ class Detector:
 
     def _discard(self) -> None:
         self.preprocessor.discard_staged()  # type: ignore[attr-defined]
+        if self.pipeline_graphs is not None:
+            self.pipeline_graphs.discard()
 
     def _run_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
         with self._run_lock, self._on_stream():
@@ -384,6 +405,8 @@ class Detector:
             batcher.shutdown(wait=True)
         with self._run_lock:  # no batch is half way through the engine when it goes
             self._engine_gone = True
+            if self.pipeline_graphs is not None:
+                self.pipeline_graphs.close()
             if self.engine.is_active:
                 self.engine.deactivate()
 

@@ -25,6 +25,7 @@ result (K values per image), so boxes, scores, classes and order equal
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -45,7 +46,7 @@ from trtdet.cuda.runtime import SIMULATOR, blocks, fadd_rn, fmul_rn, numba_strea
 from trtdet.detections import Detections
 from trtdet.geometry import AffineTransform
 from trtdet.postprocess import nms
-from trtdet.postprocess.queued import PinnedPairs, QueuedDecode, done_event
+from trtdet.postprocess.queued import GraphDecode, PinnedPairs, QueuedDecode, done_event, transform_table
 from trtdet_centernet.decode import (
     CenterNetDecoder,
     _sigmoid,
@@ -349,6 +350,35 @@ class CudaCenterNetDecoder(CenterNetDecoder):
         so the pipeline reruns the batch's images one by one through ``__call__``.
         """
         return self._collect(queued, None)
+
+    def graph_plan(self, outputs: dict[str, Any], transforms: Sequence[AffineTransform]) -> GraphDecode:
+        """This batch shape's decode on buffers of its own, capturable in a CUDA graph (``GraphDecode``).
+
+        ``outputs`` are a direct run's (they give the batch); ``transforms`` go to the device
+        now, once. More peaks than ``max_candidates`` make ``collect`` raise, as ``collect``
+        does, so the pipeline reruns those images through ``__call__`` (the CPU decode).
+        """
+        torch = self.torch
+        output: Any = outputs[self.output_name]
+        batch = int(output.shape[0])
+        if len(transforms) != batch or batch == 0:
+            raise ValueError(f"{len(transforms)} transforms for a batch of {batch}")
+        twin = copy.copy(self)  # the same settings, buffers of its own
+        twin._batch = 0
+        twin._buffers(batch)
+        twin._transforms_dev.copy_(torch.from_numpy(transform_table(transforms)).to(self.device))
+        name, transforms = self.output_name, list(transforms)
+
+        def enqueue(outs: dict[str, Any]) -> None:
+            launch_decode(
+                outs[name].contiguous(), *twin._views, k=twin.k, width=twin.width, stride=twin.stride,
+                threshold_logit=twin.threshold_logit, stream=numba_stream(None),
+            )
+
+        def read(host: np.ndarray) -> list[Detections]:
+            return twin._collect(QueuedDecode(torch.from_numpy(host), None, transforms, batch), None)
+
+        return GraphDecode(torch, twin._results, enqueue, read, not SIMULATOR)
 
     def _collect(self, queued: QueuedDecode, output: Any) -> list[Detections]:
         if queued.size == 0:

@@ -18,6 +18,7 @@ Two launches per batch on the caller's stream, then one small device-to-host cop
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,7 +37,15 @@ from trtdet.cuda.launch import KernelSet, Reinterpret
 from trtdet.cuda.runtime import SIMULATOR, blocks, dadd_rn, dmul_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections
 from trtdet.geometry import AffineTransform
-from trtdet.postprocess.queued import PinnedPairs, QueuedDecode, detections_from_rows, done_event
+from trtdet.postprocess.queued import (
+    GraphDecode,
+    PinnedPairs,
+    QueuedDecode,
+    detections_from_rows,
+    done_event,
+    rows_to_detections,
+    transform_table,
+)
 from trtdet_yolo.decode import MAX_NMS_CANDIDATES, YoloDecoder
 
 CANDIDATE_THREADS = 256
@@ -287,6 +296,76 @@ class CudaYoloDecoder(YoloDecoder):
             self._results,
         ]
 
+    def _launch(self, pred: Any, batch: int, anchors: int, v8: bool, nb_stream: Any) -> None:
+        """Queue both kernels on ``nb_stream`` over this decoder's buffers (transforms already on the device)."""
+        keys, counts, boxes, classes, sorted_boxes, sorted_classes, suppressed, transforms_dev, results = self._views
+        self._candidates[1 if pred.element_size() == 2 else 0](
+            (blocks(anchors, CANDIDATE_THREADS), batch),
+            CANDIDATE_THREADS,
+            nb_stream,
+            pred,
+            v8,
+            np.float32(self.conf_threshold),
+            keys,
+            boxes,
+            classes,
+            counts,
+        )
+        self._nms(
+            batch,
+            NMS_THREADS,
+            nb_stream,
+            keys,
+            counts,
+            boxes,
+            classes,
+            float(self.iou_threshold),
+            bool(self.agnostic),
+            np.int64(MAX_NMS_CANDIDATES),
+            np.int64(self.max_detections),
+            sorted_boxes,
+            sorted_classes,
+            suppressed,
+            transforms_dev,
+            results,
+        )
+
+    def graph_plan(self, outputs: dict[str, Any], transforms: Sequence[AffineTransform]) -> GraphDecode:
+        """This batch shape's decode on buffers of its own, capturable in a CUDA graph (``GraphDecode``).
+
+        ``outputs`` are a direct run's (they give the shapes); ``transforms`` are written to the
+        device now, once.
+        """
+        torch = self.torch
+        if self.head is None or self.output_name is None:
+            self.validate({k: tuple(v.shape) for k, v in outputs.items()}, "model output")
+        assert self.head is not None and self.output_name is not None
+        pred: Any = outputs[self.output_name]
+        name = self.output_name
+        if self.head == "e2e":
+            if self._fixed_set is None:
+                from trtdet_yolo.cuda_fixed_set import CudaFixedSetDecoder
+
+                self._fixed_set = CudaFixedSetDecoder(
+                    rtdetr=False, conf_threshold=self.conf_threshold, max_detections=self.max_detections
+                )
+            return self._fixed_set.graph_plan(name, pred, transforms)
+        batch = int(pred.shape[0])
+        if len(transforms) != batch or batch == 0:
+            raise ValueError(f"{len(transforms)} transforms for a batch of {batch}")
+        v8 = self.head == "v8"
+        anchors = int(pred.shape[2] if v8 else pred.shape[1])
+        twin = copy.copy(self)  # the same settings, buffers of its own
+        twin._shape = (0, 0)
+        twin._buffers(batch, anchors)
+        twin._transforms_dev.copy_(torch.from_numpy(transform_table(transforms)).to(self.device))
+        max_det = self.max_detections
+
+        def enqueue(outs: dict[str, Any]) -> None:
+            twin._launch(outs[name].contiguous(), batch, anchors, v8, numba_stream(None))
+
+        return GraphDecode(torch, twin._results, enqueue, lambda host: rows_to_detections(host, max_det), not SIMULATOR)
+
     def __call__(self, outputs: dict[str, object], transforms: Sequence[AffineTransform]) -> list[Detections]:
         return self.collect(self.queue(outputs, transforms))
 
@@ -328,39 +407,8 @@ class CudaYoloDecoder(YoloDecoder):
             table[i, :6] = transform.inverse.reshape(6)
             table[i, 6:] = transform.src_size
         torch_stream = None if SIMULATOR else torch.cuda.current_stream()
-        keys, counts, boxes, classes, sorted_boxes, sorted_classes, suppressed, transforms_dev, results = self._views
         self._transforms_dev[:batch].copy_(pinned["transforms"][:batch], non_blocking=True)
-        nb_stream = numba_stream(torch_stream)
-        self._candidates[1 if pred.element_size() == 2 else 0](
-            (blocks(anchors, CANDIDATE_THREADS), batch),
-            CANDIDATE_THREADS,
-            nb_stream,
-            pred,
-            v8,
-            np.float32(self.conf_threshold),
-            keys,
-            boxes,
-            classes,
-            counts,
-        )
-        self._nms(
-            batch,
-            NMS_THREADS,
-            nb_stream,
-            keys,
-            counts,
-            boxes,
-            classes,
-            float(self.iou_threshold),
-            bool(self.agnostic),
-            np.int64(MAX_NMS_CANDIDATES),
-            np.int64(self.max_detections),
-            sorted_boxes,
-            sorted_classes,
-            suppressed,
-            transforms_dev,
-            results,
-        )
+        self._launch(pred, batch, anchors, v8, numba_stream(torch_stream))
         host = pinned["results"][:batch]
         host.copy_(self._results[:batch], non_blocking=True)
         return QueuedDecode(host, done_event(torch, torch_stream), transforms, batch)

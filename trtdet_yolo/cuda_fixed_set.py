@@ -14,6 +14,7 @@ Results: ``[B, max_detections + 1, 6]`` rows ``x1, y1, x2, y2, score, class``; r
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +27,15 @@ from trtdet.cuda.runtime import SIMULATOR, fadd_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections
 from trtdet.errors import ModelError
 from trtdet.geometry import AffineTransform
-from trtdet.postprocess.queued import PinnedPairs, QueuedDecode, detections_from_rows, done_event
+from trtdet.postprocess.queued import (
+    GraphDecode,
+    PinnedPairs,
+    QueuedDecode,
+    detections_from_rows,
+    done_event,
+    rows_to_detections,
+    transform_table,
+)
 
 #: Rows (queries) one block holds in shared memory; Ultralytics exports 300.
 MAX_ROWS = 1024
@@ -187,3 +196,29 @@ class CudaFixedSetDecoder:
     def collect(self, queued: QueuedDecode) -> list[Detections]:
         """The detections of a batch ``queue`` queued (waits for its results)."""
         return detections_from_rows(queued, self.max_detections)
+
+    def graph_plan(self, name: str, pred: Any, transforms: Sequence[AffineTransform]) -> GraphDecode:
+        """The decode of output ``name`` for this batch shape on buffers of its own, capturable in a
+        CUDA graph (``GraphDecode``); ``pred`` is a direct run's output (it gives the shape)."""
+        torch = self.torch
+        batch, rows = int(pred.shape[0]), int(pred.shape[1])
+        if rows > MAX_ROWS:
+            raise ModelError(f"model output: {rows} rows per image, the GPU fixed-set decoder holds at most {MAX_ROWS}")
+        if len(transforms) != batch or batch == 0:
+            raise ValueError(f"{len(transforms)} transforms for a batch of {batch}")
+        twin = copy.copy(self)  # the same settings, buffers of its own
+        twin._batch = 0
+        twin._buffers(batch)
+        twin._transforms_dev.copy_(torch.from_numpy(transform_table(transforms)).to(self.device))
+        in_h, in_w = transforms[0].dst_size
+        max_det = self.max_detections
+
+        def enqueue(outs: dict[str, Any]) -> None:
+            out = outs[name].contiguous()
+            twin._launchers[1 if out.element_size() == 2 else 0](
+                batch, THREADS, numba_stream(None),
+                out, twin.rtdetr, twin.class_scores, np.float32(twin.conf_threshold), np.int64(max_det),
+                np.float32(in_h), np.float32(in_w), not twin.rtdetr, twin._transforms_dev, twin._results,
+            )
+
+        return GraphDecode(torch, twin._results, enqueue, lambda host: rows_to_detections(host, max_det), not SIMULATOR)

@@ -63,7 +63,7 @@ class ClassFilter:
         return results
 
     def __getattr__(self, name: str) -> Any:  # the wrapped decoder's settings (conf_threshold, ...)
-        if name in ("decoder", "queue", "collect"):  # queuing is declared, never borrowed unfiltered
+        if name in ("decoder", "queue", "collect", "graph_plan"):  # queuing is declared, never borrowed unfiltered
             raise AttributeError(name)
         return getattr(self.decoder, name)
 
@@ -76,6 +76,13 @@ class QueuingClassFilter(ClassFilter):
 
     def collect(self, queued: Any) -> list[Detections]:
         return self._filter(self.decoder.collect(queued))  # type: ignore[attr-defined]
+
+    def graph_plan(self, outputs: dict[str, Any], transforms: Sequence[AffineTransform]) -> Any:
+        """The wrapped decoder's plan for a captured pipeline (``GraphDecode``), filtering what it reads."""
+        plan = self.decoder.graph_plan(outputs, transforms)  # type: ignore[attr-defined]
+        read = plan._read
+        plan._read = lambda host: self._filter(read(host))
+        return plan
 
 
 def class_filter(decoder: Decoder, keep: Sequence[int], max_det: int | None = None) -> ClassFilter:

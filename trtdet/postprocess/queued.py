@@ -75,3 +75,61 @@ def detections_from_rows(queued: QueuedDecode, max_detections: int) -> list[Dete
         rows = row[: int(row[max_detections, 0])]
         out.append(Detections(rows[:, :4].copy(), rows[:, 4].copy(), rows[:, 5].astype(np.int64)))
     return out
+
+
+def rows_to_detections(host: np.ndarray, max_detections: int) -> list[Detections]:
+    """``detections_from_rows`` on an array already on the host (copies, always)."""
+    out = []
+    for row in host:
+        rows = row[: int(row[max_detections, 0])]
+        out.append(Detections(rows[:, :4].copy(), rows[:, 4].copy(), rows[:, 5].astype(np.int64)))
+    return out
+
+
+class GraphDecode:
+    """A decoder's work for one batch shape, on buffers of its own, for a captured CUDA graph.
+
+    The pipeline graph (``trtdet.cuda.pipeline_graph``) bakes buffer addresses into the graph, so
+    the decode it captures may use no buffer the decoder could later grow, share or alternate:
+    each plan holds its own device scratch, its transforms already on the device (they depend
+    only on the images' shapes, which key the graph) and one pinned result buffer.
+    ``launch(outputs)`` queues the kernels and the copy of the results into ``host`` on the
+    current stream -- no allocation, no host work -- so it can be captured; ``collect()`` reads
+    ``host`` once the caller has waited. ``poison()`` fills both result buffers with NaN (the
+    self-check: a replay that skipped the decode leaves a NaN count, which ``collect`` refuses).
+    """
+
+    def __init__(self, torch: Any, results: Any, enqueue: Any, read: Any, pin: bool) -> None:
+        self.results = results
+        self.host = torch.empty(tuple(results.shape), dtype=results.dtype, pin_memory=pin)
+        self._enqueue = enqueue
+        self._read = read
+
+    def launch(self, outputs: dict[str, Any]) -> None:
+        self._enqueue(outputs)
+        self.host.copy_(self.results, non_blocking=True)
+
+    def poison(self) -> None:
+        self.results.fill_(float("nan"))
+        self.host.fill_(float("nan"))
+
+    def collect(self) -> list[Detections]:
+        host = self.host.numpy()
+        if not np.isfinite(host[:, -1, 0]).all():
+            raise RuntimeError("the decode's results were not written (its count is NaN)")
+        return self._read(host)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the result buffers (device and pinned); the plan's scratch comes on top."""
+        return 2 * self.results.numel() * self.results.element_size()
+
+
+def transform_table(transforms: Sequence[AffineTransform]) -> np.ndarray:
+    """``[B, 8]`` float64: each image's inverse matrix (6), source height and width -- the table
+    the GPU decoders read (the same rows their ``queue`` writes into pinned memory)."""
+    table = np.empty((len(transforms), 8), np.float64)
+    for i, transform in enumerate(transforms):
+        table[i, :6] = transform.inverse.reshape(6)
+        table[i, 6:] = transform.src_size
+    return table

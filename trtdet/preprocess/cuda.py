@@ -479,3 +479,24 @@ class CudaWarpAffinePreprocessor:
             np.int32(self.channel_order == "RGB"),
             np.int32(w // CV2_SIMD_COLUMNS * CV2_SIMD_COLUMNS),
         )
+
+
+def staging_layout(shapes: Sequence[tuple[int, ...]], transforms: Sequence[AffineTransform]) -> tuple[np.ndarray, list[int], int]:
+    """The layout ``stage`` gives a batch of images of ``shapes`` (HxWx3): the metadata rows
+    (float64 ``[B, META_COLUMNS]``), each image's byte offset after the metadata, and the
+    metadata's size in bytes. It depends only on the shapes (and the transforms they give),
+    so a captured pipeline (``trtdet.cuda.pipeline_graph``) writes it to the device once.
+    """
+    batch = len(shapes)
+    meta_bytes = -(-batch * META_COLUMNS * 8 // _META_ALIGN) * _META_ALIGN
+    sizes = [math.prod(shape) for shape in shapes]
+    offsets = [int(v) for v in np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)] if sizes else []
+    meta = np.zeros((batch, META_COLUMNS), np.float64)
+    for i, (shape, transform) in enumerate(zip(shapes, transforms, strict=True)):
+        meta[i, 0] = offsets[i]
+        meta[i, 1:4] = (shape[0], shape[1], shape[1] * 3)
+        if transform.resized is not None:
+            meta[i, 4:] = resize_meta(shape[1], shape[0], transform.resized, transform.pad)
+        else:
+            meta[i, 4:] = cv2_inverse_matrix(transform.matrix)
+    return meta, offsets, meta_bytes

@@ -130,6 +130,16 @@ class InductorEngine(BaseEngine):
         layout = (self._torch_device, self._dtype, self._memory_format)
         return run_network(self._call, batch, layout, self.output_names, grad_mode=torch.no_grad)
 
+    def ungraphed_call(self, batch: Any) -> dict[str, Any]:
+        """One batch through the package itself, never through its own CUDA graph: what a
+        captured whole-pipeline graph (``trtdet.cuda.pipeline_graph``) records. CUDA only."""
+        import torch
+
+        from trtdet.engines.torch_run import run_network
+
+        layout = (self._torch_device, self._dtype, self._memory_format)
+        return run_network(self._runner, batch, layout, self.output_names, grad_mode=torch.no_grad)
+
     def deactivate_impl(self) -> None:
         self._runner = None
         self._call = None

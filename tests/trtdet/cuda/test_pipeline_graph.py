@@ -1,0 +1,160 @@
+"""The whole-pipeline CUDA graph's host logic on the CPU: keys, the LRU, when a key is captured,
+which stages can have graphs, and the fallback after a failed capture.
+
+The capture itself needs a GPU (tests/trtdet/gpu/test_gpu_pipeline_graph.py); the steps a graph
+holds run under the simulator in tests/trtdet/cuda/simulated/test_sim_pipeline_graph.py.
+"""
+
+from __future__ import annotations
+
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from trtdet.cuda.pipeline_graph import (
+    CAPTURE_AFTER,
+    LRU,
+    GraphKey,
+    PipelineGraphs,
+    for_pipeline,
+    graph_key,
+)
+from trtdet.postprocess.filter import class_filter
+
+torch = pytest.importorskip("torch")
+
+
+def _unpinned(array: np.ndarray) -> bool:
+    return False
+
+
+def _image(h: int, w: int) -> np.ndarray:
+    return np.zeros((h, w, 3), np.uint8)
+
+
+def test_the_key_is_each_images_shape_the_dtype_and_where_uploads_run():
+    images = [_image(1080, 1920), _image(480, 640)]
+    key = graph_key(images, "float16", 4, _unpinned)
+    assert key == GraphKey(((1080, 1920), (480, 640)), "float16", True)
+    assert key.batch == 2 and key.image_bytes == 1080 * 1920 * 3 + 480 * 640 * 3
+    # same shapes, other pixels: the same key (a camera stream hits one entry)
+    assert graph_key([_image(1080, 1920) + 7, _image(480, 640)], "float16", 4, _unpinned) == key
+    # order matters (staging offsets and transforms follow it), so do dtype and pinned sources
+    assert graph_key(images[::-1], "float16", 4, _unpinned) != key
+    assert graph_key(images, "float32", 4, _unpinned) != key
+    first_pinned = graph_key(images, "float16", 4, lambda a: a is images[0])
+    assert first_pinned is not None and not first_pinned.uploads
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        [],  # empty
+        [_image(8, 8)] * 5,  # over max_batch
+        [np.zeros((8, 8), np.uint8)],  # gray: the ordinary path converts or refuses it
+        [np.zeros((8, 8, 3), np.float32)],
+        [np.zeros((8, 8, 3), np.uint8)[:, ::2]],  # not C-contiguous
+        [np.zeros((0, 8, 3), np.uint8)],
+        [torch.zeros((8, 8, 3), dtype=torch.uint8)],  # tensors take the ordinary path
+    ],
+    ids=["empty", "too-many", "gray", "float", "strided", "empty-image", "tensor"],
+)
+def test_batches_a_graph_does_not_take(batch):
+    assert graph_key(batch, "float16", 4, _unpinned) is None
+
+
+def test_lru_keeps_the_most_recently_used_and_returns_what_it_drops():
+    cache: LRU[str, int] = LRU(2)
+    assert cache.put("a", 1) == [] and cache.put("b", 2) == []
+    assert cache.get("a") == 1  # "a" is now the most recent
+    assert cache.put("c", 3) == [2]
+    assert cache.keys() == ["a", "c"] and "b" not in cache and len(cache) == 2
+    assert cache.get("b") is None
+    assert cache.clear() == [1, 3] and len(cache) == 0
+    with pytest.raises(ValueError, match="capacity: expected >= 1, got 0"):
+        LRU(0)
+
+
+def _stages(decoder=None, **engine):
+    preprocessor = SimpleNamespace(dtype=torch.float16, _run_kernel=lambda *a: None)
+    engine_ns = SimpleNamespace(cuda_graphs=True, ungraphed_call=lambda batch: {}, **engine)
+    decoder = decoder or SimpleNamespace(graph_plan=lambda outputs, transforms: None)
+    return preprocessor, engine_ns, decoder
+
+
+def test_which_stages_get_pipeline_graphs(monkeypatch):
+    monkeypatch.delenv("TRTDET_PIPELINE_GRAPHS", raising=False)
+    graphs = for_pipeline(*_stages())
+    assert isinstance(graphs, PipelineGraphs) and graphs.max_batch == 4 and graphs.cache.capacity == 8
+    preprocessor, engine, decoder = _stages()
+    engine.cuda_graphs = False  # --no-cuda-graphs: no graphs at all
+    assert for_pipeline(preprocessor, engine, decoder) is None
+    assert for_pipeline(preprocessor, SimpleNamespace(cuda_graphs=True), decoder) is None  # no direct call (TensorRT)
+    assert for_pipeline(preprocessor, engine.__class__(cuda_graphs=True, ungraphed_call=len), object()) is None
+    assert for_pipeline(SimpleNamespace(dtype=torch.float32), *_stages()[1:]) is None  # the CPU preprocessor
+    monkeypatch.setenv("TRTDET_PIPELINE_GRAPH_BATCH", "2")
+    monkeypatch.setenv("TRTDET_PIPELINE_GRAPH_KEYS", "3")
+    graphs = for_pipeline(*_stages())
+    assert graphs is not None and graphs.max_batch == 2 and graphs.cache.capacity == 3
+    monkeypatch.setenv("TRTDET_PIPELINE_GRAPHS", "0")
+    assert for_pipeline(*_stages()) is None
+
+
+def test_a_class_filter_keeps_the_plan_only_around_a_queuing_decoder():
+    plain = SimpleNamespace(validate=None)  # no queue/collect: the filter is a plain one
+    assert not hasattr(class_filter(plain, [0]), "graph_plan")
+
+    class Queuing:
+        def validate(self, shapes, source): ...
+        def __call__(self, outputs, transforms): ...
+        def queue(self, outputs, transforms): ...
+        def collect(self, queued): ...
+        def graph_plan(self, outputs, transforms):
+            from trtdet.detections import Detections
+
+            boxes = np.array([[0, 0, 1, 1], [0, 0, 2, 2]], np.float32)
+            read = lambda host: [Detections(boxes, np.array([0.9, 0.8], np.float32), np.array([0, 3]))]  # noqa: E731
+            return SimpleNamespace(_read=read)
+
+    plan = class_filter(Queuing(), [3]).graph_plan({}, [])
+    (kept,) = plan._read(None)
+    assert kept.class_id.tolist() == [3] and kept.xyxy.tolist() == [[0, 0, 2, 2]]
+
+
+def test_a_key_is_captured_on_its_second_batch_and_a_failed_capture_turns_graphs_off(monkeypatch):
+    graphs = PipelineGraphs(*_stages()[:1], lambda batch: {}, object())
+    graphs._simulator = False  # the host logic only: the build below is replaced
+    builds = []
+
+    def failing_build(key, images):
+        builds.append(key)
+        graphs._disable("replaying the captured pipeline: the network input differs from a direct run's")
+        return None
+
+    monkeypatch.setattr(graphs, "_build", failing_build)
+    frame = [_image(6, 8)]
+    assert graphs.stage(frame) is None and builds == []  # first sighting: the ordinary path
+    assert CAPTURE_AFTER == 2
+    with pytest.warns(UserWarning, match="CUDA graphs off for this pipeline .*: replaying the captured pipeline"):
+        assert graphs.stage(frame) is None
+    assert len(builds) == 1 and not graphs.enabled and "network input differs" in graphs.disabled_reason
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one warning, not one per batch
+        assert graphs.stage(frame) is None and graphs.stage(frame) is None
+    assert len(builds) == 1
+
+
+def test_capture_after_counts_each_key_on_its_own():
+    graphs = PipelineGraphs(*_stages()[:1], lambda batch: {}, object(), capture_after=3)
+    a = GraphKey(((4, 4),), "float16", True)
+    b = GraphKey(((4, 5),), "float16", True)
+    assert [graphs.due(a), graphs.due(b), graphs.due(a), graphs.due(a), graphs.due(b)] == [False, False, False, True, False]
+
+
+def test_the_cpu_pipeline_has_no_pipeline_graphs():
+    import trtdet
+
+    with trtdet.load("yolo", device="cpu") as detector:
+        assert detector.pipeline_graphs is None
