@@ -158,3 +158,65 @@ def test_the_cpu_pipeline_has_no_pipeline_graphs():
 
     with trtdet.load("yolo", device="cpu") as detector:
         assert detector.pipeline_graphs is None
+
+
+class _Event:
+    def __init__(self, log: list, name: str) -> None:
+        self.log, self.name = log, name
+
+    def record(self) -> None:
+        self.log.append(f"record {self.name}")
+
+    def synchronize(self) -> None:
+        self.log.append(f"wait {self.name}")
+
+
+def _fake_entry(graphs: PipelineGraphs, key: GraphKey, log: list):
+    """An entry whose two slots 'replay' by writing the staged pixels' sum as their detections."""
+    from trtdet.cuda.pipeline_graph import Entry, _Slot
+    from trtdet.detections import Detections
+
+    entry = Entry(key, [], [0], 0, dev=torch.zeros(key.image_bytes, dtype=torch.uint8), input=torch.zeros(1))
+    for name in ("A", "B"):
+        host = torch.zeros(key.image_bytes, dtype=torch.uint8)
+        results: dict[str, float] = {}
+
+        def replay(host=host, results=results, name=name) -> None:
+            log.append(f"replay {name}")
+            results["value"] = float(host.numpy().sum())
+
+        def collect(results=results) -> list:
+            return [Detections(np.zeros((1, 4), np.float32), np.array([results["value"]], np.float32), np.zeros(1, np.int64))]
+
+        entry.slots.append(_Slot(host, SimpleNamespace(collect=collect), SimpleNamespace(replay=replay), _Event(log, name)))
+    return entry
+
+
+def test_two_slots_alternate_and_a_slot_is_refilled_only_after_its_replay(monkeypatch):
+    """The scheduler's order with two batches launched ahead: stage(k+2) before finish(k)."""
+    graphs = PipelineGraphs(*_stages()[:1], lambda batch: {}, object(), capture_after=1)
+    graphs._simulator = False
+    log: list[str] = []
+    key = graph_key([_image(2, 2)], "float16", 4, _unpinned)
+    monkeypatch.setattr(graphs, "_build", lambda key, images: graphs.cache.put(key, _fake_entry(graphs, key, log)) or graphs.cache.get(key))
+    frames = [_image(2, 2) + k for k in range(1, 5)]  # pixel sums 12, 24, 36, 48
+    first = graphs.launch(graphs.stage([frames[0]]))
+    second = graphs.launch(graphs.stage([frames[1]]))
+    staged = graphs.stage([frames[2]])  # slot A again: waits for batch 1's replay, keeps its results
+    assert log[-1] == "wait A"
+    assert graphs.finish(first)[0].confidence.tolist() == [12.0]
+    third = graphs.launch(staged)
+    assert graphs.finish(second)[0].confidence.tolist() == [24.0]
+    assert graphs.finish(third)[0].confidence.tolist() == [36.0]
+    assert [entry for entry in log if not entry.startswith("wait")][:4] == ["replay A", "record A", "replay B", "record B"]
+    # launching into a slot whose batch was never finished would overwrite its results
+    fourth = graphs.launch(graphs.stage([frames[3]]))
+    staged = graphs.stage([frames[0]])
+    staged2 = graphs.stage([frames[1]])
+    assert staged2 is not None and staged2.slot is fourth.slot
+    graphs.launch(staged)
+    with pytest.raises(RuntimeError, match="previous batch was not finished"):
+        graphs.launch(staged2)
+    graphs.discard()
+    assert not any(slot.pending or slot.busy for slot in graphs.cache.get(key).slots)
+    assert key in graphs.cache
