@@ -61,6 +61,10 @@ DEFAULT_CAPACITY = 8
 #: not pay a capture (tens of ms) per batch.
 CAPTURE_AFTER = 2
 SEEN_KEYS = 64
+#: An image of this many bytes or more is copied into staging by ``FILL_THREADS`` threads at once
+#: (``TRTDET_PIPELINE_GRAPH_COPY_THREADS``; 1: one thread).
+PARALLEL_FILL_BYTES = 2 << 20
+FILL_THREADS = max(1, min(4, (os.cpu_count() or 2) // 2))
 #: Warm-up runs before each capture (cuDNN/cuBLAS pick and allocate their workspaces there).
 WARMUP = 2
 
@@ -219,14 +223,33 @@ class GraphLaunched:
     keep: list[Any]
 
 
-def _fill(host: np.ndarray, offsets: Sequence[int], images: Sequence[np.ndarray], invert: bool = False) -> None:
-    """Copy ``images`` (or ``255 - image``) into the pinned staging bytes at ``offsets``."""
+def _fill(
+    host: np.ndarray, offsets: Sequence[int], images: Sequence[np.ndarray], invert: bool = False, pool: Any = None,
+    threads: int = 1,
+) -> None:
+    """Copy ``images`` (or ``255 - image``) into the pinned staging bytes at ``offsets``.
+
+    With a ``pool``, images of ``PARALLEL_FILL_BYTES`` or more are cut into ``threads`` row
+    ranges copied at once (numpy's copy runs without the GIL); this thread copies one of them.
+    """
+    pieces = []
     for offset, image in zip(offsets, images, strict=True):
         target = host[offset : offset + image.size].reshape(image.shape)
         if invert:
             np.subtract(np.uint8(255), image, out=target)
-        else:
+        elif pool is None or threads < 2 or image.nbytes < PARALLEL_FILL_BYTES:
             np.copyto(target, image)
+        else:
+            rows = -(-image.shape[0] // threads)
+            pieces += [(target[first : first + rows], image[first : first + rows]) for first in range(0, image.shape[0], rows)]
+    if not pieces:
+        return
+    futures = [pool.submit(np.copyto, target, source) for target, source in pieces[1:]]
+    try:
+        np.copyto(*pieces[0])
+    finally:
+        for future in futures:  # every piece is written (or failed) before the caller goes on
+            future.result()
 
 
 def _same_detections(got: Sequence[Detections], want: Sequence[Detections]) -> str | None:
@@ -297,6 +320,9 @@ class PipelineGraphs:
         self._seen: LRU[GraphKey, int] = LRU(SEEN_KEYS)
         self._side: Any = None
         self._pool: Any = None
+        #: Threads that copy a large image into staging together (this one included).
+        self.copy_threads = max(1, _env_int("TRTDET_PIPELINE_GRAPH_COPY_THREADS", FILL_THREADS))
+        self._pool_threads: Any = None
 
     # -- the phases ------------------------------------------------------------------------
 
@@ -332,7 +358,7 @@ class PipelineGraphs:
             else:
                 copies_images.append(image)
                 copies_offsets.append(offset)
-        _fill(slot.host.numpy(), copies_offsets, copies_images)
+        _fill(slot.host.numpy(), copies_offsets, copies_images, pool=self._copy_pool(), threads=self.copy_threads)
         slot.pending = True
         return GraphStaged(entry, slot, pinned)
 
@@ -371,6 +397,18 @@ class PipelineGraphs:
         """Drop every graph and buffer (waits for replays still running)."""
         for entry in self.cache.clear():
             entry.release()
+        if self._pool_threads is not None:
+            self._pool_threads.shutdown(wait=True)
+            self._pool_threads = None
+
+    def _copy_pool(self) -> Any:
+        if self.copy_threads < 2:
+            return None
+        if self._pool_threads is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool_threads = ThreadPoolExecutor(max_workers=self.copy_threads - 1, thread_name_prefix="trtdet-graph-stage")
+        return self._pool_threads
 
     def due(self, key: GraphKey) -> bool:
         """Count a sighting of ``key`` (not yet captured); True once it is worth capturing."""

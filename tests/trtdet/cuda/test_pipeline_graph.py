@@ -220,3 +220,22 @@ def test_two_slots_alternate_and_a_slot_is_refilled_only_after_its_replay(monkey
     graphs.discard()
     assert not any(slot.pending or slot.busy for slot in graphs.cache.get(key).slots)
     assert key in graphs.cache
+
+
+@pytest.mark.parametrize("threads", [1, 3, 4])
+def test_staging_copies_every_image_to_its_offset_on_several_threads(threads):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from trtdet.cuda.pipeline_graph import PARALLEL_FILL_BYTES, _fill
+
+    rng = np.random.default_rng(threads)
+    images = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(1080, 1920, 3), (7, 5, 3), (999, 1001, 3)]]
+    assert images[0].nbytes >= PARALLEL_FILL_BYTES > images[1].nbytes
+    offsets = [0, images[0].size, images[0].size + images[1].size]
+    host = np.zeros(sum(image.size for image in images) + 16, np.uint8)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        _fill(host, offsets, images, pool=pool, threads=threads)
+    want = np.concatenate([image.reshape(-1) for image in images] + [np.zeros(16, np.uint8)])
+    np.testing.assert_array_equal(host, want)
+    _fill(host, offsets, images, invert=True)
+    np.testing.assert_array_equal(host[: want.size - 16], 255 - want[:-16])
