@@ -137,6 +137,13 @@ def pipeline_graph_off_rows(detector, detect, label, batches, frames, pinned, it
         notes.append(f"{label}: no whole-pipeline CUDA graph for this detector")
         return []
     rows = []
+    threads = graphs.copy_threads
+    if threads > 1 and 1 in batches:  # what copying a frame into staging on several threads gives
+        graphs.copy_threads = 1
+        try:
+            rows.append((f"{label}, staging copy on one thread fp16", 1, time_it(detect, frames[:1], iterations)))
+        finally:
+            graphs.copy_threads = threads
     graphs.enabled = False
     try:
         for batch in [b for b in batches if b <= graphs.max_batch]:
@@ -146,7 +153,7 @@ def pipeline_graph_off_rows(detector, detect, label, batches, frames, pinned, it
         graphs.enabled = graphs.disabled_reason is None
     state = f"off ({graphs.disabled_reason})" if graphs.disabled_reason else f"on, {len(graphs.cache)} keys captured"
     notes.append(f"{label}: batches of up to {graphs.max_batch} images run as one whole-pipeline CUDA graph ({state}); "
-                 "the 'graph off' rows time the same detector with it off")
+                 f"the 'graph off' rows time the same detector with it off; a frame is copied into staging by {threads} threads")
     return rows
 
 

@@ -54,30 +54,46 @@ def _assert_equal(got, want, what: str) -> None:
         assert np.array_equal(g.class_id, w.class_id), f"{what}, image {k}: classes differ"
 
 
+def _mirrored(batch):
+    """The same shapes (so the same graph) with other pixels: each image flipped left to right."""
+    return [np.ascontiguousarray(image[:, ::-1]) for image in batch]
+
+
 @pytest.mark.parametrize("model", ["yolo", "centernet"])
 def test_graphed_pipeline_equals_the_ungraphed_one_bit_for_bit(model, images):
+    """Two batches of one key alternate (each image and its mirror): a replay that read stale
+    staging, or gave one slot's results to the other, would give the other batch's detections."""
     with _load(model) as detector:
         graphs = detector.pipeline_graphs
         detector(images[0])  # the first batch runs (and checks) the engine directly
-        pinned = trtdet.pinned_frames(2, *images[1].shape[:2])
+        pinned = trtdet.pinned_frames(4, *images[1].shape[:2])
         pinned[0][...] = images[1]
-        pinned[1][...] = images[1]
+        pinned[1][...] = images[1][:, ::-1]
+        pinned[2][...] = images[1][::-1]
+        pinned[3][...] = images[1][::-1, ::-1]
         cases = {
-            "batch 1": [images[0]],
-            "batch 4 of mixed shapes": images[1:5],
-            "batch 1 from pinned memory": [pinned[0]],
-            "batch 4, two pinned": [pinned[0], images[2], pinned[1], images[3]],
+            "batch 1": ([images[0]], _mirrored([images[0]])),
+            "batch 4 of mixed shapes": (images[1:5], _mirrored(images[1:5])),
+            "batch 1 from pinned memory": ([pinned[0]], [pinned[1]]),
+            "batch 4, two pinned": ([pinned[0], images[2], pinned[2], images[3]],
+                                    [pinned[1], images[2][::-1].copy(), pinned[3], images[3][::-1].copy()]),
         }
-        for name, batch in cases.items():
-            want = _ungraphed(detector, batch)
-            for _ in range(4):  # captured on the second sighting; both slots replayed after
-                _assert_equal(detector.detect(batch), want, name)
-            assert sum(len(d) for d in want) > 0, f"{name}: a check on no detections proves little"
+        for name, (first, second) in cases.items():
+            wants = [_ungraphed(detector, first), _ungraphed(detector, second)]
+            assert sum(len(d) for d in wants[0]) > 0, f"{name}: a check on no detections proves little"
+            assert any(len(a) != len(b) or not np.array_equal(a.xyxy, b.xyxy) for a, b in zip(*wants, strict=True))
+            for n in range(7):  # captured on the second sighting; both slots replayed after
+                _assert_equal(detector.detect([first, second][n % 2]), wants[n % 2], f"{name}, call {n}")
         assert graphs.disabled_reason is None
         assert len(graphs.cache) == len(cases)
         uploads = {key.uploads for key in graphs.cache}
         assert uploads == {True, False}
         assert 0 < graphs.nbytes < 400 << 20
+
+
+def _close(got, want) -> bool:
+    return (len(got) == len(want) and np.array_equal(got.class_id, want.class_id)
+            and np.allclose(got.xyxy, want.xyxy, atol=0.5) and np.allclose(got.confidence, want.confidence, atol=0.01))
 
 
 class _Drifting:
@@ -126,12 +142,8 @@ def test_submit_from_eight_threads_through_pipeline_graphs(images):
         graphs = detector.pipeline_graphs
         assert graphs.disabled_reason is None and len(graphs.cache) >= 1
     assert len(results) == 8000
-    wrong = 0
-    for i, got in results:
-        try:
-            _assert_equal([got], [expected[i]], "submit")
-        except AssertionError:
-            wrong += 1
+    # Batches of 2..4 run other kernels than a batch of 1 (the expectation): within float noise, not bit for bit.
+    wrong = sum(not _close(got, expected[i]) for i, got in results)
     assert wrong == 0, f"{wrong} of 8000 futures got detections other than their image's"
 
 
