@@ -43,8 +43,21 @@ def _centernet_network(x):
     return {"output": torch.cat([g[:, :, :2] * 0.5, 2 + 4 * g[:, :, 1:3].abs(), hm, pool.permute(0, 2, 1)], 2).contiguous()}
 
 
+def _end_to_end_network(x):
+    """An end-to-end head ``[B, 8, 6]`` (x1, y1, x2, y2, score, class) from the input's pixels."""
+    g = torch.nn.functional.avg_pool2d(x.float(), 4).reshape(x.shape[0], 3, 16)[:, :, :8]
+    centre = torch.arange(8.0).reshape(1, 8) * 2 + 1
+    half = 1 + 4 * g[:, 0].abs()
+    score = torch.sigmoid((g[:, 1] - 0.4) * 8)
+    klass = (torch.arange(8) % 3).float().expand(x.shape[0], 8)
+    rows = [centre - half, centre - half / 2, centre + half, centre + half / 2, score, klass]
+    return {"output0": torch.stack(rows, 2).contiguous()}
+
+
 CASES = {
     "yolo": (dict(channel_order="RGB", border_value=114), _yolo_network, lambda: CudaYoloDecoder(2, 0.25, 0.7, 300)),
+    "yolo-end-to-end": (dict(channel_order="RGB", border_value=114), _end_to_end_network,
+                        lambda: CudaYoloDecoder(3, 0.25, 0.7, 300)),
     "centernet": (
         dict(mean=(0.4, 0.45, 0.47), std=(0.29, 0.27, 0.28), channel_order="BGR", border_value=0),
         _centernet_network,
