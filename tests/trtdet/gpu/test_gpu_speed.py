@@ -21,7 +21,8 @@ STAGES = {"preprocess", "inference", "postprocess"}
 def test_speed_comes_from_cuda_events_with_the_overlap_on(photos):
     image = cv2.imread(str(photos["chelsea"]))
     with trtdet.load("yolo", device="cuda", batch=4) as detector:
-        assert detector._can_overlap() and detector.scheduler().phases is not None
+        with detector.scheduler() as scheduler:
+            assert detector._can_overlap() and scheduler.phases is not None
         clocks, alone = [], []
         launch, run_stages = detector._launch, detector._run_stages
 
