@@ -150,8 +150,8 @@ class RunLoop:
         """Everything one frame gives; sets ``json_error`` when its record cannot be written."""
         self.tally.inputs.add(frame.name)
         self.tally.frames += 1
-        if detections is not None:
-            self.tally.add_speed(getattr(detections, "speed", {}))
+        speed = _rounded_speed(detections)  # before tracking, which makes new Detections
+        self.tally.add_speed(speed or {})
         if detections is not None and self.tracker is not None and frame.index is not None:
             detections = self.tracker.update(frame.name, detections, frame.fps)
         written_to = self._annotate(frame, detections)
@@ -160,7 +160,7 @@ class RunLoop:
             record = frame_record(frame, detections, self.class_names)
             record["warning"] = frame.warning  # always present, null when absent
             record["output"] = None if written_to is None else str(written_to)
-            record["speed"] = _rounded_speed(detections)
+            record["speed"] = speed
             try:
                 self.json_sink.write(record)
             except OSError as exc:  # a full disk, a closed pipe: the run stops, the input is unrecorded
