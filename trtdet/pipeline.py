@@ -140,6 +140,8 @@ class Detector:
         self.backend_passed_over = backend_passed_over
         self.times = StageTimes()
         self.record_times = False
+        #: The network input of the latest batch, ``(B, 3, H, W)`` (``trtdet run``'s ``Speed:`` line).
+        self.last_input_shape: tuple[int, ...] | None = None
         self._synchronize = synchronize
         self._batcher: Any = None
         self._closed = False
@@ -286,6 +288,7 @@ class Detector:
             clock.mark()
             batch = self.preprocessor.warp(staged)  # type: ignore[attr-defined]
             clock.mark()
+            self.last_input_shape = tuple(batch.tensor.shape)
             outputs = self._engine_outputs(batch.tensor)
             clock.mark()
             if self._decoder_queues:
@@ -348,6 +351,7 @@ class Detector:
         batch = self.preprocessor(images)
         sync()
         clock.mark()
+        self.last_input_shape = tuple(batch.tensor.shape)
         outputs = self._engine_outputs(batch.tensor)
         sync()
         clock.mark()

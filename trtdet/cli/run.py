@@ -365,5 +365,5 @@ def _run(request: RunRequest) -> int:
         frames = detect_frames(detector, collected.sources, workers=request.workers, jpeg_decoder=jpeg_decoder)
         finished = _detect_all(loop, frames, bar)
         loop.finish_media()
-    shape = (detector.batch_size, 3, *detector.spec.input_size)
+    shape = getattr(detector, "last_input_shape", None) or (detector.batch_size, 3, *detector.spec.input_size)
     return _finish(loop, collected, destinations, request.quiet, interrupted=not finished, shape=shape)
