@@ -35,6 +35,14 @@ def names_dict(class_names: Sequence[str] | Mapping[int, str] | None) -> dict[in
     return dict(enumerate(map(str, class_names)))
 
 
+def speed_record(detections: Any) -> dict[str, float] | None:
+    """A record's ``speed``: ms per stage for one image, 3 decimals; None when nothing ran.
+
+    The one definition behind ``trtdet run --json``, ``trtdet batch`` and ``trtdet serve``."""
+    speed = getattr(detections, "speed", None)
+    return {stage: round(float(speed[stage]), 3) for stage in STAGES if stage in speed} if speed else None
+
+
 #: The fields a ``Result`` adds to ``Detections``.
 _CONTEXT = ("source", "image", "names", "speed", "index", "error", "warning")
 

@@ -29,7 +29,7 @@ from trtdet.errors import InputError, UsageError
 from trtdet.io.sinks import frame_record
 from trtdet.io.sources import CollectedSources, Frame, collect_sources, count_frames
 from trtdet.pipeline import NonFiniteDetectionsWarning
-from trtdet.results import STAGES
+from trtdet.results import STAGES, speed_record
 
 #: Exit code of a run stopped by Ctrl-C (SIGINT), as shells report it: 128 + 2.
 EXIT_INTERRUPTED = 130
@@ -150,7 +150,7 @@ class RunLoop:
         """Everything one frame gives; sets ``json_error`` when its record cannot be written."""
         self.tally.inputs.add(frame.name)
         self.tally.frames += 1
-        speed = _rounded_speed(detections)  # before tracking, which makes new Detections
+        speed = speed_record(detections)  # before tracking, which makes new Detections
         self.tally.add_speed(speed or {})
         if detections is not None and self.tracker is not None and frame.index is not None:
             detections = self.tracker.update(frame.name, detections, frame.fps)
@@ -196,12 +196,6 @@ class RunLoop:
         for error in self.media_sink.close() if self.media_sink is not None else ():
             self.tally.failed += 1
             self.echo_line(f"error: {error}")
-
-
-def _rounded_speed(detections: Detections | None) -> dict[str, float] | None:
-    """A record's ``speed``: ms per stage for this image, 3 decimals; null when nothing ran."""
-    speed = getattr(detections, "speed", None)
-    return {stage: round(speed[stage], 3) for stage in STAGES if stage in speed} if speed else None
 
 
 def _listed(names: Sequence[str], limit: int = 5) -> str:
