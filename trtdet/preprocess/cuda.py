@@ -26,7 +26,6 @@ batch's work), then one kernel launch on the caller's stream. Images already in 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -50,6 +49,7 @@ from trtdet.geometry import AffineTransform
 from trtdet.io.pinned import is_pinned
 from trtdet.preprocess.base import LetterboxSettings, PreprocessedBatch
 from trtdet.preprocess.cuda_resize import letterbox_resize_normalize_kernel, resize_meta
+from trtdet.preprocess.host_copy import Piece, copy_pieces, copy_threads, plan_pieces
 from trtdet.preprocess.letterbox import (
     RESIZE_GEOMETRIES,
     Letterbox,
@@ -150,15 +150,11 @@ def kernel_signatures() -> list[tuple]:
     ]
 
 
-#: Batches of at least this many image bytes are copied into pinned memory by several threads,
-#: in pieces, each uploaded as soon as it is there (so the memcpy and the DMA overlap). Below
-#: it (one 1080p frame is 6.2 MB) handing pieces to threads cost more than it saved on the H200.
-_PARALLEL_COPY_BYTES = 8 << 20
-_COPY_THREADS = max(1, min(8, (os.cpu_count() or 2) // 2))
-#: Bounds of a piece's size: small enough to overlap copy and upload, large enough that the
-#: per-piece Python work (a future, a copy call) stays a few percent of the piece's memcpy.
-_MIN_PIECE_BYTES = 1 << 20
-_MAX_PIECE_BYTES = 8 << 20
+#: Host images of at least this many bytes in all are copied into staging in pieces, by
+#: ``host_copy.copy_threads()`` threads, each piece uploaded as soon as it is there (the memcpy
+#: and the DMA overlap: ``trtdet.preprocess.host_copy``); smaller ones (640x480 and below) are
+#: copied here and go up in one transfer.
+_SPLIT_COPY_BYTES = 1 << 20
 
 
 class _Staging:
@@ -257,6 +253,9 @@ class CudaWarpAffinePreprocessor:
         self._staging = [_Staging(torch, self.device), _Staging(torch, self.device)]
         self._turn = 0
         self._copy_pool: Any = None
+        #: Threads that fill staging from pageable images (this one included): ``TRTDET_COPY_THREADS``.
+        self._copy_threads = copy_threads()
+        self._split_bytes = _SPLIT_COPY_BYTES
         #: Uploads run here, so they overlap the previous batch's kernels on the caller's stream.
         self._upload_stream = None if SIMULATOR else torch.cuda.Stream(device=self.device)
         self._warm_up()
@@ -328,9 +327,8 @@ class CudaWarpAffinePreprocessor:
                 pinned.append((start, array))  # uploaded straight from the caller's pinned memory
                 continue
             copies.append((start, host_bytes[start : start + sizes[i]].reshape(array.shape), array))
-        if SIMULATOR:
-            for _, target, array in copies:
-                np.copyto(target, array)
+        if SIMULATOR:  # the same copy (threads, pieces), no upload: the device buffer is the host one
+            self._copy_and_upload(slot, meta_bytes, copies, whole=not pinned)
         else:
             self._upload(slot, meta_bytes, device_images, pinned, copies, self._torch_stream(), fresh)
         slot.pending = True
@@ -365,34 +363,23 @@ class CudaWarpAffinePreprocessor:
         for slot in self._staging:
             slot.pending = False
 
-    def _pieces(self, copies: list[tuple[int, np.ndarray, np.ndarray]]) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
-        """Cut the host copies into row ranges: ``(staging offset, bytes, target rows, source rows)``."""
-        nbytes = sum(target.nbytes for _, target, _ in copies)
-        piece = min(_MAX_PIECE_BYTES, max(_MIN_PIECE_BYTES, nbytes // (4 * _COPY_THREADS)))
-        pieces = []
-        for start, target, array in copies:
-            row_bytes = max(1, target.nbytes // max(1, target.shape[0]))
-            rows = max(1, piece // row_bytes)
-            for first in range(0, target.shape[0], rows):
-                last = min(target.shape[0], first + rows)
-                pieces.append((start + first * row_bytes, (last - first) * row_bytes, target[first:last], array[first:last]))
-        return pieces
-
     def _copy_and_upload(
         self, slot: _Staging, meta_bytes: int, copies: list[tuple[int, np.ndarray, np.ndarray]], whole: bool = True
     ) -> None:
         """Fill pinned staging from host images and queue the uploads (metadata first).
 
-        Filling pinned memory is a plain memcpy that numpy runs without the GIL, so for large
-        batches a few threads divide it (32 x 1080p is ~200 MB), and each piece is uploaded as
-        soon as it is filled, while later pieces are still being copied. Small batches are
-        copied here and go up in one transfer (``whole``), or one per image when other images
-        (pinned ones) lie between them. Called with the upload stream current.
+        From ``_split_bytes`` on, the copy goes in pieces over the copying threads and each piece
+        is uploaded once it is filled, while later ones are still being copied (one frame too:
+        ``host_copy.copy_pieces``). Smaller copies are made here and go up in one transfer
+        (``whole``), or one per image when other images (pinned ones) lie between them.
+        Called with the upload stream current (the simulator: no upload).
         """
         nbytes = sum(target.nbytes for _, target, _ in copies)
-        if nbytes < _PARALLEL_COPY_BYTES or _COPY_THREADS < 2:
+        if nbytes < self._split_bytes:
             for _, target, array in copies:
                 np.copyto(target, array)
+            if SIMULATOR:
+                return
             if whole:
                 end = max((start + target.nbytes for start, target, _ in copies), default=meta_bytes)
                 slot.dev[:end].copy_(slot.host[:end], non_blocking=True)
@@ -402,20 +389,41 @@ class CudaWarpAffinePreprocessor:
                 end = start + target.nbytes
                 slot.dev[start:end].copy_(slot.host[start:end], non_blocking=True)
             return
-        slot.dev[:meta_bytes].copy_(slot.host[:meta_bytes], non_blocking=True)
+        pieces = plan_pieces(copies, self._copy_threads)
+        upload_meta = meta_bytes > 0 and pieces[0].offset != meta_bytes
+        if upload_meta and not SIMULATOR:
+            slot.dev[:meta_bytes].copy_(slot.host[:meta_bytes], non_blocking=True)
+        first = pieces[0]
+
+        def upload(piece: Piece) -> None:
+            if SIMULATOR:
+                return
+            # The metadata right before the first piece goes up with it, in one transfer.
+            start = 0 if piece is first and not upload_meta else piece.offset
+            end = piece.offset + piece.nbytes
+            slot.dev[start:end].copy_(slot.host[start:end], non_blocking=True)
+
+        copy_pieces(pieces, self._copy_workers(), upload)
+
+    def _copy_workers(self) -> Any:
+        """The pool of copying threads besides the caller (None with one copying thread)."""
+        if self._copy_threads < 2:
+            return None
         if self._copy_pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            self._copy_pool = ThreadPoolExecutor(max_workers=_COPY_THREADS, thread_name_prefix="trtdet-stage")
-        pieces = self._pieces(copies)
-        futures = [self._copy_pool.submit(np.copyto, target, source) for _, _, target, source in pieces]
-        try:
-            for (start, size, _, _), future in zip(pieces, futures, strict=True):
-                future.result()
-                slot.dev[start : start + size].copy_(slot.host[start : start + size], non_blocking=True)
-        finally:
-            for future in futures:  # never leave a thread writing into staging after an error
-                future.cancel() or future.exception()
+            self._copy_pool = ThreadPoolExecutor(max_workers=self._copy_threads - 1, thread_name_prefix="trtdet-stage")
+        return self._copy_pool
+
+    def _set_copy_threads(self, threads: int, split_bytes: int = _SPLIT_COPY_BYTES) -> None:
+        """Use ``threads`` copying threads from ``split_bytes`` on (benchmarks and tests compare settings)."""
+        if threads < 1:
+            raise ValueError(f"threads: expected >= 1, got {threads}")
+        if self._copy_pool is not None:
+            self._copy_pool.shutdown(wait=True)
+        self._copy_pool = None
+        self._copy_threads = threads
+        self._split_bytes = split_bytes
 
     def relaunch(self) -> Any:
         """Run only the kernel again on the batch uploaded by the last call (for benchmarks)."""

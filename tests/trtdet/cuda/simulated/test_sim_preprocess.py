@@ -158,3 +158,37 @@ def test_the_run_context_precision_reaches_the_preprocessor(precision):
     want = WarpAffinePreprocessor((12, 16), letterbox="ultralytics", **CASES["yolo"])(images).tensor
     assert got.dtype == (torch.float16 if precision == "fp16" else torch.float32)
     np.testing.assert_array_equal(got.numpy(), want.astype(np.float16 if precision == "fp16" else np.float32))
+
+
+@pytest.mark.parametrize("threads", [1, 3, 8])
+@pytest.mark.parametrize("letterbox", ["ultralytics", "warp"])
+def test_threaded_piecewise_staging_is_byte_identical(threads, letterbox, monkeypatch):
+    """Pageable images copied into staging in pieces by several threads (as a 1080p frame is on
+    the GPU): the staged bytes equal np.copyto of each whole image and the output the CPU
+    reference's (cv2), for photos, strided views and a negative-stride flip."""
+    from trtdet.preprocess import host_copy
+
+    monkeypatch.setattr(host_copy, "MIN_PIECE_BYTES", 1000)  # these small images then go in many pieces
+    photos = load_photos()
+    rng = np.random.default_rng(threads)
+    crop = rng.integers(0, 256, (90, 130, 3), dtype=np.uint8)[10:70, 5:120]
+    images = [*photos, crop, random_images(rng, [(41, 37)])[0][::-1], torch.from_numpy(photos[0])]
+    options = CASES["yolo"]
+    pre = CudaWarpAffinePreprocessor((20, 24), letterbox=letterbox, **options)
+    pre._set_copy_threads(threads, split_bytes=0)
+    staged = pre.stage(images)
+    assert len(host_copy.plan_pieces([(0, np.empty_like(photos[0]), photos[0])], threads)) > 3
+    host = staged.slot.host.numpy()
+    start = staged.meta_bytes
+    for image in images:
+        want = np.empty(image.shape, np.uint8)
+        np.copyto(want, np.asarray(image))  # the whole frame, one copy
+        np.testing.assert_array_equal(host[start : start + want.nbytes].reshape(want.shape), want)
+        start += want.nbytes
+    got = pre.warp(staged).tensor.numpy()
+    reference = [np.ascontiguousarray(np.asarray(image)) for image in images]
+    want = WarpAffinePreprocessor((20, 24), letterbox=letterbox, **options)(reference).tensor
+    if letterbox == "warp":  # cv2.warpAffine's own rounding differs across OpenCV versions
+        assert_matches_cv2_warp(compare_preprocess(got, want, options["mean"], options["std"]))
+    else:
+        np.testing.assert_array_equal(got, want)
