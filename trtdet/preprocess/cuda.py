@@ -150,11 +150,17 @@ def kernel_signatures() -> list[tuple]:
     ]
 
 
-#: Host images of at least this many bytes in all are copied into staging in pieces, by
-#: ``host_copy.copy_threads()`` threads, each piece uploaded as soon as it is there (the memcpy
-#: and the DMA overlap: ``trtdet.preprocess.host_copy``); smaller ones (640x480 and below) are
-#: copied here and go up in one transfer.
+#: Host images of at least this many bytes in all are copied into staging in pieces, each
+#: uploaded as soon as it is there, so the memcpy and the DMA overlap
+#: (``trtdet.preprocess.host_copy``); smaller ones (640x480 and below) are copied here and go up
+#: in one transfer.
 _SPLIT_COPY_BYTES = 1 << 20
+#: From this many bytes on the pieces are shared by ``host_copy.copy_threads()`` threads (32 x
+#: 1080p is ~200 MB); below it (one 1080p frame is 6.2 MB) the calling thread copies them alone:
+#: on the H200 handing a frame's pieces to threads cost more than it saved, and on a 2-core
+#: host two threads copied one frame no faster than one (``benchmarks/pageable_frames.py``
+#: measures both on the machine at hand).
+_PARALLEL_COPY_BYTES = 8 << 20
 
 
 class _Staging:
@@ -256,6 +262,7 @@ class CudaWarpAffinePreprocessor:
         #: Threads that fill staging from pageable images (this one included): ``TRTDET_COPY_THREADS``.
         self._copy_threads = copy_threads()
         self._split_bytes = _SPLIT_COPY_BYTES
+        self._parallel_bytes = _PARALLEL_COPY_BYTES
         #: Uploads run here, so they overlap the previous batch's kernels on the caller's stream.
         self._upload_stream = None if SIMULATOR else torch.cuda.Stream(device=self.device)
         self._warm_up()
@@ -368,9 +375,9 @@ class CudaWarpAffinePreprocessor:
     ) -> None:
         """Fill pinned staging from host images and queue the uploads (metadata first).
 
-        From ``_split_bytes`` on, the copy goes in pieces over the copying threads and each piece
-        is uploaded once it is filled, while later ones are still being copied (one frame too:
-        ``host_copy.copy_pieces``). Smaller copies are made here and go up in one transfer
+        From ``_split_bytes`` on, the copy goes in pieces and each piece is uploaded once it is
+        filled, while later ones are still being copied (``host_copy.copy_pieces``); from
+        ``_parallel_bytes`` on, the copying threads share the pieces. Smaller copies are made here and go up in one transfer
         (``whole``), or one per image when other images (pinned ones) lie between them.
         Called with the upload stream current (the simulator: no upload).
         """
@@ -389,7 +396,8 @@ class CudaWarpAffinePreprocessor:
                 end = start + target.nbytes
                 slot.dev[start:end].copy_(slot.host[start:end], non_blocking=True)
             return
-        pieces = plan_pieces(copies, self._copy_threads)
+        pool = self._copy_workers() if nbytes >= self._parallel_bytes else None
+        pieces = plan_pieces(copies, self._copy_threads if pool is not None else 1)
         upload_meta = meta_bytes > 0 and pieces[0].offset != meta_bytes
         if upload_meta and not SIMULATOR:
             slot.dev[:meta_bytes].copy_(slot.host[:meta_bytes], non_blocking=True)
@@ -403,7 +411,7 @@ class CudaWarpAffinePreprocessor:
             end = piece.offset + piece.nbytes
             slot.dev[start:end].copy_(slot.host[start:end], non_blocking=True)
 
-        copy_pieces(pieces, self._copy_workers(), upload)
+        copy_pieces(pieces, pool, upload)
 
     def _copy_workers(self) -> Any:
         """The pool of copying threads besides the caller (None with one copying thread)."""
@@ -415,8 +423,11 @@ class CudaWarpAffinePreprocessor:
             self._copy_pool = ThreadPoolExecutor(max_workers=self._copy_threads - 1, thread_name_prefix="trtdet-stage")
         return self._copy_pool
 
-    def _set_copy_threads(self, threads: int, split_bytes: int = _SPLIT_COPY_BYTES) -> None:
-        """Use ``threads`` copying threads from ``split_bytes`` on (benchmarks and tests compare settings)."""
+    def _set_copy_threads(
+        self, threads: int, split_bytes: int = _SPLIT_COPY_BYTES, parallel_bytes: int = _PARALLEL_COPY_BYTES
+    ) -> None:
+        """Copy with ``threads`` threads from ``parallel_bytes`` on, in pieces from ``split_bytes``
+        on (benchmarks and tests compare settings)."""
         if threads < 1:
             raise ValueError(f"threads: expected >= 1, got {threads}")
         if self._copy_pool is not None:
@@ -424,6 +435,7 @@ class CudaWarpAffinePreprocessor:
         self._copy_pool = None
         self._copy_threads = threads
         self._split_bytes = split_bytes
+        self._parallel_bytes = parallel_bytes
 
     def relaunch(self) -> Any:
         """Run only the kernel again on the batch uploaded by the last call (for benchmarks)."""

@@ -43,7 +43,7 @@ def test_pieces_upload_the_frames_bytes_exactly(frames, threads):
     from trtdet.preprocess.cuda import CudaWarpAffinePreprocessor
 
     pre = CudaWarpAffinePreprocessor((640, 640), letterbox="square", border_value=114)
-    pre._set_copy_threads(threads, split_bytes=0)
+    pre._set_copy_threads(threads, split_bytes=0, parallel_bytes=0)
     for batch in ([frames[0]], [frames[1]], [frames[2]], frames):
         staged = pre.stage(batch)
         out = pre.warp(staged).tensor
@@ -67,11 +67,13 @@ def test_pageable_batch_one_detections_equal_pinned_frames_on_every_thread_count
         want = [detector(frame) for frame in pinned]  # no staging copy: uploaded from the caller's pinned buffer
         assert sum(len(w) for w in want) > 0
         want_32 = detector.detect([pinned[n % len(pinned)] for n in range(32)])  # the same engine batch size
-        for threads in THREADS:
-            detector.preprocessor._set_copy_threads(threads)
+        default = detector.preprocessor._copy_threads
+        settings = [dict(threads=default), *(dict(threads=n, parallel_bytes=0) for n in THREADS)]  # one frame on threads too
+        for setting in settings:
+            detector.preprocessor._set_copy_threads(**setting)
             for n, frame in enumerate(frames):
                 got = detector(frame)
-                assert _exact(got, want[n]), f"{threads} copy threads, frame {n}: {got} != {want[n]}"
+                assert _exact(got, want[n]), f"copy {setting}, frame {n}: {got} != {want[n]}"
             many = detector.detect([frames[n % len(frames)] for n in range(32)])
             wrong = [n for n, got in enumerate(many) if not _exact(got, want_32[n])]
-            assert not wrong, f"{threads} copy threads, batch of 32: frames {wrong} differ from their pinned result"
+            assert not wrong, f"copy {setting}, batch of 32: frames {wrong} differ from their pinned result"

@@ -175,7 +175,7 @@ def test_threaded_piecewise_staging_is_byte_identical(threads, letterbox, monkey
     images = [*photos, crop, random_images(rng, [(41, 37)])[0][::-1], torch.from_numpy(photos[0])]
     options = CASES["yolo"]
     pre = CudaWarpAffinePreprocessor((20, 24), letterbox=letterbox, **options)
-    pre._set_copy_threads(threads, split_bytes=0)
+    pre._set_copy_threads(threads, split_bytes=0, parallel_bytes=0)
     staged = pre.stage(images)
     assert len(host_copy.plan_pieces([(0, np.empty_like(photos[0]), photos[0])], threads)) > 3
     host = staged.slot.host.numpy()
