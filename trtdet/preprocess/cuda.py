@@ -48,8 +48,8 @@ from trtdet.errors import InputError
 from trtdet.geometry import AffineTransform
 from trtdet.io.pinned import is_pinned
 from trtdet.preprocess.base import LetterboxSettings, PreprocessedBatch
-from trtdet.preprocess.cuda_resize import letterbox_resize_normalize_kernel, resize_meta
-from trtdet.preprocess.host_copy import Piece, copy_pieces, copy_threads, plan_pieces
+from trtdet.preprocess.cuda_resize import letterbox_resize_normalize_kernel, resize_meta, resize_row_band
+from trtdet.preprocess.host_copy import Piece, RowBand, copy_pieces, copy_threads, plan_pieces
 from trtdet.preprocess.letterbox import (
     RESIZE_GEOMETRIES,
     Letterbox,
@@ -263,6 +263,8 @@ class CudaWarpAffinePreprocessor:
         self._copy_threads = copy_threads()
         self._split_bytes = _SPLIT_COPY_BYTES
         self._parallel_bytes = _PARALLEL_COPY_BYTES
+        #: Leave out the rows the resize reads with zero weight only (``cuda_resize.resize_row_band``).
+        self._skip_rows = True
         #: Uploads run here, so they overlap the previous batch's kernels on the caller's stream.
         self._upload_stream = None if SIMULATOR else torch.cuda.Stream(device=self.device)
         self._warm_up()
@@ -317,7 +319,7 @@ class CudaWarpAffinePreprocessor:
         fresh = slot.reserve(total)
         meta = slot.host[:meta_bytes].view(torch.float64)[: batch * META_COLUMNS].numpy().reshape(batch, META_COLUMNS)
         host_bytes = slot.host.numpy()
-        device_images, pinned, copies = [], [], []
+        device_images, pinned, copies, bands = [], [], [], []
         for i, (image, transform) in enumerate(zip(images, transforms, strict=True)):
             meta[i, 0] = offsets[i]
             meta[i, 1:4] = (image.shape[0], image.shape[1], image.shape[1] * 3)
@@ -334,10 +336,13 @@ class CudaWarpAffinePreprocessor:
                 pinned.append((start, array))  # uploaded straight from the caller's pinned memory
                 continue
             copies.append((start, host_bytes[start : start + sizes[i]].reshape(array.shape), array))
+            # The resize reads some rows with zero weight only (2 of 3 for 1080 -> 360): not copied.
+            resized = transform.resized
+            bands.append(resize_row_band(image.shape[0], resized[0]) if resized is not None and self._skip_rows else None)
         if SIMULATOR:  # the same copy (threads, pieces), no upload: the device buffer is the host one
-            self._copy_and_upload(slot, meta_bytes, copies, whole=not pinned)
+            self._copy_and_upload(slot, meta_bytes, copies, whole=not pinned, bands=bands)
         else:
-            self._upload(slot, meta_bytes, device_images, pinned, copies, self._torch_stream(), fresh)
+            self._upload(slot, meta_bytes, device_images, pinned, copies, bands, self._torch_stream(), fresh)
         slot.pending = True
         return StagedBatch(slot, meta_bytes, total, batch, transforms)
 
@@ -371,14 +376,17 @@ class CudaWarpAffinePreprocessor:
             slot.pending = False
 
     def _copy_and_upload(
-        self, slot: _Staging, meta_bytes: int, copies: list[tuple[int, np.ndarray, np.ndarray]], whole: bool = True
+        self, slot: _Staging, meta_bytes: int, copies: list[tuple[int, np.ndarray, np.ndarray]], whole: bool = True,
+        bands: list[RowBand | None] | None = None,
     ) -> None:
         """Fill pinned staging from host images and queue the uploads (metadata first).
 
         From ``_split_bytes`` on, the copy goes in pieces and each piece is uploaded once it is
         filled, while later ones are still being copied (``host_copy.copy_pieces``); from
-        ``_parallel_bytes`` on, the copying threads share the pieces. Smaller copies are made here and go up in one transfer
-        (``whole``), or one per image when other images (pinned ones) lie between them.
+        ``_parallel_bytes`` on, the copying threads share the pieces. ``bands``: per image, the
+        only rows the resize kernel reads with a nonzero weight (the others are not copied).
+        Smaller copies are made here, whole, and go up in one transfer (``whole``), or one per
+        image when other images (pinned ones) lie between them.
         Called with the upload stream current (the simulator: no upload).
         """
         nbytes = sum(target.nbytes for _, target, _ in copies)
@@ -397,7 +405,7 @@ class CudaWarpAffinePreprocessor:
                 slot.dev[start:end].copy_(slot.host[start:end], non_blocking=True)
             return
         pool = self._copy_workers() if nbytes >= self._parallel_bytes else None
-        pieces = plan_pieces(copies, self._copy_threads if pool is not None else 1)
+        pieces = plan_pieces(copies, self._copy_threads if pool is not None else 1, bands)
         upload_meta = meta_bytes > 0 and pieces[0].offset != meta_bytes
         if upload_meta and not SIMULATOR:
             slot.dev[:meta_bytes].copy_(slot.host[:meta_bytes], non_blocking=True)
@@ -424,10 +432,11 @@ class CudaWarpAffinePreprocessor:
         return self._copy_pool
 
     def _set_copy_threads(
-        self, threads: int, split_bytes: int = _SPLIT_COPY_BYTES, parallel_bytes: int = _PARALLEL_COPY_BYTES
+        self, threads: int, split_bytes: int = _SPLIT_COPY_BYTES, parallel_bytes: int = _PARALLEL_COPY_BYTES,
+        skip_rows: bool = True,
     ) -> None:
         """Copy with ``threads`` threads from ``parallel_bytes`` on, in pieces from ``split_bytes``
-        on (benchmarks and tests compare settings)."""
+        on, leaving out unread rows when ``skip_rows`` (benchmarks and tests compare settings)."""
         if threads < 1:
             raise ValueError(f"threads: expected >= 1, got {threads}")
         if self._copy_pool is not None:
@@ -436,6 +445,7 @@ class CudaWarpAffinePreprocessor:
         self._copy_threads = threads
         self._split_bytes = split_bytes
         self._parallel_bytes = parallel_bytes
+        self._skip_rows = skip_rows
 
     def relaunch(self) -> Any:
         """Run only the kernel again on the batch uploaded by the last call (for benchmarks)."""
@@ -450,7 +460,7 @@ class CudaWarpAffinePreprocessor:
 
     def _upload(
         self, slot: _Staging, meta_bytes: int, device_images: list, pinned: list[tuple[int, np.ndarray]],
-        copies: list[tuple[int, np.ndarray, np.ndarray]], stream: Any, fresh: bool,
+        copies: list[tuple[int, np.ndarray, np.ndarray]], bands: list[RowBand | None], stream: Any, fresh: bool,
     ) -> None:
         """Copy host images into staging, queue the host-to-device copies on the upload stream
         (pinned images go up directly, without the staging copy) and record ``slot.uploaded``."""
@@ -464,7 +474,7 @@ class CudaWarpAffinePreprocessor:
             upload.wait_event(slot.consumed)  # the previous warp out of this slot has read it
         with torch.cuda.stream(upload):
             try:
-                self._copy_and_upload(slot, meta_bytes, copies, whole=not pinned)
+                self._copy_and_upload(slot, meta_bytes, copies, whole=not pinned, bands=bands)
                 for start, array in pinned:
                     source = torch.from_numpy(array).reshape(-1)
                     slot.dev[start : start + source.numel()].copy_(source, non_blocking=True)

@@ -6,6 +6,8 @@ call. The copy is cut into row ranges (``plan_pieces``) that several threads fil
 complete and every piece before it is too, so the host-to-device copy of the first rows runs
 while later rows are still being copied (``copy_pieces``). The calling thread copies pieces
 too (it takes any piece no worker has started), so a frame never waits on a thread's wake-up.
+Rows the letterbox never reads (``cuda_resize.resize_row_band``: two of every three rows of a
+1080p frame resized to 640) are not copied at all.
 
 ``TRTDET_COPY_THREADS`` sets the number of copying threads (the caller included); by default
 half the usable cores, 1 to 8.
@@ -54,30 +56,59 @@ def copy_threads() -> int:
     return threads
 
 
+#: Which rows of an image need copying: every row ``r`` with ``lo <= r % period < hi``
+#: (``cuda_resize.resize_row_band``); None: all of them.
+RowBand = tuple[int, int, int]
+
+
 @dataclass(frozen=True)
 class Piece:
-    """Rows of one image: ``source`` is copied to ``target``, bytes ``[offset, offset + nbytes)`` of staging."""
+    """Rows of one image: ``source`` is copied to ``target``, bytes ``[offset, offset + nbytes)`` of staging.
+
+    With a ``period`` above 1, only the rows at ``lo <= i % period < hi`` (``i`` counted from the
+    piece's first row) are copied; the others keep whatever staging held (nothing reads them).
+    """
 
     offset: int
     nbytes: int
     target: np.ndarray
     source: np.ndarray
+    period: int = 1
+    lo: int = 0
+    hi: int = 1
+
+    def copy(self) -> None:
+        """Copy the piece's rows (numpy releases the GIL for the memcpy)."""
+        if self.period == 1:
+            np.copyto(self.target, self.source)
+            return
+        for row in range(self.lo, self.hi):
+            np.copyto(self.target[row :: self.period], self.source[row :: self.period])
 
 
-def plan_pieces(copies: Sequence[tuple[int, np.ndarray, np.ndarray]], threads: int) -> list[Piece]:
+def plan_pieces(
+    copies: Sequence[tuple[int, np.ndarray, np.ndarray]], threads: int, bands: Sequence[RowBand | None] | None = None
+) -> list[Piece]:
     """Cut ``(staging offset, target, source)`` image copies into row ranges, in staging order.
 
     ``target`` is the image's C-contiguous place in staging; ``source`` any array of its shape.
+    ``bands[i]``, when given, names the only rows of image ``i`` that need copying (the sizes
+    are then planned on the rows actually copied; a piece still uploads its whole row range).
     """
-    nbytes = sum(target.nbytes for _, target, _ in copies)
-    piece = min(MAX_PIECE_BYTES, max(MIN_PIECE_BYTES, nbytes // (PIECES_PER_THREAD * max(1, threads))))
+    bands = list(bands) if bands is not None else [None] * len(copies)
+    share = [1.0 if band is None else (band[2] - band[1]) / band[0] for band in bands]
+    nbytes = sum(target.nbytes * part for (_, target, _), part in zip(copies, share, strict=True))
+    piece = min(MAX_PIECE_BYTES, max(MIN_PIECE_BYTES, int(nbytes) // (PIECES_PER_THREAD * max(1, threads))))
     pieces = []
-    for start, target, source in copies:
+    for (start, target, source), band, part in zip(copies, bands, share, strict=True):
+        period, lo, hi = band if band is not None else (1, 0, 1)
         row_bytes = max(1, target.nbytes // max(1, target.shape[0]))
-        rows = max(1, piece // row_bytes)
+        rows = max(1, int(piece / (row_bytes * part)))
+        rows = max(period, rows // period * period)  # pieces start on a period, so i % period == r % period
         for first in range(0, target.shape[0], rows):
             last = min(target.shape[0], first + rows)
-            pieces.append(Piece(start + first * row_bytes, (last - first) * row_bytes, target[first:last], source[first:last]))
+            pieces.append(Piece(start + first * row_bytes, (last - first) * row_bytes, target[first:last],
+                                source[first:last], period, lo, hi))
     return pieces
 
 
@@ -90,25 +121,25 @@ def copy_pieces(pieces: Sequence[Piece], pool: ThreadPoolExecutor | None, upload
     """
     if pool is None or len(pieces) < 2:
         for piece in pieces:
-            np.copyto(piece.target, piece.source)
+            piece.copy()
             upload(piece)
         return
     rest = pieces[1:]
-    futures: list[Future[None]] = [pool.submit(np.copyto, p.target, p.source) for p in rest]
+    futures: list[Future[None]] = [pool.submit(piece.copy) for piece in rest]
     copied_here = [False] * len(rest)
     try:
-        np.copyto(pieces[0].target, pieces[0].source)
+        pieces[0].copy()
         upload(pieces[0])
         tail = len(rest)  # pieces at and after it are done or taken by this thread
         for index, (piece, future) in enumerate(zip(rest, futures, strict=True)):
             if not copied_here[index] and future.cancel():  # no worker started it: copy it here
-                np.copyto(piece.target, piece.source)
+                piece.copy()
                 copied_here[index] = True
             # While a worker copies this piece, take the last pieces no worker has started.
             while not copied_here[index] and not future.done() and tail > index + 1:
                 tail -= 1
                 if futures[tail].cancel():
-                    np.copyto(rest[tail].target, rest[tail].source)
+                    rest[tail].copy()
                     copied_here[tail] = True
             if not copied_here[index]:
                 future.result()
