@@ -12,6 +12,9 @@ host; Ultralytics' predictor on the same frames in the same run for the ratio. R
   at every batch size (N is what ``TRTDET_COPY_THREADS`` sets);
 * ``pageable, default`` -- what a detector does unless told: pieces on the calling thread below
   8 MB (one 1080p frame), shared by half the usable cores (1-8) from 8 MB on;
+* ``all rows`` / ``rows read`` -- every row copied, or only the rows the resize letterbox reads
+  with a nonzero weight (``cuda_resize.resize_row_band``: one in three for 1080p -> 640; the
+  upload still moves whole frames);
 * ``submit(), lone frame`` -- ``detector.submit(frame).result()`` with nothing else queued (the
   batching worker must not hold a lone request back), default copy threads.
 
@@ -76,10 +79,12 @@ def main() -> None:
     def detect(batch_frames):
         return [d.xyxy for d in detector.detect(batch_frames)]
 
-    settings = [("one copy + one upload", dict(threads=1, split_bytes=1 << 62)),  # never in pieces
-                ("pieces on the calling thread", dict(threads=1)),
-                *((f"{n} copy threads", dict(threads=n, parallel_bytes=0)) for n in args.threads if n > 1),
-                (f"default ({default_threads} threads from 8 MB)", dict(threads=default_threads))]
+    settings = [("one copy + one upload, all rows", dict(threads=1, split_bytes=1 << 62)),  # never in pieces
+                ("pieces on the calling thread, all rows", dict(threads=1, skip_rows=False)),
+                ("pieces on the calling thread, rows read", dict(threads=1)),
+                *((f"{n} copy threads, rows read", dict(threads=n, parallel_bytes=0)) for n in args.threads if n > 1),
+                (f"default ({default_threads} threads from 8 MB), all rows", dict(threads=default_threads, skip_rows=False)),
+                (f"default ({default_threads} threads from 8 MB), rows read", dict(threads=default_threads))]
     for batch in args.batches:
         rows.append(("trtdet, pinned frames", batch, time_it(detect, pinned[:batch], iterations(batch))))
         for label, setting in settings:
