@@ -390,7 +390,7 @@ class CudaWarpAffinePreprocessor:
         Called with the upload stream current (the simulator: no upload).
         """
         nbytes = sum(target.nbytes for _, target, _ in copies)
-        if nbytes < self._split_bytes:
+        if nbytes < self._split_bytes or not copies:
             for _, target, array in copies:
                 np.copyto(target, array)
             if SIMULATOR:
