@@ -199,7 +199,7 @@ def build_detector(
             engine,
             decoder,
             device=device,
-            batch_size=batch,
+            batch=batch,
             model_source=model_source,
             synchronize=synchronize,
             stream=context.stream,

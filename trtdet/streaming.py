@@ -39,7 +39,7 @@ def detect_stream(
     with ``frame.error`` naming it. Outputs that contradict the model file's declared shapes
     (``ModelOutputError``) fail the whole stream: it is raised.
     """
-    chunk = detector.batch_size if jpeg_decoder is not None else 4
+    chunk = detector.batch if jpeg_decoder is not None else 4
     frames = iter_frames(sources, workers=workers or DEFAULT_WORKERS, jpeg_decoder=jpeg_decoder, chunk=chunk)
     with detector.scheduler() as scheduler:
         for frame in frames:

@@ -110,7 +110,7 @@ def ensure_runnable(
         raise ModelError(
             f"{path}: {reason}, and its source ONNX (sha256 {metadata.source_sha256[:12]}) is not in the engine "
             f"cache; rebuild it: trtdet build MODEL.onnx --model {metadata.model} --precision {metadata.precision} "
-            f"--max-batch {metadata.max_batch}{options}"
+            f"--batch {metadata.max_batch}{options}"
         )
     warnings.warn(f"{path}: {reason}; rebuilding from the cached source ONNX", stacklevel=2)
     # Rebuild the engine this file holds: the spec as the file describes it (its input size

@@ -165,7 +165,7 @@ def check_config(config: BuildConfig) -> None:
     if config.precision not in PRECISIONS:
         raise UsageError(f"unknown precision {config.precision!r} (choose from: {', '.join(PRECISIONS)})")
     if config.max_batch < 1:
-        raise UsageError(f"--max-batch must be >= 1, got {config.max_batch}")
+        raise UsageError(f"--batch must be >= 1, got {config.max_batch}")
 
 
 def load_onnx(onnx_path: Path) -> tuple[onnx.ModelProto, str]:
