@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trtdet.context import PRECISIONS  # one list, shared with RunContext
-from trtdet.devices import normalize_device
+from trtdet.devices import AUTO, resolve_device
 from trtdet.errors import UsageError
 from trtdet.geometry import LETTERBOXES
 
@@ -60,7 +60,7 @@ def _option(default: Any = None, **spec: Any) -> Any:
 
 
 def _parse_device(value: Any) -> str:
-    return normalize_device(value)
+    return resolve_device(value)
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,8 @@ class DetectorOptions:
         help="Engine backend: auto (the fastest available), tensorrt, onnxruntime, torch, or a plugin's.",
     )
     device: str = _option(
-        "cpu", show_default=True, metavar="cpu|cuda|cuda:N", parse=_parse_device,
-        help="Where to run: the CPU, the current GPU, or GPU N.",
+        AUTO, show_default=True, metavar="auto|cpu|cuda|cuda:N", parse=_parse_device,
+        help="Where to run: auto (the GPU when one is visible, else the CPU), the CPU, the current GPU, or GPU N.",
     )
     conf: float | None = _option(
         kind=float, minimum=0.0, maximum=1.0, help="Score threshold in [0, 1] (default: the model's)."

@@ -64,8 +64,9 @@ def _step_flags() -> list[click.Option]:
     help="tensorrt: a TensorRT engine; inductor: an AOTInductor package (.pt2, compiled torch, no TensorRT needed).",
 )
 @click.option("--weights", type=click.Path(dir_okay=False), help="Build from a checkpoint instead (inductor).")
-@click.option("--device", default="cuda", show_default=True, metavar="cuda|cuda:N|cpu",
-              help="GPU the engine is built on (its model keys the cache), or cpu for an inductor CPU package.")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N",
+              help="GPU the engine is built on (its model keys the cache), or cpu for an inductor CPU package; "
+                   "auto (as for trtdet run): the GPU when one is visible, else the CPU (TensorRT: always the GPU).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
 @click.option(
     "--batch", type=click.IntRange(min=1), default=1, show_default=True,
@@ -94,20 +95,19 @@ def build_command(onnx_file, model, backend, weights, device, precision, batch, 
 
     Builds are cached: the same source and options later load from the cache.
     """
-    from trtdet.devices import normalize_device
     from trtdet.engines.base import BuildRequest, ModelFile
     from trtdet.model_file import check_onnx_fits
     from trtdet.plugins import get_model
 
     batch = take_renamed(batch, renamed_batch, param="batch", old="--max-batch", new="--batch")
     spec = get_model(model).spec
-    device = normalize_device(device)
+    engine_backend = _builder(backend)
+    device = _device(device, engine_backend, quiet)
     if (onnx_file is None) == (weights is None):
         raise UsageError("give ONNX_FILE or --weights CKPT (one of them)")
     if onnx_file is not None:
         check_onnx_fits(spec, Path(onnx_file))  # the head check `trtdet run` makes, before a long build
     source = ModelFile(Path(onnx_file or weights), "weights" if weights else "onnx")
-    engine_backend = _builder(backend)
     options = _build_options(device, precision, batch, build_option, step_flags)
     request = BuildRequest(
         output=Path(output) if output else source.path.with_suffix(engine_backend.artifact_suffix),
@@ -117,6 +117,21 @@ def build_command(onnx_file, model, backend, weights, device, precision, batch, 
     )
     artifact = engine_backend.build(source, spec, options, request)
     click.echo(f"wrote {artifact.path} ({artifact.describe()})")
+
+
+def _device(device: str, engine_backend: EngineBackend, quiet: bool) -> str:
+    """The device the build is for: ``auto`` as ``trtdet run`` resolves it, for this backend
+    (``auto_device_for``); one line saying so when that is the CPU."""
+    from trtdet.devices import AUTO, normalize_device
+    from trtdet.engines.base import auto_device_for
+
+    if device.strip().lower() != AUTO:
+        return normalize_device(device)
+    chosen = auto_device_for(engine_backend)
+    if chosen == "cpu" and not quiet:
+        click.echo("device auto: no CUDA GPU is visible, so this builds for the cpu (--device cuda builds for a GPU)",
+                   err=True)
+    return chosen
 
 
 def _builder(name: str) -> EngineBackend:

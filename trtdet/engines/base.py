@@ -12,6 +12,7 @@ from trtdet.errors import ModelError, UsageError
 from trtdet.model import ModelSpec
 
 if TYPE_CHECKING:
+    from trtdet.context import RunContext
     from trtdet.engines.artifact import ArtifactMetadata
     from trtdet.options import DetectorOptions
 
@@ -162,7 +163,12 @@ class BaseEngine:
 
 
 class EngineBackend(Protocol):
-    """A way to run networks, registered through the ``trtdet_engine_backends`` hook."""
+    """A way to run networks, registered through the ``trtdet_engine_backends`` hook.
+
+    The members below ``artifact_suffix`` are optional for a backend: ``BackendDefaults`` gives
+    each its default (subclass it), and the registry completes a backend that does not
+    (``complete_backend``), so every registered backend has all of them.
+    """
 
     #: Name used by ``--backend``.
     name: str
@@ -172,18 +178,29 @@ class EngineBackend(Protocol):
     file_kinds: tuple[ModelFileKind, ...]
     #: Suffix of the artifacts ``build`` makes (``trtdet build`` writes ``SOURCE`` with it by default).
     artifact_suffix: str
+    #: Device kinds it runs and builds for. ``--device auto`` (the default) means the GPU when one
+    #: is visible, else the CPU -- except for a backend without ``cpu`` here, for which it is the
+    #: GPU (``trtdet build`` of a TensorRT engine; TensorRT-RTX builds one without a GPU).
+    device_kinds: tuple[str, ...]
+
+    def auto_priority(self, device: str) -> int:
+        """Its rank for ``--backend auto`` on ``device`` (``cpu``/``cuda``); default: ``priority``."""
+        ...
 
     def unavailable_reason(self, device: str) -> str | None:
         """None when usable on ``device`` (``cpu``/``cuda``), else a one-line reason."""
         ...
 
-    def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
-        """The engine of ``model_file`` for ``spec`` on ``options.device``, not yet active.
+    def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions, context: RunContext) -> Engine:
+        """The engine of ``model_file`` for ``spec`` on ``context.device``, not yet active.
 
-        ``options`` is the object ``trtdet.load`` was given (precision, largest batch, CUDA
-        graphs, plugin build options, ...); a backend reads the fields it has a use for.
-        Cheap checks may raise here; heavy work belongs in the engine's ``activate``. Either
-        raises ``ModelError`` naming the file.
+        ``context`` is the run context ``trtdet.load`` resolved (the ``Device``, precision,
+        largest batch and, on a GPU, the pipeline's stream); ``options`` is the object
+        ``trtdet.load`` was given (CUDA graphs, plugin build options, ...); a backend reads
+        what it has a use for. A backend whose ``load`` takes only ``(model_file, spec,
+        options)`` (written before the context existed) is still called that way. Cheap checks
+        may raise here; heavy work belongs in the engine's ``activate``. Either raises
+        ``ModelError`` naming the file.
         """
         ...
 
@@ -195,7 +212,81 @@ class EngineBackend(Protocol):
         ...
 
 
-class LoadsOnly:
+class BackendDefaults:
+    """The optional ``EngineBackend`` members with their defaults: a backend subclasses this and
+    overrides what differs (the built-in backends do)."""
+
+    name: str
+    priority: int = 0
+    file_kinds: tuple[ModelFileKind, ...] = ()
+    artifact_suffix: str = ""
+    device_kinds: tuple[str, ...] = ("cpu", "cuda")
+
+    def auto_priority(self, device: str) -> int:
+        """Its rank for ``--backend auto``: ``priority`` on every device."""
+        return int(self.priority)
+
+    def unavailable_reason(self, device: str) -> str | None:
+        """Usable everywhere unless a subclass says otherwise."""
+        return None
+
+
+
+def auto_device_for(backend: EngineBackend) -> str:
+    """What ``--device auto`` means for ``backend``: ``cuda`` for one without ``cpu`` in its
+    ``device_kinds``, else the GPU when one is visible (``trtdet.devices.auto_device``)."""
+    from trtdet.devices import auto_device
+
+    return "cuda" if "cpu" not in backend.device_kinds else auto_device()
+
+
+#: The members ``BackendDefaults`` gives a backend that lacks them.
+OPTIONAL_MEMBERS = ("artifact_suffix", "device_kinds", "auto_priority", "unavailable_reason")
+
+
+class _Completed(BackendDefaults):
+    """A backend that does not subclass ``BackendDefaults`` and lacks some optional members:
+    those it has are its own, the rest are the defaults; ``load`` gets the context only when
+    the backend's ``load`` takes it."""
+
+    def __init__(self, backend: Any) -> None:
+        import inspect
+
+        self.backend = backend
+        self.name = backend.name
+        self.priority = backend.priority
+        self.file_kinds = tuple(backend.file_kinds)
+        for member in OPTIONAL_MEMBERS:
+            if hasattr(backend, member):
+                setattr(self, member, getattr(backend, member))
+        try:
+            parameters = inspect.signature(backend.load).parameters
+        except (TypeError, ValueError):
+            parameters = {}
+        self._load_takes_context = len(parameters) >= 4 or "context" in parameters
+
+    def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions, context: RunContext) -> Engine:
+        if self._load_takes_context:
+            return self.backend.load(model_file, spec, options, context)
+        return self.backend.load(model_file, spec, options)
+
+    def build(self, source: ModelFile, spec: ModelSpec, options: DetectorOptions, request: BuildRequest = CACHE_ONLY) -> Artifact:
+        return self.backend.build(source, spec, options, request)
+
+    def __getattr__(self, name: str) -> Any:
+        """Members outside the contract (a plugin's own) are the backend's."""
+        if name == "backend":
+            raise AttributeError(name)
+        return getattr(self.backend, name)
+
+
+def complete_backend(backend: Any) -> EngineBackend:
+    """``backend`` with every ``EngineBackend`` member: itself when it subclasses ``BackendDefaults``,
+    else a ``_Completed`` view of it. The registry calls this once per registered backend."""
+    return backend if isinstance(backend, BackendDefaults) else _Completed(backend)
+
+
+class LoadsOnly(BackendDefaults):
     """For backends that run model files as they are: ``build`` refuses in one line."""
 
     name: str

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from trtdet.cli.main import cli
+from trtdet.engines.base import BackendDefaults
 
 
 class _Artifact:
@@ -18,7 +19,7 @@ class _Artifact:
         return "recorded"
 
 
-class _RecordingBackend:
+class _RecordingBackend(BackendDefaults):
     """Stands in for the TensorRT builder: records the options ``trtdet build`` passes it."""
 
     artifact_suffix = ".engine"
