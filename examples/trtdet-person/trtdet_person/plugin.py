@@ -47,6 +47,7 @@ PERSON_MODEL = ModelSpec(
     border_value=114,  # Ultralytics' letterbox grey
     letterbox="ultralytics",  # resize-and-pad, as Ultralytics' predictor
     stride=32,
+    input_multiple=32,  # the trunk downsamples 32x
     conf_threshold=0.25,
     iou_threshold=0.7,
     max_detections=300,
