@@ -26,7 +26,7 @@ from trtdet.io.sources import Frame, SourceArguments, collect_sources
 from trtdet.lazy import lazy_import
 from trtdet.model import ModelSpec
 from trtdet.postprocess.decoder import Decoder, QueuingDecoder
-from trtdet.preprocess.base import Preprocessor, StagingPreprocessor
+from trtdet.preprocess.base import Preprocessor, StagingPreprocessor, letterbox_of
 from trtdet.scheduler import Outcome, Phases, Scheduler
 from trtdet.streaming import detect_stream
 
@@ -250,7 +250,7 @@ class Detector:
         """Under the rect letterbox, images of one shape share a batch (the network input then
         fits them all, as for each alone: Ultralytics' ``same_shapes``), so a result never
         depends on what else was queued with the image; None for geometries that fit any mix."""
-        if getattr(self.preprocessor, "letterbox", None) != "rect":
+        if letterbox_of(self.preprocessor) != "rect":
             return None
         return _image_shape
 

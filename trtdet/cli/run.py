@@ -25,6 +25,7 @@ from trtdet.cli.common import (
 from trtdet.cli.run_output import Destinations, check_destinations, where_results_went
 from trtdet.detections import Detections
 from trtdet.devices import is_cuda, torch_device
+from trtdet.engines.base import RunsOnProviders
 from trtdet.errors import InputError, UsageError
 from trtdet.io.sinks import frame_record
 from trtdet.io.sources import CollectedSources, Frame, collect_sources, count_frames
@@ -186,11 +187,11 @@ def _json_failure_line(json_path: str, error: OSError, written: int, unrecorded:
 
 
 def _announce(detector: Any, device: str, jpeg_decoder: Any) -> None:
-    provider = getattr(detector.engine, "providers", None)
+    provider = detector.engine.providers if isinstance(detector.engine, RunsOnProviders) else None
     where = f" ({provider[0]})" if provider else ""
     decoding = ", JPEGs decoded on the GPU" if jpeg_decoder is not None else ""
     click.echo(f"{detector.spec.name}: {detector.model_source} on {detector.backend}{where}, device {device}{decoding}", err=True)
-    for reason in getattr(detector, "backend_passed_over", ()) if is_cuda(device) else ():
+    for reason in detector.backend_passed_over if is_cuda(device) else ():
         click.echo(f"  (not {reason})", err=True)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from trtdet.errors import ModelError, UsageError
 from trtdet.model import ModelSpec
@@ -108,6 +108,15 @@ class Engine(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
     def __call__(self, batch: Any) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class RunsOnProviders(Protocol):
+    """An engine that runs on execution providers (optional; the ONNX Runtime one does):
+    ``providers`` in the order the runtime tries them, the first being the one it uses
+    (``trtdet run`` names it: ``on onnxruntime (CUDAExecutionProvider)``)."""
+
+    providers: list[Any]
 
 
 class BaseEngine:
