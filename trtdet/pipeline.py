@@ -57,7 +57,7 @@ class NonFiniteDetectionsWarning(UserWarning):
 def finite_only(batch: Sequence[Detections]) -> list[Detections]:
     """Each image's detections without rows whose box or score is NaN/Inf (invalid JSON, no meaning).
 
-    An image that lost rows carries the count as ``non_finite_dropped`` and is reported once
+    An image that lost rows carries the count in ``Detections.non_finite_dropped`` and is reported once
     with a ``NonFiniteDetectionsWarning`` (``trtdet run`` puts it in the image's record).
     """
     out = []
@@ -66,7 +66,7 @@ def finite_only(batch: Sequence[Detections]) -> list[Detections]:
         if not keep.all():
             dropped = int((~keep).sum())
             detections = detections[keep]
-            detections.non_finite_dropped = dropped  # type: ignore[attr-defined]
+            detections.non_finite_dropped = dropped
             warnings.warn(
                 f"image {k} of its batch: dropped {dropped} detection(s) with NaN/Inf boxes or scores "
                 "(the model's output is not finite)",

@@ -57,7 +57,7 @@ def _settle(outcomes: list[Outcome]) -> Iterator[tuple[Frame, Detections | None]
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             frame.error = f"{frame.name}: detection failed: {message}"
             frame.image = None
-        dropped = getattr(outcome.result, "non_finite_dropped", 0)
+        dropped = outcome.result.non_finite_dropped if outcome.result is not None else 0
         if dropped:  # the pipeline dropped them (finite_only); the record says so
             where = frame.name if frame.index is None else f"{frame.name}#{frame.index}"
             note = f"{where}: dropped {dropped} detection(s) with NaN/Inf boxes or scores (the model's output is not finite)"
