@@ -1,8 +1,9 @@
 """``DetectorOptions``: how to load and run a detector, one frozen object from the CLI to the backend.
 
 The CLI builds it from its flags, ``trtdet.load`` from its keyword arguments; the engine
-backend receives it unchanged (``EngineBackend.load(model_file, spec, options)``). Values are
-checked when it is created, each bad one a one-line ``UsageError``.
+backend receives it unchanged, beside the ``RunContext`` resolved from it
+(``EngineBackend.load(model_file, spec, options, context)``). Values are checked when it is
+created, each bad one a one-line ``UsageError``; ``device="auto"`` is resolved then.
 """
 
 from __future__ import annotations

@@ -122,3 +122,18 @@ def test_the_letterbox_of_a_preprocessor_is_a_declared_member():
 def test_only_rect_batches_by_shape(letterbox):
     detector = trtdet.load("yolo", letterbox=letterbox)
     assert letterbox_of(detector.preprocessor) == letterbox and detector._batch_key() is None
+
+
+def test_a_builtin_backend_receives_the_context_load_resolved(monkeypatch):
+    seen = []
+    real = OnnxRuntimeBackend.load
+
+    def load(self, model_file, spec, options, context=None):
+        seen.append((options, context))
+        return real(self, model_file, spec, options, context)
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "load", load)
+    trtdet.load("yolo", device="cpu", batch=3, precision="fp16")
+    options, context = seen[-1]
+    assert context == RunContext(Device("cpu"), "fp16", 3)  # parsed once; no stream on the CPU
+    assert (str(context.device), context.precision, context.batch) == (options.device, options.precision, options.batch)
