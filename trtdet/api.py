@@ -12,8 +12,8 @@ import numpy as np
 from trtdet.backend_choice import choose_backend
 from trtdet.build_options import check_build_options
 from trtdet.context import RunContext
+from trtdet.contracts.engine import Engine
 from trtdet.devices import check_present, on_device, parse_device, torch_device
-from trtdet.engines.base import Engine
 from trtdet.errors import ModelError, UsageError
 from trtdet.exports import prepare_for_backend
 from trtdet.model import ModelSpec

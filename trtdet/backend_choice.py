@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from trtdet.contracts.engine import EngineBackend, ModelFile
 from trtdet.devices import device_kind
-from trtdet.engines.base import EngineBackend, ModelFile
 from trtdet.errors import UsageError
 from trtdet.plugins import list_engine_backends
 

@@ -120,7 +120,7 @@ class DetectorOptions:
     batch: int = _option(1, kind=int, minimum=1, flag=NO_FLAG, help="Images per engine call.")
     build_options: Mapping[str, str] = _option(
         default_factory=dict, kind=dict, flag=NO_FLAG, param="build_option",
-        help="Choices for plugins' engine build steps (--build-option NAME=VALUE; see trtdet.engines.build_steps).",
+        help="Choices for plugins' engine build steps (--build-option NAME=VALUE; see trtdet.contracts.build_steps).",
     )
 
     def __post_init__(self) -> None:

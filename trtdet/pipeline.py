@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from trtdet.batching import BatchingWorker
+from trtdet.contracts.engine import Engine
+from trtdet.contracts.output_check import check_outputs
 from trtdet.deprecation import renamed
 from trtdet.detections import Detections
 from trtdet.devices import is_cuda, on_device, torch_device
-from trtdet.engines.base import Engine
-from trtdet.engines.output_check import check_outputs
 from trtdet.errors import ClosedError, ModelOutputError
 from trtdet.io.inputs import ImageInput, as_bgr_image, is_single_image
 from trtdet.io.limits import check_image_size

@@ -24,8 +24,8 @@ from typing import Any
 import pluggy
 
 from trtdet import hookspecs
-from trtdet.engines.base import EngineBackend, complete_backend
-from trtdet.engines.build_steps import BuildStep, RegisteredStep
+from trtdet.contracts.build_steps import BuildStep, RegisteredStep
+from trtdet.contracts.engine import EngineBackend, complete_backend
 from trtdet.errors import PluginLoadWarning, UsageError
 from trtdet.model import ModelSpec
 from trtdet.models import Model

@@ -11,7 +11,7 @@ from trtdet.cli.common import build_option_flag, handle_errors, renamed_flag, ta
 from trtdet.errors import TrtdetError, UsageError
 
 if TYPE_CHECKING:
-    from trtdet.engines.base import EngineBackend
+    from trtdet.contracts.engine import EngineBackend
     from trtdet.options import DetectorOptions
 
 #: Parameter-name prefix of the ``--NAME VALUE`` flags generated for installed build steps.
@@ -95,7 +95,7 @@ def build_command(onnx_file, model, backend, weights, device, precision, batch, 
 
     Builds are cached: the same source and options later load from the cache.
     """
-    from trtdet.engines.base import BuildRequest, ModelFile
+    from trtdet.contracts.engine import BuildRequest, ModelFile
     from trtdet.model_file import check_onnx_fits
     from trtdet.plugins import get_model
 
@@ -122,8 +122,8 @@ def build_command(onnx_file, model, backend, weights, device, precision, batch, 
 def _device(device: str, engine_backend: EngineBackend, quiet: bool) -> str:
     """The device the build is for: ``auto`` as ``trtdet run`` resolves it, for this backend
     (``auto_device_for``); one line saying so when that is the CPU."""
+    from trtdet.contracts.engine import auto_device_for
     from trtdet.devices import AUTO, normalize_device
-    from trtdet.engines.base import auto_device_for
 
     if device.strip().lower() != AUTO:
         return normalize_device(device)

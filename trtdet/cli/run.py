@@ -23,9 +23,9 @@ from trtdet.cli.common import (
     model_options,
 )
 from trtdet.cli.run_output import Destinations, check_destinations, where_results_went
+from trtdet.contracts.engine import RunsOnProviders
 from trtdet.detections import Detections
 from trtdet.devices import is_cuda, torch_device
-from trtdet.engines.base import RunsOnProviders
 from trtdet.errors import InputError, UsageError
 from trtdet.io.sinks import frame_record
 from trtdet.io.sources import CollectedSources, Frame, collect_sources, count_frames

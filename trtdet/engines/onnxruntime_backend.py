@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from trtdet.contracts.engine import BaseEngine, Engine, LoadsOnly, ModelFile, Shape
 from trtdet.devices import parse_device, torch_device
-from trtdet.engines.base import BaseEngine, Engine, LoadsOnly, ModelFile, Shape
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
 from trtdet.lazy import lazy_import

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from trtdet.contracts.engine import BaseEngine, Engine, LoadsOnly, ModelFile, Shape
 from trtdet.devices import is_cuda, torch_device
-from trtdet.engines.base import BaseEngine, Engine, LoadsOnly, ModelFile, Shape
 from trtdet.engines.torch_run import run_network
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl

@@ -21,7 +21,7 @@ from trtdet.postprocess.decoder import Decoder
 from trtdet_person.decode import PersonDecoder
 
 if TYPE_CHECKING:
-    from trtdet.engines.build_steps import BuildStep
+    from trtdet.contracts.build_steps import BuildStep
 
 
 def default_model_path() -> Path:

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from trtdet import devices
 from trtdet.cli.main import cli
-from trtdet.engines.base import BackendDefaults
+from trtdet.contracts.engine import BackendDefaults
 from trtdet.options import DetectorOptions, option_defaults
 
 

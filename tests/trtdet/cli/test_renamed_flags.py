@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from trtdet.cli.main import cli
-from trtdet.engines.base import BackendDefaults
+from trtdet.contracts.engine import BackendDefaults
 
 
 class _Artifact:

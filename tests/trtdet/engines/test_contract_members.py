@@ -9,8 +9,14 @@ import pytest
 
 import trtdet
 from trtdet.context import RunContext
+from trtdet.contracts.engine import (
+    BackendDefaults,
+    EngineBackend,
+    ModelFile,
+    RunsOnProviders,
+    complete_backend,
+)
 from trtdet.devices import Device
-from trtdet.engines.base import BackendDefaults, EngineBackend, ModelFile, RunsOnProviders, complete_backend
 from trtdet.engines.onnxruntime_backend import OnnxRuntimeBackend
 from trtdet.engines.torch_backend import TorchBackend
 from trtdet.hookspecs import hookimpl
@@ -137,3 +143,17 @@ def test_a_builtin_backend_receives_the_context_load_resolved(monkeypatch):
     options, context = seen[-1]
     assert context == RunContext(Device("cpu"), "fp16", 3)  # parsed once; no stream on the CPU
     assert (str(context.device), context.precision, context.batch) == (options.device, options.precision, options.batch)
+
+
+def test_the_contracts_old_import_paths_still_work():
+    """The contracts moved to ``trtdet.contracts``; plugins importing the old paths get the same objects."""
+    import trtdet.contracts.build_steps as build_steps
+    import trtdet.contracts.engine as engine
+    import trtdet.contracts.output_check as output_check
+    from trtdet.engines import base as old_base
+    from trtdet.engines import build_steps as old_steps
+    from trtdet.engines import output_check as old_check
+
+    for name in ("EngineBackend", "Engine", "BaseEngine", "LoadsOnly", "BackendDefaults", "ModelFile", "BuildRequest"):
+        assert getattr(old_base, name) is getattr(engine, name), name
+    assert old_steps.BuildStep is build_steps.BuildStep and old_check.check_outputs is output_check.check_outputs

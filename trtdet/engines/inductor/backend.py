@@ -15,11 +15,18 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trtdet.contracts.build_steps import version_tuple
+from trtdet.contracts.engine import (
+    CACHE_ONLY,
+    BackendDefaults,
+    BuildRequest,
+    Engine,
+    ModelFile,
+    existing_file,
+)
 from trtdet.devices import check_present, device_kind, is_cuda, on_device
 from trtdet.engines.artifact import ArtifactMetadata
 from trtdet.engines.artifact_cache import copy_atomically
-from trtdet.engines.base import CACHE_ONLY, BackendDefaults, BuildRequest, Engine, ModelFile, existing_file
-from trtdet.engines.build_steps import version_tuple
 from trtdet.errors import ModelError, UsageError
 from trtdet.hookspecs import hookimpl
 from trtdet.lazy import lazy_import

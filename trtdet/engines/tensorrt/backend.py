@@ -15,11 +15,11 @@ from pathlib import Path
 
 from trtdet.build_options import steps_of
 from trtdet.context import RunContext
+from trtdet.contracts.build_steps import option_text
+from trtdet.contracts.engine import CACHE_ONLY, BackendDefaults, BuildRequest, Engine, ModelFile
 from trtdet.devices import check_present, on_device, parse_device, visible_gpus
 from trtdet.engines.artifact import ArtifactMetadata, read_artifact, read_metadata
 from trtdet.engines.artifact_cache import ArtifactCache
-from trtdet.engines.base import CACHE_ONLY, BackendDefaults, BuildRequest, Engine, ModelFile
-from trtdet.engines.build_steps import option_text
 from trtdet.engines.tensorrt.builder import (
     ENGINE_SUFFIX,
     BuildConfig,
