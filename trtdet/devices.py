@@ -60,10 +60,24 @@ def resolve_device(text: str) -> str:
     return normalize_device(text)
 
 
-#: Modules of which one must be installed for ``auto`` to pick the GPU (a GPU runtime trtdet's backends use).
-GPU_RUNTIME_MODULES = ("tensorrt", "tensorrt_rtx", "torch")
+#: Modules of which one must be installed for ``auto`` to pick the GPU (a GPU runtime trtdet's backends
+#: use), besides a CUDA (or ROCm) build of torch.
+GPU_RUNTIME_MODULES = ("tensorrt", "tensorrt_rtx")
 #: Distributions that give ONNX Runtime its CUDA provider.
 GPU_RUNTIME_DISTRIBUTIONS = ("onnxruntime-gpu",)
+
+
+def _torch_for_gpus(spec: Any) -> bool:
+    """Whether the torch that ``spec`` finds is a CUDA or ROCm build, read from its ``version.py``
+    (``cuda: Optional[str] = None`` in a CPU build) without importing it; True when unreadable."""
+    from pathlib import Path
+
+    try:
+        text = (Path(spec.origin).parent / "version.py").read_text(encoding="utf-8")
+    except (OSError, TypeError):
+        return True
+    builds = [line for line in text.splitlines() if line.startswith(("cuda", "hip"))]
+    return not builds or any(not line.rstrip().endswith("None") for line in builds)
 
 
 def _gpu_runtime_installed() -> bool:
@@ -72,6 +86,9 @@ def _gpu_runtime_installed() -> bool:
     import importlib.util
 
     if any(importlib.util.find_spec(name) is not None for name in GPU_RUNTIME_MODULES):
+        return True
+    torch_spec = importlib.util.find_spec("torch")
+    if torch_spec is not None and _torch_for_gpus(torch_spec):
         return True
     for name in GPU_RUNTIME_DISTRIBUTIONS:
         try:
@@ -85,8 +102,8 @@ def _gpu_runtime_installed() -> bool:
 @functools.cache
 def auto_device() -> str:
     """``"cuda"`` when the CUDA driver shows this process a GPU and a GPU runtime is installed
-    (TensorRT, PyTorch or onnxruntime-gpu), else ``"cpu"``: a plain install on a GPU machine
-    still runs, on the CPU.
+    (TensorRT, a CUDA build of PyTorch or onnxruntime-gpu), else ``"cpu"``: a plain install (or
+    a CPU build of torch) on a GPU machine still runs, on the CPU.
 
     Asks the driver (``libcuda``) directly and only looks the runtimes up, so choosing the CPU
     imports neither torch nor numba. Cached: a process's visible GPUs do not change.

@@ -13,7 +13,7 @@ from trtdet.model import ModelSpec
 
 if TYPE_CHECKING:
     from trtdet.context import RunContext
-    from trtdet.engines.artifact import ArtifactMetadata
+    from trtdet.contracts.artifact import ArtifactMetadata
     from trtdet.options import DetectorOptions
 
 ModelFileKind = Literal["onnx", "engine", "package", "weights"]

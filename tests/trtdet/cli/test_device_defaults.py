@@ -95,3 +95,22 @@ def test_a_named_device_is_not_resolved(monkeypatch, gpus, tmp_path):
     result = CliRunner().invoke(cli, ["build", str(Path(tmp_path) / "m.onnx"), "-m", "yolo", "--device", "CUDA:1"])
     assert result.exit_code == 0, result.output
     assert backend.options.device == "cuda:1" and result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (["cuda: Optional[str] = '12.8'", "hip: Optional[str] = None"], True),  # a CUDA wheel
+        (["cuda: Optional[str] = None", "hip: Optional[str] = '6.2'"], True),  # ROCm
+        (["cuda: Optional[str] = None", "hip: Optional[str] = None"], False),  # the CPU wheel
+    ],
+)
+def test_a_cpu_build_of_torch_is_no_gpu_runtime(tmp_path, lines, expected):
+    """Read from torch's version.py as the wheels write it, without importing torch."""
+    from types import SimpleNamespace
+
+    package = tmp_path / "torch"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "version.py").write_text("from typing import Optional\n__version__ = '2.13.0'\n" + "\n".join(lines) + "\n")
+    assert devices._torch_for_gpus(SimpleNamespace(origin=str(package / "__init__.py"))) is expected

@@ -147,9 +147,11 @@ def test_a_builtin_backend_receives_the_context_load_resolved(monkeypatch):
 
 def test_the_contracts_old_import_paths_still_work():
     """The contracts moved to ``trtdet.contracts``; plugins importing the old paths get the same objects."""
+    import trtdet.contracts.artifact as artifact
     import trtdet.contracts.build_steps as build_steps
     import trtdet.contracts.engine as engine
     import trtdet.contracts.output_check as output_check
+    from trtdet.engines import artifact as old_artifact
     from trtdet.engines import base as old_base
     from trtdet.engines import build_steps as old_steps
     from trtdet.engines import output_check as old_check
@@ -157,3 +159,4 @@ def test_the_contracts_old_import_paths_still_work():
     for name in ("EngineBackend", "Engine", "BaseEngine", "LoadsOnly", "BackendDefaults", "ModelFile", "BuildRequest"):
         assert getattr(old_base, name) is getattr(engine, name), name
     assert old_steps.BuildStep is build_steps.BuildStep and old_check.check_outputs is output_check.check_outputs
+    assert old_artifact.ArtifactMetadata is artifact.ArtifactMetadata

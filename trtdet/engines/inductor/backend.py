@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trtdet.contracts.artifact import ArtifactMetadata
 from trtdet.contracts.build_steps import version_tuple
 from trtdet.contracts.engine import (
     CACHE_ONLY,
@@ -25,7 +26,6 @@ from trtdet.contracts.engine import (
     existing_file,
 )
 from trtdet.devices import check_present, device_kind, is_cuda, on_device
-from trtdet.engines.artifact import ArtifactMetadata
 from trtdet.engines.artifact_cache import copy_atomically
 from trtdet.errors import ModelError, UsageError
 from trtdet.hookspecs import hookimpl

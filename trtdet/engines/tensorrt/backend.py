@@ -1,6 +1,6 @@
 """Built-in plugin: the TensorRT engine backend (``--backend tensorrt``), NVIDIA TensorRT or TensorRT-RTX.
 
-Loads trtdet ``.engine`` files (``trtdet.engines.artifact`` format), and ``.onnx`` files by
+Loads trtdet ``.engine`` files (``trtdet.contracts.artifact`` format), and ``.onnx`` files by
 building (once, cached in the shared artifact cache) an engine with the options' precision,
 build options and a batch of at least 8. An engine built for another TensorRT version or GPU
 is rebuilt from its source ONNX, with the build options it records, when the cache still
@@ -15,10 +15,10 @@ from pathlib import Path
 
 from trtdet.build_options import steps_of
 from trtdet.context import RunContext
+from trtdet.contracts.artifact import ArtifactMetadata, read_artifact, read_metadata
 from trtdet.contracts.build_steps import option_text
 from trtdet.contracts.engine import CACHE_ONLY, BackendDefaults, BuildRequest, Engine, ModelFile
 from trtdet.devices import check_present, on_device, parse_device, visible_gpus
-from trtdet.engines.artifact import ArtifactMetadata, read_artifact, read_metadata
 from trtdet.engines.artifact_cache import ArtifactCache
 from trtdet.engines.tensorrt.builder import (
     ENGINE_SUFFIX,

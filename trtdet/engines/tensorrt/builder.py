@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from trtdet.build_options import plan_steps
 from trtdet.class_names import parse_class_names
+from trtdet.contracts.artifact import ArtifactMetadata, RequiredPlugin, TensorInfo, read_metadata
 from trtdet.contracts.build_steps import PlannedStep, chosen_options
-from trtdet.engines.artifact import ArtifactMetadata, RequiredPlugin, TensorInfo, read_metadata
 from trtdet.engines.artifact_cache import ArtifactCache, copy_atomically, file_sha256
 from trtdet.engines.tensorrt.flavour import Flavour, load_flavour
 from trtdet.engines.tensorrt.trt_objects import dtype_name, make_logger, make_progress_monitor

@@ -14,8 +14,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from trtdet.contracts.artifact import RequiredPlugin, read_artifact, write_artifact
 from trtdet.contracts.engine import ModelFile
-from trtdet.engines.artifact import RequiredPlugin, read_artifact, write_artifact
 from trtdet.engines.artifact_cache import ArtifactCache
 from trtdet.engines.tensorrt.backend import (
     TensorRTBackend,
