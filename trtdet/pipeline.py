@@ -14,19 +14,22 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from trtdet.batching import BatchingWorker
+from trtdet.contracts.engine import Engine
+from trtdet.contracts.output_check import check_outputs
+from trtdet.deprecation import renamed
 from trtdet.detections import Detections
 from trtdet.devices import is_cuda, on_device, torch_device
-from trtdet.engines.base import Engine
-from trtdet.engines.output_check import check_outputs
 from trtdet.errors import ClosedError, ModelOutputError
 from trtdet.io.inputs import ImageInput, as_bgr_image, is_single_image
 from trtdet.io.limits import check_image_size
-from trtdet.io.sources import Frame, SourceArguments, collect_sources
+from trtdet.io.sources import SourceArguments, collect_sources
 from trtdet.lazy import lazy_import
 from trtdet.model import ModelSpec
 from trtdet.postprocess.decoder import Decoder, QueuingDecoder
-from trtdet.preprocess.base import Preprocessor, StagingPreprocessor
+from trtdet.preprocess.base import Preprocessor, StagingPreprocessor, letterbox_of
+from trtdet.results import Result, names_dict
 from trtdet.scheduler import Outcome, Phases, Scheduler
+from trtdet.stage_clock import BatchClock
 from trtdet.streaming import detect_stream
 
 if TYPE_CHECKING:
@@ -56,7 +59,7 @@ class NonFiniteDetectionsWarning(UserWarning):
 def finite_only(batch: Sequence[Detections]) -> list[Detections]:
     """Each image's detections without rows whose box or score is NaN/Inf (invalid JSON, no meaning).
 
-    An image that lost rows carries the count as ``non_finite_dropped`` and is reported once
+    An image that lost rows carries the count in ``Detections.non_finite_dropped`` and is reported once
     with a ``NonFiniteDetectionsWarning`` (``trtdet run`` puts it in the image's record).
     """
     out = []
@@ -65,7 +68,7 @@ def finite_only(batch: Sequence[Detections]) -> list[Detections]:
         if not keep.all():
             dropped = int((~keep).sum())
             detections = detections[keep]
-            detections.non_finite_dropped = dropped  # type: ignore[attr-defined]
+            detections.non_finite_dropped = dropped
             warnings.warn(
                 f"image {k} of its batch: dropped {dropped} detection(s) with NaN/Inf boxes or scores "
                 "(the model's output is not finite)",
@@ -117,12 +120,14 @@ class Detector:
         decoder: Decoder,
         *,
         device: str = "cpu",
-        batch_size: int = 1,
+        batch: int = 1,
         model_source: str = "",
         synchronize: Any = None,
         stream: Any = None,
         backend_passed_over: tuple[str, ...] = (),
+        batch_size: int | None = None,
     ) -> None:
+        batch = renamed(batch, batch_size, old="batch_size", new="batch", new_given=batch != 1)
         self.spec = spec
         self.preprocessor = preprocessor
         self.engine = engine
@@ -134,13 +139,16 @@ class Detector:
         if not engine.is_active:
             with on_device(device):
                 engine.activate()
-        limit = engine.max_batch or batch_size
-        self.batch_size = max(1, min(batch_size, limit))
+        limit = engine.max_batch or batch
+        #: The largest number of images sent to the engine in one call (at most the engine's ``max_batch``).
+        self.batch = max(1, min(batch, limit))
         self.model_source = model_source
         #: Why ``--backend auto`` passed over the backends ranked above this one ("tensorrt: not installed").
         self.backend_passed_over = backend_passed_over
         self.times = StageTimes()
         self.record_times = False
+        #: The network input of the latest batch, ``(B, 3, H, W)`` (``trtdet run``'s ``Speed:`` line).
+        self.last_input_shape: tuple[int, ...] | None = None
         self._synchronize = synchronize
         self._batcher: Any = None
         self._closed = False
@@ -168,6 +176,19 @@ class Detector:
             self.pipeline_graphs = for_pipeline(preprocessor, engine, decoder)
 
     @property
+    def batch_size(self) -> int:
+        """Deprecated name of ``batch``."""
+        warnings.warn("Detector.batch_size is deprecated: it was renamed Detector.batch", DeprecationWarning,
+                      stacklevel=2)
+        return self.batch
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        warnings.warn("Detector.batch_size is deprecated: it was renamed Detector.batch", DeprecationWarning,
+                      stacklevel=2)
+        self.batch = value
+
+    @property
     def class_names(self) -> tuple[str, ...]:
         return self.spec.class_names
 
@@ -175,14 +196,19 @@ class Detector:
     def backend(self) -> str:
         return self.engine.backend
 
-    @overload
-    def __call__(self, images: ImageInput) -> Detections: ...
+    @property
+    def names(self) -> dict[int, str]:
+        """The class names as ``{id: name}`` (as on every ``Result``)."""
+        return names_dict(self.spec.class_names)
 
     @overload
-    def __call__(self, images: Sequence[ImageInput]) -> list[Detections]: ...
+    def __call__(self, images: ImageInput) -> Result: ...
+
+    @overload
+    def __call__(self, images: Sequence[ImageInput]) -> list[Result]: ...
 
     def __call__(self, images):
-        """Detections of one image, or a list of them for a list of images.
+        """The ``Result`` of one image, or a list of them for a list of images.
 
         An image is an HWC uint8 BGR array (gray, BGRA, 16-bit and float arrays are converted
         as files are; a float array with NaN or infinite pixels is an ``InputError``), a file
@@ -195,8 +221,11 @@ class Detector:
             as_bgr_image(images)  # raises the TypeError naming what was expected
         return self.detect(list(images))
 
-    def detect(self, images: Sequence[ImageInput]) -> list[Detections]:
+    def detect(self, images: Sequence[ImageInput]) -> list[Result]:
         """Detect on every image (array, path or PIL image), in batches of the detector's batch size.
+
+        Each ``Result`` knows its source (the path or URL; ``image K`` for an array or PIL
+        image), the image it ran on, the class names and each stage's milliseconds.
 
         On the GPU, with a preprocessor that can stage ahead, the next batch is copied and
         uploaded while the current one runs. An image that fails raises its own error (its
@@ -204,16 +233,19 @@ class Detector:
         gray, BGRA, 16-bit and float arrays are converted, anything else raises before any runs.
         """
         self._check_open()
+        sources = [_source_name(image, k) for k, image in enumerate(images)]
         images = [as_bgr_image(image, k) for k, image in enumerate(images)]  # all checked before any runs
-        results: list[Detections] = []
+        results: list[Result] = []
         with self.scheduler() as scheduler:
             for index, image in enumerate(images):
                 self._collect(scheduler.add(as_bgr_image(image, f"image {index}")), results)
             self._collect(scheduler.drain(), results)
+        for result, source, image in zip(results, sources, images, strict=True):
+            result.source, result.image = source, image
         return results
 
     @staticmethod
-    def _collect(outcomes: list[Outcome[Detections]], results: list[Detections]) -> None:
+    def _collect(outcomes: list[Outcome[Result]], results: list[Result]) -> None:
         error = next((outcome.error for outcome in outcomes if outcome.error is not None), None)
         if error is not None:
             # Raised with no local left pointing at it: the traceback keeps this frame, and a
@@ -224,7 +256,7 @@ class Detector:
                 error = outcomes = None  # type: ignore[assignment]
         results.extend(outcome.result for outcome in outcomes)  # type: ignore[misc]
 
-    def scheduler(self) -> Scheduler[Any, Detections]:
+    def scheduler(self) -> Scheduler[Any, Result]:
         """A new scheduler on this pipeline: ``add`` images, get ``Outcome``s back in order.
 
         It overlaps batches on the GPU when the preprocessor can stage ahead (and stage times
@@ -236,14 +268,14 @@ class Detector:
             phases = Phases(self._session, self._stage, self._launch, self._finish, self._discard,
                             launch_ahead=self._decoder_queues)
         split = IDLE_SPLIT_PART if phases is not None else 0
-        return Scheduler(self._run_batch, max_batch=self.batch_size, phases=phases, split_when_idle=split,
+        return Scheduler(self._run_batch, max_batch=self.batch, phases=phases, split_when_idle=split,
                          batch_key=self._batch_key())
 
     def _batch_key(self) -> Callable[[Any], Hashable] | None:
         """Under the rect letterbox, images of one shape share a batch (the network input then
         fits them all, as for each alone: Ultralytics' ``same_shapes``), so a result never
         depends on what else was queued with the image; None for geometries that fit any mix."""
-        if getattr(self.preprocessor, "letterbox", None) != "rect":
+        if letterbox_of(self.preprocessor) != "rect":
             return None
         return _image_shape
 
@@ -265,37 +297,71 @@ class Detector:
     def _session(self) -> contextlib.AbstractContextManager[Any]:
         return self._run_lock
 
-    def _stage(self, images: Sequence[np.ndarray]) -> Any:
+    # Each batch carries a ``BatchClock``: CUDA events on the stream between warp, engine and
+    # decode, read in ``_finish`` once the batch is done (``Result.speed``; no extra sync).
+    def _stage(self, images: Sequence[np.ndarray]) -> tuple[Any, BatchClock]:
         self._check_engine()  # under the session's lock, which close() takes before deactivating
         _check_sizes(images)
+        clock = BatchClock(self._stream)
+        start = time.perf_counter()
         with self._on_stream():
             graphs = self.pipeline_graphs
+            staged = None
             if graphs is not None and self._outputs_checked:  # the first batch ran (and checked) the engine directly
-                staged = graphs.stage(images)
-                if staged is not None:
-                    return staged
-            return self.preprocessor.stage(images)  # type: ignore[attr-defined]  # a StagingPreprocessor
+                staged = graphs.stage(images)  # None: the ordinary path
+            if staged is None:
+                staged = self.preprocessor.stage(images)  # type: ignore[attr-defined]  # a StagingPreprocessor
+        clock.host_pre = time.perf_counter() - start  # the host copy; the upload is in the warp's span
+        return staged, clock
 
-    def _launch(self, staged: Any) -> tuple[Any, Any]:
+    def _launch(self, staged_batch: tuple[Any, BatchClock]) -> tuple[Any, Any, BatchClock]:
+        staged, clock = staged_batch
         with self._on_stream():
+            clock.mark()
             if self.pipeline_graphs is not None and self.pipeline_graphs.owns(staged):
-                return self.pipeline_graphs.launch(staged), _GRAPHED
+                # One replay holds the warp, the engine and the decode: its span counts as inference.
+                clock.marks.append(clock.marks[-1])
+                launched = self.pipeline_graphs.launch(staged)
+                clock.mark()
+                clock.marks.append(clock.marks[-1])
+                return launched, _GRAPHED, clock
             batch = self.preprocessor.warp(staged)  # type: ignore[attr-defined]
+            clock.mark()
+            self.last_input_shape = tuple(batch.tensor.shape)
             outputs = self._engine_outputs(batch.tensor)
+            clock.mark()
             if self._decoder_queues:
                 # Queued now, behind this batch's engine and before the next one's, so an engine
                 # that reuses its output buffers is safe while two batches are launched.
-                return self.decoder.queue(outputs, batch.transforms), None  # type: ignore[attr-defined]
-            return outputs, batch.transforms
+                queued = self.decoder.queue(outputs, batch.transforms)  # type: ignore[attr-defined]
+                clock.mark()
+                return queued, None, clock
+            return outputs, batch.transforms, clock
 
-    def _finish(self, launched: tuple[Any, Any]) -> list[Detections]:
-        outputs, transforms = launched
+    def _finish(self, launched: tuple[Any, Any, BatchClock]) -> list[Result]:
+        outputs, transforms, clock = launched
         with self._on_stream():
             if transforms is _GRAPHED:
-                return finite_only(self.pipeline_graphs.finish(outputs))
+                clock.wait_last()  # recorded right behind the replay: the wait finish() does
+                start = time.perf_counter()
+                detections = finite_only(self.pipeline_graphs.finish(outputs))
+                clock.host_post = time.perf_counter() - start
+                return self._results(detections, clock)
             if transforms is None:
-                return finite_only(self.decoder.collect(outputs))  # type: ignore[attr-defined]
-            return finite_only(self.decoder(outputs, transforms))
+                clock.wait_last()  # right behind the decode's own done event: the wait collect() does
+                start = time.perf_counter()
+                detections = finite_only(self.decoder.collect(outputs))  # type: ignore[attr-defined]
+                clock.host_post = time.perf_counter() - start
+            else:
+                detections = finite_only(self.decoder(outputs, transforms))  # returns host arrays: the stream is idle
+                clock.mark()
+                clock.wait_last()
+        return self._results(detections, clock)
+
+    def _results(self, detections: Sequence[Detections], clock: BatchClock) -> list[Result]:
+        """Each image's detections as a ``Result`` with the class names and its share of the batch's time."""
+        speed, names = clock.speed(len(detections)), self.names
+        return [Result.of(found, names=names, speed=dict(speed)) for found in detections]
 
     def _engine_outputs(self, tensor: Any) -> dict[str, Any]:
         """The engine's outputs of one batch; the first batch's are checked against the declared shapes."""
@@ -316,40 +382,45 @@ class Detector:
         if self.pipeline_graphs is not None:
             self.pipeline_graphs.discard()
 
-    def _run_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+    def _run_batch(self, images: Sequence[np.ndarray]) -> list[Result]:
         with self._run_lock, self._on_stream():
             self._check_engine()
             return self._run_stages(images)
 
-    def _run_stages(self, images: Sequence[np.ndarray]) -> list[Detections]:
+    def _run_stages(self, images: Sequence[np.ndarray]) -> list[Result]:
+        """One batch, stage after stage, timed: host clocks on the CPU (with a sync after each
+        stage under ``record_times``), CUDA events on a GPU stream otherwise."""
         _check_sizes(images)
-        if not self.record_times:
-            batch = self.preprocessor(images)
-            return finite_only(self.decoder(self._engine_outputs(batch.tensor), batch.transforms))
-        sync = self._synchronize or (lambda: None)
-        t0 = time.perf_counter()
+        timed = self.record_times
+        sync = (self._synchronize or (lambda: None)) if timed else (lambda: None)
+        clock = BatchClock(None if timed else self._stream)
+        clock.mark()
         batch = self.preprocessor(images)
         sync()
-        t1 = time.perf_counter()
+        clock.mark()
+        self.last_input_shape = tuple(batch.tensor.shape)
         outputs = self._engine_outputs(batch.tensor)
         sync()
-        t2 = time.perf_counter()
-        detections = finite_only(self.decoder(outputs, batch.transforms))
-        t3 = time.perf_counter()
-        self.times.preprocess.append(t1 - t0)
-        self.times.infer.append(t2 - t1)
-        self.times.decode.append(t3 - t2)
-        self.times.batch_sizes.append(len(images))
-        return detections
+        clock.mark()
+        detections = finite_only(self.decoder(outputs, batch.transforms))  # host arrays: the stream is idle after
+        clock.mark()
+        clock.wait_last()
+        if timed:
+            preprocess, infer, decode = clock.seconds()
+            self.times.preprocess.append(preprocess)
+            self.times.infer.append(infer)
+            self.times.decode.append(decode)
+            self.times.batch_sizes.append(len(images))
+        return self._results(detections, clock)
 
-    def stream(self, sources: SourceArguments, *, workers: int | None = None) -> Iterator[tuple[Frame, Detections | None]]:
+    def stream(self, sources: SourceArguments, *, workers: int | None = None) -> Iterator[Result]:
         """Detect on everything ``sources`` names, as ``trtdet run --source`` does, frame by frame.
 
         ``sources``: one or a list of image files, directories (their image and video files),
-        glob patterns, video files, camera indices and stream URLs. Yields ``(frame,
-        detections)`` in order: ``frame.name``/``frame.index`` say where it came from (index:
-        the video frame, None for an image), ``frame.image`` is the BGR image; an input that
-        could not be read or detected has ``frame.error`` (one line) and detections None.
+        glob patterns, video files, camera indices and stream URLs. Yields a ``Result`` per
+        frame, in order: ``result.source``/``result.index`` say where it came from (index: the
+        video frame, None for an image), ``result.image`` is the BGR image; an input that could
+        not be read or detected has ``result.error`` (one line), no detections and no image.
         Images are read ahead on ``workers`` threads (default: up to 4).
         """
         return detect_stream(self, collect_sources(sources).sources, workers=workers)
@@ -368,8 +439,8 @@ class Detector:
         if self._engine_gone:
             raise ClosedError("detector is closed")
 
-    def submit(self, image: ImageInput) -> Future[Detections]:
-        """Queue one image; a worker forms batches (up to ``batch_size``) and resolves the future.
+    def submit(self, image: ImageInput) -> Future[Result]:
+        """Queue one image; a worker forms batches (up to ``batch``) and resolves the future.
 
         On the GPU the worker stages the next batch while the current one runs; while it has
         requests queued it keeps the detector, so a direct call waits until it is idle.
@@ -383,7 +454,7 @@ class Detector:
             if self._batcher is None:
                 scheduler = self.scheduler()
                 self._batcher = BatchingWorker(
-                    self._run_batch, max_batch=self.batch_size, phases=scheduler.phases,
+                    self._run_batch, max_batch=self.batch, phases=scheduler.phases,
                     split_when_idle=scheduler.split_when_idle, batch_key=scheduler.batch_key,
                 )
             batcher = self._batcher
@@ -415,6 +486,13 @@ class Detector:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _source_name(image: Any, index: int) -> str:
+    """What a ``Result`` says it came from: the path or URL as given, else ``image K``."""
+    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+        return str(image if not isinstance(image, bytes) else image.decode(errors="replace"))
+    return f"image {index}"
 
 
 def _image_shape(image: Any) -> Hashable:

@@ -15,11 +15,18 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trtdet.contracts.artifact import ArtifactMetadata
+from trtdet.contracts.build_steps import version_tuple
+from trtdet.contracts.engine import (
+    CACHE_ONLY,
+    BackendDefaults,
+    BuildRequest,
+    Engine,
+    ModelFile,
+    existing_file,
+)
 from trtdet.devices import check_present, device_kind, is_cuda, on_device
-from trtdet.engines.artifact import ArtifactMetadata
 from trtdet.engines.artifact_cache import copy_atomically
-from trtdet.engines.base import CACHE_ONLY, BuildRequest, Engine, ModelFile, existing_file
-from trtdet.engines.build_steps import version_tuple
 from trtdet.errors import ModelError, UsageError
 from trtdet.hookspecs import hookimpl
 from trtdet.lazy import lazy_import
@@ -42,6 +49,8 @@ from .runtime import InductorEngine
 
 if TYPE_CHECKING:
     import torch
+
+    from trtdet.context import RunContext
 else:
     torch = lazy_import("torch")
 
@@ -92,7 +101,7 @@ def runnable_package(path: Path, spec: ModelSpec, options: DetectorOptions, repo
     return result.path, result.metadata
 
 
-class InductorBackend:
+class InductorBackend(BackendDefaults):
     """Compiles networks ahead of time with AOTInductor and runs the packages (CUDA graphs optional)."""
 
     name = "inductor"
@@ -134,7 +143,9 @@ class InductorBackend:
             return result
         return dataclasses.replace(result, path=copy_atomically(result.path, request.output))
 
-    def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
+    def load(
+        self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions, context: RunContext | None = None
+    ) -> Engine:
         path = Path(model_file.path)
         if model_file.kind == "package":
             path, metadata = runnable_package(path, spec, options, self.report)
@@ -146,7 +157,7 @@ class InductorBackend:
 
                 said = str(exc) if str(exc).startswith(str(model_file.path)) else f"{model_file.path}: {exc}"
                 warnings.warn(f"{said}; running the eager torch backend instead", stacklevel=2)
-                return TorchBackend().load(model_file, spec, options)
+                return TorchBackend().load(model_file, spec, options, context)
             path, metadata = result.path, result.metadata
         else:
             raise ModelError(f"{path}: the inductor backend loads packages, ONNX or checkpoints, not {model_file.kind} files")
