@@ -321,6 +321,7 @@ class Detector:
             if self.pipeline_graphs is not None and self.pipeline_graphs.owns(staged):
                 # One replay holds the warp, the engine and the decode: its span counts as inference.
                 clock.marks.append(clock.marks[-1])
+                self.last_input_shape = tuple(staged.entry.input.shape)
                 launched = self.pipeline_graphs.launch(staged)
                 clock.mark()
                 clock.marks.append(clock.marks[-1])
