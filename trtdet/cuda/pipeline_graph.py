@@ -225,13 +225,24 @@ class GraphLaunched:
 
 def _fill(
     host: np.ndarray, offsets: Sequence[int], images: Sequence[np.ndarray], invert: bool = False, pool: Any = None,
-    threads: int = 1,
+    threads: int = 1, bands: Sequence[Any] | None = None,
 ) -> None:
     """Copy ``images`` (or ``255 - image``) into the pinned staging bytes at ``offsets``.
 
     With a ``pool``, images of ``PARALLEL_FILL_BYTES`` or more are cut into ``threads`` row
     ranges copied at once (numpy's copy runs without the GIL); this thread copies one of them.
+    ``bands`` (per image, ``cuda_resize.resize_row_band`` or None) leaves out the rows the resize
+    kernel reads with zero weight only, as the ordinary path's staging does (``host_copy``).
     """
+    if bands is not None and not invert and any(band is not None for band in bands):
+        from trtdet.preprocess.host_copy import copy_pieces, plan_pieces
+
+        copies = [(offset, host[offset : offset + image.size].reshape(image.shape), image)
+                  for offset, image in zip(offsets, images, strict=True)]
+        large = sum(image.nbytes for image in images) >= PARALLEL_FILL_BYTES
+        use = pool if large and threads > 1 else None
+        copy_pieces(plan_pieces(copies, threads if use is not None else 1, bands), use, lambda piece: None)
+        return
     pieces = []
     for offset, image in zip(offsets, images, strict=True):
         target = host[offset : offset + image.size].reshape(image.shape)
@@ -351,14 +362,17 @@ class PipelineGraphs:
         # finished -- its results read -- before this one is launched into the slot.)
         slot.wait()
         pinned = []
-        copies_images, copies_offsets = [], []
-        for offset, image in zip(entry.offsets, images, strict=True):
+        copies_images, copies_offsets, copies_transforms = [], [], []
+        transforms = entry.transforms if len(entry.transforms) == len(images) else [None] * len(images)
+        for offset, image, transform in zip(entry.offsets, images, transforms, strict=True):
             if not key.uploads and self._pinned(image):
                 pinned.append((offset, image))
             else:
                 copies_images.append(image)
                 copies_offsets.append(offset)
-        _fill(slot.host.numpy(), copies_offsets, copies_images, pool=self._copy_pool(), threads=self.copy_threads)
+                copies_transforms.append((image, transform))
+        _fill(slot.host.numpy(), copies_offsets, copies_images, pool=self._copy_pool(), threads=self.copy_threads,
+              bands=[self._row_band(image, transform) for image, transform in copies_transforms])
         slot.pending = True
         return GraphStaged(entry, slot, pinned)
 
@@ -400,6 +414,14 @@ class PipelineGraphs:
         if self._pool_threads is not None:
             self._pool_threads.shutdown(wait=True)
             self._pool_threads = None
+
+    def _row_band(self, image: np.ndarray, transform: Any) -> Any:
+        """The rows of ``image`` the resize kernel reads (None: all), as the ordinary path's staging skips them."""
+        from trtdet.preprocess.cuda_resize import resize_row_band
+
+        if transform is None or transform.resized is None or not getattr(self.preprocessor, "_skip_rows", False):
+            return None
+        return resize_row_band(image.shape[0], transform.resized[0])
 
     def _copy_pool(self) -> Any:
         if self.copy_threads < 2:

@@ -239,3 +239,31 @@ def test_staging_copies_every_image_to_its_offset_on_several_threads(threads):
     np.testing.assert_array_equal(host, want)
     _fill(host, offsets, images, invert=True)
     np.testing.assert_array_equal(host[: want.size - 16], 255 - want[:-16])
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_graph_staging_leaves_out_rows_the_resize_never_reads(threads):
+    """The graph path copies only the rows the resize reads (as the ordinary path's staging): with
+    every other row of staging garbage, cv2's resize of staging still equals its resize of the frame."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+
+    from trtdet.cuda.pipeline_graph import _fill
+    from trtdet.preprocess.cuda_resize import resize_row_band
+
+    rng = np.random.default_rng(7)
+    frame = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    band = resize_row_band(1080, 360)  # 1080p letterboxed to 640: resized to 640x360
+    assert band is not None and (band[2] - band[1]) / band[0] <= 0.5
+    host = rng.integers(0, 256, frame.size, dtype=np.uint8)  # stale staging
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        _fill(host, [0], [frame], pool=pool, threads=threads, bands=[band])
+    staged = host.reshape(frame.shape)
+    period, lo, hi = band
+    rows = np.arange(1080) % period
+    read = (rows >= lo) & (rows < hi)
+    np.testing.assert_array_equal(staged[read], frame[read])
+    assert not np.array_equal(staged[~read], frame[~read])  # the others really were left out
+    want = cv2.resize(frame, (640, 360), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(cv2.resize(staged, (640, 360), interpolation=cv2.INTER_LINEAR), want)
