@@ -33,6 +33,14 @@ def converter(*op_types: str) -> Callable[[Converter], Converter]:
     return add
 
 
+def creates_tensor(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a run-time callable that makes a tensor from sizes alone (``arange``, ``full``): it
+    is called with ``device=`` the device of the module's first input (``meta`` while the graph
+    is probed), so what it makes meets the network's other tensors on their device."""
+    fn.creates_tensor = True  # type: ignore[attr-defined]
+    return fn
+
+
 def shape_op(*op_types: str) -> Callable[[ShapeOp], ShapeOp]:
     def add(fn: ShapeOp) -> ShapeOp:
         for op_type in op_types:
@@ -465,7 +473,11 @@ def _constant_of_shape(node: OnnxNode) -> Callable[..., Any]:
     dtype = torch.float32 if dtype.is_floating_point else dtype
     scalar = fill[0].item()
     shape = node.ints(0)
-    return lambda s=None: torch.full(tuple(shape if s is None else s), scalar, dtype=dtype)
+
+    def run(s: Any = None, *, device: torch.device) -> torch.Tensor:
+        return torch.full(tuple(shape if s is None else s), scalar, dtype=dtype, device=device)
+
+    return creates_tensor(run)
 
 
 @converter("Range")
@@ -481,11 +493,11 @@ def _range(node: OnnxNode) -> Callable[..., Any]:
             node.shape_args.add(i)
         fixed.append(None if array is None else array.item())
 
-    def run(*args: Any) -> torch.Tensor:
+    def run(*args: Any, device: torch.device) -> torch.Tensor:
         start, limit, delta = (f if f is not None else a for f, a in zip(fixed, args, strict=True))
-        return torch.arange(start, limit, delta, dtype=dtype)
+        return torch.arange(start, limit, delta, dtype=dtype, device=device)
 
-    return run
+    return creates_tensor(run)
 
 
 @converter("Shape")
