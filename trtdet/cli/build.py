@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,6 +72,11 @@ def _step_flags() -> list[click.Option]:
     "--max-batch", type=click.IntRange(min=1), default=1, show_default=True, help="Largest batch size."
 )
 @click.option(
+    "--input-size", "input_size", type=click.IntRange(min=1), nargs=2, default=None, metavar="H W",
+    help="Network input height and width [default: the model's]. For the rect letterbox's shape buckets "
+         "(e.g. 384 640 for 16:9 frames at 640), so a deployment never compiles at run time.",
+)
+@click.option(
     "--output", "-o", type=click.Path(dir_okay=False), default=None,
     help="Engine file [default: F.engine, or F.pt2 with --backend inductor].",
 )
@@ -86,8 +92,8 @@ def _step_flags() -> list[click.Option]:
 @click.option("--no-cache", is_flag=True, help="Build even when the engine cache has this engine.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @handle_errors
-def build_command(onnx_file, model, backend, weights, device, precision, max_batch, output, build_option, trt_flavour,
-                  no_cache, quiet, **step_flags):
+def build_command(onnx_file, model, backend, weights, device, precision, max_batch, input_size, output, build_option,
+                  trt_flavour, no_cache, quiet, **step_flags):
     """Build an engine for model NAME from ONNX_FILE (or --weights): TensorRT, or an AOTInductor package.
 
     Builds are cached: the same source and options later load from the cache.
@@ -98,6 +104,8 @@ def build_command(onnx_file, model, backend, weights, device, precision, max_bat
     from trtdet.plugins import get_model
 
     spec = get_model(model).spec
+    if input_size is not None:
+        spec = dataclasses.replace(spec, input_size=(int(input_size[0]), int(input_size[1])))
     device = normalize_device(device)
     if (onnx_file is None) == (weights is None):
         raise UsageError("give ONNX_FILE or --weights CKPT (one of them)")

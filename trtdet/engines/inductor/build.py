@@ -181,7 +181,9 @@ def package_build_options(spec: ModelSpec, options: DetectorOptions) -> dict[str
 
 def eager_network(model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Any:
     """The eager torch engine for ``model_file`` (its module is what gets exported)."""
-    engine = TorchBackend().load(model_file, spec, options.replace(cuda_graphs=False))
+    eager, options = TorchBackend(), options.replace(cuda_graphs=False)
+    # an ONNX file at this one input size (under rect ``load`` would give a per-bucket engine)
+    engine = eager.fixed_engine(model_file, spec, options) if model_file.kind == "onnx" else eager.load(model_file, spec, options)
     engine.activate()
     return engine
 
@@ -349,9 +351,31 @@ def build_package(
 
 
 def _names(engine: Any, spec: ModelSpec) -> tuple[str, ...]:
-    raw = engine.metadata.get("names") if spec.names_from_model else None
+    return _names_from(engine.metadata, spec)
+
+
+def _names_from(metadata: dict[str, str], spec: ModelSpec) -> tuple[str, ...]:
+    raw = metadata.get("names") if spec.names_from_model else None
     names = parse_class_names(raw) if raw else None
     return names or spec.class_names
+
+
+def package_is_cached(model_file: ModelFile, spec: ModelSpec, options: DetectorOptions, cache: ArtifactCache | None = None) -> bool:
+    """Whether ``build_package`` with these arguments would find its package in the cache (no
+    compile), decided from the file without converting the network (ONNX files; a checkpoint
+    is converted to learn its class names)."""
+    cache = cache or package_cache()
+    if model_file.kind == "onnx":
+        from trtdet.model_file import onnx_file_description
+
+        names = _names_from(onnx_file_description(Path(model_file.path))[0], spec)
+    else:
+        engine = eager_network(model_file, spec, options)
+        try:
+            names = _names(engine, spec)
+        finally:
+            engine.deactivate()
+    return cache.artifact_path(planned_metadata(model_file, spec, options, names).key()).is_file()
 
 
 def _with_extra(metadata: ArtifactMetadata, extra: dict[str, Any]) -> ArtifactMetadata:

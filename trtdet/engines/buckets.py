@@ -1,0 +1,163 @@
+"""Rect letterbox on engines of a fixed input size: one engine per input shape bucket.
+
+Under the ``rect`` letterbox a batch of same-shape images has the stride-padded size of that
+shape (384x640 for 1080p and any 16:9 frame at 640); the scheduler never mixes shapes in a
+batch, and a batch of mixed shapes is the full ``input_size`` (square). Compiled engines
+(AOTInductor packages) and ONNX files converted to torch are folded for one input size, so
+``BucketEngine`` holds one engine per (H, W) it has met, made by a ``BucketSource`` on first
+use: an inductor package comes from the package cache (keyed by the file's sha256, precision,
+largest batch and the input H x W, like every package), compiled first when it is not there --
+once, with one line on stderr, the only wait (``trtdet build --rect-for H W`` prebuilds it).
+
+At most ``keep`` engines stay active (least recently used deactivated first; 4 by default:
+a deployment meets one or two camera shapes and the square of mixed batches, and each active
+package holds its weights and its CUDA graphs on the GPU). A deactivated bucket is loaded
+again from the cache when it returns.
+
+A folder of photos of many sizes would compile a package per shape: after ``compile_budget``
+compiles (4 by default) in one detector, an uncached bucket runs on the source's fallback
+(eager torch for inductor: the same network at that size, same detections, slower), with one
+line saying so and how to prebuild.
+
+Why per bucket and not one program with a dynamic H and W: trtdet's ONNX -> torch converter
+folds every shape computation (anchor grids, reshapes) for the input size; ``torch.export``
+with a dynamic H/W of such a module records a guard pinning H*W, and the exported program
+refuses any other size. Static shapes also keep Inductor's kernels and CUDA graphs specialised.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from trtdet.engines.base import BaseEngine, Engine, Shape
+
+#: Engines kept active at once (see the module docstring).
+DEFAULT_ACTIVE_BUCKETS = 4
+#: Buckets one detector compiles at run time before uncached ones run on the fallback.
+DEFAULT_COMPILE_BUDGET = 4
+
+Size = tuple[int, int]
+
+
+class BucketSource(Protocol):
+    """Makes the engine of one input size for a ``BucketEngine``."""
+
+    #: The backend name the engines report (``inductor``, ``torch``).
+    backend: str
+
+    def engine(self, size: Size) -> Engine:
+        """The (inactive) engine for batches of input ``size`` (H, W)."""
+        ...
+
+    def is_built(self, size: Size) -> bool:
+        """Whether ``engine(size)`` needs no compile (a cache hit, or a backend that compiles nothing)."""
+        ...
+
+    def fallback(self, size: Size) -> Engine:
+        """An engine for ``size`` that needs no compile (run once the compile budget is spent)."""
+        ...
+
+
+def rect_bucket(image_size: tuple[int, int], input_size: tuple[int, int], stride: int = 32) -> Size:
+    """The input (H, W) the rect letterbox gives a batch of images of ``image_size`` (H, W)."""
+    from trtdet.preprocess.letterbox import make_transform
+
+    transform = make_transform("rect", (int(image_size[0]), int(image_size[1])), tuple(input_size), stride=stride, auto=True)
+    return int(transform.dst_size[0]), int(transform.dst_size[1])
+
+
+class BucketEngine(BaseEngine):
+    """An engine that runs each batch on the engine made for its input (H, W).
+
+    ``input_shape`` is ``(None, 3, None, None)``: the detector keeps the rect letterbox. The
+    engine of ``base_size`` (the model's full input size) is made on activation, to describe
+    the outputs; others on their first batch. ``announce`` receives one line when a bucket
+    has to be compiled (default: stderr).
+    """
+
+    def __init__(self, source: BucketSource, base_size: Size, device: str, *, keep: int = DEFAULT_ACTIVE_BUCKETS,
+                 compile_budget: int = DEFAULT_COMPILE_BUDGET, announce: Callable[[str], None] | None = None) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        super().__init__(device)
+        self.source = source
+        self.backend = source.backend
+        self.base_size: Size = (int(base_size[0]), int(base_size[1]))
+        self.keep = keep
+        #: Compiles left before uncached buckets run on ``source.fallback``.
+        self.compile_budget = compile_budget
+        #: Sizes that ran on the fallback (said once each).
+        self.fell_back: set[Size] = set()
+        self.announce = announce or _stderr
+        self.input_name = "images"
+        self.input_shape: Shape = (None, 3, None, None)
+        self.output_shapes: dict[str, Shape] = {}
+        self.max_batch: int | None = None
+        self.metadata: dict[str, str] = {}
+        #: Active engines by input size, least recently used first.
+        self.active: OrderedDict[Size, Engine] = OrderedDict()
+
+    def engine_for(self, size: Size) -> Engine:
+        """The active engine of ``size``, made (and compiled when not cached) on first use."""
+        size = (int(size[0]), int(size[1]))
+        engine = self.active.get(size)
+        if engine is not None:
+            self.active.move_to_end(size)
+            return engine
+        prebuild = f"`trtdet build --backend {self.source.backend} --input-size {size[0]} {size[1]}` prebuilds it"
+        if self.source.is_built(size):
+            engine = self.source.engine(size)
+        elif self.compile_budget > 0:
+            self.compile_budget -= 1
+            self.announce(f"rect letterbox: input {size[0]}x{size[1]} has no {self.source.backend} package yet; "
+                          f"compiling it once (40-60 s on an H100; cached for later runs; {prebuild})")
+            engine = self.source.engine(size)
+        else:
+            self.announce(f"rect letterbox: input {size[0]}x{size[1]} has no {self.source.backend} package and this "
+                          f"run has compiled its share; it runs uncompiled (same detections, slower; {prebuild})")
+            self.fell_back.add(size)
+            engine = self.source.fallback(size)
+        engine.activate()
+        self.active[size] = engine
+        while len(self.active) > self.keep:
+            _old, evicted = self.active.popitem(last=False)
+            evicted.deactivate()
+        return engine
+
+    def activate_impl(self) -> None:
+        base = self.engine_for(self.base_size)
+        self.input_name = base.input_name
+        self.output_shapes = dict(base.output_shapes)
+        self.max_batch = base.max_batch
+        self.metadata = dict(base.metadata)
+        self.backend = base.backend  # an engine that fell back (eager torch) says so
+
+    def infer_impl(self, batch: Any) -> dict[str, Any]:
+        height, width = (int(d) for d in batch.shape[-2:])
+        return self.engine_for((height, width))(batch)
+
+    def deactivate_impl(self) -> None:
+        while self.active:
+            _size, engine = self.active.popitem(last=False)
+            engine.deactivate()
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def wants_buckets(spec: Any, model_file: Any) -> bool:
+    """Whether ``model_file`` runs under the rect letterbox on a fixed-size engine, one per bucket:
+    ``spec`` asks for ``rect`` and the file is an ONNX whose input height and width are dynamic
+    (a file of fixed size runs square at its size, as in Ultralytics)."""
+    from trtdet.geometry import LETTERBOX_ALIASES
+    from trtdet.model_file import onnx_file_description
+
+    letterbox = LETTERBOX_ALIASES.get(spec.letterbox, spec.letterbox)
+    if letterbox != "rect" or model_file.kind != "onnx":
+        return False
+    _metadata, shape = onnx_file_description(model_file.path)
+    return len(shape) == 4 and not isinstance(shape[2], int) and not isinstance(shape[3], int)
