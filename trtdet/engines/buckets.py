@@ -30,6 +30,7 @@ from __future__ import annotations
 import sys
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from trtdet.engines.base import BaseEngine, Engine, Shape
@@ -60,6 +61,27 @@ class BucketSource(Protocol):
         """An engine for ``size`` that needs no compile (run once the compile budget is spent)."""
         ...
 
+    def describe(self) -> Description:
+        """What every bucket's engine will say of itself, known without making one."""
+        ...
+
+
+@dataclass(frozen=True)
+class Description:
+    """The engine attributes a detector reads on activation, the same for every bucket."""
+
+    output_names: tuple[str, ...]
+    metadata: dict[str, str]
+    max_batch: int | None
+
+
+def describe_onnx(path: Any, max_batch: int | None) -> Description:
+    """An ONNX file's output names and metadata (what its converted network and packages report), weights unread."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return Description(tuple(o.name for o in model.graph.output), {p.key: p.value for p in model.metadata_props}, max_batch)
+
 
 def rect_bucket(image_size: tuple[int, int], input_size: tuple[int, int], stride: int = 32) -> Size:
     """The input (H, W) the rect letterbox gives a batch of images of ``image_size`` (H, W)."""
@@ -72,9 +94,10 @@ def rect_bucket(image_size: tuple[int, int], input_size: tuple[int, int], stride
 class BucketEngine(BaseEngine):
     """An engine that runs each batch on the engine made for its input (H, W).
 
-    ``input_shape`` is ``(None, 3, None, None)``: the detector keeps the rect letterbox. The
-    engine of ``base_size`` (the model's full input size) is made on activation, to describe
-    the outputs; others on their first batch. ``announce`` receives one line when a bucket
+    ``input_shape`` is ``(None, 3, None, None)``: the detector keeps the rect letterbox.
+    Activation makes no engine (the source describes the outputs), so a deployment whose
+    buckets are prebuilt never compiles, not even the full ``base_size`` it never meets; each
+    bucket's engine is made on its first batch. ``announce`` receives one line when a bucket
     has to be compiled (default: stderr).
     """
 
@@ -128,12 +151,10 @@ class BucketEngine(BaseEngine):
         return engine
 
     def activate_impl(self) -> None:
-        base = self.engine_for(self.base_size)
-        self.input_name = base.input_name
-        self.output_shapes = dict(base.output_shapes)
-        self.max_batch = base.max_batch
-        self.metadata = dict(base.metadata)
-        self.backend = base.backend  # an engine that fell back (eager torch) says so
+        described = self.source.describe()
+        self.output_shapes = {name: () for name in described.output_names}
+        self.max_batch = described.max_batch
+        self.metadata = dict(described.metadata)
 
     def infer_impl(self, batch: Any) -> dict[str, Any]:
         height, width = (int(d) for d in batch.shape[-2:])

@@ -206,6 +206,11 @@ class TorchBuckets:
     def fallback(self, size: tuple[int, int]) -> Engine:
         return self.engine(size)
 
+    def describe(self) -> Any:
+        from trtdet.engines.buckets import describe_onnx
+
+        return describe_onnx(self.model_file.path, None)
+
 
 @hookimpl
 def trtdet_engine_backends(register) -> None:

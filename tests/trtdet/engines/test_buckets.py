@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from trtdet.engines.base import BaseEngine, ModelFile
-from trtdet.engines.buckets import DEFAULT_ACTIVE_BUCKETS, BucketEngine, rect_bucket, wants_buckets
+from trtdet.engines.buckets import DEFAULT_ACTIVE_BUCKETS, BucketEngine, Description, rect_bucket, wants_buckets
 from trtdet.plugins import get_model
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "ultralytics"
@@ -60,6 +60,9 @@ class Source:
         self.log.append(("fallback", size))
         return SizeEngine(size, self.log, kind="fallback")
 
+    def describe(self):
+        return Description(("out",), {"names": '["a"]'}, 32)
+
 
 def run(engine, h, w):
     return tuple(engine(np.zeros((2, 3, h, w), np.float32))["out"])
@@ -72,11 +75,13 @@ def test_each_batch_runs_on_the_engine_of_its_shape():
     with engine:
         assert engine.input_shape == (None, 3, None, None)  # the detector keeps rect
         assert engine.metadata == {"names": '["a"]'} and engine.max_batch == 32 and engine.backend == "fake"
+        assert engine.output_shapes == {"out": ()}
+        assert source.log == []  # activation makes no engine: a prebuilt deployment never compiles
         assert run(engine, 384, 640) == ((384, 640), "compiled")
         assert run(engine, 640, 640) == ((640, 640), "compiled")
         assert run(engine, 384, 640) == ((384, 640), "compiled")
-    # the base was cached; 384x640 was compiled once (said once), then reused
-    assert [e for e in source.log if e[0] == "make"] == [("make", (640, 640)), ("make", (384, 640))]
+    # 384x640 was compiled once (said once), then reused; 640x640 came from the cache
+    assert [e for e in source.log if e[0] == "make"] == [("make", (384, 640)), ("make", (640, 640))]
     assert len(said) == 1 and "384x640" in said[0] and "trtdet build --backend fake --input-size 384 640" in said[0]
     assert engine.active == {} and ("deactivate", (384, 640)) in source.log
 
@@ -85,6 +90,7 @@ def test_at_most_keep_engines_stay_active_least_recently_used_out_first():
     source = Source(built={(640, 640), (384, 640), (480, 640), (640, 480)})
     engine = BucketEngine(source, (640, 640), "cpu", keep=2)
     with engine:
+        run(engine, 640, 640)
         run(engine, 384, 640)  # active: 640, 384
         run(engine, 640, 640)  # 640 most recent
         run(engine, 480, 640)  # evicts 384 (least recent), not 640

@@ -105,7 +105,7 @@ def test_inductor_packages_key_on_the_gpu_they_run_on(tmp_path):
     name1 = torch.cuda.get_device_name(1)
     major, minor = torch.cuda.get_device_capability(1)
     assert device_identity("cuda:1") == (f"{major}.{minor}", name1)
-    with trtdet.load("yolo", device="cuda:1", backend="inductor", precision="fp16") as detector:
+    with trtdet.load("yolo", device="cuda:1", backend="inductor", precision="fp16", letterbox="square") as detector:
         meta = detector.engine.package_metadata
         assert (meta.gpu_name, meta.compute_capability) == (name1, f"{major}.{minor}")
         assert meta.extra["device"] == "cuda"

@@ -19,6 +19,7 @@ from trtdet.devices import check_present, device_kind, is_cuda, on_device
 from trtdet.engines.artifact import ArtifactMetadata
 from trtdet.engines.artifact_cache import copy_atomically
 from trtdet.engines.base import CACHE_ONLY, BuildRequest, Engine, ModelFile, existing_file
+from trtdet.engines.buckets import Description, describe_onnx
 from trtdet.engines.build_steps import version_tuple
 from trtdet.errors import ModelError, UsageError
 from trtdet.hookspecs import hookimpl
@@ -27,6 +28,7 @@ from trtdet.model import ModelSpec
 from trtdet.options import DetectorOptions
 
 from .build import (
+    DEFAULT_MAX_BATCH,
     PACKAGE_SUFFIX,
     RUNTIME,
     ExportError,
@@ -185,6 +187,9 @@ class InductorBuckets:
         from trtdet.engines.torch_backend import TorchBackend
 
         return TorchBackend().fixed_engine(self.model_file, self._spec(size), self.options)
+
+    def describe(self) -> Description:
+        return describe_onnx(self.model_file.path, max(self.options.batch, DEFAULT_MAX_BATCH))
 
 
 #: ``aoti_load_package(..., run_single_threaded=True)`` (capturable in CUDA graphs) came with 2.7.
