@@ -74,7 +74,7 @@ def _axes(node: OnnxNode, index: int, default: list[int] | None = None) -> list[
 
 # -- elementwise ------------------------------------------------------------------------------
 
-def _int_div(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _int_div(a: torch.Tensor, b: torch.Tensor | int) -> torch.Tensor:
     if a.dtype.is_floating_point or (isinstance(b, torch.Tensor) and b.dtype.is_floating_point):
         return a / b
     return torch.div(a, b, rounding_mode="trunc")
@@ -99,11 +99,27 @@ _UNARY: dict[str, Callable[..., Any]] = {
 @converter(*_BINARY)
 def _binary(node: OnnxNode) -> Callable[..., Any]:
     fn = _BINARY[node.op_type]
+    if node.op_type == "Div" and node.kind(0) != CONST:
+        divisor = _integer_scalar(node, 1)
+        if divisor is not None:
+            # an integer division by a constant: the divisor as a Python int, so torch.export records
+            # div.Scalar_mode and Inductor keeps the quotient integral (with the divisor as a 0-d
+            # tensor, torch 2.11's Inductor computed YOLO26's TopK index // classes in float on
+            # CUDA, and the gather it feeds failed to compile: pointer + float32)
+            return lambda a, _b=None: _int_div(a, divisor)
 
     def run(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return fn(a, b)
 
     return run
+
+
+def _integer_scalar(node: OnnxNode, index: int) -> int | None:
+    """Input ``index`` as a Python int when it is a constant integer scalar (0-d; read at conversion)."""
+    value = node.value(index)
+    if value is None or value.kind != CONST or value.array.ndim != 0 or value.array.dtype.kind not in "iu":
+        return None
+    return int(node.static(index))
 
 
 @converter(*_UNARY)

@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 
 from trtdet.engines.base import BaseEngine, ModelFile
-from trtdet.engines.buckets import DEFAULT_ACTIVE_BUCKETS, BucketEngine, Description, rect_bucket, wants_buckets
+from trtdet.engines.buckets import (
+    DEFAULT_ACTIVE_BUCKETS,
+    BucketEngine,
+    Description,
+    rect_bucket,
+    wants_buckets,
+)
 from trtdet.plugins import get_model
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "ultralytics"

@@ -38,6 +38,10 @@ def case_files(tmp_path_factory) -> dict[str, Path]:
 def test_compiled_engines_match_ultralytics(case_files, family, backend, decode):
     cases = FAMILIES[family]["cases"]
     names = [n for n, c in cases.items() if c["input_shape"] == [640, 640]]
+    if decode == "cuda":
+        # nvJPEG rounds differently from libjpeg-turbo (test_gpu_parity.py): JPEG cases are strict
+        # only when OpenCV decodes them (RT-DETR's 640x640 cases include the JPEG photos)
+        names = [n for n in names if case_files[n].suffix.lower() not in (".jpg", ".jpeg")]
     assert names
     files = {name: case_files[name] for name in names}
     records = run_trtdet(family, files, "--device", "cuda", "--backend", backend, "--precision", "fp32",
