@@ -83,3 +83,52 @@ def test_inductor_compiles_the_end_to_end_heads(case_files, family):
     with detector:
         assert detector.engine.backend == "inductor", detector.engine
         assert_parity(_records(detector, {n: case_files[n] for n in names}), {n: cases[n] for n in names})
+
+
+def test_inductor_runs_rect_per_shape_bucket_like_ultralytics(case_files):
+    """`yolo predict`'s default (rect) on the GPU through compiled packages: the nine cases Ultralytics
+    ran at 448x640 share one package of that shape, compiled on first use (or cached)."""
+    cases = FAMILIES["yolo11n_rect"]["cases"]
+    names = [n for n, c in cases.items() if c["input_shape"] == [448, 640]]
+    assert len(names) >= 5
+    records = run_trtdet("yolo11n_rect", {n: case_files[n] for n in names}, "--device", "cuda", "--backend", "inductor",
+                         "--precision", "fp32", "--decode", "cpu")
+    assert_parity(records, {n: cases[n] for n in names})
+
+
+def test_a_1080p_stream_runs_on_a_384x640_package_and_later_loads_it_from_the_cache():
+    """A 16:9 stream under rect (the default) on the inductor backend: its batches run on a 384x640
+    package (no eager fallback), with onnxruntime's CPU rect detections on the same frames; a second
+    detector finds the package in the cache and compiles nothing."""
+    import time
+
+    import cv2
+
+    import trtdet
+    from tests.trtdet_yolo.test_ultralytics_families import parity_problems
+    from tests.trtdet_yolo.ultralytics_cases import source_path
+    from trtdet.engines.buckets import BucketEngine
+    from trtdet.engines.inductor.runtime import InductorEngine
+
+    photo = cv2.imread(str(source_path("astronaut.png")), cv2.IMREAD_COLOR)
+    frame = cv2.resize(photo, (1920, 1080), interpolation=cv2.INTER_LINEAR)
+    with trtdet.load("yolo", device="cuda", backend="inductor", precision="fp32", batch=2) as detector:
+        assert detector.spec.letterbox == "rect" and isinstance(detector.engine, BucketEngine)
+        got = detector([frame, frame])
+        assert isinstance(detector.engine.active[(384, 640)], InductorEngine)
+        assert (640, 640) not in detector.engine.active and not detector.engine.fell_back
+    with trtdet.load("yolo", device="cpu", backend="onnxruntime", batch=2) as reference:
+        want = reference([frame, frame])
+    assert len(want[0]) >= 1
+    for g, w in zip(got, want, strict=True):
+        as_records = [{"box": [float(v) for v in b], "score": float(s), "class_id": int(c)}
+                      for b, s, c in zip(g.xyxy, g.confidence, g.class_id, strict=True)]
+        ref = [{"box": [float(v) for v in b], "score": float(s), "class_id": int(c)}
+               for b, s, c in zip(w.xyxy, w.confidence, w.class_id, strict=True)]
+        assert not parity_problems("1080p", as_records, ref)
+    said = []
+    with trtdet.load("yolo", device="cuda", backend="inductor", precision="fp32", batch=2) as again:
+        again.engine.announce = said.append
+        started = time.perf_counter()
+        again([frame, frame])
+        assert time.perf_counter() - started < 10.0 and said == []  # loaded from the cache, not compiled
