@@ -144,6 +144,8 @@ class BucketEngine(BaseEngine):
             self.fell_back.add(size)
             engine = self.source.fallback(size)
         engine.activate()
+        if engine.backend != self.source.backend:  # e.g. inductor fell back to eager torch (it warned why)
+            self.backend = engine.backend
         self.active[size] = engine
         while len(self.active) > self.keep:
             _old, evicted = self.active.popitem(last=False)
