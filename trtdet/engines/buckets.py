@@ -30,7 +30,7 @@ from __future__ import annotations
 import sys
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from trtdet.engines.base import BaseEngine, Engine, Shape
@@ -73,14 +73,22 @@ class Description:
     output_names: tuple[str, ...]
     metadata: dict[str, str]
     max_batch: int | None
+    #: Output shapes as the file declares them (dimension names for dynamic ones; ``()`` unknown):
+    #: the detector checks its head against these, with no trial run that would make an engine.
+    output_shapes: dict[str, Shape] = field(default_factory=dict)
 
 
 def describe_onnx(path: Any, max_batch: int | None) -> Description:
-    """An ONNX file's output names and metadata (what its converted network and packages report), weights unread."""
+    """An ONNX file's output names, declared output shapes and metadata (what its converted network
+    and packages report), weights unread."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    return Description(tuple(o.name for o in model.graph.output), {p.key: p.value for p in model.metadata_props}, max_batch)
+    shapes: dict[str, Shape] = {}
+    for output in model.graph.output:
+        dims = output.type.tensor_type.shape.dim if output.type.tensor_type.HasField("shape") else []
+        shapes[output.name] = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims)
+    return Description(tuple(shapes), {p.key: p.value for p in model.metadata_props}, max_batch, shapes)
 
 
 def rect_bucket(image_size: tuple[int, int], input_size: tuple[int, int], stride: int = 32) -> Size:
@@ -154,7 +162,7 @@ class BucketEngine(BaseEngine):
 
     def activate_impl(self) -> None:
         described = self.source.describe()
-        self.output_shapes = {name: () for name in described.output_names}
+        self.output_shapes = {name: tuple(described.output_shapes.get(name, ())) for name in described.output_names}
         self.max_batch = described.max_batch
         self.metadata = dict(described.metadata)
 

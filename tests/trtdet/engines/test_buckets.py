@@ -168,3 +168,37 @@ def test_a_1080p_stream_runs_at_384x640_on_the_torch_backend():
     for g, w in zip(got, want, strict=True):
         assert np.array_equal(g.class_id, w.class_id)
         assert np.abs(g.xyxy - w.xyxy).max() <= 0.05 and np.abs(g.confidence - w.confidence).max() <= 1e-4
+
+
+@pytest.mark.slow
+def test_a_prebuilt_bucket_is_loaded_not_compiled(tmp_path, monkeypatch):
+    """`trtdet build --input-size H W` (an inductor CPU package here) makes the bucket a rect run
+    then loads from the cache: no compile announced, the bucket's engine is the package, and its
+    outputs equal onnxruntime's on the same letterboxed batch."""
+    import onnxruntime as ort
+    from click.testing import CliRunner
+
+    import trtdet
+    from trtdet.cli.main import cli
+    from trtdet.engines.inductor.runtime import InductorEngine
+
+    monkeypatch.setenv("TRTDET_CACHE_DIR", str(tmp_path / "cache"))
+    onnx = DATA / "yolo11_dynamic.onnx"
+    bucket = rect_bucket((1080, 1920), (160, 160))
+    assert bucket == (96, 160)  # 1080 * 160 / 1920 = 90, padded up to 96
+    built = CliRunner().invoke(cli, ["build", "--backend", "inductor", "--device", "cpu", "--model", "yolo", str(onnx),
+                                     "--input-size", "96", "160", "-o", str(tmp_path / "b.pt2"), "--quiet"])
+    assert built.exit_code == 0, built.output
+    said = []
+    with trtdet.load("yolo", onnx=str(onnx), backend="inductor", device="cpu", input_size=(160, 160)) as detector:
+        assert isinstance(detector.engine, BucketEngine) and detector.engine.active == {}  # nothing compiled on load
+        detector.engine.announce = said.append
+        frame = np.random.default_rng(0).integers(0, 255, (1080, 1920, 3), dtype=np.uint8)
+        batch = detector.preprocessor([frame]).tensor
+        assert tuple(batch.shape) == (1, 3, 96, 160)
+        got = next(iter(detector.engine(batch).values()))
+        assert isinstance(detector.engine.active[bucket], InductorEngine) and said == []
+    session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    want = session.run(None, {session.get_inputs()[0].name: np.asarray(batch)})[0]
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
