@@ -2,11 +2,11 @@
 ``tests/trtdet_yolo/test_ultralytics_families.py`` through the GPU letterbox kernel, the compiled
 engines and the numba.cuda fixed-set decoder.
 
-The compiled engines (torch, inductor) have a fixed 640x640 input, so they run ``square``: for the
-YOLO families only the cases Ultralytics itself ran at 640x640 (square photos, where rect and
-square are the same) are comparable; rect on the GPU needs a package per input shape (not built
-yet). RT-DETR stretches every image to 640x640: all cases. onnxruntime's CUDA provider takes any
-shape and so runs rect: all cases. fp32 (fp16 moves scores by more than 0.01 on its own).
+The compiled engines (torch, inductor) have a fixed input, one per rect shape bucket
+(``trtdet.engines.buckets``): ``test_compiled_engines_match_ultralytics`` keeps to the cases
+Ultralytics ran at 640x640 (one package per family), the rect tests at the end run other
+buckets. RT-DETR stretches every image to 640x640: all cases. onnxruntime's CUDA provider takes
+any shape and so runs rect: all cases. fp32 (fp16 moves scores by more than 0.01 on its own).
 Needs the case photos (``TRTDET_KERNEL_ASSETS`` where scikit-image/matplotlib are absent).
 """
 
