@@ -38,6 +38,7 @@ from .build import (
     device_identity,
     package_cache,
     package_is_cached,
+    require_writable,
     runtime_version,
 )
 from .package import read_package_metadata
@@ -189,6 +190,11 @@ class InductorBuckets:
         return TorchBackend().fixed_engine(self.model_file, self._spec(size), self.options)
 
     def describe(self) -> Description:
+        # an unusable cache is one line at load, as for a single package, not at the first batch;
+        # a read-only one is fine when the full-size package is there (a prebuilt deployment)
+        cache = package_cache()
+        if not self.is_built(tuple(self.spec.input_size)):
+            require_writable(cache.root)
         return describe_onnx(self.model_file.path, max(self.options.batch, DEFAULT_MAX_BATCH))
 
 
