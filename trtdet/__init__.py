@@ -14,6 +14,7 @@ from trtdet.model import ModelSpec
 from trtdet.models import Model
 from trtdet.pipeline import Detector
 from trtdet.postprocess.decoder import Decoder
+from trtdet.results import Result
 from trtdet.version import __version__
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "Model",
     "ModelError",
     "ModelSpec",
+    "Result",
     "RunContext",
     "TrtdetError",
     "UsageError",

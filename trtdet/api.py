@@ -58,9 +58,10 @@ def _validate_outputs(decoder, engine: Engine, spec: ModelSpec, source: str) -> 
 def load(model: str, *, options: DetectorOptions | None = None, **keywords: Any) -> Detector:
     """Build a detector for ``model`` from a checkpoint, ONNX, engine, or the shipped default.
 
-    Returns a callable: ``detector(image)`` -> ``Detections`` for one image (HWC uint8 BGR
-    array, file path or PIL image), ``detector([images])`` -> a list; ``detector.stream(sources)``
-    runs over files, folders, globs, videos and cameras as ``trtdet run --source`` does.
+    Returns a callable: ``detector(image)`` -> a ``trtdet.Result`` (a ``Detections`` that knows
+    its source, image, class names and per-stage ms) for one image (HWC uint8 BGR array, file
+    path or PIL image), ``detector([images])`` -> a list; ``detector.stream(sources)`` yields
+    one per frame of files, folders, globs, videos and cameras as ``trtdet run --source`` does.
 
     * ``model``: a registered model name (``trtdet models``).
     * keywords: the fields of ``trtdet.options.DetectorOptions``, each declared there once with

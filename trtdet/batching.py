@@ -1,12 +1,19 @@
 """Request batching: ``submit(image) -> Future`` with a worker that forms batches.
 
-The worker takes up to ``max_batch`` queued images, waiting at most ``max_wait_ms`` for
-a batch to fill, and hands them to a ``trtdet.scheduler.Scheduler``, which runs them and
-applies the one failure policy: a failed batch is retried one by one so only the failing
-image's future fails. The queue is bounded (``max_in_flight``) so memory stays flat under load.
+The worker takes up to ``max_batch`` queued images and hands them to a
+``trtdet.scheduler.Scheduler``, which runs them and applies the one failure policy: a failed
+batch is retried one by one so only the failing image's future fails. The queue is bounded
+(``max_in_flight``) so memory stays flat under load.
+
+A request that finds the pipeline idle and nothing queued behind it runs at once: it is not
+held back for a batch that will not fill (``max_wait_ms``, when given, restores a wait of at
+most that long for more requests to arrive before an idle pipeline starts). Under load batches
+fill by themselves from what queued while the previous batch ran.
 
 With ``phases`` (a GPU pipeline that can stage ahead), the scheduler overlaps batches: while
-batch k runs on the GPU the worker takes whatever is queued and stages it as batch k+1.
+batch k runs on the GPU the worker takes whatever is queued and stages and launches it as batch
+k+1 (two batches launched ahead when the pipeline allows it); when nothing is queued it collects
+the oldest batch alone, so its results never wait for the batch launched after it.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ class BatchingWorker(Generic[T, R]):
         run_batch: Callable[[Sequence[T]], Sequence[R]],
         *,
         max_batch: int = 8,
-        max_wait_ms: float = 2.0,
+        max_wait_ms: float | None = None,
         max_in_flight: int = 256,
         phases: Phases[T, R] | None = None,
         split_when_idle: int = 0,
@@ -48,7 +55,9 @@ class BatchingWorker(Generic[T, R]):
         self.run_batch = run_batch
         self.phases = phases
         self.max_batch = max_batch
-        self.max_wait = max_wait_ms / 1000.0
+        if max_wait_ms is not None and max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms: expected >= 0 or None, got {max_wait_ms}")
+        self.max_wait = None if max_wait_ms is None else max_wait_ms / 1000.0
         # Whatever a batch raises is delivered to its futures, never kills the worker.
         self.scheduler: Scheduler[T, R] = Scheduler(
             run_batch, max_batch=max_batch, phases=phases, catch=(BaseException,), split_when_idle=split_when_idle,
@@ -137,21 +146,22 @@ class BatchingWorker(Generic[T, R]):
         scheduler = self.scheduler
         stopping = False
         while not stopping:
+            if scheduler.in_flight:
+                # Busy: whatever is queued becomes the next batch, staged and launched while the
+                # GPU runs the ones before it; with nothing queued, the oldest batch's results go out.
+                taken, stopping = self._fill(time.monotonic(), self.max_batch)
+                self._deliver(scheduler.cut() if taken else scheduler.finish_oldest())
+                continue
             entry = self._queue.get()  # idle: wait for the next request
             if entry is _STOP:
                 break
             self._add(entry)  # type: ignore[arg-type]
             entry = None  # an idle worker must not keep the last request's image alive
-            # The first request and what arrives within max_wait, up to max_batch.
-            _, stopping = self._fill(time.monotonic() + self.max_wait, self.max_batch - 1)
+            # The first request and what is queued behind it (what arrives within max_wait, if set).
+            wait = self.max_wait if self.max_wait is not None else 0.0
+            _, stopping = self._fill(time.monotonic() + wait, self.max_batch - 1)
             self._deliver(scheduler.cut())
-            # Overlapped: while a batch runs, stage whatever was queued meanwhile as the next.
-            while scheduler.in_flight and not stopping:
-                taken, stopping = self._fill(time.monotonic(), self.max_batch)
-                if not taken:
-                    break
-                self._deliver(scheduler.cut())
-            self._deliver(scheduler.drain())
+        self._deliver(scheduler.drain())
 
     def shutdown(self, wait: bool = True, cancel_pending: bool = False) -> None:
         """Stop accepting requests; finish (or with ``cancel_pending``, cancel) queued ones."""

@@ -21,12 +21,14 @@ from trtdet.engines.output_check import check_outputs
 from trtdet.errors import ClosedError, ModelOutputError
 from trtdet.io.inputs import ImageInput, as_bgr_image, is_single_image
 from trtdet.io.limits import check_image_size
-from trtdet.io.sources import Frame, SourceArguments, collect_sources
+from trtdet.io.sources import SourceArguments, collect_sources
 from trtdet.lazy import lazy_import
 from trtdet.model import ModelSpec
 from trtdet.postprocess.decoder import Decoder, QueuingDecoder
 from trtdet.preprocess.base import Preprocessor, StagingPreprocessor
+from trtdet.results import Result, names_dict
 from trtdet.scheduler import Outcome, Phases, Scheduler
+from trtdet.stage_clock import BatchClock
 from trtdet.streaming import detect_stream
 
 if TYPE_CHECKING:
@@ -138,6 +140,8 @@ class Detector:
         self.backend_passed_over = backend_passed_over
         self.times = StageTimes()
         self.record_times = False
+        #: The network input of the latest batch, ``(B, 3, H, W)`` (``trtdet run``'s ``Speed:`` line).
+        self.last_input_shape: tuple[int, ...] | None = None
         self._synchronize = synchronize
         self._batcher: Any = None
         self._closed = False
@@ -165,14 +169,19 @@ class Detector:
     def backend(self) -> str:
         return self.engine.backend
 
-    @overload
-    def __call__(self, images: ImageInput) -> Detections: ...
+    @property
+    def names(self) -> dict[int, str]:
+        """The class names as ``{id: name}`` (as on every ``Result``)."""
+        return names_dict(self.spec.class_names)
 
     @overload
-    def __call__(self, images: Sequence[ImageInput]) -> list[Detections]: ...
+    def __call__(self, images: ImageInput) -> Result: ...
+
+    @overload
+    def __call__(self, images: Sequence[ImageInput]) -> list[Result]: ...
 
     def __call__(self, images):
-        """Detections of one image, or a list of them for a list of images.
+        """The ``Result`` of one image, or a list of them for a list of images.
 
         An image is an HWC uint8 BGR array (gray, BGRA, 16-bit and float arrays are converted
         as files are; a float array with NaN or infinite pixels is an ``InputError``), a file
@@ -185,8 +194,11 @@ class Detector:
             as_bgr_image(images)  # raises the TypeError naming what was expected
         return self.detect(list(images))
 
-    def detect(self, images: Sequence[ImageInput]) -> list[Detections]:
+    def detect(self, images: Sequence[ImageInput]) -> list[Result]:
         """Detect on every image (array, path or PIL image), in batches of the detector's batch size.
+
+        Each ``Result`` knows its source (the path or URL; ``image K`` for an array or PIL
+        image), the image it ran on, the class names and each stage's milliseconds.
 
         On the GPU, with a preprocessor that can stage ahead, the next batch is copied and
         uploaded while the current one runs. An image that fails raises its own error (its
@@ -194,16 +206,19 @@ class Detector:
         gray, BGRA, 16-bit and float arrays are converted, anything else raises before any runs.
         """
         self._check_open()
+        sources = [_source_name(image, k) for k, image in enumerate(images)]
         images = [as_bgr_image(image, k) for k, image in enumerate(images)]  # all checked before any runs
-        results: list[Detections] = []
+        results: list[Result] = []
         with self.scheduler() as scheduler:
             for index, image in enumerate(images):
                 self._collect(scheduler.add(as_bgr_image(image, f"image {index}")), results)
             self._collect(scheduler.drain(), results)
+        for result, source, image in zip(results, sources, images, strict=True):
+            result.source, result.image = source, image
         return results
 
     @staticmethod
-    def _collect(outcomes: list[Outcome[Detections]], results: list[Detections]) -> None:
+    def _collect(outcomes: list[Outcome[Result]], results: list[Result]) -> None:
         error = next((outcome.error for outcome in outcomes if outcome.error is not None), None)
         if error is not None:
             # Raised with no local left pointing at it: the traceback keeps this frame, and a
@@ -214,7 +229,7 @@ class Detector:
                 error = outcomes = None  # type: ignore[assignment]
         results.extend(outcome.result for outcome in outcomes)  # type: ignore[misc]
 
-    def scheduler(self) -> Scheduler[Any, Detections]:
+    def scheduler(self) -> Scheduler[Any, Result]:
         """A new scheduler on this pipeline: ``add`` images, get ``Outcome``s back in order.
 
         It overlaps batches on the GPU when the preprocessor can stage ahead (and stage times
@@ -255,28 +270,53 @@ class Detector:
     def _session(self) -> contextlib.AbstractContextManager[Any]:
         return self._run_lock
 
-    def _stage(self, images: Sequence[np.ndarray]) -> Any:
+    # Each batch carries a ``BatchClock``: CUDA events on the stream between warp, engine and
+    # decode, read in ``_finish`` once the batch is done (``Result.speed``; no extra sync).
+    def _stage(self, images: Sequence[np.ndarray]) -> tuple[Any, BatchClock]:
         self._check_engine()  # under the session's lock, which close() takes before deactivating
         _check_sizes(images)
+        clock = BatchClock(self._stream)
+        start = time.perf_counter()
         with self._on_stream():
-            return self.preprocessor.stage(images)  # type: ignore[attr-defined]  # a StagingPreprocessor
+            staged = self.preprocessor.stage(images)  # type: ignore[attr-defined]  # a StagingPreprocessor
+        clock.host_pre = time.perf_counter() - start  # the host copy; the upload is in the warp's span
+        return staged, clock
 
-    def _launch(self, staged: Any) -> tuple[Any, Any]:
+    def _launch(self, staged_batch: tuple[Any, BatchClock]) -> tuple[Any, Any, BatchClock]:
+        staged, clock = staged_batch
         with self._on_stream():
+            clock.mark()
             batch = self.preprocessor.warp(staged)  # type: ignore[attr-defined]
+            clock.mark()
+            self.last_input_shape = tuple(batch.tensor.shape)
             outputs = self._engine_outputs(batch.tensor)
+            clock.mark()
             if self._decoder_queues:
                 # Queued now, behind this batch's engine and before the next one's, so an engine
                 # that reuses its output buffers is safe while two batches are launched.
-                return self.decoder.queue(outputs, batch.transforms), None  # type: ignore[attr-defined]
-            return outputs, batch.transforms
+                queued = self.decoder.queue(outputs, batch.transforms)  # type: ignore[attr-defined]
+                clock.mark()
+                return queued, None, clock
+            return outputs, batch.transforms, clock
 
-    def _finish(self, launched: tuple[Any, Any]) -> list[Detections]:
-        outputs, transforms = launched
+    def _finish(self, launched: tuple[Any, Any, BatchClock]) -> list[Result]:
+        outputs, transforms, clock = launched
         with self._on_stream():
             if transforms is None:
-                return finite_only(self.decoder.collect(outputs))  # type: ignore[attr-defined]
-            return finite_only(self.decoder(outputs, transforms))
+                clock.wait_last()  # right behind the decode's own done event: the wait collect() does
+                start = time.perf_counter()
+                detections = finite_only(self.decoder.collect(outputs))  # type: ignore[attr-defined]
+                clock.host_post = time.perf_counter() - start
+            else:
+                detections = finite_only(self.decoder(outputs, transforms))  # returns host arrays: the stream is idle
+                clock.mark()
+                clock.wait_last()
+        return self._results(detections, clock)
+
+    def _results(self, detections: Sequence[Detections], clock: BatchClock) -> list[Result]:
+        """Each image's detections as a ``Result`` with the class names and its share of the batch's time."""
+        speed, names = clock.speed(len(detections)), self.names
+        return [Result.of(found, names=names, speed=dict(speed)) for found in detections]
 
     def _engine_outputs(self, tensor: Any) -> dict[str, Any]:
         """The engine's outputs of one batch; the first batch's are checked against the declared shapes."""
@@ -295,40 +335,45 @@ class Detector:
     def _discard(self) -> None:
         self.preprocessor.discard_staged()  # type: ignore[attr-defined]
 
-    def _run_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+    def _run_batch(self, images: Sequence[np.ndarray]) -> list[Result]:
         with self._run_lock, self._on_stream():
             self._check_engine()
             return self._run_stages(images)
 
-    def _run_stages(self, images: Sequence[np.ndarray]) -> list[Detections]:
+    def _run_stages(self, images: Sequence[np.ndarray]) -> list[Result]:
+        """One batch, stage after stage, timed: host clocks on the CPU (with a sync after each
+        stage under ``record_times``), CUDA events on a GPU stream otherwise."""
         _check_sizes(images)
-        if not self.record_times:
-            batch = self.preprocessor(images)
-            return finite_only(self.decoder(self._engine_outputs(batch.tensor), batch.transforms))
-        sync = self._synchronize or (lambda: None)
-        t0 = time.perf_counter()
+        timed = self.record_times
+        sync = (self._synchronize or (lambda: None)) if timed else (lambda: None)
+        clock = BatchClock(None if timed else self._stream)
+        clock.mark()
         batch = self.preprocessor(images)
         sync()
-        t1 = time.perf_counter()
+        clock.mark()
+        self.last_input_shape = tuple(batch.tensor.shape)
         outputs = self._engine_outputs(batch.tensor)
         sync()
-        t2 = time.perf_counter()
-        detections = finite_only(self.decoder(outputs, batch.transforms))
-        t3 = time.perf_counter()
-        self.times.preprocess.append(t1 - t0)
-        self.times.infer.append(t2 - t1)
-        self.times.decode.append(t3 - t2)
-        self.times.batch_sizes.append(len(images))
-        return detections
+        clock.mark()
+        detections = finite_only(self.decoder(outputs, batch.transforms))  # host arrays: the stream is idle after
+        clock.mark()
+        clock.wait_last()
+        if timed:
+            preprocess, infer, decode = clock.seconds()
+            self.times.preprocess.append(preprocess)
+            self.times.infer.append(infer)
+            self.times.decode.append(decode)
+            self.times.batch_sizes.append(len(images))
+        return self._results(detections, clock)
 
-    def stream(self, sources: SourceArguments, *, workers: int | None = None) -> Iterator[tuple[Frame, Detections | None]]:
+    def stream(self, sources: SourceArguments, *, workers: int | None = None) -> Iterator[Result]:
         """Detect on everything ``sources`` names, as ``trtdet run --source`` does, frame by frame.
 
         ``sources``: one or a list of image files, directories (their image and video files),
-        glob patterns, video files, camera indices and stream URLs. Yields ``(frame,
-        detections)`` in order: ``frame.name``/``frame.index`` say where it came from (index:
-        the video frame, None for an image), ``frame.image`` is the BGR image; an input that
-        could not be read or detected has ``frame.error`` (one line) and detections None.
+        glob patterns, video files, camera indices and stream URLs. Yields a ``Result`` per
+        frame, in order: ``result.source``/``result.index`` say where it came from (index: the
+        video frame, None for an image), ``result.image`` is the BGR image; an input that could
+        not be read or detected has ``result.error`` (one line), no detections and no image.
         Images are read ahead on ``workers`` threads (default: up to 4).
         """
         return detect_stream(self, collect_sources(sources).sources, workers=workers)
@@ -347,7 +392,7 @@ class Detector:
         if self._engine_gone:
             raise ClosedError("detector is closed")
 
-    def submit(self, image: ImageInput) -> Future[Detections]:
+    def submit(self, image: ImageInput) -> Future[Result]:
         """Queue one image; a worker forms batches (up to ``batch_size``) and resolves the future.
 
         On the GPU the worker stages the next batch while the current one runs; while it has
@@ -392,6 +437,13 @@ class Detector:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _source_name(image: Any, index: int) -> str:
+    """What a ``Result`` says it came from: the path or URL as given, else ``image K``."""
+    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+        return str(image if not isinstance(image, bytes) else image.decode(errors="replace"))
+    return f"image {index}"
 
 
 def _image_shape(image: Any) -> Hashable:

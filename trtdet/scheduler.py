@@ -246,6 +246,33 @@ class Scheduler(Generic[T, R]):
             return self._submit_overlapped(first) + self._submit_overlapped(second)
         return self._submit_overlapped(batch)
 
+    def finish_oldest(self) -> list[Outcome[R]]:
+        """Wait for the oldest launched batch and return its outcomes; the later one stays launched.
+
+        A request batcher calls it when nothing is queued to stage: the oldest batch's results go
+        out as soon as they are there, not after the batch behind it. The pipeline is released
+        once nothing is in flight.
+        """
+        phases = self.phases
+        if not self._in_flight or phases is None:
+            self._release()
+            return []
+        try:
+            batch, launched = self._in_flight.popleft()
+            try:
+                results = phases.finish(launched)
+            except self.catch as exc:
+                later = self._finish_rest()
+                phases.discard()
+                self._release()
+                return _released(self._run_each(batch, exc) + self._settle(later))
+            if not self._in_flight:
+                self._release()
+            return _released(batch.outcomes(results))
+        except BaseException:
+            self.close()
+            raise
+
     def drain(self) -> list[Outcome[R]]:
         """Run what is pending and finish what is in flight; returns their outcomes."""
         return _released(self._cut() + self._finish_in_flight())

@@ -1,4 +1,9 @@
-"""Detection over sources frame by frame: what ``detector.stream`` and ``trtdet run`` iterate."""
+"""Detection over sources frame by frame: what ``detector.stream`` and ``trtdet run`` iterate.
+
+``detect_stream`` yields one ``Result`` per frame (``detector.stream``); ``detect_frames``
+yields ``(frame, result or None)`` for callers that need the frame itself (``trtdet run``'s
+sinks: the source, the video's fps).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any, Protocol
 from trtdet.detections import Detections
 from trtdet.errors import ModelOutputError
 from trtdet.io.sources import Frame, Source, iter_frames
+from trtdet.results import Result
 from trtdet.scheduler import Outcome, Scheduler
 
 #: Threads reading images ahead when the caller names none: up to 4, one per CPU core.
@@ -25,6 +31,34 @@ class Streamable(Protocol):
 
 
 def detect_stream(
+    detector: Streamable,
+    sources: Sequence[Source],
+    *,
+    workers: int | None = None,
+    jpeg_decoder: Any = None,
+) -> Iterator[Result]:
+    """A ``Result`` per frame of ``sources``, in order (``detect_frames``' results, each knowing its frame:
+    ``source``, ``index``, ``image``, ``error``, ``warning``); a failed frame's has ``error``, no detections."""
+    names = getattr(detector, "names", {})
+    frames = detect_frames(detector, sources, workers=workers, jpeg_decoder=jpeg_decoder)
+    try:
+        for frame, found in frames:
+            yield frame_result(frame, found, names)
+    finally:
+        frames.close()  # the readers stop with the consumer
+
+
+def frame_result(frame: Frame, found: Detections | None, names: dict[int, str]) -> Result:
+    """``found`` as the ``Result`` of ``frame`` (an empty one with the frame's error when None)."""
+    result = Result.of(found if found is not None else Detections.empty(), names=names)
+    if isinstance(found, Result):
+        result.speed, result.names = found.speed, found.names or names
+    result.source, result.image, result.index = frame.name, frame.image, frame.index
+    result.error, result.warning = frame.error, frame.warning
+    return result
+
+
+def detect_frames(
     detector: Streamable,
     sources: Sequence[Source],
     *,

@@ -100,8 +100,8 @@ def test_a_path_to_a_corrupt_jpeg_warns_and_is_detected_on(yolo, photos, tmp_pat
     with pytest.warns(trtdet.CorruptImageWarning, match=r"rotten\.jpg: corrupt JPEG data \(premature end"):
         found = yolo(str(path))
     assert _same(found, yolo(cv2.imread(str(path))))  # the pixels cv2 gives, detected on
-    ((frame, streamed),) = list(yolo.stream(str(path)))
-    assert frame.warning.startswith(f"{path}: corrupt JPEG data (premature end") and _same(streamed, found)
+    (streamed,) = list(yolo.stream(str(path)))
+    assert streamed.warning.startswith(f"{path}: corrupt JPEG data (premature end") and _same(streamed, found)
 
 
 def test_a_float_image_with_nan_or_inf_pixels_is_refused_naming_it(yolo, chelsea, tmp_path):

@@ -287,3 +287,105 @@ def test_overlapped_worker_shutdown_resolves_or_cancels_everything():
     assert all(f.done() for f in futures)
     assert any(f.cancelled() for f in futures)
     assert all(f.result() == 10 * i for i, f in enumerate(futures) if not f.cancelled())
+
+
+def _lone_request_latencies(worker: BatchingWorker, starts: list[float], trials: int) -> tuple[float, float]:
+    """Median seconds from submit() to the model starting, and to the result, over ``trials`` lone requests."""
+    import time
+
+    to_start, to_result = [], []
+    for n in range(trials):
+        starts.clear()
+        t0 = time.perf_counter()
+        assert worker.submit(20 + n).result(timeout=10) == 10 * (20 + n)  # (the fake fails 13)
+        to_result.append(time.perf_counter() - t0)
+        to_start.append(starts[0] - t0)
+    return float(np.median(to_start)), float(np.median(to_result))
+
+
+@pytest.mark.parametrize("overlapped", [False, True], ids=["plain", "phases"])
+def test_a_lone_request_is_not_held_back_for_a_batch_that_will_not_fill(overlapped):
+    """Nothing queued behind it and nothing running: it goes at once (no max_wait), and its
+    result comes back in about the model's own time; an explicit max_wait_ms still waits."""
+    import time
+
+    model_s = 0.005
+    starts: list[float] = []
+
+    class SlowPhases(FakeGpuPhases):
+        def stage(self, items):
+            starts.append(time.perf_counter())
+            return super().stage(items)
+
+        def finish(self, launched):
+            time.sleep(model_s)
+            return super().finish(launched)
+
+    def slow_batch(items):
+        starts.append(time.perf_counter())
+        time.sleep(model_s)
+        return [10 * x for x in items]
+
+    def worker(max_wait_ms=None):
+        if overlapped:
+            fake = SlowPhases(launch_ahead=True)
+            return BatchingWorker(fake.run_batch, max_batch=8, max_wait_ms=max_wait_ms, phases=fake.phases())
+        return BatchingWorker(slow_batch, max_batch=8, max_wait_ms=max_wait_ms)
+
+    with worker() as default:
+        to_start, to_result = _lone_request_latencies(default, starts, 30)
+    assert to_start < 0.0015, f"a lone request waited {to_start * 1e3:.2f} ms before running"
+    assert to_result < model_s + 0.003, f"a lone request took {to_result * 1e3:.2f} ms for a {model_s * 1e3} ms model"
+    with worker(max_wait_ms=30) as waiting:  # the measurement sees a wait when there is one
+        to_start, _ = _lone_request_latencies(waiting, starts, 3)
+    assert to_start >= 0.029
+
+
+def test_under_load_batches_are_full_and_two_stay_launched_ahead():
+    """With requests queued, every batch is max_batch; results of the oldest batch go out while
+    the next two are launched (the GPU always has the next batch queued)."""
+    fake = FakeGpuPhases(launch_ahead=True)
+    in_flight_at_finish: list[int] = []
+    finish = fake.finish
+
+    def counting_finish(launched):
+        in_flight_at_finish.append(len(fake.launched))
+        return finish(launched)
+
+    fake.finish = counting_finish
+    worker = BatchingWorker(fake.run_batch, max_batch=8, phases=fake.phases())
+    with fake.lock:  # the "GPU" busy: the first request's batch waits, 48 more queue behind it
+        futures = [worker.submit(i) for i in range(20, 69)]  # (the fake fails a batch holding 13)
+    worker.shutdown(wait=True)
+    assert [f.result() for f in futures] == [10 * i for i in range(20, 69)]
+    sizes = [len(items) for kind, items in fake.events if kind == "stage"]
+    # The first batch is what had queued when the worker woke; every later one but the last is full.
+    assert sum(sizes) == 49 and len(sizes) <= 7 and all(size == 8 for size in sizes[1:-1]), sizes
+    # Every finish but the last found two batches launched: one being collected, one queued behind it.
+    assert in_flight_at_finish[:-1] == [2] * (len(in_flight_at_finish) - 1), in_flight_at_finish
+
+
+def test_the_oldest_batch_is_delivered_without_waiting_for_the_next():
+    """When nothing is queued, the worker collects the oldest launched batch alone: its futures
+    resolve while the batch launched after it is still running."""
+    fake = FakeGpuPhases(launch_ahead=True)
+    second_may_finish = threading.Event()
+    finish = fake.finish
+
+    def gated_finish(launched):
+        if launched[0] >= 100:  # the second batch "runs" until the test lets it finish
+            assert second_may_finish.wait(10)
+        return finish(launched)
+
+    fake.finish = gated_finish
+    worker = BatchingWorker(fake.run_batch, max_batch=4, phases=fake.phases())
+    with fake.lock:  # both batches formed before either runs
+        first = [worker.submit(i) for i in range(4)]
+        second = [worker.submit(100 + i) for i in range(4)]
+    try:
+        assert [f.result(timeout=10) for f in first] == [0, 10, 20, 30]
+        assert not any(f.done() for f in second)
+    finally:
+        second_may_finish.set()
+    assert [f.result(timeout=10) for f in second] == [1000, 1010, 1020, 1030]
+    worker.shutdown(wait=True)

@@ -209,3 +209,25 @@ def test_launch_ahead_when_the_batch_behind_a_failed_one_fails_too():
     outcomes = _run(Scheduler(fake.run_batch, max_batch=2, phases=fake.phases()), [13, 1, 13, 2, 3])
     assert [o.result for o in outcomes] == [130, 10, 130, 20, 30]  # each decodes fine alone
     assert all(o.error is None for o in outcomes) and not fake.lock.locked()
+
+
+def test_finish_oldest_collects_one_batch_and_keeps_the_next_launched():
+    fake = FakeGpuPhases(launch_ahead=True)
+    scheduler = Scheduler(fake.run_batch, max_batch=2, phases=fake.phases())
+    for x in (1, 2, 3, 4):
+        assert scheduler.add(x, tag=x) == []  # two batches launched, none finished
+    assert [(o.tag, o.result) for o in scheduler.finish_oldest()] == [(1, 10), (2, 20)]
+    assert fake.launched == [(3, 4)] and fake.lock.locked()  # the next one still runs, the session held
+    assert [(o.tag, o.result) for o in scheduler.finish_oldest()] == [(3, 30), (4, 40)]
+    assert not scheduler.in_flight and not fake.lock.locked()  # nothing in flight: released
+    assert scheduler.finish_oldest() == []
+
+
+def test_finish_oldest_of_a_failing_batch_reruns_its_items_and_finishes_the_rest():
+    fake = FakeGpuPhases(launch_ahead=True)
+    scheduler = Scheduler(fake.run_batch, max_batch=2, phases=fake.phases())
+    for x in (13, 1, 2, 3):
+        scheduler.add(x, tag=x)
+    outcomes = scheduler.finish_oldest()
+    assert [(o.tag, o.result, o.error) for o in outcomes] == [(13, 130, None), (1, 10, None), (2, 20, None), (3, 30, None)]
+    assert not scheduler.in_flight and not fake.lock.locked()

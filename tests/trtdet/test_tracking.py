@@ -42,3 +42,4 @@ def test_one_moving_object_keeps_one_track_id_in_the_json_and_the_drawing(tmp_pa
     photo = next(r for r in rows if r["frame"] is None)
     assert photo["detections"] and all("track_id" not in d for d in photo["detections"])  # images are not tracked
     assert (out / "cat.mp4").is_file()
+    assert all(r["speed"]["inference"] > 0 for r in rows)  # tracked frames keep their milliseconds

@@ -72,7 +72,7 @@ def test_every_photo_reported_with_the_contract_fields(cli_results, photos):
     assert set(cli_results) == {str(photos[n]) for n in PHOTOS}
     for record in cli_results.values():
         # every run record carries warning and output, null when absent (issue 27's one schema)
-        assert set(record) == {"source", "frame", "width", "height", "detections", "error", "warning", "output"}
+        assert set(record) == {"source", "frame", "width", "height", "detections", "error", "warning", "output", "speed"}
         assert record["error"] is None and record["frame"] is None
         assert record["warning"] is None and record["output"] is None
         for det in record["detections"]:

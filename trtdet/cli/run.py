@@ -29,6 +29,7 @@ from trtdet.errors import InputError, UsageError
 from trtdet.io.sinks import frame_record
 from trtdet.io.sources import CollectedSources, Frame, collect_sources, count_frames
 from trtdet.pipeline import NonFiniteDetectionsWarning
+from trtdet.results import STAGES, speed_record
 
 #: Exit code of a run stopped by Ctrl-C (SIGINT), as shells report it: 128 + 2.
 EXIT_INTERRUPTED = 130
@@ -52,13 +53,19 @@ def _jpeg_decoder(decode_on: str, device: str):
     return None
 
 
+def _milliseconds(speed: dict[str, float]) -> str:
+    """``1.2ms preprocess, 3.4ms inference, 0.8ms postprocess`` (Ultralytics' ``Speed:`` wording)."""
+    return ", ".join(f"{speed[stage]:.1f}ms {stage}" for stage in STAGES if stage in speed)
+
+
 def _summary(frame: Frame, detections: Detections, class_names: Sequence[str]) -> str:
     counts: dict[str, int] = {}
     for label in detections.labels(class_names):
         counts[label] = counts.get(label, 0) + 1
     where = frame.name if frame.index is None else f"{frame.name}#{frame.index}"
     found = ", ".join(f"{n} {label}" for label, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "nothing"
-    return f"{where}: {found}"
+    speed = _milliseconds(getattr(detections, "speed", {}))
+    return f"{where}: {found}" + (f" ({speed})" if speed else "")
 
 
 @dataclass
@@ -70,6 +77,22 @@ class RunTally:
     detections: int = 0
     failed: int = 0
     started: float = field(default_factory=time.perf_counter)
+    #: Milliseconds per stage summed over the images that ran, and how many did.
+    stage_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    timed: int = 0
+
+    def add_speed(self, speed: dict[str, float]) -> None:
+        if speed:
+            self.timed += 1
+            for stage in STAGES:
+                self.stage_ms[stage] += speed.get(stage, 0.0)
+
+    def speed_line(self, shape: tuple[int, ...]) -> str | None:
+        """Ultralytics' ``Speed: ... per image at shape (B, 3, H, W)``; None when no image ran."""
+        if not self.timed:
+            return None
+        mean = {stage: total / self.timed for stage, total in self.stage_ms.items()}
+        return f"Speed: {_milliseconds(mean)} per image at shape {shape}"
 
     def line(self, skipped: int) -> str:
         seconds = max(time.perf_counter() - self.started, 1e-9)
@@ -127,6 +150,8 @@ class RunLoop:
         """Everything one frame gives; sets ``json_error`` when its record cannot be written."""
         self.tally.inputs.add(frame.name)
         self.tally.frames += 1
+        speed = speed_record(detections)  # before tracking, which makes new Detections
+        self.tally.add_speed(speed or {})
         if detections is not None and self.tracker is not None and frame.index is not None:
             detections = self.tracker.update(frame.name, detections, frame.fps)
         written_to = self._annotate(frame, detections)
@@ -135,6 +160,7 @@ class RunLoop:
             record = frame_record(frame, detections, self.class_names)
             record["warning"] = frame.warning  # always present, null when absent
             record["output"] = None if written_to is None else str(written_to)
+            record["speed"] = speed
             try:
                 self.json_sink.write(record)
             except OSError as exc:  # a full disk, a closed pipe: the run stops, the input is unrecorded
@@ -239,7 +265,8 @@ def _detect_all(loop: RunLoop, frames: Iterator[tuple[Frame, Detections | None]]
     return True
 
 
-def _finish(loop: RunLoop, collected: CollectedSources, destinations: Destinations, quiet: bool, interrupted: bool) -> int:
+def _finish(loop: RunLoop, collected: CollectedSources, destinations: Destinations, quiet: bool, interrupted: bool,
+            shape: tuple[int, ...] = ()) -> int:
     """Print what the run did and return its exit code (130 interrupted; 1 nothing recorded; 2 failures)."""
     unrecorded = [s.name for s in collected.sources if s.name not in loop.recorded]
     if loop.json_error is not None:
@@ -248,6 +275,9 @@ def _finish(loop: RunLoop, collected: CollectedSources, destinations: Destinatio
     elif interrupted:
         click.echo(f"interrupted: {len(unrecorded)} input(s) not processed: {_listed(unrecorded)}", err=True)
     if not quiet or interrupted or loop.json_error is not None:
+        speed = loop.tally.speed_line(shape)
+        if speed is not None:
+            click.echo(speed, err=True)
         click.echo(loop.tally.line(len(collected.skipped)), err=True)
         written = len(loop.media_sink.written) if loop.media_sink is not None else 0
         click.echo(where_results_went(destinations, written), err=True)
@@ -308,7 +338,7 @@ def _run(request: RunRequest) -> int:
     from tqdm import tqdm
 
     from trtdet.plugins import get_model
-    from trtdet.streaming import detect_stream
+    from trtdet.streaming import detect_frames
 
     warnings.simplefilter("ignore", NonFiniteDetectionsWarning)  # reported per input, once
     options = detector_options(request.model_flags, batch=request.batch)
@@ -326,7 +356,8 @@ def _run(request: RunRequest) -> int:
         loop = RunLoop(detector.class_names, request.quiet, request.json_path == "-", tracker, media_sink, json_sink)
         show_bar = not request.quiet and (total is None or total > 1)
         bar = stack.enter_context(tqdm(total=total, disable=not show_bar, unit="img", file=sys.stderr, leave=False))
-        frames = detect_stream(detector, collected.sources, workers=request.workers, jpeg_decoder=jpeg_decoder)
+        frames = detect_frames(detector, collected.sources, workers=request.workers, jpeg_decoder=jpeg_decoder)
         finished = _detect_all(loop, frames, bar)
         loop.finish_media()
-    return _finish(loop, collected, destinations, request.quiet, interrupted=not finished)
+    shape = getattr(detector, "last_input_shape", None) or (detector.batch_size, 3, *detector.spec.input_size)
+    return _finish(loop, collected, destinations, request.quiet, interrupted=not finished, shape=shape)

@@ -26,7 +26,6 @@ batch's work), then one kernel launch on the caller's stream. Images already in 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -49,7 +48,8 @@ from trtdet.errors import InputError
 from trtdet.geometry import AffineTransform
 from trtdet.io.pinned import is_pinned
 from trtdet.preprocess.base import LetterboxSettings, PreprocessedBatch
-from trtdet.preprocess.cuda_resize import letterbox_resize_normalize_kernel, resize_meta
+from trtdet.preprocess.cuda_resize import letterbox_resize_normalize_kernel, resize_meta, resize_row_band
+from trtdet.preprocess.host_copy import Piece, RowBand, copy_pieces, copy_threads, plan_pieces
 from trtdet.preprocess.letterbox import (
     RESIZE_GEOMETRIES,
     Letterbox,
@@ -150,15 +150,17 @@ def kernel_signatures() -> list[tuple]:
     ]
 
 
-#: Batches of at least this many image bytes are copied into pinned memory by several threads,
-#: in pieces, each uploaded as soon as it is there (so the memcpy and the DMA overlap). Below
-#: it (one 1080p frame is 6.2 MB) handing pieces to threads cost more than it saved on the H200.
+#: Host images of at least this many bytes in all are copied into staging in pieces, each
+#: uploaded as soon as it is there, so the memcpy and the DMA overlap
+#: (``trtdet.preprocess.host_copy``); smaller ones (640x480 and below) are copied here and go up
+#: in one transfer.
+_SPLIT_COPY_BYTES = 1 << 20
+#: From this many bytes on the pieces are shared by ``host_copy.copy_threads()`` threads (32 x
+#: 1080p is ~200 MB); below it (one 1080p frame is 6.2 MB) the calling thread copies them alone:
+#: on the H200 handing a frame's pieces to threads cost more than it saved, and on a 2-core
+#: host two threads copied one frame no faster than one (``benchmarks/pageable_frames.py``
+#: measures both on the machine at hand).
 _PARALLEL_COPY_BYTES = 8 << 20
-_COPY_THREADS = max(1, min(8, (os.cpu_count() or 2) // 2))
-#: Bounds of a piece's size: small enough to overlap copy and upload, large enough that the
-#: per-piece Python work (a future, a copy call) stays a few percent of the piece's memcpy.
-_MIN_PIECE_BYTES = 1 << 20
-_MAX_PIECE_BYTES = 8 << 20
 
 
 class _Staging:
@@ -257,6 +259,12 @@ class CudaWarpAffinePreprocessor:
         self._staging = [_Staging(torch, self.device), _Staging(torch, self.device)]
         self._turn = 0
         self._copy_pool: Any = None
+        #: Threads that fill staging from pageable images (this one included): ``TRTDET_COPY_THREADS``.
+        self._copy_threads = copy_threads()
+        self._split_bytes = _SPLIT_COPY_BYTES
+        self._parallel_bytes = _PARALLEL_COPY_BYTES
+        #: Leave out the rows the resize reads with zero weight only (``cuda_resize.resize_row_band``).
+        self._skip_rows = True
         #: Uploads run here, so they overlap the previous batch's kernels on the caller's stream.
         self._upload_stream = None if SIMULATOR else torch.cuda.Stream(device=self.device)
         self._warm_up()
@@ -311,7 +319,7 @@ class CudaWarpAffinePreprocessor:
         fresh = slot.reserve(total)
         meta = slot.host[:meta_bytes].view(torch.float64)[: batch * META_COLUMNS].numpy().reshape(batch, META_COLUMNS)
         host_bytes = slot.host.numpy()
-        device_images, pinned, copies = [], [], []
+        device_images, pinned, copies, bands = [], [], [], []
         for i, (image, transform) in enumerate(zip(images, transforms, strict=True)):
             meta[i, 0] = offsets[i]
             meta[i, 1:4] = (image.shape[0], image.shape[1], image.shape[1] * 3)
@@ -328,11 +336,13 @@ class CudaWarpAffinePreprocessor:
                 pinned.append((start, array))  # uploaded straight from the caller's pinned memory
                 continue
             copies.append((start, host_bytes[start : start + sizes[i]].reshape(array.shape), array))
-        if SIMULATOR:
-            for _, target, array in copies:
-                np.copyto(target, array)
+            # The resize reads some rows with zero weight only (2 of 3 for 1080 -> 360): not copied.
+            resized = transform.resized
+            bands.append(resize_row_band(image.shape[0], resized[0]) if resized is not None and self._skip_rows else None)
+        if SIMULATOR:  # the same copy (threads, pieces), no upload: the device buffer is the host one
+            self._copy_and_upload(slot, meta_bytes, copies, whole=not pinned, bands=bands)
         else:
-            self._upload(slot, meta_bytes, device_images, pinned, copies, self._torch_stream(), fresh)
+            self._upload(slot, meta_bytes, device_images, pinned, copies, bands, self._torch_stream(), fresh)
         slot.pending = True
         return StagedBatch(slot, meta_bytes, total, batch, transforms)
 
@@ -365,34 +375,26 @@ class CudaWarpAffinePreprocessor:
         for slot in self._staging:
             slot.pending = False
 
-    def _pieces(self, copies: list[tuple[int, np.ndarray, np.ndarray]]) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
-        """Cut the host copies into row ranges: ``(staging offset, bytes, target rows, source rows)``."""
-        nbytes = sum(target.nbytes for _, target, _ in copies)
-        piece = min(_MAX_PIECE_BYTES, max(_MIN_PIECE_BYTES, nbytes // (4 * _COPY_THREADS)))
-        pieces = []
-        for start, target, array in copies:
-            row_bytes = max(1, target.nbytes // max(1, target.shape[0]))
-            rows = max(1, piece // row_bytes)
-            for first in range(0, target.shape[0], rows):
-                last = min(target.shape[0], first + rows)
-                pieces.append((start + first * row_bytes, (last - first) * row_bytes, target[first:last], array[first:last]))
-        return pieces
-
     def _copy_and_upload(
-        self, slot: _Staging, meta_bytes: int, copies: list[tuple[int, np.ndarray, np.ndarray]], whole: bool = True
+        self, slot: _Staging, meta_bytes: int, copies: list[tuple[int, np.ndarray, np.ndarray]], whole: bool = True,
+        bands: list[RowBand | None] | None = None,
     ) -> None:
         """Fill pinned staging from host images and queue the uploads (metadata first).
 
-        Filling pinned memory is a plain memcpy that numpy runs without the GIL, so for large
-        batches a few threads divide it (32 x 1080p is ~200 MB), and each piece is uploaded as
-        soon as it is filled, while later pieces are still being copied. Small batches are
-        copied here and go up in one transfer (``whole``), or one per image when other images
-        (pinned ones) lie between them. Called with the upload stream current.
+        From ``_split_bytes`` on, the copy goes in pieces and each piece is uploaded once it is
+        filled, while later ones are still being copied (``host_copy.copy_pieces``); from
+        ``_parallel_bytes`` on, the copying threads share the pieces. ``bands``: per image, the
+        only rows the resize kernel reads with a nonzero weight (the others are not copied).
+        Smaller copies are made here, whole, and go up in one transfer (``whole``), or one per
+        image when other images (pinned ones) lie between them.
+        Called with the upload stream current (the simulator: no upload).
         """
         nbytes = sum(target.nbytes for _, target, _ in copies)
-        if nbytes < _PARALLEL_COPY_BYTES or _COPY_THREADS < 2:
+        if nbytes < self._split_bytes or not copies:
             for _, target, array in copies:
                 np.copyto(target, array)
+            if SIMULATOR:
+                return
             if whole:
                 end = max((start + target.nbytes for start, target, _ in copies), default=meta_bytes)
                 slot.dev[:end].copy_(slot.host[:end], non_blocking=True)
@@ -402,20 +404,48 @@ class CudaWarpAffinePreprocessor:
                 end = start + target.nbytes
                 slot.dev[start:end].copy_(slot.host[start:end], non_blocking=True)
             return
-        slot.dev[:meta_bytes].copy_(slot.host[:meta_bytes], non_blocking=True)
+        pool = self._copy_workers() if nbytes >= self._parallel_bytes else None
+        pieces = plan_pieces(copies, self._copy_threads if pool is not None else 1, bands)
+        upload_meta = meta_bytes > 0 and pieces[0].offset != meta_bytes
+        if upload_meta and not SIMULATOR:
+            slot.dev[:meta_bytes].copy_(slot.host[:meta_bytes], non_blocking=True)
+        first = pieces[0]
+
+        def upload(piece: Piece) -> None:
+            if SIMULATOR:
+                return
+            # The metadata right before the first piece goes up with it, in one transfer.
+            start = 0 if piece is first and not upload_meta else piece.offset
+            end = piece.offset + piece.nbytes
+            slot.dev[start:end].copy_(slot.host[start:end], non_blocking=True)
+
+        copy_pieces(pieces, pool, upload)
+
+    def _copy_workers(self) -> Any:
+        """The pool of copying threads besides the caller (None with one copying thread)."""
+        if self._copy_threads < 2:
+            return None
         if self._copy_pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            self._copy_pool = ThreadPoolExecutor(max_workers=_COPY_THREADS, thread_name_prefix="trtdet-stage")
-        pieces = self._pieces(copies)
-        futures = [self._copy_pool.submit(np.copyto, target, source) for _, _, target, source in pieces]
-        try:
-            for (start, size, _, _), future in zip(pieces, futures, strict=True):
-                future.result()
-                slot.dev[start : start + size].copy_(slot.host[start : start + size], non_blocking=True)
-        finally:
-            for future in futures:  # never leave a thread writing into staging after an error
-                future.cancel() or future.exception()
+            self._copy_pool = ThreadPoolExecutor(max_workers=self._copy_threads - 1, thread_name_prefix="trtdet-stage")
+        return self._copy_pool
+
+    def _set_copy_threads(
+        self, threads: int, split_bytes: int = _SPLIT_COPY_BYTES, parallel_bytes: int = _PARALLEL_COPY_BYTES,
+        skip_rows: bool = True,
+    ) -> None:
+        """Copy with ``threads`` threads from ``parallel_bytes`` on, in pieces from ``split_bytes``
+        on, leaving out unread rows when ``skip_rows`` (benchmarks and tests compare settings)."""
+        if threads < 1:
+            raise ValueError(f"threads: expected >= 1, got {threads}")
+        if self._copy_pool is not None:
+            self._copy_pool.shutdown(wait=True)
+        self._copy_pool = None
+        self._copy_threads = threads
+        self._split_bytes = split_bytes
+        self._parallel_bytes = parallel_bytes
+        self._skip_rows = skip_rows
 
     def relaunch(self) -> Any:
         """Run only the kernel again on the batch uploaded by the last call (for benchmarks)."""
@@ -430,7 +460,7 @@ class CudaWarpAffinePreprocessor:
 
     def _upload(
         self, slot: _Staging, meta_bytes: int, device_images: list, pinned: list[tuple[int, np.ndarray]],
-        copies: list[tuple[int, np.ndarray, np.ndarray]], stream: Any, fresh: bool,
+        copies: list[tuple[int, np.ndarray, np.ndarray]], bands: list[RowBand | None], stream: Any, fresh: bool,
     ) -> None:
         """Copy host images into staging, queue the host-to-device copies on the upload stream
         (pinned images go up directly, without the staging copy) and record ``slot.uploaded``."""
@@ -444,7 +474,7 @@ class CudaWarpAffinePreprocessor:
             upload.wait_event(slot.consumed)  # the previous warp out of this slot has read it
         with torch.cuda.stream(upload):
             try:
-                self._copy_and_upload(slot, meta_bytes, copies, whole=not pinned)
+                self._copy_and_upload(slot, meta_bytes, copies, whole=not pinned, bands=bands)
                 for start, array in pinned:
                     source = torch.from_numpy(array).reshape(-1)
                     slot.dev[start : start + source.numel()].copy_(source, non_blocking=True)

@@ -18,6 +18,7 @@ the rectangle is ``border``. Then ``out = fl(fl(v * scale) + shift)`` like the w
 
 from __future__ import annotations
 
+import functools
 import math
 
 from numba import cuda, float32, int64
@@ -107,3 +108,37 @@ def resize_meta(src_w: int, src_h: int, resized: tuple[int, int], pad: tuple[int
     new_h, new_w = resized
     top, left = pad
     return [1.0 / (new_w / src_w), 1.0 / (new_h / src_h), new_w, new_h, left, top]
+
+
+#: Below this fraction of a pixel a bilinear weight rounds to 0 of 2048 with room to spare (the
+#: kernel's weight is 0 from 1/4096 down): rows read only with such weights need no copying.
+_ZERO_WEIGHT_FRACTION = 1.0 / 8192
+
+
+@functools.lru_cache(maxsize=256)
+def resize_row_band(src_h: int, new_h: int, longest_period: int = 8) -> tuple[int, int, int] | None:
+    """Source rows the resize kernel reads with a nonzero weight, as a repeating band, or None.
+
+    ``(period, lo, hi)``: every row ``r`` with ``lo <= r % period < hi`` -- a superset of the rows
+    whose pixels reach the output; the others are multiplied by a zero weight, so staging needs
+    not hold them (a 1080-row frame resized to 360 reads only rows 1, 4, 7, ...: a third of the
+    copy). None when the band would not skip a quarter of the rows. Same double and float32
+    steps as ``resize_taps`` for the rows.
+    """
+    import numpy as np
+
+    scale = 1.0 / (new_h / src_h)
+    f = ((np.arange(new_h, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
+    s = np.floor(f)
+    fraction = (f - s).astype(np.float32)
+    s = s.astype(np.int64)
+    needed = np.concatenate([np.clip(s[fraction < 1 - _ZERO_WEIGHT_FRACTION], 0, src_h - 1),
+                             np.clip(s[fraction > _ZERO_WEIGHT_FRACTION] + 1, 0, src_h - 1)])
+    best: tuple[int, int, int] | None = None
+    best_share = 0.75
+    for period in range(2, longest_period + 1):
+        offsets = np.unique(needed % period)
+        lo, hi = int(offsets[0]), int(offsets[-1]) + 1
+        if (hi - lo) / period < best_share:
+            best, best_share = (period, lo, hi), (hi - lo) / period
+    return best

@@ -20,6 +20,7 @@ import numpy as np
 
 from trtdet.options import DetectorOptions
 from trtdet.ray.records import error_record, records_table
+from trtdet.results import speed_record
 
 
 def _first_line(exc: BaseException) -> str:
@@ -86,6 +87,7 @@ class Detect:
                 "source": sources[i], "frame": None, "width": int(width), "height": int(height),
                 "detections": outcome.result.to_records(self.class_names), "error": None,
                 "output": self._annotate(sources[i], image, outcome.result), "warning": warnings[i],
+                "speed": speed_record(outcome.result),
             }
         return records_table(records)  # type: ignore[arg-type]
 

@@ -1,4 +1,4 @@
-"""The records ``trtdet batch`` writes: ``trtdet run``'s JSON-lines schema plus ``output``, as Arrow.
+"""The records ``trtdet batch`` writes: ``trtdet run``'s JSON-lines schema, as Arrow.
 
 One fixed Arrow schema, so every JSONL or Parquet shard has the same columns and types (an
 all-empty ``detections`` batch is still a list of structs, not a list of nulls).
@@ -26,6 +26,8 @@ RECORD_SCHEMA = pa.schema(
         ("output", pa.string()),
         # Damaged data that still decoded (e.g. corrupt JPEG data): null for a clean input.
         ("warning", pa.string()),
+        # Milliseconds per image of each stage (``trtdet.results.STAGES``): null for an input that did not run.
+        ("speed", pa.struct([("preprocess", pa.float64()), ("inference", pa.float64()), ("postprocess", pa.float64())])),
     ]
 )
 
@@ -33,7 +35,7 @@ RECORD_SCHEMA = pa.schema(
 def error_record(source: str, error: str) -> dict[str, Any]:
     """The record of an input that yielded no image."""
     return {"source": source, "frame": None, "width": None, "height": None, "detections": [], "error": error, "output": None,
-            "warning": None}
+            "warning": None, "speed": None}
 
 
 def records_table(records: Sequence[dict[str, Any]]) -> pa.Table:

@@ -29,6 +29,7 @@ from ray import serve
 
 from trtdet.errors import InputError
 from trtdet.options import DetectorOptions
+from trtdet.results import speed_record
 
 #: How often the ingress retries a request whose replica died before answering 503.
 RETRIES = 5
@@ -108,7 +109,8 @@ class DetectorReplica:
             if outcome.error is not None:
                 results[outcome.tag] = {"error": f"detection failed: {_first_line(outcome.error)}"}
             else:
-                results[outcome.tag] = {"detections": outcome.result.to_records(names)}
+                results[outcome.tag] = {"detections": outcome.result.to_records(names),
+                                        "speed": speed_record(outcome.result)}
         return results
 
     def info(self) -> dict[str, Any]:
@@ -215,7 +217,8 @@ class Ingress:
         height, width = image.shape[:2]
         # trtdet run's record schema: every key present, null when there is nothing to say.
         record = {"source": source, "frame": None, "width": int(width), "height": int(height),
-                  "detections": detections, "error": None, "output": None, "warning": decoded.warning}
+                  "detections": detections, "error": None, "output": None, "warning": decoded.warning,
+                  "speed": result.get("speed")}
         return JSONResponse(record)
 
     async def _call(self, make: Any) -> Any:

@@ -78,10 +78,10 @@ def test_stream_reads_sources_as_the_cli_does(yolo, photos, tmp_path):
     for _ in range(3):
         writer.write(image)
     writer.release()
-    seen = [(f.name.rsplit("/", 1)[-1], f.index, f.error, d) for f, d in yolo.stream(folder)]
+    seen = [(r.source.rsplit("/", 1)[-1], r.index, r.error, r) for r in yolo.stream(folder)]
     assert [(name, index) for name, index, _, _ in seen] == [("a.png", None), ("b.jpg", None), ("c.mp4", 0), ("c.mp4", 1), ("c.mp4", 2)]
-    assert seen[1][2].endswith("b.jpg: file is empty") and seen[1][3] is None
+    assert seen[1][2].endswith("b.jpg: file is empty") and len(seen[1][3]) == 0 and seen[1][3].image is None
     assert "cat" in {yolo.class_names[c] for c in seen[0][3].class_id}
     assert all("motorcycle" in {yolo.class_names[c] for c in d.class_id} for _, _, _, d in seen[2:])
     one = list(yolo.stream([str(folder / "a.png")]))
-    assert len(one) == 1 and np.array_equal(one[0][1].xyxy, seen[0][3].xyxy)
+    assert len(one) == 1 and np.array_equal(one[0].xyxy, seen[0][3].xyxy)

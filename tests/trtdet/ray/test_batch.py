@@ -236,6 +236,9 @@ def test_two_workers_on_a_local_ray_leave_files_they_did_not_write_alone(image_s
     records = [json.loads(line) for name in shards for line in (output / name).read_text().splitlines()]
     assert sorted(r["source"] for r in records) == sorted(str(sources / Path(p).name) for p in image_set["good"][:3])
     assert all(r["output"] is None and r["warning"] is None and r["error"] is None for r in records)
+    # trtdet run's schema: each stage's milliseconds per image, from the pipeline's own timing
+    assert all(set(r["speed"]) == {"preprocess", "inference", "postprocess"} and min(r["speed"].values()) >= 0
+               for r in records)
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "3 inputs: 3 already done, 0 written now" in again.stderr, again.stderr
     assert {name: (output / name).read_bytes() for name in mine} == mine

@@ -17,7 +17,7 @@ from trtdet.errors import InputError
 from trtdet.ray.http_body import MAX_PARTS, AsyncByteBudget, image_bytes
 from trtdet.ray.serve import DECODE_THREADS, Ingress
 
-RECORD_KEYS = {"source", "frame", "width", "height", "detections", "error", "output", "warning"}
+RECORD_KEYS = {"source", "frame", "width", "height", "detections", "error", "output", "warning", "speed"}
 
 
 def _png(width: int, height: int) -> bytes:

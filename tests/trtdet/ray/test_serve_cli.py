@@ -96,7 +96,8 @@ def test_a_local_service_listens_on_loopback_only_and_ctrl_c_ends_every_process(
         assert first.startswith(f"serving yolo on {url} (2 replica(s)"), first
         with open(image_set["good"][0], "rb") as handle:
             record = requests.post(f"{url}/detect", data=handle.read(), timeout=60).json()
-        assert set(record) == {"source", "frame", "width", "height", "detections", "error", "output", "warning"}
+        assert set(record) == {"source", "frame", "width", "height", "detections", "error", "output", "warning", "speed"}
+        assert set(record["speed"]) == {"preprocess", "inference", "postprocess"} and min(record["speed"].values()) >= 0
         tree = descendants(process.pid)
         listening = listening_addresses(tree)
         assert len(tree) > 5 and listening, (tree, listening)  # GCS, raylet, agents, controller, proxy, replicas

@@ -158,3 +158,65 @@ def test_the_run_context_precision_reaches_the_preprocessor(precision):
     want = WarpAffinePreprocessor((12, 16), letterbox="ultralytics", **CASES["yolo"])(images).tensor
     assert got.dtype == (torch.float16 if precision == "fp16" else torch.float32)
     np.testing.assert_array_equal(got.numpy(), want.astype(np.float16 if precision == "fp16" else np.float32))
+
+
+@pytest.mark.parametrize("skip_rows", [False, True], ids=["all-rows", "read-rows"])
+@pytest.mark.parametrize("threads", [1, 3, 8])
+@pytest.mark.parametrize("letterbox", ["ultralytics", "warp"])
+def test_threaded_piecewise_staging_is_byte_identical(threads, letterbox, skip_rows, monkeypatch):
+    """Pageable images copied into staging in pieces by several threads (as a 1080p frame is on
+    the GPU): the staged bytes equal np.copyto of each whole image and the output the CPU
+    reference's (cv2), for photos, strided views and a negative-stride flip (leaving out the rows
+    a resize never reads, only the output is compared: those rows are not copied)."""
+    from trtdet.preprocess import host_copy
+
+    monkeypatch.setattr(host_copy, "MIN_PIECE_BYTES", 1000)  # these small images then go in many pieces
+    photos = load_photos()
+    rng = np.random.default_rng(threads)
+    crop = rng.integers(0, 256, (90, 130, 3), dtype=np.uint8)[10:70, 5:120]
+    images = [*photos, crop, random_images(rng, [(41, 37)])[0][::-1], torch.from_numpy(photos[0])]
+    options = CASES["yolo"]
+    pre = CudaWarpAffinePreprocessor((20, 24), letterbox=letterbox, **options)
+    pre._set_copy_threads(threads, split_bytes=0, parallel_bytes=0, skip_rows=skip_rows)
+    staged = pre.stage(images)
+    assert len(host_copy.plan_pieces([(0, np.empty_like(photos[0]), photos[0])], threads)) > 3
+    host = staged.slot.host.numpy()
+    start = staged.meta_bytes
+    for image in images if not skip_rows else []:
+        want = np.empty(image.shape, np.uint8)
+        np.copyto(want, np.asarray(image))  # the whole frame, one copy
+        np.testing.assert_array_equal(host[start : start + want.nbytes].reshape(want.shape), want)
+        start += want.nbytes
+    got = pre.warp(staged).tensor.numpy()
+    reference = [np.ascontiguousarray(np.asarray(image)) for image in images]
+    want = WarpAffinePreprocessor((20, 24), letterbox=letterbox, **options)(reference).tensor
+    if letterbox == "warp":  # cv2.warpAffine's own rounding differs across OpenCV versions
+        assert_matches_cv2_warp(compare_preprocess(got, want, options["mean"], options["std"]))
+    else:
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("letterbox", ["ultralytics", "rect"])
+def test_rows_the_resize_never_reads_are_left_out_of_staging(letterbox):
+    """A 3:1 downscale reads one source row in three: the other rows are not copied (staging keeps
+    the garbage put there first) and the batch still equals cv2.resize + copyMakeBorder."""
+    rng = np.random.default_rng(11)
+    images = [rng.integers(0, 256, (48, 72, 3), dtype=np.uint8), rng.integers(0, 256, (72, 48, 3), dtype=np.uint8)[::-1]]
+    options = CASES["yolo"]
+    pre = CudaWarpAffinePreprocessor((16, 24), letterbox=letterbox, **options)
+    pre._set_copy_threads(2, split_bytes=0, parallel_bytes=0)
+    for _ in range(2):  # both staging slots allocated, then filled with garbage
+        pre.warp(pre.stage(images))
+    for slot in pre._staging:
+        slot.host.numpy()[:] = rng.integers(0, 256, slot.host.numel(), dtype=np.uint8)
+    staged = pre.stage(images)
+    host = staged.slot.host.numpy()
+    first = host[staged.meta_bytes : staged.meta_bytes + images[0].nbytes].reshape(images[0].shape)
+    np.testing.assert_array_equal(first[1::3], images[0][1::3])  # the rows read arrived
+    assert not np.array_equal(first[0::3], images[0][0::3])  # the others were never copied
+    got = pre.warp(staged).tensor.numpy()
+    want = WarpAffinePreprocessor((16, 24), letterbox=letterbox, **options)([np.ascontiguousarray(i) for i in images])
+    np.testing.assert_array_equal(got, want.tensor)
+    worst, mean = letterbox_levels_vs_cv2(got, images, (16, 24), options["mean"], options["std"], "RGB", 114) if (
+        letterbox == "ultralytics") else (0, 0)
+    assert worst <= 1 and mean <= 0.05
