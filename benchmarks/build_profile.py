@@ -34,7 +34,7 @@ def child(args: argparse.Namespace) -> None:
     """Build once with ``args.variant``'s patches and print one JSON line of timings."""
     from torch._dynamo.utils import compile_times
 
-    from trtdet.engines.base import ModelFile
+    from trtdet.contracts.engine import ModelFile
     from trtdet.engines.inductor.build import build_package, package_cache
     from trtdet.options import DetectorOptions
     from trtdet.plugins import get_model

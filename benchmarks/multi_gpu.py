@@ -151,7 +151,7 @@ def build_packages(args: argparse.Namespace, folder: Path) -> dict[str, Path]:
     for model in args.models:
         packages[model] = folder / f"{model}-fp16.pt2"
         command = [sys.executable, "-m", "trtdet.cli.main", "build", "--backend", "inductor", *sources[model],
-                   "--model", model, "--precision", "fp16", "--max-batch", str(args.batch), "--device", "cuda:0",
+                   "--model", model, "--precision", "fp16", "--batch", str(args.batch), "--device", "cuda:0",
                    "-o", str(packages[model]), "-q"]
         builds.append((model, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
     for model, process in builds:

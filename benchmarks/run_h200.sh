@@ -14,7 +14,7 @@ python3 -m tests.trtdet.gpu.checkpoints "$TRTDET_TEST_CHECKPOINTS" >/dev/null
 yolo=$(python3 -c "from trtdet_yolo.plugin import default_model_path as p; print(p())")
 centernet=trtdet_centernet/assets/centernet.onnx
 start=$(date +%s)
-build() { trtdet build --backend inductor --max-batch 32 -o "/tmp/trtdet-pkg/$1.pt2" "${@:2}" > "/tmp/trtdet-build-$1.log" 2>&1; echo "build $1: exit $? after $(( $(date +%s) - start )) s"; }
+build() { trtdet build --backend inductor --batch 32 -o "/tmp/trtdet-pkg/$1.pt2" "${@:2}" > "/tmp/trtdet-build-$1.log" 2>&1; echo "build $1: exit $? after $(( $(date +%s) - start )) s"; }
 mkdir -p /tmp/trtdet-pkg
 build yolo-fp16 "$yolo" --model yolo --precision fp16 &
 build resdcn18-fp16 --weights "$TRTDET_TEST_CHECKPOINTS/resdcn18.pth" --model centernet --precision fp16 &

@@ -12,8 +12,8 @@ import numpy as np
 from trtdet.backend_choice import choose_backend
 from trtdet.build_options import check_build_options
 from trtdet.context import RunContext
+from trtdet.contracts.engine import Engine
 from trtdet.devices import check_present, on_device, parse_device, torch_device
-from trtdet.engines.base import Engine
 from trtdet.errors import ModelError, UsageError
 from trtdet.exports import prepare_for_backend
 from trtdet.model import ModelSpec
@@ -127,12 +127,25 @@ def load_detector(model: str, options: DetectorOptions) -> Detector:
     chosen = choose_backend(options.backend, model_file, options.device, passed_over)
     model_file = prepare_for_backend(spec, model_file, chosen)
     with on_device(options.device):  # builds and engines query and allocate on the chosen GPU
-        loaded = chosen.load(model_file, spec, options)
+        context = run_context(options.device, options.precision, options.batch)
+        loaded = chosen.load(model_file, spec, options, context)
     return build_detector(
         spec, loaded, device=options.device, batch=options.batch, model_source=str(model_file.path),
         classes=options.classes, max_det=options.max_det, precision=options.precision, model=info.model,
-        backend_passed_over=tuple(passed_over),
+        backend_passed_over=tuple(passed_over), context=context,
     )
+
+
+def run_context(device: str, precision: str, batch: int) -> RunContext:
+    """The ``RunContext`` of one detector, resolved once: the parsed device and, on a GPU, the
+    pipeline's one stream on that GPU (made before any stage, so the backend and every factory see it)."""
+    context = RunContext(parse_device(device), precision, batch)
+    if context.is_cuda:
+        import torch
+
+        with on_device(device):
+            context = context.with_stream(torch.cuda.Stream(device=torch_device(device)))
+    return context
 
 
 def build_detector(
@@ -147,6 +160,7 @@ def build_detector(
     precision: str = "fp32",
     model: Model | None = None,
     backend_passed_over: tuple[str, ...] = (),
+    context: RunContext | None = None,
 ) -> Detector:
     """The detector around ``engine`` (not yet active): the core pipeline for any engine.
 
@@ -161,15 +175,12 @@ def build_detector(
     ``TorchEngine.from_module`` for a network in training).
 
     ``device`` may name a GPU (``cuda:1``): everything is built with that GPU current.
+    ``context`` is the one ``load_detector`` resolved before loading the engine (None: resolved
+    here from ``device``, ``precision`` and ``batch``).
     """
-    context = RunContext(parse_device(device), precision, batch)
+    if context is None:
+        context = run_context(device, precision, batch)
     with on_device(device):
-        if context.is_cuda:
-            import torch
-
-            # The pipeline's one stream, on the detector's GPU, made before the stages so their
-            # factories see it (``context.stream``).
-            context = context.with_stream(torch.cuda.Stream(device=torch_device(device)))
         engine.activate()
         try:
             spec = adapt_spec(spec, engine)
@@ -200,7 +211,7 @@ def build_detector(
             engine,
             decoder,
             device=device,
-            batch_size=batch,
+            batch=batch,
             model_source=model_source,
             synchronize=synchronize,
             stream=context.stream,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from trtdet.contracts.engine import EngineBackend, ModelFile
 from trtdet.devices import device_kind
-from trtdet.engines.base import EngineBackend, ModelFile
 from trtdet.errors import UsageError
 from trtdet.plugins import list_engine_backends
 
@@ -14,9 +14,8 @@ def _loads(backend: EngineBackend, kind: str) -> bool:
 
 
 def auto_priority(backend: EngineBackend, device: str) -> int:
-    """A backend's rank for ``auto`` on ``device``: its ``auto_priority(device)`` if it has one, else ``priority``."""
-    rank = getattr(backend, "auto_priority", None)
-    return int(rank(device)) if callable(rank) else int(backend.priority)
+    """A backend's rank for ``auto`` on ``device``: its ``auto_priority(device)`` (default: ``priority``)."""
+    return int(backend.auto_priority(device))
 
 
 def choose_backend(name: str, model_file: ModelFile, device: str, passed_over: list[str] | None = None) -> EngineBackend:

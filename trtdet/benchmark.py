@@ -43,8 +43,8 @@ def benchmark(
     """
     tick = progress or (lambda: None)
     batch_images = [images[i % len(images)] for i in range(batch)]
-    previous = detector.batch_size
-    detector.batch_size = batch
+    previous = detector.batch
+    detector.batch = batch
     try:
         for _ in range(warmup):
             detector.detect(batch_images)
@@ -59,7 +59,7 @@ def benchmark(
             tick()
     finally:
         detector.record_times = False
-        detector.batch_size = previous
+        detector.batch = previous
     times = detector.times
     median_total = statistics.median(totals)
     return BenchResult(

@@ -1,6 +1,6 @@
 """Choosing among the registered build steps: check a user's ``build_options``, plan a build's steps.
 
-The steps' contract is ``trtdet.engines.build_steps``; this module reads the plugin registry
+The steps' contract is ``trtdet.contracts.build_steps``; this module reads the plugin registry
 for the steps installed (``trtdet.plugins.list_build_steps``), so the contract stays below it.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from trtdet.engines.build_steps import PlannedStep, RuntimeInfo, option_text
+from trtdet.contracts.build_steps import PlannedStep, RuntimeInfo, option_text
 from trtdet.errors import UsageError
 from trtdet.plugins import list_build_steps
 

@@ -43,6 +43,10 @@ class Detections:
     confidence: np.ndarray
     class_id: np.ndarray
     data: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Rows the model gave for this image with a NaN/Inf box or score, dropped by the detector
+    #: (``trtdet.pipeline.finite_only``; ``trtdet run`` puts the count in the record's warning).
+    #: A fact about the image, so selecting rows keeps it.
+    non_finite_dropped: int = 0
 
     def __post_init__(self) -> None:
         # Own the data: decoders fill reused (pinned) buffers, and a view into one would
@@ -82,6 +86,7 @@ class Detections:
             self.confidence[index],
             self.class_id[index],
             {k: v[index] for k, v in self.data.items()},
+            self.non_finite_dropped,
         )
 
     def labels(self, class_names: Sequence[str] | None = None) -> list[str]:

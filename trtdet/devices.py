@@ -1,4 +1,8 @@
-"""Device names: ``cpu``, ``cuda`` (torch's current GPU) and ``cuda:N`` (GPU N).
+"""Device names: ``cpu``, ``cuda`` (torch's current GPU), ``cuda:N`` (GPU N) and ``auto``.
+
+``auto`` (every command's and ``trtdet.load``'s default) is ``cuda`` when the CUDA driver
+shows this process a GPU, else ``cpu``; it is resolved when options are made
+(``resolve_device``), so code past that point sees only the other three.
 
 Parsing is pure string work (options are checked before torch is imported); whether the
 GPU exists is checked when a detector is loaded (``check_present``, ``cuda`` and ``cuda:N``). Everything a detector
@@ -11,6 +15,7 @@ launching numba kernels -- runs inside ``on_device(device)``, which makes that G
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +47,68 @@ def parse_device(text: str) -> Device:
         raise UsageError(f"device: expected 'cpu', 'cuda' or 'cuda:N' (N = 0, 1, ...), got {text!r}")
     index = match.group(2)
     return Device(match.group(1), None if index is None else int(index))
+
+
+#: The device name that picks the GPU when one is visible, else the CPU.
+AUTO = "auto"
+
+
+def resolve_device(text: str) -> str:
+    """The canonical device name, with ``auto`` resolved (``auto_device``); bad names as ``parse_device``."""
+    if isinstance(text, str) and text.strip().lower() == AUTO:
+        return auto_device()
+    return normalize_device(text)
+
+
+#: Modules of which one must be installed for ``auto`` to pick the GPU (a GPU runtime trtdet's backends
+#: use), besides a CUDA (or ROCm) build of torch.
+GPU_RUNTIME_MODULES = ("tensorrt", "tensorrt_rtx")
+#: Distributions that give ONNX Runtime its CUDA provider.
+GPU_RUNTIME_DISTRIBUTIONS = ("onnxruntime-gpu",)
+
+
+def _torch_for_gpus(spec: Any) -> bool:
+    """Whether the torch that ``spec`` finds is a CUDA or ROCm build, read from its ``version.py``
+    (``cuda: Optional[str] = None`` in a CPU build) without importing it; True when unreadable."""
+    from pathlib import Path
+
+    try:
+        text = (Path(spec.origin).parent / "version.py").read_text(encoding="utf-8")
+    except (OSError, TypeError):
+        return True
+    builds = [line for line in text.splitlines() if line.startswith(("cuda", "hip"))]
+    return not builds or any(not line.rstrip().endswith("None") for line in builds)
+
+
+def _gpu_runtime_installed() -> bool:
+    """Whether a GPU runtime is installed (found, not imported: importing torch takes seconds)."""
+    import importlib.metadata
+    import importlib.util
+
+    if any(importlib.util.find_spec(name) is not None for name in GPU_RUNTIME_MODULES):
+        return True
+    torch_spec = importlib.util.find_spec("torch")
+    if torch_spec is not None and _torch_for_gpus(torch_spec):
+        return True
+    for name in GPU_RUNTIME_DISTRIBUTIONS:
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        return True
+    return False
+
+
+@functools.cache
+def auto_device() -> str:
+    """``"cuda"`` when the CUDA driver shows this process a GPU and a GPU runtime is installed
+    (TensorRT, a CUDA build of PyTorch or onnxruntime-gpu), else ``"cpu"``: a plain install (or
+    a CPU build of torch) on a GPU machine still runs, on the CPU.
+
+    Asks the driver (``libcuda``) directly and only looks the runtimes up, so choosing the CPU
+    imports neither torch nor numba. Cached: a process's visible GPUs do not change.
+    """
+    return "cuda" if _driver_gpus() > 0 and _gpu_runtime_installed() else "cpu"
 
 
 def normalize_device(text: str) -> str:

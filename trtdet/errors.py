@@ -35,6 +35,10 @@ class TrtdetWarning(UserWarning):
     """A one-line warning of trtdet's own: the CLI prints it as ``warning: <message>`` (no file:line)."""
 
 
+class DeprecatedFlagWarning(TrtdetWarning):
+    """A command-line flag given by its old name (``--max-batch``, now ``--batch``): it still works."""
+
+
 class PluginLoadWarning(TrtdetWarning):
     """A plugin package could not be loaded and is left out (``trtdet plugins`` lists why)."""
 

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from trtdet.cache import cache_dir, file_sha256
-from trtdet.engines.base import EngineBackend, ModelFile
+from trtdet.contracts.engine import EngineBackend, ModelFile
 from trtdet.errors import UsageError
 from trtdet.model import ModelSpec
 

@@ -18,8 +18,8 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from trtdet.engines.base import EngineBackend
-    from trtdet.engines.build_steps import BuildStep
+    from trtdet.contracts.build_steps import BuildStep
+    from trtdet.contracts.engine import EngineBackend
     from trtdet.model import ModelSpec
     from trtdet.models import Model
     from trtdet.postprocess.decoder import Decoder
@@ -77,7 +77,7 @@ def trtdet_decoder(model: ModelSpec, device: str) -> Decoder | None:
 
 @hookspec
 def trtdet_build_steps(register: Callable[[BuildStep], None]) -> None:
-    """Register engine build steps with ``register(step)`` (see ``trtdet.engines.build_steps``).
+    """Register engine build steps with ``register(step)`` (see ``trtdet.contracts.build_steps``).
 
     Every plugin's implementation runs; a step name registered twice is an error naming both
     plugins. A step applies only to the builds its ``applies(onnx_model, spec)`` accepts; its

@@ -44,6 +44,11 @@ class ModelSpec:
     border_value: int = 114
     letterbox: Literal["rect", "square", "warp", "stretch", "ultralytics"] = "warp"
     stride: int | None = None
+    #: The multiple the network input's height and width must be (the trunk's total
+    #: downsampling: 32 for YOLO and CenterNet's ResNet, whatever their output stride).
+    #: ``trtdet val --keep-res`` pads each image's size up to it (None: not declared, so
+    #: ``--keep-res`` cannot run the model).
+    input_multiple: int | None = None
     num_channels: int | None = None
     conf_threshold: float = 0.25
     iou_threshold: float | None = None
@@ -78,6 +83,12 @@ class ModelSpec:
     names_from_model: bool = True
     #: Free-form extras a plugin wants to carry (e.g. ``{"head": "v8"}``).
     extras: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.input_multiple is not None and (
+            not isinstance(self.input_multiple, int) or isinstance(self.input_multiple, bool) or self.input_multiple < 1
+        ):
+            raise ValueError(f"model {self.name!r}: input_multiple must be an integer >= 1, got {self.input_multiple!r}")
 
     @property
     def num_classes(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trtdet.engines.base import ModelFile, existing_file
+from trtdet.contracts.engine import ModelFile, existing_file
 from trtdet.errors import ModelError, UsageError
 from trtdet.model import ModelSpec
 from trtdet.options import DetectorOptions

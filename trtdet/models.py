@@ -23,7 +23,7 @@ from trtdet.postprocess.decoder import Decoder
 from trtdet.postprocess.host import HostDecoder
 
 if TYPE_CHECKING:
-    from trtdet.engines.build_steps import BuildStep
+    from trtdet.contracts.build_steps import BuildStep
     from trtdet.preprocess.base import Preprocessor
 
 #: Makes a model's decoder for the (adapted) spec and the run context.

@@ -1,8 +1,9 @@
 """``DetectorOptions``: how to load and run a detector, one frozen object from the CLI to the backend.
 
 The CLI builds it from its flags, ``trtdet.load`` from its keyword arguments; the engine
-backend receives it unchanged (``EngineBackend.load(model_file, spec, options)``). Values are
-checked when it is created, each bad one a one-line ``UsageError``.
+backend receives it unchanged, beside the ``RunContext`` resolved from it
+(``EngineBackend.load(model_file, spec, options, context)``). Values are checked when it is
+created, each bad one a one-line ``UsageError``; ``device="auto"`` is resolved then.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trtdet.context import PRECISIONS  # one list, shared with RunContext
-from trtdet.devices import normalize_device
+from trtdet.devices import AUTO, resolve_device
 from trtdet.errors import UsageError
 from trtdet.geometry import LETTERBOXES
 
@@ -60,7 +61,7 @@ def _option(default: Any = None, **spec: Any) -> Any:
 
 
 def _parse_device(value: Any) -> str:
-    return normalize_device(value)
+    return resolve_device(value)
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,8 @@ class DetectorOptions:
         help="Engine backend: auto (the fastest available), tensorrt, onnxruntime, torch, or a plugin's.",
     )
     device: str = _option(
-        "cpu", show_default=True, metavar="cpu|cuda|cuda:N", parse=_parse_device,
-        help="Where to run: the CPU, the current GPU, or GPU N.",
+        AUTO, show_default=True, metavar="auto|cpu|cuda|cuda:N", parse=_parse_device,
+        help="Where to run: auto (the GPU when one is visible, else the CPU), the CPU, the current GPU, or GPU N.",
     )
     conf: float | None = _option(
         kind=float, minimum=0.0, maximum=1.0, help="Score threshold in [0, 1] (default: the model's)."
@@ -119,7 +120,7 @@ class DetectorOptions:
     batch: int = _option(1, kind=int, minimum=1, flag=NO_FLAG, help="Images per engine call.")
     build_options: Mapping[str, str] = _option(
         default_factory=dict, kind=dict, flag=NO_FLAG, param="build_option",
-        help="Choices for plugins' engine build steps (--build-option NAME=VALUE; see trtdet.engines.build_steps).",
+        help="Choices for plugins' engine build steps (--build-option NAME=VALUE; see trtdet.contracts.build_steps).",
     )
 
     def __post_init__(self) -> None:

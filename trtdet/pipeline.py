@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from trtdet.batching import BatchingWorker
+from trtdet.contracts.engine import Engine
+from trtdet.contracts.output_check import check_outputs
+from trtdet.deprecation import renamed
 from trtdet.detections import Detections
 from trtdet.devices import is_cuda, on_device, torch_device
-from trtdet.engines.base import Engine
-from trtdet.engines.output_check import check_outputs
 from trtdet.errors import ClosedError, ModelOutputError
 from trtdet.io.inputs import ImageInput, as_bgr_image, is_single_image
 from trtdet.io.limits import check_image_size
@@ -25,7 +26,7 @@ from trtdet.io.sources import SourceArguments, collect_sources
 from trtdet.lazy import lazy_import
 from trtdet.model import ModelSpec
 from trtdet.postprocess.decoder import Decoder, QueuingDecoder
-from trtdet.preprocess.base import Preprocessor, StagingPreprocessor
+from trtdet.preprocess.base import Preprocessor, StagingPreprocessor, letterbox_of
 from trtdet.results import Result, names_dict
 from trtdet.scheduler import Outcome, Phases, Scheduler
 from trtdet.stage_clock import BatchClock
@@ -58,7 +59,7 @@ class NonFiniteDetectionsWarning(UserWarning):
 def finite_only(batch: Sequence[Detections]) -> list[Detections]:
     """Each image's detections without rows whose box or score is NaN/Inf (invalid JSON, no meaning).
 
-    An image that lost rows carries the count as ``non_finite_dropped`` and is reported once
+    An image that lost rows carries the count in ``Detections.non_finite_dropped`` and is reported once
     with a ``NonFiniteDetectionsWarning`` (``trtdet run`` puts it in the image's record).
     """
     out = []
@@ -67,7 +68,7 @@ def finite_only(batch: Sequence[Detections]) -> list[Detections]:
         if not keep.all():
             dropped = int((~keep).sum())
             detections = detections[keep]
-            detections.non_finite_dropped = dropped  # type: ignore[attr-defined]
+            detections.non_finite_dropped = dropped
             warnings.warn(
                 f"image {k} of its batch: dropped {dropped} detection(s) with NaN/Inf boxes or scores "
                 "(the model's output is not finite)",
@@ -116,12 +117,14 @@ class Detector:
         decoder: Decoder,
         *,
         device: str = "cpu",
-        batch_size: int = 1,
+        batch: int = 1,
         model_source: str = "",
         synchronize: Any = None,
         stream: Any = None,
         backend_passed_over: tuple[str, ...] = (),
+        batch_size: int | None = None,
     ) -> None:
+        batch = renamed(batch, batch_size, old="batch_size", new="batch", new_given=batch != 1)
         self.spec = spec
         self.preprocessor = preprocessor
         self.engine = engine
@@ -133,8 +136,9 @@ class Detector:
         if not engine.is_active:
             with on_device(device):
                 engine.activate()
-        limit = engine.max_batch or batch_size
-        self.batch_size = max(1, min(batch_size, limit))
+        limit = engine.max_batch or batch
+        #: The largest number of images sent to the engine in one call (at most the engine's ``max_batch``).
+        self.batch = max(1, min(batch, limit))
         self.model_source = model_source
         #: Why ``--backend auto`` passed over the backends ranked above this one ("tensorrt: not installed").
         self.backend_passed_over = backend_passed_over
@@ -160,6 +164,19 @@ class Detector:
             # kernels all queue on it (and entering it makes that GPU current, see _on_stream).
             # ``trtdet.load`` makes it earlier and passes it (it is in the RunContext).
             self._stream = torch.cuda.Stream(device=torch_device(device))
+
+    @property
+    def batch_size(self) -> int:
+        """Deprecated name of ``batch``."""
+        warnings.warn("Detector.batch_size is deprecated: it was renamed Detector.batch", DeprecationWarning,
+                      stacklevel=2)
+        return self.batch
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        warnings.warn("Detector.batch_size is deprecated: it was renamed Detector.batch", DeprecationWarning,
+                      stacklevel=2)
+        self.batch = value
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -241,14 +258,14 @@ class Detector:
             phases = Phases(self._session, self._stage, self._launch, self._finish, self._discard,
                             launch_ahead=self._decoder_queues)
         split = IDLE_SPLIT_PART if phases is not None else 0
-        return Scheduler(self._run_batch, max_batch=self.batch_size, phases=phases, split_when_idle=split,
+        return Scheduler(self._run_batch, max_batch=self.batch, phases=phases, split_when_idle=split,
                          batch_key=self._batch_key())
 
     def _batch_key(self) -> Callable[[Any], Hashable] | None:
         """Under the rect letterbox, images of one shape share a batch (the network input then
         fits them all, as for each alone: Ultralytics' ``same_shapes``), so a result never
         depends on what else was queued with the image; None for geometries that fit any mix."""
-        if getattr(self.preprocessor, "letterbox", None) != "rect":
+        if letterbox_of(self.preprocessor) != "rect":
             return None
         return _image_shape
 
@@ -393,7 +410,7 @@ class Detector:
             raise ClosedError("detector is closed")
 
     def submit(self, image: ImageInput) -> Future[Result]:
-        """Queue one image; a worker forms batches (up to ``batch_size``) and resolves the future.
+        """Queue one image; a worker forms batches (up to ``batch``) and resolves the future.
 
         On the GPU the worker stages the next batch while the current one runs; while it has
         requests queued it keeps the detector, so a direct call waits until it is idle.
@@ -407,7 +424,7 @@ class Detector:
             if self._batcher is None:
                 scheduler = self.scheduler()
                 self._batcher = BatchingWorker(
-                    self._run_batch, max_batch=self.batch_size, phases=scheduler.phases,
+                    self._run_batch, max_batch=self.batch, phases=scheduler.phases,
                     split_when_idle=scheduler.split_when_idle, batch_key=scheduler.batch_key,
                 )
             batcher = self._batcher

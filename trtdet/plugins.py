@@ -24,8 +24,8 @@ from typing import Any
 import pluggy
 
 from trtdet import hookspecs
-from trtdet.engines.base import EngineBackend
-from trtdet.engines.build_steps import BuildStep, RegisteredStep
+from trtdet.contracts.build_steps import BuildStep, RegisteredStep
+from trtdet.contracts.engine import EngineBackend, complete_backend
 from trtdet.errors import PluginLoadWarning, UsageError
 from trtdet.model import ModelSpec
 from trtdet.models import Model
@@ -326,14 +326,16 @@ def list_engine_backends() -> dict[str, EngineBackend]:
 
 def _collect_backends() -> dict[str, EngineBackend]:
     backends: dict[str, EngineBackend] = {}
+    given: dict[str, Any] = {}  # the objects plugins registered, before ``complete_backend``
 
     def register(backend: EngineBackend) -> None:
-        if backend.name in backends and backends[backend.name] is not backend:
+        if backend.name in given and given[backend.name] is not backend:
             raise UsageError(
-                f"engine backend {backend.name!r} is registered twice: by {type(backends[backend.name]).__module__} "
+                f"engine backend {backend.name!r} is registered twice: by {type(given[backend.name]).__module__} "
                 f"and by {type(backend).__module__}"
             )
-        backends[backend.name] = backend
+        given[backend.name] = backend
+        backends[backend.name] = complete_backend(backend)
 
     for impl in reversed(pm.hook.trtdet_engine_backends.get_hookimpls()):
         try:

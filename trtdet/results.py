@@ -68,11 +68,8 @@ class Result(Detections):
     @classmethod
     def of(cls, detections: Detections, **context: Any) -> Result:
         """``detections`` as a ``Result`` (its arrays shared, not copied) with ``context`` set."""
-        result = cls(detections.xyxy, detections.confidence, detections.class_id, dict(detections.data), **context)
-        for key, value in vars(detections).items():  # e.g. non_finite_dropped
-            if key not in vars(result):
-                setattr(result, key, value)
-        return result
+        return cls(detections.xyxy, detections.confidence, detections.class_id, dict(detections.data),
+                   non_finite_dropped=detections.non_finite_dropped, **context)
 
     def with_context(self, **context: Any) -> Result:
         """This result with ``context`` fields replaced (arrays and image shared)."""

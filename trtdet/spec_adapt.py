@@ -11,7 +11,7 @@ from trtdet.model import ModelSpec
 from trtdet.preprocess.letterbox import resolve_letterbox
 
 if TYPE_CHECKING:  # a type only: the engines import this module to rebuild from a file
-    from trtdet.engines.base import Engine
+    from trtdet.contracts.engine import Engine
 
 
 def adapt_spec(spec: ModelSpec, engine: Engine) -> ModelSpec:

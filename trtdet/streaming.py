@@ -73,7 +73,7 @@ def detect_frames(
     with ``frame.error`` naming it. Outputs that contradict the model file's declared shapes
     (``ModelOutputError``) fail the whole stream: it is raised.
     """
-    chunk = detector.batch_size if jpeg_decoder is not None else 4
+    chunk = detector.batch if jpeg_decoder is not None else 4
     frames = iter_frames(sources, workers=workers or DEFAULT_WORKERS, jpeg_decoder=jpeg_decoder, chunk=chunk)
     with detector.scheduler() as scheduler:
         for frame in frames:
@@ -91,7 +91,7 @@ def _settle(outcomes: list[Outcome]) -> Iterator[tuple[Frame, Detections | None]
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             frame.error = f"{frame.name}: detection failed: {message}"
             frame.image = None
-        dropped = getattr(outcome.result, "non_finite_dropped", 0)
+        dropped = outcome.result.non_finite_dropped if outcome.result is not None else 0
         if dropped:  # the pipeline dropped them (finite_only); the record says so
             where = frame.name if frame.index is None else f"{frame.name}#{frame.index}"
             note = f"{where}: dropped {dropped} detection(s) with NaN/Inf boxes or scores (the model's output is not finite)"

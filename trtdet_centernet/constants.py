@@ -15,6 +15,9 @@ STD = (0.28863828, 0.27408164, 0.27809835)
 BORDER_VALUE = 0
 #: Down ratio: output cells are ``STRIDE`` input pixels apart.
 STRIDE = 4
+#: The ResNet trunk downsamples 32x before the deconvolutions bring it back to ``STRIDE``:
+#: the input's height and width must be multiples of this.
+INPUT_MULTIPLE = 32
 #: Upstream's ``vis_thresh`` for its demo: the score above which a detection is shown.
 DEFAULT_THRESHOLD = 0.3
 #: Upstream's top-K.

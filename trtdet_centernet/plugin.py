@@ -80,6 +80,7 @@ CENTERNET = ModelSpec(
     std=constants.STD,
     border_value=constants.BORDER_VALUE,
     stride=constants.STRIDE,
+    input_multiple=constants.INPUT_MULTIPLE,
     num_channels=4 + 2 * len(COCO_NAMES),
     # Upstream's demo shows detections above vis_thresh 0.3; its COCO evaluation keeps all
     # K=100 (pass --conf 0.001 or so for mAP).

@@ -40,6 +40,7 @@ YOLO = ModelSpec(
     # (spec_adapt makes it "square" otherwise) and a batch's images share one shape.
     letterbox="rect",
     stride=32,
+    input_multiple=32,  # the trunk downsamples 32x
     conf_threshold=0.25,
     iou_threshold=0.7,
     max_detections=300,

@@ -29,6 +29,7 @@ RTDETR = ModelSpec(
     # RTDETRPredictor.pre_transform: LetterBox(auto=False, scale_fill=True), aspect not kept.
     letterbox="stretch",
     stride=32,
+    input_multiple=32,  # the trunk downsamples 32x
     conf_threshold=0.25,
     iou_threshold=None,  # a fixed set of queries, no NMS
     max_detections=300,

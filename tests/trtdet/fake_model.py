@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trtdet.contracts.engine import BaseEngine
 from trtdet.detections import Detections
-from trtdet.engines.base import BaseEngine
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
 from trtdet.plugins import register_plugin, unregister_plugin

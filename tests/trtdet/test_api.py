@@ -61,7 +61,7 @@ def test_overrides_reach_the_one_spec_every_stage_was_built_from(yolo_onnx):
         assert detector.preprocessor.input_size == spec.input_size
         assert (detector.decoder.conf_threshold, detector.decoder.iou_threshold) == (0.5, 0.3)
         assert detector.class_names == spec.class_names and len(spec.class_names) == 80  # from the file
-        assert detector.batch_size == 2
+        assert detector.batch == 2
         assert detector(np.zeros((100, 120, 3), np.uint8)) is not None
 
 
@@ -77,10 +77,10 @@ def test_the_spec_after_load_is_adapted_to_the_model_file(fake):
 
 def test_a_batch_larger_than_the_engine_takes_is_capped(fake):
     with trtdet.load(NAME, backend="fake", batch=64) as detector:
-        assert detector.batch_size == 64  # unbounded engine
+        assert detector.batch == 64  # unbounded engine
     fake.backend.load = lambda *a: _bounded(fake)
     with trtdet.load(NAME, backend="fake", batch=64) as detector:
-        assert detector.batch_size == 4
+        assert detector.batch == 4
 
 
 def _bounded(fake):
@@ -104,3 +104,24 @@ def test_load_shows_its_real_signature_and_documents_every_keyword():
     assert set(names) - {"model"} == {f.name for f in dataclasses.fields(trtdet.options.DetectorOptions)} | {"options"}
     doc = inspect.getdoc(trtdet.load)
     assert [name for name in names if f"``{name}``" not in doc] == []
+
+
+def test_batch_size_is_the_old_name_of_batch():
+    """``Detector.batch`` is the one name; ``batch_size`` (attribute and keyword) still works, with a DeprecationWarning."""
+    import warnings
+
+    import trtdet
+    from trtdet.pipeline import Detector
+
+    detector = trtdet.load("yolo", batch=3)
+    with pytest.warns(DeprecationWarning, match="Detector.batch_size is deprecated: it was renamed Detector.batch"):
+        assert detector.batch_size == 3
+    with pytest.warns(DeprecationWarning, match="renamed Detector.batch"):
+        detector.batch_size = 2
+    assert detector.batch == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert detector.batch == 2  # the new name warns about nothing
+    with pytest.warns(DeprecationWarning, match="batch_size is deprecated: it was renamed batch"):
+        again = Detector(detector.spec, detector.preprocessor, detector.engine, detector.decoder, batch_size=5)
+    assert again.batch == 5

@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -367,3 +368,61 @@ def test_val_refuses_annotations_naming_files_outside_the_images_folder(tmp_path
     ]
     with pytest.raises(UsageError, match="leads outside the --images folder"):
         evaluate(lambda images: [], folder, gt, ["cat"])
+
+
+# -- --keep-res pads to the model's declared input multiple --------------------------------------
+
+
+def test_keep_res_pads_each_image_to_the_models_input_multiple(tmp_path, monkeypatch):
+    """A model declaring ``input_multiple=48``: a 100x70 (WxH) image runs at 96x144 (HxW), a 48x48 one
+    at 48x48 -- sizes worked out by hand: ceil(70/48)*48 = 96, ceil(100/48)*48 = 144."""
+    import dataclasses
+
+    import trtdet.plugins
+    from trtdet.cli.main import cli
+
+    gt = _write_set(tmp_path, [(1, 100, 70), (2, 48, 48)], [(1, 1, [10, 10, 20, 20])], [(1, "person")])
+    model = SimpleNamespace(spec=dataclasses.replace(trtdet.plugins.get_model("yolo").spec, input_multiple=48))
+    monkeypatch.setattr(trtdet.plugins, "get_model", lambda name: model)
+    sizes = []
+
+    class SizedDetector:
+        class_names = ("person",)
+
+        def __init__(self, size):
+            self.spec = dataclasses.replace(model.spec, input_size=size or model.spec.input_size)
+
+        def __call__(self, images):
+            sizes.append((self.spec.input_size, images[0].shape[:2]))
+            return [Detections.empty() for _ in images]
+
+    monkeypatch.setattr("trtdet.cli.val.load_detector", lambda name, options: SizedDetector(options.input_size))
+    result = CliRunner().invoke(cli, ["val", "-m", "yolo", "--images", str(tmp_path / "images"),
+                                      "--annotations", str(gt), "--keep-res", "-q"])
+    assert result.exit_code == 0, result.output
+    assert sizes == [((96, 144), (70, 100)), ((48, 48), (48, 48))]
+
+
+def test_keep_res_needs_a_declared_input_multiple(tmp_path, monkeypatch):
+    import dataclasses
+
+    import trtdet.plugins
+    from trtdet.cli.main import cli
+
+    gt = _write_set(tmp_path, [(1, 100, 70)], [], [(1, "person")])
+    model = SimpleNamespace(spec=dataclasses.replace(trtdet.plugins.get_model("yolo").spec, input_multiple=None))
+    monkeypatch.setattr(trtdet.plugins, "get_model", lambda name: model)
+    result = CliRunner().invoke(cli, ["val", "-m", "yolo", "--images", str(tmp_path / "images"),
+                                      "--annotations", str(gt), "--keep-res", "-q"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("error: --keep-res: model 'yolo' declares no input_multiple (the multiple its "
+                                     "input's height and width must be), so there is no size to pad to")
+
+
+def test_the_shipped_models_declare_their_input_multiple():
+    """The trunk's downsampling, not CenterNet's output stride (4)."""
+    import trtdet.plugins
+
+    for name in ("yolo", "rtdetr", "centernet"):
+        assert trtdet.plugins.get_model(name).spec.input_multiple == 32, name
+    assert trtdet.plugins.get_model("centernet").spec.stride == 4

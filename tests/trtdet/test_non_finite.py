@@ -50,7 +50,7 @@ def broken_decoder(tmp_path, monkeypatch):
 def test_non_finite_rows_are_dropped_with_one_warning(broken_decoder):
     with trtdet.load(NAME, backend="fake", batch=2) as detector, pytest.warns(NonFiniteDetectionsWarning, match="dropped 2"):
         good, broken = detector([image(40), image(99)])
-    assert len(good) == 1 and not hasattr(good, "non_finite_dropped")
+    assert len(good) == 1 and good.non_finite_dropped == 0  # a declared field now (was: no such attribute)
     assert len(broken) == 1 and broken.non_finite_dropped == 2
     np.testing.assert_allclose(broken.confidence, [99 / 255], atol=1e-6)  # the finite row, as computed by hand
     assert np.isfinite(broken.xyxy).all()
@@ -71,3 +71,21 @@ def test_cli_records_stay_valid_json_and_name_the_input(broken_decoder, tmp_path
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert warnings == [f"warning: {rows[1]['warning']}"]
     assert "NonFiniteDetectionsWarning" not in result.stderr
+
+
+def test_the_drop_count_is_a_declared_field_the_record_reports(broken_decoder, tmp_path):
+    """``Detections.non_finite_dropped`` is a field (default 0, kept when rows are selected), and the
+    count in ``trtdet run``'s record is that field's value for the same image."""
+    import dataclasses
+
+    declared = {f.name: f.default for f in dataclasses.fields(Detections)}
+    assert declared["non_finite_dropped"] == 0 and Detections.empty().non_finite_dropped == 0
+    with trtdet.load(NAME, backend="fake") as detector, pytest.warns(NonFiniteDetectionsWarning):
+        broken = detector(image(99))
+    assert broken.non_finite_dropped == 2 and broken[[0]].non_finite_dropped == 2
+    cv2.imwrite(str(tmp_path / "b.png"), image(99))
+    result = CliRunner().invoke(cli, ["run", "-m", NAME, "--backend", "fake", "-s", str(tmp_path / "b.png"),
+                                      "--json", "-", "-q"])
+    record = _strict_json(result.stdout.splitlines()[0])
+    assert record["warning"].endswith(f"dropped {broken.non_finite_dropped} detection(s) with NaN/Inf boxes or scores "
+                                      "(the model's output is not finite)")

@@ -65,11 +65,11 @@ def test_unknown_build_option_names_and_values_list_the_known_ones():
 
 def test_load_takes_keywords_or_one_options_object():
     detector = trtdet.load("yolo", iou=0.5, conf=0.4, batch=2)
-    assert detector.spec.iou_threshold == 0.5 and detector.spec.conf_threshold == 0.4 and detector.batch_size == 2
+    assert detector.spec.iou_threshold == 0.5 and detector.spec.conf_threshold == 0.4 and detector.batch == 2
     options = DetectorOptions(conf=0.3, batch=3)
     from_object = trtdet.load("yolo", options=options, iou=0.6)
     assert from_object.spec.conf_threshold == 0.3 and from_object.spec.iou_threshold == 0.6
-    assert from_object.batch_size == 3
+    assert from_object.batch == 3
     with pytest.raises(UsageError, match="unknown --build-option dcn=magic"):
         trtdet.load("yolo", build_options={"dcn": "magic"})
 

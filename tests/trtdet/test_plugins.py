@@ -461,7 +461,7 @@ def test_a_runtime_plugin_overrides_the_preprocessor_of_its_own_model_only(regis
 
 def test_a_runtime_engine_backend_is_listed_and_chosen_by_auto(registered, yolo_onnx: Path) -> None:
     from trtdet.backend_choice import choose_backend
-    from trtdet.engines.base import ModelFile
+    from trtdet.contracts.engine import ModelFile
     from trtdet.engines.onnxruntime_backend import OnnxRuntimeBackend
 
     class CountingBackend(OnnxRuntimeBackend):

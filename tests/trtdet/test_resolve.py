@@ -9,7 +9,7 @@ import pytest
 import trtdet
 from trtdet.backend_choice import choose_backend
 from trtdet.class_names import parse_class_names
-from trtdet.engines.base import ModelFile
+from trtdet.contracts.engine import ModelFile
 from trtdet.engines.onnxruntime_backend import OnnxRuntimeBackend
 from trtdet.errors import UsageError
 from trtdet.exports import export_cached

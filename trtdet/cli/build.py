@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from trtdet.cli.common import build_option_flag, handle_errors
+from trtdet.cli.common import build_option_flag, handle_errors, renamed_flag, take_renamed
 from trtdet.errors import TrtdetError, UsageError
 
 if TYPE_CHECKING:
-    from trtdet.engines.base import EngineBackend
+    from trtdet.contracts.engine import EngineBackend
     from trtdet.options import DetectorOptions
 
 #: Parameter-name prefix of the ``--NAME VALUE`` flags generated for installed build steps.
@@ -65,12 +65,15 @@ def _step_flags() -> list[click.Option]:
     help="tensorrt: a TensorRT engine; inductor: an AOTInductor package (.pt2, compiled torch, no TensorRT needed).",
 )
 @click.option("--weights", type=click.Path(dir_okay=False), help="Build from a checkpoint instead (inductor).")
-@click.option("--device", default="cuda", show_default=True, metavar="cuda|cuda:N|cpu",
-              help="GPU the engine is built on (its model keys the cache), or cpu for an inductor CPU package.")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N",
+              help="GPU the engine is built on (its model keys the cache), or cpu for an inductor CPU package; "
+                   "auto (as for trtdet run): the GPU when one is visible, else the CPU (TensorRT: always the GPU).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
 @click.option(
-    "--max-batch", type=click.IntRange(min=1), default=1, show_default=True, help="Largest batch size."
+    "--batch", type=click.IntRange(min=1), default=1, show_default=True,
+    help="Largest number of images per engine call the engine accepts.",
 )
+@renamed_flag("--max-batch", "batch", type=click.IntRange(min=1))
 @click.option(
     "--input-size", "input_size", type=click.IntRange(min=1), nargs=2, default=None, metavar="H W",
     help="Network input height and width [default: the model's]. For the rect letterbox's shape buckets "
@@ -92,28 +95,28 @@ def _step_flags() -> list[click.Option]:
 @click.option("--no-cache", is_flag=True, help="Build even when the engine cache has this engine.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @handle_errors
-def build_command(onnx_file, model, backend, weights, device, precision, max_batch, input_size, output, build_option,
+def build_command(onnx_file, model, backend, weights, device, precision, batch, renamed_batch, input_size, output, build_option,
                   trt_flavour, no_cache, quiet, **step_flags):
     """Build an engine for model NAME from ONNX_FILE (or --weights): TensorRT, or an AOTInductor package.
 
     Builds are cached: the same source and options later load from the cache.
     """
-    from trtdet.devices import normalize_device
-    from trtdet.engines.base import BuildRequest, ModelFile
+    from trtdet.contracts.engine import BuildRequest, ModelFile
     from trtdet.model_file import check_onnx_fits
     from trtdet.plugins import get_model
 
+    batch = take_renamed(batch, renamed_batch, param="batch", old="--max-batch", new="--batch")
     spec = get_model(model).spec
     if input_size is not None:
         spec = dataclasses.replace(spec, input_size=(int(input_size[0]), int(input_size[1])))
-    device = normalize_device(device)
+    engine_backend = _builder(backend)
+    device = _device(device, engine_backend, quiet)
     if (onnx_file is None) == (weights is None):
         raise UsageError("give ONNX_FILE or --weights CKPT (one of them)")
     if onnx_file is not None:
         check_onnx_fits(spec, Path(onnx_file))  # the head check `trtdet run` makes, before a long build
     source = ModelFile(Path(onnx_file or weights), "weights" if weights else "onnx")
-    engine_backend = _builder(backend)
-    options = _build_options(device, precision, max_batch, build_option, step_flags)
+    options = _build_options(device, precision, batch, build_option, step_flags)
     request = BuildRequest(
         output=Path(output) if output else source.path.with_suffix(engine_backend.artifact_suffix),
         use_cache=not no_cache,
@@ -122,6 +125,21 @@ def build_command(onnx_file, model, backend, weights, device, precision, max_bat
     )
     artifact = engine_backend.build(source, spec, options, request)
     click.echo(f"wrote {artifact.path} ({artifact.describe()})")
+
+
+def _device(device: str, engine_backend: EngineBackend, quiet: bool) -> str:
+    """The device the build is for: ``auto`` as ``trtdet run`` resolves it, for this backend
+    (``auto_device_for``); one line saying so when that is the CPU."""
+    from trtdet.contracts.engine import auto_device_for
+    from trtdet.devices import AUTO, normalize_device
+
+    if device.strip().lower() != AUTO:
+        return normalize_device(device)
+    chosen = auto_device_for(engine_backend)
+    if chosen == "cpu" and not quiet:
+        click.echo("device auto: no CUDA GPU is visible, so this builds for the cpu (--device cuda builds for a GPU)",
+                   err=True)
+    return chosen
 
 
 def _builder(name: str) -> EngineBackend:
@@ -134,7 +152,7 @@ def _builder(name: str) -> EngineBackend:
     return backends[name]
 
 
-def _build_options(device: str, precision: str, max_batch: int, pairs: tuple[str, ...], step_flags: dict) -> DetectorOptions:
+def _build_options(device: str, precision: str, batch: int, pairs: tuple[str, ...], step_flags: dict) -> DetectorOptions:
     """The detector options a build uses: ``--build-option NAME=VALUE`` pairs, then the steps' own flags."""
     from trtdet.options import DetectorOptions, parse_build_options
 
@@ -142,7 +160,7 @@ def _build_options(device: str, precision: str, max_batch: int, pairs: tuple[str
     for key, value in step_flags.items():
         if value is not None:
             build_options[key.removeprefix(STEP_FLAG_PREFIX)] = value
-    return DetectorOptions(device=device, precision=precision, batch=max_batch, build_options=build_options)
+    return DetectorOptions(device=device, precision=precision, batch=batch, build_options=build_options)
 
 
 def _report(message: str) -> None:

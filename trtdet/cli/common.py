@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from trtdet.errors import ModelError, TrtdetError, TrtdetWarning, UsageError
+from trtdet.errors import DeprecatedFlagWarning, ModelError, TrtdetError, TrtdetWarning, UsageError
 from trtdet.options import (
     NO_FLAG,
     DetectorOptions,
@@ -89,6 +89,25 @@ def handle_errors(function: F) -> F:
             fail(f"this needs the Python package {top!r}, which is not installed: {INSTALL_HINTS[top]}", EXIT_USAGE)
 
     return wrapper  # type: ignore[return-value]
+
+
+def renamed_flag(old: str, param: str, **kwargs: Any) -> Callable[[F], F]:
+    """A hidden flag ``old`` kept after its rename: its value arrives as ``renamed_<param>`` (None when
+    not given), for ``take_renamed`` to use in place of ``param``'s."""
+    return click.option(old, f"renamed_{param}", default=None, hidden=True, **kwargs)
+
+
+def take_renamed(value: Any, old_value: Any, *, param: str, old: str, new: str) -> Any:
+    """``param``'s value, or the old flag's with one ``warning:`` line saying it was renamed.
+
+    Both flags given is a ``UsageError`` (they are one setting).
+    """
+    if old_value is None:
+        return value
+    if click.get_current_context().get_parameter_source(param) is click.core.ParameterSource.COMMANDLINE:
+        raise UsageError(f"give {new} or {old} (its old name), not both")
+    warnings.warn(f"{old} is deprecated: use {new} (same meaning)", DeprecatedFlagWarning, stacklevel=2)
+    return old_value
 
 
 class TrtdetGroup(click.Group):

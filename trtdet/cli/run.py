@@ -23,6 +23,7 @@ from trtdet.cli.common import (
     model_options,
 )
 from trtdet.cli.run_output import Destinations, check_destinations, where_results_went
+from trtdet.contracts.engine import RunsOnProviders
 from trtdet.detections import Detections
 from trtdet.devices import is_cuda, torch_device
 from trtdet.errors import InputError, UsageError
@@ -212,11 +213,11 @@ def _json_failure_line(json_path: str, error: OSError, written: int, unrecorded:
 
 
 def _announce(detector: Any, device: str, jpeg_decoder: Any) -> None:
-    provider = getattr(detector.engine, "providers", None)
+    provider = detector.engine.providers if isinstance(detector.engine, RunsOnProviders) else None
     where = f" ({provider[0]})" if provider else ""
     decoding = ", JPEGs decoded on the GPU" if jpeg_decoder is not None else ""
     click.echo(f"{detector.spec.name}: {detector.model_source} on {detector.backend}{where}, device {device}{decoding}", err=True)
-    for reason in getattr(detector, "backend_passed_over", ()) if is_cuda(device) else ():
+    for reason in detector.backend_passed_over if is_cuda(device) else ():
         click.echo(f"  (not {reason})", err=True)
 
 
@@ -359,5 +360,5 @@ def _run(request: RunRequest) -> int:
         frames = detect_frames(detector, collected.sources, workers=request.workers, jpeg_decoder=jpeg_decoder)
         finished = _detect_all(loop, frames, bar)
         loop.finish_media()
-    shape = getattr(detector, "last_input_shape", None) or (detector.batch_size, 3, *detector.spec.input_size)
+    shape = detector.last_input_shape or (detector.batch, 3, *detector.spec.input_size)
     return _finish(loop, collected, destinations, request.quiet, interrupted=not finished, shape=shape)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from trtdet.cli.common import detector_options, handle_errors, model_options
+from trtdet.cli.common import detector_options, handle_errors, model_options, renamed_flag, take_renamed
 
 #: Exit status after SIGINT/SIGTERM stopped a service that was not up yet (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
@@ -140,8 +140,9 @@ class _Service:
               help="Address the HTTP port listens on (0.0.0.0: every interface). A local Ray listens on loopback only.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True, help="Detector replicas.")
-@click.option("--max-batch", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Largest batch formed from concurrent requests.")
+@click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Largest batch formed from concurrent requests (images per engine call).")
+@renamed_flag("--max-batch", "batch", type=click.IntRange(min=1))
 @click.option("--max-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="How long a batch waits to fill.")
 @click.option("--max-body-mb", type=click.FloatRange(min=0.001), default=32.0, show_default=True,
@@ -155,17 +156,18 @@ class _Service:
                    "its operator configured: see https://docs.ray.io/en/latest/ray-security/index.html")
 @click.option("--verbose", "-v", is_flag=True, help="Also Ray's own log lines and its processes' output.")
 @handle_errors
-def serve_command(model, host, port, replicas, max_batch, max_wait_ms, max_body_mb, gpus_per_replica,
+def serve_command(model, host, port, replicas, batch, renamed_batch, max_wait_ms, max_body_mb, gpus_per_replica,
                   cpus_per_replica, address, verbose, **model_flags):
     """Serve detections over HTTP: POST /detect (image bytes or multipart) -> JSON; GET /healthz, /models.
 
     Runs until SIGINT or SIGTERM (at any moment, starting up included), then shuts the
     service down; a local Ray it started ends with it.
     """
+    batch = take_renamed(batch, renamed_batch, param="batch", old="--max-batch", new="--batch")
     service = _Service(address, verbose)
     try:
         with _stopping():
-            service.run(model, detector_options(model_flags), host, port, replicas, max_batch=max_batch,
+            service.run(model, detector_options(model_flags), host, port, replicas, batch=batch,
                         max_wait_ms=max_wait_ms, max_body_bytes=int(max_body_mb * 1024 * 1024),
                         gpus_per_replica=gpus_per_replica, cpus_per_replica=cpus_per_replica)
     except Stopped as stopped:

@@ -21,12 +21,22 @@ from trtdet.errors import UsageError
 #: Score threshold for evaluation: COCO AP integrates over the whole precision/recall curve,
 #: so low-confidence detections must reach the scorer (up to 100 per image).
 EVAL_CONF = 0.01
-#: The ResNet/YOLO trunks downsample 32x: keep-resolution inputs are padded to a multiple of it.
-KEEP_RES_MULTIPLE = 32
 
 
-def _padded(size: int, multiple: int = KEEP_RES_MULTIPLE) -> int:
+def _padded(size: int, multiple: int) -> int:
+    """``size`` rounded up to a multiple of ``multiple``."""
     return -(-size // multiple) * multiple
+
+
+def _input_multiple(model: str) -> int:
+    """The multiple ``--keep-res`` pads to: the model's declared ``ModelSpec.input_multiple``."""
+    from trtdet.plugins import get_model
+
+    multiple = get_model(model).spec.input_multiple
+    if multiple is None:
+        raise UsageError(f"--keep-res: model {model!r} declares no input_multiple (the multiple its input's height "
+                         "and width must be), so there is no size to pad to")
+    return multiple
 
 
 @click.command("val", short_help="COCO AP, AP50, AP75 of a model on a labelled image set.")
@@ -43,9 +53,9 @@ def _padded(size: int, multiple: int = KEEP_RES_MULTIPLE) -> int:
 @click.option(
     "--keep-res",
     is_flag=True,
-    help="Run each image at its own size padded to a multiple of 32 (keep-resolution evaluation, as some "
-    "models' official numbers are measured) instead of the model's fixed input size; needs --weights or a "
-    "dynamic-shape model.",
+    help="Run each image at its own size, padded up to a multiple of the model's ModelSpec.input_multiple "
+    "(e.g. 32), as some models' official numbers are measured, instead of the model's fixed input size; "
+    "needs --weights or a dynamic-shape model.",
 )
 @click.option(
     "--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per engine call."
@@ -71,12 +81,13 @@ def val_command(images_dir, annotations, keep_res, batch, json_path, quiet, **mo
     if keep_res:
         if options.input_size:
             raise UsageError("--keep-res and --input-size exclude each other")
+        multiple = _input_multiple(model)
         detectors: dict[tuple[int, int], object] = {}
 
         def detect(images):  # one detector per padded size, each image at its own resolution
             results = []
             for image in images:
-                size = (_padded(image.shape[0]), _padded(image.shape[1]))
+                size = (_padded(image.shape[0], multiple), _padded(image.shape[1], multiple))
                 if size not in detectors:
                     detectors[size] = load_detector(model, options.replace(input_size=size))
                     got = tuple(detectors[size].spec.input_size)

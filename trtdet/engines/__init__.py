@@ -1,5 +1,5 @@
 """Engine backends: ONNX Runtime here; TensorRT and PyTorch in their own modules."""
 
-from trtdet.engines.base import Engine, EngineBackend, ModelFile
+from trtdet.contracts.engine import Engine, EngineBackend, ModelFile
 
 __all__ = ["Engine", "EngineBackend", "ModelFile"]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from trtdet.cache import cache_dir, file_sha256
-from trtdet.engines.artifact import ArtifactMetadata, read_metadata, write_artifact
+from trtdet.contracts.artifact import ArtifactMetadata, read_metadata, write_artifact
 from trtdet.errors import ModelError
 
 __all__ = ["ArtifactCache", "cache_dir", "file_sha256", "key_digest"]

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from trtdet.engines.base import BaseEngine, Engine, Shape
+from trtdet.contracts.engine import BaseEngine, Engine, Shape
 
 #: Engines kept active at once (see the module docstring).
 DEFAULT_ACTIVE_BUCKETS = 4

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from trtdet.contracts.engine import BaseEngine, Engine, LoadsOnly, ModelFile, Shape
 from trtdet.devices import parse_device, torch_device
-from trtdet.engines.base import BaseEngine, Engine, LoadsOnly, ModelFile, Shape
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
 from trtdet.lazy import lazy_import
@@ -18,6 +18,8 @@ from trtdet.options import DetectorOptions
 if TYPE_CHECKING:
     import onnxruntime as ort
     import torch
+
+    from trtdet.context import RunContext
 else:
     ort = lazy_import("onnxruntime")
     torch = lazy_import("torch")
@@ -100,14 +102,16 @@ class OnnxRuntimeBackend(LoadsOnly):
             return "this onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu)"
         return None
 
-    def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
+    def load(
+        self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions, context: RunContext | None = None
+    ) -> Engine:
         path = Path(model_file.path)
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
         if path.stat().st_size == 0:
             raise ModelError(f"{path}: model file is empty")
         providers = ["CPUExecutionProvider"]
-        device = parse_device(options.device)
+        device = context.device if context is not None else parse_device(options.device)
         if device.is_cuda:
             cuda_provider: Any = "CUDAExecutionProvider"
             if device.index is not None:

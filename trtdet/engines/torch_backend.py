@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from trtdet.contracts.engine import BaseEngine, Engine, LoadsOnly, ModelFile, Shape
 from trtdet.devices import is_cuda, torch_device
-from trtdet.engines.base import BaseEngine, Engine, LoadsOnly, ModelFile, Shape
 from trtdet.engines.torch_run import run_network
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
@@ -25,6 +25,8 @@ from trtdet.options import DetectorOptions
 
 if TYPE_CHECKING:
     import torch
+
+    from trtdet.context import RunContext
 else:
     torch = lazy_import("torch")
 
@@ -150,7 +152,9 @@ class TorchBackend(LoadsOnly):
             return "PyTorch sees no CUDA GPU"
         return None
 
-    def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
+    def load(
+        self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions, context: RunContext | None = None
+    ) -> Engine:
         path = Path(model_file.path)
         if model_file.kind == "weights" and spec.torch_model is None:
             raise ModelError(f"{path}: model {spec.name!r} cannot build a torch network from a checkpoint")

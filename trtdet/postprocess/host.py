@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 class HostDecoder:
     """A ``Decoder`` for ``device="cuda"`` that copies the outputs to the host for a CPU decoder.
 
-    On a CUDA pipeline engines return torch CUDA tensors (see ``trtdet.engines.base.Engine``);
+    On a CUDA pipeline engines return torch CUDA tensors (see ``trtdet.contracts.engine.Engine``);
     a plugin without a GPU decoder wraps its numpy decoder in this: one copy per output and
     batch (as float32), then ``decoder(outputs, transforms)`` on numpy arrays.
     """

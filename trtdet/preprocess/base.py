@@ -95,3 +95,21 @@ class StagingPreprocessor(Preprocessor, Protocol):
     def warp(self, staged: Any) -> PreprocessedBatch: ...
 
     def discard_staged(self) -> None: ...
+
+
+@runtime_checkable
+class LetterboxPreprocessor(Preprocessor, Protocol):
+    """A preprocessor applying one of the core's letterbox geometries (optional; the core's CPU and CUDA ones do).
+
+    ``letterbox`` is the geometry's canonical name (``trtdet.geometry.LETTERBOXES``). Under
+    ``"rect"`` an image's network input depends on the shapes batched with it, so the detector
+    batches only images of one shape. A preprocessor without this member maps each image on its
+    own, and any mix of images may share a batch.
+    """
+
+    letterbox: str
+
+
+def letterbox_of(preprocessor: Preprocessor) -> str | None:
+    """The letterbox geometry ``preprocessor`` applies (``LetterboxPreprocessor``); None for any other mapping."""
+    return preprocessor.letterbox if isinstance(preprocessor, LetterboxPreprocessor) else None

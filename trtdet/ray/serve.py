@@ -85,14 +85,14 @@ def keep_replica_grpc_on_loopback() -> None:
 class DetectorReplica:
     """One detector; ``detect(image)`` calls from concurrent requests are batched."""
 
-    def __init__(self, model: str, options: dict[str, Any], max_batch: int, max_wait_ms: float) -> None:
+    def __init__(self, model: str, options: dict[str, Any], batch: int, max_wait_ms: float) -> None:
         import trtdet
 
         keep_replica_grpc_on_loopback()
 
         self.detector = trtdet.load(model, options=DetectorOptions(**options))
         self.model = model
-        self.detect.set_max_batch_size(max_batch)  # type: ignore[attr-defined]
+        self.detect.set_max_batch_size(batch)  # type: ignore[attr-defined]
         self.detect.set_batch_wait_timeout_s(max_wait_ms / 1000.0)  # type: ignore[attr-defined]
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)  # both set per replica in __init__
@@ -120,7 +120,7 @@ class DetectorReplica:
         spec = self.detector.spec
         return {
             "model": self.model, "backend": self.detector.backend, "device": self.detector.device,
-            "batch": self.detector.batch_size, "input_size": list(spec.input_size),
+            "batch": self.detector.batch, "input_size": list(spec.input_size),
             "conf": spec.conf_threshold, "classes": len(spec.class_names),
             "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
@@ -262,27 +262,38 @@ def _parse(body: bytes, content_type: str, source: str) -> tuple[bytes, int]:
     return encoded, decode_cost(encoded)
 
 
+#: The largest batch a replica forms from concurrent requests unless ``batch`` says otherwise.
+DEFAULT_SERVE_BATCH = 32
+
+
 def build_app(
     model: str,
     options: DetectorOptions,
     *,
     replicas: int = 1,
-    max_batch: int = 32,
+    batch: int | None = None,
     max_wait_ms: float = 5.0,
     max_body_bytes: int = 32 * 1024 * 1024,
     gpus_per_replica: float | None = None,
     cpus_per_replica: float | None = None,
+    max_batch: int | None = None,
 ) -> Any:
     """The Ray Serve application: ``Ingress`` in front of ``replicas`` ``DetectorReplica``s.
+
+    ``batch`` is the largest batch a replica forms from concurrent requests (default
+    ``DEFAULT_SERVE_BATCH``; ``max_batch`` is its old name, still accepted with a ``DeprecationWarning``).
 
     With Ray running, what the service needs is checked against the cluster first (one line
     when it cannot be placed, as Ray would wait for ever): the replicas' GPUs, and their CPUs
     next to the ingress's. Without ``cpus_per_replica`` each replica takes up to one CPU,
     sharing what the ingress leaves (0.95 each for two replicas on a 2-CPU machine).
     """
+    from trtdet.deprecation import renamed
     from trtdet.plugins import get_model, load_plugins
     from trtdet.ray.cluster import check_gpus, cluster_cpus, plain_options, share_cpus, worker_resources
 
+    batch = renamed(batch, max_batch, old="max_batch", new="batch", new_given=batch is not None)
+    batch = DEFAULT_SERVE_BATCH if batch is None else batch
     load_plugins()
     spec = get_model(model).spec  # an unknown model fails here, before any replica starts
     resources = worker_resources(options.device, gpus_per_replica, cpus_per_replica)
@@ -294,17 +305,17 @@ def build_app(
                                            "replicas", "--cpus-per-replica", "the HTTP ingress")
     elif resources["num_cpus"] is None:
         resources["num_cpus"] = 1.0
-    options = options.replace(batch=max(options.batch, max_batch))
+    options = options.replace(batch=max(options.batch, batch))
     conf = options.conf if options.conf is not None else spec.conf_threshold
     detector = serve.deployment(
         DetectorReplica,
         name="Detector",
         num_replicas=replicas,
         ray_actor_options={"num_gpus": resources["num_gpus"], "num_cpus": resources["num_cpus"]},
-        max_ongoing_requests=max(2 * max_batch, 8),
+        max_ongoing_requests=max(2 * batch, 8),
         health_check_period_s=2,
         health_check_timeout_s=30,
-    ).bind(model, plain_options(options), max_batch, max_wait_ms)
+    ).bind(model, plain_options(options), batch, max_wait_ms)
     ingress = serve.deployment(Ingress, name="Ingress", ray_actor_options={"num_cpus": INGRESS_CPUS},
                                max_ongoing_requests=1000)
     return ingress.bind(detector, model, float(conf), int(max_body_bytes))

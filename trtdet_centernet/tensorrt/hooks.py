@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from trtdet.engines.build_steps import BuildStep
+from trtdet.contracts.build_steps import BuildStep
 from trtdet.hookspecs import hookimpl
 from trtdet_centernet.tensorrt.step import DCN_STEP
 

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from trtdet.engines.build_steps import option_text
+from trtdet.contracts.build_steps import option_text
 from trtdet.errors import ModelError
 from trtdet_centernet.dcn_nodes import STANDARD_OP, has_legacy_dcn
 from trtdet_centernet.tensorrt.decomposed import decompose_deform_conv

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from trtdet.engines.build_steps import RuntimeInfo, StepPlugins, option_text
+from trtdet.contracts.build_steps import RuntimeInfo, StepPlugins, option_text
 from trtdet.errors import UsageError
 from trtdet.model import ModelSpec
 from trtdet_centernet.dcn_nodes import OP_TYPES, dcn_nodes

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from trtdet.engines.build_steps import RuntimeInfo, StepPlugins
+from trtdet.contracts.build_steps import RuntimeInfo, StepPlugins
 from trtdet.model import ModelSpec
 
 from trtdet_person.decode import HEAD_ROWS, PERSON, PERSON_ROWS

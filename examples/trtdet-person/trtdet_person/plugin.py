@@ -21,7 +21,7 @@ from trtdet.postprocess.decoder import Decoder
 from trtdet_person.decode import PersonDecoder
 
 if TYPE_CHECKING:
-    from trtdet.engines.build_steps import BuildStep
+    from trtdet.contracts.build_steps import BuildStep
 
 
 def default_model_path() -> Path:
@@ -47,6 +47,7 @@ PERSON_MODEL = ModelSpec(
     border_value=114,  # Ultralytics' letterbox grey
     letterbox="ultralytics",  # resize-and-pad, as Ultralytics' predictor
     stride=32,
+    input_multiple=32,  # the trunk downsamples 32x
     conf_threshold=0.25,
     iou_threshold=0.7,
     max_detections=300,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trtdet.engines.base import BaseEngine, ModelFile
+from trtdet.contracts.engine import BaseEngine, ModelFile
 from trtdet.engines.buckets import (
     DEFAULT_ACTIVE_BUCKETS,
     BucketEngine,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from trtdet.engines.artifact import ArtifactMetadata
-from trtdet.engines.base import BuildRequest, ModelFile
+from trtdet.contracts.artifact import ArtifactMetadata
+from trtdet.contracts.engine import BuildRequest, ModelFile
 from trtdet.engines.inductor.build import PackageBuild
 from trtdet.engines.tensorrt.builder import BuildResult
 from trtdet.errors import ModelError, UsageError

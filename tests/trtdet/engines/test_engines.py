@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trtdet.engines.base import ModelFile
+from trtdet.contracts.engine import ModelFile
 from trtdet.engines.onnxruntime_backend import OnnxRuntimeBackend
 from trtdet.errors import ModelError
 from trtdet.options import DetectorOptions

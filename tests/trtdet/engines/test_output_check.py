@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import trtdet
-from trtdet.engines.output_check import check_outputs
+from trtdet.contracts.output_check import check_outputs
 from trtdet.errors import ModelError, ModelOutputError
 
 from .. import fake_model

@@ -152,7 +152,7 @@ def test_a_written_package_runs_with_engine_alone_and_refuses_another_model(imag
 
     target = tmp_path / "yolo.pt2"
     built = CliRunner().invoke(cli, ["build", "--backend", "inductor", str(default_model_path()), "--model", "yolo",
-                                     "--precision", "fp16", "--max-batch", "32", "-o", str(target), "--quiet"])
+                                     "--precision", "fp16", "--batch", "32", "-o", str(target), "--quiet"])
     assert built.exit_code == 0 and target.is_file(), built.output
     detector = trtdet.load("yolo", engine=target, device="cuda")
     assert detector.backend == "inductor" and len(detector(images[0])) > 0

@@ -39,7 +39,7 @@ def service(ray_session):
     from trtdet.ray.serve import build_app, start, wait_healthy
 
     port = _free_port()
-    app = build_app("yolo", DetectorOptions(**LOAD_KWARGS), replicas=2, max_batch=8, max_wait_ms=5,
+    app = build_app("yolo", DetectorOptions(**LOAD_KWARGS), replicas=2, batch=8, max_wait_ms=5,
                     max_body_bytes=MAX_BODY, gpus_per_replica=1, cpus_per_replica=0.5)
     start(app, "127.0.0.1", port)
     url = f"http://127.0.0.1:{port}"

@@ -83,7 +83,7 @@ def test_prepare_hook_offers_no_python_plugin_to_tensorrt_rtx(rtx):
 
 def test_prepare_hook_registers_the_creator_for_tensorrt(rtx):
     # The RTX module stands in for NVIDIA TensorRT here: the plugin registry API is the same.
-    from trtdet.engines.build_steps import RuntimeInfo
+    from trtdet.contracts.build_steps import RuntimeInfo
 
     tensorrt = RuntimeInfo("tensorrt", "10.13.0", "TensorRT 10.13.0", python_plugins=True, module=rtx)
     offered = hooks.DCN_STEP.prepare("plugin", tensorrt)

@@ -15,12 +15,19 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trtdet.contracts.artifact import ArtifactMetadata
+from trtdet.contracts.build_steps import version_tuple
+from trtdet.contracts.engine import (
+    CACHE_ONLY,
+    BackendDefaults,
+    BuildRequest,
+    Engine,
+    ModelFile,
+    existing_file,
+)
 from trtdet.devices import check_present, device_kind, is_cuda, on_device
-from trtdet.engines.artifact import ArtifactMetadata
 from trtdet.engines.artifact_cache import copy_atomically
-from trtdet.engines.base import CACHE_ONLY, BuildRequest, Engine, ModelFile, existing_file
 from trtdet.engines.buckets import Description, describe_onnx
-from trtdet.engines.build_steps import version_tuple
 from trtdet.errors import ModelError, UsageError
 from trtdet.hookspecs import hookimpl
 from trtdet.lazy import lazy_import
@@ -46,6 +53,8 @@ from .runtime import InductorEngine
 
 if TYPE_CHECKING:
     import torch
+
+    from trtdet.context import RunContext
 else:
     torch = lazy_import("torch")
 
@@ -96,7 +105,7 @@ def runnable_package(path: Path, spec: ModelSpec, options: DetectorOptions, repo
     return result.path, result.metadata
 
 
-class InductorBackend:
+class InductorBackend(BackendDefaults):
     """Compiles networks ahead of time with AOTInductor and runs the packages (CUDA graphs optional)."""
 
     name = "inductor"
@@ -138,7 +147,9 @@ class InductorBackend:
             return result
         return dataclasses.replace(result, path=copy_atomically(result.path, request.output))
 
-    def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
+    def load(
+        self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions, context: RunContext | None = None
+    ) -> Engine:
         path = Path(model_file.path)
         if model_file.kind == "package":
             path, metadata = runnable_package(path, spec, options, self.report)

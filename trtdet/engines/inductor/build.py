@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from trtdet.cache import cache_path, file_sha256, unusable_cache
 from trtdet.class_names import parse_class_names
+from trtdet.contracts.artifact import ArtifactMetadata
+from trtdet.contracts.engine import ModelFile
 from trtdet.devices import device_kind, parse_device
-from trtdet.engines.artifact import ArtifactMetadata
 from trtdet.engines.artifact_cache import ArtifactCache, copy_atomically
-from trtdet.engines.base import ModelFile
 from trtdet.engines.torch_backend import TorchBackend
 from trtdet.errors import ModelError
 from trtdet.lazy import lazy_import

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from trtdet.engines.artifact import ArtifactMetadata
+from trtdet.contracts.artifact import ArtifactMetadata
 from trtdet.errors import ModelError
 
 from .unpack import check_archive, checked_members

@@ -18,8 +18,8 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from trtdet.engines.artifact import ArtifactMetadata
-from trtdet.engines.base import BaseEngine, Shape
+from trtdet.contracts.artifact import ArtifactMetadata
+from trtdet.contracts.engine import BaseEngine, Shape
 from trtdet.errors import ModelError
 
 from .unpack import private_copy

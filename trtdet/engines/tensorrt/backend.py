@@ -1,6 +1,6 @@
 """Built-in plugin: the TensorRT engine backend (``--backend tensorrt``), NVIDIA TensorRT or TensorRT-RTX.
 
-Loads trtdet ``.engine`` files (``trtdet.engines.artifact`` format), and ``.onnx`` files by
+Loads trtdet ``.engine`` files (``trtdet.contracts.artifact`` format), and ``.onnx`` files by
 building (once, cached in the shared artifact cache) an engine with the options' precision,
 build options and a batch of at least 8. An engine built for another TensorRT version or GPU
 is rebuilt from its source ONNX, with the build options it records, when the cache still
@@ -14,11 +14,12 @@ import warnings
 from pathlib import Path
 
 from trtdet.build_options import steps_of
+from trtdet.context import RunContext
+from trtdet.contracts.artifact import ArtifactMetadata, read_artifact, read_metadata
+from trtdet.contracts.build_steps import option_text
+from trtdet.contracts.engine import CACHE_ONLY, BackendDefaults, BuildRequest, Engine, ModelFile
 from trtdet.devices import check_present, on_device, parse_device, visible_gpus
-from trtdet.engines.artifact import ArtifactMetadata, read_artifact, read_metadata
 from trtdet.engines.artifact_cache import ArtifactCache
-from trtdet.engines.base import CACHE_ONLY, BuildRequest, Engine, ModelFile
-from trtdet.engines.build_steps import option_text
 from trtdet.engines.tensorrt.builder import (
     ENGINE_SUFFIX,
     BuildConfig,
@@ -110,7 +111,7 @@ def ensure_runnable(
         raise ModelError(
             f"{path}: {reason}, and its source ONNX (sha256 {metadata.source_sha256[:12]}) is not in the engine "
             f"cache; rebuild it: trtdet build MODEL.onnx --model {metadata.model} --precision {metadata.precision} "
-            f"--max-batch {metadata.max_batch}{options}"
+            f"--batch {metadata.max_batch}{options}"
         )
     warnings.warn(f"{path}: {reason}; rebuilding from the cached source ONNX", stacklevel=2)
     # Rebuild the engine this file holds: the spec as the file describes it (its input size
@@ -144,13 +145,15 @@ def check_plugins(path: Path, metadata: ArtifactMetadata, flavour: Flavour) -> N
             )
 
 
-class TensorRTBackend:
+class TensorRTBackend(BackendDefaults):
     """Runs trtdet engines (and ONNX, built once into the engine cache) with TensorRT on CUDA."""
 
     name = "tensorrt"
     priority = 50
     file_kinds = ("engine", "onnx")
     artifact_suffix = ENGINE_SUFFIX
+    #: GPUs only: ``--device auto`` builds for the GPU (TensorRT-RTX builds without one).
+    device_kinds = ("cuda",)
 
     #: ONNX files are built on first use (then cached) for batches up to at least this.
     min_build_batch = 8
@@ -195,7 +198,9 @@ class TensorRTBackend:
                 source.path, spec, config, output=request.output, use_cache=request.use_cache, report=request.report
             )
 
-    def load(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
+    def load(
+        self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions, context: RunContext | None = None
+    ) -> Engine:
         path = Path(model_file.path)
         capability = gpu_compute_capability()
         if capability is None:

@@ -1,7 +1,7 @@
 """ONNX -> TensorRT engine, as a chain of small steps ending in the artifact cache.
 
 ``build_engine``: load the ONNX -> fix its input size -> plan the plugins' build steps (e.g.
-CenterNet's deformable-convolution lowering, ``trtdet.engines.build_steps``) -> cache lookup -> apply the steps
+CenterNet's deformable-convolution lowering, ``trtdet.contracts.build_steps``) -> cache lookup -> apply the steps
 -> precision -> parse -> build -> store in the cache (``trtdet.engines.artifact_cache``).
 
 FP16 is done by converting the ONNX to float16 (I/O kept float32) before parsing, never by
@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from trtdet.build_options import plan_steps
 from trtdet.class_names import parse_class_names
-from trtdet.engines.artifact import ArtifactMetadata, RequiredPlugin, TensorInfo, read_metadata
+from trtdet.contracts.artifact import ArtifactMetadata, RequiredPlugin, TensorInfo, read_metadata
+from trtdet.contracts.build_steps import PlannedStep, chosen_options
 from trtdet.engines.artifact_cache import ArtifactCache, copy_atomically, file_sha256
-from trtdet.engines.build_steps import PlannedStep, chosen_options
 from trtdet.engines.tensorrt.flavour import Flavour, load_flavour
 from trtdet.engines.tensorrt.trt_objects import dtype_name, make_logger, make_progress_monitor
 from trtdet.errors import ModelError, UsageError
@@ -165,7 +165,7 @@ def check_config(config: BuildConfig) -> None:
     if config.precision not in PRECISIONS:
         raise UsageError(f"unknown precision {config.precision!r} (choose from: {', '.join(PRECISIONS)})")
     if config.max_batch < 1:
-        raise UsageError(f"--max-batch must be >= 1, got {config.max_batch}")
+        raise UsageError(f"--batch must be >= 1, got {config.max_batch}")
 
 
 def load_onnx(onnx_path: Path) -> tuple[onnx.ModelProto, str]:

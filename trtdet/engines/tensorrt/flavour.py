@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
 
-from trtdet.engines.build_steps import RuntimeInfo, version_tuple
+from trtdet.contracts.build_steps import RuntimeInfo, version_tuple
 from trtdet.errors import UsageError
 
 #: ``--trt`` names and the module each imports.

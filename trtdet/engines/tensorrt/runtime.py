@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trtdet.engines.artifact import ArtifactMetadata
-from trtdet.engines.base import BaseEngine, Shape
+from trtdet.contracts.artifact import ArtifactMetadata
+from trtdet.contracts.engine import BaseEngine, Shape
 from trtdet.engines.tensorrt.flavour import Flavour
 from trtdet.engines.tensorrt.trt_objects import make_logger
 from trtdet.errors import ModelError

@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-from trtdet.engines.base import ModelFile  # noqa: E402
+from trtdet.contracts.engine import ModelFile  # noqa: E402
 from trtdet.engines.inductor.build import build_package, package_cache  # noqa: E402
 from trtdet.engines.inductor.runtime import InductorEngine  # noqa: E402
 from trtdet.options import DetectorOptions  # noqa: E402

@@ -19,7 +19,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from trtdet.engines.base import ModelFile  # noqa: E402
+from trtdet.contracts.engine import ModelFile  # noqa: E402
 from trtdet.engines.inductor.backend import InductorBackend, incompatibility, runnable_package  # noqa: E402
 from trtdet.engines.inductor.build import (  # noqa: E402
     COMPILE_REVISION,
@@ -312,7 +312,7 @@ def test_a_loaded_package_is_unpacked_privately_and_removed_with_the_engine(buil
 def test_the_backend_builds_through_the_contract(checkpoint, tmp_path):
     """``InductorBackend.build``: a new build, ``use_cache=False`` builds again, then the cache answers; each
     lands at ``request.output`` and describes itself as ``trtdet build`` prints it."""
-    from trtdet.engines.base import BuildRequest
+    from trtdet.contracts.engine import BuildRequest
 
     backend, spec, options = InductorBackend(report=lambda _m: None), _spec(TinyNet), DetectorOptions(device="cpu", batch=4)
     source = ModelFile(checkpoint, "weights")

@@ -24,7 +24,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import trtdet  # noqa: E402
-from trtdet.engines.artifact import ArtifactMetadata  # noqa: E402
+from trtdet.contracts.artifact import ArtifactMetadata  # noqa: E402
 from trtdet.engines.inductor.leftovers import LOCK_NAME, hold, remove_stale  # noqa: E402
 from trtdet.engines.inductor.load_check import FreshProcessCheck  # noqa: E402
 from trtdet.engines.inductor.package import METADATA_ENTRY, check_archive, read_package_metadata  # noqa: E402

@@ -95,7 +95,7 @@ def make_metadata():
     """A factory of engine metadata with field overrides."""
     from dataclasses import replace
 
-    from trtdet.engines.artifact import ArtifactMetadata, RequiredPlugin, TensorInfo
+    from trtdet.contracts.artifact import ArtifactMetadata, RequiredPlugin, TensorInfo
 
     base = ArtifactMetadata(
         model="yolo",

@@ -14,9 +14,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from trtdet.engines.artifact import RequiredPlugin, read_artifact, write_artifact
+from trtdet.contracts.artifact import RequiredPlugin, read_artifact, write_artifact
+from trtdet.contracts.engine import ModelFile
 from trtdet.engines.artifact_cache import ArtifactCache
-from trtdet.engines.base import ModelFile
 from trtdet.engines.tensorrt.backend import (
     TensorRTBackend,
     check_plugins,

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 
-from trtdet.engines.artifact import read_artifact, read_metadata
+from trtdet.contracts.artifact import read_artifact, read_metadata
 from trtdet.engines.artifact_cache import ArtifactCache, file_sha256
 from trtdet.engines.tensorrt.builder import BuildConfig, build_engine
 from trtdet.engines.tensorrt.flavour import flavour_by_name
@@ -114,7 +114,7 @@ def test_build_cli_writes_the_engine(rtx, tensorrt_plugins, yolo_onnx, tmp_path,
         "yolo",
         "--precision",
         "fp16",
-        "--max-batch",
+        "--batch",
         "2",
         "-o",
         str(output),

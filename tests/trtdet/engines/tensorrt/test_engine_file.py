@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from trtdet.engines.artifact import (
+from trtdet.contracts.artifact import (
     KEY_FIELDS,
     decode_artifact,
     read_artifact,
