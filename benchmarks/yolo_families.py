@@ -2,13 +2,14 @@
 
 * YOLO11n on 1080p frames, rect vs square. Ultralytics: ``predict(rect=True)`` (its default: the
   frames share a shape, so ``LetterBox(auto=True)`` gives 384x640) and ``rect=False`` (640x640).
-  trtdet's compiled engines have a fixed input: rect on a 16:9 stream is a package at
-  ``input_size=(384, 640)`` (the letterbox of a 1080p frame into 384x640 is exactly rect's),
-  square the usual 640x640 one.
+  trtdet rect is the default letterbox: the inductor backend runs each batch on the package of
+  its shape bucket (``trtdet.engines.buckets``: 384x640 for 1080p frames, compiled once or taken
+  from the cache before timing); square is ``letterbox="square"``, the usual 640x640 package.
 * YOLO26n (``yolo26n.yaml``) and RT-DETR-l (``rtdetr-l.yaml``), random weights (seed 0: the
   time does not depend on them), batch 1 and 32. Ultralytics ``predict`` on the PyTorch model
   (``half=True``); trtdet on the ONNX Ultralytics exports (``dynamic=True``; YOLO26 with
-  ``nms=False``: the end-to-end head) through the inductor backend, fp16, CUDA graphs.
+  ``nms=False``: the end-to-end head) through the inductor backend, fp16, CUDA graphs, and for
+  RT-DETR also the eager torch backend (its ONNX converts to torch since the device fix).
 
 Needs ultralytics importable (on the GPU machine: ``pip install --no-deps`` of a carried wheel).
 """
@@ -33,15 +34,18 @@ def _ultralytics_predict(model: Any, **options: Any):
     return predict
 
 
-def _trtdet(model: str, onnx: Path | None, batch: int, **options: Any):
+def _trtdet(model: str, onnx: Path | None, batch: int, frames: list[np.ndarray], backend: str = "inductor", **options: Any):
+    """The detector and its timed call; one warm-up call on ``frames`` first, so a rect bucket's
+    package is compiled (or loaded from the cache) before any timing."""
     import trtdet
 
-    detector = trtdet.load(model, onnx=onnx, device="cuda", precision="fp16", backend="inductor", batch=batch,
+    detector = trtdet.load(model, onnx=onnx, device="cuda", precision="fp16", backend=backend, batch=batch,
                            cuda_graphs=True, **options)
 
     def detect(frames):
         return [d.xyxy for d in detector.detect(frames)]
 
+    detect(frames[:1])
     return detector, detect
 
 
@@ -65,8 +69,8 @@ def family_rows(frames: list[np.ndarray], batches: list[int], iterations: int, y
         predict, _ = ultralytics_predictor(yolo11n, rect=rect)
         for batch in batches:
             rows.append((f"yolo11n ultralytics predictor rect={rect}", batch, time_it(predict, frames[:batch], iterations)))
-    for label, size in (("rect (384x640 package)", (384, 640)), ("square (640x640)", (640, 640))):
-        detector, detect = _trtdet("yolo", None, big, input_size=size)
+    for label, letterbox in (("rect (per-bucket package, 384x640)", "rect"), ("square (640x640)", "square")):
+        detector, detect = _trtdet("yolo", None, big, frames, letterbox=letterbox)
         for batch in batches:
             rows.append((f"yolo11n trtdet inductor+graphs {label}", batch, time_it(detect, frames[:batch], iterations)))
         detector.close()
@@ -83,14 +87,18 @@ def family_rows(frames: list[np.ndarray], batches: list[int], iterations: int, y
             predict = _ultralytics_predict(cls(cfg))
             for batch in batches:
                 rows.append((f"{name} ultralytics predictor", batch, time_it(predict, frames[:batch], iterations)))
-            try:
-                detector, detect = _trtdet(trtdet_model, onnx, big)
-            except Exception as exc:  # noqa: BLE001 - a family trtdet cannot compile yet: say so, time the rest
-                print(f"{name}: no trtdet row: {str(exc).splitlines()[0]}", flush=True)
-                continue
-            # the backend that actually runs: inductor falls back to eager torch where it cannot compile
-            label = "inductor+graphs" if detector.backend == "inductor" else f"{detector.backend} (inductor fell back)"
-            for batch in batches:
-                rows.append((f"{name} trtdet {label}", batch, time_it(detect, frames[:batch], iterations)))
-            detector.close()
+            for backend in ("inductor", "torch") if trtdet_model == "rtdetr" else ("inductor",):
+                try:
+                    detector, detect = _trtdet(trtdet_model, onnx, big, frames, backend=backend)
+                except Exception as exc:  # noqa: BLE001 - a family trtdet cannot compile yet: say so, time the rest
+                    print(f"{name}: no trtdet {backend} row: {str(exc).splitlines()[0]}", flush=True)
+                    continue
+                # the backend that actually runs: inductor falls back to eager torch where it cannot compile
+                if backend == "torch":
+                    label = "torch (eager)+graphs"
+                else:
+                    label = "inductor+graphs" if detector.backend == "inductor" else f"{detector.backend} (inductor fell back)"
+                for batch in batches:
+                    rows.append((f"{name} trtdet {label}", batch, time_it(detect, frames[:batch], iterations)))
+                detector.close()
     return rows

@@ -206,3 +206,37 @@ def test_the_torch_conversion_gives_onnxruntimes_detections(family, case_files):
         assert record["error"] is None, record
         problems += parity_problems(name, record["detections"], reference[name]["detections"])
     assert not problems, "\n".join(problems[:20])
+
+
+def _records(detector, files: dict[str, Path]) -> dict[str, dict]:
+    """``run_trtdet``'s records from a loaded detector (image by image, as Ultralytics predicted them)."""
+    import cv2
+
+    records = {}
+    for name, path in files.items():
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        found = detector(image)
+        records[name] = {
+            "error": None, "height": image.shape[0], "width": image.shape[1],
+            "detections": [{"box": [float(v) for v in box], "score": float(s), "class_id": int(c)}
+                           for box, s, c in zip(found.xyxy, found.confidence, found.class_id, strict=True)],
+        }
+    return records
+
+
+@pytest.mark.slow
+def test_rtdetr_through_the_torch_conversion_matches_ultralytics(case_files):
+    """RT-DETR converted to torch (the network the GPU engines are built from) gives Ultralytics'
+    recorded detections on every case, as onnxruntime does (test_cpu_detections_match_ultralytics_defaults),
+    and the whole fixed set at low conf."""
+    import trtdet
+
+    _model, onnx = MODELS["rtdetr"]
+    with trtdet.load("rtdetr", onnx=str(onnx), backend="torch") as detector:
+        assert detector.spec.letterbox == "stretch"
+        assert_parity(_records(detector, case_files), FAMILIES["rtdetr"]["cases"])
+    low = FAMILIES["rtdetr"]["low_conf"]
+    with trtdet.load("rtdetr", onnx=str(onnx), backend="torch", conf=low["conf"]) as detector:
+        records = _records(detector, {name: case_files[name] for name in low["cases"]})
+    assert sum(len(r["detections"]) for r in records.values()) >= 100
+    assert_parity(records, low["cases"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,6 +75,11 @@ def _step_flags() -> list[click.Option]:
 )
 @renamed_flag("--max-batch", "batch", type=click.IntRange(min=1))
 @click.option(
+    "--input-size", "input_size", type=click.IntRange(min=1), nargs=2, default=None, metavar="H W",
+    help="Network input height and width [default: the model's]. For the rect letterbox's shape buckets "
+         "(e.g. 384 640 for 16:9 frames at 640), so a deployment never compiles at run time.",
+)
+@click.option(
     "--output", "-o", type=click.Path(dir_okay=False), default=None,
     help="Engine file [default: F.engine, or F.pt2 with --backend inductor].",
 )
@@ -89,7 +95,7 @@ def _step_flags() -> list[click.Option]:
 @click.option("--no-cache", is_flag=True, help="Build even when the engine cache has this engine.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @handle_errors
-def build_command(onnx_file, model, backend, weights, device, precision, batch, renamed_batch, output, build_option,
+def build_command(onnx_file, model, backend, weights, device, precision, batch, renamed_batch, input_size, output, build_option,
                   trt_flavour, no_cache, quiet, **step_flags):
     """Build an engine for model NAME from ONNX_FILE (or --weights): TensorRT, or an AOTInductor package.
 
@@ -101,6 +107,8 @@ def build_command(onnx_file, model, backend, weights, device, precision, batch, 
 
     batch = take_renamed(batch, renamed_batch, param="batch", old="--max-batch", new="--batch")
     spec = get_model(model).spec
+    if input_size is not None:
+        spec = dataclasses.replace(spec, input_size=(int(input_size[0]), int(input_size[1])))
     engine_backend = _builder(backend)
     device = _device(device, engine_backend, quiet)
     if (onnx_file is None) == (weights is None):

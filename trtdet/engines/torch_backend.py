@@ -160,7 +160,15 @@ class TorchBackend(LoadsOnly):
             raise ModelError(f"{path}: model {spec.name!r} cannot build a torch network from a checkpoint")
         if model_file.kind not in ("weights", "onnx"):
             raise ModelError(f"{path}: the torch backend loads checkpoints or ONNX, not {model_file.kind} files")
-        return TorchEngine(lambda: self._open(model_file, spec), path, options)
+        from trtdet.engines.buckets import BucketEngine, wants_buckets
+
+        if wants_buckets(spec, model_file):  # rect: the converted network is folded per input size
+            return BucketEngine(TorchBuckets(self, model_file, spec, options), spec.input_size, options.device)
+        return self.fixed_engine(model_file, spec, options)
+
+    def fixed_engine(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> TorchEngine:
+        """The engine of ``model_file`` at ``spec.input_size`` alone."""
+        return TorchEngine(lambda: self._open(model_file, spec), Path(model_file.path), options)
 
     def _open(self, model_file: ModelFile, spec: ModelSpec) -> OpenedModule:
         """Build the network of a checkpoint, or convert an ONNX file (on activation)."""
@@ -181,6 +189,31 @@ class TorchBackend(LoadsOnly):
         module = convert(model, input_size=size, source=str(path))
         first = module.input_shapes[module.input_names[0]]
         return OpenedModule(module, module.output_names, dict(module.metadata), (None, *first))
+
+
+class TorchBuckets:
+    """``BucketSource`` of the torch backend: the ONNX file converted for each input size (seconds, no compile)."""
+
+    backend = "torch"
+
+    def __init__(self, backend: TorchBackend, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> None:
+        self.torch_backend, self.model_file, self.spec, self.options = backend, model_file, spec, options
+
+    def engine(self, size: tuple[int, int]) -> Engine:
+        import dataclasses
+
+        return self.torch_backend.fixed_engine(self.model_file, dataclasses.replace(self.spec, input_size=size), self.options)
+
+    def is_built(self, size: tuple[int, int]) -> bool:
+        return True
+
+    def fallback(self, size: tuple[int, int]) -> Engine:
+        return self.engine(size)
+
+    def describe(self) -> Any:
+        from trtdet.engines.buckets import describe_onnx
+
+        return describe_onnx(self.model_file.path, None)
 
 
 @hookimpl

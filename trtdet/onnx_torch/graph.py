@@ -311,9 +311,9 @@ def _as_list(result: Any, count: int) -> list[Any]:
     return list(result)
 
 
-def shape_to_tensor(value: Any) -> torch.Tensor:
-    """A shape value (int or tuple) used as data: an int64 tensor."""
-    return torch.tensor(value, dtype=torch.int64)
+def shape_to_tensor(value: Any, device: torch.device | str | None = None) -> torch.Tensor:
+    """A shape value (int or tuple) used as data: an int64 tensor (on ``device``, where the data is)."""
+    return torch.tensor(value, dtype=torch.int64, device=device)
 
 
 def build_plan(
@@ -505,8 +505,9 @@ def _fold(node: OnnxNode, fn: Callable[..., Any], values: dict[str, Value]) -> N
             args.append(None)
         else:
             args.append(torch.from_numpy(np.array(value.array, copy=True, order="C")))
+    kwargs = {"device": torch.device("cpu")} if getattr(fn, "creates_tensor", False) else {}
     with torch.no_grad():
-        results = _as_list(fn(*args), len(node.outputs))
+        results = _as_list(fn(*args, **kwargs), len(node.outputs))
     for name, result in zip(node.outputs, results, strict=False):
         if name:
             array = result.detach().cpu().numpy() if isinstance(result, torch.Tensor) else np.asarray(result)
@@ -534,8 +535,9 @@ def _plan_tensor_op(node: OnnxNode, fn: Callable[..., Any], values: dict[str, Va
                                         device="meta") if i in as_tensor else probe)
             else:
                 args.append(value.probes[p])
+        kwargs = {"device": torch.device("meta")} if getattr(fn, "creates_tensor", False) else {}
         with torch.no_grad():
-            probes.append(_as_list(fn(*args), len(node.outputs)))
+            probes.append(_as_list(fn(*args, **kwargs), len(node.outputs)))
     for k, name in enumerate(node.outputs):
         if name:
             values[name] = Value(TENSOR, probes=tuple(result[k] for result in probes))

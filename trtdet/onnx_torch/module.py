@@ -76,7 +76,7 @@ class OnnxModule(nn.Module):
         for k, (step, ins, outs) in enumerate(steps):
             free = tuple(i for i in set(ins) if i and last_use.get(i) == k and i not in keep)
             free += tuple(o for o in outs if o and o not in last_use and o not in keep)
-            self._steps.append((step.fn, ins, outs, free, step.as_tensor))
+            self._steps.append((step.fn, ins, outs, free, step.as_tensor, bool(getattr(step.fn, "creates_tensor", False))))
         self._step_names = [(s.op_type, s.name) for s in plan.steps]
         self.eval()
 
@@ -93,11 +93,12 @@ class OnnxModule(nn.Module):
         params, buffers = self._parameters, self._buffers
         for s, attr, is_param in self._const_slots:
             env[s] = params[attr] if is_param else buffers[attr]
-        for fn, ins, outs, free, as_tensor in self._steps:
+        device = inputs[0].device
+        for fn, ins, outs, free, as_tensor, creates in self._steps:
             args = [env[i] if i else None for i in ins]
             for k in as_tensor:
-                args[k] = shape_to_tensor(args[k])
-            result = fn(*args)
+                args[k] = shape_to_tensor(args[k], device)
+            result = fn(*args, device=device) if creates else fn(*args)
             if len(outs) == 1:
                 env[outs[0]] = result
             else:
@@ -106,5 +107,5 @@ class OnnxModule(nn.Module):
                         env[o] = value
             for i in free:
                 env[i] = None
-        outputs = tuple(v if isinstance(v, torch.Tensor) else shape_to_tensor(v) for v in (env[s] for s in self._output_slots))
+        outputs = tuple(v if isinstance(v, torch.Tensor) else shape_to_tensor(v, device) for v in (env[s] for s in self._output_slots))
         return outputs[0] if len(outputs) == 1 else outputs

@@ -33,6 +33,14 @@ def converter(*op_types: str) -> Callable[[Converter], Converter]:
     return add
 
 
+def creates_tensor(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a run-time callable that makes a tensor from sizes alone (``arange``, ``full``): it
+    is called with ``device=`` the device of the module's first input (``meta`` while the graph
+    is probed), so what it makes meets the network's other tensors on their device."""
+    fn.creates_tensor = True  # type: ignore[attr-defined]
+    return fn
+
+
 def shape_op(*op_types: str) -> Callable[[ShapeOp], ShapeOp]:
     def add(fn: ShapeOp) -> ShapeOp:
         for op_type in op_types:
@@ -66,7 +74,7 @@ def _axes(node: OnnxNode, index: int, default: list[int] | None = None) -> list[
 
 # -- elementwise ------------------------------------------------------------------------------
 
-def _int_div(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _int_div(a: torch.Tensor, b: torch.Tensor | int) -> torch.Tensor:
     if a.dtype.is_floating_point or (isinstance(b, torch.Tensor) and b.dtype.is_floating_point):
         return a / b
     return torch.div(a, b, rounding_mode="trunc")
@@ -91,11 +99,27 @@ _UNARY: dict[str, Callable[..., Any]] = {
 @converter(*_BINARY)
 def _binary(node: OnnxNode) -> Callable[..., Any]:
     fn = _BINARY[node.op_type]
+    if node.op_type == "Div" and node.kind(0) != CONST:
+        divisor = _integer_scalar(node, 1)
+        if divisor is not None:
+            # an integer division by a constant: the divisor as a Python int, so torch.export records
+            # div.Scalar_mode and Inductor keeps the quotient integral (with the divisor as a 0-d
+            # tensor, torch 2.11's Inductor computed YOLO26's TopK index // classes in float on
+            # CUDA, and the gather it feeds failed to compile: pointer + float32)
+            return lambda a, _b=None: _int_div(a, divisor)
 
     def run(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return fn(a, b)
 
     return run
+
+
+def _integer_scalar(node: OnnxNode, index: int) -> int | None:
+    """Input ``index`` as a Python int when it is a constant integer scalar (0-d; read at conversion)."""
+    value = node.value(index)
+    if value is None or value.kind != CONST or value.array.ndim != 0 or value.array.dtype.kind not in "iu":
+        return None
+    return int(node.static(index))
 
 
 @converter(*_UNARY)
@@ -465,7 +489,11 @@ def _constant_of_shape(node: OnnxNode) -> Callable[..., Any]:
     dtype = torch.float32 if dtype.is_floating_point else dtype
     scalar = fill[0].item()
     shape = node.ints(0)
-    return lambda s=None: torch.full(tuple(shape if s is None else s), scalar, dtype=dtype)
+
+    def run(s: Any = None, *, device: torch.device) -> torch.Tensor:
+        return torch.full(tuple(shape if s is None else s), scalar, dtype=dtype, device=device)
+
+    return creates_tensor(run)
 
 
 @converter("Range")
@@ -481,11 +509,11 @@ def _range(node: OnnxNode) -> Callable[..., Any]:
             node.shape_args.add(i)
         fixed.append(None if array is None else array.item())
 
-    def run(*args: Any) -> torch.Tensor:
+    def run(*args: Any, device: torch.device) -> torch.Tensor:
         start, limit, delta = (f if f is not None else a for f, a in zip(fixed, args, strict=True))
-        return torch.arange(start, limit, delta, dtype=dtype)
+        return torch.arange(start, limit, delta, dtype=dtype, device=device)
 
-    return run
+    return creates_tensor(run)
 
 
 @converter("Shape")

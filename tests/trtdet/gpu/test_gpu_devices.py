@@ -45,9 +45,11 @@ def _engine_output_device(detector: trtdet.Detector, image) -> torch.device:
 @pytest.mark.parametrize("model", ["yolo", "centernet"])
 def test_cuda_0_named_explicitly_matches_the_cpu_path(model, backend, images):
     pytest.importorskip("numba.cuda")
-    # the compiled engines have a fixed input, so yolo runs square there (rect needs a package per shape)
-    cpu = trtdet.load(model, device="cpu", **({"letterbox": "square"} if model == "yolo" else {}))
-    with trtdet.load(model, device="cuda:0", backend=backend, batch=4) as gpu:
+    # yolo square on both sides: under rect the compiled engines make a package per photo shape
+    # (test_gpu_families.py checks rect on them)
+    square = {"letterbox": "square"} if model == "yolo" else {}
+    cpu = trtdet.load(model, device="cpu", **square)
+    with trtdet.load(model, device="cuda:0", backend=backend, batch=4, **square) as gpu:
         assert gpu.device == "cuda:0"
         assert _engine_output_device(gpu, images[0]) == torch.device("cuda", 0)
         for got, want in zip(gpu(images), cpu(images), strict=True):
@@ -61,13 +63,15 @@ def test_two_detectors_on_two_gpus_side_by_side(model, backend, images):
     """cuda:0 and cuda:1 in one process, called from two threads at once (and submit()),
     each on its own GPU (its engine's outputs there, GPU 1 allocating memory), each matching the CPU."""
     pytest.importorskip("numba.cuda")
-    # the compiled engines have a fixed input, so yolo runs square there (rect needs a package per shape)
-    cpu = trtdet.load(model, device="cpu", **({"letterbox": "square"} if model == "yolo" else {}))
+    # yolo square on both sides: under rect the compiled engines make a package per photo shape
+    # (test_gpu_families.py checks rect on them)
+    square = {"letterbox": "square"} if model == "yolo" else {}
+    cpu = trtdet.load(model, device="cpu", **square)
     expected = cpu(images)
     conf = cpu.spec.conf_threshold
     before = torch.cuda.memory_allocated(1)
-    first = trtdet.load(model, device="cuda:0", backend=backend, batch=4)
-    second = trtdet.load(model, device="cuda:1", backend=backend, batch=4)
+    first = trtdet.load(model, device="cuda:0", backend=backend, batch=4, **square)
+    second = trtdet.load(model, device="cuda:1", backend=backend, batch=4, **square)
     try:
         assert torch.cuda.memory_allocated(1) > before, "nothing was allocated on GPU 1"
         assert _engine_output_device(first, images[0]) == torch.device("cuda", 0)
@@ -105,7 +109,7 @@ def test_inductor_packages_key_on_the_gpu_they_run_on(tmp_path):
     name1 = torch.cuda.get_device_name(1)
     major, minor = torch.cuda.get_device_capability(1)
     assert device_identity("cuda:1") == (f"{major}.{minor}", name1)
-    with trtdet.load("yolo", device="cuda:1", backend="inductor", precision="fp16") as detector:
+    with trtdet.load("yolo", device="cuda:1", backend="inductor", precision="fp16", letterbox="square") as detector:
         meta = detector.engine.package_metadata
         assert (meta.gpu_name, meta.compute_capability) == (name1, f"{major}.{minor}")
         assert meta.extra["device"] == "cuda"

@@ -57,9 +57,14 @@ def checkpoints(tmp_path_factory) -> Path:
     return Path(named) if named else tmp_path_factory.mktemp("checkpoints")
 
 
+#: YOLO runs square here: these tests compare one package per model with eager torch (under its
+#: default, rect, every photo shape would be a package of its own: test_gpu_families.py covers that).
+SQUARE = {"yolo": {"letterbox": "square"}}
+
+
 def _pair(model: str, precision: str, **source):
-    compiled = trtdet.load(model, device="cuda", backend="inductor", batch=8, precision=precision, **source)
-    eager = trtdet.load(model, device="cuda", backend="torch", batch=8, precision=precision, **source)
+    compiled = trtdet.load(model, device="cuda", backend="inductor", batch=8, precision=precision, **SQUARE.get(model, {}), **source)
+    eager = trtdet.load(model, device="cuda", backend="torch", batch=8, precision=precision, **SQUARE.get(model, {}), **source)
     return compiled, eager
 
 
@@ -117,8 +122,8 @@ def test_compiled_network_outputs_equal_the_eager_networks(model, precision):
 def test_cuda_graphs_over_the_package_give_the_packages_results(images, model):
     """CenterNet included: its DCN must run on the capture stream (torchvision's im2col did not)."""
     pytest.importorskip("numba.cuda")
-    plain = trtdet.load(model, device="cuda", backend="inductor", batch=8, precision="fp16", cuda_graphs=False)
-    graphs = trtdet.load(model, device="cuda", backend="inductor", batch=8, precision="fp16", cuda_graphs=True)
+    plain = trtdet.load(model, device="cuda", backend="inductor", batch=8, precision="fp16", cuda_graphs=False, **SQUARE.get(model, {}))
+    graphs = trtdet.load(model, device="cuda", backend="inductor", batch=8, precision="fp16", cuda_graphs=True, **SQUARE.get(model, {}))
     scenes = images + ([read_image(plain.spec.sample_image())] if plain.spec.sample_image else [])
     for size in (1, 3, 6, 2, 5):
         batch = [scenes[(size + n) % len(scenes)] for n in range(size)]
@@ -130,9 +135,9 @@ def test_cuda_graphs_over_the_package_give_the_packages_results(images, model):
 
 
 def test_a_cached_package_loads_in_under_a_second(images):
-    trtdet.load("yolo", device="cuda", backend="inductor", batch=8, precision="fp16").close()  # built or cached
+    trtdet.load("yolo", device="cuda", backend="inductor", batch=8, precision="fp16", letterbox="square").close()  # built or cached
     started = time.perf_counter()
-    detector = trtdet.load("yolo", device="cuda", backend="inductor", batch=8, precision="fp16")
+    detector = trtdet.load("yolo", device="cuda", backend="inductor", batch=8, precision="fp16", letterbox="square")
     seconds = time.perf_counter() - started
     detector(images[0])
     assert seconds < 1.0, f"loading the cached package took {seconds:.2f} s"

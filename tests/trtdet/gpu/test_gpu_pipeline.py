@@ -51,9 +51,11 @@ def images(photos):
 def test_cuda_pipeline_matches_the_cpu_path(model, precision, backend, images):
     pytest.importorskip("torch", reason="the torch backend runs ONNX through trtdet.onnx_torch")
     pytest.importorskip("numba.cuda")
-    # the compiled engines have a fixed input, so yolo runs square there (rect needs a package per shape)
-    cpu = trtdet.load(model, device="cpu", **({"letterbox": "square"} if model == "yolo" else {}))
-    gpu = trtdet.load(model, device="cuda", batch=4, precision=precision, backend=backend)
+    # yolo square on both sides: under rect the compiled engines make a package per photo shape
+    # (test_gpu_families.py checks rect on them)
+    square = {"letterbox": "square"} if model == "yolo" else {}
+    cpu = trtdet.load(model, device="cpu", **square)
+    gpu = trtdet.load(model, device="cuda", batch=4, precision=precision, backend=backend, **square)
     assert gpu.backend == backend
     expected = cpu(images)
     got = gpu(images)

@@ -11,7 +11,7 @@ import torch
 
 from trtdet.onnx_torch import convert
 
-from .test_models import FIXTURES, assert_close, images, reference
+from .test_models import FIXTURES, assert_close, assert_same_queries, images, reference, rtdetr_photos
 
 #: The example batch is 2: torch.export specialises a dimension whose example size is 0 or 1.
 EXAMPLE_BATCH = 2
@@ -58,3 +58,17 @@ def test_exported_centernet_program_equals_onnxruntime():
         with torch.no_grad():
             got = runner(torch.from_numpy(x)).numpy()
         assert_close(got, reference(str(DEFAULT_MODEL), x, per_image=False))
+
+
+@pytest.mark.slow
+def test_exported_rtdetr_program_equals_onnxruntime(tmp_path):
+    """RT-DETR's converted decoder (sizes derived from the batch, TopK, GridSample) traces with a
+    dynamic batch, as the inductor backend exports it; the program equals onnxruntime on photos."""
+    path = FIXTURES / "rtdetr_tiny_dynamic.onnx"
+    program = export(convert(path, input_size=(640, 640)), 640)
+    photos = rtdetr_photos(tmp_path, 4)
+    runner = program.module()
+    for x in (photos[:1], photos[1:4]):
+        with torch.no_grad():
+            got = runner(torch.from_numpy(x)).numpy()
+        assert_same_queries(got, reference(str(path), x, per_image=False))

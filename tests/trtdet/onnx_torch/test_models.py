@@ -157,3 +157,69 @@ def test_exported_centernet_equals_onnxruntime(centernet_exports, dynamic):
     module = convert(path)
     x = np.random.default_rng(2).standard_normal((3, 3, 128, 128)).astype(np.float32)
     assert_close(run(module, x), reference(str(path), x, per_image=not dynamic))
+
+
+@pytest.mark.slow
+def test_rtdetr_equals_onnxruntime_on_photos(tmp_path):
+    """The narrow RT-DETR (families fixture) on real photos stretched to 640x640 as its predictor
+    does: the whole [B, 300, 6] output equals onnxruntime's. Its decoder makes tensors from sizes
+    alone (Range over the batch, multiplied with constants) that must land on the input's device."""
+    path = FIXTURES / "rtdetr_tiny_dynamic.onnx"
+    x = rtdetr_photos(tmp_path, 6)
+    module = convert(path, input_size=(640, 640))
+    expected = reference(str(path), x, per_image=False)
+    got = run(module, x)
+    assert got.shape == expected.shape == (6, 300, 6)
+    assert_same_queries(got, expected)
+
+
+def rtdetr_photos(folder: Path, count: int) -> np.ndarray:
+    """``count`` real photos as RT-DETR's predictor feeds them: stretched to 640x640, RGB, [0, 1]."""
+    import cv2
+
+    from tests.trtdet_yolo.ultralytics_cases import make_cases
+
+    files = list(make_cases(folder).values())[:count]
+    x = np.stack([cv2.resize(cv2.imread(str(f), cv2.IMREAD_COLOR), (640, 640), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
+                  for f in files]).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    return np.ascontiguousarray(x)
+
+
+def assert_same_queries(got: np.ndarray, expected: np.ndarray) -> None:
+    """``[B, 300, 6]`` query rows equal within ``REL``, in order, except that two queries whose
+    scores tie to float32 rounding (1e-5) may swap places (kernels' last bits decide the order)."""
+    tol = REL * np.abs(expected).max()
+    for b in range(len(expected)):
+        for i in np.flatnonzero(np.abs(got[b] - expected[b]).max(-1) > tol):
+            twins = np.flatnonzero(np.abs(expected[b] - got[b, i]).max(-1) <= tol)
+            assert len(twins) and np.abs(expected[b, twins, 4] - expected[b, i, 4]).min() <= 1e-5, (b, i, got[b, i], expected[b, i])
+    assert (np.abs(got - expected).max(-1) > tol).sum() <= 4
+
+
+def test_range_and_constant_of_shape_follow_the_input_device():
+    """Ops that make a tensor from sizes alone (Range, ConstantOfShape over a batch-derived size)
+    are made on the input's device, not the CPU: probed on ``meta`` at conversion (RT-DETR's
+    decoder multiplies such a Range with a constant) and run on ``meta`` as on any device."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+        helper.make_node("Range", ["start", "n", "one"], ["r"]),
+        helper.make_node("Mul", ["r", "k"], ["scaled"]),
+        helper.make_node("Unsqueeze", ["n", "axes"], ["n1"]),
+        helper.make_node("ConstantOfShape", ["n1"], ["filled"], value=numpy_helper.from_array(np.array([2.5], np.float32))),
+        helper.make_node("Cast", ["scaled"], ["scaled_f"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["scaled_f", "filled"], ["y"]),
+    ]
+    inits = {"zero": np.array(0, np.int64), "start": np.array(0, np.int64), "one": np.array(1, np.int64),
+             "k": np.array([3], np.int64), "axes": np.array([0], np.int64)}
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    module = convert(model, converters={})
+    x = np.zeros((5, 4), np.float32)
+    assert np.array_equal(run(module, x), reference(model, x, per_image=False))
+    with torch.no_grad():
+        out = module.to("meta")(torch.empty((7, 4), device="meta"))
+    assert out.device.type == "meta" and out.shape == (7,)

@@ -349,3 +349,30 @@ def test_clip_of_a_length_keeps_it_an_integer():
     inits = {"one": np.array(1, np.int64), "most": np.array(4, np.int64), "zero": np.array([0], np.int64),
              "minus_one": np.array([-1], np.int64)}
     _check(nodes, {"x": (4, 6)}, initializers=inits, rtol=0, atol=0)
+
+
+def test_integer_division_by_a_constant_truncates_and_exports_the_divisor_as_an_int():
+    """TopK index // classes (the end-to-end heads): ONNX's integer Div truncates toward zero
+    (negative values too); the constant divisor reaches torch.export as a Python int, which keeps
+    Inductor's quotient integral (a 0-d tensor divisor came out float on CUDA with torch 2.11)."""
+    import torch
+    from onnx import numpy_helper
+
+    from trtdet.onnx_torch import convert
+
+    from .helpers import ort_run, torch_run
+
+    nodes = [helper.make_node("Div", ["x", "five"], ["q"]), helper.make_node("Div", ["x", "neg"], ["r"])]
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", TensorProto.INT64, ["N", 6])],
+                              [helper.make_tensor_value_info(n, TensorProto.INT64, ["N", 6]) for n in ("q", "r")],
+                              [numpy_helper.from_array(np.array(5, np.int64), "five"),
+                               numpy_helper.from_array(np.array(-3, np.int64), "neg")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    x = np.array([[-11, -5, -1, 0, 7, 23], [1499, 1500, 4, -4, 9, -9]], np.int64)
+    module = convert(model, converters={})
+    for got, want in zip(torch_run(module, {"x": x}), ort_run(model, {"x": x}), strict=True):
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    program = torch.export.export(module, (torch.from_numpy(x),), strict=False)
+    divisors = [n.args[1] for n in program.graph.nodes if n.op == "call_function" and "div" in str(n.target)]
+    assert divisors == [5, -3]

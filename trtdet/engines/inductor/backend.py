@@ -27,6 +27,7 @@ from trtdet.contracts.engine import (
 )
 from trtdet.devices import check_present, device_kind, is_cuda, on_device
 from trtdet.engines.artifact_cache import copy_atomically
+from trtdet.engines.buckets import Description, describe_onnx
 from trtdet.errors import ModelError, UsageError
 from trtdet.hookspecs import hookimpl
 from trtdet.lazy import lazy_import
@@ -34,6 +35,7 @@ from trtdet.model import ModelSpec
 from trtdet.options import DetectorOptions
 
 from .build import (
+    DEFAULT_MAX_BATCH,
     PACKAGE_SUFFIX,
     RUNTIME,
     ExportError,
@@ -42,6 +44,8 @@ from .build import (
     build_package,
     device_identity,
     package_cache,
+    package_is_cached,
+    require_writable,
     runtime_version,
 )
 from .package import read_package_metadata
@@ -150,18 +154,59 @@ class InductorBackend(BackendDefaults):
         if model_file.kind == "package":
             path, metadata = runnable_package(path, spec, options, self.report)
         elif model_file.kind in ("onnx", "weights"):
-            try:
-                result = build_package(model_file, spec, options, report=self.report)
-            except ExportError as exc:
-                from trtdet.engines.torch_backend import TorchBackend
+            from trtdet.engines.buckets import BucketEngine, wants_buckets
 
-                said = str(exc) if str(exc).startswith(str(model_file.path)) else f"{model_file.path}: {exc}"
-                warnings.warn(f"{said}; running the eager torch backend instead", stacklevel=2)
-                return TorchBackend().load(model_file, spec, options, context)
-            path, metadata = result.path, result.metadata
+            if wants_buckets(spec, model_file):  # rect: a package per input shape bucket
+                return BucketEngine(InductorBuckets(self, model_file, spec, options), spec.input_size, options.device)
+            return self.compiled_engine(model_file, spec, options)
         else:
             raise ModelError(f"{path}: the inductor backend loads packages, ONNX or checkpoints, not {model_file.kind} files")
         return InductorEngine(path, metadata, cuda_graphs=graphs_wanted(options), device=options.device)
+
+    def compiled_engine(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
+        """The package of ``model_file`` at ``spec.input_size`` (built or from the cache), or eager
+        torch with a warning when the network cannot be exported or compiled."""
+        try:
+            result = build_package(model_file, spec, options, report=self.report)
+        except ExportError as exc:
+            from trtdet.engines.torch_backend import TorchBackend
+
+            said = str(exc) if str(exc).startswith(str(model_file.path)) else f"{model_file.path}: {exc}"
+            warnings.warn(f"{said}; running the eager torch backend instead", stacklevel=2)
+            return TorchBackend().fixed_engine(model_file, spec, options)
+        return InductorEngine(result.path, result.metadata, cuda_graphs=graphs_wanted(options), device=options.device)
+
+
+class InductorBuckets:
+    """``BucketSource`` of the inductor backend: a package per input size, from the package cache
+    (keyed by the file's sha256, precision, largest batch and input H x W) or compiled."""
+
+    backend = "inductor"
+
+    def __init__(self, backend: InductorBackend, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> None:
+        self.inductor, self.model_file, self.spec, self.options = backend, model_file, spec, options
+
+    def _spec(self, size: tuple[int, int]) -> ModelSpec:
+        return dataclasses.replace(self.spec, input_size=size)
+
+    def engine(self, size: tuple[int, int]) -> Engine:
+        return self.inductor.compiled_engine(self.model_file, self._spec(size), self.options)
+
+    def is_built(self, size: tuple[int, int]) -> bool:
+        return package_is_cached(self.model_file, self._spec(size), self.options)
+
+    def fallback(self, size: tuple[int, int]) -> Engine:
+        from trtdet.engines.torch_backend import TorchBackend
+
+        return TorchBackend().fixed_engine(self.model_file, self._spec(size), self.options)
+
+    def describe(self) -> Description:
+        # an unusable cache is one line at load, as for a single package, not at the first batch;
+        # a read-only one is fine when the full-size package is there (a prebuilt deployment)
+        cache = package_cache()
+        if not self.is_built(tuple(self.spec.input_size)):
+            require_writable(cache.root)
+        return describe_onnx(self.model_file.path, max(self.options.batch, DEFAULT_MAX_BATCH))
 
 
 #: ``aoti_load_package(..., run_single_threaded=True)`` (capturable in CUDA graphs) came with 2.7.

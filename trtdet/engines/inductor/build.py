@@ -64,8 +64,9 @@ class ExportError(ModelError):
 
 class CompileError(ExportError):
     """AOTInductor cannot compile the exported network (the caller may fall back to eager execution, as for
-    an export failure): measured on an H100 with torch 2.11, the YOLO26/YOLOv10 end-to-end heads' TopK
-    failed Inductor's autotuning."""
+    an export failure). On an H100 with torch 2.11 the YOLO26/YOLOv10 end-to-end heads failed this way
+    until ``compile_settings`` turned off compile-time autotuning on synthetic inputs for networks that
+    index with data (``indexes_with_data``)."""
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,9 @@ def package_build_options(spec: ModelSpec, options: DetectorOptions) -> dict[str
 
 def eager_network(model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Any:
     """The eager torch engine for ``model_file`` (its module is what gets exported)."""
-    engine = TorchBackend().load(model_file, spec, options.replace(cuda_graphs=False))
+    eager, options = TorchBackend(), options.replace(cuda_graphs=False)
+    # an ONNX file at this one input size (under rect ``load`` would give a per-bucket engine)
+    engine = eager.fixed_engine(model_file, spec, options) if model_file.kind == "onnx" else eager.load(model_file, spec, options)
     engine.activate()
     return engine
 
@@ -229,18 +232,44 @@ def _progress(report: Report, what: str, every: float = 15.0) -> Iterator[None]:
         thread.join()
 
 
-def compile_settings(compiler: str, device_kind_name: str) -> dict[str, Any]:
-    """The Inductor settings a package compiles with; each shortens cold builds
+#: ATen ops whose results select memory by value (indices from data) or that produce such indices.
+_INDIRECT_OPS = frozenset({
+    "gather", "index", "index_select", "take_along_dim", "embedding", "scatter", "scatter_add",
+    "scatter_reduce", "index_put", "index_put_", "topk", "sort", "argsort", "grid_sampler_2d",
+})
+
+
+def indexes_with_data(exported: Any) -> bool:
+    """Whether the exported graph reads memory at positions computed from tensor data (a gather
+    after a TopK, as the end-to-end YOLO heads and RT-DETR's decoder do)."""
+    for node in exported.graph.nodes:
+        packet = getattr(node.target, "overloadpacket", None)
+        if node.op == "call_function" and packet is not None and packet.__name__ in _INDIRECT_OPS:
+            return True
+    return False
+
+
+def compile_settings(compiler: str, device_kind_name: str, *, data_indexing: bool = False) -> dict[str, Any]:
+    """The Inductor settings a package compiles with; the first two shorten cold builds
     (``benchmarks/results/build_h200.md`` has the measurements).
 
     - ``cpp.vec_isa_ok=False`` on CUDA: Inductor otherwise compiles and runs test programs to
       pick a CPU vector ISA and builds with its flags; a CUDA package has no CPU kernels.
     - the wrapper at ``-O0``: the wrapper only queues kernels; under CUDA graphs (the default)
       it never runs, so optimising it buys nothing and costs compile time.
+    - ``triton.autotune_at_compile_time=False`` on CUDA for a network that indexes with data
+      (``data_indexing``): AOTInductor otherwise benchmarks each Triton kernel on synthetic
+      random tensors, and a gather whose indices come from random data trips Inductor's bounds
+      assert ("Failed to run autotuning code block", the end-to-end heads' TopK -> gather on an
+      H100; pytorch/pytorch#194018). Off, it runs the network once on the export's example
+      input (real indices) to tune, then writes the C++ wrapper: a second codegen pass, no
+      slower kernels.
     """
     settings: dict[str, Any] = {"cpp.cxx": (None, compiler), "aot_inductor.compile_wrapper_opt_level": "O0"}
     if device_kind_name == "cuda":
         settings["cpp.vec_isa_ok"] = False
+        if data_indexing:
+            settings["triton.autotune_at_compile_time"] = False
     return settings
 
 
@@ -251,7 +280,7 @@ def compile_package(exported: Any, target: Path, report: Report, device: str = "
     for reason in passed_over:
         report(f"  not compiling with {reason}")
     report(f"  C++ compiler: {compiler} (checked in {time.perf_counter() - probe_started:.1f} s)")
-    settings = compile_settings(compiler, device)
+    settings = compile_settings(compiler, device, data_indexing=indexes_with_data(exported))
     with _progress(report, "compiling with AOTInductor"), torch._inductor.config.patch(settings):
         try:
             torch._inductor.aoti_compile_and_package(exported, package_path=str(target))
@@ -322,9 +351,31 @@ def build_package(
 
 
 def _names(engine: Any, spec: ModelSpec) -> tuple[str, ...]:
-    raw = engine.metadata.get("names") if spec.names_from_model else None
+    return _names_from(engine.metadata, spec)
+
+
+def _names_from(metadata: dict[str, str], spec: ModelSpec) -> tuple[str, ...]:
+    raw = metadata.get("names") if spec.names_from_model else None
     names = parse_class_names(raw) if raw else None
     return names or spec.class_names
+
+
+def package_is_cached(model_file: ModelFile, spec: ModelSpec, options: DetectorOptions, cache: ArtifactCache | None = None) -> bool:
+    """Whether ``build_package`` with these arguments would find its package in the cache (no
+    compile), decided from the file without converting the network (ONNX files; a checkpoint
+    is converted to learn its class names)."""
+    cache = cache or package_cache()
+    if model_file.kind == "onnx":
+        from trtdet.model_file import onnx_file_description
+
+        names = _names_from(onnx_file_description(Path(model_file.path))[0], spec)
+    else:
+        engine = eager_network(model_file, spec, options)
+        try:
+            names = _names(engine, spec)
+        finally:
+            engine.deactivate()
+    return cache.artifact_path(planned_metadata(model_file, spec, options, names).key()).is_file()
 
 
 def _with_extra(metadata: ArtifactMetadata, extra: dict[str, Any]) -> ArtifactMetadata:
