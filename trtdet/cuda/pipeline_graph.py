@@ -142,6 +142,9 @@ class LRU(Generic[K, V]):
     def keys(self) -> list[K]:
         return list(self._items.keys())
 
+    def pop(self, key: K) -> V | None:
+        return self._items.pop(key, None)
+
     def clear(self) -> list[V]:
         values = list(self._items.values())
         self._items.clear()
@@ -407,6 +410,15 @@ class PipelineGraphs:
             for slot in entry.slots:
                 slot.pending = slot.busy = False
 
+    def drop_input_size(self, size: tuple[int, int]) -> None:
+        """Drop the graphs whose network input is ``size`` (H, W): the engine they recorded is going
+        away (a per-shape engine evicted by ``BucketEngine``), and a replay would run freed memory."""
+        for key in self.cache:  # a copy of the keys
+            entry = self.cache.get(key)
+            if entry is not None and tuple(int(d) for d in entry.input.shape[-2:]) == tuple(size):
+                self.cache.pop(key)
+                entry.release()
+
     def close(self) -> None:
         """Drop every graph and buffer (waits for replays still running)."""
         for entry in self.cache.clear():
@@ -616,8 +628,12 @@ def for_pipeline(preprocessor: Any, engine: Any, decoder: Any) -> PipelineGraphs
         return None
     if not hasattr(decoder, "graph_plan") or not hasattr(preprocessor, "_run_kernel"):
         return None
-    return PipelineGraphs(
+    graphs = PipelineGraphs(
         preprocessor, engine_call, decoder,
         max_batch=max(1, _env_int("TRTDET_PIPELINE_GRAPH_BATCH", DEFAULT_MAX_BATCH)),
         capacity=max(1, _env_int("TRTDET_PIPELINE_GRAPH_KEYS", DEFAULT_CAPACITY)),
     )
+    listeners = getattr(engine, "eviction_listeners", None)  # per-shape engines (rect): see BucketEngine
+    if listeners is not None:
+        listeners.append(graphs.drop_input_size)
+    return graphs

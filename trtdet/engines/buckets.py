@@ -130,6 +130,24 @@ class BucketEngine(BaseEngine):
         self.metadata: dict[str, str] = {}
         #: Active engines by input size, least recently used first.
         self.active: OrderedDict[Size, Engine] = OrderedDict()
+        #: Called with a size before its engine is deactivated (whole-pipeline CUDA graphs that
+        #: recorded that engine drop themselves: ``trtdet.cuda.pipeline_graph``).
+        self.eviction_listeners: list[Callable[[Size], None]] = []
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether the bucket engines replay CUDA graphs (the source's setting; pipeline graphs need it)."""
+        return bool(getattr(self.source, "cuda_graphs", False))
+
+    def ungraphed_call(self, batch: Any) -> dict[str, Any]:
+        """The batch through its bucket's engine, outside that engine's own CUDA graph: what a whole-
+        pipeline graph records. A bucket whose engine has no such call (eager fallback) raises."""
+        height, width = (int(d) for d in batch.shape[-2:])
+        engine = self.engine_for((height, width))
+        call = getattr(engine, "ungraphed_call", None)
+        if call is None:
+            raise RuntimeError(f"the {engine.backend} engine of input {height}x{width} cannot run outside its own graph")
+        return call(batch)
 
     def engine_for(self, size: Size) -> Engine:
         """The active engine of ``size``, made (and compiled when not cached) on first use."""
@@ -156,7 +174,9 @@ class BucketEngine(BaseEngine):
             self.backend = engine.backend
         self.active[size] = engine
         while len(self.active) > self.keep:
-            _old, evicted = self.active.popitem(last=False)
+            old, evicted = self.active.popitem(last=False)
+            for listener in self.eviction_listeners:
+                listener(old)
             evicted.deactivate()
         return engine
 
@@ -172,7 +192,9 @@ class BucketEngine(BaseEngine):
 
     def deactivate_impl(self) -> None:
         while self.active:
-            _size, engine = self.active.popitem(last=False)
+            size, engine = self.active.popitem(last=False)
+            for listener in self.eviction_listeners:
+                listener(size)
             engine.deactivate()
 
 

@@ -202,3 +202,53 @@ def test_a_prebuilt_bucket_is_loaded_not_compiled(tmp_path, monkeypatch):
     want = session.run(None, {session.get_inputs()[0].name: np.asarray(batch)})[0]
     assert got.shape == want.shape
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
+def test_an_evicted_bucket_drops_the_pipeline_graphs_that_recorded_its_engine():
+    """A whole-pipeline CUDA graph records a bucket's engine; when the LRU evicts that engine, the
+    graphs of its input size go first (a replay would run freed memory), others stay."""
+    from types import SimpleNamespace
+
+    from trtdet.cuda.pipeline_graph import PipelineGraphs
+
+    class Engine:
+        backend = "stand-in"
+
+        def __init__(self, size):
+            self.size, self.active = size, False
+
+        def activate(self):
+            self.active = True
+
+        def deactivate(self):
+            self.active = False
+
+        def ungraphed_call(self, batch):
+            return {"size": self.size}
+
+    class Source:
+        backend, cuda_graphs = "stand-in", True
+
+        def engine(self, size):
+            return Engine(size)
+
+        def is_built(self, size):
+            return True
+
+        def fallback(self, size):
+            raise AssertionError("not reached")
+
+    buckets = BucketEngine(Source(), (640, 640), "cpu", keep=1)
+    assert buckets.cuda_graphs
+    graphs = PipelineGraphs.__new__(PipelineGraphs)  # only its cache is used here
+    from trtdet.cuda.pipeline_graph import LRU
+
+    released = []
+    graphs.cache = LRU(8)
+    for key, size in (("a", (384, 640)), ("b", (480, 640)), ("c", (384, 640))):
+        graphs.cache.put(key, SimpleNamespace(input=np.zeros((1, 3, *size)), release=lambda key=key: released.append(key)))
+    buckets.eviction_listeners.append(graphs.drop_input_size)
+    assert buckets.ungraphed_call(np.zeros((1, 3, 384, 640))) == {"size": (384, 640)}
+    first = buckets.active[(384, 640)]
+    assert buckets.ungraphed_call(np.zeros((1, 3, 480, 640))) == {"size": (480, 640)}  # evicts 384x640
+    assert not first.active and sorted(released) == ["a", "c"] and graphs.cache.keys() == ["b"]

@@ -185,6 +185,8 @@ class InductorBuckets:
 
     def __init__(self, backend: InductorBackend, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> None:
         self.inductor, self.model_file, self.spec, self.options = backend, model_file, spec, options
+        #: The packages replay CUDA graphs (as one package would): whole-pipeline graphs may record them.
+        self.cuda_graphs = graphs_wanted(options) and is_cuda(options.device)
 
     def _spec(self, size: tuple[int, int]) -> ModelSpec:
         return dataclasses.replace(self.spec, input_size=size)
