@@ -30,8 +30,8 @@ def images(photos):
     return [read_image(photos[name]) for name in ("grace_hopper", "astronaut", "chelsea", "coffee", "motorcycle", "camera")]
 
 
-def _load(model: str, batch: int = 4):
-    detector = trtdet.load(model, device="cuda", batch=batch, precision="fp16", backend="inductor")
+def _load(model: str, batch: int = 4, **options):
+    detector = trtdet.load(model, device="cuda", batch=batch, precision="fp16", backend="inductor", **options)
     assert detector.pipeline_graphs is not None, "an inductor detector with CUDA graphs has pipeline graphs"
     return detector
 
@@ -63,7 +63,8 @@ def _mirrored(batch):
 def test_graphed_pipeline_equals_the_ungraphed_one_bit_for_bit(model, images):
     """Two batches of one key alternate (each image and its mirror): a replay that read stale
     staging, or gave one slot's results to the other, would give the other batch's detections."""
-    with _load(model) as detector:
+    # yolo square: one engine for every shape, so each case is one key (rect buckets: the next test)
+    with _load(model, **({"letterbox": "square"} if model == "yolo" else {})) as detector:
         graphs = detector.pipeline_graphs
         detector(images[0])  # the first batch runs (and checks) the engine directly
         pinned = trtdet.pinned_frames(4, *images[1].shape[:2])
@@ -108,8 +109,28 @@ class _Drifting:
         return {name: value * scale for name, value in self.call(x).items()}
 
 
-def test_a_capture_that_replays_stale_work_turns_pipeline_graphs_off(images):
+def test_rect_buckets_keep_their_pipeline_graphs_bit_for_bit(images):
+    """yolo's default rect letterbox on a compiled backend runs a package per input shape
+    (``BucketEngine``); 16:9 frames (a 384x640 bucket) still replay whole-pipeline graphs that
+    equal the un-graphed pipeline bit for bit, at batch 1 and 2."""
+    from trtdet.engines.buckets import BucketEngine
+
+    frames = [cv2.resize(image, (1280, 720)) for image in images[:4]]
     with _load("yolo") as detector:
+        assert isinstance(detector.engine, BucketEngine)
+        graphs = detector.pipeline_graphs
+        detector(frames[0])
+        for batch in ([frames[1]], frames[2:4]):
+            want = _ungraphed(detector, batch)
+            assert sum(len(d) for d in want) > 0
+            for n in range(4):
+                _assert_equal(detector.detect(batch), want, f"{len(batch)} frame(s), call {n}")
+        assert graphs.disabled_reason is None and len(graphs.cache) == 2
+        assert {tuple(int(d) for d in entry.input.shape[-2:]) for entry in graphs.cache.values()} == {(384, 640)}
+
+
+def test_a_capture_that_replays_stale_work_turns_pipeline_graphs_off(images):
+    with _load("yolo", letterbox="square") as detector:
         graphs = detector.pipeline_graphs
         want = detector.detect(images[:2])
         graphs.engine_call = _Drifting(graphs.engine_call)
