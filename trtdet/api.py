@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from trtdet.contracts.engine import Engine
 from trtdet.devices import check_present, on_device, parse_device, torch_device
 from trtdet.errors import ModelError, UsageError
 from trtdet.exports import prepare_for_backend
+from trtdet.lazy import lazy_import
 from trtdet.model import ModelSpec
 from trtdet.model_file import resolve_model_file
 from trtdet.models import Model, NoDecoderError
@@ -25,6 +26,11 @@ from trtdet.plugins import get_model, load_plugins
 from trtdet.postprocess.filter import class_filter, class_ids
 from trtdet.spec_adapt import adapt_spec
 from trtdet.stages import make_decoder, make_preprocessor
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 
 def _output_shapes(engine: Engine, spec: ModelSpec) -> dict[str, tuple]:
@@ -141,8 +147,6 @@ def run_context(device: str, precision: str, batch: int) -> RunContext:
     pipeline's one stream on that GPU (made before any stage, so the backend and every factory see it)."""
     context = RunContext(parse_device(device), precision, batch)
     if context.is_cuda:
-        import torch
-
         with on_device(device):
             context = context.with_stream(torch.cuda.Stream(device=torch_device(device)))
     return context
@@ -201,7 +205,6 @@ def build_detector(
         if context.is_cuda:
             import functools
 
-            import torch
 
             # Only used when timing stages: wait for this detector's GPU.
             synchronize = functools.partial(torch.cuda.synchronize, torch_device(device))

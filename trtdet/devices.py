@@ -18,9 +18,15 @@ import contextlib
 import functools
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trtdet.errors import UsageError
+from trtdet.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 _PATTERN = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 
@@ -182,8 +188,6 @@ def check_present(text: str) -> None:
 
 def torch_device(text: str) -> Any:
     """The ``torch.device`` for a device name; plain ``cuda`` is torch's current GPU, made explicit."""
-    import torch
-
     device = parse_device(text)
     if not device.is_cuda:
         return torch.device("cpu")
@@ -196,6 +200,5 @@ def on_device(text: str) -> contextlib.AbstractContextManager[Any]:
     device = parse_device(text)
     if device.index is None:
         return contextlib.nullcontext()
-    import torch
 
     return torch.cuda.device(device.index)

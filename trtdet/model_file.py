@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trtdet.contracts.engine import ModelFile, existing_file
 from trtdet.errors import ModelError, UsageError
+from trtdet.lazy import lazy_import
 from trtdet.model import ModelSpec
 from trtdet.options import DetectorOptions
+
+if TYPE_CHECKING:
+    import onnx
+    import onnxruntime as ort
+else:
+    onnx = lazy_import("onnx")
+    ort = lazy_import("onnxruntime")
 
 
 def resolve_model_file(spec: ModelSpec, options: DetectorOptions) -> ModelFile:
@@ -43,8 +52,6 @@ def onnx_file_description(path: Path) -> tuple[dict[str, str], list[int | str]]:
     ``trtdet build`` needs. Describing a file that runs here needs only onnxruntime
     (``session_file_description``).
     """
-    import onnx
-
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the file's problem
@@ -65,8 +72,6 @@ def session_file_description(path: Path) -> tuple[dict[str, str], list[int | str
     The CPU path needs no ``onnx`` package: the session exposes the custom metadata and the
     input shape (``dim_param`` names for dynamic axes, ``"?"`` for unnamed ones).
     """
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -109,8 +114,6 @@ def check_onnx_fits(spec: ModelSpec, path: Path) -> ModelSpec:
     shapes) so ``trtdet build`` refuses a pairing before spending minutes on an engine.
     Outputs the file declares without a shape are left to the run-time check.
     """
-    import onnx
-
     from trtdet.context import RunContext
     from trtdet.models import NoDecoderError
     from trtdet.spec_adapt import adapt_spec_to_file

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from trtdet.context import RunContext
 from trtdet.errors import ModelError
+from trtdet.lazy import lazy_import
 from trtdet.model import ModelSpec
 from trtdet.postprocess.decoder import Decoder
 from trtdet.postprocess.host import HostDecoder
@@ -25,6 +26,11 @@ from trtdet.postprocess.host import HostDecoder
 if TYPE_CHECKING:
     from trtdet.contracts.build_steps import BuildStep
     from trtdet.preprocess.base import Preprocessor
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 #: Makes a model's decoder for the (adapted) spec and the run context.
 DecoderFactory = Callable[[ModelSpec, RunContext], Decoder]
@@ -45,8 +51,6 @@ def letterbox_preprocessor(spec: ModelSpec, context: RunContext) -> Preprocessor
 
     settings = LetterboxSettings.of_spec(spec)
     if context.is_cuda:
-        import torch
-
         from trtdet.preprocess.cuda import CudaWarpAffinePreprocessor
 
         dtype = torch.float16 if context.half else torch.float32

@@ -12,12 +12,18 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trtdet.detections import Detections
 from trtdet.errors import UsageError
+from trtdet.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import cv2
+else:
+    cv2 = lazy_import("cv2")
 
 #: The stages of ``Result.speed``, in pipeline order.
 STAGES = ("preprocess", "inference", "postprocess")
@@ -127,8 +133,6 @@ class Result(Detections):
 
         A suffix OpenCV cannot write or a path that cannot be written is one ``UsageError`` line.
         """
-        import cv2
-
         path = Path(path)
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise UsageError(f"{path}: cannot save an image as {path.suffix or 'a file without a suffix'!r}; "

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from trtdet.lazy import lazy_import
 from trtdet.results import STAGES
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 
 @dataclass
@@ -30,7 +36,6 @@ class BatchClock:
         if self.stream is None:
             self.marks.append(time.perf_counter())
             return
-        import torch
 
         event = torch.cuda.Event(enable_timing=True)
         event.record(self.stream)

@@ -17,11 +17,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trtdet.errors import ModelError
+from trtdet.lazy import lazy_import
 
 if TYPE_CHECKING:
     import torch
 
     from trtdet_centernet.network import CenterNetResDCN
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 #: Keys any ResNet-DCN ctdet checkpoint has.
 _REQUIRED = ("conv1.weight", "layer1.0.conv1.weight", "deconv_layers.0.weight", "hm.0.weight", "hm.2.weight")
@@ -48,8 +54,6 @@ def _short_list(items: list[str], limit: int = _LIST_LIMIT) -> str:
 
 
 def _read(path: Path) -> Any:
-    import torch
-
     if not path.is_file():
         raise ModelError(f"{path}: no such checkpoint file")
     if path.stat().st_size == 0:
@@ -91,8 +95,6 @@ def _class_names_of(obj: Any) -> tuple[str, ...] | None:
 
 
 def _state_dict_of(path: Path, obj: Any) -> tuple[dict[str, torch.Tensor], int | None]:
-    import torch
-
     epoch = None
     if isinstance(obj, Mapping) and "state_dict" in obj:
         epoch = obj.get("epoch") if isinstance(obj.get("epoch"), int) else None

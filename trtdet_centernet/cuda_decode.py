@@ -28,10 +28,11 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numba import cuda, float32, int32, int64, uint64
+from numba import cuda, float32, float64, int32, int64, uint64
+from numba.types import float16
 
 from trtdet.cuda.device_functions import (
     block_bitonic_sort_desc,
@@ -45,6 +46,7 @@ from trtdet.cuda.launch import KernelSet, Launcher, Reinterpret
 from trtdet.cuda.runtime import SIMULATOR, blocks, fadd_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections
 from trtdet.geometry import AffineTransform
+from trtdet.lazy import lazy_import
 from trtdet.postprocess import nms
 from trtdet.postprocess.queued import GraphDecode, PinnedPairs, QueuedDecode, done_event, transform_table
 from trtdet_centernet.decode import (
@@ -52,6 +54,11 @@ from trtdet_centernet.decode import (
     _sigmoid,
     decode_centernet,
 )
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +238,6 @@ def _centernet_topk(output, keys, counts, k, transforms, width, stride, results)
 
 def kernel_signatures() -> dict[str, list[tuple]]:
     """Argument types of each kernel (float32 and float16 model outputs)."""
-    from numba.types import float16, float64
 
     sigs: dict[str, list[tuple]] = {"candidates": [], "topk": []}
     for dtype in (float32, float16):
@@ -302,7 +308,6 @@ class CudaCenterNetDecoder(CenterNetDecoder):
         k, stride = self.k, self.stride
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k: expected 1..{MAX_K}, got {k}")
-        import torch
 
         from trtdet.cuda.runtime import torch_device
 

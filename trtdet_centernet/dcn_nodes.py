@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from trtdet.lazy import lazy_import
+
 if TYPE_CHECKING:  # callers hand in ONNX graphs they loaded, so onnx is imported by then
     import onnx
+    import onnx.helper as helper
+else:
+    helper = lazy_import("onnx.helper")
 
 STANDARD_OP = "DeformConv"
 TUTORIAL_OP = "Plugin"
@@ -22,8 +27,6 @@ OP_TYPES = (STANDARD_OP, TUTORIAL_OP, FORK_OP)
 
 def attribute(node: onnx.NodeProto, name: str) -> Any:
     """A node attribute's value (bytes decoded to str), or None."""
-    from onnx import helper
-
     for attr in node.attribute:
         if attr.name == name:
             value = helper.get_attribute_value(attr)

@@ -21,11 +21,17 @@ from typing import TYPE_CHECKING
 import onnx
 
 from trtdet.errors import ModelError, UsageError
+from trtdet.lazy import lazy_import
 from trtdet_centernet.coco_names import class_names_for
 from trtdet_centernet.constants import STRIDE
 
 if TYPE_CHECKING:
     import torch
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 OPSET = 19
 #: IR version 9 is the one that goes with opset 19; onnx 1.23 writes a newer default that
@@ -61,8 +67,6 @@ def export_model(
     ``class_names`` defaults to COCO names for 80 classes, else ``class_0..``; the count is
     checked against the model's output channels.
     """
-    import torch
-
     output = Path(output)
     height, width = _check_input_size(input_size)
     was_training = model.training

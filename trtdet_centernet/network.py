@@ -18,6 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_conv_bn_weights
 
 from trtdet_centernet.dcn import DCNv2
 
@@ -295,8 +296,6 @@ def fold_batchnorm(model: CenterNetResDCN) -> CenterNetResDCN:
     Inference only (the BN layers become ``Identity``, so training and upstream checkpoint
     loading need the unfolded network). Saves one full read and write of each feature map.
     """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_conv_bn_weights
-
     if model.training:
         raise ValueError("fold_batchnorm needs a model in eval mode")
 

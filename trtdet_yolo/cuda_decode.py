@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numba import cuda, float32, float64, int8, int32, int64, uint64
+from numba import boolean, cuda, float32, float64, int8, int32, int64, uint64
+from numba.types import float16
 
 from trtdet.cuda.device_functions import (
     block_bitonic_sort_desc,
@@ -37,6 +38,7 @@ from trtdet.cuda.launch import KernelSet, Reinterpret
 from trtdet.cuda.runtime import SIMULATOR, blocks, dadd_rn, dmul_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections
 from trtdet.geometry import AffineTransform
+from trtdet.lazy import lazy_import
 from trtdet.postprocess.queued import (
     GraphDecode,
     PinnedPairs,
@@ -47,6 +49,11 @@ from trtdet.postprocess.queued import (
     transform_table,
 )
 from trtdet_yolo.decode import MAX_NMS_CANDIDATES, YoloDecoder
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 CANDIDATE_THREADS = 256
 #: Threads of the per-image NMS block (fewer under the simulator, where each is a Python thread).
@@ -214,7 +221,6 @@ def _yolo_nms(keys, counts, boxes, classes, iou_threshold, agnostic, max_nms, ma
 
 def kernel_signatures() -> dict[str, list[tuple]]:
     """Argument types of each kernel (float32 and float16 model outputs)."""
-    from numba.types import boolean, float16
 
     candidates = [
         (dtype[:, :, ::1], boolean, float32, uint64[:, ::1], float32[:, :, ::1], int32[:, ::1], int32[::1])
@@ -247,7 +253,6 @@ class CudaYoloDecoder(YoloDecoder):
         self, num_classes: int, conf_threshold: float, iou_threshold: float, max_detections: int, agnostic: bool = False
     ) -> None:
         super().__init__(num_classes, conf_threshold, iou_threshold, max_detections, agnostic)
-        import torch
 
         from trtdet.cuda.runtime import torch_device
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numba import cuda, float32, float64, int32, int64
+from numba import boolean, cuda, float32, float64, int32, int64
+from numba.types import float16
 
 from trtdet.cuda.device_functions import clip_f32, to_source
 from trtdet.cuda.launch import Launcher
@@ -27,6 +28,7 @@ from trtdet.cuda.runtime import SIMULATOR, fadd_rn, fmul_rn, numba_stream
 from trtdet.detections import Detections
 from trtdet.errors import ModelError
 from trtdet.geometry import AffineTransform
+from trtdet.lazy import lazy_import
 from trtdet.postprocess.queued import (
     GraphDecode,
     PinnedPairs,
@@ -36,6 +38,11 @@ from trtdet.postprocess.queued import (
     rows_to_detections,
     transform_table,
 )
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 #: Rows (queries) one block holds in shared memory; Ultralytics exports 300.
 MAX_ROWS = 1024
@@ -120,7 +127,6 @@ fixed_set_decode = cuda.jit(_fixed_set_decode)
 
 def kernel_signatures() -> list[tuple]:
     """Argument types (float32 and float16 model outputs)."""
-    from numba.types import boolean, float16
 
     return [
         (dtype[:, :, ::1], boolean, boolean, float32, int64, float32, float32, boolean, float64[:, ::1], float32[:, :, ::1])
@@ -138,8 +144,6 @@ class CudaFixedSetDecoder:
     """
 
     def __init__(self, *, rtdetr: bool, conf_threshold: float, max_detections: int, class_scores: bool = False) -> None:
-        import torch
-
         from trtdet.cuda.runtime import torch_device
 
         self.torch = torch

@@ -19,10 +19,17 @@ from __future__ import annotations
 import ctypes
 import math
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import config, cuda
+
+from trtdet.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 #: True when numba.cuda is the CPU simulator (``NUMBA_ENABLE_CUDASIM=1`` before numba was imported).
 SIMULATOR: bool = bool(config.ENABLE_CUDASIM)
@@ -32,7 +39,6 @@ SIMULATOR: bool = bool(config.ENABLE_CUDASIM)
 config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
 
 if SIMULATOR:
-
     def fmul_rn(a, b):  # type: ignore[no-untyped-def]
         return np.float32(np.float32(a) * np.float32(b))
 
@@ -83,8 +89,6 @@ def cuda_available() -> str | None:
 
 def torch_device() -> Any:
     """The torch device kernels read and write: ``cuda`` (``cpu`` under the simulator)."""
-    import torch
-
     return torch.device("cpu") if SIMULATOR else torch.device("cuda", torch.cuda.current_device())
 
 
@@ -92,7 +96,6 @@ def torch_stream(stream: Any = None) -> Any:
     """The torch stream to run on: ``stream`` if given (torch stream or raw handle), else torch's current one."""
     if SIMULATOR:
         return None
-    import torch
 
     if stream is None:
         return torch.cuda.current_stream()
@@ -116,8 +119,6 @@ def numba_stream(stream: Any = None) -> Any:
     elif hasattr(stream, "cuda_stream"):
         handle = int(stream.cuda_stream)
     elif stream is None:
-        import torch
-
         handle = int(torch.cuda.current_stream().cuda_stream)
     else:  # already a numba stream
         return stream
@@ -229,8 +230,6 @@ class PointerArray:
 
 def torch_from_pointer(pointer: int, shape: tuple[int, ...], dtype: Any) -> Any:
     """A torch tensor over raw device memory (simulator: host memory), no copy, no ownership."""
-    import torch
-
     if SIMULATOR:
         return torch.from_numpy(pointer_view(pointer, shape, dtype))
     return torch.as_tensor(PointerArray(pointer, shape, dtype), device="cuda")

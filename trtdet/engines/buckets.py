@@ -31,9 +31,15 @@ import sys
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from trtdet.contracts.engine import BaseEngine, Engine, Shape
+from trtdet.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import onnx
+else:
+    onnx = lazy_import("onnx")
 
 #: Engines kept active at once (see the module docstring).
 DEFAULT_ACTIVE_BUCKETS = 4
@@ -81,8 +87,6 @@ class Description:
 def describe_onnx(path: Any, max_batch: int | None) -> Description:
     """An ONNX file's output names, declared output shapes and metadata (what its converted network
     and packages report), weights unread."""
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)
     shapes: dict[str, Shape] = {}
     for output in model.graph.output:

@@ -11,10 +11,20 @@ one-line errors.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trtdet.io.jpeg_header import jpeg_header, plain_orientation
 from trtdet.io.limits import max_image_pixels
+from trtdet.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import cv2
+    import torch
+    import torchvision.io as torchvision_io
+else:
+    cv2 = lazy_import("cv2")
+    torch = lazy_import("torch")
+    torchvision_io = lazy_import("torchvision.io")
 
 
 def gpu_decodable(data: bytes) -> bool:
@@ -38,7 +48,6 @@ def unavailable_reason() -> str | None:
         return "torchvision is not installed"
     if not torch.cuda.is_available():
         return "PyTorch sees no CUDA GPU"
-    import cv2
     import numpy as np
 
     _, encoded = cv2.imencode(".jpg", np.full((8, 8, 3), 128, np.uint8))
@@ -53,15 +62,12 @@ class CudaJpegDecoder:
     """Decodes batches of JPEG files into HWC uint8 BGR torch CUDA tensors on ``device`` (``cuda``, ``cuda:N``)."""
 
     def __init__(self, device: str = "cuda") -> None:
-        import torch
-        from torchvision.io import ImageReadMode, decode_jpeg
-
         reason = unavailable_reason()
         if reason is not None:
             raise RuntimeError(f"cannot decode JPEG on the GPU: {reason}")
         self.torch = torch
-        self._decode = decode_jpeg
-        self._mode = ImageReadMode.RGB
+        self._decode = torchvision_io.decode_jpeg
+        self._mode = torchvision_io.ImageReadMode.RGB
         self.device = device
 
     def decode(self, files: list[tuple[str, bytes]]) -> list[Any]:

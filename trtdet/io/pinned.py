@@ -1,8 +1,8 @@
 """Frames in page-locked (pinned) host memory, which the GPU preprocessor uploads without a copy.
 
 A 1080p frame in ordinary (pageable) memory must first be copied into pinned staging before
-DMA can move it: on the H200 that memcpy takes 0.67 ms, the upload itself 0.14 ms
-(``benchmarks/transfer_probe.py``). Decode straight into a pinned frame (``cv2.VideoCapture.read``
+DMA can move it, and that memcpy takes several times as long as the upload itself
+(``benchmarks/transfer_probe.py``; measured tables in ``benchmarks/results/``). Decode straight into a pinned frame (``cv2.VideoCapture.read``
 and ``cv2.imdecode`` accept an output array) and the preprocessor skips the copy. A pinned
 frame is read by an asynchronous upload: do not write into it again before its detections are back.
 """

@@ -20,10 +20,21 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+from trtdet.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import onnx
+    import onnx.helper as helper
+    import onnx.numpy_helper as numpy_helper
+else:
+    onnx = lazy_import("onnx")
+    helper = lazy_import("onnx.helper")
+    numpy_helper = lazy_import("onnx.numpy_helper")
 
 CONST, SHAPE, TENSOR = "const", "shape", "tensor"
 #: Batch sizes the graph is probed at; neither is 1, so a static batch of 1 never looks dynamic.
@@ -80,8 +91,6 @@ class Plan:
 
 
 def _attribute(attr: Any) -> Any:
-    from onnx import helper, numpy_helper
-
     value = helper.get_attribute_value(attr)
     if isinstance(value, bytes):
         return value.decode()
@@ -93,8 +102,6 @@ def _attribute(attr: Any) -> Any:
 
 
 def _torch_dtype(elem_type: int) -> torch.dtype:
-    from onnx import helper
-
     return torch.from_numpy(np.zeros(0, helper.tensor_dtype_to_np_dtype(elem_type))).dtype
 
 
@@ -209,8 +216,6 @@ def load_model(model: Any) -> tuple[Any, str]:
     Checked first (``checks.check_structure``): an empty file, a model without a graph or an
     initializer that does not hold what it declares is one ``ModelError`` line.
     """
-    import onnx
-
     from trtdet.errors import ModelError
     from trtdet.onnx_torch.checks import check_structure
 
@@ -349,8 +354,6 @@ def build_plan(
 
 def _initial_values(graph: Any, shapes: dict[str, tuple[int, ...]], dtypes: dict[str, torch.dtype]) -> dict[str, Value]:
     """The initializers as constants and the graph inputs as meta tensors at each probe batch."""
-    from onnx import numpy_helper
-
     values: dict[str, Value] = {}
     for init in graph.initializer:
         values[init.name] = Value(CONST, array=numpy_helper.to_array(init))

@@ -18,7 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trtdet.lazy import lazy_import
 from trtdet.onnx_torch.graph import CONST, SHAPE, Converter, OnnxNode, ShapeOp, Unsupported
+
+#: ONNX's helpers (for dtype tables), imported on first use.
+helper = lazy_import("onnx.helper")
 
 CONVERTERS: dict[str, Converter] = {}
 SHAPE_OPS: dict[str, ShapeOp] = {}
@@ -55,8 +59,6 @@ def _axis(axis: int, rank: int) -> int:
 
 
 def _onnx_torch_dtype(to: int) -> torch.dtype:
-    from onnx import helper
-
     return torch.from_numpy(np.zeros(0, helper.tensor_dtype_to_np_dtype(to))).dtype
 
 

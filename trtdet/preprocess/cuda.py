@@ -28,10 +28,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from numba import cuda, float32, int64
+from numba import cuda, float32, float64, int32, int64, uint8
+from numba.types import float16
 
 from trtdet.cuda.device_functions import store_normalized
 from trtdet.cuda.launch import Launcher
@@ -47,6 +48,7 @@ from trtdet.cuda.runtime import (
 from trtdet.errors import InputError
 from trtdet.geometry import AffineTransform
 from trtdet.io.pinned import is_pinned
+from trtdet.lazy import lazy_import
 from trtdet.preprocess.base import LetterboxSettings, PreprocessedBatch
 from trtdet.preprocess.cuda_resize import letterbox_resize_normalize_kernel, resize_meta, resize_row_band
 from trtdet.preprocess.host_copy import Piece, RowBand, copy_pieces, copy_threads, plan_pieces
@@ -56,6 +58,11 @@ from trtdet.preprocess.letterbox import (
     batch_input_size,
     batch_transforms,
 )
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 #: Per-image metadata row (float64): byte offset, height, width, row stride, then M0..M5 (float32
 #: values) for the warp, or ``cuda_resize.resize_meta``'s six columns for the resize-and-pad letterbox.
@@ -142,7 +149,6 @@ warp_affine_normalize_kernel = cuda.jit(_warp_affine_normalize)
 
 def kernel_signatures() -> list[tuple]:
     """Argument types the preprocessor launches with (float32 and float16 outputs)."""
-    from numba.types import float16, float64, int32, uint8
 
     scalars = (float32,) * 7 + (int32, int32)
     return [
@@ -157,9 +163,9 @@ def kernel_signatures() -> list[tuple]:
 _SPLIT_COPY_BYTES = 1 << 20
 #: From this many bytes on the pieces are shared by ``host_copy.copy_threads()`` threads (32 x
 #: 1080p is ~200 MB); below it (one 1080p frame is 6.2 MB) the calling thread copies them alone:
-#: on the H200 handing a frame's pieces to threads cost more than it saved, and on a 2-core
-#: host two threads copied one frame no faster than one (``benchmarks/pageable_frames.py``
-#: measures both on the machine at hand).
+#: batches of up to 4 take the whole-pipeline graph, which copies with its own threads
+#: (``trtdet.cuda.pipeline_graph``), and on a 2-core host two threads copied one frame no faster
+#: than one (``benchmarks/pageable_frames.py`` measures both; ``benchmarks/results/pageable_h100.md``).
 _PARALLEL_COPY_BYTES = 8 << 20
 
 
@@ -236,8 +242,6 @@ class CudaWarpAffinePreprocessor:
         dtype: Any = None,
         stride: int = 32,
     ) -> None:
-        import torch
-
         from trtdet.cuda.runtime import torch_device
 
         self.settings = LetterboxSettings(

@@ -14,13 +14,21 @@ record with ``error``; the batch never fails because of one image.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from trtdet.lazy import lazy_import
 from trtdet.options import DetectorOptions
 from trtdet.ray.records import error_record, records_table
 from trtdet.results import speed_record
+
+if TYPE_CHECKING:
+    import cv2
+    import pyarrow.fs as pafs
+else:
+    cv2 = lazy_import("cv2")
+    pafs = lazy_import("pyarrow.fs")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -135,7 +143,6 @@ class Detect:
     def _annotate(self, source: str, image: np.ndarray, detections: Any) -> str | None:
         if not self.annotate:
             return None
-        import cv2
 
         from trtdet.io.draw import draw_detections
         from trtdet.ray.inputs import local_name
@@ -147,8 +154,6 @@ class Detect:
             return None
         target = f"{self.annotate}/{name}"
         if "://" in target:
-            import pyarrow.fs as pafs
-
             fs, path = pafs.FileSystem.from_uri(target)
             with fs.open_output_stream(path) as handle:
                 handle.write(encoded.tobytes())

@@ -11,13 +11,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from trtdet.errors import InputError
 from trtdet.io.images import decode_image, read_image_bytes
 from trtdet.io.sources import collect_sources, is_media_file
+from trtdet.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+else:
+    pafs = lazy_import("pyarrow.fs")
 
 #: Where an input has no image: a 0x0 image keeps the column one (variable-shaped) tensor type.
 NO_IMAGE = np.zeros((0, 0, 3), np.uint8)
@@ -47,8 +53,6 @@ class InputListing:
 
 def _list_uri(uri: str) -> InputListing:
     """The image and video files under a filesystem URI (recursively for a directory), or the error saying why not."""
-    import pyarrow.fs as pafs
-
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
         info = fs.get_file_info(path)
@@ -114,7 +118,6 @@ def read_source_bytes(source: str) -> bytes:
     """The bytes of one input, local or through a pyarrow filesystem; ``InputError`` when unreadable."""
     if not is_uri(source):
         return read_image_bytes(source)
-    import pyarrow.fs as pafs
 
     try:
         fs, path = pafs.FileSystem.from_uri(source)

@@ -12,9 +12,15 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trtdet.errors import UsageError
+from trtdet.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+else:
+    pafs = lazy_import("pyarrow.fs")
 
 #: File suffix of each ``--format``.
 FORMATS = {"jsonl": ".json", "parquet": ".parquet"}
@@ -44,8 +50,6 @@ def shard_names(file_format: str) -> Any:
 
 def filesystem(output: str) -> tuple[Any, str]:
     """The pyarrow filesystem of ``output`` (a local path or a URI) and the path on it."""
-    import pyarrow.fs as pafs
-
     if "://" in output:
         return pafs.FileSystem.from_uri(output)
     return pafs.LocalFileSystem(), str(Path(output).resolve())
@@ -62,8 +66,6 @@ class OutputListing:
 
 def list_output(fs: Any, root: str, file_format: str) -> OutputListing:
     """What ``root`` holds (nothing when it does not exist); ``UsageError`` when it is a file."""
-    import pyarrow.fs as pafs
-
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
         return OutputListing()

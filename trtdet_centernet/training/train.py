@@ -26,11 +26,13 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from trtdet.api import build_detector
 from trtdet.engines.torch_backend import TorchEngine
+from trtdet.lazy import lazy_import
 from trtdet.options import DetectorOptions
 from trtdet.pipeline import Detector
 from trtdet_centernet.constants import MEAN, STD, STRIDE
@@ -39,6 +41,11 @@ from trtdet_centernet.plugin import CENTERNET
 from trtdet_centernet.training.dataset import SyntheticDetection, write_coco_dataset
 from trtdet_centernet.training.losses import ctdet_loss
 from trtdet_centernet.training.synthetic import CLASS_NAMES, SceneConfig
+
+if TYPE_CHECKING:
+    import cv2
+else:
+    cv2 = lazy_import("cv2")
 
 CHECKPOINT_NAME = "centernet_shapes.pth"
 
@@ -128,8 +135,6 @@ def _loader(args: argparse.Namespace, cfg: SceneConfig, length: int) -> torch.ut
 
 
 def _worker_init(_worker_id: int) -> None:
-    import cv2
-
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
 

@@ -3,7 +3,7 @@
 A package that crashes its loader (a compiler that breaks shared libraries, say) must never
 become a cache entry, and a crash must not take the building process with it, so the check
 runs in a child process. Starting Python, importing torch and creating a CUDA context is most
-of the check's cost (about 10 s of a cold build on the H200), so the child is started before
+of the check's cost (``benchmarks/results/build_h200.md`` has the phases), so the child is started before
 the compile and does all of that while the package compiles; it then waits on its stdin for
 the package's path. The child unpacks into a private temporary folder (its ``TMPDIR``) that
 is removed when the check ends, so a load that fails leaves nothing behind.

@@ -5,7 +5,7 @@ waits on events between calls, which is what makes it capturable in a CUDA graph
 runner's event handling is refused inside a capture: "operation not permitted when stream is
 capturing"). A detector runs one batch at a time, so one runner is enough. Loading skips
 inductor's CPU vector-ISA probe (``cpp.vec_isa_ok=False``), which compiles test programs to
-fill a warning field and took 40 s in a fresh process on the H200. torch is handed a checked
+fill a warning field and took tens of seconds in a fresh process (``benchmarks/results/build_h200.md``). torch is handed a checked
 private copy of the package, never the file itself (``trtdet.engines.inductor.unpack``).
 """
 
@@ -16,13 +16,19 @@ import importlib
 import os
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trtdet.contracts.artifact import ArtifactMetadata
 from trtdet.contracts.engine import BaseEngine, Shape
 from trtdet.errors import ModelError
+from trtdet.lazy import lazy_import
 
 from .unpack import private_copy
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 
 def load_runner(path: Path, metadata: ArtifactMetadata, device_index: int | None = None) -> Any:
@@ -30,8 +36,6 @@ def load_runner(path: Path, metadata: ArtifactMetadata, device_index: int | None
 
     ``device_index`` places a CUDA package's weights and kernels on that GPU (None: the current one).
     """
-    import torch
-
     for library in metadata.extra.get("op_libraries", []):
         try:
             importlib.import_module(library)
@@ -85,7 +89,6 @@ class InductorEngine(BaseEngine):
     NHWC layout (what it was traced with) and outputs stay torch tensors in the network's
     precision; on the CPU they come back as float32 numpy arrays.
     """
-
     backend = "inductor"
 
     def __init__(self, path: Path, metadata: ArtifactMetadata, cuda_graphs: bool, device: str | None = None) -> None:
@@ -109,8 +112,6 @@ class InductorEngine(BaseEngine):
 
     def activate_impl(self) -> None:
         """Load the package."""
-        import torch
-
         from trtdet.devices import on_device, torch_device
         from trtdet.engines.graphs import CudaGraphRunner
 
@@ -123,8 +124,6 @@ class InductorEngine(BaseEngine):
         self._call = CudaGraphRunner(self._runner, self.package_metadata.max_batch) if self.cuda_graphs else self._runner
 
     def infer_impl(self, batch: Any) -> dict[str, Any]:
-        import torch
-
         from trtdet.engines.torch_run import run_network
 
         layout = (self._torch_device, self._dtype, self._memory_format)
@@ -133,8 +132,6 @@ class InductorEngine(BaseEngine):
     def ungraphed_call(self, batch: Any) -> dict[str, Any]:
         """One batch through the package itself, never through its own CUDA graph: what a
         captured whole-pipeline graph (``trtdet.cuda.pipeline_graph``) records. CUDA only."""
-        import torch
-
         from trtdet.engines.torch_run import run_network
 
         layout = (self._torch_device, self._dtype, self._memory_format)

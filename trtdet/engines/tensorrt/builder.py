@@ -40,6 +40,11 @@ else:
 if TYPE_CHECKING:  # onnx is imported by the functions that build, not by loading the backend plugin
     import onnx
 
+if TYPE_CHECKING:
+    import onnx
+else:
+    onnx = lazy_import("onnx")
+
 PRECISIONS = ("fp32", "fp16")
 #: File suffix of TensorRT engines in the artifact cache.
 ENGINE_SUFFIX = ".engine"
@@ -172,7 +177,6 @@ def load_onnx(onnx_path: Path) -> tuple[onnx.ModelProto, str]:
     """The ONNX model and the sha256 of its file."""
     if not onnx_path.is_file():
         raise ModelError(f"{onnx_path}: ONNX file not found")
-    import onnx
 
     sha256 = file_sha256(onnx_path)
     try:
