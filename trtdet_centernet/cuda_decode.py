@@ -25,7 +25,6 @@ result (K values per image), so boxes, scores, classes and order equal
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -48,7 +47,13 @@ from trtdet.detections import Detections
 from trtdet.geometry import AffineTransform
 from trtdet.lazy import lazy_import
 from trtdet.postprocess import nms
-from trtdet.postprocess.queued import GraphDecode, PinnedPairs, QueuedDecode, done_event, transform_table
+from trtdet.postprocess.queued import (
+    GraphDecode,
+    PinnedPairs,
+    QueuedDecode,
+    done_event,
+    plan_decoder,
+)
 from trtdet_centernet.decode import (
     CenterNetDecoder,
     _sigmoid,
@@ -366,12 +371,7 @@ class CudaCenterNetDecoder(CenterNetDecoder):
         torch = self.torch
         output: Any = outputs[self.output_name]
         batch = int(output.shape[0])
-        if len(transforms) != batch or batch == 0:
-            raise ValueError(f"{len(transforms)} transforms for a batch of {batch}")
-        twin = copy.copy(self)  # the same settings, buffers of its own
-        twin._batch = 0
-        twin._buffers(batch)
-        twin._transforms_dev.copy_(torch.from_numpy(transform_table(transforms)).to(self.device))
+        twin = plan_decoder(self, transforms, batch, {"_batch": 0}, (batch,))
         name, transforms = self.output_name, list(transforms)
 
         def enqueue(outs: dict[str, Any]) -> None:

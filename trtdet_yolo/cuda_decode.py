@@ -18,7 +18,6 @@ Two launches per batch on the caller's stream, then one small device-to-host cop
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -45,8 +44,8 @@ from trtdet.postprocess.queued import (
     QueuedDecode,
     detections_from_rows,
     done_event,
+    plan_decoder,
     rows_to_detections,
-    transform_table,
 )
 from trtdet_yolo.decode import MAX_NMS_CANDIDATES, YoloDecoder
 
@@ -356,14 +355,9 @@ class CudaYoloDecoder(YoloDecoder):
                 )
             return self._fixed_set.graph_plan(name, pred, transforms)
         batch = int(pred.shape[0])
-        if len(transforms) != batch or batch == 0:
-            raise ValueError(f"{len(transforms)} transforms for a batch of {batch}")
         v8 = self.head == "v8"
         anchors = int(pred.shape[2] if v8 else pred.shape[1])
-        twin = copy.copy(self)  # the same settings, buffers of its own
-        twin._shape = (0, 0)
-        twin._buffers(batch, anchors)
-        twin._transforms_dev.copy_(torch.from_numpy(transform_table(transforms)).to(self.device))
+        twin = plan_decoder(self, transforms, batch, {"_shape": (0, 0)}, (batch, anchors))
         max_det = self.max_detections
 
         def enqueue(outs: dict[str, Any]) -> None:

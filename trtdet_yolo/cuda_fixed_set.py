@@ -14,7 +14,6 @@ Results: ``[B, max_detections + 1, 6]`` rows ``x1, y1, x2, y2, score, class``; r
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,8 +34,8 @@ from trtdet.postprocess.queued import (
     QueuedDecode,
     detections_from_rows,
     done_event,
+    plan_decoder,
     rows_to_detections,
-    transform_table,
 )
 
 if TYPE_CHECKING:
@@ -208,12 +207,7 @@ class CudaFixedSetDecoder:
         batch, rows = int(pred.shape[0]), int(pred.shape[1])
         if rows > MAX_ROWS:
             raise ModelError(f"model output: {rows} rows per image, the GPU fixed-set decoder holds at most {MAX_ROWS}")
-        if len(transforms) != batch or batch == 0:
-            raise ValueError(f"{len(transforms)} transforms for a batch of {batch}")
-        twin = copy.copy(self)  # the same settings, buffers of its own
-        twin._batch = 0
-        twin._buffers(batch)
-        twin._transforms_dev.copy_(torch.from_numpy(transform_table(transforms)).to(self.device))
+        twin = plan_decoder(self, transforms, batch, {"_batch": 0}, (batch,))
         in_h, in_w = transforms[0].dst_size
         max_det = self.max_detections
 

@@ -8,14 +8,21 @@ a queued copy is about to overwrite.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trtdet.detections import Detections
 from trtdet.geometry import AffineTransform
+from trtdet.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 
 @dataclass
@@ -133,3 +140,17 @@ def transform_table(transforms: Sequence[AffineTransform]) -> np.ndarray:
         table[i, :6] = transform.inverse.reshape(6)
         table[i, 6:] = transform.src_size
     return table
+
+
+def plan_decoder(decoder: Any, transforms: Sequence[AffineTransform], batch: int, reset: dict[str, Any],
+                 buffers: tuple[int, ...]) -> Any:
+    """A copy of a CUDA decoder for one captured graph (its ``graph_plan``): the same settings,
+    ``reset`` attributes, buffers of its own (``_buffers(*buffers)``) and the batch's transforms
+    written to the device once."""
+    if len(transforms) != batch or batch == 0:
+        raise ValueError(f"{len(transforms)} transforms for a batch of {batch}")
+    twin = copy.copy(decoder)
+    twin.__dict__.update(reset)
+    twin._buffers(*buffers)
+    twin._transforms_dev.copy_(torch.from_numpy(transform_table(transforms)).to(decoder.device))
+    return twin
