@@ -54,6 +54,8 @@ def onnx_file_description(path: Path) -> tuple[dict[str, str], list[int | str]]:
     """
     try:
         model = onnx.load(str(path), load_external_data=False)
+    except ImportError:  # a missing package (imported on first use) is not the input's problem
+        raise
     except Exception as exc:  # noqa: BLE001 - any parse failure is the file's problem
         raise ModelError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from exc
     metadata = {prop.key: prop.value for prop in model.metadata_props}
@@ -77,6 +79,8 @@ def session_file_description(path: Path) -> tuple[dict[str, str], list[int | str
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except ImportError:  # a missing package (imported on first use) is not the input's problem
+        raise
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
         lines = str(exc).strip().splitlines()
         raise ModelError(f"{path}: onnxruntime cannot read it: {lines[0] if lines else type(exc).__name__}") from exc

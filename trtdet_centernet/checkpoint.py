@@ -60,6 +60,8 @@ def _read(path: Path) -> Any:
         raise ModelError(f"{path}: empty file, not a checkpoint")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except ImportError:  # a missing package (imported on first use) is not the input's problem
+        raise
     except pickle.UnpicklingError as exc:
         detail = str(exc)
         # torch < 2.6 said "Unsupported global: GLOBAL posix.system"; torch 2.6+ says

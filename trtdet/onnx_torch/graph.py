@@ -226,6 +226,8 @@ def load_model(model: Any) -> tuple[Any, str]:
             raise ModelError("<onnx bytes>: model is empty")
         try:
             proto, label = onnx.load_from_string(bytes(model)), "<onnx bytes>"
+        except ImportError:  # a missing package (imported on first use) is not the input's problem
+            raise
         except Exception as exc:  # noqa: BLE001 - DecodeError and friends
             raise ModelError(f"<onnx bytes>: not a readable ONNX model ({type(exc).__name__})") from exc
     else:
@@ -238,6 +240,8 @@ def load_model(model: Any) -> tuple[Any, str]:
             raise ModelError(f"{path}: model file is empty")
         try:
             proto, label = onnx.load(str(path)), str(path)
+        except ImportError:  # a missing package (imported on first use) is not the input's problem
+            raise
         except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError, OSError, ...
             raise ModelError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
     check_structure(proto, label)

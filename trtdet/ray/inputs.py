@@ -56,6 +56,8 @@ def _list_uri(uri: str) -> InputListing:
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
         info = fs.get_file_info(path)
+    except ImportError:  # a missing package (imported on first use) is not the input's problem
+        raise
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError...: one line either way
         return InputListing([Input(uri, f"{uri}: cannot open ({_first_line(exc)})")])
     if info.type == pafs.FileType.NotFound:
@@ -123,6 +125,8 @@ def read_source_bytes(source: str) -> bytes:
         fs, path = pafs.FileSystem.from_uri(source)
         with fs.open_input_file(path) as handle:
             data = handle.read()
+    except ImportError:  # a missing package (imported on first use) is not the input's problem
+        raise
     except FileNotFoundError as exc:
         raise InputError(source, "file not found") from exc
     except Exception as exc:

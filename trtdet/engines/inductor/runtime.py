@@ -52,6 +52,8 @@ def load_runner(path: Path, metadata: ArtifactMetadata, device_index: int | None
                     runner = torch._inductor.aoti_load_package(str(copy.path), run_single_threaded=True)
                 else:
                     runner = torch._inductor.aoti_load_package(str(copy.path), run_single_threaded=True, device_index=device_index)
+        except ImportError:  # a missing package (imported on first use) is not the input's problem
+            raise
         except Exception as exc:  # the loader raises RuntimeError for most problems
             text = str(exc).strip().splitlines()
             reason = copy.local_names(text[0]) if text else type(exc).__name__

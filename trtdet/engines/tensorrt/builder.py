@@ -181,6 +181,8 @@ def load_onnx(onnx_path: Path) -> tuple[onnx.ModelProto, str]:
     sha256 = file_sha256(onnx_path)
     try:
         return onnx.load(str(onnx_path)), sha256
+    except ImportError:  # a missing package (imported on first use) is not the input's problem
+        raise
     except Exception as exc:  # onnx raises DecodeError, ValueError, ... for broken files
         raise ModelError(f"{onnx_path}: not a readable ONNX model: {exc}") from exc
 
