@@ -53,6 +53,7 @@ from trtdet.postprocess.queued import (
     QueuedDecode,
     done_event,
     plan_decoder,
+    transform_table,
 )
 from trtdet_centernet.decode import (
     CenterNetDecoder,
@@ -413,10 +414,7 @@ class CudaCenterNetDecoder(CenterNetDecoder):
             output = output.contiguous()
         self._buffers(batch)
         pinned = self._pinned.take()
-        table = pinned["transforms"][:batch].numpy()
-        for i, transform in enumerate(transforms):
-            table[i, :6] = transform.inverse.reshape(6)
-            table[i, 6:] = transform.src_size
+        transform_table(transforms, out=pinned["transforms"][:batch].numpy())
         torch_stream = None if SIMULATOR else torch.cuda.current_stream()
         self._transforms_dev[:batch].copy_(pinned["transforms"][:batch], non_blocking=True)
         launch_decode(

@@ -46,6 +46,7 @@ from trtdet.postprocess.queued import (
     done_event,
     plan_decoder,
     rows_to_detections,
+    transform_table,
 )
 from trtdet_yolo.decode import MAX_NMS_CANDIDATES, YoloDecoder
 
@@ -401,10 +402,7 @@ class CudaYoloDecoder(YoloDecoder):
         anchors = int(pred.shape[2] if v8 else pred.shape[1])
         self._buffers(batch, anchors)
         pinned = self._pinned.take()
-        table = pinned["transforms"][:batch].numpy()
-        for i, transform in enumerate(transforms):
-            table[i, :6] = transform.inverse.reshape(6)
-            table[i, 6:] = transform.src_size
+        transform_table(transforms, out=pinned["transforms"][:batch].numpy())
         torch_stream = None if SIMULATOR else torch.cuda.current_stream()
         self._transforms_dev[:batch].copy_(pinned["transforms"][:batch], non_blocking=True)
         self._launch(pred, batch, anchors, v8, numba_stream(torch_stream))

@@ -36,6 +36,7 @@ from trtdet.postprocess.queued import (
     done_event,
     plan_decoder,
     rows_to_detections,
+    transform_table,
 )
 
 if TYPE_CHECKING:
@@ -180,10 +181,7 @@ class CudaFixedSetDecoder:
             return QueuedDecode(None, None, transforms, 0)
         self._buffers(batch)
         pinned = self._pinned.take()
-        table = pinned["transforms"][:batch].numpy()
-        for i, transform in enumerate(transforms):
-            table[i, :6] = transform.inverse.reshape(6)
-            table[i, 6:] = transform.src_size
+        transform_table(transforms, out=pinned["transforms"][:batch].numpy())
         in_h, in_w = transforms[0].dst_size
         torch_stream = None if SIMULATOR else torch.cuda.current_stream()
         self._transforms_dev[:batch].copy_(pinned["transforms"][:batch], non_blocking=True)

@@ -132,10 +132,10 @@ class GraphDecode:
         return 2 * self.results.numel() * self.results.element_size()
 
 
-def transform_table(transforms: Sequence[AffineTransform]) -> np.ndarray:
+def transform_table(transforms: Sequence[AffineTransform], out: np.ndarray | None = None) -> np.ndarray:
     """``[B, 8]`` float64: each image's inverse matrix (6), source height and width -- the table
-    the GPU decoders read (the same rows their ``queue`` writes into pinned memory)."""
-    table = np.empty((len(transforms), 8), np.float64)
+    the GPU decoders read. ``out``: rows to fill in place (a ``queue``'s pinned buffer, no allocation)."""
+    table = np.empty((len(transforms), 8), np.float64) if out is None else out
     for i, transform in enumerate(transforms):
         table[i, :6] = transform.inverse.reshape(6)
         table[i, 6:] = transform.src_size
