@@ -88,6 +88,8 @@ def main() -> None:
     parser.add_argument("--skip-ultralytics", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--families", action="store_true", help="issue 25's table (benchmarks/yolo_families.py)")
+    parser.add_argument("--family", action="append", default=None, choices=("yolo11n", "yolo26n", "rtdetr-l"),
+                        help="with --families: only these families' rows (each carries its own Ultralytics baseline)")
     args = parser.parse_args()
 
     photo = cv2.imread(str(Path(trtdet.__file__).parent / "data" / "sample.jpg"))
@@ -101,9 +103,10 @@ def main() -> None:
     rows: list[tuple[str, int, list[float]]] = []
     notes: list[str] = []
     if args.families:
-        from yolo_families import family_rows
+        from yolo_families import FAMILIES, family_rows
 
-        rows = family_rows(frames, args.batches, args.iterations, default_model_path())
+        rows = family_rows(frames, args.batches, args.iterations, default_model_path(),
+                           tuple(args.family) if args.family else FAMILIES)
         write_table(args, rows, {}, ["YOLO26n and RT-DETR-l: random weights (seed 0), fp16; see benchmarks/yolo_families.py"],
                     "YOLO11n rect vs square, YOLO26n and RT-DETR-l")
         return
@@ -174,7 +177,8 @@ def write_table(args, rows, stages, notes, title: str) -> None:
         f"# {title} end to end, {args.image_size[1]}x{args.image_size[0]} frames in host memory, detections on the host",
         "",
         f"Device: {device_name}; torch {torch.__version__}. Command: `python benchmarks/yolo.py --batches "
-        f"{' '.join(map(str, args.batches))} --iterations {args.iterations}{' --families' if families else ''}`",
+        f"{' '.join(map(str, args.batches))} --iterations {args.iterations}{' --families' if families else ''}"
+        f"{''.join(f' --family {f}' for f in (getattr(args, 'family', None) or []))}`",
         "",
         "| pipeline | batch | median ms/call | min ms | images/s | vs ultralytics |",
         "|---|---|---|---|---|---|",

@@ -56,13 +56,41 @@ def export(model: Any, folder: Path, name: str, **options: Any) -> Path:
     return target
 
 
-def family_rows(frames: list[np.ndarray], batches: list[int], iterations: int, yolo11n: Path) -> list[tuple[str, int, list[float]]]:
-    """(pipeline, batch, seconds per call) rows for the issue's table."""
+FAMILIES = ("yolo11n", "yolo26n", "rtdetr-l")
+
+
+class _Rows(list):
+    """The table's rows, each printed as it is timed, so a run cut off by a time limit still shows them."""
+
+    def append(self, row: tuple[str, int, list[float]]) -> None:
+        name, batch, times = row
+        print(f"row: {name} | batch {batch} | median {1e3 * float(np.median(times)):.2f} ms", flush=True)
+        super().append(row)
+
+
+def family_rows(frames: list[np.ndarray], batches: list[int], iterations: int, yolo11n: Path,
+                families: tuple[str, ...] = FAMILIES) -> list[tuple[str, int, list[float]]]:
+    """(pipeline, batch, seconds per call) rows for the issue's table, for the ``families`` named (each
+    family's rows carry their own Ultralytics baseline, so a table may be timed in parts)."""
     from ultralytics import RTDETR, YOLO
 
-    rows: list[tuple[str, int, list[float]]] = []
+    rows: list[tuple[str, int, list[float]]] = _Rows()
     big = max(batches)
-    # YOLO11n rect vs square, trained weights (the shipped ONNX, as benchmarks/yolo.py loads them).
+    if "yolo11n" in families:
+        _yolo11n_rows(rows, frames, batches, iterations, yolo11n, big)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name, cls, cfg, options, trtdet_model in (
+            ("yolo26n", YOLO, "yolo26n.yaml", {"nms": False}, "yolo"),
+            ("rtdetr-l", RTDETR, "rtdetr-l.yaml", {}, "rtdetr"),
+        ):
+            if name in families:
+                _family_rows(rows, frames, batches, iterations, big, folder, name, cls, cfg, options, trtdet_model)
+    return list(rows)
+
+
+def _yolo11n_rows(rows, frames, batches, iterations, yolo11n, big) -> None:
+    """YOLO11n rect vs square, trained weights (the shipped ONNX, as benchmarks/yolo.py loads them)."""
     from yolo import ultralytics_predictor
 
     for rect in (True, False):
@@ -74,31 +102,28 @@ def family_rows(frames: list[np.ndarray], batches: list[int], iterations: int, y
         for batch in batches:
             rows.append((f"yolo11n trtdet inductor+graphs {label}", batch, time_it(detect, frames[:batch], iterations)))
         detector.close()
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        for name, cls, cfg, options, trtdet_model in (
-            ("yolo26n", YOLO, "yolo26n.yaml", {"nms": False}, "yolo"),
-            ("rtdetr-l", RTDETR, "rtdetr-l.yaml", {}, "rtdetr"),
-        ):
-            torch.manual_seed(0)
-            model = cls(cfg)
-            onnx = export(model, folder, name, **options)
-            torch.manual_seed(0)
-            predict = _ultralytics_predict(cls(cfg))
-            for batch in batches:
-                rows.append((f"{name} ultralytics predictor", batch, time_it(predict, frames[:batch], iterations)))
-            for backend in ("inductor", "torch") if trtdet_model == "rtdetr" else ("inductor",):
-                try:
-                    detector, detect = _trtdet(trtdet_model, onnx, big, frames, backend=backend)
-                except Exception as exc:  # noqa: BLE001 - a family trtdet cannot compile yet: say so, time the rest
-                    print(f"{name}: no trtdet {backend} row: {str(exc).splitlines()[0]}", flush=True)
-                    continue
-                # the backend that actually runs: inductor falls back to eager torch where it cannot compile
-                if backend == "torch":
-                    label = "torch (eager)+graphs"
-                else:
-                    label = "inductor+graphs" if detector.backend == "inductor" else f"{detector.backend} (inductor fell back)"
-                for batch in batches:
-                    rows.append((f"{name} trtdet {label}", batch, time_it(detect, frames[:batch], iterations)))
-                detector.close()
-    return rows
+
+
+def _family_rows(rows, frames, batches, iterations, big, folder, name, cls, cfg, options, trtdet_model) -> None:
+    """One family built from Ultralytics' yaml (seed 0): its predictor, then trtdet on its ONNX export."""
+    torch.manual_seed(0)
+    model = cls(cfg)
+    onnx = export(model, folder, name, **options)
+    torch.manual_seed(0)
+    predict = _ultralytics_predict(cls(cfg))
+    for batch in batches:
+        rows.append((f"{name} ultralytics predictor", batch, time_it(predict, frames[:batch], iterations)))
+    for backend in ("inductor", "torch") if trtdet_model == "rtdetr" else ("inductor",):
+        try:
+            detector, detect = _trtdet(trtdet_model, onnx, big, frames, backend=backend)
+        except Exception as exc:  # noqa: BLE001 - a family trtdet cannot compile yet: say so, time the rest
+            print(f"{name}: no trtdet {backend} row: {str(exc).splitlines()[0]}", flush=True)
+            continue
+        # the backend that actually runs: inductor falls back to eager torch where it cannot compile
+        if backend == "torch":
+            label = "torch (eager)+graphs"
+        else:
+            label = "inductor+graphs" if detector.backend == "inductor" else f"{detector.backend} (inductor fell back)"
+        for batch in batches:
+            rows.append((f"{name} trtdet {label}", batch, time_it(detect, frames[:batch], iterations)))
+        detector.close()
