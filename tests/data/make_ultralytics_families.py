@@ -43,7 +43,7 @@ import platform
 import shutil
 import sys
 import tempfile
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import yaml
@@ -229,6 +229,13 @@ def family_record(loader, onnx_path: Path, files, recorder, extra: dict) -> dict
     return record
 
 
+def _version_or_absent(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:  # onnxslim is not on the GPU machine (Ultralytics then exports unsimplified)
+        return "not installed"
+
+
 def versions() -> dict:
     import cv2
     import numpy as np
@@ -237,7 +244,7 @@ def versions() -> dict:
 
     return {
         "ultralytics": ultralytics.__version__, "torch": torch.__version__, "torchvision": version("torchvision"),
-        "onnx": version("onnx"), "onnxslim": version("onnxslim"), "onnxruntime": version("onnxruntime"),
+        "onnx": version("onnx"), "onnxslim": _version_or_absent("onnxslim"), "onnxruntime": version("onnxruntime"),
         "opencv": cv2.__version__, "numpy": np.__version__, "python": platform.python_version(),
     }
 

@@ -5,7 +5,8 @@ AOTInductor packages next): the metadata makes an artifact self-describing, so a
 nothing else. Its key fields (``KEY_FIELDS``) are what the artifact cache is keyed by: model
 name, class names, input size, precision, runtime and its version, compute capability
 (``"aot"`` for portable ahead-of-time builds), GPU name, source sha256, max batch, the build
-options plugins' build steps chose, and the trtdet version. The I/O tensors, required
+options plugins' build steps chose, the trtdet version, and whether the input's height and
+width are dynamic (a TensorRT engine built for the rect letterbox: any H x W up to ``input_size``). The I/O tensors, required
 runtime plugins and free-form extras ride along outside the key.
 
 Headers written before the fields were runtime-neutral (``trt_flavour``, ``trt_version``,
@@ -44,7 +45,10 @@ KEY_FIELDS: tuple[str, ...] = (
     "max_batch",
     "build_options",
     "trtdet_version",
+    "dynamic_input_size",
 )
+#: Key fields headers of older trtdet versions may lack, and the value they meant.
+_KEY_DEFAULTS: dict[str, Any] = {"dynamic_input_size": False}
 #: Header fields of older trtdet versions and the fields they are now.
 _OLD_NAMES = {"trt_flavour": "runtime", "trt_version": "runtime_version", "onnx_sha256": "source_sha256"}
 
@@ -77,7 +81,8 @@ class ArtifactMetadata:
     and ``runtime_version`` its version; ``compute_capability`` is the GPU's (``"9.0"``) or
     ``"aot"`` for portable builds, whose ``gpu_name`` is ``""``. ``build_options`` maps build
     step names to the choices made (e.g. ``{"lowering": "decomposed"}``); the core never
-    interprets it.
+    interprets it. ``dynamic_input_size``: the payload takes any input height and width up to
+    ``input_size`` (else exactly ``input_size``).
     """
 
     model: str
@@ -92,6 +97,7 @@ class ArtifactMetadata:
     max_batch: int
     trtdet_version: str
     build_options: Mapping[str, str] = field(default_factory=dict, hash=False)
+    dynamic_input_size: bool = False
     inputs: tuple[TensorInfo, ...] = ()
     outputs: tuple[TensorInfo, ...] = ()
     plugins: tuple[RequiredPlugin, ...] = ()
@@ -115,7 +121,7 @@ class ArtifactMetadata:
             data = _current_names(data)
         except (TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"{source}: malformed engine metadata: {exc}") from exc
-        missing = [name for name in KEY_FIELDS if name not in data]
+        missing = [name for name in KEY_FIELDS if name not in data and name not in _KEY_DEFAULTS]
         if missing:
             raise ModelError(f"{source}: engine metadata lacks {', '.join(missing)}")
         try:
@@ -132,6 +138,7 @@ class ArtifactMetadata:
                 max_batch=int(data["max_batch"]),
                 trtdet_version=str(data["trtdet_version"]),
                 build_options={str(k): str(v) for k, v in dict(data["build_options"]).items()},
+                dynamic_input_size=_flag(data.get("dynamic_input_size", _KEY_DEFAULTS["dynamic_input_size"])),
                 inputs=tuple(_tensor(t) for t in data.get("inputs", ())),
                 outputs=tuple(_tensor(t) for t in data.get("outputs", ())),
                 plugins=tuple(RequiredPlugin(**p) for p in data.get("plugins", ())),
@@ -171,6 +178,12 @@ def _current_names(data: dict[str, Any]) -> dict[str, Any]:
 def _no_constant(name: str) -> Any:
     """JSON's non-standard NaN/Infinity have no place in a header (``int(inf)`` would overflow later)."""
     raise ValueError(f"{name} is not a valid metadata value")
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
 
 
 def _tensor(data: dict[str, Any]) -> TensorInfo:

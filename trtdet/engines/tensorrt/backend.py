@@ -10,6 +10,7 @@ TensorRT plugins of the build steps named in the engine's ``build_options`` are 
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -116,7 +117,10 @@ def ensure_runnable(
     warnings.warn(f"{path}: {reason}; rebuilding from the cached source ONNX", stacklevel=2)
     # Rebuild the engine this file holds: the spec as the file describes it (its input size
     # and names), not the one the caller started from.
-    spec = adapt_spec_to_file(spec, metadata.as_strings(), (None, None, *metadata.input_size))
+    if metadata.dynamic_input_size:  # any H x W up to input_size: what the rect letterbox builds
+        spec = adapt_spec_to_file(dataclasses.replace(spec, letterbox="rect"), metadata.as_strings(), (None,) * 4)
+    else:
+        spec = adapt_spec_to_file(spec, metadata.as_strings(), (None, None, *metadata.input_size))
     config = BuildConfig(
         precision=metadata.precision,
         max_batch=metadata.max_batch,

@@ -13,6 +13,7 @@ come from the steps plugins register through ``trtdet_build_steps``.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -136,15 +137,35 @@ def _image_input(model: onnx.ModelProto, source: str) -> onnx.ValueInfoProto:
     return inputs[0]
 
 
-def fix_spatial_size(
-    model: onnx.ModelProto, spec: ModelSpec, source: str
-) -> tuple[tuple[int, int], int | None]:
-    """Make the image input's H and W static (the spec's size where dynamic), in place.
+@dataclass(frozen=True)
+class InputGeometry:
+    """The image input an engine is built for: its size (the largest under a dynamic H x W), the
+    ONNX's static batch (None: dynamic) and whether H and W stay dynamic."""
 
-    Returns the input size and the static batch (None when the batch is dynamic). Static
-    spatial dims let TensorRT infer static output shapes, which the engine metadata records.
+    size: tuple[int, int]
+    static_batch: int | None
+    dynamic_size: bool = False
+
+
+def keeps_dynamic_size(spec: ModelSpec) -> bool:
+    """Whether a model with a dynamic H and W keeps them dynamic in its engine: under the rect letterbox,
+    whose batches have each shape's stride-padded size (384x640 for 16:9 frames at 640), as
+    Ultralytics' predictor does for a model that accepts any size."""
+    return spec.letterbox == "rect"
+
+
+def fix_spatial_size(model: onnx.ModelProto, spec: ModelSpec, source: str) -> InputGeometry:
+    """Make the image input's H and W static (the spec's size where dynamic), in place, unless both are
+    dynamic and the spec's letterbox wants them so (``keeps_dynamic_size``).
+
+    Static spatial dims let TensorRT infer static output shapes, which the engine metadata records;
+    a dynamic H x W gets an optimisation profile up to the spec's size instead (``profile_shapes``).
     """
     dims = _image_input(model, source).type.tensor_type.shape.dim
+    batch = int(dims[0].dim_value) if dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
+    static = [dims[i].HasField("dim_value") and dims[i].dim_value > 0 for i in (2, 3)]
+    if not any(static) and keeps_dynamic_size(spec):
+        return InputGeometry((int(spec.input_size[0]), int(spec.input_size[1])), batch, dynamic_size=True)
     size = []
     for index, default in ((2, spec.input_size[0]), (3, spec.input_size[1])):
         if dims[index].HasField("dim_value") and dims[index].dim_value > 0:
@@ -152,8 +173,28 @@ def fix_spatial_size(
         else:
             dims[index].dim_value = int(default)
             size.append(int(default))
-    batch = int(dims[0].dim_value) if dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
-    return (size[0], size[1]), batch
+    return InputGeometry((size[0], size[1]), batch)
+
+
+def profile_shapes(
+    shape: tuple[int, ...], max_batch: int, opt_batch: int, size: tuple[int, int] | None, multiple: int
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None:
+    """The (min, opt, max) input shapes of the optimisation profile, None when the input is static.
+
+    ``shape`` is the parsed network's input (-1: dynamic); ``size`` the largest H x W when they are
+    dynamic, tuned for (rect batches of a 16:9 stream are smaller, but every size up to it runs),
+    from ``multiple`` x ``multiple`` (the smallest stride-padded rect size).
+    """
+    channels = shape[1]
+    batch_dynamic = shape[0] < 0
+    if not batch_dynamic and size is None:
+        return None
+    low_batch, opt, high_batch = (1, opt_batch, max_batch) if batch_dynamic else (shape[0],) * 3
+    if size is None:
+        spatial_low = spatial_high = tuple(shape[2:])
+    else:
+        spatial_low, spatial_high = (min(multiple, size[0]), min(multiple, size[1])), size
+    return (low_batch, channels, *spatial_low), (opt, channels, *spatial_high), (high_batch, channels, *spatial_high)
 
 
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -200,15 +241,16 @@ def describe(
     config: BuildConfig,
     flavour: Flavour,
     sha256: str,
-    shape: tuple[tuple[int, int], int],
+    shape: tuple[InputGeometry, int],
     build_options: dict[str, str],
 ) -> ArtifactMetadata:
-    """The engine's metadata as far as the cache key goes (``shape``: input size, max batch)."""
-    input_size, max_batch = shape
+    """The engine's metadata as far as the cache key goes (``shape``: input geometry, max batch)."""
+    geometry, max_batch = shape
     return ArtifactMetadata(
         model=spec.name,
         names=class_names_of(model, spec),
-        input_size=input_size,
+        input_size=geometry.size,
+        dynamic_input_size=geometry.dynamic_size,
         precision=config.precision,
         runtime=flavour.name,
         runtime_version=flavour.version,
@@ -292,20 +334,23 @@ def parse_network(model: onnx.ModelProto, source: Path, flavour: Flavour, planne
     return Network(flavour, logger, builder, network, parser)
 
 
-def configure(parsed: Network, config: BuildConfig, max_batch: int, source: Path) -> Any:
-    """The builder config: workspace limit and the dynamic-batch optimisation profile."""
+def configure(parsed: Network, config: BuildConfig, max_batch: int, source: Path, geometry: InputGeometry | None = None,
+              multiple: int = 32) -> Any:
+    """The builder config: workspace limit and the optimisation profile of a dynamic batch and/or H x W."""
     builder, network = parsed.builder, parsed.network
     trt_config = builder.create_builder_config()
     if config.workspace_mib:
         trt_config.set_memory_pool_limit(parsed.flavour.module.MemoryPoolType.WORKSPACE, config.workspace_mib << 20)
-    profile = builder.create_optimization_profile()
     image = network.get_input(0)
     shape = tuple(int(d) for d in image.shape)
-    if any(d < 0 for d in shape[1:]):
+    dynamic_size = geometry.size if geometry is not None and geometry.dynamic_size else None
+    if shape[1] < 0 or (dynamic_size is None and any(d < 0 for d in shape[2:])):
         raise ModelError(f"{source}: input {image.name!r} has dynamic non-batch dims {shape} after fixing H, W")
-    if shape[0] < 0:
-        opt = min(max(config.opt_batch or max_batch, 1), max_batch)
-        profile.set_shape(image.name, (1, *shape[1:]), (opt, *shape[1:]), (max_batch, *shape[1:]))
+    opt = min(max(config.opt_batch or max_batch, 1), max_batch)
+    shapes = profile_shapes(shape, max_batch, opt, dynamic_size, multiple)
+    if shapes is not None:
+        profile = builder.create_optimization_profile()
+        profile.set_shape(image.name, *shapes)
         trt_config.add_optimization_profile(profile)
     return trt_config
 
@@ -347,6 +392,10 @@ def completed(metadata: ArtifactMetadata, parsed: Network, plugins: tuple[Requir
     )
 
 
+class DynamicSizeFailed(ModelError):
+    """TensorRT could not build the network with a dynamic height and width (a fixed size may still build)."""
+
+
 def build_engine(
     onnx_path: Path | str,
     spec: ModelSpec,
@@ -360,7 +409,9 @@ def build_engine(
     """Build (or fetch from the cache) the engine of ``onnx_path`` for ``spec``.
 
     The engine lands in the cache and, when ``output`` is given, is copied there too.
-    ``report`` receives one-line progress messages (build phases of long builds).
+    ``report`` receives one-line progress messages (build phases of long builds). Where TensorRT
+    cannot build a rect (dynamic H x W) engine, a fixed-size one is built instead, with one line
+    saying so: TensorRT-RTX 1.7 fails that way on fp16 YOLO11n (its shape inference of ``Resize``).
     """
     started = time.perf_counter()
     say: Report = report or (lambda _message: None)
@@ -370,29 +421,63 @@ def build_engine(
     check_config(config)
     flavour = load_flavour(config.trt)
     cache = cache or engine_cache()
-    model, sha256 = load_onnx(source)
-    input_size, static_batch = fix_spatial_size(model, spec, str(source))
-    max_batch = batch_range(static_batch, config, say)
-    planned = plan_steps(model, spec, config.build_options, flavour.runtime_info())
-    metadata = describe(model, spec, config, flavour, sha256, (input_size, max_batch), chosen_options(planned))
-    if use_cache and (hit := cache.lookup(metadata.key())) is not None:
-        say(f"engine cache hit: {hit}")
-        return BuildResult(_deliver(hit, output), read_metadata(hit), True, time.perf_counter() - started)
+    job = _BuildJob(source, config, flavour, cache, say, output, use_cache, started)
+    try:
+        return job.run(spec)
+    except DynamicSizeFailed as exc:
+        size = f"{spec.input_size[0]}x{spec.input_size[1]}"
+        message = (f"{source}: {flavour.label} cannot build this {config.precision} network with a dynamic height and "
+                   f"width ({exc}); building a fixed {size} engine, which runs the square letterbox "
+                   "(--precision fp32 or --backend inductor run rect)")
+        say(message)
+        warnings.warn(message, stacklevel=2)
+        return job.run(replace(spec, letterbox="square"))
 
-    model = apply_precision(apply_steps(model, spec, planned), config.precision, say)
-    offered = register_step_plugins(planned, flavour)
-    used_ops = {node.op_type for node in model.graph.node}
-    plugins = tuple(plugin for name, plugin in offered.items() if name in used_ops)
-    parsed = parse_network(model, source, flavour, planned, say)
-    trt_config = configure(parsed, config, max_batch, source)
-    say(f"building {config.precision} engine, batch 1..{max_batch} (this can take minutes)")
-    plan = serialize(parsed, trt_config, cache, source, say)
-    metadata = completed(metadata, parsed, plugins, plan, source)
-    cache.keep_source(source, sha256)
-    stored = cache.store(metadata, plan)
-    seconds = time.perf_counter() - started
-    say(f"engine built in {seconds:.1f} s: {len(plan) / 1e6:.1f} MB")
-    return BuildResult(_deliver(stored, output), metadata, False, seconds)
+
+@dataclass
+class _BuildJob:
+    """One ``build_engine`` call's fixed parts; ``run`` builds (or fetches) the engine for a spec."""
+
+    source: Path
+    config: BuildConfig
+    flavour: Flavour
+    cache: ArtifactCache
+    say: Report
+    output: Path | str | None
+    use_cache: bool
+    started: float
+
+    def run(self, spec: ModelSpec) -> BuildResult:
+        source, config, flavour, cache, say = self.source, self.config, self.flavour, self.cache, self.say
+        model, sha256 = load_onnx(source)
+        geometry = fix_spatial_size(model, spec, str(source))
+        max_batch = batch_range(geometry.static_batch, config, say)
+        planned = plan_steps(model, spec, config.build_options, flavour.runtime_info())
+        metadata = describe(model, spec, config, flavour, sha256, (geometry, max_batch), chosen_options(planned))
+        if self.use_cache and (hit := cache.lookup(metadata.key())) is not None:
+            say(f"engine cache hit: {hit}")
+            return BuildResult(_deliver(hit, self.output), read_metadata(hit), True, time.perf_counter() - self.started)
+
+        model = apply_precision(apply_steps(model, spec, planned), config.precision, say)
+        offered = register_step_plugins(planned, flavour)
+        used_ops = {node.op_type for node in model.graph.node}
+        plugins = tuple(plugin for name, plugin in offered.items() if name in used_ops)
+        parsed = parse_network(model, source, flavour, planned, say)
+        trt_config = configure(parsed, config, max_batch, source, geometry, spec.input_multiple or spec.stride or 32)
+        sizes = f", input up to {geometry.size[0]}x{geometry.size[1]} (rect)" if geometry.dynamic_size else ""
+        say(f"building {config.precision} engine, batch 1..{max_batch}{sizes} (this can take minutes)")
+        try:
+            plan = serialize(parsed, trt_config, cache, source, say)
+        except ModelError as exc:
+            if geometry.dynamic_size:
+                raise DynamicSizeFailed(parsed.logger.last_error()) from exc
+            raise
+        metadata = completed(metadata, parsed, plugins, plan, source)
+        cache.keep_source(source, sha256)
+        stored = cache.store(metadata, plan)
+        seconds = time.perf_counter() - self.started
+        say(f"engine built in {seconds:.1f} s: {len(plan) / 1e6:.1f} MB")
+        return BuildResult(_deliver(stored, self.output), metadata, False, seconds)
 
 
 def _deliver(cached: Path, output: Path | str | None) -> Path:

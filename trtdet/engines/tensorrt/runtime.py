@@ -58,6 +58,8 @@ class TensorRTEngine(BaseEngine):
         self.flavour = flavour
         self.cuda_graph = cuda_graph
         self.max_batch: int | None = metadata.max_batch
+        #: The (largest) input height and width: a rect engine takes any size up to it.
+        self.input_size: tuple[int, int] = tuple(metadata.input_size)  # type: ignore[assignment]
         self.metadata: dict[str, str] = metadata.as_strings()
         self._plan = plan
         self._warmup = warmup
@@ -97,7 +99,9 @@ class TensorRTEngine(BaseEngine):
         return self._torch.from_numpy(np.zeros(0, dtype=self._trt.nptype(trt_dtype))).dtype
 
     def _warm_up(self) -> None:
-        shape = tuple(1 if d is None else d for d in self.input_shape)
+        # batch 1 at the largest H x W where they are dynamic (the rect letterbox's engines)
+        fallback = (1, 1, *self.input_size)
+        shape = tuple(fallback[i] if d is None else d for i, d in enumerate(self.input_shape))
         batch = self._torch.zeros(shape, dtype=self._dtypes[self.input_name], device=self._device)
         self.infer_impl(batch)
         self._torch.cuda.current_stream(self._device).synchronize()

@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+#: How much of a TensorRT error message a one-line error quotes.
+LAST_ERROR_CHARS = 400
+
 
 def make_logger(trt: ModuleType, echo: Callable[[str], None] | None = None) -> Any:
     """A ``trt.ILogger`` that keeps error messages (to explain failures) and echoes warnings."""
@@ -28,7 +31,11 @@ def make_logger(trt: ModuleType, echo: Callable[[str], None] | None = None) -> A
                 echo(f"[TensorRT] {msg}")
 
         def last_error(self) -> str:
-            return self.errors[-1].strip().splitlines()[-1] if self.errors else "no error reported"
+            """The last error as one line (TensorRT's can span many), cut to ``LAST_ERROR_CHARS``."""
+            if not self.errors:
+                return "no error reported"
+            text = " ".join(self.errors[-1].split())
+            return text if len(text) <= LAST_ERROR_CHARS else text[: LAST_ERROR_CHARS - 3] + "..."
 
     return CollectingLogger()
 

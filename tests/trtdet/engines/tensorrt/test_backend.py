@@ -7,6 +7,7 @@ machine), so they skip with the backend's own reason.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from dataclasses import replace
@@ -100,6 +101,22 @@ def test_engine_for_another_version_is_rebuilt_from_the_cached_onnx(yolo_engine,
         path, rebuilt, new_plan = ensure_runnable(stale, get_model("yolo").spec, flavour, (8, 6), cache)
     assert rebuilt.runtime_version == flavour.version and rebuilt.source_sha256 == metadata.source_sha256
     assert path.is_file() and read_artifact(path)[1] == new_plan
+    # the engine the file held: the yolo spec's rect letterbox keeps H x W dynamic, up to 640x640
+    assert metadata.dynamic_input_size and rebuilt.dynamic_input_size and rebuilt.input_size == (640, 640)
+    assert [t.shape for t in rebuilt.inputs] == [(-1, 3, -1, -1)]
+
+
+@pytest.mark.slow
+def test_a_stale_square_engine_is_rebuilt_square_whatever_the_callers_letterbox(rtx, tensorrt_plugins, yolo_onnx, tmp_path):
+    cache = ArtifactCache(tmp_path / "engines")
+    square = dataclasses.replace(get_model("yolo").spec, letterbox="square")
+    result = build_engine(yolo_onnx, square, BuildConfig(trt="rtx"), cache=cache)
+    metadata, plan = read_artifact(result.path)
+    stale = write_artifact(tmp_path / "stale.engine", replace(metadata, runtime_version="1.0.0"), plan)
+    result.path.unlink()
+    with pytest.warns(UserWarning, match="rebuilding"):
+        _, rebuilt, _ = ensure_runnable(stale, get_model("yolo").spec, load_flavour("rtx"), (8, 6), cache)
+    assert not rebuilt.dynamic_input_size and [t.shape for t in rebuilt.inputs] == [(-1, 3, 640, 640)]
 
 
 def test_stale_engine_without_cached_onnx_says_how_to_rebuild(yolo_engine, tmp_path):

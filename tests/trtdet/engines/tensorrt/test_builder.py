@@ -7,6 +7,7 @@ engine metadata records.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -33,7 +34,7 @@ def built_cache(tmp_path_factory) -> ArtifactCache:
 
 @pytest.fixture(scope="module")
 def yolo_build(rtx, tensorrt_plugins, yolo_onnx, built_cache):
-    spec = get_model("yolo").spec
+    spec = dataclasses.replace(get_model("yolo").spec, letterbox="square")  # a fixed 640x640 input
     messages: list[str] = []
     result = build_engine(
         yolo_onnx, spec, BuildConfig(max_batch=4), cache=built_cache, report=messages.append
@@ -70,7 +71,7 @@ def test_yolo11n_engine_metadata_and_io(yolo_build, yolo_onnx, rtx):
 def test_second_build_hits_the_cache(yolo_build, yolo_onnx, built_cache, tmp_path):
     first, _ = yolo_build
     messages: list[str] = []
-    spec = get_model("yolo").spec
+    spec = dataclasses.replace(get_model("yolo").spec, letterbox="square")
     again = build_engine(
         yolo_onnx,
         spec,
@@ -83,6 +84,26 @@ def test_second_build_hits_the_cache(yolo_build, yolo_onnx, built_cache, tmp_pat
     assert again.path == tmp_path / "y.engine" and again.path.read_bytes() == first.path.read_bytes()
     assert messages == [f"engine cache hit: {first.path}"]
     assert built_cache.cached_source(first.metadata.source_sha256).read_bytes() == yolo_onnx.read_bytes()
+
+
+@pytest.mark.slow
+def test_a_rect_yolo_engine_takes_any_height_and_width_up_to_its_input_size(rtx, tensorrt_plugins, yolo_onnx, built_cache):
+    """The yolo spec's default letterbox, rect, on a dynamic-size ONNX: the engine keeps H and W dynamic
+    (an optimisation profile from 32x32 to the input size), as Ultralytics' rect batches need."""
+    spec = dataclasses.replace(get_model("yolo").spec, input_size=(480, 640))
+    messages: list[str] = []
+    result = build_engine(yolo_onnx, spec, BuildConfig(max_batch=2), cache=built_cache, report=messages.append)
+    meta = result.metadata
+    assert meta.dynamic_input_size and meta.input_size == (480, 640) and meta.max_batch == 2
+    assert [(t.name, t.shape) for t in meta.inputs] == [("images", (-1, 3, -1, -1))]
+    assert [(t.name, t.shape) for t in meta.outputs] == [("output0", (-1, 84, -1))]
+    assert any("input up to 480x640 (rect)" in m for m in messages), messages
+    assert read_metadata(result.path).dynamic_input_size
+    # the square engine of the same file is another cache entry, not this one
+    square = build_engine(yolo_onnx, dataclasses.replace(spec, letterbox="square"), BuildConfig(max_batch=2),
+                          cache=built_cache)
+    assert not square.cached and not square.metadata.dynamic_input_size
+    assert [t.shape for t in square.metadata.inputs] == [(-1, 3, 480, 640)]
 
 
 @pytest.mark.slow
@@ -253,3 +274,31 @@ def test_build_cli_takes_plugin_build_options(rtx, tensorrt_plugins, centernet_o
     assert unknown.exit_code == 1 and re.search(r"unknown build option 'lowering' \(known: [^)]*\bdcn\b", unknown.output)
     helped = CliRunner().invoke(build_command, ["--help"])
     assert "--dcn [auto|builtin|plugin|decomposed]" in helped.output and "--build-option NAME=VALUE" in helped.output
+
+
+@pytest.mark.slow
+def test_a_rect_engine_tensorrt_cannot_build_becomes_a_fixed_size_one_with_one_line(rtx, tensorrt_plugins, yolo_onnx,
+                                                                                     tmp_path, monkeypatch):
+    """TensorRT-RTX 1.7 fails fp16 YOLO11n with a dynamic H x W (Myelin's shape inference of Resize); a build
+    TensorRT refuses that way falls back to the fixed input size. The refusal is forced here for fp32, so the
+    test does not depend on which release fails."""
+    import trtdet.engines.tensorrt.builder as builder
+
+    real_serialize = builder.serialize
+
+    def refuse_dynamic_sizes(parsed, trt_config, cache, source, say):
+        if any(int(d) < 0 for d in parsed.network.get_input(0).shape[2:]):
+            parsed.logger.errors.append("Error Code 1: Myelin (shape inference of\nResize failed)")
+            raise ModelError(f"{source}: engine build failed")
+        return real_serialize(parsed, trt_config, cache, source, say)
+
+    monkeypatch.setattr(builder, "serialize", refuse_dynamic_sizes)
+    messages: list[str] = []
+    with pytest.warns(UserWarning) as warned:
+        result = build_engine(yolo_onnx, get_model("yolo").spec, BuildConfig(max_batch=1),
+                              cache=ArtifactCache(tmp_path / "engines"), report=messages.append)
+    assert not result.metadata.dynamic_input_size and [t.shape for t in result.metadata.inputs] == [(-1, 3, 640, 640)]
+    line = (f"{yolo_onnx}: TensorRT-RTX {rtx.__version__} cannot build this fp32 network with a dynamic height and width "
+            "(Error Code 1: Myelin (shape inference of Resize failed)); building a fixed 640x640 engine, which runs the "
+            "square letterbox (--precision fp32 or --backend inductor run rect)")
+    assert [str(w.message) for w in warned] == [line] and line in messages

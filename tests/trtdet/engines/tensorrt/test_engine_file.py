@@ -87,6 +87,7 @@ def test_headers_of_older_trtdet_versions_are_read_as_the_same_fields(tmp_path, 
         header[old] = header.pop(current)
     header["dcn"] = header.pop("build_options")["dcn"]
     del header["gpu_name"]
+    del header["dynamic_input_size"]  # older headers: a fixed input size
     header["extra"] = {"plan_bytes": header["extra"].pop("payload_bytes")}
     data = json.dumps(header).encode()
     old_file = tmp_path / "old.engine"
@@ -132,6 +133,7 @@ def test_deeply_nested_headers_are_one_model_error(header):
         ({"input_size": 640}, "malformed engine metadata"),
         ({"build_options": [1, 2, 3]}, "malformed engine metadata"),
         ({"plugins": [5]}, "malformed engine metadata"),
+        ({"dynamic_input_size": "yes"}, "malformed engine metadata: expected true or false, got 'yes'"),
     ],
 )
 def test_malformed_header_values_are_one_model_error(make_metadata, changes, message):
