@@ -101,7 +101,8 @@ def build_command(onnx_file, model, backend, weights, device, precision, batch, 
 
     Builds are cached: the same source and options later load from the cache.
     """
-    from trtdet.contracts.engine import BuildRequest, ModelFile
+    from trtdet.context import RunContext
+    from trtdet.contracts.engine import BuildRequest, ModelFile, build_with
     from trtdet.model_file import check_onnx_fits
     from trtdet.plugins import get_model
 
@@ -116,14 +117,14 @@ def build_command(onnx_file, model, backend, weights, device, precision, batch, 
     if onnx_file is not None:
         check_onnx_fits(spec, Path(onnx_file))  # the head check `trtdet run` makes, before a long build
     source = ModelFile(Path(onnx_file or weights), "weights" if weights else "onnx")
-    options = _build_options(device, precision, batch, build_option, step_flags)
+    context = RunContext.from_options(_build_options(device, precision, batch, build_option, step_flags))
     request = BuildRequest(
         output=Path(output) if output else source.path.with_suffix(engine_backend.artifact_suffix),
         use_cache=not no_cache,
         runtime=None if trt_flavour == "auto" else trt_flavour,
         report=None if quiet else _report,
     )
-    artifact = engine_backend.build(source, spec, options, request)
+    artifact = build_with(engine_backend, source, spec, context, request)
     click.echo(f"wrote {artifact.path} ({artifact.describe()})")
 
 
