@@ -59,7 +59,8 @@ def test_a_checkpoint_runs_as_ultralytics_predicts_it(tmp_path, monkeypatch, arc
     import torch
     from ultralytics import YOLO
 
-    from tests.trtdet_yolo.test_ultralytics_parity import parity_problems
+    # the families' box test: random end-to-end heads give inverted boxes (x2 < x1), which IoU cannot match
+    from tests.trtdet_yolo.test_ultralytics_families import parity_problems
     from tests.trtdet_yolo.ultralytics_cases import CASES, make_case
 
     monkeypatch.setenv("TRTDET_CACHE_DIR", str(tmp_path / "cache"))
@@ -83,6 +84,45 @@ def test_a_checkpoint_runs_as_ultralytics_predicts_it(tmp_path, monkeypatch, arc
     exports = list((tmp_path / "cache" / "exports").glob("yolo-*.onnx"))
     assert len(exports) == 1  # the second run reused the export
     assert want and not parity_problems("motorcycle", runs[0]["detections"], want)
+
+
+@pytest.mark.ultralytics
+@pytest.mark.skipif(not HAS_ULTRALYTICS, reason="needs the ultralytics package (pip install 'trtdet[ultralytics]')")
+def test_an_rtdetr_checkpoint_runs_as_ultralytics_predicts_it(tmp_path, monkeypatch):
+    """RT-DETR's own family: `--model rtdetr --weights` exports it with Ultralytics and detects what `predict`
+    on the .pt gives (its stretch-to-640 preprocessing, no NMS). A narrow rtdetr-l keeps the CPU export short."""
+    import torch
+    import ultralytics
+    import yaml
+    from ultralytics import RTDETR
+
+    from tests.data.make_ultralytics_families import (
+        NUM_CLASSES,
+        RTDETR_SPREAD,
+        spread_scores,
+        tiny_rtdetr_yaml,
+    )
+    from tests.trtdet_yolo.test_ultralytics_families import parity_problems
+    from tests.trtdet_yolo.ultralytics_cases import CASES, make_case
+
+    monkeypatch.setenv("TRTDET_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    spec = tmp_path / "rtdetr-tiny.yaml"
+    spec.write_text(yaml.safe_dump(tiny_rtdetr_yaml(Path(ultralytics.__file__).parent / "cfg" / "models", NUM_CLASSES)))
+    model = RTDETR(str(spec))
+    spread_scores(model.model, seed=1, **RTDETR_SPREAD)
+    weights = tmp_path / "detr.pt"
+    model.save(str(weights))
+    image = make_case(next(c for c in CASES if c.name == "motorcycle"), tmp_path)
+    (theirs,) = RTDETR(str(weights)).predict(str(image), device="cpu", verbose=False)
+    want = [{"box": b, "score": s, "class_id": int(c)}
+            for b, s, c in zip(theirs.boxes.xyxy.tolist(), theirs.boxes.conf.tolist(), theirs.boxes.cls.tolist(), strict=True)]
+    result = CliRunner().invoke(cli, ["run", "--model", "rtdetr", "--weights", str(weights), "--source", str(image),
+                                      "--json", "-", "--quiet"])
+    assert result.exit_code == 0, result.output
+    ours = json.loads(result.stdout.splitlines()[0])
+    assert len(list((tmp_path / "cache" / "exports").glob("rtdetr-*.onnx"))) == 1
+    assert want and not parity_problems("motorcycle", ours["detections"], want)
 
 
 @pytest.mark.ultralytics

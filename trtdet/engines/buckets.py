@@ -7,7 +7,7 @@ batch, and a batch of mixed shapes is the full ``input_size`` (square). Compiled
 ``BucketEngine`` holds one engine per (H, W) it has met, made by a ``BucketSource`` on first
 use: an inductor package comes from the package cache (keyed by the file's sha256, precision,
 largest batch and the input H x W, like every package), compiled first when it is not there --
-once, with one line on stderr, the only wait (``trtdet build --rect-for H W`` prebuilds it).
+once, with one line on stderr, the only wait (``trtdet build --input-size H W`` prebuilds it).
 
 At most ``keep`` engines stay active (least recently used deactivated first; 4 by default:
 a deployment meets one or two camera shapes and the square of mixed batches, and each active
