@@ -59,10 +59,11 @@ def _step_flags() -> list[click.Option]:
 @click.option("--model", "-m", "model", required=True, help="Model name (see `trtdet models`).")
 @click.option(
     "--backend",
-    type=click.Choice(["tensorrt", "inductor"]),
     default="tensorrt",
     show_default=True,
-    help="tensorrt: a TensorRT engine; inductor: an AOTInductor package (.pt2, compiled torch, no TensorRT needed).",
+    metavar="NAME",
+    help="tensorrt: a TensorRT engine; inductor: an AOTInductor package (.pt2, compiled torch, no TensorRT needed); "
+         "or the name of an installed plugin's backend that builds.",
 )
 @click.option("--weights", type=click.Path(dir_okay=False), help="Build from a checkpoint instead (inductor).")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N",

@@ -125,7 +125,8 @@ class _OptionsBuildWithDefaults(BackendDefaults):
 
 
 def _cli_build(monkeypatch, tmp_path, backend) -> tuple:
-    """``trtdet build`` through ``backend`` as the registry holds it; the call its ``build`` received."""
+    """``trtdet build --backend NAME`` of a plugin's ``backend`` (as the registry completes it); what
+    its ``build`` received third."""
     from click.testing import CliRunner
 
     from trtdet.cli.main import cli
@@ -137,12 +138,11 @@ def _cli_build(monkeypatch, tmp_path, backend) -> tuple:
 
     register_plugin(Plugin(), "build-context-test-plugin")
     try:
-        registered = list_engine_backends()[backend.name]
-        monkeypatch.setattr("trtdet.cli.build._builder", lambda name: registered)
         monkeypatch.setattr("trtdet.model_file.check_onnx_fits", lambda spec, path: None)
         result = CliRunner().invoke(cli, [
-            "build", str(tmp_path / "m.onnx"), "-m", "yolo", "--device", "CUDA:1", "--precision", "fp16", "--batch", "4",
-            "--input-size", "384", "640", "--build-option", "dcn=decomposed", "-o", str(tmp_path / "m.bin"), "-q",
+            "build", str(tmp_path / "m.onnx"), "-m", "yolo", "--backend", backend.name, "--device", "CUDA:1",
+            "--precision", "fp16", "--batch", "4", "--input-size", "384", "640", "--build-option", "dcn=decomposed",
+            "-o", str(tmp_path / "m.bin"), "-q",
         ])
     finally:
         unregister_plugin("build-context-test-plugin")
@@ -188,3 +188,15 @@ def test_build_with_hands_an_old_backend_the_contexts_options():
     options = backend.calls[-1][2]
     assert artifact.path == Path("m.bin") and options is context.options
     assert (options.device, options.precision, options.batch) == ("cuda:0", "fp16", 2)
+
+
+def test_build_names_an_unknown_backend_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from trtdet.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["build", str(tmp_path / "m.onnx"), "-m", "yolo", "--backend", "tensorrtt"])
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines() == [
+        f"error: unknown or uninstalled backend 'tensorrtt' (installed: {', '.join(sorted(list_engine_backends()))})"
+    ]
