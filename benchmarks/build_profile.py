@@ -34,6 +34,7 @@ def child(args: argparse.Namespace) -> None:
     """Build once with ``args.variant``'s patches and print one JSON line of timings."""
     from torch._dynamo.utils import compile_times
 
+    from trtdet.context import RunContext
     from trtdet.contracts.engine import ModelFile
     from trtdet.engines.inductor.build import build_package, package_cache
     from trtdet.options import DetectorOptions
@@ -55,7 +56,8 @@ def child(args: argparse.Namespace) -> None:
     package_build.compile_settings = lambda *a: {**chosen(*a), **VARIANTS[args.variant]}  # type: ignore[assignment]
 
     def build():
-        return build_package(ModelFile(Path(args.source), args.kind), spec, options, cache=package_cache(), report=report)
+        return build_package(ModelFile(Path(args.source), args.kind), spec, RunContext.from_options(options),
+                             cache=package_cache(), report=report)
 
     profile_text = ""
     if args.cprofile:

@@ -13,7 +13,7 @@ from trtdet.backend_choice import choose_backend
 from trtdet.build_options import check_build_options
 from trtdet.context import RunContext
 from trtdet.contracts.engine import Engine
-from trtdet.devices import check_present, on_device, parse_device, torch_device
+from trtdet.devices import Device, as_device, check_present, on_device, parse_device, torch_device
 from trtdet.errors import ModelError, UsageError
 from trtdet.exports import prepare_for_backend
 from trtdet.lazy import lazy_import
@@ -127,13 +127,14 @@ def load_detector(model: str, options: DetectorOptions) -> Detector:
     info = get_model(model)
     spec = _spec_for(info.spec, options)
     check_build_options(options.build_options)
-    check_present(options.device)
+    device = parse_device(options.device)  # once: the RunContext below holds this Device
+    check_present(device)
     model_file = resolve_model_file(spec, options)
     passed_over: list[str] = []
-    chosen = choose_backend(options.backend, model_file, options.device, passed_over)
+    chosen = choose_backend(options.backend, model_file, device, passed_over)
     model_file = prepare_for_backend(spec, model_file, chosen)
-    with on_device(options.device):  # builds and engines query and allocate on the chosen GPU
-        context = run_context(options.device, options.precision, options.batch)
+    with on_device(device):  # builds and engines query and allocate on the chosen GPU
+        context = run_context(device, options.precision, options.batch, options=options)
         loaded = chosen.load(model_file, spec, options, context)
     return build_detector(
         spec, loaded, device=options.device, batch=options.batch, model_source=str(model_file.path),
@@ -142,13 +143,16 @@ def load_detector(model: str, options: DetectorOptions) -> Detector:
     )
 
 
-def run_context(device: str, precision: str, batch: int) -> RunContext:
+def run_context(
+    device: str | Device, precision: str, batch: int, *, options: DetectorOptions | None = None
+) -> RunContext:
     """The ``RunContext`` of one detector, resolved once: the parsed device and, on a GPU, the
-    pipeline's one stream on that GPU (made before any stage, so the backend and every factory see it)."""
-    context = RunContext(parse_device(device), precision, batch)
+    pipeline's one stream on that GPU (made before any stage, so the backend and every factory see it);
+    ``options`` (the ones ``trtdet.load`` was given) ride along as ``context.options``."""
+    context = RunContext(as_device(device), precision, batch, options=options)
     if context.is_cuda:
-        with on_device(device):
-            context = context.with_stream(torch.cuda.Stream(device=torch_device(device)))
+        with on_device(context.device):
+            context = context.with_stream(torch.cuda.Stream(device=torch_device(context.device)))
     return context
 
 
@@ -184,7 +188,7 @@ def build_detector(
     """
     if context is None:
         context = run_context(device, precision, batch)
-    with on_device(device):
+    with on_device(context.device):
         engine.activate()
         try:
             spec = adapt_spec(spec, engine)
@@ -207,13 +211,13 @@ def build_detector(
 
 
             # Only used when timing stages: wait for this detector's GPU.
-            synchronize = functools.partial(torch.cuda.synchronize, torch_device(device))
+            synchronize = functools.partial(torch.cuda.synchronize, torch_device(context.device))
         detector = Detector(
             spec,
             preprocessor,
             engine,
             decoder,
-            device=device,
+            device=context.device,
             batch=batch,
             model_source=model_source,
             synchronize=synchronize,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trtdet.contracts.engine import EngineBackend, ModelFile
-from trtdet.devices import device_kind
+from trtdet.devices import Device, as_device
 from trtdet.errors import UsageError
 from trtdet.plugins import list_engine_backends
 
@@ -18,15 +18,15 @@ def auto_priority(backend: EngineBackend, device: str) -> int:
     return int(backend.auto_priority(device))
 
 
-def choose_backend(name: str, model_file: ModelFile, device: str, passed_over: list[str] | None = None) -> EngineBackend:
+def choose_backend(name: str, model_file: ModelFile, device: str | Device, passed_over: list[str] | None = None) -> EngineBackend:
     """The backend called ``name``, or for ``auto`` the best available one for this file and device.
 
-    Backends are asked about the device's kind (``cpu``/``cuda``); ``device`` itself may
-    name a GPU (``cuda:1``). For ``auto``, ``passed_over`` (when given) receives ``"backend: why not"`` for each backend
+    Backends are asked about the device's kind (``cpu``/``cuda``); ``device`` (a name, or the
+    ``Device`` ``trtdet.load`` parsed once) may name a GPU (``cuda:1``). For ``auto``, ``passed_over`` (when given) receives ``"backend: why not"`` for each backend
     ranked above the one chosen, so the caller can say why it was chosen.
     """
     backends = list_engine_backends()
-    kind = device_kind(device)
+    kind = as_device(device).kind
     if name != "auto":
         if name not in backends:
             known = ", ".join(sorted(backends))

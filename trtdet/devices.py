@@ -55,6 +55,11 @@ def parse_device(text: str) -> Device:
     return Device(match.group(1), None if index is None else int(index))
 
 
+def as_device(device: str | Device) -> Device:
+    """``device`` itself when it is a ``Device`` (already parsed: a ``RunContext``'s), else ``parse_device(device)``."""
+    return device if isinstance(device, Device) else parse_device(device)
+
+
 #: The device name that picks the GPU when one is visible, else the CPU.
 AUTO = "auto"
 
@@ -122,13 +127,13 @@ def normalize_device(text: str) -> str:
     return str(parse_device(text))
 
 
-def device_kind(text: str) -> str:
-    """``"cpu"`` or ``"cuda"`` for any valid device name."""
-    return parse_device(text).kind
+def device_kind(text: str | Device) -> str:
+    """``"cpu"`` or ``"cuda"`` for any valid device name (or ``Device``)."""
+    return as_device(text).kind
 
 
-def is_cuda(text: str) -> bool:
-    """Whether ``text`` names a CUDA device (``cuda`` or ``cuda:N``)."""
+def is_cuda(text: str | Device) -> bool:
+    """Whether ``text`` names a CUDA device (``cuda`` or ``cuda:N``), or is one."""
     return device_kind(text) == "cuda"
 
 
@@ -167,14 +172,14 @@ def visible_gpus() -> int:
         return 0
 
 
-def check_present(text: str) -> None:
+def check_present(text: str | Device) -> None:
     """A one-line ``UsageError`` when ``cuda`` or ``cuda:N`` names a GPU this process cannot see.
 
     ``device cuda: no CUDA GPU is visible to this process`` for both spellings when there is
     none (instead of every backend's reason for refusing); ``only N ... visible`` for an index
     past the last one.
     """
-    device = parse_device(text)
+    device = as_device(text)
     if not device.is_cuda:
         return
     count = visible_gpus()
@@ -186,18 +191,21 @@ def check_present(text: str) -> None:
     raise UsageError(f"device {device}: only {count} CUDA {plural} visible (cuda:0..cuda:{count - 1})")
 
 
-def torch_device(text: str) -> Any:
-    """The ``torch.device`` for a device name; plain ``cuda`` is torch's current GPU, made explicit."""
-    device = parse_device(text)
+def torch_device(text: str | Device) -> Any:
+    """The ``torch.device`` for a device name or ``Device``; plain ``cuda`` is torch's current GPU, made explicit."""
+    device = as_device(text)
     if not device.is_cuda:
         return torch.device("cpu")
     index = torch.cuda.current_device() if device.index is None else device.index
     return torch.device("cuda", index)
 
 
-def on_device(text: str) -> contextlib.AbstractContextManager[Any]:
-    """Make the device's GPU torch's current one for the block (nothing for ``cpu`` or plain ``cuda``)."""
-    device = parse_device(text)
+def on_device(text: str | Device) -> contextlib.AbstractContextManager[Any]:
+    """Make the device's GPU torch's current one for the block (nothing for ``cpu`` or plain ``cuda``).
+
+    ``text`` is a device name or a ``Device`` (a ``RunContext``'s, used as it is, not parsed again).
+    """
+    device = as_device(text)
     if device.index is None:
         return contextlib.nullcontext()
 

@@ -2,8 +2,10 @@
 
 The CLI builds it from its flags, ``trtdet.load`` from its keyword arguments; the engine
 backend receives it unchanged, beside the ``RunContext`` resolved from it
-(``EngineBackend.load(model_file, spec, options, context)``). Values are checked when it is
-created, each bad one a one-line ``UsageError``; ``device="auto"`` is resolved then.
+(``EngineBackend.load(model_file, spec, options, context)``), and inside that context
+(``context.options``: what ``EngineBackend.build(source, spec, context)`` reads beyond the
+device, precision and batch). Values are checked when it is created, each bad one a one-line
+``UsageError``; ``device="auto"`` is resolved then.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from trtdet.context import PRECISIONS  # one list, shared with RunContext
 from trtdet.devices import AUTO, resolve_device
 from trtdet.errors import UsageError
 from trtdet.geometry import LETTERBOXES
@@ -58,6 +59,10 @@ def _option(default: Any = None, **spec: Any) -> Any:
     if factory is not None:
         return field(default_factory=factory, hash=False, metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+#: The precisions a detector runs in (one list, shared with ``trtdet.context.RunContext``).
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
 
 
 def _parse_device(value: Any) -> str:

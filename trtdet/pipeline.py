@@ -18,7 +18,7 @@ from trtdet.contracts.engine import Engine
 from trtdet.contracts.output_check import check_outputs
 from trtdet.deprecation import renamed
 from trtdet.detections import Detections
-from trtdet.devices import is_cuda, on_device, torch_device
+from trtdet.devices import Device, as_device, on_device, torch_device
 from trtdet.errors import ClosedError, ModelOutputError
 from trtdet.io.inputs import ImageInput, as_bgr_image, is_single_image
 from trtdet.io.limits import check_image_size
@@ -119,7 +119,7 @@ class Detector:
         engine: Engine,
         decoder: Decoder,
         *,
-        device: str = "cpu",
+        device: str | Device = "cpu",
         batch: int = 1,
         model_source: str = "",
         synchronize: Any = None,
@@ -135,9 +135,10 @@ class Detector:
         #: The decoder queues a batch's decode and collects it later (``QueuingDecoder``): the GPU
         #: pipeline then keeps two batches launched. Decided once; the decoder never changes.
         self._decoder_queues = isinstance(decoder, QueuingDecoder)
-        self.device = device
+        placement = as_device(device)  # ``trtdet.load`` passes its RunContext's Device: not parsed again
+        self.device = device if isinstance(device, str) else str(placement)
         if not engine.is_active:
-            with on_device(device):
+            with on_device(placement):
                 engine.activate()
         limit = engine.max_batch or batch
         #: The largest number of images sent to the engine in one call (at most the engine's ``max_batch``).
@@ -162,11 +163,11 @@ class Detector:
         self._outputs_checked = False
         self._output_problem: ModelOutputError | None = None
         self._stream: Any = stream
-        if is_cuda(device) and stream is None:
+        if placement.is_cuda and stream is None:
             # One stream per pipeline, on the detector's GPU: preprocess, engine and decode
             # kernels all queue on it (and entering it makes that GPU current, see _on_stream).
             # ``trtdet.load`` makes it earlier and passes it (it is in the RunContext).
-            self._stream = torch.cuda.Stream(device=torch_device(device))
+            self._stream = torch.cuda.Stream(device=torch_device(placement))
         #: The whole GPU pipeline of small batches as one CUDA graph per key (``trtdet.cuda.pipeline_graph``);
         #: None where the stages cannot have it. ``pipeline_graphs.enabled = False`` turns it off.
         self.pipeline_graphs: Any = None

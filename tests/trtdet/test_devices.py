@@ -93,3 +93,71 @@ def test_a_cpu_only_torch_asks_the_driver(monkeypatch):
     assert devices.visible_gpus() == 3
     monkeypatch.setattr(devices, "_driver_gpus", lambda: 0)
     assert devices.visible_gpus() == 0
+
+
+def _no_parsing(monkeypatch):
+    """Make any parse of a device name fail the test: a ``Device`` must be used as it is."""
+    import trtdet.devices as devices
+
+    def refuse(text):
+        raise AssertionError(f"parsed {text!r} again")
+
+    monkeypatch.setattr(devices, "parse_device", refuse)
+
+
+def test_on_device_takes_a_parsed_device_as_it_is(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from trtdet.devices import on_device, torch_device
+
+    expected_gpu = torch.cuda.device(1)  # what on_device("cuda:1") gives, built here by torch itself
+    _no_parsing(monkeypatch)
+    with on_device(Device("cpu")) as entered:  # nothing to switch on the CPU or on plain cuda
+        assert entered is None
+    with on_device(Device("cuda")) as entered:
+        assert entered is None
+    gpu = on_device(Device("cuda", 1))  # not entered: this machine may have no GPU 1
+    assert isinstance(gpu, torch.cuda.device) and gpu.idx == expected_gpu.idx == 1
+    assert torch_device(Device("cuda", 2)) == torch.device("cuda", 2)
+    assert torch_device(Device("cpu")) == torch.device("cpu")
+
+
+def test_on_device_of_a_name_and_of_its_device_agree():
+    pytest.importorskip("torch")
+    from trtdet.devices import on_device
+
+    assert on_device("cuda:3").idx == on_device(parse_device("cuda:3")).idx == 3
+    assert type(on_device("cpu")) is type(on_device(Device("cpu")))
+
+
+def test_a_parsed_absent_gpu_is_the_same_one_line(monkeypatch):
+    import trtdet.devices as devices
+
+    monkeypatch.setattr(devices, "visible_gpus", lambda: 1)
+    _no_parsing(monkeypatch)
+    check_present(Device("cpu"))
+    check_present(Device("cuda", 0))
+    with pytest.raises(UsageError, match=r"^device cuda:2: only 1 CUDA GPU is visible \(cuda:0..cuda:0\)$"):
+        check_present(Device("cuda", 2))
+
+
+def test_load_parses_the_device_once(monkeypatch):
+    """``trtdet.load`` parses the (already validated) device name once; the backend, the stages and the
+    detector receive that ``Device`` through the ``RunContext``."""
+    import trtdet.api as api
+    import trtdet.devices as devices
+
+    options = DetectorOptions(device="cpu")  # the boundary: the name is checked and normalised here
+    parsed: list[str] = []
+    real = devices.parse_device
+
+    def counting(text):
+        parsed.append(text)
+        return real(text)
+
+    monkeypatch.setattr(devices, "parse_device", counting)
+    monkeypatch.setattr(api, "parse_device", counting)
+    detector = api.load_detector("yolo", options)
+    try:
+        assert parsed == ["cpu"] and detector.device == "cpu"
+    finally:
+        detector.close()

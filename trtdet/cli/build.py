@@ -59,10 +59,11 @@ def _step_flags() -> list[click.Option]:
 @click.option("--model", "-m", "model", required=True, help="Model name (see `trtdet models`).")
 @click.option(
     "--backend",
-    type=click.Choice(["tensorrt", "inductor"]),
     default="tensorrt",
     show_default=True,
-    help="tensorrt: a TensorRT engine; inductor: an AOTInductor package (.pt2, compiled torch, no TensorRT needed).",
+    metavar="NAME",
+    help="tensorrt: a TensorRT engine; inductor: an AOTInductor package (.pt2, compiled torch, no TensorRT needed); "
+         "or the name of an installed plugin's backend that builds.",
 )
 @click.option("--weights", type=click.Path(dir_okay=False), help="Build from a checkpoint instead (inductor).")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N",
@@ -101,7 +102,8 @@ def build_command(onnx_file, model, backend, weights, device, precision, batch, 
 
     Builds are cached: the same source and options later load from the cache.
     """
-    from trtdet.contracts.engine import BuildRequest, ModelFile
+    from trtdet.context import RunContext
+    from trtdet.contracts.engine import BuildRequest, ModelFile, build_with
     from trtdet.model_file import check_onnx_fits
     from trtdet.plugins import get_model
 
@@ -116,14 +118,14 @@ def build_command(onnx_file, model, backend, weights, device, precision, batch, 
     if onnx_file is not None:
         check_onnx_fits(spec, Path(onnx_file))  # the head check `trtdet run` makes, before a long build
     source = ModelFile(Path(onnx_file or weights), "weights" if weights else "onnx")
-    options = _build_options(device, precision, batch, build_option, step_flags)
+    context = RunContext.from_options(_build_options(device, precision, batch, build_option, step_flags))
     request = BuildRequest(
         output=Path(output) if output else source.path.with_suffix(engine_backend.artifact_suffix),
         use_cache=not no_cache,
         runtime=None if trt_flavour == "auto" else trt_flavour,
         report=None if quiet else _report,
     )
-    artifact = engine_backend.build(source, spec, options, request)
+    artifact = build_with(engine_backend, source, spec, context, request)
     click.echo(f"wrote {artifact.path} ({artifact.describe()})")
 
 

@@ -25,7 +25,7 @@ from trtdet.cli.common import (
 from trtdet.cli.run_output import Destinations, check_destinations, where_results_went
 from trtdet.contracts.engine import RunsOnProviders
 from trtdet.detections import Detections
-from trtdet.devices import is_cuda, torch_device
+from trtdet.devices import Device, parse_device, torch_device
 from trtdet.errors import InputError, UsageError
 from trtdet.io.sinks import frame_record
 from trtdet.io.sources import CollectedSources, Frame, collect_sources, count_frames
@@ -38,11 +38,11 @@ EXIT_INTERRUPTED = 130
 DEFAULT_SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.jpg"
 
 
-def _jpeg_decoder(decode_on: str, device: str):
+def _jpeg_decoder(decode_on: str, device: Device):
     """A GPU JPEG decoder when asked for (or ``auto`` on a CUDA run where one works), else None."""
-    if decode_on == "cpu" or (decode_on == "auto" and not is_cuda(device)):
+    if decode_on == "cpu" or (decode_on == "auto" and not device.is_cuda):
         return None
-    if not is_cuda(device):
+    if not device.is_cuda:
         raise UsageError("--decode cuda needs --device cuda")
     from trtdet.io.gpu_jpeg import CudaJpegDecoder, unavailable_reason
 
@@ -212,12 +212,12 @@ def _json_failure_line(json_path: str, error: OSError, written: int, unrecorded:
             f"not recorded: {len(unrecorded)} input(s): {_listed(list(unrecorded))}")
 
 
-def _announce(detector: Any, device: str, jpeg_decoder: Any) -> None:
+def _announce(detector: Any, device: Device, jpeg_decoder: Any) -> None:
     provider = detector.engine.providers if isinstance(detector.engine, RunsOnProviders) else None
     where = f" ({provider[0]})" if provider else ""
     decoding = ", JPEGs decoded on the GPU" if jpeg_decoder is not None else ""
     click.echo(f"{detector.spec.name}: {detector.model_source} on {detector.backend}{where}, device {device}{decoding}", err=True)
-    for reason in detector.backend_passed_over if is_cuda(device) else ():
+    for reason in detector.backend_passed_over if device.is_cuda else ():
         click.echo(f"  (not {reason})", err=True)
 
 
@@ -347,10 +347,11 @@ def _run(request: RunRequest) -> int:
     collected = _sources(spec, request.sources)
     destinations = check_destinations(request.output, request.json_path, collected)  # one line, before the model loads
     tracker = _make_tracker(request.track)
-    jpeg_decoder = _jpeg_decoder(request.decode_on, options.device)
+    device = parse_device(options.device)  # once, for the JPEG decoder and the announcement
+    jpeg_decoder = _jpeg_decoder(request.decode_on, device)
     detector = load_detector(request.model, options)
     if not request.quiet:
-        _announce(detector, options.device, jpeg_decoder)
+        _announce(detector, device, jpeg_decoder)
     total = count_frames(collected.sources)
     with ExitStack() as stack:
         json_sink, media_sink = _open_sinks(stack, destinations, detector.class_names)

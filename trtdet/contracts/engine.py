@@ -3,6 +3,7 @@ networks that map an input batch to named outputs."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ def existing_file(path: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class BuildRequest:
-    """How a build is wanted, besides the detector options (device, precision, largest batch, build options)."""
+    """How a build is wanted, besides the run context (device, precision, largest batch, build options)."""
 
     #: Where a copy of the artifact goes (None: it stays in the artifact cache only).
     output: Path | None = None
@@ -213,11 +214,15 @@ class EngineBackend(Protocol):
         """
         ...
 
-    def build(self, source: ModelFile, spec: ModelSpec, options: DetectorOptions, request: BuildRequest = CACHE_ONLY) -> Artifact:
-        """Build ``source`` for ``spec`` with ``options`` (device, precision, largest batch, build
-        options) into the artifact cache, or fetch it from there; ``request`` says where a copy
-        goes and how. ``UsageError`` when this backend cannot build it so, ``ModelError`` naming
-        the file when the file is the problem."""
+    def build(self, source: ModelFile, spec: ModelSpec, context: RunContext, request: BuildRequest = CACHE_ONLY) -> Artifact:
+        """Build ``source`` for ``spec`` into the artifact cache, or fetch it from there, as the
+        resolved ``context`` says: ``context.device`` (a parsed ``Device``), ``precision``,
+        ``batch`` (the largest the artifact accepts) and ``build_options`` (``context.options``
+        holds the rest of the ``DetectorOptions``). ``request`` says where a copy goes and how.
+        ``UsageError`` when this backend cannot build it so, ``ModelError`` naming the file when
+        the file is the problem. A backend whose ``build`` takes ``options`` third (written
+        before the context reached builds) is still called with the ``DetectorOptions``
+        (``build_with``)."""
         ...
 
 
@@ -256,11 +261,10 @@ OPTIONAL_MEMBERS = ("artifact_suffix", "device_kinds", "auto_priority", "unavail
 class _Completed(BackendDefaults):
     """A backend that does not subclass ``BackendDefaults`` and lacks some optional members:
     those it has are its own, the rest are the defaults; ``load`` gets the context only when
-    the backend's ``load`` takes it."""
+    the backend's ``load`` takes it, ``build`` the options instead of the context when its
+    ``build`` predates the context (``build_with``)."""
 
     def __init__(self, backend: Any) -> None:
-        import inspect
-
         self.backend = backend
         self.name = backend.name
         self.priority = backend.priority
@@ -279,8 +283,8 @@ class _Completed(BackendDefaults):
             return self.backend.load(model_file, spec, options, context)
         return self.backend.load(model_file, spec, options)
 
-    def build(self, source: ModelFile, spec: ModelSpec, options: DetectorOptions, request: BuildRequest = CACHE_ONLY) -> Artifact:
-        return self.backend.build(source, spec, options, request)
+    def build(self, source: ModelFile, spec: ModelSpec, context: RunContext, request: BuildRequest = CACHE_ONLY) -> Artifact:
+        return build_with(self.backend, source, spec, context, request)
 
     def __getattr__(self, name: str) -> Any:
         """Members outside the contract (a plugin's own) are the backend's."""
@@ -302,7 +306,32 @@ class LoadsOnly(BackendDefaults):
     file_kinds: tuple[ModelFileKind, ...]
     artifact_suffix = ""
 
-    def build(self, source: ModelFile, spec: ModelSpec, options: DetectorOptions, request: BuildRequest = CACHE_ONLY) -> Artifact:
+    def build(self, source: ModelFile, spec: ModelSpec, context: RunContext, request: BuildRequest = CACHE_ONLY) -> Artifact:
         raise UsageError(
             f"backend {self.name!r} builds nothing ahead of time: it runs {', '.join(self.file_kinds)} files as they are"
         )
+
+
+def build_takes_context(build: Callable[..., Any]) -> bool:
+    """Whether a backend's ``build`` takes the ``RunContext`` third: False for one written for the
+    contract before it (third parameter named ``options``, or annotated ``DetectorOptions``)."""
+    try:
+        parameters = list(inspect.signature(build).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) < 3:
+        return True
+    third = positional[2]
+    return third.name != "options" and "DetectorOptions" not in str(third.annotation)
+
+
+def build_with(
+    backend: EngineBackend, source: ModelFile, spec: ModelSpec, context: RunContext, request: BuildRequest = CACHE_ONLY
+) -> Artifact:
+    """``backend.build`` of ``source`` with the resolved ``context``, or, for a backend whose ``build``
+    predates it (``build_takes_context``), with ``context.options`` (whose device, precision and
+    batch are the context's): ``trtdet build`` calls every backend through this."""
+    if build_takes_context(backend.build):
+        return backend.build(source, spec, context, request)
+    return backend.build(source, spec, context.options, request)

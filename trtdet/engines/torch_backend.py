@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from trtdet.contracts.engine import BaseEngine, Engine, LoadsOnly, ModelFile, Shape
-from trtdet.devices import is_cuda, torch_device
+from trtdet.devices import parse_device, torch_device
 from trtdet.engines.torch_run import run_network
 from trtdet.errors import ModelError
 from trtdet.hookspecs import hookimpl
@@ -114,9 +114,9 @@ class TorchEngine(BaseEngine):
 
     def activate_impl(self) -> None:
         module, output_names, metadata, input_shape = self.open_module()
-        device, options = self.device, self.options
+        device, options = parse_device(self.device), self.options  # parsed once per activation
         self.torch_device = torch_device(device)
-        cuda = is_cuda(device)
+        cuda = device.is_cuda
         self.dtype = torch.float16 if options.precision == "fp16" and cuda else torch.float32
         # NHWC on the GPU: cuDNN's tensor-core convolutions work in it natively (NCHW costs
         # layout transposes around every convolution).

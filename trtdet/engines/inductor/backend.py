@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trtdet.context import RunContext
 from trtdet.contracts.artifact import ArtifactMetadata
 from trtdet.contracts.build_steps import version_tuple
 from trtdet.contracts.engine import (
@@ -25,7 +26,7 @@ from trtdet.contracts.engine import (
     ModelFile,
     existing_file,
 )
-from trtdet.devices import check_present, device_kind, is_cuda, on_device
+from trtdet.devices import Device, as_device, check_present, on_device
 from trtdet.engines.artifact_cache import copy_atomically
 from trtdet.engines.buckets import Description, describe_onnx
 from trtdet.errors import ModelError, UsageError
@@ -53,13 +54,11 @@ from .runtime import InductorEngine
 
 if TYPE_CHECKING:
     import torch
-
-    from trtdet.context import RunContext
 else:
     torch = lazy_import("torch")
 
 
-def incompatibility(metadata: ArtifactMetadata, device: str) -> str | None:
+def incompatibility(metadata: ArtifactMetadata, device: str | Device) -> str | None:
     """Why a package cannot run here on ``device`` (None: it can).
 
     A package records the device *kind* it was compiled for; any GPU of the same model and
@@ -67,8 +66,9 @@ def incompatibility(metadata: ArtifactMetadata, device: str) -> str | None:
     """
     if metadata.runtime != RUNTIME:
         return f"it is a {metadata.runtime} artifact, not an AOTInductor package"
+    device = as_device(device)
     built_for = metadata.extra.get("device", "cpu")
-    if built_for != device_kind(device):
+    if built_for != device.kind:
         return f"it was compiled for {built_for}, not {device}"
     if metadata.runtime_version != runtime_version():
         return f"it was compiled by torch {metadata.runtime_version}, this is torch {runtime_version()}"
@@ -81,12 +81,12 @@ def incompatibility(metadata: ArtifactMetadata, device: str) -> str | None:
     return None
 
 
-def runnable_package(path: Path, spec: ModelSpec, options: DetectorOptions, report: Report) -> tuple[Path, ArtifactMetadata]:
-    """The package at ``path`` if it runs here, else one rebuilt from its cached source."""
+def runnable_package(path: Path, spec: ModelSpec, context: RunContext, report: Report) -> tuple[Path, ArtifactMetadata]:
+    """The package at ``path`` if it runs on ``context.device``, else one rebuilt from its cached source."""
     metadata = read_package_metadata(path)
     if metadata.model != spec.name:
         raise ModelError(f"{path}: the package is a {metadata.model!r} model, not {spec.name!r}")
-    reason = incompatibility(metadata, options.device)
+    reason = incompatibility(metadata, context.device)
     if reason is None:
         return path, metadata
     cache = package_cache()
@@ -100,7 +100,7 @@ def runnable_package(path: Path, spec: ModelSpec, options: DetectorOptions, repo
             f"trtdet build --backend inductor {flag} SOURCE --model {metadata.model} --precision {metadata.precision}"
         )
     warnings.warn(f"{path}: {reason}; rebuilding from the cached source", stacklevel=2)
-    rebuilt = options.replace(precision=metadata.precision, batch=metadata.max_batch)
+    rebuilt = context.replace(precision=metadata.precision, batch=metadata.max_batch)
     result = build_package(ModelFile(source, kind), spec, rebuilt, report=report)
     return result.path, result.metadata
 
@@ -133,16 +133,17 @@ class InductorBackend(BackendDefaults):
         return None
 
     def build(
-        self, source: ModelFile, spec: ModelSpec, options: DetectorOptions, request: BuildRequest = CACHE_ONLY
+        self, source: ModelFile, spec: ModelSpec, context: RunContext, request: BuildRequest = CACHE_ONLY
     ) -> PackageBuild:
-        """A package for ``options.device`` (a GPU, or ``cpu``) from a checkpoint or ONNX file, cached."""
-        if is_cuda(options.device):
+        """A package for ``context.device`` (a GPU, or ``cpu``) from a checkpoint or ONNX file, cached."""
+        device = context.device
+        if device.is_cuda:
             if not torch.cuda.is_available():
-                raise UsageError(f"--device {options.device}: PyTorch sees no CUDA GPU (use --device cpu for a CPU package)")
-            check_present(options.device)
+                raise UsageError(f"--device {device}: PyTorch sees no CUDA GPU (use --device cpu for a CPU package)")
+            check_present(device)
         model_file = ModelFile(existing_file(source.path), source.kind)
-        with on_device(options.device):
-            result = build_package(model_file, spec, options, report=request.report, use_cache=request.use_cache)
+        with on_device(device):
+            result = build_package(model_file, spec, context, report=request.report, use_cache=request.use_cache)
         if request.output is None:
             return result
         return dataclasses.replace(result, path=copy_atomically(result.path, request.output))
@@ -151,30 +152,31 @@ class InductorBackend(BackendDefaults):
         self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions, context: RunContext | None = None
     ) -> Engine:
         path = Path(model_file.path)
+        context = RunContext.from_options(options, context)
         if model_file.kind == "package":
-            path, metadata = runnable_package(path, spec, options, self.report)
+            path, metadata = runnable_package(path, spec, context, self.report)
         elif model_file.kind in ("onnx", "weights"):
             from trtdet.engines.buckets import BucketEngine, wants_buckets
 
             if wants_buckets(spec, model_file):  # rect: a package per input shape bucket
-                return BucketEngine(InductorBuckets(self, model_file, spec, options), spec.input_size, options.device)
-            return self.compiled_engine(model_file, spec, options)
+                return BucketEngine(InductorBuckets(self, model_file, spec, context), spec.input_size, options.device)
+            return self.compiled_engine(model_file, spec, context)
         else:
             raise ModelError(f"{path}: the inductor backend loads packages, ONNX or checkpoints, not {model_file.kind} files")
-        return InductorEngine(path, metadata, cuda_graphs=graphs_wanted(options), device=options.device)
+        return InductorEngine(path, metadata, cuda_graphs=graphs_wanted(options), device=context.device)
 
-    def compiled_engine(self, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Engine:
+    def compiled_engine(self, model_file: ModelFile, spec: ModelSpec, context: RunContext) -> Engine:
         """The package of ``model_file`` at ``spec.input_size`` (built or from the cache), or eager
         torch with a warning when the network cannot be exported or compiled."""
         try:
-            result = build_package(model_file, spec, options, report=self.report)
+            result = build_package(model_file, spec, context, report=self.report)
         except ExportError as exc:
             from trtdet.engines.torch_backend import TorchBackend
 
             said = str(exc) if str(exc).startswith(str(model_file.path)) else f"{model_file.path}: {exc}"
             warnings.warn(f"{said}; running the eager torch backend instead", stacklevel=2)
-            return TorchBackend().fixed_engine(model_file, spec, options)
-        return InductorEngine(result.path, result.metadata, cuda_graphs=graphs_wanted(options), device=options.device)
+            return TorchBackend().fixed_engine(model_file, spec, context.options)
+        return InductorEngine(result.path, result.metadata, cuda_graphs=graphs_wanted(context.options), device=context.device)
 
 
 class InductorBuckets:
@@ -183,24 +185,24 @@ class InductorBuckets:
 
     backend = "inductor"
 
-    def __init__(self, backend: InductorBackend, model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> None:
-        self.inductor, self.model_file, self.spec, self.options = backend, model_file, spec, options
+    def __init__(self, backend: InductorBackend, model_file: ModelFile, spec: ModelSpec, context: RunContext) -> None:
+        self.inductor, self.model_file, self.spec, self.context = backend, model_file, spec, context
         #: The packages replay CUDA graphs (as one package would): whole-pipeline graphs may record them.
-        self.cuda_graphs = graphs_wanted(options) and is_cuda(options.device)
+        self.cuda_graphs = graphs_wanted(context.options) and context.is_cuda
 
     def _spec(self, size: tuple[int, int]) -> ModelSpec:
         return dataclasses.replace(self.spec, input_size=size)
 
     def engine(self, size: tuple[int, int]) -> Engine:
-        return self.inductor.compiled_engine(self.model_file, self._spec(size), self.options)
+        return self.inductor.compiled_engine(self.model_file, self._spec(size), self.context)
 
     def is_built(self, size: tuple[int, int]) -> bool:
-        return package_is_cached(self.model_file, self._spec(size), self.options)
+        return package_is_cached(self.model_file, self._spec(size), self.context)
 
     def fallback(self, size: tuple[int, int]) -> Engine:
         from trtdet.engines.torch_backend import TorchBackend
 
-        return TorchBackend().fixed_engine(self.model_file, self._spec(size), self.options)
+        return TorchBackend().fixed_engine(self.model_file, self._spec(size), self.context.options)
 
     def describe(self) -> Description:
         # an unusable cache is one line at load, as for a single package, not at the first batch;
@@ -208,7 +210,7 @@ class InductorBuckets:
         cache = package_cache()
         if not self.is_built(tuple(self.spec.input_size)):
             require_writable(cache.root)
-        return describe_onnx(self.model_file.path, max(self.options.batch, DEFAULT_MAX_BATCH))
+        return describe_onnx(self.model_file.path, max(self.context.batch, DEFAULT_MAX_BATCH))
 
 
 #: ``aoti_load_package(..., run_single_threaded=True)`` (capturable in CUDA graphs) came with 2.7.

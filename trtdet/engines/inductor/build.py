@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 from trtdet.cache import cache_path, file_sha256, unusable_cache
 from trtdet.class_names import parse_class_names
+from trtdet.context import RunContext
 from trtdet.contracts.artifact import ArtifactMetadata
 from trtdet.contracts.engine import ModelFile
-from trtdet.devices import device_kind, parse_device
+from trtdet.devices import Device, as_device
 from trtdet.engines.artifact_cache import ArtifactCache, copy_atomically
 from trtdet.engines.torch_backend import TorchBackend
 from trtdet.errors import ModelError
 from trtdet.lazy import lazy_import
 from trtdet.model import ModelSpec
-from trtdet.options import DetectorOptions
 from trtdet.version import __version__
 
 from .compiler import choose_compiler, start_choosing
@@ -129,12 +129,12 @@ def require_writable(root: Path) -> None:
         raise unusable_cache(root, exc, "a package is compiled into it once and reused by later runs") from exc
 
 
-def device_identity(device: str) -> tuple[str, str]:
+def device_identity(device: str | Device) -> tuple[str, str]:
     """(compute capability, GPU name) of the device's GPU (plain ``cuda``: the current one), or ``("cpu", processor)``.
 
     These are the cache key's GPU fields: ``cuda:1`` keys on GPU 1 even when another is current.
     """
-    parsed = parse_device(device)
+    parsed = as_device(device)
     if parsed.is_cuda:
         index = torch.cuda.current_device() if parsed.index is None else parsed.index
         major, minor = torch.cuda.get_device_capability(index)
@@ -147,23 +147,23 @@ def runtime_version() -> str:
     return str(torch.__version__)
 
 
-def planned_metadata(model_file: ModelFile, spec: ModelSpec, options: DetectorOptions, names: tuple[str, ...]) -> ArtifactMetadata:
+def planned_metadata(model_file: ModelFile, spec: ModelSpec, context: RunContext, names: tuple[str, ...]) -> ArtifactMetadata:
     """The metadata (and so the cache key) of the package this build would make."""
-    capability, gpu_name = device_identity(options.device)
+    capability, gpu_name = device_identity(context.device)
     return ArtifactMetadata(
         model=spec.name,
         names=names,
         input_size=tuple(spec.input_size),
-        precision=options.precision,
+        precision=context.precision,
         runtime=RUNTIME,
         runtime_version=runtime_version(),
         compute_capability=capability,
         gpu_name=gpu_name,
         source_sha256=file_sha256(model_file.path),
-        max_batch=max(options.batch, DEFAULT_MAX_BATCH),
-        build_options=package_build_options(spec, options),
+        max_batch=max(context.batch, DEFAULT_MAX_BATCH),
+        build_options=package_build_options(spec, context),
         trtdet_version=__version__,
-        extra={"device": device_kind(options.device), "source_kind": model_file.kind, "source_name": Path(model_file.path).name},
+        extra={"device": context.device.kind, "source_kind": model_file.kind, "source_name": Path(model_file.path).name},
     )
 
 
@@ -171,17 +171,17 @@ def planned_metadata(model_file: ModelFile, spec: ModelSpec, options: DetectorOp
 COMPILE_REVISION = "2"
 
 
-def package_build_options(spec: ModelSpec, options: DetectorOptions) -> dict[str, Any]:
+def package_build_options(spec: ModelSpec, context: RunContext) -> dict[str, Any]:
     """The key's build options: how trtdet compiles, and the model's engine variant when it has one."""
     chosen: dict[str, Any] = {"compile": COMPILE_REVISION}
-    if spec.engine_variant is not None and device_kind(options.device) == "cuda":
+    if spec.engine_variant is not None and context.device.is_cuda:
         chosen["variant"] = spec.engine_variant()
     return chosen
 
 
-def eager_network(model_file: ModelFile, spec: ModelSpec, options: DetectorOptions) -> Any:
-    """The eager torch engine for ``model_file`` (its module is what gets exported)."""
-    eager, options = TorchBackend(), options.replace(cuda_graphs=False)
+def eager_network(model_file: ModelFile, spec: ModelSpec, context: RunContext) -> Any:
+    """The eager torch engine for ``model_file`` on ``context``'s device and precision (its module is what gets exported)."""
+    eager, options = TorchBackend(), context.options.replace(cuda_graphs=False)
     # an ONNX file at this one input size (under rect ``load`` would give a per-bucket engine)
     engine = eager.fixed_engine(model_file, spec, options) if model_file.kind == "onnx" else eager.load(model_file, spec, options)
     engine.activate()
@@ -292,22 +292,22 @@ def compile_package(exported: Any, target: Path, report: Report, device: str = "
 def build_package(
     model_file: ModelFile,
     spec: ModelSpec,
-    options: DetectorOptions,
+    context: RunContext,
     *,
     cache: ArtifactCache | None = None,
     report: Report | None = None,
     use_cache: bool = True,
 ) -> PackageBuild:
-    """The cached package for ``model_file`` with these options, compiled first if there is none
-    (or always, when ``use_cache`` is False)."""
+    """The cached package for ``model_file`` as ``context`` says (device, precision, largest batch),
+    compiled first if there is none (or always, when ``use_cache`` is False)."""
     started = time.perf_counter()
     say: Report = report or (lambda _message: None)
     cache = cache or package_cache()
     source = str(model_file.path)
-    engine = eager_network(model_file, spec, options)
+    engine = eager_network(model_file, spec, context)
     try:
         names = _names(engine, spec)
-        metadata = planned_metadata(model_file, spec, options, names)
+        metadata = planned_metadata(model_file, spec, context, names)
         key = metadata.key()
         if use_cache and (hit := cached_package(cache, key)) is not None:
             say(f"package cache hit: {hit}")
@@ -322,7 +322,7 @@ def build_package(
             **metadata.extra,
             "op_libraries": op_libraries(exported),
             "input_dtype": str(engine.dtype).removeprefix("torch."),
-            "memory_format": "channels_last" if device_kind(options.device) == "cuda" else "contiguous",
+            "memory_format": "channels_last" if context.device.is_cuda else "contiguous",
             "output_names": list(engine.output_names),
             "metadata": dict(engine.metadata),
         }
@@ -360,7 +360,7 @@ def _names_from(metadata: dict[str, str], spec: ModelSpec) -> tuple[str, ...]:
     return names or spec.class_names
 
 
-def package_is_cached(model_file: ModelFile, spec: ModelSpec, options: DetectorOptions, cache: ArtifactCache | None = None) -> bool:
+def package_is_cached(model_file: ModelFile, spec: ModelSpec, context: RunContext, cache: ArtifactCache | None = None) -> bool:
     """Whether ``build_package`` with these arguments would find its package in the cache (no
     compile), decided from the file without converting the network (ONNX files; a checkpoint
     is converted to learn its class names)."""
@@ -370,12 +370,12 @@ def package_is_cached(model_file: ModelFile, spec: ModelSpec, options: DetectorO
 
         names = _names_from(onnx_file_description(Path(model_file.path))[0], spec)
     else:
-        engine = eager_network(model_file, spec, options)
+        engine = eager_network(model_file, spec, context)
         try:
             names = _names(engine, spec)
         finally:
             engine.deactivate()
-    return cache.artifact_path(planned_metadata(model_file, spec, options, names).key()).is_file()
+    return cache.artifact_path(planned_metadata(model_file, spec, context, names).key()).is_file()
 
 
 def _with_extra(metadata: ArtifactMetadata, extra: dict[str, Any]) -> ArtifactMetadata:

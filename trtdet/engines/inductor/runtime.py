@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from trtdet.contracts.artifact import ArtifactMetadata
 from trtdet.contracts.engine import BaseEngine, Shape
+from trtdet.devices import Device, as_device, on_device, torch_device
 from trtdet.errors import ModelError
 from trtdet.lazy import lazy_import
 
@@ -93,9 +94,13 @@ class InductorEngine(BaseEngine):
     """
     backend = "inductor"
 
-    def __init__(self, path: Path, metadata: ArtifactMetadata, cuda_graphs: bool, device: str | None = None) -> None:
-        # ``device`` picks the GPU of a CUDA package (``cuda:1``); by default the package's own kind.
-        super().__init__(device or str(metadata.extra.get("device", "cpu")))
+    def __init__(self, path: Path, metadata: ArtifactMetadata, cuda_graphs: bool, device: str | Device | None = None) -> None:
+        # ``device`` picks the GPU of a CUDA package (``cuda:1``; the backend passes its context's
+        # ``Device``); by default the package's own kind.
+        named = device or str(metadata.extra.get("device", "cpu"))
+        super().__init__(named if isinstance(named, str) else str(named))
+        #: The parsed device (parsed here once when given as a name).
+        self.placement: Device = as_device(named)
         self.path = Path(path)
         self.package_metadata = metadata
         self.input_name = "images"
@@ -114,11 +119,10 @@ class InductorEngine(BaseEngine):
 
     def activate_impl(self) -> None:
         """Load the package."""
-        from trtdet.devices import on_device, torch_device
         from trtdet.engines.graphs import CudaGraphRunner
 
-        self._torch_device = torch_device(self.device)
-        with on_device(self.device):
+        self._torch_device = torch_device(self.placement)
+        with on_device(self.placement):
             self._runner = load_runner(self.path, self.package_metadata, self._torch_device.index)
         self._dtype = getattr(torch, str(self.package_metadata.extra.get("input_dtype", "float32")))
         channels_last = self.package_metadata.extra.get("memory_format") == "channels_last"

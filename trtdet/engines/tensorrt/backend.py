@@ -19,7 +19,7 @@ from trtdet.context import RunContext
 from trtdet.contracts.artifact import ArtifactMetadata, read_artifact, read_metadata
 from trtdet.contracts.build_steps import option_text
 from trtdet.contracts.engine import CACHE_ONLY, BackendDefaults, BuildRequest, Engine, ModelFile
-from trtdet.devices import check_present, on_device, parse_device, visible_gpus
+from trtdet.devices import check_present, on_device, visible_gpus
 from trtdet.engines.artifact_cache import ArtifactCache
 from trtdet.engines.tensorrt.builder import (
     ENGINE_SUFFIX,
@@ -180,24 +180,25 @@ class TensorRTBackend(BackendDefaults):
         return None
 
     def build(
-        self, source: ModelFile, spec: ModelSpec, options: DetectorOptions, request: BuildRequest = CACHE_ONLY
+        self, source: ModelFile, spec: ModelSpec, context: RunContext, request: BuildRequest = CACHE_ONLY
     ) -> BuildResult:
-        """An engine for ``options.device``'s GPU (TensorRT-RTX: portable) from an ONNX file, cached."""
+        """An engine for ``context.device``'s GPU (TensorRT-RTX: portable) from an ONNX file, cached."""
+        device = context.device
         if source.kind != "onnx":
             raise UsageError("--weights builds need --backend inductor; for TensorRT export to ONNX first (trtdet export)")
-        if options.device == "cpu":
+        if not device.is_cuda:
             raise UsageError("--device cpu: TensorRT engines are built on a GPU (cpu packages: --backend inductor)")
-        if parse_device(options.device).index is not None or visible_gpus() > 0:
+        if device.index is not None or visible_gpus() > 0:
             # a GPU named by index must be there; plain ``cuda`` builds without one, as TensorRT-RTX
             # builds portable engines on any machine (CI builds both models that way)
-            check_present(options.device)
+            check_present(device)
         config = BuildConfig(
-            precision=options.precision,
-            max_batch=options.batch,
-            build_options=options.build_options,
+            precision=context.precision,
+            max_batch=context.batch,
+            build_options=context.build_options,
             trt=request.runtime,
         )
-        with on_device(options.device):
+        with on_device(device):
             return build_engine(
                 source.path, spec, config, output=request.output, use_cache=request.use_cache, report=request.report
             )
@@ -210,7 +211,8 @@ class TensorRTBackend(BackendDefaults):
         if capability is None:
             raise ModelError(f"{path}: TensorRT needs a CUDA GPU and none is visible")
         if model_file.kind == "onnx":
-            built = options.replace(batch=max(self.min_build_batch, options.batch))
+            context = RunContext.from_options(options, context)
+            built = context.replace(batch=max(self.min_build_batch, context.batch))
             runtime = choose_runtime_flavour(None, capability).name
             path = self.build(model_file, spec, built, BuildRequest(runtime=runtime)).path
         flavour = choose_runtime_flavour(read_metadata(path), capability)

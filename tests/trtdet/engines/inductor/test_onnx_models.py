@@ -15,10 +15,10 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
+from trtdet.context import RunContext  # noqa: E402
 from trtdet.contracts.engine import ModelFile  # noqa: E402
 from trtdet.engines.inductor.build import build_package, package_cache  # noqa: E402
 from trtdet.engines.inductor.runtime import InductorEngine  # noqa: E402
-from trtdet.options import DetectorOptions  # noqa: E402
 from trtdet.plugins import get_model  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -30,7 +30,7 @@ def test_a_static_batch_ultralytics_export_compiles_for_any_batch(tmp_path):
     import dataclasses
 
     spec = dataclasses.replace(get_model("yolo").spec, input_size=(160, 160))
-    result = build_package(ModelFile(FIXTURE, "onnx"), spec, DetectorOptions(device="cpu"), cache=package_cache(tmp_path))
+    result = build_package(ModelFile(FIXTURE, "onnx"), spec, RunContext.of("cpu"), cache=package_cache(tmp_path))
     assert result.metadata.names and len(result.metadata.names) == 5
     engine = InductorEngine(result.path, result.metadata, cuda_graphs=False)
     engine.activate()

@@ -19,6 +19,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from trtdet.context import RunContext  # noqa: E402
 from trtdet.contracts.engine import ModelFile  # noqa: E402
 from trtdet.engines.inductor.backend import InductorBackend, incompatibility, runnable_package  # noqa: E402
 from trtdet.engines.inductor.build import (  # noqa: E402
@@ -88,9 +89,9 @@ def cache_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def built(checkpoint, cache_root):
-    options = DetectorOptions(device="cpu", batch=4)
+    context = RunContext.of("cpu", batch=4)
     messages: list[str] = []
-    result = build_package(ModelFile(checkpoint, "weights"), _spec(TinyNet), options, cache=package_cache(cache_root), report=messages.append)
+    result = build_package(ModelFile(checkpoint, "weights"), _spec(TinyNet), context, cache=package_cache(cache_root), report=messages.append)
     return result, messages
 
 
@@ -139,7 +140,7 @@ def test_it_stays_a_plain_pt2_that_torch_loads(built, checkpoint):
 
 def test_a_second_build_is_a_cache_hit(built, checkpoint, cache_root):
     result, _ = built
-    again = build_package(ModelFile(checkpoint, "weights"), _spec(TinyNet), DetectorOptions(device="cpu", batch=4),
+    again = build_package(ModelFile(checkpoint, "weights"), _spec(TinyNet), RunContext.of("cpu", batch=4),
                           cache=package_cache(cache_root))
     assert again.cached and again.path == result.path and again.seconds < 5
 
@@ -196,9 +197,9 @@ def test_a_package_from_another_torch_is_rebuilt_from_the_cached_source(built, t
         f"it was compiled by torch 2.0.0+cu118, this is torch {torch.__version__}"
     )
     monkeypatch.setenv("TRTDET_CACHE_DIR", str(cache_root))
-    options = DetectorOptions(device="cpu", batch=4)
+    context = RunContext.of("cpu", batch=4)
     with pytest.warns(UserWarning, match="compiled by torch 2.0.0.*rebuilding from the cached source"):
-        path, meta = runnable_package(old, _spec(TinyNet), options, report=lambda _m: None)
+        path, meta = runnable_package(old, _spec(TinyNet), context, report=lambda _m: None)
     assert path == result.path and meta.runtime_version == torch.__version__  # the rebuild is the cached one
 
 
@@ -208,7 +209,7 @@ def test_a_mismatch_without_its_source_says_how_to_rebuild(built, tmp_path, monk
     monkeypatch.setenv("TRTDET_CACHE_DIR", str(tmp_path / "empty-cache"))
     with pytest.raises(ModelError, match=r"changed\.pt2: it was compiled by torch 2\.0\.0.*not in the cache; rebuild it: "
                        r"trtdet build --backend inductor --weights SOURCE --model tinynet --precision fp32"):
-        runnable_package(old, _spec(TinyNet), DetectorOptions(device="cpu"), report=lambda _m: None)
+        runnable_package(old, _spec(TinyNet), RunContext.of("cpu"), report=lambda _m: None)
 
 
 def test_a_package_for_another_device_is_not_run_here(built):
@@ -222,7 +223,7 @@ def test_an_untraceable_network_falls_back_to_eager_and_says_why(tmp_path, monke
     torch.save(DataDependent().state_dict(), path)
     spec = _spec(DataDependent)
     with pytest.raises(ExportError, match=r"dd\.pth: torch\.export cannot trace the network"):
-        build_package(ModelFile(path, "weights"), spec, DetectorOptions(device="cpu"), cache=package_cache(tmp_path))
+        build_package(ModelFile(path, "weights"), spec, RunContext.of("cpu"), cache=package_cache(tmp_path))
     with pytest.warns(UserWarning, match=r"cannot trace the network.*running the eager torch backend instead"):
         engine = InductorBackend(report=lambda _m: None).load(ModelFile(path, "weights"), spec, DetectorOptions(device="cpu"))
     assert engine.backend == "torch"
@@ -232,9 +233,9 @@ def test_a_models_engine_variant_is_in_the_key_of_cuda_packages(monkeypatch):
     from trtdet_centernet.plugin import CENTERNET
 
     monkeypatch.setenv("TRTDET_DCN", "gather")
-    gather = package_build_options(CENTERNET, DetectorOptions(device="cuda"))
+    gather = package_build_options(CENTERNET, RunContext.of("cuda"))
     assert gather == {"compile": COMPILE_REVISION, "variant": "dcn=gather"}
-    assert package_build_options(CENTERNET, DetectorOptions(device="cpu")) == {"compile": COMPILE_REVISION}
+    assert package_build_options(CENTERNET, RunContext.of("cpu")) == {"compile": COMPILE_REVISION}
 
 
 def _damage(path: Path) -> None:
@@ -272,7 +273,7 @@ def test_a_damaged_cache_entry_is_rebuilt_with_one_warning(built, checkpoint, tm
     shutil.copyfile(result.path, entry)
     _damage(entry)
     with pytest.warns(UserWarning) as record:
-        rebuilt = build_package(ModelFile(checkpoint, "weights"), _spec(TinyNet), DetectorOptions(device="cpu", batch=4),
+        rebuilt = build_package(ModelFile(checkpoint, "weights"), _spec(TinyNet), RunContext.of("cpu", batch=4),
                                 cache=cache)
     removed = [w for w in record if "removing this cache entry and building it again" in str(w.message)]
     assert len(removed) == 1 and "fails its checksum" in str(removed[0].message)
@@ -314,15 +315,15 @@ def test_the_backend_builds_through_the_contract(checkpoint, tmp_path):
     lands at ``request.output`` and describes itself as ``trtdet build`` prints it."""
     from trtdet.contracts.engine import BuildRequest
 
-    backend, spec, options = InductorBackend(report=lambda _m: None), _spec(TinyNet), DetectorOptions(device="cpu", batch=4)
+    backend, spec, context = InductorBackend(report=lambda _m: None), _spec(TinyNet), RunContext.of("cpu", batch=4)
     source = ModelFile(checkpoint, "weights")
-    first = backend.build(source, spec, options, BuildRequest(output=tmp_path / "a.pt2"))
+    first = backend.build(source, spec, context, BuildRequest(output=tmp_path / "a.pt2"))
     assert not first.cached and first.path == tmp_path / "a.pt2"
     assert read_package_metadata(first.path).key() == first.metadata.key()
     assert first.describe() == f"built in {first.seconds:.1f} s; AOTInductor, torch {torch.__version__}, fp32, batch 1..32, cpu"
-    forced = backend.build(source, spec, options, BuildRequest(output=tmp_path / "b.pt2", use_cache=False))
+    forced = backend.build(source, spec, context, BuildRequest(output=tmp_path / "b.pt2", use_cache=False))
     assert not forced.cached and forced.metadata.key() == first.metadata.key()
-    hit = backend.build(source, spec, options, BuildRequest(output=tmp_path / "c.pt2"))
+    hit = backend.build(source, spec, context, BuildRequest(output=tmp_path / "c.pt2"))
     assert hit.cached and hit.path.read_bytes() == forced.path.read_bytes()
     assert hit.describe().startswith(f"from the package cache; AOTInductor, torch {torch.__version__}, fp32, batch 1..32, ")
 

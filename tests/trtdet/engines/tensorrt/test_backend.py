@@ -207,3 +207,41 @@ def test_centernet_engine_matches_onnxruntime_with_each_dcn_lowering(centernet_o
     expected = session.run(None, {"images": batch})[0]
     np.testing.assert_allclose(engine(batch)["output"].cpu().numpy(), expected, rtol=1e-3, atol=1e-3)
     engine.deactivate()
+
+
+def test_loading_an_onnx_builds_through_the_context(monkeypatch, yolo_onnx):
+    """``load`` of an ONNX file builds through ``build(source, spec, context, request)``: the context it
+    was given (its Device and stream kept), the batch raised to at least ``min_build_batch``, the
+    options' build options inside; the GPU is faked (the build itself is not run here)."""
+    import trtdet.engines.tensorrt.backend as backend_module
+    from trtdet.context import RunContext
+    from trtdet.devices import Device
+
+    class Stop(Exception):
+        pass
+
+    received = []
+
+    def build(self, source, spec, context, request):
+        received.append((source, context, request))
+        raise Stop
+
+    monkeypatch.setattr(backend_module, "gpu_compute_capability", lambda: (9, 0))
+    monkeypatch.setattr(backend_module, "choose_runtime_flavour", lambda metadata, capability: _flavour_named("tensorrt"))
+    monkeypatch.setattr(backend_module.TensorRTBackend, "build", build)
+    options = DetectorOptions(device="cuda:1", precision="fp16", batch=2, build_options={"dcn": "decomposed"})
+    stream = object()
+    given = RunContext(Device("cuda", 1), "fp16", 2, stream=stream, options=options)
+    with pytest.raises(Stop):
+        backend_module.TensorRTBackend().load(ModelFile(yolo_onnx, "onnx"), get_model("yolo").spec, options, given)
+    (source, context, request), = received
+    assert source == ModelFile(yolo_onnx, "onnx") and request.runtime == "tensorrt"
+    assert (context.device, context.precision, context.batch, context.stream) == (Device("cuda", 1), "fp16", 8, stream)
+    assert context.build_options == {"dcn": "decomposed"} and context.options.batch == 8
+
+
+def _flavour_named(name: str):
+    """A stand-in for a TensorRT flavour: only its ``name`` is read before the build."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(name=name)
