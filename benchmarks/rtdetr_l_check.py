@@ -30,7 +30,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for rtdetr-l.onnx, the reference and the cases")
     parser.add_argument("--run", action="append", default=None, metavar="DEVICE:BACKEND",
-                        help="trtdet runs to check (default: cuda:inductor)")
+                        help="trtdet runs to check (default: cuda:inductor); DEVICE:ultralytics is the control: "
+                             "Ultralytics' own PyTorch model (same seed) predicting on DEVICE, against the same reference")
     parser.add_argument("--precision", default="fp32")
     args = parser.parse_args()
     reference_path = args.out / "rtdetr_l_detections.json"
@@ -49,6 +50,12 @@ def main() -> int:
     failed = False
     for run in args.run or ["cuda:inductor"]:
         device, backend = run.split(":")
+        if backend == "ultralytics":
+            problems, count = _ultralytics_control(device, files, record)
+            print(f"{run} (control, not trtdet): {count} reference detections, {len(problems)} problems")
+            for line in problems[:5]:
+                print("  ", line)
+            continue
         cli_args = ["run", "--model", "rtdetr", "--onnx", str(args.out / "rtdetr-l.onnx"), "--device", device,
                     "--backend", backend, "--precision", args.precision, "--json", "-", "--quiet"]
         for path in files.values():
@@ -69,6 +76,27 @@ def main() -> int:
             print("  ", line)
         failed |= bool(problems)
     return 1 if failed else 0
+
+
+def _ultralytics_control(device: str, files: dict[str, Path], record: dict) -> tuple[list[str], int]:
+    """Ultralytics' PyTorch rtdetr-l (rebuilt as ``make_rtdetr_l`` builds it) predicting on ``device``, compared
+    with the reference (its ONNX on the CPU) as trtdet is: how far the model's own numerics move its detections."""
+    import torch
+    from ultralytics import RTDETR
+
+    from tests.data.make_ultralytics_families import RTDETR_SPREAD, detections, spread_scores
+    from tests.trtdet_yolo.test_ultralytics_families import parity_problems
+
+    torch.manual_seed(0)
+    model = RTDETR("rtdetr-l.yaml")
+    spread_scores(model.model, seed=1, **RTDETR_SPREAD)
+    problems, count = [], 0
+    for name, path in files.items():
+        (result,) = model.predict(str(path), device=0 if device == "cuda" else "cpu", verbose=False)
+        want = record["cases"][name]["detections"]
+        count += len(want)
+        problems += parity_problems(name, detections(result), want)
+    return problems, count
 
 
 if __name__ == "__main__":

@@ -321,8 +321,11 @@ def _as_list(result: Any, count: int) -> list[Any]:
 
 
 def shape_to_tensor(value: Any, device: torch.device | str | None = None) -> torch.Tensor:
-    """A shape value (int or tuple) used as data: an int64 tensor (on ``device``, where the data is)."""
-    return torch.tensor(value, dtype=torch.int64, device=device)
+    """A shape value (int, float or tuple) used as data, on ``device`` (where the data is): int64, or float32
+    where it holds a float (a size cast to float, as RT-DETR-l's decoder scales by its batch)."""
+    items = value if isinstance(value, tuple) else (value,)
+    floating = any(isinstance(v, (float, torch.SymFloat)) for v in items)
+    return torch.tensor(value, dtype=torch.float32 if floating else torch.int64, device=device)
 
 
 def build_plan(

@@ -1084,10 +1084,23 @@ def _py_where(node: OnnxNode) -> Callable[..., Any]:
     return _elementwise(lambda c, a, b: a if c else b)
 
 
+def _to_float(value: Any) -> Any:
+    """``float`` that keeps a symbolic size symbolic (``float()`` of a SymInt pins it to its example value
+    under ``torch.export``: RT-DETR-l casts its batch size to float)."""
+    return torch.sym_float(value) if isinstance(value, torch.SymInt) else float(value)
+
+
+def _to_int(value: Any) -> Any:
+    """``int`` (truncating), likewise keeping symbolic sizes symbolic."""
+    if isinstance(value, torch.SymInt):
+        return value
+    return torch.sym_int(value) if isinstance(value, torch.SymFloat) else int(value)
+
+
 @shape_op("Cast")
 def _py_cast(node: OnnxNode) -> Callable[..., Any]:
     target = _onnx_torch_dtype(node.attr("to"))
-    fn = bool if target == torch.bool else float if target.is_floating_point else int
+    fn = bool if target == torch.bool else _to_float if target.is_floating_point else _to_int
     return _elementwise(fn)
 
 

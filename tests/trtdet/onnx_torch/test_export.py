@@ -72,3 +72,35 @@ def test_exported_rtdetr_program_equals_onnxruntime(tmp_path):
         with torch.no_grad():
             got = runner(torch.from_numpy(x)).numpy()
         assert_same_queries(got, reference(str(path), x, per_image=False))
+
+
+def test_a_batch_size_cast_to_float_and_back_stays_dynamic():
+    """Cast of a shape value to float (RT-DETR-l casts its batch size) keeps the batch symbolic: ``float()`` of
+    a symbolic size pinned it to the example's 2, and torch.export refused the dynamic batch. The float used as
+    data stays a float (it was made an int64 tensor, truncating 2.5 B)."""
+    from onnx import TensorProto, helper
+
+    from .helpers import make_model, ort_run
+
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["batch"], axis=0),
+        helper.make_node("Cast", ["batch"], ["batch_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["batch_f", "factor"], ["scale"]),  # 2.5 B
+        helper.make_node("Cast", ["scale"], ["scale_i"], to=TensorProto.INT64),  # truncated
+        helper.make_node("Cast", ["scale_i"], ["offset"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["x", "scale"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "offset"], ["y"]),
+    ]
+    model = make_model(nodes, {"x": (3, 4, 4)}, ["y"],
+                       initializers={"zero": np.array(0, dtype=np.int64), "factor": np.array(2.5, dtype=np.float32)})
+    module = convert(model, converters={})
+    example = torch.zeros((EXAMPLE_BATCH, 3, 4, 4))
+    program = torch.export.export(module, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+    for batch in (1, 3, 5):
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 4, 4)).astype(np.float32)
+        (want,) = ort_run(model, {"x": x})
+        np.testing.assert_allclose(want, x * 2.5 * batch + int(2.5 * batch), rtol=1e-6, atol=1e-5)  # hand-computed
+        with torch.no_grad():
+            for run in (module, program.module()):
+                np.testing.assert_allclose(run(torch.from_numpy(x)).numpy(), want, rtol=1e-6, atol=1e-5)
