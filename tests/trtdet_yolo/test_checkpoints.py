@@ -93,7 +93,6 @@ def test_an_rtdetr_checkpoint_runs_as_ultralytics_predicts_it(tmp_path, monkeypa
     on the .pt gives (its stretch-to-640 preprocessing, no NMS). A narrow rtdetr-l keeps the CPU export short."""
     import torch
     import ultralytics
-    import yaml
     from ultralytics import RTDETR
 
     from tests.data.make_ultralytics_families import (
@@ -108,7 +107,8 @@ def test_an_rtdetr_checkpoint_runs_as_ultralytics_predicts_it(tmp_path, monkeypa
     monkeypatch.setenv("TRTDET_CACHE_DIR", str(tmp_path / "cache"))
     torch.manual_seed(0)
     spec = tmp_path / "rtdetr-tiny.yaml"
-    spec.write_text(yaml.safe_dump(tiny_rtdetr_yaml(Path(ultralytics.__file__).parent / "cfg" / "models", NUM_CLASSES)))
+    # JSON is YAML: Ultralytics reads it, and the tests need no yaml package of their own
+    spec.write_text(json.dumps(tiny_rtdetr_yaml(Path(ultralytics.__file__).parent / "cfg" / "models", NUM_CLASSES)))
     model = RTDETR(str(spec))
     spread_scores(model.model, seed=1, **RTDETR_SPREAD)
     weights = tmp_path / "detr.pt"
