@@ -11,7 +11,7 @@ the host (numpy boxes, scores, classes), at conf 0.25 / IoU 0.7, fp16.
   it in CUDA graphs (``cuda_graphs=True``).
 
     python benchmarks/yolo.py --batches 1 32 --iterations 50 --out benchmarks/results/yolo_h200.md
-    python benchmarks/yolo.py --families --batches 1 32 --out benchmarks/results/families_h100.md
+    python benchmarks/yolo.py --families --batches 1 32 --out benchmarks/results/families.md
 
 ``--families`` times issue 25's table instead (``benchmarks/yolo_families.py``): YOLO11n rect vs
 square on 1080p, YOLO26n and RT-DETR-l at each batch, each beside Ultralytics' predictor.
