@@ -64,7 +64,7 @@ def main() -> None:
     rows: list[tuple[str, int, list[float]]] = []
     notes = [f"usable cores {usable_cores()}; default copy threads {copy_threads()}"]
     if not args.skip_ultralytics:
-        from yolo import ultralytics_predictor  # benchmarks/yolo.py
+        from ultralytics_peer import ultralytics_predictor  # benchmarks/ultralytics_peer.py
 
         predict, note = ultralytics_predictor(default_model_path())
         notes.append(f"ultralytics: {note}")

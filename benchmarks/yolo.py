@@ -31,31 +31,7 @@ from timing import (  # benchmarks/timing.py (this script's folder is on sys.pat
     time_it,
     write_results,
 )
-
-
-def ultralytics_predictor(onnx_path: Path, **options):
-    """Ultralytics' predictor on YOLO11n with the ONNX's weights; returns (predict fn, weights note).
-
-    ``options`` go to ``predict`` (e.g. ``rect=False``)."""
-    import onnx
-    from onnx import numpy_helper
-    from ultralytics import YOLO
-
-    yolo = YOLO("yolo11n.yaml")
-    yolo.model.fuse()
-    state = yolo.model.state_dict()
-    loaded = {}
-    for init in onnx.load(str(onnx_path)).graph.initializer:
-        if init.name in state and tuple(state[init.name].shape) == tuple(init.dims):
-            loaded[init.name] = torch.from_numpy(numpy_helper.to_array(init).copy())
-    yolo.model.load_state_dict(loaded, strict=False)
-    note = f"trained weights ({len(loaded)} of {len(state)} tensors from the ONNX)"
-
-    def predict(frames):
-        results = yolo.predict(frames, imgsz=640, half=True, device=0, conf=0.25, iou=0.7, verbose=False, **options)
-        return [r.boxes.data.cpu().numpy() for r in results]
-
-    return predict, note
+from ultralytics_peer import ultralytics_predictor  # benchmarks/ultralytics_peer.py
 
 
 def trtdet_detector(backend: str, batch: int, graphs: bool):

@@ -91,7 +91,7 @@ def family_rows(frames: list[np.ndarray], batches: list[int], iterations: int, y
 
 def _yolo11n_rows(rows, frames, batches, iterations, yolo11n, big) -> None:
     """YOLO11n rect vs square, trained weights (the shipped ONNX, as benchmarks/yolo.py loads them)."""
-    from yolo import ultralytics_predictor
+    from ultralytics_peer import ultralytics_predictor
 
     for rect in (True, False):
         predict, _ = ultralytics_predictor(yolo11n, rect=rect)
