@@ -37,8 +37,10 @@ else:
     numpy_helper = lazy_import("onnx.numpy_helper")
 
 CONST, SHAPE, TENSOR = "const", "shape", "tensor"
-#: Batch sizes the graph is probed at; neither is 1, so a static batch of 1 never looks dynamic.
-PROBES = (2, 3)
+#: Batch sizes the graph is probed at; none is 1, so a static batch of 1 never looks dynamic. A value equal at
+#: every probe is folded as a constant: three probes, so a value that moves with the batch but not between two
+#: neighbours (``floor(B / 2)`` is 1 at 2 and 3) is not mistaken for one.
+PROBES = (2, 3, 5)
 
 #: A converter turns one ONNX node into a callable (a function or an ``nn.Module``) that is
 #: called with one run-time value per ONNX input (None for absent inputs and for inputs the

@@ -104,3 +104,28 @@ def test_a_batch_size_cast_to_float_and_back_stays_dynamic():
         with torch.no_grad():
             for run in (module, program.module()):
                 np.testing.assert_allclose(run(torch.from_numpy(x)).numpy(), want, rtol=1e-6, atol=1e-5)
+
+
+def test_a_size_that_moves_with_the_batch_only_between_some_batches_is_not_folded():
+    """``floor(B / 2)`` is 1 at batch 2 and at batch 3: probing two neighbouring batches folded it into a
+    constant 1, so batch 1 gave x + 1 where onnxruntime gives x + 0 (a silent wrong answer)."""
+    from onnx import TensorProto, helper
+
+    from .helpers import make_model, ort_run
+
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["batch"], axis=0),
+        helper.make_node("Div", ["batch", "two"], ["half"]),  # integer division: floor(B / 2)
+        helper.make_node("Cast", ["half"], ["half_f"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["x", "half_f"], ["y"]),
+    ]
+    model = make_model(nodes, {"x": (2, 3)}, ["y"],
+                       initializers={"zero": np.array(0, dtype=np.int64), "two": np.array(2, dtype=np.int64)})
+    module = convert(model, converters={})
+    for batch in (1, 2, 3, 4, 7):
+        x = np.zeros((batch, 2, 3), dtype=np.float32)
+        (want,) = ort_run(model, {"x": x})
+        assert float(want.max()) == batch // 2  # hand-computed
+        with torch.no_grad():
+            np.testing.assert_array_equal(module(torch.from_numpy(x)).numpy(), want)

@@ -167,8 +167,9 @@ def planned_metadata(model_file: ModelFile, spec: ModelSpec, context: RunContext
     )
 
 
-#: Bumped when trtdet compiles packages differently (``compile_settings``), so old ones rebuild.
-COMPILE_REVISION = "2"
+#: Bumped when trtdet compiles packages differently (``compile_settings``) or converts ONNX differently, so
+#: old ones rebuild. 3: sizes cast to float stay symbolic and three batch probes (``trtdet.onnx_torch.graph``).
+COMPILE_REVISION = "3"
 
 
 def package_build_options(spec: ModelSpec, context: RunContext) -> dict[str, Any]:
