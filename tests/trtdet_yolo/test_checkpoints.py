@@ -51,6 +51,20 @@ def test_the_extra_is_optional_and_named_ultralytics():
     assert project["optional-dependencies"]["ultralytics"] == ["ultralytics>=8.4,<8.5"]
 
 
+def _saved_and_predicted(model, loader, weights: Path) -> tuple[Path, Path, list[dict]]:
+    """``model`` saved as the checkpoint ``weights``; the motorcycle photo; what Ultralytics' ``predict`` on that
+    checkpoint (loaded back by ``loader``) detects in it, on the CPU."""
+    from tests.trtdet_yolo.ultralytics_cases import CASES, make_case
+
+    model.save(str(weights))
+    image = make_case(next(c for c in CASES if c.name == "motorcycle"), weights.parent)
+    (theirs,) = loader(str(weights)).predict(str(image), device="cpu", verbose=False)
+    boxes = theirs.boxes
+    want = [{"box": b, "score": s, "class_id": int(c)}
+            for b, s, c in zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), strict=True)]
+    return weights, image, want
+
+
 @pytest.mark.ultralytics
 @pytest.mark.skipif(not HAS_ULTRALYTICS, reason="needs the ultralytics package (pip install 'trtdet[ultralytics]')")
 @pytest.mark.parametrize("arch", ["yolo26n.yaml", "yolo11n.yaml"])
@@ -61,7 +75,6 @@ def test_a_checkpoint_runs_as_ultralytics_predicts_it(tmp_path, monkeypatch, arc
 
     # the families' box test: random end-to-end heads give inverted boxes (x2 < x1), which IoU cannot match
     from tests.trtdet_yolo.test_ultralytics_families import parity_problems
-    from tests.trtdet_yolo.ultralytics_cases import CASES, make_case
 
     monkeypatch.setenv("TRTDET_CACHE_DIR", str(tmp_path / "cache"))
     from tests.data.make_ultralytics_families import spread_scores
@@ -69,12 +82,7 @@ def test_a_checkpoint_runs_as_ultralytics_predicts_it(tmp_path, monkeypatch, arc
     torch.manual_seed(0)
     model = YOLO(arch)
     spread_scores(model.model, seed=1)  # random weights score ~1e-4 everywhere otherwise
-    weights = tmp_path / "best.pt"
-    model.save(str(weights))
-    image = make_case(next(c for c in CASES if c.name == "motorcycle"), tmp_path)
-    (theirs,) = YOLO(str(weights)).predict(str(image), device="cpu", verbose=False)
-    want = [{"box": b, "score": s, "class_id": int(c)}
-            for b, s, c in zip(theirs.boxes.xyxy.tolist(), theirs.boxes.conf.tolist(), theirs.boxes.cls.tolist(), strict=True)]
+    weights, image, want = _saved_and_predicted(model, YOLO, tmp_path / "best.pt")
     runs = []
     for _ in range(2):
         result = CliRunner().invoke(cli, ["run", "--model", "yolo", "--weights", str(weights), "--source", str(image),
@@ -102,7 +110,6 @@ def test_an_rtdetr_checkpoint_runs_as_ultralytics_predicts_it(tmp_path, monkeypa
         tiny_rtdetr_yaml,
     )
     from tests.trtdet_yolo.test_ultralytics_families import parity_problems
-    from tests.trtdet_yolo.ultralytics_cases import CASES, make_case
 
     monkeypatch.setenv("TRTDET_CACHE_DIR", str(tmp_path / "cache"))
     torch.manual_seed(0)
@@ -111,12 +118,7 @@ def test_an_rtdetr_checkpoint_runs_as_ultralytics_predicts_it(tmp_path, monkeypa
     spec.write_text(json.dumps(tiny_rtdetr_yaml(Path(ultralytics.__file__).parent / "cfg" / "models", NUM_CLASSES)))
     model = RTDETR(str(spec))
     spread_scores(model.model, seed=1, **RTDETR_SPREAD)
-    weights = tmp_path / "detr.pt"
-    model.save(str(weights))
-    image = make_case(next(c for c in CASES if c.name == "motorcycle"), tmp_path)
-    (theirs,) = RTDETR(str(weights)).predict(str(image), device="cpu", verbose=False)
-    want = [{"box": b, "score": s, "class_id": int(c)}
-            for b, s, c in zip(theirs.boxes.xyxy.tolist(), theirs.boxes.conf.tolist(), theirs.boxes.cls.tolist(), strict=True)]
+    weights, image, want = _saved_and_predicted(model, RTDETR, tmp_path / "detr.pt")
     result = CliRunner().invoke(cli, ["run", "--model", "rtdetr", "--weights", str(weights), "--source", str(image),
                                       "--json", "-", "--quiet"])
     assert result.exit_code == 0, result.output
