@@ -40,15 +40,18 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import numpy as np
 
+from trtdet.cuda.graph_keys import GraphKey, graph_key
 from trtdet.detections import Detections
 from trtdet.lazy import lazy_import
+from trtdet.lru import LRU
+
+__all__ = ["LRU", "GraphKey", "GraphMismatch", "PipelineGraphs", "for_pipeline", "graph_key"]
 
 torch: Any = lazy_import("torch")
 
@@ -68,96 +71,8 @@ FILL_THREADS = max(1, min(4, (os.cpu_count() or 2) // 2))
 #: Warm-up runs before each capture (cuDNN/cuBLAS pick and allocate their workspaces there).
 WARMUP = 2
 
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-
 class GraphMismatch(RuntimeError):
     """A captured pipeline's replay does not reproduce a direct run of the same steps."""
-
-
-@dataclass(frozen=True)
-class GraphKey:
-    """What a captured pipeline is specific to: each image's (H, W), the input dtype, and whether
-    the upload is in the graph (False when some images are uploaded from the caller's pinned memory)."""
-
-    shapes: tuple[tuple[int, int], ...]
-    dtype: str
-    uploads: bool
-
-    @property
-    def batch(self) -> int:
-        return len(self.shapes)
-
-    @property
-    def image_bytes(self) -> int:
-        return sum(h * w * 3 for h, w in self.shapes)
-
-
-def graph_key(images: Sequence[Any], dtype: str, max_batch: int, pinned: Callable[[np.ndarray], bool]) -> GraphKey | None:
-    """The key of a batch, or None when it takes the ordinary path: empty, over ``max_batch``, or
-    holding anything but C-contiguous HxWx3 uint8 numpy images (CUDA tensors, odd inputs: the
-    ordinary path copies those, or raises its one-line error)."""
-    if not 1 <= len(images) <= max_batch:
-        return None
-    shapes = []
-    uploads = True
-    for image in images:
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            return None
-        if 0 in image.shape or not image.flags.c_contiguous:
-            return None
-        shapes.append((int(image.shape[0]), int(image.shape[1])))
-        if pinned(image):
-            uploads = False
-    return GraphKey(tuple(shapes), dtype, uploads)
-
-
-class LRU(Generic[K, V]):
-    """A mapping that keeps its ``capacity`` most recently used entries; ``put`` returns those it dropped."""
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity: expected >= 1, got {capacity}")
-        self.capacity = capacity
-        self._items: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> list[V]:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        dropped = []
-        while len(self._items) > self.capacity:
-            dropped.append(self._items.popitem(last=False)[1])
-        return dropped
-
-    def values(self) -> list[V]:
-        return list(self._items.values())
-
-    def keys(self) -> list[K]:
-        return list(self._items.keys())
-
-    def pop(self, key: K) -> V | None:
-        return self._items.pop(key, None)
-
-    def clear(self) -> list[V]:
-        values = list(self._items.values())
-        self._items.clear()
-        return values
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._items
-
-    def __iter__(self) -> Any:
-        return iter(list(self._items))
 
 
 @dataclass

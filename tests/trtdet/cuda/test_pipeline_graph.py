@@ -1,5 +1,5 @@
-"""The whole-pipeline CUDA graph's host logic on the CPU: keys, the LRU, when a key is captured,
-which stages can have graphs, and the fallback after a failed capture.
+"""The whole-pipeline CUDA graph's host logic on the CPU: when a key is captured, which stages can
+have graphs, and the fallback after a failed capture (keys: test_graph_keys.py; the LRU: tests/trtdet/test_lru.py).
 
 The capture itself needs a GPU (tests/trtdet/gpu/test_gpu_pipeline_graph.py); the steps a graph
 holds run under the simulator in tests/trtdet/cuda/simulated/test_sim_pipeline_graph.py.
@@ -13,14 +13,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from trtdet.cuda.pipeline_graph import (
-    CAPTURE_AFTER,
-    LRU,
-    GraphKey,
-    PipelineGraphs,
-    for_pipeline,
-    graph_key,
-)
+from trtdet.cuda.graph_keys import GraphKey, graph_key
+from trtdet.cuda.pipeline_graph import CAPTURE_AFTER, PipelineGraphs, for_pipeline
 from trtdet.postprocess.filter import class_filter
 
 torch = pytest.importorskip("torch")
@@ -32,49 +26,6 @@ def _unpinned(array: np.ndarray) -> bool:
 
 def _image(h: int, w: int) -> np.ndarray:
     return np.zeros((h, w, 3), np.uint8)
-
-
-def test_the_key_is_each_images_shape_the_dtype_and_where_uploads_run():
-    images = [_image(1080, 1920), _image(480, 640)]
-    key = graph_key(images, "float16", 4, _unpinned)
-    assert key == GraphKey(((1080, 1920), (480, 640)), "float16", True)
-    assert key.batch == 2 and key.image_bytes == 1080 * 1920 * 3 + 480 * 640 * 3
-    # same shapes, other pixels: the same key (a camera stream hits one entry)
-    assert graph_key([_image(1080, 1920) + 7, _image(480, 640)], "float16", 4, _unpinned) == key
-    # order matters (staging offsets and transforms follow it), so do dtype and pinned sources
-    assert graph_key(images[::-1], "float16", 4, _unpinned) != key
-    assert graph_key(images, "float32", 4, _unpinned) != key
-    first_pinned = graph_key(images, "float16", 4, lambda a: a is images[0])
-    assert first_pinned is not None and not first_pinned.uploads
-
-
-@pytest.mark.parametrize(
-    "batch",
-    [
-        [],  # empty
-        [_image(8, 8)] * 5,  # over max_batch
-        [np.zeros((8, 8), np.uint8)],  # gray: the ordinary path converts or refuses it
-        [np.zeros((8, 8, 3), np.float32)],
-        [np.zeros((8, 8, 3), np.uint8)[:, ::2]],  # not C-contiguous
-        [np.zeros((0, 8, 3), np.uint8)],
-        [torch.zeros((8, 8, 3), dtype=torch.uint8)],  # tensors take the ordinary path
-    ],
-    ids=["empty", "too-many", "gray", "float", "strided", "empty-image", "tensor"],
-)
-def test_batches_a_graph_does_not_take(batch):
-    assert graph_key(batch, "float16", 4, _unpinned) is None
-
-
-def test_lru_keeps_the_most_recently_used_and_returns_what_it_drops():
-    cache: LRU[str, int] = LRU(2)
-    assert cache.put("a", 1) == [] and cache.put("b", 2) == []
-    assert cache.get("a") == 1  # "a" is now the most recent
-    assert cache.put("c", 3) == [2]
-    assert cache.keys() == ["a", "c"] and "b" not in cache and len(cache) == 2
-    assert cache.get("b") is None
-    assert cache.clear() == [1, 3] and len(cache) == 0
-    with pytest.raises(ValueError, match="capacity: expected >= 1, got 0"):
-        LRU(0)
 
 
 def _stages(decoder=None, **engine):

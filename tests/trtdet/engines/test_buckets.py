@@ -241,7 +241,7 @@ def test_an_evicted_bucket_drops_the_pipeline_graphs_that_recorded_its_engine():
     buckets = BucketEngine(Source(), (640, 640), "cpu", keep=1)
     assert buckets.cuda_graphs
     graphs = PipelineGraphs.__new__(PipelineGraphs)  # only its cache is used here
-    from trtdet.cuda.pipeline_graph import LRU
+    from trtdet.lru import LRU
 
     released = []
     graphs.cache = LRU(8)
