@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import CancelledError
 
 import numpy as np
 import onnx
@@ -12,6 +12,7 @@ import torch
 from onnx import TensorProto, helper
 
 import trtdet
+from tests.concurrent_submits import submit_from_threads
 from trtdet.batching import BatchingWorker
 from trtdet.hookspecs import hookimpl
 from trtdet.model import ModelSpec
@@ -86,20 +87,9 @@ def test_eight_threads_by_a_thousand_submits_each_get_their_own_result(tiny_dete
     images = _images(64, seed=1)
     expected = [tiny_detector(image) for image in images]
     assert all(len(e) > 0 for e in expected)
-    outcomes: list[list[tuple[int, Future]]] = [[] for _ in range(8)]
-
-    def client(k: int) -> None:
-        rng = np.random.default_rng(100 + k)
-        for _ in range(per_thread):
-            i = int(rng.integers(0, len(images)))
-            outcomes[k].append((i, tiny_detector.submit(images[i])))
-
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    results = [(i, future.result(timeout=120)) for per in outcomes for i, future in per]
+    draws = [np.random.default_rng(100 + k).integers(0, len(images), per_thread) for k in range(8)]
+    results = submit_from_threads(tiny_detector, images, lambda k, n: int(draws[k][n]), per_thread=per_thread,
+                                  timeout=120)
     assert len(results) == 8 * per_thread
     mismatched = [i for i, detections in results if not _same(detections, expected[i])]
     assert not mismatched

@@ -5,12 +5,11 @@ Skips with the reason when there is no CUDA GPU, numba-cuda or torch.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
 import trtdet
+from tests.concurrent_submits import submit_from_threads
 from trtdet.io.images import read_image
 
 torch = pytest.importorskip("torch")
@@ -115,19 +114,7 @@ def test_submit_from_eight_threads_on_the_gpu(images, cuda_graphs):
     pytest.importorskip("torch")
     with trtdet.load("yolo", device="cuda", batch=16, cuda_graphs=cuda_graphs) as detector:
         expected = [detector(image) for image in images]
-        futures: list[list] = [[] for _ in range(8)]
-
-        def client(k: int) -> None:
-            for n in range(1000):
-                i = (k + n) % len(images)
-                futures[k].append((i, detector.submit(images[i])))
-
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        results = [(i, future.result(timeout=300)) for per in futures for i, future in per]
+        results = submit_from_threads(detector, images, lambda k, n: (k + n) % len(images))
     assert len(results) == 8000
     wrong = sum(not _same(got, expected[i]) for i, got in results)
     assert wrong == 0, f"{wrong} of 8000 futures got another image's detections"

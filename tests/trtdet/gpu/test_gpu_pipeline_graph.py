@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import itertools
 import resource
-import threading
 
 import cv2
 import numpy as np
 import pytest
 
 import trtdet
+from tests.concurrent_submits import submit_from_threads
 from trtdet.io.images import read_image
 
 torch = pytest.importorskip("torch")
@@ -147,19 +147,7 @@ def test_submit_from_eight_threads_through_pipeline_graphs(images):
     frames = [cv2.resize(image, (640, 480)) for image in images]
     with _load("yolo", batch=4) as detector:
         expected = [_ungraphed(detector, [frame])[0] for frame in frames]
-        futures: list[list] = [[] for _ in range(8)]
-
-        def client(k: int) -> None:
-            for n in range(1000):
-                i = (k + n) % len(frames)
-                futures[k].append((i, detector.submit(frames[i])))
-
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        results = [(i, future.result(timeout=300)) for per in futures for i, future in per]
+        results = submit_from_threads(detector, frames, lambda k, n: (k + n) % len(frames))
         graphs = detector.pipeline_graphs
         assert graphs.disabled_reason is None and len(graphs.cache) >= 1
     assert len(results) == 8000
